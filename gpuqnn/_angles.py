@@ -1,0 +1,131 @@
+"""The angle table: how each angle slot of a program depends on the network's parameters.
+
+Every occurrence of a parameter in a gate is one *slot* k. Its angle is a qiskit
+``ParameterExpression`` of the inputs and weights (or a number). The table evaluates all slots for
+a whole batch at once, and their derivatives for the chain rule. Affine slots (the common case:
+``x``, ``2*x``, ``x + w``, ``-x/2 + 0.3``) take a matrix product; other expressions (products,
+powers, sin/cos, ...) are compiled once to vectorised NumPy functions with sympy.
+
+Shapes: B batch, K slots, P parameters, S selected slots, J selected parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from qiskit.circuit import Parameter, ParameterExpression
+
+
+@dataclass
+class _NonAffineSlot:
+    slot: int
+    columns: list[int]
+    value: Callable[..., np.ndarray]
+    derivatives: dict[int, Callable[..., np.ndarray]] = field(default_factory=dict)
+
+
+class AngleTable:
+    """Evaluates the angles of all slots, and their derivatives, for a batch of parameters.
+
+    Args:
+        expressions: One entry per slot: a ``ParameterExpression`` or a real number.
+        parameters: The network's parameters in column order (inputs, then weights).
+    """
+
+    def __init__(self, expressions: Sequence[ParameterExpression | float],
+                 parameters: Sequence[Parameter]) -> None:
+        self.num_slots = len(expressions)
+        self.num_parameters = len(parameters)
+        column = {param: j for j, param in enumerate(parameters)}
+        self.offset = np.zeros(self.num_slots)
+        self.coeff = np.zeros((self.num_slots, self.num_parameters))
+        self.depends = np.zeros((self.num_slots, self.num_parameters), dtype=bool)
+        self._nonaffine: list[_NonAffineSlot] = []
+        for k, expr in enumerate(expressions):
+            if not isinstance(expr, ParameterExpression) or not expr.parameters:
+                self.offset[k] = _real(expr)
+                continue
+            cols = sorted(column[p] for p in expr.parameters)
+            self.depends[k, cols] = True
+            self._add_slot(k, expr, cols, parameters)
+
+    def _add_slot(self, k: int, expr: ParameterExpression, cols: list[int],
+                  parameters: Sequence[Parameter]) -> None:
+        import sympy  # noqa: PLC0415 - only needed at compile time
+
+        sym = expr.sympify()
+        symbols = {s.name: s for s in sym.free_symbols}
+        args = [symbols[parameters[j].name] for j in cols]
+        grads = {j: sympy.diff(sym, s) for j, s in zip(cols, args, strict=True)}
+        if all(not g.free_symbols for g in grads.values()):
+            self.offset[k] = _real(complex(sym.subs({s: 0 for s in args})))
+            for j, g in grads.items():
+                self.coeff[k, j] = _real(complex(g))
+            return
+        value = sympy.lambdify(args, sym, modules="numpy", dummify=True)
+        derivs = {j: sympy.lambdify(args, g, modules="numpy", dummify=True)
+                  for j, g in grads.items()}
+        self._nonaffine.append(_NonAffineSlot(k, cols, value, derivs))
+
+    @property
+    def is_affine(self) -> bool:
+        """Whether every slot is an affine function of the parameters."""
+        return not self._nonaffine
+
+    def angles(self, params: np.ndarray) -> np.ndarray:
+        """Angles of every slot.
+
+        Args:
+            params: (B, P) float64 parameter values.
+
+        Returns:
+            (B, K) float64 angles.
+        """
+        out = params @ self.coeff.T
+        out += self.offset
+        for item in self._nonaffine:
+            cols = [params[:, j] for j in item.columns]
+            out[:, item.slot] = np.real(item.value(*cols))
+        return out
+
+    def jacobian(self, params: np.ndarray, slots: Sequence[int],
+                 columns: Sequence[int]) -> np.ndarray:
+        """Derivatives of selected slots' angles with respect to selected parameters.
+
+        Args:
+            params: (B, P) float64 parameter values.
+            slots: the S slot indices.
+            columns: the J parameter columns.
+
+        Returns:
+            (B, S, J) float64, or (1, S, J) when every selected slot is affine.
+        """
+        slots = list(slots)
+        columns = list(columns)
+        jac = self.coeff[np.ix_(slots, columns)][None]
+        position = {k: s for s, k in enumerate(slots)}
+        where = {j: c for c, j in enumerate(columns)}
+        chosen = [item for item in self._nonaffine if item.slot in position]
+        if not chosen:
+            return jac
+        jac = np.repeat(jac, params.shape[0], axis=0)
+        for item in chosen:
+            cols = [params[:, j] for j in item.columns]
+            for j, deriv in item.derivatives.items():
+                if j in where:
+                    jac[:, position[item.slot], where[j]] = np.real(deriv(*cols))
+        return jac
+
+    def __getstate__(self) -> dict:
+        raise TypeError("AngleTable is rebuilt from the circuit; it is not pickled")
+
+
+def _real(value: complex | float | ParameterExpression) -> float:
+    if isinstance(value, ParameterExpression):
+        value = complex(value)
+    value = complex(value)
+    if abs(value.imag) > 1e-12 * max(1.0, abs(value.real)):
+        raise ValueError(f"gate angle {value} is not real")
+    return float(value.real)

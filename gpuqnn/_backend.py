@@ -1,0 +1,146 @@
+"""Array backends: which array module, device and dtype the engine runs with.
+
+The engine is written once against an array module (``numpy`` or ``cupy``). A :class:`Backend`
+names that module, the device and the complex dtype; it is the only place where CuPy is imported
+(lazily) and where data crosses between host and device.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"complex128": np.complex128, "complex64": np.complex64}
+_CUDA_RE = re.compile(r"^cuda:(\d+)$")
+_INSTALL_HINT = 'install the CUDA extra: pip install "gpuqnn[cuda12]" or "gpuqnn[cuda13]"'
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The array module, device and dtypes the engine uses.
+
+    Attributes:
+        xp: The array module, ``numpy`` or ``cupy``.
+        name: ``"cpu"`` or ``"cuda:N"``.
+        dtype: Complex dtype of the statevectors (``complex128`` or ``complex64``).
+    """
+
+    xp: ModuleType
+    name: str
+    dtype: np.dtype
+
+    @property
+    def real_dtype(self) -> np.dtype:
+        """The real dtype matching :attr:`dtype` (float64 or float32)."""
+        return np.dtype(np.float64 if self.dtype == np.complex128 else np.float32)
+
+    @property
+    def is_gpu(self) -> bool:
+        """Whether the arrays live on a CUDA device."""
+        return self.name != "cpu"
+
+    def asarray(self, array: Any, dtype: Any = None) -> Any:
+        """Copy a host array to the backend's device (no copy on the CPU backend)."""
+        if self.is_gpu:
+            with self.xp.cuda.Device(_device_index(self.name)):
+                return self.xp.asarray(array, dtype=dtype)
+        return np.asarray(array, dtype=dtype)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        """Copy a backend array to a host NumPy array."""
+        if self.is_gpu:
+            return self.xp.asnumpy(array)
+        return np.asarray(array)
+
+    def free_memory(self) -> int:
+        """Bytes of memory currently available to this backend (host RAM or device memory)."""
+        if self.is_gpu:
+            with self.xp.cuda.Device(_device_index(self.name)):
+                free, _total = self.xp.cuda.runtime.memGetInfo()
+            return int(free)
+        return host_available_memory()
+
+
+def host_available_memory() -> int:
+    """Bytes of host memory available now (``MemAvailable``), with a portable fallback."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 * 1024**3
+
+
+def _device_index(name: str) -> int:
+    match = _CUDA_RE.match(name)
+    return int(match.group(1)) if match else 0
+
+
+def _load_cupy(device_index: int) -> tuple[ModuleType | None, str]:
+    """Import CuPy and check that ``device_index`` answers; returns (cupy or None, reason)."""
+    try:
+        import cupy  # noqa: PLC0415 - lazy on purpose: import gpuqnn never imports CuPy
+    except Exception as exc:  # ImportError, or a broken CUDA install raising at import
+        return None, f"CuPy is not importable ({type(exc).__name__}: {exc})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+        if device_index >= count:
+            return None, f"CUDA device {device_index} does not exist ({count} device(s) found)"
+        with cupy.cuda.Device(device_index):
+            cupy.zeros(1).sum().item()
+    except Exception as exc:  # CUDARuntimeError without a driver, and similar
+        return None, f"no usable CUDA device ({type(exc).__name__}: {exc})"
+    return cupy, ""
+
+
+def select_backend(device: str = "auto", dtype: str = "complex128") -> Backend:
+    """Choose the backend for ``device`` and ``dtype``.
+
+    Args:
+        device: ``"auto"`` (CuPy on a working CUDA device, else NumPy, silently), ``"cpu"``,
+            ``"gpu"`` (CUDA device 0) or ``"cuda:N"``.
+        dtype: ``"complex128"`` (default) or ``"complex64"``.
+
+    Returns:
+        The backend.
+
+    Raises:
+        ValueError: ``device`` or ``dtype`` is not one of the accepted values.
+        RuntimeError: a GPU was asked for explicitly but CuPy or a device is missing.
+    """
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
+        if isinstance(dtype, type | np.dtype) and np.dtype(dtype).name in _DTYPES:
+            dtype = np.dtype(dtype).name
+        else:
+            raise ValueError(
+                f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}"
+            )
+    complex_dtype = np.dtype(_DTYPES[dtype])
+    if not isinstance(device, str) or not (
+        device in ("auto", "cpu", "gpu") or _CUDA_RE.match(device)
+    ):
+        raise ValueError(f"device must be 'auto', 'cpu', 'gpu' or 'cuda:N', got {device!r}")
+    if device == "cpu":
+        return Backend(np, "cpu", complex_dtype)
+    index = _device_index(device)
+    cupy, reason = _load_cupy(index)
+    if cupy is None:
+        if device == "auto":
+            logger.info("device='auto': using NumPy on the CPU because %s", reason)
+            return Backend(np, "cpu", complex_dtype)
+        raise RuntimeError(f"device={device!r} needs a CUDA GPU, but {reason}; {_INSTALL_HINT}")
+    logger.info("using CuPy on cuda:%d", index)
+    return Backend(cupy, f"cuda:{index}", complex_dtype)

@@ -1,0 +1,392 @@
+"""Compile a qiskit circuit once into a :class:`Program` of native ops and an angle table.
+
+Native op kinds (all act on ``targets``, optionally only where ``controls`` hold ``ctrl_state``):
+
+- ``dense``: a constant 2**k x 2**k matrix;
+- ``diag``: a constant diagonal;
+- ``perm``: a constant permutation with phases (x, cx, swap, ccx, y, ...): index moves only;
+- ``rot``: ``exp(-i theta/2 G)`` for an involutory generator G with one non-zero per row
+  (rx, ry, rz, rxx, ryy, rzz, rzx and their controlled versions), angle from one slot;
+- ``phase``: ``diag(1, exp(i theta))`` (p, u1 and controlled phases), angle from one slot.
+
+Gates outside this set are rewritten once through their qiskit definitions; ``u``/``u3``/``u2``
+become ``rz ry rz`` (global phases are dropped, which no output can observe). Gates whose
+parameters are all bound become constant matrices. Runs of constant single-qubit gates on one
+qubit are fused into one matrix. Qubits that no gate touches are left out of the simulation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from qiskit.circuit import (
+    AnnotatedOperation,
+    ControlFlowOp,
+    ControlModifier,
+    ControlledGate,
+    Gate,
+    Parameter,
+    ParameterExpression,
+    QuantumCircuit,
+)
+from qiskit.circuit.library import (
+    RXGate,
+    RXXGate,
+    RYGate,
+    RYYGate,
+    RZGate,
+    RZXGate,
+    RZZGate,
+)
+from qiskit.quantum_info import Operator
+from qiskit_machine_learning.exceptions import QiskitMachineLearningError
+
+from ._angles import AngleTable
+
+_ROTATIONS = {
+    "rx": RXGate, "ry": RYGate, "rz": RZGate,
+    "rxx": RXXGate, "ryy": RYYGate, "rzz": RZZGate, "rzx": RZXGate,
+}
+_PHASES = {"p", "u1"}
+_SKIPPED = {"barrier", "delay", "id", "global_phase"}
+_ATOL = 1e-12
+
+# Parameter-shift rules: (coefficient, shift) pairs with d f/d theta = sum c * f(theta + shift).
+_TWO_TERM = ((0.5, np.pi / 2), (-0.5, -np.pi / 2))
+_C1 = (np.sqrt(2) + 1) / (4 * np.sqrt(2))
+_C2 = (np.sqrt(2) - 1) / (4 * np.sqrt(2))
+# Controlled Pauli rotations have generator eigenvalues {0, +-1/2}: two frequencies.
+_FOUR_TERM = ((_C1, np.pi / 2), (-_C1, -np.pi / 2), (-_C2, 3 * np.pi / 2), (_C2, -3 * np.pi / 2))
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    """One native op of a program.
+
+    Attributes:
+        kind: ``"dense"``, ``"diag"``, ``"perm"``, ``"rot"`` or ``"phase"``.
+        targets: target qubits; ``targets[t]`` is bit t of the op's matrix index.
+        controls: control qubits.
+        ctrl_state: required control bits, bit i for ``controls[i]``.
+        matrix: ``dense``: (2**k, 2**k) complex; ``diag``: (2**k,) complex;
+            ``perm``: (2**k,) complex phases with ``source``; ``rot``: (2**k,) complex
+            ``-i G[j, source[j]]``; ``phase``: None.
+        source: ``perm``/``rot``: (2**k,) int, the index each output amplitude comes from.
+        slot: angle slot of ``rot``/``phase`` ops, else -1.
+    """
+
+    kind: str
+    targets: tuple[int, ...]
+    controls: tuple[int, ...] = ()
+    ctrl_state: int = 0
+    matrix: np.ndarray | None = None
+    source: np.ndarray | None = None
+    slot: int = -1
+
+    @property
+    def qubits(self) -> tuple[int, ...]:
+        """Targets and controls."""
+        return self.targets + self.controls
+
+    @property
+    def shift_rule(self) -> tuple[tuple[float, float], ...]:
+        """The parameter-shift rule for this op's slot."""
+        if self.kind == "rot" and self.controls:
+            return _FOUR_TERM
+        return _TWO_TERM
+
+    def remap(self, mapping: Sequence[int]) -> Op:
+        """The same op on qubits renamed by ``mapping``."""
+        return Op(self.kind, tuple(mapping[q] for q in self.targets),
+                  tuple(mapping[q] for q in self.controls), self.ctrl_state,
+                  self.matrix, self.source, self.slot)
+
+
+@dataclass
+class Program:
+    """A compiled circuit.
+
+    Attributes:
+        num_qubits: qubits simulated (those some gate touches).
+        qubit_map: (circuit qubits,) position of each circuit qubit in the simulated register,
+            or -1 for a qubit that no gate touches (it stays in |0>).
+        ops: the native ops in order.
+        angles: the angle table of the ``rot``/``phase`` slots.
+        slot_ops: (K,) index into ``ops`` of each slot's op.
+        measurements: clbit index -> circuit qubit index, for the final measurements.
+        num_clbits: clbits of the circuit.
+    """
+
+    num_qubits: int
+    qubit_map: np.ndarray
+    ops: tuple[Op, ...]
+    angles: AngleTable
+    slot_ops: np.ndarray
+    measurements: dict[int, int] = field(default_factory=dict)
+    num_clbits: int = 0
+
+
+def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> Program:
+    """Compile ``circuit`` for the engine.
+
+    Args:
+        circuit: the circuit; its free parameters must all be in ``parameters``.
+        parameters: the P parameters in column order (inputs, then weights).
+
+    Returns:
+        The program.
+
+    Raises:
+        QiskitMachineLearningError: the circuit holds a mid-circuit measurement, a reset,
+            classical control flow, or a gate that cannot be simulated.
+    """
+    emitter = _Emitter()
+    measured: dict[int, int] = {}
+    measured_qubits: set[int] = set()
+    for inst in circuit.data:
+        op = inst.operation
+        qubits = [circuit.find_bit(q).index for q in inst.qubits]
+        if op.name == "measure":
+            clbit = circuit.find_bit(inst.clbits[0]).index
+            measured[clbit] = qubits[0]
+            measured_qubits.add(qubits[0])
+            continue
+        if op.name in _SKIPPED:
+            continue
+        if isinstance(op, ControlFlowOp):
+            raise QiskitMachineLearningError(
+                f"circuit contains the classically controlled instruction '{op.name}', which "
+                "the statevector engine cannot simulate; remove it from the circuit"
+            )
+        touched = measured_qubits.intersection(qubits)
+        if touched:
+            raise QiskitMachineLearningError(
+                f"circuit applies '{op.name}' to qubit {min(touched)} after a 'measure' on it: "
+                "mid-circuit measurements are not supported (only final measurements are)"
+            )
+        emitter.emit(op, qubits)
+    ops = emitter.finish()
+    used = sorted({q for op in ops for q in op.qubits})
+    qubit_map = np.full(circuit.num_qubits, -1, dtype=np.int64)
+    qubit_map[used] = np.arange(len(used))
+    ops = tuple(op.remap(qubit_map) for op in ops)
+    table = AngleTable(emitter.slot_exprs, parameters)
+    slot_ops = np.zeros(len(emitter.slot_exprs), dtype=np.int64)
+    for i, op in enumerate(ops):
+        if op.slot >= 0:
+            slot_ops[op.slot] = i
+    return Program(len(used), qubit_map, ops, table, slot_ops, measured, circuit.num_clbits)
+
+
+class _Emitter:
+    """Turns gates into native ops, fusing constant single-qubit gates per qubit."""
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self.slot_exprs: list[ParameterExpression] = []
+        self._pending: dict[int, np.ndarray] = {}
+
+    def finish(self) -> list[Op]:
+        for q in sorted(self._pending):
+            self._flush(q)
+        return self.ops
+
+    def _flush(self, qubit: int) -> None:
+        matrix = self._pending.pop(qubit, None)
+        if matrix is not None:
+            op = _constant_op(matrix, (qubit,), (), 0)
+            if op is not None:
+                self.ops.append(op)
+
+    def _append(self, op: Op) -> None:
+        for q in op.qubits:
+            self._flush(q)
+        self.ops.append(op)
+
+    def emit(self, gate, qubits: list[int]) -> None:
+        name = gate.name
+        if name == "reset":
+            raise QiskitMachineLearningError(
+                "circuit contains a 'reset', which the statevector engine cannot simulate"
+            )
+        if name in _SKIPPED:
+            return
+        if isinstance(gate, AnnotatedOperation):
+            self._emit_annotated(gate, qubits)
+            return
+        if not isinstance(gate, Gate):
+            raise QiskitMachineLearningError(
+                f"circuit contains the instruction '{name}', which is not a unitary gate and "
+                "cannot be simulated by the statevector engine"
+            )
+        if not _is_symbolic(gate.params):
+            matrix = _try_matrix(gate)
+            if matrix is not None:
+                self._emit_constant(gate, matrix, qubits)
+                return
+        if name in _ROTATIONS:
+            self._emit_rotation(name, gate.params[0], tuple(qubits), (), 0)
+            return
+        if name in _PHASES:
+            self._emit_phase(gate.params[0], qubits[0], (), 0)
+            return
+        if name in ("u", "u3", "u2"):
+            theta, phi, lam = gate.params if name != "u2" else (np.pi / 2, *gate.params)
+            self._emit_rotation("rz", lam, (qubits[0],), (), 0)
+            self._emit_rotation("ry", theta, (qubits[0],), (), 0)
+            self._emit_rotation("rz", phi, (qubits[0],), (), 0)
+            return
+        if isinstance(gate, ControlledGate) and gate.base_gate.name in (*_ROTATIONS, *_PHASES):
+            n_ctrl = gate.num_ctrl_qubits
+            controls, targets = tuple(qubits[:n_ctrl]), tuple(qubits[n_ctrl:])
+            angle = gate.base_gate.params[0]
+            if gate.base_gate.name in _PHASES:
+                self._emit_phase(angle, targets[0], controls, gate.ctrl_state)
+            else:
+                self._emit_rotation(gate.base_gate.name, angle, targets, controls,
+                                    gate.ctrl_state)
+            return
+        definition = gate.definition
+        if definition is None:
+            raise QiskitMachineLearningError(
+                f"gate '{name}' has neither a matrix nor a definition and cannot be simulated"
+            )
+        for inst in definition.data:
+            sub_qubits = [qubits[definition.find_bit(q).index] for q in inst.qubits]
+            if inst.clbits or inst.operation.name == "measure":
+                raise QiskitMachineLearningError(
+                    f"gate '{name}' contains '{inst.operation.name}', which cannot be simulated"
+                )
+            self.emit(inst.operation, sub_qubits)
+
+    def _emit_annotated(self, op: AnnotatedOperation, qubits: list[int]) -> None:
+        """Controlled versions of native gates (``gate.control(annotated=True)``); other
+        annotated operations only when their parameters are bound."""
+        modifiers = list(op.modifiers)
+        base = op.base_op
+        if len(modifiers) == 1 and isinstance(modifiers[0], ControlModifier):
+            modifier = modifiers[0]
+            controlled = base.control(modifier.num_ctrl_qubits, ctrl_state=modifier.ctrl_state,
+                                      annotated=False)
+            self.emit(controlled, qubits)
+            return
+        if _is_symbolic(getattr(base, "params", [])):
+            raise QiskitMachineLearningError(
+                f"annotated operation '{op.name}' with modifiers {modifiers} and unbound "
+                "parameters cannot be simulated; bind its parameters or use gate.control()"
+            )
+        self._emit_constant(op, Operator(op).data, qubits)
+
+    def _emit_constant(self, gate, matrix: np.ndarray, qubits: list[int]) -> None:
+        if isinstance(gate, ControlledGate) and gate.num_ctrl_qubits:
+            n_ctrl = gate.num_ctrl_qubits
+            base = _controlled_block(matrix, n_ctrl, gate.ctrl_state)
+            if base is not None:
+                op = _constant_op(base, tuple(qubits[n_ctrl:]), tuple(qubits[:n_ctrl]),
+                                  gate.ctrl_state)
+                if op is not None:
+                    self._append(op)
+                return
+        if len(qubits) == 1:
+            q = qubits[0]
+            previous = self._pending.get(q)
+            self._pending[q] = matrix if previous is None else matrix @ previous
+            return
+        if len(qubits) > 3 and not (_is_diagonal(matrix) or _is_permutation(matrix)):
+            if gate.definition is not None:
+                for inst in gate.definition.data:
+                    sub = [qubits[gate.definition.find_bit(q).index] for q in inst.qubits]
+                    self.emit(inst.operation, sub)
+                return
+        op = _constant_op(matrix, tuple(qubits), (), 0)
+        if op is not None:
+            self._append(op)
+
+    def _new_slot(self, angle) -> int:
+        self.slot_exprs.append(angle)
+        return len(self.slot_exprs) - 1
+
+    def _emit_rotation(self, name: str, angle, targets: tuple[int, ...],
+                       controls: tuple[int, ...], ctrl_state: int) -> None:
+        gate_cls = _ROTATIONS[name]
+        if not _is_symbolic([angle]):
+            matrix = gate_cls(float(_number(angle))).to_matrix()
+            op = _constant_op(matrix, targets, controls, ctrl_state)
+            if op is not None:
+                self._append(op)
+            return
+        generator = 1j * gate_cls(np.pi).to_matrix()
+        source = np.argmax(np.abs(generator) > 0.5, axis=1)
+        coeffs = -1j * generator[np.arange(len(source)), source]
+        self._append(Op("rot", targets, controls, ctrl_state, coeffs, source,
+                        self._new_slot(angle)))
+
+    def _emit_phase(self, angle, target: int, controls: tuple[int, ...], ctrl_state: int) -> None:
+        if not _is_symbolic([angle]):
+            matrix = np.diag([1.0, np.exp(1j * float(_number(angle)))])
+            op = _constant_op(matrix, (target,), controls, ctrl_state)
+            if op is not None:
+                self._append(op)
+            return
+        self._append(Op("phase", (target,), controls, ctrl_state, slot=self._new_slot(angle)))
+
+
+def _constant_op(matrix: np.ndarray, targets: tuple[int, ...], controls: tuple[int, ...],
+                 ctrl_state: int) -> Op | None:
+    """A constant op for ``matrix``, classified as diag/perm/dense; None for the identity."""
+    matrix = np.asarray(matrix, dtype=complex)
+    if _is_diagonal(matrix):
+        diag = np.diag(matrix).copy()
+        if np.allclose(diag, 1.0, atol=_ATOL, rtol=0):
+            return None
+        return Op("diag", targets, controls, ctrl_state, diag)
+    if _is_permutation(matrix):
+        source = np.argmax(np.abs(matrix) > _ATOL, axis=1)
+        phases = matrix[np.arange(len(source)), source].copy()
+        return Op("perm", targets, controls, ctrl_state, phases, source)
+    return Op("dense", targets, controls, ctrl_state, matrix)
+
+
+def _controlled_block(matrix: np.ndarray, n_ctrl: int, ctrl_state: int) -> np.ndarray | None:
+    """The block a controlled gate applies where its controls hold ``ctrl_state``, or None
+    if the matrix is not the identity elsewhere. Read from the full matrix, so phases that
+    qiskit keeps outside ``base_gate`` (e.g. CU's gamma) are included."""
+    dim = matrix.shape[0]
+    n_target = dim.bit_length() - 1 - n_ctrl
+    inside = ctrl_state + (np.arange(2**n_target) << n_ctrl)
+    block = matrix[np.ix_(inside, inside)]
+    rest = np.setdiff1d(np.arange(dim), inside)
+    expected = np.eye(dim, dtype=complex)
+    expected[np.ix_(inside, inside)] = block
+    if rest.size and not np.allclose(matrix, expected, atol=_ATOL, rtol=0):
+        return None
+    return block
+
+
+def _is_diagonal(matrix: np.ndarray) -> bool:
+    return bool(np.allclose(matrix - np.diag(np.diag(matrix)), 0.0, atol=_ATOL, rtol=0))
+
+
+def _is_permutation(matrix: np.ndarray) -> bool:
+    nonzero = np.abs(matrix) > _ATOL
+    return bool(np.all(nonzero.sum(axis=0) == 1) and np.all(nonzero.sum(axis=1) == 1))
+
+
+def _is_symbolic(params: Sequence) -> bool:
+    return any(isinstance(p, ParameterExpression) and p.parameters for p in params)
+
+
+def _number(value) -> complex:
+    if isinstance(value, ParameterExpression):
+        return complex(value)
+    return value
+
+
+def _try_matrix(gate) -> np.ndarray | None:
+    try:
+        matrix = gate.to_matrix()
+    except Exception:  # gates without a matrix form, e.g. opaque or parameterised ones
+        return None
+    return np.asarray(matrix, dtype=complex)

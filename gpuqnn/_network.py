@@ -1,0 +1,245 @@
+"""What gpuqnn's EstimatorQNN and SamplerQNN share: options, input checks, the engine's life cycle.
+
+:class:`EngineNetwork` is a mixin placed before qiskit-machine-learning's network class in the
+MRO. It checks the boundary (constructor options, parameters, forward/backward inputs), compiles
+the circuit once, and routes ``_forward``/``_backward`` to the batched engine whenever the
+network's primitives are exact statevector ones; otherwise to the parent's own code, unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+from qiskit.circuit import Parameter, QuantumCircuit
+from qiskit_machine_learning.exceptions import QiskitMachineLearningError
+
+from ._backend import Backend, select_backend
+from ._compile import Program, compile_circuit
+from ._simulate import Simulator
+
+GRADIENT_METHODS = ("auto", "parameter_shift")
+
+
+def check_parameters(circuit: QuantumCircuit, input_params: Sequence[Parameter] | None,
+                     weight_params: Sequence[Parameter] | None) -> None:
+    """Check the declared parameters against the circuit.
+
+    Raises:
+        TypeError: ``circuit`` is not a QuantumCircuit.
+        ValueError: a parameter is declared twice, is not in the circuit, or a circuit
+            parameter is declared as neither input nor weight.
+    """
+    if not isinstance(circuit, QuantumCircuit):
+        raise TypeError(f"circuit must be a qiskit QuantumCircuit, got {type(circuit).__name__}")
+    inputs = list(input_params) if input_params is not None else []
+    weights = list(weight_params) if weight_params is not None else []
+    present = set(circuit.parameters)
+    seen: dict[Parameter, str] = {}
+    for kind, params in (("input_params", inputs), ("weight_params", weights)):
+        for param in params:
+            if not isinstance(param, Parameter):
+                raise TypeError(f"{kind} must hold qiskit Parameters, got {param!r}")
+            if param in seen:
+                raise ValueError(
+                    f"parameter '{param.name}' is listed in both {seen[param]} and {kind}"
+                    if seen[param] != kind else f"parameter '{param.name}' is listed twice in {kind}"
+                )
+            seen[param] = kind
+            if param not in present:
+                raise ValueError(f"{kind} holds '{param.name}', which is not a parameter of "
+                                 f"the circuit (its parameters: {sorted(p.name for p in present)})")
+    free = sorted(p.name for p in present if p not in seen)
+    if free:
+        raise ValueError(f"circuit parameters {free} are in neither input_params nor "
+                         "weight_params; declare each one as an input or a weight")
+
+
+def check_max_memory(max_memory: int | str | None) -> int | None:
+    """None or 'auto' -> None (half of free memory at call time); else a positive int."""
+    if max_memory is None or max_memory == "auto":
+        return None
+    if isinstance(max_memory, bool) or not isinstance(max_memory, Integral) or max_memory <= 0:
+        raise ValueError(f"max_memory must be a positive number of bytes or 'auto', "
+                         f"got {max_memory!r}")
+    return int(max_memory)
+
+
+class EngineNetwork:
+    """Mixin: engine options, boundary checks and routing between engine and parent."""
+
+    _engine_keys = ("_backend", "_simulator", "_program", "_engine_error")
+
+    def _init_engine(self, device: str, dtype: str, gradient_method: str,
+                     max_memory: int | str | None) -> None:
+        self._device_request = device
+        self._dtype_name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+        self._gradient_method = gradient_method
+        self._max_memory = check_max_memory(max_memory)
+        self._backend: Backend = select_backend(device, dtype)
+        self._simulator: Simulator | None = None
+        self._program: Program | None = None
+        self._engine_error: Exception | None = None
+        if self._engine_serves_forward():
+            self._build_engine()
+
+    @staticmethod
+    def _check_options(device: str, dtype: str, gradient_method: str,
+                       max_memory: int | str | None) -> None:
+        select_backend("cpu", dtype)  # validates dtype without touching any GPU
+        if not isinstance(device, str):
+            raise ValueError(f"device must be 'auto', 'cpu', 'gpu' or 'cuda:N', got {device!r}")
+        if gradient_method not in GRADIENT_METHODS:
+            raise ValueError(f"gradient_method must be one of {GRADIENT_METHODS}, "
+                             f"got {gradient_method!r}")
+        check_max_memory(max_memory)
+
+    # ---- what subclasses provide ------------------------------------------------------------
+    def _engine_serves_forward(self) -> bool:
+        raise NotImplementedError
+
+    def _engine_serves_backward(self) -> bool:
+        raise NotImplementedError
+
+    def _make_readout(self, program: Program) -> Any:
+        raise NotImplementedError
+
+    def _finish(self, values: np.ndarray, gradient: bool) -> np.ndarray:
+        """Turn (B, O[, J]) engine values into the network's output format."""
+        return values
+
+    # ---- engine life cycle ------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        """Where the engine runs: ``"cpu"`` or ``"cuda:N"``."""
+        return self._backend.name
+
+    @property
+    def dtype(self) -> str:
+        """The statevectors' complex dtype."""
+        return self._backend.dtype.name
+
+    @property
+    def gradient_method(self) -> str:
+        """The gradient method the engine uses (``"parameter_shift"``)."""
+        return "parameter_shift"
+
+    @property
+    def max_memory(self) -> int | None:
+        """Bound on the bytes of statevectors held at once; None: half of free memory."""
+        return self._max_memory
+
+    def _build_engine(self) -> None:
+        parameters = list(self._circuit.parameters)
+        self._program = compile_circuit(self._circuit, parameters)
+        self._simulator = Simulator(self._program, self._make_readout(self._program),
+                                    self._backend)
+
+    def _engine(self) -> Simulator:
+        if self._simulator is None:
+            self._build_engine()
+        return self._simulator
+
+    def _rebuild_readout(self) -> None:
+        if self._program is not None:
+            self._simulator = Simulator(self._program, self._make_readout(self._program),
+                                        self._backend)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        for key in self._engine_keys:
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._backend = select_backend(self._device_request, self._dtype_name)
+        self._simulator = None
+        self._program = None
+        self._engine_error = None
+        if self._engine_serves_forward():
+            self._build_engine()
+
+    def __repr__(self) -> str:
+        engine = "engine" if self._engine_serves_forward() else "delegating to qiskit primitives"
+        return (f"{type(self).__name__}(num_qubits={self._circuit.num_qubits}, "
+                f"num_inputs={self.num_inputs}, num_weights={self.num_weights}, "
+                f"output_shape={self.output_shape}, device='{self.device}', "
+                f"dtype='{self.dtype}', gradient_method='{self.gradient_method}', {engine})")
+
+    # ---- boundary checks --------------------------------------------------------------------
+    def _validate_input(self, input_data: Any) -> tuple[np.ndarray | None, tuple | None]:
+        if input_data is None:
+            if self.num_inputs > 0:
+                raise ValueError(f"input_data is None, but the network has {self.num_inputs} "
+                                 "inputs; pass an array whose last dimension is num_inputs")
+            return None, None
+        try:
+            array = np.asarray(input_data, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"input_data must be an array of real numbers: {exc}") from exc
+        if array.ndim == 0 and self.num_inputs != 1:
+            raise QiskitMachineLearningError(
+                f"input_data is a scalar, but the network has {self.num_inputs} inputs"
+            )
+        if array.ndim > 0 and array.shape[-1] != self.num_inputs:
+            raise QiskitMachineLearningError(
+                f"input_data has shape {array.shape}: its last dimension must equal the "
+                f"number of inputs, {self.num_inputs}, but got {array.shape[-1]}"
+            )
+        if not np.all(np.isfinite(array)):
+            raise ValueError("input_data must be finite, but it holds NaN or infinite values")
+        return super()._validate_input(array)
+
+    def _validate_weights(self, weights: Any) -> np.ndarray | None:
+        if weights is None:
+            if self.num_weights > 0:
+                raise ValueError(f"weights is None, but the network has {self.num_weights} "
+                                 "weights")
+            return None
+        try:
+            array = np.asarray(weights, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"weights must be an array of real numbers: {exc}") from exc
+        if array.size != self.num_weights:
+            raise ValueError(f"weights must hold num_weights={self.num_weights} values, got "
+                             f"an array of shape {array.shape}")
+        if not np.all(np.isfinite(array)):
+            raise ValueError("weights must be finite, but they hold NaN or infinite values")
+        return array.reshape(self.num_weights)
+
+    # ---- passes -----------------------------------------------------------------------------
+    def _parameter_matrix(self, input_data: np.ndarray | None,
+                          weights: np.ndarray | None) -> np.ndarray:
+        """(B, P) float64 rows of inputs then weights, batched like the parent class does."""
+        params, num_samples = self._preprocess_forward(input_data, weights)
+        return np.asarray(params, dtype=float).reshape(num_samples, -1)
+
+    def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> Any:
+        if not self._engine_serves_forward():
+            return super()._forward(input_data, weights)
+        params = self._parameter_matrix(input_data, weights)
+        values = self._engine().forward(params, self._max_memory)
+        return self._finish(values, gradient=False)
+
+    def _backward(self, input_data: np.ndarray | None,
+                  weights: np.ndarray | None) -> tuple[Any, Any]:
+        if not self._engine_serves_backward():
+            return super()._backward(input_data, weights)
+        params = self._parameter_matrix(input_data, weights)
+        if params.size == 0 or (not self._input_gradients and self.num_weights == 0):
+            return None, None
+        first = 0 if self._input_gradients else self.num_inputs
+        columns = range(first, params.shape[1])
+        grad = self._engine().backward(params, columns, self._max_memory,
+                                       **self._backward_options())
+        input_grad = None
+        if self._input_gradients:
+            input_grad = self._finish(grad[..., : self.num_inputs], gradient=True)
+        weight_grad = self._finish(grad[..., grad.shape[-1] - self.num_weights:], gradient=True)
+        return input_grad, weight_grad
+
+    def _backward_options(self) -> dict:
+        return {}

@@ -1,0 +1,51 @@
+"""Which user-supplied primitives and gradients the engine can stand in for.
+
+The engine computes exact statevector results. It serves a network only when the primitives the
+user passed (or the defaults) would compute those same exact values; anything else (shots,
+hardware, noisy simulators, stochastic gradients) runs through qiskit-machine-learning's code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qiskit.primitives import StatevectorEstimator
+from qiskit_machine_learning.gradients import (
+    LinCombEstimatorGradient,
+    LinCombSamplerGradient,
+    ParamShiftEstimatorGradient,
+    ParamShiftSamplerGradient,
+)
+from qiskit_machine_learning.primitives import QMLEstimator, QMLSampler
+
+
+def exact_estimator(estimator: Any, precision: float | None) -> bool:
+    """Whether ``estimator`` run with ``precision`` gives exact expectation values."""
+    if isinstance(estimator, QMLEstimator):
+        return bool(getattr(estimator, "_exact_mode", False))
+    if type(estimator) is StatevectorEstimator:
+        default = getattr(estimator, "default_precision", None)
+        return precision == 0 and default == 0
+    return False
+
+
+def exact_sampler(sampler: Any) -> bool:
+    """Whether ``sampler`` gives exact probabilities."""
+    return isinstance(sampler, QMLSampler) and bool(getattr(sampler, "_exact_mode", False))
+
+
+def exact_estimator_gradient(gradient: Any) -> bool:
+    """Whether ``gradient`` is an exact analytic gradient over an exact estimator."""
+    if type(gradient) is ParamShiftEstimatorGradient:
+        return exact_estimator(gradient._estimator, 0.0)
+    if type(gradient) is LinCombEstimatorGradient:
+        return (exact_estimator(gradient._estimator, 0.0)
+                and getattr(gradient._derivative_type, "name", "") == "REAL")
+    return False
+
+
+def exact_sampler_gradient(gradient: Any) -> bool:
+    """Whether ``gradient`` is an exact analytic gradient over an exact sampler."""
+    if type(gradient) in (ParamShiftSamplerGradient, LinCombSamplerGradient):
+        return exact_sampler(gradient._sampler)
+    return False

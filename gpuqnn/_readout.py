@@ -1,0 +1,193 @@
+"""Readouts: from final states (R, D) to network outputs (R, O).
+
+- :class:`PauliReadout`: expectation values of ``SparsePauliOp`` observables from x/z bit masks.
+  Terms are grouped by their x mask; diagonal terms (x = 0) of all observables become one real
+  (D, O) weight matrix applied to the probabilities, every other x mask one complex (D, O) matrix
+  applied to ``conj(psi[b ^ x]) * psi[b]``. No dense operator is ever built.
+- :class:`ProbabilityReadout`: probabilities of measured bit strings mapped through ``interpret``
+  with an index table built once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+from qiskit.quantum_info import SparsePauliOp
+
+from ._backend import Backend
+
+_ONE_HOT_LIMIT = 1 << 24  # elements of a dense (D, O) indicator matrix
+
+
+def _popcount(values: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(values.astype(np.uint64)).astype(np.int64)
+
+
+class PauliReadout:
+    """Expectation values of Pauli-sum observables.
+
+    Args:
+        observables: O observables on the circuit's qubits.
+        qubit_map: (circuit qubits,) simulated position of each qubit, -1 if never touched.
+        num_qubits: simulated qubits n (D = 2**n).
+        backend: where the weight matrices live.
+    """
+
+    def __init__(self, observables: Sequence[SparsePauliOp], qubit_map: np.ndarray,
+                 num_qubits: int, backend: Backend) -> None:
+        self.backend = backend
+        self.num_outputs = len(observables)
+        dim = 2**num_qubits
+        basis = np.arange(dim, dtype=np.int64)
+        groups: dict[int, np.ndarray] = {}
+        for o, observable in enumerate(observables):
+            paulis = observable.paulis
+            xs = np.asarray(paulis.x, dtype=bool)
+            zs = np.asarray(paulis.z, dtype=bool)
+            coeffs = np.asarray(observable.coeffs, dtype=complex) * (-1j) ** paulis.phase
+            coeffs = coeffs * 1j ** np.sum(xs & zs, axis=1)
+            idle = qubit_map < 0
+            for x, z, coeff in zip(xs, zs, coeffs, strict=True):
+                if np.any(x & idle):
+                    continue  # X or Y on a qubit that stays |0>: zero expectation
+                xmask = _mask(x, qubit_map)
+                zmask = _mask(z, qubit_map)
+                signs = 1 - 2 * (_popcount(basis & zmask) & 1)
+                column = groups.setdefault(xmask, np.zeros((dim, self.num_outputs), complex))
+                column[:, o] += coeff * signs
+        self._diagonal = None
+        self._offdiag: list[tuple[Any, Any, Any]] = []
+        real = backend.real_dtype
+        for xmask, w in groups.items():
+            if xmask == 0:
+                self._diagonal = backend.asarray(w.real, dtype=real)
+            else:
+                perm = backend.asarray(basis ^ xmask)
+                self._offdiag.append((perm, backend.asarray(w.real, dtype=real),
+                                      backend.asarray(w.imag, dtype=real)))
+
+    def __call__(self, psi: Any) -> Any:
+        """Expectation values.
+
+        Args:
+            psi: (R, D) complex states on the backend.
+
+        Returns:
+            (R, O) real expectation values on the backend.
+        """
+        xp = self.backend.xp
+        out = xp.zeros((psi.shape[0], self.num_outputs), dtype=self.backend.real_dtype)
+        if self._diagonal is not None:
+            probs = psi.real**2
+            probs += psi.imag**2
+            out += probs @ self._diagonal
+        for perm, w_real, w_imag in self._offdiag:
+            prod = xp.conj(psi[:, perm])
+            prod *= psi
+            out += xp.ascontiguousarray(prod.real) @ w_real
+            out -= xp.ascontiguousarray(prod.imag) @ w_imag
+        return out
+
+
+def _mask(bits: np.ndarray, qubit_map: np.ndarray) -> int:
+    mask = 0
+    for q in np.flatnonzero(bits):
+        if qubit_map[q] >= 0:
+            mask |= 1 << int(qubit_map[q])
+    return mask
+
+
+class ProbabilityReadout:
+    """Probabilities of the interpreted measurement outcomes.
+
+    Args:
+        key_bits: for each bit j of the measured key, the simulated qubit it reads, or -1 for a
+            bit that is always 0 (an unmeasured clbit, or a qubit that no gate touches).
+        num_qubits: simulated qubits n (D = 2**n).
+        interpret: maps a key (int) to an int or a tuple of ints; None for the identity.
+        output_shape: the shape of one sample's output.
+        key_limit: keys at or above this are dropped (qiskit-machine-learning keeps keys below
+            2**num_virtual_qubits when there is no layout), or None to keep all.
+        backend: where the index table lives.
+
+    Raises:
+        ValueError: ``interpret`` returns an index outside ``output_shape``.
+    """
+
+    def __init__(self, key_bits: Sequence[int], num_qubits: int,
+                 interpret: Callable[[int], int | tuple[int, ...]] | None,
+                 output_shape: tuple[int, ...], key_limit: int | None,
+                 backend: Backend) -> None:
+        self.backend = backend
+        self.num_outputs = int(np.prod(output_shape))
+        dim = 2**num_qubits
+        basis = np.arange(dim, dtype=np.int64)
+        keys = np.zeros(dim, dtype=np.int64)
+        for j, q in enumerate(key_bits):
+            if q >= 0:
+                keys |= ((basis >> q) & 1) << j
+        unique, inverse = np.unique(keys, return_inverse=True)
+        flat = np.array([_flat_index(interpret, int(k), output_shape) for k in unique],
+                        dtype=np.int64)
+        if key_limit is not None:
+            flat[unique >= key_limit] = -1
+        index = flat[inverse]
+        self._gather = None
+        self._one_hot = None
+        self._order = None
+        if np.array_equal(index, basis) and dim == self.num_outputs:
+            self._gather = True
+        elif dim * self.num_outputs <= _ONE_HOT_LIMIT:
+            one_hot = np.zeros((dim, self.num_outputs))
+            kept = index >= 0
+            one_hot[basis[kept], index[kept]] = 1.0
+            self._one_hot = backend.asarray(one_hot, dtype=backend.real_dtype)
+        else:
+            kept = np.flatnonzero(index >= 0)
+            order = kept[np.argsort(index[kept], kind="stable")]
+            starts = np.searchsorted(index[order], np.arange(self.num_outputs))
+            present = np.unique(index[order])
+            self._order = (backend.asarray(order), starts[present], present)
+
+    def __call__(self, psi: Any) -> Any:
+        """Interpreted probabilities.
+
+        Args:
+            psi: (R, D) complex states on the backend.
+
+        Returns:
+            (R, O) real probabilities on the backend (O = prod(output_shape)).
+        """
+        probs = psi.real**2
+        probs += psi.imag**2
+        if self._gather:
+            return probs
+        if self._one_hot is not None:
+            return probs @ self._one_hot
+        xp = self.backend.xp
+        order, starts, present = self._order
+        out = xp.zeros((psi.shape[0], self.num_outputs), dtype=probs.dtype)
+        out[:, present] = xp.add.reduceat(probs[:, order], self.backend.asarray(starts), axis=1)
+        return out
+
+
+def _flat_index(interpret: Callable | None, key: int,
+                output_shape: tuple[int, ...]) -> int:
+    if interpret is None:
+        value: Any = key
+    else:
+        value = interpret(key)
+    index = (int(value),) if isinstance(value, Integral) else tuple(int(v) for v in value)
+    if len(index) != len(output_shape) or any(
+        not 0 <= i < n for i, n in zip(index, output_shape, strict=True)
+    ):
+        if interpret is None:
+            return -1
+        raise ValueError(
+            f"interpret({key}) returned {value!r}, which is not an index into "
+            f"output_shape {output_shape}"
+        )
+    return int(np.ravel_multi_index(index, output_shape))

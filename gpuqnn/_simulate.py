@@ -1,0 +1,168 @@
+"""Forward and parameter-shift backward passes over a batch, in memory-bounded chunks.
+
+The backward pass packs, for a chunk of samples, the base rows and every shifted copy into ONE
+state tensor: rows ``[0:nb]`` are the samples' unshifted base rows, then one block per
+(slot, shift term), ``nb`` rows each. A shifted block is copied from the base rows just before
+its op, so the prefix before the first shifted op is simulated once per sample. Each op is
+applied to the rows that are live by then. Slot derivatives are combined from the blocks'
+outputs and chained to parameter derivatives through the angle table's Jacobian.
+
+Shapes: B batch, P parameters, J requested parameters, K slots, S shifted slots, O outputs,
+R rows, D = 2**n.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._backend import Backend
+from ._engine import Engine
+from ._compile import Program
+
+# Per-op work is fastest when a chunk's states stay cache-sized; chunks never exceed max_memory.
+_CHUNK_BYTES = 1 << 23
+# Peak bytes per row: the state, an op's temporaries and the readout's.
+_ROW_FACTOR = 4
+
+
+class Simulator:
+    """Forward and backward passes of a program with a readout.
+
+    Args:
+        program: the compiled circuit.
+        readout: maps (R, D) states to (R, O) real outputs on the backend.
+        backend: array module, device and dtype.
+    """
+
+    def __init__(self, program: Program, readout: Callable[[Any], Any],
+                 backend: Backend) -> None:
+        self.program = program
+        self.readout = readout
+        self.backend = backend
+        self.engine = Engine(program, backend)
+        self.num_outputs = readout.num_outputs
+        self.row_bytes = self.engine.dim * backend.dtype.itemsize * _ROW_FACTOR
+
+    def _row_budget(self, max_memory: int | None) -> int:
+        limit = max_memory if max_memory is not None else self.backend.free_memory() // 2
+        rows = limit // self.row_bytes
+        if rows < 1:
+            raise ValueError(
+                f"max_memory={limit} bytes is too small: one statevector row of "
+                f"{self.program.num_qubits} qubits needs about {self.row_bytes} bytes"
+            )
+        return int(rows)
+
+    def forward(self, params: np.ndarray, max_memory: int | None = None) -> np.ndarray:
+        """Outputs for a batch.
+
+        Args:
+            params: (B, P) float64 parameter values.
+            max_memory: bound on the bytes of states held at once (None: half of free memory).
+
+        Returns:
+            (B, O) float64 outputs.
+        """
+        budget = self._row_budget(max_memory)
+        chunk = max(1, min(budget, _CHUNK_BYTES // self.row_bytes))
+        angles = self.program.angles.angles(params)
+        out = np.empty((params.shape[0], self.num_outputs))
+        for start in range(0, params.shape[0], chunk):
+            stop = min(start + chunk, params.shape[0])
+            psi = self.engine.evolve(self.backend.asarray(angles[start:stop]))
+            out[start:stop] = self.backend.to_host(self.readout(psi))
+        return out
+
+    def backward(self, params: np.ndarray, columns: Sequence[int],
+                 max_memory: int | None = None,
+                 sample: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+        """Derivatives of the outputs by parameter shift.
+
+        Args:
+            params: (B, P) float64 parameter values.
+            columns: the J parameter columns to differentiate by.
+            max_memory: bound on the bytes of states held at once (None: half of free memory).
+            sample: optional map of (R, O) exact outputs to sampled ones (shots).
+
+        Returns:
+            (B, O, J) float64 derivatives.
+        """
+        table = self.program.angles
+        batch = params.shape[0]
+        grad = np.zeros((batch, self.num_outputs, len(columns)))
+        slots = [k for k in range(table.num_slots) if table.depends[k, list(columns)].any()]
+        if not slots or batch == 0:
+            return grad
+        angles = table.angles(params)
+        jac = table.jacobian(params, slots, columns)
+        rules = [self.program.ops[self.program.slot_ops[k]].shift_rule for k in slots]
+        budget = self._row_budget(max_memory)
+        target = max(1, min(budget, _CHUNK_BYTES // self.row_bytes))
+        for group in _slot_groups(rules, budget):
+            rows_per_sample = 1 + sum(len(rules[g]) for g in group)
+            nb = max(1, min(batch, target // rows_per_sample))
+            for start in range(0, batch, nb):
+                stop = min(start + nb, batch)
+                dslot = self._shifted(angles[start:stop], [slots[g] for g in group],
+                                      [rules[g] for g in group], sample)
+                sub_jac = jac[:, group] if jac.shape[0] == 1 else jac[start:stop, group]
+                grad[start:stop] += np.matmul(dslot, sub_jac)
+        return grad
+
+    def _shifted(self, angles: np.ndarray, slots: Sequence[int],
+                 rules: Sequence[Sequence[tuple[float, float]]],
+                 sample: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
+        """(nb, O, S) slot derivatives for nb samples, all shifted rows in one tensor."""
+        nb = angles.shape[0]
+        blocks = []  # (slot position, coefficient, start row)
+        branches: dict[int, list[tuple[int, int]]] = {}
+        row = nb
+        for s, (k, rule) in enumerate(zip(slots, rules, strict=True)):
+            op_index = int(self.program.slot_ops[k])
+            branches.setdefault(op_index, []).append((row, row + nb * len(rule)))
+            for coeff, _shift in rule:
+                blocks.append((s, coeff, row))
+                row += nb
+        total = row
+        table = np.tile(angles, (total // nb, 1))
+        for (s, _coeff, start), (_, shift) in zip(
+            blocks, [t for rule in rules for t in rule], strict=True
+        ):
+            table[start:start + nb, slots[s]] += shift
+        active = np.full(len(self.program.ops), nb, dtype=np.int64)
+        for op_index, spans in branches.items():
+            active[op_index:] = np.maximum(active[op_index:], spans[-1][1])
+        psi = self.engine.evolve(self.backend.asarray(table), num_base=nb,
+                                 branches=branches, active=active)
+        out = self.backend.to_host(self.readout(psi))
+        del psi
+        if sample is not None:
+            out = sample(out)
+        dslot = np.zeros((nb, self.num_outputs, len(slots)))
+        for s, coeff, start in blocks:
+            dslot[:, :, s] += coeff * out[start:start + nb]
+        return dslot
+
+
+def _slot_groups(rules: Sequence[Sequence[tuple[float, float]]], budget: int) -> list[list[int]]:
+    """Split slots into consecutive groups whose rows for one sample fit ``budget`` rows."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    rows = 1
+    for g, rule in enumerate(rules):
+        if 1 + len(rule) > budget:
+            raise ValueError(
+                f"max_memory is too small for one parameter-shift step: it needs "
+                f"{1 + len(rule)} statevector rows and fits {budget}"
+            )
+        if rows + len(rule) > budget and current:
+            groups.append(current)
+            current, rows = [], 1
+        current.append(g)
+        rows += len(rule)
+    if current:
+        groups.append(current)
+    return groups

@@ -1,0 +1,118 @@
+"""gpuqnn's EstimatorQNN: qiskit-machine-learning's EstimatorQNN on the batched engine."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from qiskit.circuit import Parameter, QuantumCircuit
+from qiskit.primitives import BaseEstimatorV2
+from qiskit.quantum_info import Pauli, SparsePauliOp
+from qiskit.quantum_info.operators.base_operator import BaseOperator
+from qiskit.transpiler.passmanager import BasePassManager
+from qiskit_machine_learning.gradients import BaseEstimatorGradient
+from qiskit_machine_learning.neural_networks import EstimatorQNN as _QmlEstimatorQNN
+
+from ._compile import Program
+from ._network import EngineNetwork, check_parameters
+from ._primitives import exact_estimator, exact_estimator_gradient
+from ._readout import PauliReadout
+
+
+class EstimatorQNN(EngineNetwork, _QmlEstimatorQNN):
+    """Drop-in replacement for qiskit-machine-learning's ``EstimatorQNN``.
+
+    Same arguments, properties, shapes and values as
+    :class:`qiskit_machine_learning.neural_networks.EstimatorQNN`; exact expectation values and
+    parameter-shift gradients come from gpuqnn's batched statevector engine whenever the
+    estimator and gradient are exact statevector ones (the defaults). A user-supplied estimator
+    or gradient that the engine cannot stand in for (shots, hardware, noise, SPSA) is used as
+    qiskit-machine-learning would use it.
+
+    Args:
+        circuit: the parametrized circuit.
+        estimator: optional estimator primitive (default: exact).
+        observables: observable(s) on the circuit's qubits (default: Z on every qubit).
+        input_params: parameters fed by the input data.
+        weight_params: trainable parameters.
+        gradient: optional estimator gradient (default: parameter shift).
+        input_gradients: whether ``backward`` also returns gradients by the inputs.
+        default_precision: precision passed to a non-exact estimator; the engine is exact.
+        pass_manager: optional pass manager the circuit is transpiled with once.
+        device: ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda:N"``; ``"auto"`` falls back to the
+            CPU without error when CuPy or a CUDA device is missing.
+        dtype: ``"complex128"`` (default) or ``"complex64"``.
+        gradient_method: ``"auto"`` or ``"parameter_shift"``.
+        max_memory: bound in bytes on the statevectors held at once (rows are processed in
+            chunks), or ``"auto"``/None for half of the free memory.
+
+    Raises:
+        QiskitMachineLearningError: the circuit cannot be simulated (mid-circuit measurement,
+            reset, classical control), or invalid network settings.
+        ValueError: inconsistent parameters or observables, or invalid options.
+        RuntimeError: ``device="gpu"``/``"cuda:N"`` without CuPy or a CUDA device.
+    """
+
+    def __init__(
+        self,
+        *,
+        circuit: QuantumCircuit,
+        estimator: BaseEstimatorV2 | None = None,
+        observables: Sequence[BaseOperator] | BaseOperator | None = None,
+        input_params: Sequence[Parameter] | None = None,
+        weight_params: Sequence[Parameter] | None = None,
+        gradient: BaseEstimatorGradient | None = None,
+        input_gradients: bool = False,
+        default_precision: float = 0.015625,
+        pass_manager: BasePassManager | None = None,
+        device: str = "auto",
+        dtype: str = "complex128",
+        gradient_method: str = "auto",
+        max_memory: int | str | None = None,
+    ) -> None:
+        self._check_options(device, dtype, gradient_method, max_memory)
+        check_parameters(circuit, input_params, weight_params)
+        super().__init__(
+            circuit=circuit,
+            estimator=estimator,
+            observables=observables,
+            input_params=input_params,
+            weight_params=weight_params,
+            gradient=gradient,
+            input_gradients=input_gradients,
+            default_precision=default_precision,
+            pass_manager=pass_manager,
+        )
+        self._pauli_observables = [
+            _as_sparse_pauli(op, i, self._circuit.num_qubits)
+            for i, op in enumerate(self._observables)
+        ]
+        self._init_engine(device, dtype, gradient_method, max_memory)
+
+    def _engine_serves_forward(self) -> bool:
+        return exact_estimator(self.estimator, self._default_precision)
+
+    def _engine_serves_backward(self) -> bool:
+        return self._engine_serves_forward() and exact_estimator_gradient(self.gradient)
+
+    def _make_readout(self, program: Program) -> PauliReadout:
+        return PauliReadout(self._pauli_observables, program.qubit_map, program.num_qubits,
+                            self._backend)
+
+
+def _as_sparse_pauli(observable: BaseOperator, index: int, num_qubits: int) -> SparsePauliOp:
+    if isinstance(observable, Pauli):
+        observable = SparsePauliOp(observable)
+    elif not isinstance(observable, SparsePauliOp):
+        try:
+            observable = SparsePauliOp.from_operator(observable)
+        except Exception as exc:
+            raise TypeError(
+                f"observables[{index}] must be a SparsePauliOp, Pauli or operator, got "
+                f"{type(observable).__name__}"
+            ) from exc
+    if observable.num_qubits != num_qubits:
+        raise ValueError(
+            f"observables[{index}] acts on {observable.num_qubits} qubits, but the circuit has "
+            f"{num_qubits}"
+        )
+    return observable

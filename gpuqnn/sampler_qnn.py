@@ -1,0 +1,174 @@
+"""gpuqnn's SamplerQNN: qiskit-machine-learning's SamplerQNN on the batched engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+from qiskit.circuit import Parameter, QuantumCircuit
+from qiskit.primitives import BaseSamplerV2
+from qiskit.transpiler.passmanager import BasePassManager
+from qiskit_machine_learning.gradients import BaseSamplerGradient
+from qiskit_machine_learning.neural_networks import SamplerQNN as _QmlSamplerQNN
+
+from ._compile import Program
+from ._network import EngineNetwork, check_parameters
+from ._primitives import exact_sampler, exact_sampler_gradient
+from ._readout import ProbabilityReadout
+
+
+class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
+    """Drop-in replacement for qiskit-machine-learning's ``SamplerQNN``.
+
+    Same arguments, properties, shapes and values as
+    :class:`qiskit_machine_learning.neural_networks.SamplerQNN`; exact probabilities and
+    parameter-shift gradients come from gpuqnn's batched statevector engine whenever the sampler
+    and gradient are exact (the defaults). A user-supplied sampler or gradient that the engine
+    cannot stand in for (shots, hardware, noise) is used as qiskit-machine-learning would use it.
+
+    Unlike qiskit-machine-learning 0.9.1, a circuit that measures into its own classical
+    register gets each sample's own probabilities (0.9.1 returns the batch mean in every row).
+
+    Args:
+        circuit: the parametrized circuit; without classical bits, every qubit is measured.
+        sampler: optional sampler primitive (default: exact).
+        input_params: parameters fed by the input data.
+        weight_params: trainable parameters.
+        sparse: return ``sparse.COO`` arrays (needs the ``sparse`` package).
+        interpret: maps a measured integer to an int or a tuple of ints (an output index).
+        output_shape: shape of the interpreted output (required with ``interpret``).
+        gradient: optional sampler gradient (default: parameter shift).
+        input_gradients: whether ``backward`` also returns gradients by the inputs.
+        pass_manager: optional pass manager the circuit is transpiled with once; outputs are
+            over the logical qubits of the layout.
+        device: ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda:N"``.
+        dtype: ``"complex128"`` (default) or ``"complex64"``.
+        gradient_method: ``"auto"`` or ``"parameter_shift"``.
+        max_memory: bound in bytes on the statevectors held at once, or ``"auto"``/None.
+        shots: None for exact probabilities; an int to sample that many shots per row
+            (forward rows and every shifted row of the backward pass) from the engine's states.
+        seed: seed of the shot sampling.
+
+    Raises:
+        QiskitMachineLearningError: the circuit cannot be simulated, or ``interpret`` without
+            ``output_shape``.
+        ValueError: inconsistent parameters, an ``interpret`` that returns an index outside
+            ``output_shape``, or invalid options.
+        RuntimeError: ``device="gpu"``/``"cuda:N"`` without CuPy or a CUDA device.
+    """
+
+    def __init__(
+        self,
+        *,
+        circuit: QuantumCircuit,
+        sampler: BaseSamplerV2 | None = None,
+        input_params: Sequence[Parameter] | None = None,
+        weight_params: Sequence[Parameter] | None = None,
+        sparse: bool = False,
+        interpret: Callable[[int], int | tuple[int, ...]] | None = None,
+        output_shape: int | tuple[int, ...] | None = None,
+        gradient: BaseSamplerGradient | None = None,
+        input_gradients: bool = False,
+        pass_manager: BasePassManager | None = None,
+        device: str = "auto",
+        dtype: str = "complex128",
+        gradient_method: str = "auto",
+        max_memory: int | str | None = None,
+        shots: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._check_options(device, dtype, gradient_method, max_memory)
+        check_parameters(circuit, input_params, weight_params)
+        if shots is not None and (
+            isinstance(shots, bool) or not isinstance(shots, Integral) or shots <= 0
+        ):
+            raise ValueError(f"shots must be None or a positive int, got {shots!r}")
+        if interpret is not None and not callable(interpret):
+            raise TypeError(f"interpret must be callable, got {type(interpret).__name__}")
+        super().__init__(
+            circuit=circuit,
+            sampler=sampler,
+            input_params=input_params,
+            weight_params=weight_params,
+            sparse=sparse,
+            interpret=interpret,
+            output_shape=output_shape,
+            gradient=gradient,
+            input_gradients=input_gradients,
+            pass_manager=pass_manager,
+        )
+        self._shots = None if shots is None else int(shots)
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+        self._init_engine(device, dtype, gradient_method, max_memory)
+
+    @property
+    def shots(self) -> int | None:
+        """Shots sampled per row by the engine, or None for exact probabilities."""
+        return self._shots
+
+    def set_interpret(
+        self,
+        interpret: Callable[[int], int | tuple[int, ...]] | None = None,
+        output_shape: int | tuple[int, ...] | None = None,
+    ) -> None:
+        """Change ``interpret`` and the corresponding ``output_shape``.
+
+        Args:
+            interpret: maps a measured integer to an int or a tuple of ints; None: identity.
+            output_shape: the interpreted output's shape (required with ``interpret``).
+
+        Raises:
+            QiskitMachineLearningError: ``interpret`` without ``output_shape``.
+            ValueError: ``interpret`` returns an index outside ``output_shape``.
+        """
+        super().set_interpret(interpret, output_shape)
+        self._output_shape = tuple(int(n) for n in self._output_shape)
+        self._user_interpret = interpret
+        if getattr(self, "_program", None) is not None:
+            self._rebuild_readout()
+
+    def _engine_serves_forward(self) -> bool:
+        return exact_sampler(self.sampler)
+
+    def _engine_serves_backward(self) -> bool:
+        return self._engine_serves_forward() and exact_sampler_gradient(self.gradient)
+
+    def _make_readout(self, program: Program) -> ProbabilityReadout:
+        key_bits = [
+            int(program.qubit_map[program.measurements[c]]) if c in program.measurements else -1
+            for c in range(program.num_clbits)
+        ]
+        layout = getattr(self._org_circuit, "layout", None)
+        key_limit: int | None = 2**self.num_virtual_qubits
+        if layout is not None:
+            physical = layout.final_index_layout(filter_ancillas=True)
+            key_bits = [key_bits[p] if p < len(key_bits) else -1 for p in physical]
+            key_limit = None
+        return ProbabilityReadout(key_bits, program.num_qubits, self._user_interpret,
+                                  self._output_shape, key_limit, self._backend)
+
+    def _finish(self, values: np.ndarray, gradient: bool) -> Any:
+        if not gradient and self._shots is not None:
+            values = self._sample(values)
+        shape = (values.shape[0], *self._output_shape) + ((values.shape[-1],) if gradient else ())
+        values = values.reshape(shape)
+        if self._sparse:
+            import sparse  # noqa: PLC0415 - optional dependency, required by the parent too
+
+            return sparse.COO.from_numpy(values)
+        return values
+
+    def _backward_options(self) -> dict:
+        return {"sample": self._sample} if self._shots is not None else {}
+
+    def _sample(self, probabilities: np.ndarray) -> np.ndarray:
+        """(R, O) exact probabilities -> (R, O) frequencies of ``shots`` samples per row."""
+        probs = np.clip(probabilities, 0.0, 1.0)
+        rest = np.clip(1.0 - probs.sum(axis=1, keepdims=True), 0.0, 1.0)
+        pvals = np.concatenate([probs, rest], axis=1)
+        pvals /= pvals.sum(axis=1, keepdims=True)
+        counts = self._rng.multinomial(self._shots, pvals)
+        return counts[:, :-1] / self._shots
