@@ -106,6 +106,25 @@ def _load_cupy(device_index: int) -> tuple[ModuleType | None, str]:
     return cupy, ""
 
 
+def check_device(device: str) -> None:
+    """Raise ValueError unless ``device`` is 'auto', 'cpu', 'gpu' or 'cuda:N'."""
+    if not isinstance(device, str) or not (
+        device in ("auto", "cpu", "gpu") or _CUDA_RE.match(device)
+    ):
+        raise ValueError(f"device must be 'auto', 'cpu', 'gpu' or 'cuda:N', got {device!r}")
+
+
+def check_dtype(dtype: str) -> str:
+    """The dtype's name; raise ValueError unless it is complex128 or complex64."""
+    try:
+        name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    return name
+
+
 def select_backend(device: str = "auto", dtype: str = "complex128") -> Backend:
     """Choose the backend for ``device`` and ``dtype``.
 
@@ -121,18 +140,8 @@ def select_backend(device: str = "auto", dtype: str = "complex128") -> Backend:
         ValueError: ``device`` or ``dtype`` is not one of the accepted values.
         RuntimeError: a GPU was asked for explicitly but CuPy or a device is missing.
     """
-    if not isinstance(dtype, str) or dtype not in _DTYPES:
-        if isinstance(dtype, type | np.dtype) and np.dtype(dtype).name in _DTYPES:
-            dtype = np.dtype(dtype).name
-        else:
-            raise ValueError(
-                f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}"
-            )
-    complex_dtype = np.dtype(_DTYPES[dtype])
-    if not isinstance(device, str) or not (
-        device in ("auto", "cpu", "gpu") or _CUDA_RE.match(device)
-    ):
-        raise ValueError(f"device must be 'auto', 'cpu', 'gpu' or 'cuda:N', got {device!r}")
+    complex_dtype = np.dtype(_DTYPES[check_dtype(dtype)])
+    check_device(device)
     if device == "cpu":
         return Backend(np, "cpu", complex_dtype)
     index = _device_index(device)
@@ -141,6 +150,7 @@ def select_backend(device: str = "auto", dtype: str = "complex128") -> Backend:
         if device == "auto":
             logger.info("device='auto': using NumPy on the CPU because %s", reason)
             return Backend(np, "cpu", complex_dtype)
-        raise RuntimeError(f"device={device!r} needs a CUDA GPU, but {reason}; {_INSTALL_HINT}")
+        hint = _INSTALL_HINT if "importable" in reason else "check the NVIDIA driver and device"
+        raise RuntimeError(f"device={device!r} needs a CUDA GPU, but {reason}; {hint}")
     logger.info("using CuPy on cuda:%d", index)
     return Backend(cupy, f"cuda:{index}", complex_dtype)

@@ -16,7 +16,7 @@ import numpy as np
 from qiskit.circuit import Parameter, QuantumCircuit
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
-from ._backend import Backend, select_backend
+from ._backend import Backend, check_device, check_dtype, select_backend
 from ._compile import Program, compile_circuit
 from ._simulate import Simulator
 
@@ -75,7 +75,7 @@ class EngineNetwork:
     def _init_engine(self, device: str, dtype: str, gradient_method: str,
                      max_memory: int | str | None) -> None:
         self._device_request = device
-        self._dtype_name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+        self._dtype_name = check_dtype(dtype)
         self._gradient_method = gradient_method
         self._max_memory = check_max_memory(max_memory)
         self._backend: Backend = select_backend(device, dtype)
@@ -88,9 +88,8 @@ class EngineNetwork:
     @staticmethod
     def _check_options(device: str, dtype: str, gradient_method: str,
                        max_memory: int | str | None) -> None:
-        select_backend("cpu", dtype)  # validates dtype without touching any GPU
-        if not isinstance(device, str):
-            raise ValueError(f"device must be 'auto', 'cpu', 'gpu' or 'cuda:N', got {device!r}")
+        check_dtype(dtype)
+        check_device(device)
         if gradient_method not in GRADIENT_METHODS:
             raise ValueError(f"gradient_method must be one of {GRADIENT_METHODS}, "
                              f"got {gradient_method!r}")

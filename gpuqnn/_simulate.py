@@ -23,7 +23,7 @@ from ._engine import Engine
 from ._compile import Program
 
 # Per-op work is fastest when a chunk's states stay cache-sized; chunks never exceed max_memory.
-_CHUNK_BYTES = 1 << 23
+_CHUNK_BYTES = 1 << 24
 # Peak bytes per row: the state, an op's temporaries and the readout's.
 _ROW_FACTOR = 4
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from qiskit import QuantumCircuit
 from qiskit.circuit import Parameter, ParameterVector
 from qiskit.circuit.library import get_standard_gate_name_mapping
@@ -205,3 +207,39 @@ def test_complex64_agrees_with_complex128(seed: int) -> None:
     for a, b in zip(single.backward(inputs, weights), double.backward(inputs, weights),
                     strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+_GATES_1Q = ["h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx", "sxdg", "rx", "ry", "rz", "p", "u"]
+_GATES_2Q = ["cx", "cy", "cz", "ch", "swap", "iswap", "ecr", "dcx", "crx", "cry", "crz", "cp",
+             "rxx", "ryy", "rzz", "rzx", "cu", "xx_plus_yy", "xx_minus_yy", "csx"]
+_GATES_3Q = ["ccx", "cswap", "ccz", "rccx"]
+
+
+@st.composite
+def _circuits(draw: st.DrawFn) -> tuple[QuantumCircuit, list[float]]:
+    """Random circuits of 1-5 qubits over the standard gates, with symbolic angles."""
+    num_qubits = draw(st.integers(1, 5))
+    mapping = get_standard_gate_name_mapping()
+    names = _GATES_1Q + (_GATES_2Q if num_qubits > 1 else []) + (
+        _GATES_3Q if num_qubits > 2 else [])
+    qc = QuantumCircuit(num_qubits)
+    values: list[float] = []
+    for _ in range(draw(st.integers(1, 12))):
+        template = mapping[draw(st.sampled_from(names))]
+        qubits = draw(st.permutations(range(num_qubits)))[: template.num_qubits]
+        params = []
+        for _ in template.params:
+            values.append(draw(st.floats(-4, 4, allow_nan=False)))
+            params.append(Parameter(f"a{len(values)}"))
+        qc.append(type(template)(*params) if params else template, qubits)
+    return qc, values
+
+
+@settings(max_examples=60, deadline=None)
+@given(_circuits())
+def test_random_circuits_match_statevector(case: tuple[QuantumCircuit, list[float]]) -> None:
+    qc, values = case
+    binding = dict(zip(qc.parameters, [values[int(p.name[1:]) - 1] for p in qc.parameters],
+                       strict=True))
+    reference = Statevector(qc.assign_parameters(binding)).data
+    _assert_same_state(_final_state(qc, binding, "complex128"), reference, 1e-10)
