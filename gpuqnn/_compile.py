@@ -24,8 +24,8 @@ import numpy as np
 from qiskit.circuit import (
     AnnotatedOperation,
     ControlFlowOp,
-    ControlModifier,
     ControlledGate,
+    ControlModifier,
     Gate,
     Parameter,
     ParameterExpression,

@@ -43,10 +43,8 @@ def check_parameters(circuit: QuantumCircuit, input_params: Sequence[Parameter] 
             if not isinstance(param, Parameter):
                 raise TypeError(f"{kind} must hold qiskit Parameters, got {param!r}")
             if param in seen:
-                raise ValueError(
-                    f"parameter '{param.name}' is listed in both {seen[param]} and {kind}"
-                    if seen[param] != kind else f"parameter '{param.name}' is listed twice in {kind}"
-                )
+                where = f"both {seen[param]} and {kind}" if seen[param] != kind else f"{kind} twice"
+                raise ValueError(f"parameter '{param.name}' is listed in {where}")
             seen[param] = kind
             if param not in present:
                 raise ValueError(f"{kind} holds '{param.name}', which is not a parameter of "
@@ -132,7 +130,16 @@ class EngineNetwork:
 
     def _build_engine(self) -> None:
         parameters = list(self._circuit.parameters)
-        self._program = compile_circuit(self._circuit, parameters)
+        program = compile_circuit(self._circuit, parameters)
+        row_bytes = 2**program.num_qubits * self._backend.dtype.itemsize * 4
+        limit = self._max_memory or self._backend.free_memory()
+        if row_bytes > limit:
+            raise ValueError(
+                f"the circuit simulates {program.num_qubits} qubits: one statevector row and "
+                f"its temporaries need about {row_bytes} bytes, more than "
+                + (f"max_memory={limit}" if self._max_memory else f"the {limit} bytes free")
+            )
+        self._program = program
         self._simulator = Simulator(self._program, self._make_readout(self._program),
                                     self._backend)
 

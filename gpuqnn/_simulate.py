@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ._backend import Backend
-from ._engine import Engine
 from ._compile import Program
+from ._engine import Engine
 
 # Per-op work is fastest when a chunk's states stay cache-sized; chunks never exceed max_memory.
 _CHUNK_BYTES = 1 << 24
@@ -50,9 +50,11 @@ class Simulator:
         limit = max_memory if max_memory is not None else self.backend.free_memory() // 2
         rows = limit // self.row_bytes
         if rows < 1:
+            what = f"max_memory={limit} bytes" if max_memory is not None else (
+                f"half of the free memory ({limit} bytes; set max_memory to choose)")
             raise ValueError(
-                f"max_memory={limit} bytes is too small: one statevector row of "
-                f"{self.program.num_qubits} qubits needs about {self.row_bytes} bytes"
+                f"{what} is too small: one statevector row of {self.program.num_qubits} "
+                f"qubits needs about {self.row_bytes} bytes"
             )
         return int(rows)
 
