@@ -22,8 +22,6 @@ from ._backend import Backend
 from ._compile import Program
 from ._engine import Engine
 
-# Per-op work is fastest when a chunk's states stay cache-sized; chunks never exceed max_memory.
-_CHUNK_BYTES = 1 << 24
 # Peak bytes per row: the state, an op's temporaries and the readout's.
 _ROW_FACTOR = 4
 
@@ -45,6 +43,13 @@ class Simulator:
         self.engine = Engine(program, backend)
         self.num_outputs = readout.num_outputs
         self.row_bytes = self.engine.dim * backend.dtype.itemsize * _ROW_FACTOR
+
+    def _work_rows(self, budget: int) -> int:
+        """Rows per engine call: the backend's preferred chunk, never above ``budget``."""
+        preferred = self.backend.work_chunk_bytes
+        if preferred is None:
+            return budget
+        return max(1, min(budget, preferred // self.row_bytes))
 
     def _row_budget(self, max_memory: int | None) -> int:
         limit = max_memory if max_memory is not None else self.backend.free_memory() // 2
@@ -69,7 +74,7 @@ class Simulator:
             (B, O) float64 outputs.
         """
         budget = self._row_budget(max_memory)
-        chunk = max(1, min(budget, _CHUNK_BYTES // self.row_bytes))
+        chunk = self._work_rows(budget)
         angles = self.program.angles.angles(params)
         out = np.empty((params.shape[0], self.num_outputs))
         for start in range(0, params.shape[0], chunk):
@@ -102,7 +107,7 @@ class Simulator:
         jac = table.jacobian(params, slots, columns)
         rules = [self.program.ops[self.program.slot_ops[k]].shift_rule for k in slots]
         budget = self._row_budget(max_memory)
-        target = max(1, min(budget, _CHUNK_BYTES // self.row_bytes))
+        target = self._work_rows(budget)
         for group in _slot_groups(rules, budget):
             rows_per_sample = 1 + sum(len(rules[g]) for g in group)
             nb = max(1, min(batch, target // rows_per_sample))
