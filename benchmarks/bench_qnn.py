@@ -30,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType, ModuleType
 from typing import Any, Protocol
@@ -386,18 +387,19 @@ def bench_workload(
         diffs: list[str] = []
         for name in PASSES:
             run_pass(runner, name, inputs[:1], weights)  # warm-up: one-off setup is not scaled
-            seconds, expected = timed(lambda r=runner, p=name: run_pass(r, p, sample, weights))
+            seconds, expected = timed(partial(run_pass, runner, name, sample, weights))
             peer_times[peer][name] = PeerTime(seconds * batch / n, n)
             got = run_pass(candidate, name, sample, weights)
             ok = results_close(got, expected, atol)
             agrees &= ok
-            diffs.append(f"{name} {'OK' if ok else 'MISMATCH'} ({max_abs_diff(got, expected):.1e})")
-        print(f"check {workload.name} vs {peer} on {n} samples (atol {atol:g}): " + ", ".join(diffs))
+            verdict = "OK" if ok else "MISMATCH"
+            diffs.append(f"{name} {verdict} (max |diff| {max_abs_diff(got, expected):.1e})")
+        print(f"check {workload.name} vs {peer} on {n} samples, atol {atol:g}: {', '.join(diffs)}")
 
     rows = []
     for name in PASSES:
         run_pass(candidate, name, inputs, weights)  # warm-up
-        seconds, _ = timed(lambda p=name: run_pass(candidate, p, inputs, weights), repeat)
+        seconds, _ = timed(partial(run_pass, candidate, name, inputs, weights), repeat)
         rows.append(
             Row(
                 workload=workload.name,
@@ -427,15 +429,16 @@ def markdown_table(rows: Sequence[Row], peers: Sequence[str]) -> str:
         cells = [workload, row.pass_name, str(row.batch), f"{row.candidate_seconds:.4g}"]
         for peer in peers:
             timing = row.peers[peer]
-            if timing.measured_batch < row.batch:
-                note = f"{timing.measured_batch} samples, scaled x{row.batch / timing.measured_batch:g}"
-            else:
-                note = "full batch"
-            ratio = timing.seconds / row.candidate_seconds if row.candidate_seconds > 0 else math.inf
+            measured = timing.measured_batch
+            note = (
+                f"{measured}, scaled x{row.batch / measured:g}" if measured < row.batch else "full"
+            )
+            ratio = timing.seconds / row.candidate_seconds if row.candidate_seconds else math.inf
             cells += [f"{timing.seconds:.4g}", note, f"{ratio:.1f}x"]
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    numeric = {2, 3} | {4 + 3 * k for k in range(len(peers))} | {6 + 3 * k for k in range(len(peers))}
+    numeric = {2, 3} | {4 + 3 * k for k in range(len(peers))}
+    numeric |= {6 + 3 * k for k in range(len(peers))}
 
     def render(cells: Sequence[str]) -> str:
         padded = [
@@ -453,7 +456,8 @@ def environment_line(options: Options, device: str) -> str:
     gpuqnn = import_gpuqnn()
     return (
         f"{CANDIDATE} {getattr(gpuqnn, '__version__', '?')} on {device} ({options.dtype}); "
-        f"qiskit {qiskit.__version__}, qiskit-machine-learning {qiskit_machine_learning.__version__}, "
+        f"qiskit {qiskit.__version__}, "
+        f"qiskit-machine-learning {qiskit_machine_learning.__version__}, "
         f"numpy {np.__version__}; python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs ({platform.machine()})"
     )
@@ -470,30 +474,46 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     peers = [name for name in runner_factories() if name != CANDIDATE]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--workloads", nargs="+", choices=names, default=names, metavar="NAME",
+        "--workloads",
+        nargs="+",
+        choices=names,
+        default=names,
+        metavar="NAME",
         help=f"workloads to run (default: all of {', '.join(names)})",
     )
     parser.add_argument(
-        "--peers", nargs="+", choices=peers, default=["qiskit-ml"], metavar="NAME",
+        "--peers",
+        nargs="+",
+        choices=peers,
+        default=["qiskit-ml"],
+        metavar="NAME",
         help=f"implementations to compare with (default: qiskit-ml; known: {', '.join(peers)})",
     )
     parser.add_argument(
-        "--ref-batch", type=int, default=None, metavar="N",
+        "--ref-batch",
+        type=int,
+        default=None,
+        metavar="N",
         help="measure the peers on min(N, batch) samples and scale linearly "
         "(default: per workload, full batch for the tutorial networks, 16 otherwise)",
     )
     parser.add_argument(
-        "--quick", action="store_true",
+        "--quick",
+        action="store_true",
         help=f"smoke run: batch {QUICK_BATCH}, peers on {QUICK_REF_BATCH} samples",
     )
     parser.add_argument("--repeat", type=int, default=3, help="gpuqnn: best of N runs (default 3)")
     parser.add_argument("--device", default="auto", help="gpuqnn device (default auto)")
     parser.add_argument(
-        "--dtype", default="complex128", choices=["complex128", "complex64"],
+        "--dtype",
+        default="complex128",
+        choices=["complex128", "complex64"],
         help="gpuqnn dtype (default complex128)",
     )
     parser.add_argument(
-        "--atol", type=float, default=None,
+        "--atol",
+        type=float,
+        default=None,
         help="tolerance of the correctness check (default 1e-8, or 1e-5 for complex64)",
     )
     parser.add_argument("--seed", type=int, default=1234, help="seed of inputs and weights")
@@ -524,8 +544,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             device = gpuqnn_runner(workload.build(), options).describe()
             print(environment_line(options, device))
         rows += bench_workload(
-            workload, args.peers, options, batch=batch, ref_batch=ref_batch,
-            repeat=args.repeat, atol=atol, seed=args.seed,
+            workload,
+            args.peers,
+            options,
+            batch=batch,
+            ref_batch=ref_batch,
+            repeat=args.repeat,
+            atol=atol,
+            seed=args.seed,
         )
     print()
     print(markdown_table(rows, args.peers))
