@@ -7,7 +7,8 @@ Native op kinds (all act on ``targets``, optionally only where ``controls`` hold
 - ``perm``: a constant permutation with phases (x, cx, swap, ccx, y, ...): index moves only;
 - ``rot``: ``exp(-i theta/2 G)`` for an involutory generator G with one non-zero per row
   (rx, ry, rz, rxx, ryy, rzz, rzx and their controlled versions), angle from one slot;
-- ``phase``: ``diag(1, exp(i theta))`` (p, u1 and controlled phases), angle from one slot.
+- ``phase``: ``exp(i theta)`` on the sub-blocks its 0/1 mask selects (p, u1, controlled
+  phases, and ``cx p cx`` fused into one phase on the parity of two qubits), one slot.
 
 Gates outside this set are rewritten once through their qiskit definitions; ``u``/``u3``/``u2``
 become ``rz ry rz`` (global phases are dropped, which no output can observe). Gates whose
@@ -51,6 +52,8 @@ _ROTATIONS = {
 }
 _PHASES = {"p", "u1"}
 _SKIPPED = {"barrier", "delay", "id", "global_phase"}
+_P_MASK = np.array([0.0, 1.0])  # p(theta): exp(i theta) where the target is 1
+_PARITY_MASK = np.array([0.0, 1.0, 1.0, 0.0])  # cx p cx: exp(i theta) where the parity is 1
 _ATOL = 1e-12
 
 # Parameter-shift rules: (coefficient, shift) pairs with d f/d theta = sum c * f(theta + shift).
@@ -72,7 +75,7 @@ class Op:
         ctrl_state: required control bits, bit i for ``controls[i]``.
         matrix: ``dense``: (2**k, 2**k) complex; ``diag``: (2**k,) complex;
             ``perm``: (2**k,) complex phases with ``source``; ``rot``: (2**k,) complex
-            ``-i G[j, source[j]]``; ``phase``: None.
+            ``-i G[j, source[j]]``; ``phase``: (2**k,) 0/1 mask of the phased sub-blocks.
         source: ``perm``/``rot``: (2**k,) int, the index each output amplitude comes from.
         slot: angle slot of ``rot``/``phase`` ops, else -1.
     """
@@ -84,6 +87,18 @@ class Op:
     matrix: np.ndarray | None = None
     source: np.ndarray | None = None
     slot: int = -1
+
+    @property
+    def diagonal(self) -> bool:
+        """Whether the op is diagonal in the computational basis (then it commutes with every
+        other diagonal op)."""
+        if self.kind in ("diag", "phase"):
+            return True
+        return self.kind == "rot" and bool(np.all(self.source == np.arange(len(self.source))))
+
+    def commutes_with(self, other: Op) -> bool:
+        """A sufficient test: disjoint qubits, or both diagonal."""
+        return (not set(self.qubits) & set(other.qubits)) or (self.diagonal and other.diagonal)
 
     @property
     def qubits(self) -> tuple[int, ...]:
@@ -167,7 +182,7 @@ def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter]) ->
                 "mid-circuit measurements are not supported (only final measurements are)"
             )
         emitter.emit(op, qubits)
-    ops = emitter.finish()
+    ops = _fuse_parity_phases(emitter.finish())
     used = sorted({q for op in ops for q in op.qubits})
     qubit_map = np.full(circuit.num_qubits, -1, dtype=np.int64)
     qubit_map[used] = np.arange(len(used))
@@ -330,7 +345,33 @@ class _Emitter:
             if op is not None:
                 self._append(op)
             return
-        self._append(Op("phase", (target,), controls, ctrl_state, slot=self._new_slot(angle)))
+        self._append(Op("phase", (target,), controls, ctrl_state, _P_MASK,
+                        slot=self._new_slot(angle)))
+
+
+def _is_cx(op: Op) -> bool:
+    return (op.kind == "perm" and len(op.targets) == 1 and len(op.controls) == 1
+            and op.ctrl_state == 1 and op.source[0] == 1 and np.allclose(op.matrix, 1.0))
+
+
+def _fuse_parity_phases(ops: list[Op]) -> list[Op]:
+    """``cx(c, t) p(theta, t) cx(c, t)`` -> one phase on the parity of (t, c): diagonal, so it
+    commutes with the rest of a ZZ-feature-map-like block (see the simulator's branching)."""
+    out: list[Op] = []
+    i = 0
+    while i < len(ops):
+        a = ops[i]
+        if i + 2 < len(ops) and _is_cx(a):
+            p, b = ops[i + 1], ops[i + 2]
+            if (p.kind == "phase" and not p.controls and p.targets == a.targets
+                    and _is_cx(b) and b.targets == a.targets and b.controls == a.controls):
+                out.append(Op("phase", (a.targets[0], a.controls[0]), (), 0, _PARITY_MASK,
+                              slot=p.slot))
+                i += 3
+                continue
+        out.append(a)
+        i += 1
+    return out
 
 
 def _constant_op(matrix: np.ndarray, targets: tuple[int, ...], controls: tuple[int, ...],

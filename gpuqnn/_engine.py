@@ -64,21 +64,26 @@ class Engine:
         self.backend = backend
         self.dim = 2**program.num_qubits
         self._plans = tuple(_plan(op, program.num_qubits) for op in program.ops)
+        self.branch_points = _branch_points(program.ops)
 
     def evolve(self, angles: Any, num_base: int | None = None,
-               branches: dict[int, Sequence[tuple[int, int]]] | None = None,
+               branches: dict[int, Sequence[tuple[int, int, int, float]]] | None = None,
                active: Sequence[int] | None = None) -> Any:
         """Evolve rows from |0...0> through the program.
 
         Without ``branches`` every row starts in |0> and goes through every op. With
-        ``branches``, only the first ``num_base`` rows start in |0>; just before op i, each
-        (start, stop) block of ``branches[i]`` is filled with copies of the base rows (tiled),
-        and op i is applied to rows ``[:active[i]]``.
+        ``branches``, only the first ``num_base`` rows start in |0>. Just before op i (or at the
+        end, for i = number of ops), each (start, stop, k, shift) of ``branches[i]`` fills rows
+        [start, stop) with copies of the base rows (tiled) and applies op k to them with the
+        constant angle ``shift``: since op k is ``U(theta)`` and ``U(theta + shift) =
+        U(shift) U(theta)``, and op k commutes with the ops between k and i, those rows then
+        hold the state of the base rows with op k's angle shifted. Op i is applied to rows
+        ``[:active[i]]``.
 
         Args:
             angles: (R, K) real array on the backend, each row's angle per slot.
             num_base: rows that start in |0> (default: all).
-            branches: op index -> list of (start, stop) row blocks to fill before that op.
+            branches: op index -> (start, stop, op, shift) row blocks to fill before that op.
             active: (num ops,) number of leading rows each op is applied to (default: all).
 
         Returns:
@@ -90,19 +95,40 @@ class Engine:
         psi = xp.zeros((rows, self.dim), dtype=self.backend.dtype)
         psi[:num_base, 0] = 1.0
         real = self.backend.real_dtype
-        for i, (op, plan) in enumerate(zip(self.program.ops, self._plans, strict=True)):
-            if branches and i in branches:
-                for start, stop in branches[i]:
-                    psi[start:stop].reshape(-1, num_base, self.dim)[...] = psi[:num_base]
+        ops = self.program.ops
+        for i in range(len(ops) + 1):
+            for start, stop, k, shift in (branches or {}).get(i, ()):
+                psi[start:stop].reshape(-1, num_base, self.dim)[...] = psi[:num_base]
+                self._apply(psi[start:stop], k, xp.full(stop - start, shift, dtype=real))
+            if i == len(ops):
+                break
             r = rows if active is None else active[i]
-            view = psi[:r].reshape((r, *plan.shape))
-            blocks = [view[idx] for idx in plan.blocks]
-            if op.slot >= 0:
-                theta = angles[:r, op.slot].astype(real, copy=False)
-                _PARAM_KERNELS[op.kind](xp, op, blocks, theta)
-            else:
-                _CONST_KERNELS[op.kind](op, blocks)
+            theta = angles[:r, ops[i].slot].astype(real, copy=False) if ops[i].slot >= 0 else None
+            self._apply(psi[:r], i, theta)
         return psi
+
+    def _apply(self, psi: Any, index: int, theta: Any) -> None:
+        """Apply op ``index`` to all rows of ``psi`` (R, D), with (R,) angles if parametric."""
+        op, plan = self.program.ops[index], self._plans[index]
+        view = psi.reshape((psi.shape[0], *plan.shape))
+        blocks = [view[idx] for idx in plan.blocks]
+        if op.slot >= 0:
+            _PARAM_KERNELS[op.kind](self.backend.xp, op, blocks, theta)
+        else:
+            _CONST_KERNELS[op.kind](op, blocks)
+
+
+def _branch_points(ops: Sequence[Op]) -> tuple[int, ...]:
+    """For each parametric op k, the first later op that does not commute with it (or the
+    number of ops): a shifted copy of op k's angle can branch off the base rows there."""
+    points = []
+    for k, op in enumerate(ops):
+        point = k + 1
+        if op.slot >= 0:
+            while point < len(ops) and op.commutes_with(ops[point]):
+                point += 1
+        points.append(point)
+    return tuple(points)
 
 
 def _per_row(values: Any, ndim: int) -> Any:
@@ -145,8 +171,11 @@ def _coefficient(s: Any, coeff: complex, ndim: int) -> Any:
 
 
 def _phase(xp: Any, op: Op, blocks: list[Any], theta: Any) -> None:
-    """diag(1, exp(i theta)) on the target."""
-    blocks[1] *= _per_row(xp.exp(1j * theta), blocks[1].ndim)
+    """exp(i theta) on the sub-blocks the op's mask selects."""
+    factor = _per_row(xp.exp(1j * theta), blocks[0].ndim)
+    for j, selected in enumerate(op.matrix):
+        if selected:
+            blocks[j] *= factor
 
 
 def _const_diag(op: Op, blocks: list[Any]) -> None:

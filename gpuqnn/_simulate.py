@@ -2,10 +2,12 @@
 
 The backward pass packs, for a chunk of samples, the base rows and every shifted copy into ONE
 state tensor: rows ``[0:nb]`` are the samples' unshifted base rows, then one block per
-(slot, shift term), ``nb`` rows each. A shifted block is copied from the base rows just before
-its op, so the prefix before the first shifted op is simulated once per sample. Each op is
-applied to the rows that are live by then. Slot derivatives are combined from the blocks'
-outputs and chained to parameter derivatives through the angle table's Jacobian.
+(slot, shift term), ``nb`` rows each. A shifted block branches off the base rows as late as
+possible: after its op and every later op that commutes with it (e.g. a whole run of diagonal
+gates such as a ZZ feature map), where it gets the shift applied on its own. So the prefix is
+simulated once per sample, and each op is applied only to the rows that are live by then. Slot
+derivatives are combined from the blocks' outputs and chained to parameter derivatives through
+the angle table's Jacobian.
 
 Shapes: B batch, P parameters, J requested parameters, K slots, S shifted slots, O outputs,
 R rows, D = 2**n.
@@ -124,26 +126,20 @@ class Simulator:
                  sample: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
         """(nb, O, S) slot derivatives for nb samples, all shifted rows in one tensor."""
         nb = angles.shape[0]
+        ops = [int(self.program.slot_ops[k]) for k in slots]
+        points = [self.engine.branch_points[i] for i in ops]
         blocks = []  # (slot position, coefficient, start row)
-        branches: dict[int, list[tuple[int, int]]] = {}
+        branches: dict[int, list[tuple[int, int, int, float]]] = {}
+        active = np.full(len(self.program.ops), nb, dtype=np.int64)
         row = nb
-        for s, (k, rule) in enumerate(zip(slots, rules, strict=True)):
-            op_index = int(self.program.slot_ops[k])
-            branches.setdefault(op_index, []).append((row, row + nb * len(rule)))
-            for coeff, _shift in rule:
+        for s in sorted(range(len(slots)), key=lambda s: points[s]):
+            for coeff, shift in rules[s]:
+                branches.setdefault(points[s], []).append((row, row + nb, ops[s], shift))
                 blocks.append((s, coeff, row))
                 row += nb
-        total = row
-        table = np.tile(angles, (total // nb, 1))
-        for (s, _coeff, start), (_, shift) in zip(
-            blocks, [t for rule in rules for t in rule], strict=True
-        ):
-            table[start:start + nb, slots[s]] += shift
-        active = np.full(len(self.program.ops), nb, dtype=np.int64)
-        for op_index, spans in branches.items():
-            active[op_index:] = np.maximum(active[op_index:], spans[-1][1])
-        psi = self.engine.evolve(self.backend.asarray(table), num_base=nb,
-                                 branches=branches, active=active)
+            active[points[s]:] = row
+        table = self.backend.asarray(np.tile(angles, (row // nb, 1)))
+        psi = self.engine.evolve(table, num_base=nb, branches=branches, active=active)
         out = self.backend.to_host(self.readout(psi))
         del psi
         if sample is not None:
