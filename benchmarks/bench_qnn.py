@@ -32,16 +32,27 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import MappingProxyType, ModuleType
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
 import qiskit
 import qiskit_machine_learning
-from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
-from qiskit.circuit.library import real_amplitudes, zz_feature_map
+from qiskit.circuit import Parameter, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_machine_learning.neural_networks import EstimatorQNN, NeuralNetwork, SamplerQNN
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)  # this checkout's gpuqnn rather than an installed one
+
+import gpuqnn  # noqa: E402
+from gpuqnn.examples import (  # noqa: E402
+    parity,
+    tutorial_estimator_circuit,
+    tutorial_sampler_circuit,
+    zz_real_amplitudes,
+)
 
 CANDIDATE = "gpuqnn"
 """The implementation every peer is compared with."""
@@ -55,11 +66,6 @@ Gradients = tuple[np.ndarray | None, np.ndarray | None]
 # --------------------------------------------------------------------------------------------
 # Workloads
 # --------------------------------------------------------------------------------------------
-
-
-def parity(bitstring: int) -> int:
-    """Parity of the measured bitstring, the qiskit tutorial's SamplerQNN ``interpret``."""
-    return bin(bitstring).count("1") % 2
 
 
 @dataclass(frozen=True)
@@ -118,48 +124,25 @@ class Workload:
 
 def tutorial_estimator() -> QNNSpec:
     """The qiskit QNN tutorial's EstimatorQNN: 1 qubit, observable ``Y``."""
-    inp, weight = Parameter("input1"), Parameter("weight1")
-    qc = QuantumCircuit(1)
-    qc.h(0)
-    qc.ry(inp, 0)
-    qc.rx(weight, 0)
+    qc, inp, weight = tutorial_estimator_circuit()
     return QNNSpec("estimator", qc, (inp,), (weight,), observables=(SparsePauliOp("Y"),))
 
 
 def tutorial_sampler() -> QNNSpec:
     """The qiskit QNN tutorial's SamplerQNN: 2 qubits, 4 weights, no interpret."""
-    inputs, weights = ParameterVector("input", 2), ParameterVector("weight", 4)
-    qc = QuantumCircuit(2)
-    qc.ry(inputs[0], 0)
-    qc.ry(inputs[1], 1)
-    qc.cx(0, 1)
-    qc.ry(weights[0], 0)
-    qc.ry(weights[1], 1)
-    qc.cx(0, 1)
-    qc.ry(weights[2], 0)
-    qc.ry(weights[3], 1)
+    qc, inputs, weights = tutorial_sampler_circuit()
     return QNNSpec("sampler", qc, tuple(inputs), tuple(weights))
-
-
-def _zz_real_amplitudes(num_qubits: int) -> tuple[QuantumCircuit, QuantumCircuit, QuantumCircuit]:
-    """``zz_feature_map(n, reps=1)`` composed with ``real_amplitudes(n, reps=3)``."""
-    feature_map = zz_feature_map(num_qubits, reps=1)
-    ansatz = real_amplitudes(num_qubits, reps=3)
-    qc = QuantumCircuit(num_qubits)
-    qc.compose(feature_map, inplace=True)
-    qc.compose(ansatz, inplace=True)
-    return qc, feature_map, ansatz
 
 
 def zz_estimator(num_qubits: int) -> QNNSpec:
     """ZZ feature map + RealAmplitudes EstimatorQNN with the default ``Z^n`` observable."""
-    qc, feature_map, ansatz = _zz_real_amplitudes(num_qubits)
+    qc, feature_map, ansatz = zz_real_amplitudes(num_qubits)
     return QNNSpec("estimator", qc, tuple(feature_map.parameters), tuple(ansatz.parameters))
 
 
 def zz_sampler_parity(num_qubits: int) -> QNNSpec:
     """ZZ feature map + RealAmplitudes SamplerQNN with the parity interpret (2 outputs)."""
-    qc, feature_map, ansatz = _zz_real_amplitudes(num_qubits)
+    qc, feature_map, ansatz = zz_real_amplitudes(num_qubits)
     return QNNSpec(
         "sampler",
         qc,
@@ -240,19 +223,8 @@ class NetworkRunner:
         return str(getattr(self.network, "device", "cpu"))
 
 
-def import_gpuqnn() -> ModuleType:
-    """Import gpuqnn, preferring this checkout's copy over an installed one."""
-    root = str(Path(__file__).resolve().parents[1])
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    import gpuqnn
-
-    return gpuqnn
-
-
 def gpuqnn_runner(spec: QNNSpec, options: Options) -> Runner:
     """Build the network with gpuqnn."""
-    gpuqnn = import_gpuqnn()
     cls = gpuqnn.EstimatorQNN if spec.kind == "estimator" else gpuqnn.SamplerQNN
     network = cls(**spec.qiskit_kwargs(), device=options.device, dtype=options.dtype)
     return NetworkRunner(network)
@@ -453,7 +425,6 @@ def markdown_table(rows: Sequence[Row], peers: Sequence[str]) -> str:
 
 def environment_line(options: Options, device: str) -> str:
     """One line describing the software and machine."""
-    gpuqnn = import_gpuqnn()
     return (
         f"{CANDIDATE} {getattr(gpuqnn, '__version__', '?')} on {device} ({options.dtype}); "
         f"qiskit {qiskit.__version__}, "

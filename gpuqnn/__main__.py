@@ -18,21 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from qiskit.circuit import Parameter, ParameterVector, QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_machine_learning.neural_networks import EstimatorQNN as ReferenceEstimatorQNN
 from qiskit_machine_learning.neural_networks import NeuralNetwork
 from qiskit_machine_learning.neural_networks import SamplerQNN as ReferenceSamplerQNN
 
 from . import EstimatorQNN, SamplerQNN, __version__
+from .examples import parity, tutorial_estimator_circuit, tutorial_sampler_circuit
 
 _REPEAT = 3
 """gpuqnn timings are the best of this many runs (after one warm-up)."""
-
-
-def parity(bitstring: int) -> int:
-    """The tutorial's interpret: parity of the measured bitstring."""
-    return bin(bitstring).count("1") % 2
 
 
 @dataclass(frozen=True)
@@ -56,24 +51,11 @@ class Example:
 
 def tutorial_examples() -> list[Example]:
     """The tutorial's four networks with its inputs (``default_rng(42)``, drawn in its order)."""
-    params1 = [Parameter("input1"), Parameter("weight1")]
-    qc1 = QuantumCircuit(1)
-    qc1.h(0)
-    qc1.ry(params1[0], 0)
-    qc1.rx(params1[1], 0)
+    qc1, input1, weight1 = tutorial_estimator_circuit()
     y_obs = SparsePauliOp.from_list([("Y", 1)])
     z_obs = SparsePauliOp.from_list([("Z", 1)])
 
-    inputs2, weights2 = ParameterVector("input", 2), ParameterVector("weight", 4)
-    qc2 = QuantumCircuit(2)
-    qc2.ry(inputs2[0], 0)
-    qc2.ry(inputs2[1], 1)
-    qc2.cx(0, 1)
-    qc2.ry(weights2[0], 0)
-    qc2.ry(weights2[1], 1)
-    qc2.cx(0, 1)
-    qc2.ry(weights2[2], 0)
-    qc2.ry(weights2[3], 1)
+    qc2, inputs2, weights2 = tutorial_sampler_circuit()
 
     rng = np.random.default_rng(42)
     est_input, est_weights = rng.random(1), rng.random(1)
@@ -83,8 +65,8 @@ def tutorial_examples() -> list[Example]:
         return lambda cls, **kw: cls(
             circuit=qc1,
             observables=observables,
-            input_params=[params1[0]],
-            weight_params=[params1[1]],
+            input_params=[input1],
+            weight_params=[weight1],
             **kw,
         )
 
