@@ -18,7 +18,7 @@ from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
 from ._backend import Backend, check_device, check_dtype, select_backend
 from ._compile import Program, compile_circuit
-from ._simulate import Simulator
+from ._simulate import Simulator, state_row_bytes
 
 GRADIENT_METHODS = ("auto", "parameter_shift")
 
@@ -68,7 +68,7 @@ def check_max_memory(max_memory: int | str | None) -> int | None:
 class EngineNetwork:
     """Mixin: engine options, boundary checks and routing between engine and parent."""
 
-    _engine_keys = ("_backend", "_simulator", "_program", "_engine_error")
+    _engine_keys = ("_backend", "_simulator", "_program")
 
     def _init_engine(self, device: str, dtype: str, gradient_method: str,
                      max_memory: int | str | None) -> None:
@@ -79,7 +79,6 @@ class EngineNetwork:
         self._backend: Backend = select_backend(device, dtype)
         self._simulator: Simulator | None = None
         self._program: Program | None = None
-        self._engine_error: Exception | None = None
         if self._engine_serves_forward():
             self._build_engine()
 
@@ -131,7 +130,7 @@ class EngineNetwork:
     def _build_engine(self) -> None:
         parameters = list(self._circuit.parameters)
         program = compile_circuit(self._circuit, parameters)
-        row_bytes = 2**program.num_qubits * self._backend.dtype.itemsize * 4
+        row_bytes = state_row_bytes(program.num_qubits, self._backend.dtype)
         limit = self._max_memory or self._backend.free_memory()
         if row_bytes > limit:
             raise ValueError(
@@ -164,7 +163,6 @@ class EngineNetwork:
         self._backend = select_backend(self._device_request, self._dtype_name)
         self._simulator = None
         self._program = None
-        self._engine_error = None
         if self._engine_serves_forward():
             self._build_engine()
 

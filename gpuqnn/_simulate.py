@@ -28,6 +28,11 @@ from ._engine import Engine
 _ROW_FACTOR = 4
 
 
+def state_row_bytes(num_qubits: int, dtype: np.dtype) -> int:
+    """Peak bytes one statevector row needs in the engine, temporaries included."""
+    return 2**num_qubits * np.dtype(dtype).itemsize * _ROW_FACTOR
+
+
 class Simulator:
     """Forward and backward passes of a program with a readout.
 
@@ -44,7 +49,7 @@ class Simulator:
         self.backend = backend
         self.engine = Engine(program, backend)
         self.num_outputs = readout.num_outputs
-        self.row_bytes = self.engine.dim * backend.dtype.itemsize * _ROW_FACTOR
+        self.row_bytes = state_row_bytes(program.num_qubits, backend.dtype)
 
     def _work_rows(self, budget: int) -> int:
         """Rows per engine call: the backend's preferred chunk, never above ``budget``."""
