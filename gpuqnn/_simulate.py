@@ -116,13 +116,15 @@ class Simulator:
         budget = self._row_budget(max_memory)
         target = self._work_rows(budget)
         for group in _slot_groups(rules, budget):
-            rows_per_sample = 1 + sum(len(rules[g]) for g in group)
+            positions = [g for g, _terms in group]
+            rows_per_sample = 1 + sum(len(terms) for _g, terms in group)
             nb = max(1, min(batch, target // rows_per_sample))
             for start in range(0, batch, nb):
                 stop = min(start + nb, batch)
-                dslot = self._shifted(angles[start:stop], [slots[g] for g in group],
-                                      [rules[g] for g in group], sample)
-                sub_jac = jac[:, group] if jac.shape[0] == 1 else jac[start:stop, group]
+                dslot = self._shifted(angles[start:stop], [slots[g] for g in positions],
+                                      [terms for _g, terms in group], sample)
+                sub_jac = (jac[:, positions] if jac.shape[0] == 1
+                           else jac[start:stop, positions])
                 grad[start:stop] += np.matmul(dslot, sub_jac)
         return grad
 
@@ -155,22 +157,25 @@ class Simulator:
         return dslot
 
 
-def _slot_groups(rules: Sequence[Sequence[tuple[float, float]]], budget: int) -> list[list[int]]:
-    """Split slots into consecutive groups whose rows for one sample fit ``budget`` rows."""
-    groups: list[list[int]] = []
-    current: list[int] = []
+def _slot_groups(rules: Sequence[Sequence[tuple[float, float]]],
+                 budget: int) -> list[list[tuple[int, tuple[tuple[float, float], ...]]]]:
+    """Split the (slot, shift term) rows of one sample into groups that fit ``budget`` rows
+    with the base row: each group is a list of (slot position, its terms in this group)."""
+    if budget < 2:
+        raise ValueError(
+            "max_memory is too small for a parameter-shift step: it needs 2 statevector rows "
+            f"(a base row and a shifted one) and fits {budget}"
+        )
+    groups: list[list[tuple[int, tuple[tuple[float, float], ...]]]] = [[]]
     rows = 1
     for g, rule in enumerate(rules):
-        if 1 + len(rule) > budget:
-            raise ValueError(
-                f"max_memory is too small for one parameter-shift step: it needs "
-                f"{1 + len(rule)} statevector rows and fits {budget}"
-            )
-        if rows + len(rule) > budget and current:
-            groups.append(current)
-            current, rows = [], 1
-        current.append(g)
-        rows += len(rule)
-    if current:
-        groups.append(current)
+        terms = list(rule)
+        while terms:
+            if rows == budget:
+                groups.append([])
+                rows = 1
+            take = terms[: budget - rows]
+            terms = terms[len(take):]
+            groups[-1].append((g, tuple(take)))
+            rows += len(take)
     return groups

@@ -19,6 +19,11 @@ from ._primitives import exact_sampler, exact_sampler_gradient
 from ._readout import ProbabilityReadout
 
 
+def _identity(key: int) -> int:
+    """The default ``interpret``: the measured integer itself."""
+    return key
+
+
 class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
     """Drop-in replacement for qiskit-machine-learning's ``SamplerQNN``.
 
@@ -125,6 +130,8 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
             ValueError: ``interpret`` returns an index outside ``output_shape``.
         """
         super().set_interpret(interpret, output_shape)
+        if interpret is None:
+            self._interpret = _identity  # the parent's lambda cannot be pickled
         self._output_shape = tuple(int(n) for n in self._output_shape)
         self._user_interpret = interpret
         if getattr(self, "_program", None) is not None:

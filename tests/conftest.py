@@ -1,0 +1,59 @@
+"""Small circuits and data shared by the contract, ecosystem and tutorial tests."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import pytest
+from qiskit import QuantumCircuit
+from qiskit.circuit import ParameterVector
+
+from gpuqnn.examples import zz_real_amplitudes
+
+
+class QNNCircuit(NamedTuple):
+    """A circuit with its input and weight parameters, in the order the network takes them."""
+
+    circuit: QuantumCircuit
+    inputs: list
+    weights: list
+
+
+def make_three_qubit_circuit() -> QNNCircuit:
+    """3 qubits, 2 inputs, 3 weights; a scaled input, a sum and a product of parameters."""
+    x, w = ParameterVector("x", 2), ParameterVector("w", 3)
+    qc = QuantumCircuit(3)
+    qc.h(2)
+    qc.ry(x[0], 0)
+    qc.rx(2 * x[1], 1)
+    qc.cx(0, 2)
+    qc.crz(w[0] + x[0], 2, 1)
+    qc.ry(w[1] * x[1], 0)
+    qc.rzz(w[2], 0, 2)
+    qc.h(1)
+    return QNNCircuit(qc, list(x), list(w))
+
+
+def make_zz_real_amplitudes(num_qubits: int = 2, reps: int = 1) -> QNNCircuit:
+    """zz_feature_map(n) (inputs) followed by real_amplitudes(n, reps) (weights)."""
+    qc, feature_map, ansatz = zz_real_amplitudes(num_qubits, reps=reps)
+    return QNNCircuit(qc, list(feature_map.parameters), list(ansatz.parameters))
+
+
+@pytest.fixture
+def three_qubit() -> QNNCircuit:
+    return make_three_qubit_circuit()
+
+
+@pytest.fixture
+def zz_two_qubit() -> QNNCircuit:
+    return make_zz_real_amplitudes(2, reps=1)
+
+
+@pytest.fixture
+def two_feature_data() -> tuple[np.ndarray, np.ndarray]:
+    """20 seeded points in [-1, 1]^2, labelled 1 where x0 * x1 > 0 (else 0)."""
+    rng = np.random.default_rng(11)
+    x = rng.uniform(-1, 1, (20, 2))
+    return x, (x[:, 0] * x[:, 1] > 0).astype(int)
