@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from numbers import Integral
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from qiskit.quantum_info import SparsePauliOp
@@ -24,6 +24,25 @@ _ONE_HOT_LIMIT = 1 << 24  # elements of a dense (D, O) indicator matrix
 
 def _popcount(values: np.ndarray) -> np.ndarray:
     return np.bitwise_count(values.astype(np.uint64)).astype(np.int64)
+
+
+class PauliTerms(NamedTuple):
+    """The Pauli terms of a :class:`PauliReadout`, on the simulated qubits.
+
+    Output ``o`` is ``sum over terms t with output[t] == o`` of
+    ``Re sum_b conj(psi[b ^ xmask[t]]) psi[b] (-1)**popcount(b & zmask[t]) coeff[t]``.
+
+    Attributes:
+        xmask: (T,) int64 bit mask of the X/Y factors.
+        zmask: (T,) int64 bit mask of the Z/Y factors.
+        coeff: (T,) complex128 coefficients, the Pauli phases (Y = iXZ) folded in.
+        output: (T,) int64 output index of each term.
+    """
+
+    xmask: np.ndarray
+    zmask: np.ndarray
+    coeff: np.ndarray
+    output: np.ndarray
 
 
 class PauliReadout:
@@ -43,6 +62,7 @@ class PauliReadout:
         dim = 2**num_qubits
         basis = np.arange(dim, dtype=np.int64)
         groups: dict[int, np.ndarray] = {}
+        terms: list[tuple[int, int, complex, int]] = []
         for o, observable in enumerate(observables):
             paulis = observable.paulis
             xs = np.asarray(paulis.x, dtype=bool)
@@ -55,9 +75,16 @@ class PauliReadout:
                     continue  # X or Y on a qubit that stays |0>: zero expectation
                 xmask = _mask(x, qubit_map)
                 zmask = _mask(z, qubit_map)
+                terms.append((xmask, zmask, complex(coeff), o))
                 signs = 1 - 2 * (_popcount(basis & zmask) & 1)
                 column = groups.setdefault(xmask, np.zeros((dim, self.num_outputs), complex))
                 column[:, o] += coeff * signs
+        self.terms = PauliTerms(
+            np.array([t[0] for t in terms], dtype=np.int64),
+            np.array([t[1] for t in terms], dtype=np.int64),
+            np.array([t[2] for t in terms], dtype=complex),
+            np.array([t[3] for t in terms], dtype=np.int64),
+        )
         self._diagonal = None
         self._offdiag: list[tuple[Any, Any, Any]] = []
         real = backend.real_dtype
@@ -135,6 +162,8 @@ class ProbabilityReadout:
         if key_limit is not None:
             flat[unique >= key_limit] = -1
         index = flat[inverse]
+        self.index = index
+        """(D,) int64: the flat output index of each basis state, -1 where it is dropped."""
         self._gather = None
         self._one_hot = None
         self._order = None
