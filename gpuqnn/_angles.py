@@ -47,9 +47,7 @@ class AngleTable:
             if not isinstance(expr, ParameterExpression) or not expr.parameters:
                 self.offset[k] = _real(expr)
                 continue
-            cols = sorted(column[p] for p in expr.parameters)
-            self.depends[k, cols] = True
-            self._add_slot(k, expr, cols, parameters)
+            self._add_slot(k, expr, sorted(column[p] for p in expr.parameters), parameters)
 
     def _add_slot(self, k: int, expr: ParameterExpression, cols: list[int],
                   parameters: Sequence[Parameter]) -> None:
@@ -57,6 +55,13 @@ class AngleTable:
 
         sym = expr.sympify()
         symbols = {s.name: s for s in sym.free_symbols}
+        # qiskit keeps parameters that cancel (x - x, from some gate definitions); sympy drops
+        # them: their derivative is zero and the slot does not depend on them
+        cols = [j for j in cols if parameters[j].name in symbols]
+        if not cols:
+            self.offset[k] = _real(complex(sym))
+            return
+        self.depends[k, cols] = True
         args = [symbols[parameters[j].name] for j in cols]
         grads = {j: sympy.diff(sym, s) for j, s in zip(cols, args, strict=True)}
         if all(not g.free_symbols for g in grads.values()):

@@ -18,9 +18,7 @@ from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
 from ._backend import Backend, check_device, check_dtype, select_backend
 from ._compile import Program, compile_circuit
-from ._simulate import Simulator, state_row_bytes
-
-GRADIENT_METHODS = ("auto", "parameter_shift")
+from ._simulate import GRADIENT_METHODS, Simulator, state_row_bytes
 
 
 def check_parameters(circuit: QuantumCircuit, input_params: Sequence[Parameter] | None,
@@ -119,8 +117,21 @@ class EngineNetwork:
 
     @property
     def gradient_method(self) -> str:
-        """The gradient method the engine uses (``"parameter_shift"``)."""
-        return "parameter_shift"
+        """The gradient method asked for: ``"auto"``, ``"adjoint"`` or ``"parameter_shift"``
+        (see :meth:`resolved_gradient_method` for what ``"auto"`` picks)."""
+        return self._gradient_method
+
+    def resolved_gradient_method(self) -> str | None:
+        """The method the next ``backward`` uses with the current ``input_gradients``:
+        ``"adjoint"`` or ``"parameter_shift"``; None when the parent's code path runs."""
+        if not self._engine_serves_backward():
+            return None
+        first = 0 if self._input_gradients else self.num_inputs
+        columns = range(first, self.num_inputs + self.num_weights)
+        return self._engine().method(columns, shots=self._samples_shots())
+
+    def _samples_shots(self) -> bool:
+        return False
 
     @property
     def max_memory(self) -> int | None:
@@ -140,7 +151,7 @@ class EngineNetwork:
             )
         self._program = program
         self._simulator = Simulator(self._program, self._make_readout(self._program),
-                                    self._backend)
+                                    self._backend, self._gradient_method)
 
     def _engine(self) -> Simulator:
         if self._simulator is None:
@@ -150,7 +161,7 @@ class EngineNetwork:
     def _rebuild_readout(self) -> None:
         if self._program is not None:
             self._simulator = Simulator(self._program, self._make_readout(self._program),
-                                        self._backend)
+                                        self._backend, self._gradient_method)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -168,10 +179,14 @@ class EngineNetwork:
 
     def __repr__(self) -> str:
         engine = "engine" if self._engine_serves_forward() else "delegating to qiskit primitives"
+        method = f"'{self.gradient_method}'"
+        resolved = self.resolved_gradient_method()
+        if self.gradient_method == "auto" and resolved is not None:
+            method += f" ({resolved})"
         return (f"{type(self).__name__}(num_qubits={self._circuit.num_qubits}, "
                 f"num_inputs={self.num_inputs}, num_weights={self.num_weights}, "
                 f"output_shape={self.output_shape}, device='{self.device}', "
-                f"dtype='{self.dtype}', gradient_method='{self.gradient_method}', {engine})")
+                f"dtype='{self.dtype}', gradient_method={method}, {engine})")
 
     # ---- boundary checks --------------------------------------------------------------------
     def _validate_input(self, input_data: Any) -> tuple[np.ndarray | None, tuple | None]:

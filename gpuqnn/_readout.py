@@ -87,14 +87,22 @@ class PauliReadout:
         )
         self._diagonal = None
         self._offdiag: list[tuple[Any, Any, Any]] = []
+        # adjoint states lam_o = H_o psi with H_o the Hermitian part of observable o: per x mask,
+        # lam[o, b] += V[b, o] psi[b ^ x] with V[b] = (W[b ^ x] + conj(W[b])) / 2
+        self._adjoint_diagonal = None
+        self._adjoint_offdiag: list[tuple[Any, Any]] = []
         real = backend.real_dtype
         for xmask, w in groups.items():
             if xmask == 0:
                 self._diagonal = backend.asarray(w.real, dtype=real)
+                self._adjoint_diagonal = backend.asarray(w.real.T.copy(), dtype=real)
             else:
                 perm = backend.asarray(basis ^ xmask)
                 self._offdiag.append((perm, backend.asarray(w.real, dtype=real),
                                       backend.asarray(w.imag, dtype=real)))
+                hermitian = 0.5 * (w[basis ^ xmask] + w.conj())
+                self._adjoint_offdiag.append(
+                    (perm, backend.asarray(hermitian.T.copy(), dtype=backend.dtype)))
 
     def __call__(self, psi: Any) -> Any:
         """Expectation values.
@@ -117,6 +125,27 @@ class PauliReadout:
             out += xp.ascontiguousarray(prod.real) @ w_real
             out -= xp.ascontiguousarray(prod.imag) @ w_imag
         return out
+
+
+    def adjoint_states(self, psi: Any) -> Any:
+        """The states whose overlaps give the outputs' derivatives: ``lam_o = H_o psi`` with
+        ``H_o`` the Hermitian part of observable o, so that ``d out_o = 2 Re <lam_o| d psi>``.
+
+        Args:
+            psi: (R, D) complex states on the backend.
+
+        Returns:
+            (R, O, D) complex states on the backend.
+        """
+        xp = self.backend.xp
+        rows, dim = psi.shape
+        if self._adjoint_diagonal is not None:
+            lam = psi[:, None, :] * self._adjoint_diagonal[None]
+        else:
+            lam = xp.zeros((rows, self.num_outputs, dim), dtype=psi.dtype)
+        for perm, weights in self._adjoint_offdiag:
+            lam += psi[:, perm][:, None, :] * weights[None]
+        return lam
 
 
 def _mask(bits: np.ndarray, qubit_map: np.ndarray) -> int:
@@ -164,6 +193,8 @@ class ProbabilityReadout:
         index = flat[inverse]
         self.index = index
         """(D,) int64: the flat output index of each basis state, -1 where it is dropped."""
+        kept = np.flatnonzero(index >= 0)
+        self._kept = (backend.asarray(index[kept]), backend.asarray(kept))
         self._gather = None
         self._one_hot = None
         self._order = None
@@ -201,6 +232,24 @@ class ProbabilityReadout:
         out = xp.zeros((psi.shape[0], self.num_outputs), dtype=probs.dtype)
         out[:, present] = xp.add.reduceat(probs[:, order], self.backend.asarray(starts), axis=1)
         return out
+
+
+    def adjoint_states(self, psi: Any) -> Any:
+        """The states whose overlaps give the outputs' derivatives: ``lam_o = Pi_o psi`` with
+        ``Pi_o`` the projector on the basis states interpreted as output o, so that
+        ``d p_o = 2 Re <lam_o| d psi>``.
+
+        Args:
+            psi: (R, D) complex states on the backend.
+
+        Returns:
+            (R, O, D) complex states on the backend.
+        """
+        outputs, columns = self._kept
+        lam = self.backend.xp.zeros((psi.shape[0], self.num_outputs, psi.shape[1]),
+                                    dtype=psi.dtype)
+        lam[:, outputs, columns] = psi[:, columns]
+        return lam
 
 
 def _flat_index(interpret: Callable | None, key: int,

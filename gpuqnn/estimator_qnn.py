@@ -41,7 +41,8 @@ class EstimatorQNN(EngineNetwork, _QmlEstimatorQNN):
         device: ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda:N"``; ``"auto"`` falls back to the
             CPU without error when CuPy or a CUDA device is missing.
         dtype: ``"complex128"`` (default) or ``"complex64"``.
-        gradient_method: ``"auto"`` or ``"parameter_shift"``.
+        gradient_method: ``"auto"`` (the cheaper of adjoint and parameter shift by a cost
+            model over the fused circuit), ``"adjoint"`` or ``"parameter_shift"``.
         max_memory: bound in bytes on the statevectors held at once (rows are processed in
             chunks), or ``"auto"``/None for half of the free memory.
 

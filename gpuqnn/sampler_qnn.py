@@ -50,7 +50,8 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
             over the logical qubits of the layout.
         device: ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda:N"``.
         dtype: ``"complex128"`` (default) or ``"complex64"``.
-        gradient_method: ``"auto"`` or ``"parameter_shift"``.
+        gradient_method: ``"auto"`` (the cheaper of the two by a cost model; parameter shift
+            with shots), ``"adjoint"`` (exact only) or ``"parameter_shift"``.
         max_memory: bound in bytes on the statevectors held at once, or ``"auto"``/None.
         shots: None for exact probabilities; an int to sample that many shots per row
             (forward rows and every shifted row of the backward pass) from the engine's states.
@@ -90,6 +91,11 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
             isinstance(shots, bool) or not isinstance(shots, Integral) or shots <= 0
         ):
             raise ValueError(f"shots must be None or a positive int, got {shots!r}")
+        if shots is not None and gradient_method == "adjoint":
+            raise ValueError(
+                "gradient_method='adjoint' needs exact probabilities, but shots="
+                f"{shots!r} was given; use gradient_method='parameter_shift' or 'auto' with shots"
+            )
         if interpret is not None and not callable(interpret):
             raise TypeError(f"interpret must be callable, got {type(interpret).__name__}")
         super().__init__(
@@ -167,6 +173,9 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
 
             return sparse.COO.from_numpy(values)
         return values
+
+    def _samples_shots(self) -> bool:
+        return self._shots is not None
 
     def _backward_options(self) -> dict:
         return {"sample": self._sample} if self._shots is not None else {}
