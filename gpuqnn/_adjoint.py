@@ -47,9 +47,10 @@ def adjoint_gradients(engine: Engine, readout: Any, angles: Any, slots: Sequence
     position = {int(k): s for s, k in enumerate(slots)}
     first = int(min(engine.slot_block[k] for k in slots))
 
-    psi = work.get("psi", (rows, dim), dtype)
+    shape = (1, rows, dim)  # one copy of the samples (see gpuqnn._blocks)
+    psi = work.get("psi", shape, dtype)
     psi[...] = engine.initial
-    spare, scratch = work.get("spare", psi.shape, dtype), work.get("scratch", psi.shape, dtype)
+    spare, scratch = work.get("spare", shape, dtype), work.get("scratch", shape, dtype)
     preps: list[Any] = []
     states: list[Any] = []  # states[j - first]: output of block j, when checkpointing
     for j, block in enumerate(blocks):
@@ -65,15 +66,15 @@ def adjoint_gradients(engine: Engine, readout: Any, angles: Any, slots: Sequence
             psi, spare = spare, psi
     phi = psi
 
-    lam = readout.adjoint_states(phi)
+    lam = readout.adjoint_states(phi[0])[None]  # (1, R, O, D)
     lam_spare = work.get("lam_spare", lam.shape, dtype)
     lam_scratch = work.get("lam_scratch", lam.shape, dtype)
-    grads = xp.zeros((rows, lam.shape[1], len(position)), dtype=engine.backend.real_dtype)
+    grads = xp.zeros((rows, lam.shape[2], len(position)), dtype=engine.backend.real_dtype)
     for j in range(len(blocks) - 1, first - 1, -1):
         block = blocks[j]
         chosen = [(i, position[int(k)]) for i, k in enumerate(block.slots) if int(k) in position]
         if chosen:
-            local = block.gradient(lam, phi, preps[j])
+            local = block.gradient(lam, phi, preps[j])[0]  # (R, O, Kb)
             mine = np.array([i for i, _ in chosen])
             grads[..., np.array([s for _, s in chosen])] = local[..., mine]
         if j == first:

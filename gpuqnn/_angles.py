@@ -74,6 +74,12 @@ class AngleTable:
                   for j, g in grads.items()}
         self._nonaffine.append(_NonAffineSlot(k, cols, value, derivs))
 
+    def is_affine_in(self, slots: Sequence[int]) -> bool:
+        """Whether every one of ``slots`` is an affine function of the parameters (then its
+        Jacobian is the same for every sample)."""
+        chosen = set(int(k) for k in slots)
+        return not any(item.slot in chosen for item in self._nonaffine)
+
     @property
     def is_affine(self) -> bool:
         """Whether every slot is an affine function of the parameters."""

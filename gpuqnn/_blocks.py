@@ -1,21 +1,28 @@
-"""Fused blocks at run time: apply, un-apply and differentiate a block for a batch of rows.
+"""Fused blocks at run time: apply, un-apply, shift and differentiate a block for a batch.
+
+States are (M, P, *E, D): M copies of P samples (a parameter-shift pass holds one copy per
+shifted slot and term; elsewhere M = 1), optional extra axes E (one adjoint state per network
+output), D = 2**n amplitudes. Every row of a sample uses that sample's angles, so per-sample data
+is computed once for P samples and broadcasts over the copies and the extra axes.
 
 Every block follows one protocol, written against the backend's array module:
 
-- ``prepare(angles, work, key)`` turns the (R, K) angle table into the block's per-row data
-  (phases, Kronecker matrices, angles), once per pass; big per-row data lives in the workspace
-  ``work`` under ``key`` when one is given;
-- ``apply(psi, out, scratch, prep, inplace)`` maps states (R, *E, D) to the block's output and
-  returns the array that holds it: ``psi`` itself when ``inplace`` allows and the block works in
-  place, else ``out`` (``scratch`` is a spare buffer of the same shape);
+- ``prepare(angles, work, key)`` turns the (P, K) angle table into the block's per-sample data
+  (phases, Kronecker matrices, angles), once per pass; big data lives in the workspace ``work``
+  under ``key`` when one is given;
+- ``apply(psi, out, scratch, prep, inplace)`` maps states to the block's output and returns the
+  array that holds it: ``psi`` itself when ``inplace`` allows and the block works in place, else
+  ``out`` (``scratch`` is a spare buffer of the same shape);
 - ``apply_adjoint(...)`` does the same with the block's inverse;
+- ``shift(psi, local, value, prep)`` turns states at the block's output into the states the block
+  would have given with the angle of its ``local``-th slot increased by ``value`` (parameter
+  shift branches there);
 - ``gradient(lam, phi, prep)`` gives ``2 Re <lam| d phi / d theta_k>`` for each slot k of the
-  block from the adjoint states ``lam`` (R, *E, D) and the states ``phi`` (R, D) at the block's
-  output: ``d phi / d theta_k = A_k phi`` for a per-row operator A_k (the derivative moved to the
-  output frame), so no state is differentiated on its own.
+  block from the adjoint states ``lam`` (M, P, *E, D) and the states ``phi`` (M, P, D) at the
+  block's output: ``d phi / d theta_k = A_k phi`` for a per-sample operator A_k (the derivative
+  moved to the output frame), so no state is differentiated on its own.
 
-E are optional extra axes (one adjoint state per network output); per-row data broadcasts over
-them. Shape letters: R rows, E extra axes, D = 2**n amplitudes, K angle slots, Kb the block's slots.
+Shape letters: M copies, P samples, E extra axes, D = 2**n, K angle slots, Kb the block's slots.
 """
 
 from __future__ import annotations
@@ -33,16 +40,14 @@ from ._gates import Plan, apply_op, generator_overlap, inverse_op, make_plan
 from ._workspace import Workspace
 
 MAX_GROUP_QUBITS = 4
-"""Qubits per Kronecker factor of a layer: 16 x 16 per-row matrices (measured fastest here)."""
+"""Qubits per Kronecker factor of a layer: 16 x 16 per-sample matrices (measured fastest)."""
 
 
-def _broadcast_rows(values: Any, like: Any, trailing: int) -> Any:
-    """(R, *T) per-row data -> (R, 1, ..., 1, *T) to broadcast against ``like`` (R, *E, ...)
-    whose last ``trailing`` axes match T."""
-    extra = like.ndim - trailing - 1
-    if extra <= 0:
-        return values
-    return values.reshape(values.shape[:1] + (1,) * extra + values.shape[1:])
+def _per_sample(values: Any, like: Any, trailing: int) -> Any:
+    """(P|1, *T) per-sample data -> (1, P|1, 1, ..., 1, *T) to broadcast against ``like``
+    (M, P, *E, ...) whose last ``trailing`` axes match T."""
+    extra = like.ndim - 2 - trailing
+    return values.reshape((1, values.shape[0]) + (1,) * extra + values.shape[1:])
 
 
 def _local_index(op: Op, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,8 +67,9 @@ class PhaseBlock:
     psi(src(b))``.
 
     The ops are folded at construction, in order, into the output frame: a permutation re-indexes
-    everything accumulated before it. Applying the block is one (R, Kb) @ (Kb, D) matmul, cos/sin
-    and one gather-multiply; the gradients of all its slots are one (R*E, D) @ (D, Kb) matmul.
+    everything accumulated before it. Applying the block is one (P, Kb) @ (Kb, D) matmul, one
+    ``exp(i .)`` and one gather-multiply; the gradients of all its slots are one
+    (M P E, D) @ (D, Kb) matmul; shifting slot k multiplies by ``exp(i s F_k)``.
 
     Args:
         ops: the block's ops, diagonal or permutations, in order.
@@ -105,10 +111,10 @@ class PhaseBlock:
             else:
                 raise ValueError(f"op kind {op.kind!r} is not diagonal or a permutation")
         real = backend.real_dtype
+        table = np.array(rows).reshape(len(rows), dim)
         self.slots = np.asarray(slots, dtype=np.int64)
-        self.table = backend.asarray(np.array(rows).reshape(len(rows), dim), dtype=real)
-        self.table_t = backend.asarray(np.array(rows).reshape(len(rows), dim).T.copy(),
-                                       dtype=real)
+        self.table = backend.asarray(table, dtype=real)
+        self.table_t = backend.asarray(table.T.copy(), dtype=real)
         identity = np.array_equal(src, basis)
         self.src = None if identity else backend.asarray(src)
         self.inv_src = None if identity else backend.asarray(np.argsort(src))
@@ -120,8 +126,17 @@ class PhaseBlock:
     def parametric(self) -> bool:
         return self.slots.size > 0
 
+    def prep_bytes(self) -> tuple[int, int]:
+        """Bytes per sample of ``prepare``'s result and of its temporaries: the (D,) phases;
+        the angles' matmul and the four (D,) temporaries of ``exp(i .)``."""
+        if not self.parametric:
+            return 0, 0
+        dim = self.table.shape[1]
+        complex_bytes = np.dtype(self.dtype).itemsize
+        return dim * complex_bytes, dim * (3 * complex_bytes // 2 + 8 + complex_bytes)
+
     def prepare(self, angles: Any, work: Workspace | None = None, key: str = "") -> Any:
-        """(R, K) real angles -> (R, D) complex phases ``c exp(i theta F)``, or (1, D) / None
+        """(P, K) real angles -> (P, D) complex phases ``c exp(i theta F)``, or (1, D) / None
         for a block without slots."""
         xp = self.xp
         if not self.parametric:
@@ -147,7 +162,7 @@ class PhaseBlock:
             out[...] = psi
             return out
         target = psi if inplace else out
-        xp.multiply(psi, _broadcast_rows(prep, psi, 1), out=target)
+        xp.multiply(psi, _per_sample(prep, psi, 1), out=target)
         return target
 
     def apply_adjoint(self, psi: Any, out: Any, scratch: Any, prep: Any, inplace: bool) -> Any:
@@ -158,7 +173,7 @@ class PhaseBlock:
                 target = scratch
             else:
                 target = psi if inplace else out
-            xp.multiply(psi, xp.conj(_broadcast_rows(prep, psi, 1)), out=target)
+            xp.multiply(psi, xp.conj(_per_sample(prep, psi, 1)), out=target)
             psi = target
         if self.src is not None:
             self.backend.gather(psi, self.inv_src, out)
@@ -168,12 +183,23 @@ class PhaseBlock:
         out[...] = psi
         return out
 
+    def shift(self, psi: Any, local: int, value: float, prep: Any) -> None:
+        """psi *= exp(i value F_local): the slot's phase function, in the output frame."""
+        factor = self.xp.empty(self.table.shape[1], dtype=self.dtype)
+        self.backend.cis(self.table[local] * value, factor)
+        psi *= factor
+
     def gradient(self, lam: Any, phi: Any, prep: Any) -> Any:
         """d phi / d theta_k = i F_k phi, so the gradient is -2 Im(conj(lam) phi) @ F^T."""
         xp = self.xp
         prod = xp.conj(lam)
-        prod *= _broadcast_rows(phi, lam, 1)
+        prod *= _expand(phi, lam)
         return (prod.imag @ self.table_t) * -2.0
+
+
+def _expand(phi: Any, lam: Any) -> Any:
+    """(M, P, D) -> (M, P, 1, ..., 1, D) to broadcast against ``lam`` (M, P, *E, D)."""
+    return phi.reshape(phi.shape[:-1] + (1,) * (lam.ndim - phi.ndim) + phi.shape[-1:])
 
 
 @dataclass(frozen=True)
@@ -195,11 +221,11 @@ class _Group:
 
 @dataclass
 class LayerPrep:
-    """Per-row data of a layer for one pass.
+    """Per-sample data of a layer for one pass.
 
     Attributes:
-        qubit_factors: per layer qubit, its factors' (R|1, 2, 2) matrices in order.
-        kron: per group, the (R|1, G, G) Kronecker factor (G = 2**size): real for a real layer
+        qubit_factors: per layer qubit, its factors' (P|1, 2, 2) matrices in order.
+        kron: per group, the (P|1, G, G) Kronecker factor (G = 2**size): real for a real layer
             except at the bottom of the register, where it acts on the complex amplitudes'
             last axis and is complex.
     """
@@ -209,8 +235,8 @@ class LayerPrep:
 
 
 class LayerBlock:
-    """Single-qubit ops without controls: per row, one 2 x 2 matrix per qubit (the product of its
-    ops), applied as Kronecker factors over groups of up to :data:`MAX_GROUP_QUBITS` adjacent
+    """Single-qubit ops without controls: per sample, one 2 x 2 matrix per qubit (the product of
+    its ops), applied as Kronecker factors over groups of up to :data:`MAX_GROUP_QUBITS` adjacent
     qubits with one batched matmul per group. Real layers (ry, h, x, z, ...) run on the real view
     of the complex states, a quarter of the arithmetic of a complex matmul.
 
@@ -243,7 +269,35 @@ class LayerBlock:
             self.factors.setdefault(q, []).append(_Factor(op, matrix, position))
         self.slots = np.asarray(slots, dtype=np.int64)
         self.real = real
+        self.dtype = backend.real_dtype if real else backend.dtype
         self.groups = _groups(sorted(self.factors), max_group)
+        self._where: list[tuple[int, int]] = [(-1, -1)] * len(slots)  # slot -> (qubit, index)
+        rot_slots, rot_gens, phase_slots, phase_masks = [], [], [], []
+        for q, factors in self.factors.items():
+            for i, factor in enumerate(factors):
+                if factor.slot_position < 0:
+                    continue
+                self._where[factor.slot_position] = (q, i)
+                op = factor.op
+                if op.kind == "rot":
+                    generator = np.zeros((2, 2), dtype=complex)
+                    generator[np.arange(2), op.source] = op.matrix
+                    rot_slots.append(factor.slot_position)
+                    rot_gens.append(generator)
+                else:
+                    phase_slots.append(factor.slot_position)
+                    phase_masks.append(op.matrix.real)
+        # all rotations of the layer at once: M = cos(t/2) I + sin(t/2) C, C[j, src j] = coeff_j
+        self._rot_slots = np.asarray(rot_slots, dtype=np.int64)
+        self._rot_gens = backend.asarray(
+            (np.array(rot_gens).real if real else np.array(rot_gens)).reshape(-1, 2, 2),
+            dtype=self.dtype)
+        self._phase_slots = np.asarray(phase_slots, dtype=np.int64)
+        self._phase_masks = backend.asarray(np.array(phase_masks).reshape(-1, 2))
+        self._constants = {
+            (q, i): backend.asarray(f.matrix.real if real else f.matrix, dtype=self.dtype)[None]
+            for q, factors in self.factors.items() for i, f in enumerate(factors)
+            if f.slot_position < 0}
         self._constant_prep: LayerPrep | None = None
         if not slots:
             self._constant_prep = self.prepare(None)
@@ -252,15 +306,38 @@ class LayerBlock:
     def parametric(self) -> bool:
         return self.slots.size > 0
 
-    # ---- per-row matrices ---------------------------------------------------------------------
+    def prep_bytes(self) -> tuple[int, int]:
+        """Bytes per sample of ``prepare``'s result (the Kronecker factors, complex at worst)
+        and of its temporaries (the outer products and their transposed copies)."""
+        if not self.parametric:
+            return 0, 0
+        complex_bytes = np.dtype(self.backend.dtype).itemsize
+        kron = sum(4**group.size for group in self.groups) * complex_bytes
+        factors = 4 * sum(len(f) for f in self.factors.values()) * complex_bytes
+        return kron + factors, 2 * kron
+
+    def gradient_bytes(self) -> int:
+        """Bytes per sample and output of ``gradient``'s temporaries: a group's cross matrix
+        (before the sum over the qubits above it), its partial traces and products."""
+        complex_bytes = np.dtype(self.backend.dtype).itemsize
+        n = self.num_qubits
+
+        def cross(group: _Group) -> int:  # a middle group's product keeps the axis above it
+            middle = not self._bottom(group) and group.low + group.size < n
+            return 4**group.size * (2 ** (n - group.low - group.size) if middle else 1)
+
+        return 3 * complex_bytes * max(cross(group) for group in self.groups)
+
+    # ---- per-sample matrices -----------------------------------------------------------------
     def prepare(self, angles: Any, work: Workspace | None = None, key: str = "") -> LayerPrep:
         if self._constant_prep is not None:
             return self._constant_prep
-        dtype = self.backend.real_dtype if self.real else self.backend.dtype
+        slot_mats = self._slot_matrices(angles)
         per_qubit: dict[int, list[Any]] = {}
         mats: dict[int, Any] = {}
         for q, factors in self.factors.items():
-            values = [self._factor_matrix(f, angles, dtype) for f in factors]
+            values = [slot_mats[f.slot_position] if f.slot_position >= 0
+                      else self._constants[(q, i)] for i, f in enumerate(factors)]
             per_qubit[q] = values
             total = values[0]
             for value in values[1:]:
@@ -276,34 +353,32 @@ class LayerBlock:
             kron.append(k)
         return LayerPrep(per_qubit, kron)
 
+    def _slot_matrices(self, angles: Any) -> dict[int, Any]:
+        """Slot position -> (P, 2, 2) matrix of its op, all rotations in one expression."""
+        xp = self.xp
+        mats: dict[int, Any] = {}
+        if self._rot_slots.size:
+            half = angles[:, self.slots[self._rot_slots]] * 0.5  # (P, F)
+            cos = xp.cos(half).astype(self.dtype, copy=False)[..., None, None]
+            sin = xp.sin(half).astype(self.dtype, copy=False)[..., None, None]
+            both = cos * xp.eye(2, dtype=self.dtype) + sin * self._rot_gens  # (P, F, 2, 2)
+            for f, position in enumerate(self._rot_slots):
+                mats[int(position)] = both[:, f]
+        if self._phase_slots.size:
+            theta = angles[:, self.slots[self._phase_slots]]  # (P, F)
+            factor = xp.exp(1j * theta).astype(self.dtype, copy=False)
+            rows = theta.shape[0]
+            for f, position in enumerate(self._phase_slots):
+                matrix = xp.zeros((rows, 2, 2), dtype=self.dtype)
+                for j in range(2):
+                    matrix[:, j, j] = factor[:, f] if self._phase_masks[f, j] else 1.0
+                mats[int(position)] = matrix
+        return mats
+
     def _bottom(self, group: _Group) -> bool:
         """Whether the group holds qubit 0 but not every qubit: its axis is the last one of
         the amplitudes, where the real view of complex states interleaves re/im."""
         return group.low == 0 and group.size < self.num_qubits
-
-    def _factor_matrix(self, factor: _Factor, angles: Any, dtype: Any) -> Any:
-        xp = self.xp
-        op = factor.op
-        if factor.matrix is not None:
-            matrix = factor.matrix.real if self.real else factor.matrix
-            return xp.asarray(matrix, dtype=dtype)[None]
-        theta = angles[:, op.slot]
-        rows = theta.shape[0]
-        if op.kind == "rot":
-            half = theta * 0.5
-            c, s = xp.cos(half), xp.sin(half)
-            generator = np.zeros((2, 2), dtype=complex)
-            generator[np.arange(2), op.source] = op.matrix
-            generator = generator.real if self.real else generator
-            eye = xp.eye(2, dtype=dtype)
-            return (c[:, None, None] * eye[None]
-                    + s[:, None, None] * xp.asarray(generator, dtype=dtype)[None])
-        # phase: diag(1 or exp(i theta)) by the mask
-        out = xp.zeros((rows, 2, 2), dtype=dtype)
-        factor_value = xp.exp(1j * theta)
-        for j in range(2):
-            out[:, j, j] = factor_value if op.matrix[j] else 1.0
-        return out
 
     # ---- apply --------------------------------------------------------------------------------
     def apply(self, psi: Any, out: Any, scratch: Any, prep: LayerPrep, inplace: bool) -> Any:
@@ -329,21 +404,43 @@ class LayerBlock:
         g = 2**size
         lead = psi.shape[:-1]
         above, below = 2 ** (n - low - size), 2**low
-        kb = _broadcast_rows(k, psi, 1)  # (R|1, 1.., G, G)
+        kb = _per_sample(k, psi, 1)  # (1, P|1, 1.., G, G)
         if self._bottom(group):  # the amplitudes' last axis: out = psi @ K^T
             view = psi.reshape(lead + (above, g))
             xp.matmul(view, kb.swapaxes(-1, -2), out=out.reshape(lead + (above, g)))
+            return
+        real = self.real  # a real K acts on the real view, (re, im) riding along
+        width = below * (2 if real else 1)
+        source = psi.view(k.dtype) if real else psi
+        target = out.view(k.dtype) if real else out
+        if above == 1:
+            xp.matmul(kb, source.reshape(lead + (g, width)),
+                      out=target.reshape(lead + (g, width)))
         else:
-            real = self.real  # a real K acts on the real view, (re, im) riding along
-            width = below * (2 if real else 1)
-            source = psi.view(k.dtype) if real else psi
-            target = out.view(k.dtype) if real else out
-            if above == 1:
-                xp.matmul(kb, source.reshape(lead + (g, width)),
-                          out=target.reshape(lead + (g, width)))
-            else:
-                xp.matmul(kb[..., None, :, :], source.reshape(lead + (above, g, width)),
-                          out=target.reshape(lead + (above, g, width)))
+            xp.matmul(kb[..., None, :, :], source.reshape(lead + (above, g, width)),
+                      out=target.reshape(lead + (above, g, width)))
+
+    def shift(self, psi: Any, local: int, value: float, prep: LayerPrep) -> None:
+        """Shifting a slot's angle by s multiplies the output by ``A R(s) A^dagger`` on its
+        qubit, A the qubit's ops after the slot's (per sample) and R(s) its op at angle s."""
+        xp = self.xp
+        q, index = self._where[local]
+        op = self.factors[q][index].op
+        shift = np.zeros((2, 2), dtype=complex)
+        if op.kind == "rot":
+            shift[np.arange(2), op.source] = np.sin(value / 2) * op.matrix
+            shift += np.cos(value / 2) * np.eye(2)
+        else:
+            shift[np.arange(2), np.arange(2)] = np.where(op.matrix.real > 0.5,
+                                                         np.exp(1j * value), 1.0)
+        matrix = xp.asarray(shift, dtype=self.backend.dtype)[None]
+        after = prep.qubit_factors[q][index + 1:]
+        if after:
+            outer = after[0]
+            for value_matrix in after[1:]:
+                outer = value_matrix @ outer
+            matrix = outer @ matrix @ _dagger(xp, outer)
+        _one_qubit(xp, psi, q, self.num_qubits, matrix)
 
     # ---- gradient -----------------------------------------------------------------------------
     def gradient(self, lam: Any, phi: Any, prep: LayerPrep) -> Any:
@@ -363,7 +460,7 @@ class LayerBlock:
                 factors = self.factors[q]
                 if all(f.slot_position < 0 for f in factors):
                     continue
-                reduced = _partial_trace(xp, cross, group.size, t)  # (R, *E, 2, 2)
+                reduced = _partial_trace(xp, cross, group.size, t)  # (M, P, *E, 2, 2)
                 after = None  # product of the factors after the current one
                 for f, value in zip(reversed(factors), reversed(prep.qubit_factors[q]),
                                     strict=True):
@@ -371,29 +468,27 @@ class LayerBlock:
                         h = self._generator(f)
                         if after is not None:
                             h = after @ h @ _dagger(xp, after)
-                        hb = _broadcast_rows(h, reduced, 2)
+                        hb = _per_sample(h, reduced, 2)
                         grad[..., f.slot_position] = 2.0 * xp.sum(
                             (hb * reduced).real, axis=(-1, -2))
                     after = value if after is None else after @ value
         return grad
 
     def _cross(self, group: _Group, lam: Any, phi: Any, conj_phi: Any | None) -> Any:
-        """The group's cross matrix (R, *E, G, G): complex, or its real part for a real layer.
-
-        ``C = conj(D)`` with ``D[i, j] = sum_rest lam[i, rest] conj(phi[j, rest])``, so only
-        ``phi`` (no output axis) is ever conjugated.
-        """
+        """The group's cross matrix (M, P, *E, G, G): complex, or its real part for a real
+        layer. ``C = conj(D)`` with ``D[i, j] = sum_rest lam[i, rest] conj(phi[j, rest])``, so
+        only ``phi`` (no output axis) is ever conjugated."""
         xp = self.xp
         n, low, size = self.num_qubits, group.low, group.size
         g = 2**size
         above, below = 2 ** (n - low - size), 2**low
         lead = lam.shape[:-1]
         if self._bottom(group):  # sum over the leading axis
-            conj_b = _broadcast_rows(conj_phi, lam, 1)
+            conj_b = _expand(conj_phi, lam)
             lam_v = lam.reshape(lead + (above, g))
             product = lam_v.swapaxes(-1, -2) @ conj_b.reshape(conj_b.shape[:-1] + (above, g))
             return product.real if self.real else xp.conj(product)
-        phi_b = _broadcast_rows(phi if self.real else conj_phi, lam, 1)
+        phi_b = _expand(phi if self.real else conj_phi, lam)
         plead = phi_b.shape[:-1]
         if self.real:  # Re C = sum over (rest, re/im) of the real views
             real = self.backend.real_dtype
@@ -418,6 +513,21 @@ class LayerBlock:
         else:
             h[np.arange(2), np.arange(2)] = 1j * op.matrix.real
         return self.xp.asarray(h, dtype=self.backend.dtype)[None]
+
+
+def _one_qubit(xp: Any, psi: Any, qubit: int, num_qubits: int, matrix: Any) -> None:
+    """Apply the per-sample (P|1, 2, 2) ``matrix`` to ``qubit`` of ``psi`` (M, P, D) in place."""
+    lead = psi.shape[:-1]
+    view = psi.reshape(lead + (2 ** (num_qubits - qubit - 1), 2, 2**qubit))
+    a0, a1 = view[..., 0, :], view[..., 1, :]  # (M, P, above, below)
+    shape = (1, matrix.shape[0]) + (1,) * (a0.ndim - 2)
+    m00, m01, m10, m11 = (matrix[:, i, j].reshape(shape)
+                          for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+    new0 = a0 * m00
+    new0 += a1 * m01
+    a1 *= m11
+    a1 += a0 * m10
+    a0[...] = new0
 
 
 def _constant_matrix(op: Op) -> np.ndarray:
@@ -449,8 +559,9 @@ def _groups(qubits: Sequence[int], max_group: int) -> tuple[_Group, ...]:
 
 
 def _kron(a: Any, b: Any) -> Any:
-    """Per-row Kronecker product: (R|1, m, m) x (R|1, p, p) -> (R|1, m p, m p), ``a`` on the
-    high bits. The product runs along b's p*p entries (contiguous), then one transposing copy."""
+    """Per-sample Kronecker product: (P|1, m, m) x (P|1, p, p) -> (P|1, m p, m p), ``a`` on
+    the high bits. The product runs along b's p*p entries (contiguous), then one transposing
+    copy."""
     rows = max(a.shape[0], b.shape[0])
     m, p = a.shape[-1], b.shape[-1]
     outer = a.reshape(a.shape[0], m * m, 1) * b.reshape(b.shape[0], 1, p * p)
@@ -458,7 +569,7 @@ def _kron(a: Any, b: Any) -> Any:
 
 
 def _dagger(xp: Any, matrix: Any) -> Any:
-    """Per-row conjugate transpose (a view for real matrices)."""
+    """Per-sample conjugate transpose (a view for real matrices)."""
     if xp.iscomplexobj(matrix):
         matrix = xp.conj(matrix)
     return matrix.swapaxes(-1, -2)
@@ -489,10 +600,15 @@ class GateBlock:
     def parametric(self) -> bool:
         return self.slots.size > 0
 
+    def prep_bytes(self) -> tuple[int, int]:
+        """Bytes per sample of ``prepare``'s result (one angle) and of its temporaries."""
+        return (8, 0) if self.parametric else (0, 0)
+
     def prepare(self, angles: Any, work: Workspace | None = None, key: str = "") -> Any:
+        """(1, P) angles of the op's slot, or None."""
         if not self.parametric:
             return None
-        return angles[:, self.op.slot].astype(self.backend.real_dtype, copy=False)
+        return angles[:, self.op.slot].astype(self.backend.real_dtype, copy=False)[None]
 
     def apply(self, psi: Any, out: Any, scratch: Any, prep: Any, inplace: bool) -> Any:
         target = psi if inplace else out
@@ -510,6 +626,11 @@ class GateBlock:
         else:
             apply_op(self.xp, self.inverse, self.plan, target, None)
         return target
+
+    def shift(self, psi: Any, local: int, value: float, prep: Any) -> None:
+        """The op at angle ``value``: U(theta + s) = U(s) U(theta)."""
+        theta = self.xp.full((1, 1), value, dtype=self.backend.real_dtype)
+        apply_op(self.xp, self.op, self.plan, psi, theta)
 
     def gradient(self, lam: Any, phi: Any, prep: Any) -> Any:
         overlap = generator_overlap(self.xp, self.op, self.plan, lam, phi)

@@ -54,53 +54,57 @@ class Engine:
 
     def _run_constant(self, blocks: Sequence[Block]) -> Any:
         xp = self.backend.xp
-        psi = xp.zeros((1, self.dim), dtype=self.backend.dtype)
-        psi[0, 0] = 1.0
+        psi = xp.zeros((1, 1, self.dim), dtype=self.backend.dtype)  # one copy of one sample
+        psi[0, 0, 0] = 1.0
         spare, scratch = xp.empty_like(psi), xp.empty_like(psi)
         for block in blocks:
             result = block.apply(psi, spare, scratch, block.prepare(None), True)
             if result is spare:
                 psi, spare = spare, psi
-        return psi[0]
+        return psi[0, 0]
 
-    def evolve(self, angles: Any, num_base: int | None = None,
-               branches: Mapping[int, Sequence[tuple[int, int]]] | None = None,
-               active: Sequence[int] | None = None, work: Workspace | None = None) -> Any:
-        """Evolve rows from the initial state through every block.
+    def evolve(self, angles: Any,
+               branches: Mapping[int, Sequence[tuple[int, float]]] | None = None,
+               work: Workspace | None = None) -> Any:
+        """Evolve P samples from the initial state through every block.
 
-        Without ``branches`` every row starts in the initial state and goes through every block.
-        With ``branches``, only the first ``num_base`` rows start there; just before block j,
-        each (start, stop) of ``branches[j]`` fills rows [start, stop) with copies of the base
-        rows (tiled). Their angle rows differ from the base rows' only in slots of block j or
-        later, so they then hold their own states. Block j is applied to rows ``[:active[j]]``.
+        With ``branches``, each (local, value) of ``branches[j]`` appends P rows just after
+        block j: copies of the samples' states there with the angle of block j's ``local``-th
+        slot increased by ``value`` (see the blocks' ``shift``). Later blocks apply to them with
+        their sample's angles, so a whole parameter-shift pass shares its per-sample data.
 
         Args:
-            angles: (R, K) real array on the backend, each row's angle per slot.
-            num_base: rows that start in the initial state (default: all).
-            branches: block index -> (start, stop) row ranges to fill before that block.
-            active: (number of blocks,) leading rows each block is applied to (default: all).
+            angles: (P, K) real array on the backend, each sample's angle per slot.
+            branches: block index -> (local slot index, shift) pairs, in the order their rows
+                are appended.
             work: buffers to reuse (default: fresh ones); the result is one of them.
 
         Returns:
-            (R, D) complex array of final states on the backend.
+            (R, D) complex array of final states on the backend: the samples' rows, then P rows
+            per branch in block order.
         """
         work = Workspace(self.backend.xp) if work is None else work
+        branches = branches or {}
         angles = angles.astype(self.backend.real_dtype, copy=False)
-        rows = angles.shape[0]
-        num_base = rows if num_base is None else num_base
+        samples = angles.shape[0]
+        rows = samples * (1 + sum(len(entries) for entries in branches.values()))
         shape, dtype = (rows, self.dim), self.backend.dtype
         psi, spare = work.get("psi", shape, dtype), work.get("spare", shape, dtype)
         scratch = work.get("scratch", shape, dtype)
-        psi[:num_base] = self.initial
+        psi[:samples] = self.initial
+        active = samples
         for j, block in enumerate(self.blocks):
-            for start, stop in (branches or {}).get(j, ()):
-                psi[start:stop].reshape(-1, num_base, self.dim)[...] = psi[:num_base]
-            r = rows if active is None else int(active[j])
-            current, other = psi[:r], spare[:r]
-            prep = block.prepare(angles[:r], work, "prep")
-            result = block.apply(current, other, scratch[:r], prep, True)
+            view = (active // samples, samples, self.dim)
+            current, other = psi[:active].reshape(view), spare[:active].reshape(view)
+            prep = block.prepare(angles, work, "prep")
+            result = block.apply(current, other, scratch[:active].reshape(view), prep, True)
             if result is other:
                 psi, spare = spare, psi
+            for local, value in branches.get(j, ()):
+                rows_new = psi[active:active + samples]
+                rows_new[...] = psi[:samples]
+                block.shift(rows_new.reshape(1, samples, self.dim), local, value, prep)
+                active += samples
         return psi
 
     def block_costs(self) -> np.ndarray:

@@ -1,10 +1,10 @@
 """Gate-level kernels: one native op (see :mod:`gpuqnn._compile`) applied to a batch of states.
 
 Written once against the array module, so NumPy and CuPy run the same code. A state tensor is
-(R, *E, D): R rows, optional extra axes E (e.g. one adjoint state per output), D = 2**n
-amplitudes. A k-qubit op views it with one axis per qubit it touches and works on its 2**k strided
-sub-blocks, with controls fixed by indexing. Parametric ops take one angle per row, (R,), which
-broadcasts over the extra axes.
+(M, P, *E, D): M copies of P samples, optional extra axes E (e.g. one adjoint state per output),
+D = 2**n amplitudes. A k-qubit op views it with one axis per qubit it touches and works on its 2**k
+strided sub-blocks, with controls fixed by indexing. Parametric ops take one angle per sample,
+(1, P), which broadcasts over the copies and the extra axes.
 
 Besides applying an op, the module applies its inverse (for the adjoint sweep) and reduces
 ``<lam| G |phi>`` for the generator G of a parametric op (its adjoint gradient).
@@ -85,8 +85,8 @@ def inverse_op(op: Op) -> Op:
 
 
 def apply_op(xp: Any, op: Op, plan: Plan, psi: Any, theta: Any | None) -> None:
-    """Apply ``op`` in place to ``psi`` (R, *E, D) with per-row angles ``theta`` (R,) if
-    parametric."""
+    """Apply ``op`` in place to ``psi`` (M, P, *E, D) with per-sample angles ``theta`` (1, P)
+    (or (1, 1)) if parametric."""
     blocks = sub_blocks(psi, plan)
     if op.slot >= 0:
         _PARAM_KERNELS[op.kind](xp, op, blocks, theta)
@@ -101,11 +101,11 @@ def generator_overlap(xp: Any, op: Op, plan: Plan, lam: Any, phi: Any) -> Any:
     ``phase`` it is ``i <lam|Pi|phi>`` with Pi the projector on the masked sub-blocks.
 
     Args:
-        lam: (R, *E, D) complex adjoint states.
-        phi: (R, D) or (R, *E, D) complex states, broadcast against ``lam``.
+        lam: (M, P, *E, D) complex adjoint states.
+        phi: (M, P, D) complex states, broadcast against ``lam``.
 
     Returns:
-        (R, *E) complex overlaps.
+        (M, P, *E) complex overlaps.
     """
     lam_blocks = sub_blocks(lam, plan)
     phi_blocks = sub_blocks(_expand_like(phi, lam), plan)
@@ -125,11 +125,11 @@ def generator_overlap(xp: Any, op: Op, plan: Plan, lam: Any, phi: Any) -> Any:
 
 
 def _expand_like(phi: Any, lam: Any) -> Any:
-    """(R, D) -> (R, 1, ..., 1, D) so that it broadcasts against ``lam`` (R, *E, D)."""
+    """(M, P, D) -> (M, P, 1, ..., 1, D) so that it broadcasts against ``lam`` (M, P, *E, D)."""
     extra = lam.ndim - phi.ndim
     if extra <= 0:
         return phi
-    return phi.reshape((phi.shape[0],) + (1,) * extra + (phi.shape[-1],))
+    return phi.reshape(phi.shape[:-1] + (1,) * extra + phi.shape[-1:])
 
 
 def _sum_sub_block(xp: Any, values: Any, plan: Plan) -> Any:
@@ -139,8 +139,9 @@ def _sum_sub_block(xp: Any, values: Any, plan: Plan) -> Any:
 
 
 def _per_row(values: Any, ndim: int) -> Any:
-    """(R,) -> (R, 1, ..., 1) for broadcasting against an ndim-dimensional sub-block."""
-    return values.reshape((values.shape[0],) + (1,) * (ndim - 1))
+    """(1, P) per-sample values -> (1, P, 1, ..., 1) against an ndim-dimensional sub-block
+    (M, P, ...)."""
+    return values.reshape(values.shape + (1,) * (ndim - values.ndim))
 
 
 def _rot(xp: Any, op: Op, blocks: list[Any], theta: Any) -> None:

@@ -18,7 +18,7 @@ from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
 from ._backend import Backend, check_device, check_dtype, select_backend
 from ._compile import Program, compile_circuit
-from ._simulate import GRADIENT_METHODS, Simulator, state_row_bytes
+from ._simulate import GRADIENT_METHODS, SampleRows, Simulator, state_row_bytes
 
 
 def check_parameters(circuit: QuantumCircuit, input_params: Sequence[Parameter] | None,
@@ -128,7 +128,7 @@ class EngineNetwork:
             return None
         first = 0 if self._input_gradients else self.num_inputs
         columns = range(first, self.num_inputs + self.num_weights)
-        return self._engine().method(columns, shots=self._samples_shots())
+        return self._engine().method(columns, self._samples_shots(), self._max_memory)
 
     def _samples_shots(self) -> bool:
         return False
@@ -149,9 +149,16 @@ class EngineNetwork:
                 f"its temporaries need about {row_bytes} bytes, more than "
                 + (f"max_memory={limit}" if self._max_memory else f"the {limit} bytes free")
             )
+        simulator = Simulator(program, self._make_readout(program), self._backend,
+                              self._gradient_method)
+        if simulator.row_bytes > limit:
+            raise ValueError(
+                f"the circuit simulates {program.num_qubits} qubits: one sample's statevector "
+                f"and the data of its fused blocks need about {simulator.row_bytes} bytes, more "
+                "than " + (f"max_memory={limit}" if self._max_memory else f"the {limit} bytes free")
+            )
         self._program = program
-        self._simulator = Simulator(self._program, self._make_readout(self._program),
-                                    self._backend, self._gradient_method)
+        self._simulator = simulator
 
     def _engine(self) -> Simulator:
         if self._simulator is None:
@@ -231,10 +238,14 @@ class EngineNetwork:
 
     # ---- passes -----------------------------------------------------------------------------
     def _parameter_matrix(self, input_data: np.ndarray | None,
-                          weights: np.ndarray | None) -> np.ndarray:
-        """(B, P) float64 rows of inputs then weights, batched like the parent class does."""
-        params, num_samples = self._preprocess_forward(input_data, weights)
-        return np.asarray(params, dtype=float).reshape(num_samples, -1)
+                          weights: np.ndarray | None) -> SampleRows:
+        """(B, P) rows of inputs then weights, batched like the parent class does (a missing
+        input batch is one sample), built chunk by chunk so that the weights are never tiled
+        over the whole batch."""
+        inputs = (np.zeros((1, 0)) if input_data is None
+                  else np.asarray(input_data, dtype=float).reshape(-1, self.num_inputs))
+        shared = np.zeros(0) if weights is None else np.asarray(weights, dtype=float).ravel()
+        return SampleRows(inputs, shared)
 
     def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> Any:
         if not self._engine_serves_forward():

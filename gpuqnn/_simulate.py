@@ -23,32 +23,64 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from ._adjoint import adjoint_cost, adjoint_gradients
 from ._backend import Backend
-from ._blocks import PhaseBlock
+from ._blocks import LayerBlock
 from ._compile import Program
 from ._engine import Engine
 from ._workspace import Workspace
 
 GRADIENT_METHODS = ("auto", "adjoint", "parameter_shift")
 
-_STATE_BUFFERS = 5
-"""States a row needs in a forward or parameter-shift pass: the state, its spare and scratch
-buffers, a phase block's per-row phases and the readout's temporaries."""
+_FORWARD_STATES = 6
+"""States per row of a forward or parameter-shift pass at its peak besides the blocks' per-sample
+data: the state, its spare and scratch buffers and three for the readout's temporaries (a
+gathered copy, its conjugate product and the real/imaginary parts); checked with tracemalloc."""
 
-_ADJOINT_BUFFERS = 3
-"""States a sample needs in an adjoint pass besides checkpoints and adjoint states: the state,
-its spare and scratch buffers."""
+_ADJOINT_STATES = 5
+"""States per sample of an adjoint pass besides checkpoints, adjoint states and the blocks'
+per-sample data: the state, its spare and scratch, and two for the readout's temporaries."""
 
 _ADJOINT_PER_OUTPUT = 5
 """States per output of a sample in an adjoint pass: the adjoint state, its spare and scratch
-buffers, and a block gradient's temporaries."""
+buffers, and a block gradient's temporaries (a product and its imaginary part)."""
+
+_MARGIN = 0.8
+"""Share of the memory budget the chunks are sized for."""
+
+RETAIN_BYTES = 64 << 20
+"""A thread's workspace is kept between calls up to this size, released above it."""
+
+
+class SampleRows:
+    """A (B, P) parameter matrix built on demand: each sample's inputs, then the weights that
+    every sample shares. Slicing rows gives a float64 array; nothing is tiled over the batch.
+
+    Args:
+        inputs: (B, I) float64 inputs, one row per sample.
+        weights: (W,) float64 weights.
+    """
+
+    def __init__(self, inputs: np.ndarray, weights: np.ndarray) -> None:
+        self.inputs = inputs
+        self.weights = weights
+        self.shape = (inputs.shape[0], inputs.shape[1] + weights.shape[0])
+
+    @property
+    def size(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        chunk = self.inputs[rows]
+        tiled = np.broadcast_to(self.weights, (chunk.shape[0], self.weights.shape[0]))
+        return np.concatenate([chunk, tiled], axis=1)
 
 
 def state_row_bytes(num_qubits: int, dtype: np.dtype) -> int:
     """Peak bytes one statevector row needs in a forward pass, temporaries included."""
-    return 2**num_qubits * np.dtype(dtype).itemsize * _STATE_BUFFERS
+    return 2**num_qubits * np.dtype(dtype).itemsize * _FORWARD_STATES
 
 
 class Simulator:
@@ -74,26 +106,51 @@ class Simulator:
         self.engine = Engine(program, backend)
         self.num_outputs = readout.num_outputs
         self.state_bytes = 2**program.num_qubits * np.dtype(backend.dtype).itemsize
-        self.row_bytes = self.state_bytes * _STATE_BUFFERS
+        preps = [block.prep_bytes() for block in self.engine.blocks]
+        self._prep_peak = max((kept + temp for kept, temp in preps), default=0)
+        self._prep_kept = sum(kept for kept, _temp in preps)
+        self._prep_temp = max((temp for _kept, temp in preps), default=0)
+        self._gradient_temp = max((block.gradient_bytes() for block in self.engine.blocks
+                                   if isinstance(block, LayerBlock)), default=0)
+        self.row_bytes = self.state_bytes * _FORWARD_STATES + self._prep_peak
         self.workers = backend.workers
         self._local = threading.local()
+        self._workspaces: list[Workspace] = []
+        self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._blas: ThreadpoolController | None = None
 
     def workspace(self) -> Workspace:
         """This thread's reusable buffers (a thread never shares them with another)."""
         work = getattr(self._local, "work", None)
         if work is None:
             work = self._local.work = Workspace(self.backend.xp)
+            with self._lock:
+                self._workspaces.append(work)
         return work
 
-    # ---- memory and threads ---------------------------------------------------------------------
-    def _budget(self, max_memory: int | None) -> int:
-        return max_memory if max_memory is not None else self.backend.free_memory() // 2
+    def _release(self, max_memory: int | None) -> None:
+        """After a call: with an explicit ``max_memory`` drop every buffer (the bound covers
+        whatever the process holds during the next call); else drop those of workspaces grown
+        past :data:`RETAIN_BYTES` (after a big batch, e.g. on a GPU)."""
+        with self._lock:
+            for work in self._workspaces:
+                if max_memory is not None or work.nbytes > RETAIN_BYTES:
+                    work.clear()
 
-    def _rows(self, per_row: int, max_memory: int | None, what: str, total: int) -> int:
-        """Rows of ``per_row`` bytes per chunk: what fits the budget with every worker holding
-        a chunk, capped by the backend's preferred chunk, and small enough that ``total`` rows
-        give every worker some; raises when not even one row fits."""
+    # ---- memory and threads -------------------------------------------------------------------
+    def _budget(self, max_memory: int | None) -> int:
+        """Bytes the chunks are sized for: :data:`_MARGIN` of ``max_memory`` (or of half the
+        free memory), leaving room for what the byte counts above do not model."""
+        limit = max_memory if max_memory is not None else self.backend.free_memory() // 2
+        return int(limit * _MARGIN)
+
+    def _rows(self, per_row: int, max_memory: int | None, what: str,
+              total: int) -> tuple[int, int]:
+        """Rows of ``per_row`` bytes per chunk, and the workers that hold one each: what fits
+        the budget with every worker holding a chunk, capped by the backend's preferred chunk,
+        and small enough that ``total`` rows give every worker some; raises when not even one
+        row fits."""
         limit = self._budget(max_memory)
         rows = limit // per_row
         if rows < 1:
@@ -103,54 +160,80 @@ class Simulator:
                 f"{budget} is too small: {what} of {self.program.num_qubits} qubits needs "
                 f"about {per_row} bytes"
             )
-        workers = self._workers_for(total, per_row)
+        workers = self._workers_for(total, per_row, rows)
         rows = max(1, rows // workers)
         preferred = self.backend.work_chunk_bytes
         if preferred is not None:
             rows = min(rows, max(1, preferred // per_row))
-        return int(min(rows, max(1, -(-total // workers))))
+        return int(min(rows, max(1, -(-total // workers)))), workers
 
-    def _workers_for(self, total: int, per_row: int) -> int:
-        """Workers worth using for ``total`` rows: each should get at least a few hundred KiB
-        of states, or the threads' overhead outweighs their gain."""
-        return max(1, min(self.workers, total * per_row // (256 << 10)))
+    def _workers_for(self, total: int, per_row: int, fit: int) -> int:
+        """Workers worth using for ``total`` rows when ``fit`` rows fit the budget: each should
+        get at least a few hundred KiB of states (or the threads' overhead outweighs their
+        gain) and a row of its own within the budget."""
+        return max(1, min(self.workers, total * per_row // (256 << 10), fit))
 
-    def _map(self, task: Callable[[int, int], None], total: int, chunk: int) -> None:
-        """Run ``task(start, stop)`` over ``range(0, total, chunk)``, chunks on worker threads
-        when there are several (each thread has its own workspace)."""
+    def _map(self, task: Callable[[int, int], None], total: int, sizing: tuple[int, int],
+             max_memory: int | None) -> None:
+        """Run ``task(start, stop)`` over ``range(0, total, chunk)`` for ``sizing = (chunk,
+        workers)`` from :meth:`_rows`, chunks on that many worker threads (each thread has its
+        own workspace); release buffers after."""
+        chunk, workers = sizing
         ranges = [(start, min(start + chunk, total)) for start in range(0, total, chunk)]
-        if len(ranges) <= 1 or self.workers == 1:
-            for start, stop in ranges:
-                task(start, stop)
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="gpuqnn")
-            weakref.finalize(self, self._pool.shutdown, wait=False)
-        for future in [self._pool.submit(task, start, stop) for start, stop in ranges]:
-            future.result()
+        try:
+            if len(ranges) <= 1 or workers == 1:
+                for start, stop in ranges:
+                    task(start, stop)
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="gpuqnn")
+                weakref.finalize(self, self._pool.shutdown, wait=False)
+                self._blas = ThreadpoolController()
+            def share(first: int) -> None:  # every workers-th chunk, in one thread
+                for start, stop in ranges[first::workers]:
+                    task(start, stop)
+
+            # one BLAS thread per worker: OpenBLAS's own threads spin after each call and would
+            # take the cores from the workers (measured: a 12-qubit backward 35 ms -> 4.5 s)
+            with self._blas.limit(limits=1, user_api="blas"):
+                futures = [self._pool.submit(share, first)
+                           for first in range(min(workers, len(ranges)))]
+                for future in futures:
+                    future.result()
+        finally:
+            self._release(max_memory)
+
+    def _host_bytes(self, slots: Sequence[int], columns: Sequence[int]) -> int:
+        """Host bytes per sample beside the states: its angles, its parameters, its Jacobian
+        rows (when a differentiated slot is not affine), its slot derivatives."""
+        table = self.program.angles
+        per_sample_jacobian = not table.is_affine_in(slots)
+        jacobian = len(slots) * len(columns) if per_sample_jacobian else 0
+        return 8 * (table.num_slots + table.num_parameters + jacobian
+                    + 2 * self.num_outputs * max(1, len(slots)))
 
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, params: np.ndarray, max_memory: int | None = None) -> np.ndarray:
         """Outputs for a batch.
 
         Args:
-            params: (B, P) float64 parameter values.
+            params: (B, P) float64 parameter values: an array, or :class:`SampleRows`.
             max_memory: bound on the bytes of states held at once (None: half of free memory).
 
         Returns:
             (B, O) float64 outputs.
         """
         batch = params.shape[0]
-        chunk = self._rows(self.row_bytes, max_memory, "one statevector row", batch)
-        angles = self.program.angles.angles(params)
+        per_row = self.row_bytes + self._host_bytes([], [])
+        sizing = self._rows(per_row, max_memory, "one statevector row", batch)
         out = np.empty((batch, self.num_outputs))
 
         def task(start: int, stop: int) -> None:
-            psi = self.engine.evolve(self.backend.asarray(angles[start:stop]),
-                                     work=self.workspace())
-            out[start:stop] = self.backend.to_host(self.readout(psi))
+            angles = self.program.angles.angles(params[start:stop])
+            psi = self.engine.evolve(self.backend.asarray(angles), work=self.workspace())
+            out[start:stop] = self.backend.to_host(self.readout(psi[: stop - start]))
 
-        self._map(task, batch, chunk)
+        self._map(task, batch, sizing, max_memory)
         return out
 
     # ---- backward -----------------------------------------------------------------------------
@@ -160,12 +243,15 @@ class Simulator:
         cols = list(columns)
         return [k for k in range(table.num_slots) if table.depends[k, cols].any()]
 
-    def method(self, columns: Sequence[int], shots: bool = False) -> str:
+    def method(self, columns: Sequence[int], shots: bool = False,
+               max_memory: int | None = None) -> str:
         """The gradient method a backward pass by ``columns`` uses.
 
         Args:
             columns: the parameter columns differentiated by.
             shots: whether outputs are sampled (then only parameter shift applies).
+            max_memory: the pass's memory bound; ``"auto"`` takes parameter shift when not
+                even one sample's adjoint pass fits it.
         """
         if shots or self.gradient_method == "parameter_shift":
             return "parameter_shift"
@@ -174,12 +260,14 @@ class Simulator:
         slots = self.differentiated_slots(columns)
         if not slots:
             return "adjoint"
+        if self._adjoint_bytes(slots, columns, checkpoints=False) > self._budget(max_memory):
+            return "parameter_shift"
         costs = self.engine.block_costs()
         blocks = self.engine.slot_block[slots]
         adjoint = adjoint_cost(costs, int(blocks.min()), self.num_outputs, checkpoints=True)
         rows = np.ones(len(costs))
         for k, j in zip(slots, blocks, strict=True):
-            rows[j:] += len(self._rule(k))
+            rows[j + 1:] += len(self._rule(k))
         shift = float(rows @ costs)
         return "adjoint" if adjoint <= shift else "parameter_shift"
 
@@ -189,7 +277,7 @@ class Simulator:
         """Derivatives of the outputs.
 
         Args:
-            params: (B, P) float64 parameter values.
+            params: (B, P) float64 parameter values: an array, or :class:`SampleRows`.
             columns: the J parameter columns to differentiate by.
             max_memory: bound on the bytes of states held at once (None: half of free memory).
             sample: optional map of (R, O) exact outputs to sampled ones (shots); forces
@@ -198,97 +286,101 @@ class Simulator:
         Returns:
             (B, O, J) float64 derivatives.
         """
-        table = self.program.angles
         batch = params.shape[0]
         grad = np.zeros((batch, self.num_outputs, len(columns)))
         slots = self.differentiated_slots(columns)
         if not slots or batch == 0:
             return grad
-        angles = table.angles(params)
-        jac = table.jacobian(params, slots, columns)
-        if self.method(columns, shots=sample is not None) == "adjoint":
-            self._adjoint(angles, slots, jac, max_memory, grad)
+        if self.method(columns, sample is not None, max_memory) == "adjoint":
+            self._adjoint(params, slots, columns, max_memory, grad)
         else:
-            self._parameter_shift(angles, slots, jac, max_memory, sample, grad)
+            self._parameter_shift(params, slots, columns, max_memory, sample, grad)
         return grad
 
-    def _adjoint(self, angles: np.ndarray, slots: list[int], jac: np.ndarray,
+    def _adjoint(self, params: np.ndarray, slots: list[int], columns: Sequence[int],
                  max_memory: int | None, grad: np.ndarray) -> None:
         engine = self.engine
-        first = int(engine.slot_block[slots].min())
-        kept = len(engine.blocks) - first
-        phases = sum(isinstance(b, PhaseBlock) and b.parametric for b in engine.blocks[first:])
-        base = _ADJOINT_BUFFERS + phases + _ADJOINT_PER_OUTPUT * self.num_outputs
-        with_checkpoints = (base + kept) * self.state_bytes
-        limit = self._budget(max_memory)
-        batch = angles.shape[0]
-        checkpoints = limit // with_checkpoints >= min(batch, 16)
-        per_sample = with_checkpoints if checkpoints else base * self.state_bytes
-        chunk = self._rows(per_sample, max_memory, "an adjoint pass over one sample", batch)
+        table = self.program.angles
+        with_checkpoints = self._adjoint_bytes(slots, columns, checkpoints=True)
+        batch = params.shape[0]
+        checkpoints = self._budget(max_memory) // with_checkpoints >= min(batch, 16)
+        per_sample = (with_checkpoints if checkpoints
+                      else self._adjoint_bytes(slots, columns, checkpoints=False))
+        sizing = self._rows(per_sample, max_memory, "an adjoint pass over one sample", batch)
 
         def task(start: int, stop: int) -> None:
-            dslot = adjoint_gradients(engine, self.readout,
-                                      self.backend.asarray(angles[start:stop]), slots,
-                                      checkpoints, self.workspace())
-            _chain(self.backend.to_host(dslot), jac, start, stop, grad)
+            chunk_params = params[start:stop]
+            angles = self.backend.asarray(table.angles(chunk_params))
+            dslot = adjoint_gradients(engine, self.readout, angles, slots, checkpoints,
+                                      self.workspace())
+            jac = table.jacobian(chunk_params, slots, columns)
+            grad[start:stop] += np.matmul(self.backend.to_host(dslot), jac)
 
-        self._map(task, batch, chunk)
+        self._map(task, batch, sizing, max_memory)
+
+    def _adjoint_bytes(self, slots: Sequence[int], columns: Sequence[int],
+                       checkpoints: bool) -> int:
+        """Peak bytes per sample of an adjoint pass, with or without checkpoints."""
+        states = _ADJOINT_STATES + _ADJOINT_PER_OUTPUT * self.num_outputs
+        if checkpoints:
+            states += len(self.engine.blocks) - int(self.engine.slot_block[slots].min())
+        fixed = (self._prep_kept + self._prep_temp + self._host_bytes(slots, columns)
+                 + self._gradient_temp * self.num_outputs)
+        return states * self.state_bytes + fixed
 
     def _rule(self, slot: int) -> tuple[tuple[float, float], ...]:
         return self.program.ops[self.program.slot_ops[slot]].shift_rule
 
-    def _parameter_shift(self, angles: np.ndarray, slots: list[int], jac: np.ndarray,
+    def _parameter_shift(self, params: np.ndarray, slots: list[int], columns: Sequence[int],
                          max_memory: int | None,
                          sample: Callable[[np.ndarray], np.ndarray] | None,
                          grad: np.ndarray) -> None:
-        batch = angles.shape[0]
+        table = self.program.angles
+        batch = params.shape[0]
         rules = [self._rule(k) for k in slots]
-        rows_total = batch * (1 + sum(len(rule) for rule in rules))
-        workers = self._workers_for(rows_total, self.row_bytes)
-        budget = max(1, self._budget(max_memory) // self.row_bytes // workers)
-        target = self._rows(self.row_bytes, max_memory, "one statevector row", rows_total)
-        for group in _slot_groups(rules, budget):
+        row = self.state_bytes * _FORWARD_STATES  # per row; the rest once per sample
+        fixed = self._prep_peak + self._host_bytes(slots, columns)
+        for group in _slot_groups(rules, (self._budget(max_memory) - fixed) // row):
             positions = [g for g, _terms in group]
             group_slots = [slots[g] for g in positions]
             group_rules = [terms for _g, terms in group]
             rows_per_sample = 1 + sum(len(terms) for terms in group_rules)
-            nb = max(1, min(batch, target // rows_per_sample))
+            sizing = self._rows(rows_per_sample * row + fixed, max_memory,
+                                "a parameter-shift step over one sample", batch)
 
             def task(start: int, stop: int, group_slots=group_slots, group_rules=group_rules,
                      positions=positions) -> None:
-                dslot = self._shifted(angles[start:stop], group_slots, group_rules, sample)
-                _chain(dslot, jac[:, positions], start, stop, grad)
+                chunk_params = params[start:stop]
+                dslot = self._shifted(table.angles(chunk_params), group_slots, group_rules,
+                                      sample)
+                jac = table.jacobian(chunk_params, group_slots, columns)
+                grad[start:stop] += np.matmul(dslot, jac)
 
             # shots draw from one generator: keep their order by running chunks in turn
             if sample is not None:
-                for start in range(0, batch, nb):
-                    task(start, min(start + nb, batch))
+                self._map(task, batch, (sizing[0], 1), max_memory)
             else:
-                self._map(task, batch, nb)
+                self._map(task, batch, sizing, max_memory)
 
     def _shifted(self, angles: np.ndarray, slots: Sequence[int],
                  rules: Sequence[Sequence[tuple[float, float]]],
                  sample: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
         """(nb, O, S) slot derivatives for nb samples, all shifted rows in one tensor."""
         nb = angles.shape[0]
-        blocks = [int(self.engine.slot_block[k]) for k in slots]
+        engine = self.engine
+        blocks = [int(engine.slot_block[k]) for k in slots]
         terms = []  # (slot position, coefficient, start row)
-        branches: dict[int, list[tuple[int, int]]] = {}
-        active = np.full(len(self.engine.blocks), nb, dtype=np.int64)
-        table = [angles]
+        branches: dict[int, list[tuple[int, float]]] = {}
         row = nb
         for s in sorted(range(len(slots)), key=lambda s: blocks[s]):
+            block = engine.blocks[blocks[s]]
+            local = int(np.flatnonzero(block.slots == slots[s])[0])
             for coeff, shift in rules[s]:
-                branches.setdefault(blocks[s], []).append((row, row + nb))
-                shifted = angles.copy()
-                shifted[:, slots[s]] += shift
-                table.append(shifted)
+                branches.setdefault(blocks[s], []).append((local, shift))
                 terms.append((s, coeff, row))
                 row += nb
-            active[blocks[s]:] = row
-        psi = self.engine.evolve(self.backend.asarray(np.concatenate(table)), num_base=nb,
-                                 branches=branches, active=active, work=self.workspace())
-        out = self.backend.to_host(self.readout(psi))
+        psi = engine.evolve(self.backend.asarray(angles), branches, work=self.workspace())
+        out = self.backend.to_host(self.readout(psi[:row]))
         del psi
         if sample is not None:
             out = sample(out)
@@ -296,12 +388,6 @@ class Simulator:
         for s, coeff, start in terms:
             dslot[:, :, s] += coeff * out[start:start + nb]
         return dslot
-
-
-def _chain(dslot: np.ndarray, jac: np.ndarray, start: int, stop: int, grad: np.ndarray) -> None:
-    """grad[start:stop] += dslot (n, O, S) @ jac (1 | B, S, J) rows start..stop."""
-    sub_jac = jac if jac.shape[0] == 1 else jac[start:stop]
-    grad[start:stop] += np.matmul(dslot, sub_jac)
 
 
 def _slot_groups(rules: Sequence[Sequence[tuple[float, float]]],

@@ -38,6 +38,8 @@ class Workspace:
         key = (name, dtype)
         buffer = self._buffers.get(key)
         if buffer is None or buffer.size < size:
+            self._buffers.pop(key, None)  # free the old one before allocating its successor
+            del buffer
             buffer = self.xp.empty(max(size, 1), dtype=dtype)
             self._buffers[key] = buffer
         return buffer[:size].reshape(shape)
