@@ -169,6 +169,7 @@ def group_by_key(keys: Sequence[str]) -> dict[str, list[int]]:
 
 
 def check_finite(values: np.ndarray, what: str) -> None:
-    """Raise ValueError if ``values`` holds NaN or infinite entries."""
+    """Raise ValueError if ``values`` (float64, any shape) holds NaN or infinite entries;
+    ``what`` names them in the message."""
     if values.size and not np.all(np.isfinite(values)):
         raise ValueError(f"{what} must be finite, but they hold NaN or infinite values")

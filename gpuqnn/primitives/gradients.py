@@ -52,12 +52,14 @@ def _engine_of(primitive: Any, own: list[EngineCache]) -> EngineCache:
 
 
 def _columns(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> list[int]:
+    """The positions of ``parameters`` in ``circuit.parameters``."""
     index = {p: j for j, p in enumerate(circuit.parameters)}
     return [index[p] for p in parameters]
 
 
 def _rows(parameter_values: Sequence[Sequence[float]] | np.ndarray,
           members: Sequence[int]) -> np.ndarray:
+    """(len(members), P) float64 parameter values of the given items, checked to be finite."""
     rows = np.array([np.asarray(parameter_values[i], dtype=float).reshape(-1)
                      for i in members])
     check_finite(rows, "parameter_values")
