@@ -1,10 +1,15 @@
-"""``python -m gpuqnn``: the qiskit QNN tutorial's networks on gpuqnn and qiskit-machine-learning.
+"""``python -m gpuqnn`` (or the ``gpuqnn`` command): gpuqnn next to qiskit-machine-learning.
 
-Builds the four networks of qiskit-machine-learning's "Quantum Neural Networks" tutorial (an
-EstimatorQNN with observable ``Y``, the same with observables ``[Y, Z]``, a SamplerQNN and the same
-with a parity interpret), runs forward and backward (with input gradients) on the tutorial's inputs
-with both implementations and prints the results side by side, then times a forward + backward
-pass at a larger batch on both.
+1. Shows the device the engine runs on.
+2. Builds the four networks of qiskit-machine-learning's "Quantum Neural Networks" tutorial (an
+   EstimatorQNN with observable ``Y``, the same with observables ``[Y, Z]``, a SamplerQNN and the
+   same with a parity interpret), runs forward and backward (with input gradients) on the
+   tutorial's inputs with both implementations and prints the results side by side, then times a
+   forward + backward pass at a larger batch on both.
+3. Trains a NeuralNetworkClassifier on generated two-moons data with gpuqnn's EstimatorQNN and
+   times one epoch of it against qiskit-machine-learning's.
+
+Progress bars go to stderr, results to stdout.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from qiskit_machine_learning.neural_networks import NeuralNetwork
 from qiskit_machine_learning.neural_networks import SamplerQNN as ReferenceSamplerQNN
 
 from . import EstimatorQNN, SamplerQNN, __version__
+from ._backend import _load_cupy
+from ._progress import ProgressBar
+from ._train_demo import TrainingReport, run_training
 from .examples import parity, tutorial_estimator_circuit, tutorial_sampler_circuit
 
 _REPEAT = 3
@@ -169,12 +177,20 @@ def time_forward_backward(
     return _best_time(step, repeat)
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m gpuqnn",
+        prog="gpuqnn",
         description="Run the qiskit QNN tutorial's networks with gpuqnn and with "
-        "qiskit-machine-learning, compare the results and time both.",
+        "qiskit-machine-learning, compare the results and time both; then train a small "
+        "classifier with gpuqnn and time it against qiskit-machine-learning.",
     )
     parser.add_argument(
         "--device", default="auto", help="'auto' (default), 'cpu', 'gpu' or 'cuda:N'"
@@ -189,16 +205,87 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--batch",
         type=int,
         default=512,
-        help="batch size of the timed forward+backward pass (default 512; 0 skips timing)",
+        help="batch size of the timed forward+backward pass of the tutorial networks "
+        "(default 512; 0 skips timing)",
+    )
+    parser.add_argument(
+        "--qubits", type=int, default=4,
+        help="qubits of the training run's classifier circuit (default 4, at least 2)",
+    )
+    parser.add_argument(
+        "--samples", type=_positive, default=100,
+        help="training points (default 100)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=30,
+        help="L-BFGS-B iterations of the training run (default 30; 0 skips training)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the training run")
+    parser.add_argument(
+        "--no-reference", action="store_true",
+        help="skip qiskit-machine-learning's timings (results are still compared)",
     )
     args = parser.parse_args(argv)
     if args.batch < 0:
         parser.error("--batch must not be negative")
+    if args.epochs < 0:
+        parser.error("--epochs must not be negative")
+    if args.qubits < 2:
+        parser.error("--qubits must be at least 2")
+    if args.samples < 2:
+        parser.error("--samples must be at least 2")
     return args
 
 
+def device_line(device_request: str, device: str, dtype: str) -> str:
+    """Where gpuqnn runs, and why not on a GPU when 'auto' found none."""
+    if device != "cpu":
+        return f"device: {device} (CuPy), {dtype}"
+    if device_request != "auto":
+        return f"device: cpu (NumPy), {dtype}"
+    _cupy, reason = _load_cupy(0)
+    hint = ' (for a GPU: pip install "gpuqnn[cuda12]")' if "importable" in reason else ""
+    return f"device: cpu (NumPy), {dtype}; no GPU: {reason}{hint}"
+
+
+def time_networks(pairs: list, batch: int, reference: bool) -> None:
+    """Print the forward + backward timing table of the tutorial networks."""
+    print(f"\nforward + backward (with input gradients), batch {batch}:")
+    rng = np.random.default_rng(0)
+    width = max(len(example.title) for example, _, _ in pairs)
+    rows = []
+    with ProgressBar(len(pairs), "timing", sys.stderr) as bar:
+        for example, ours, ref in pairs:
+            inputs = rng.uniform(0, 2 * np.pi, (batch, ours.num_inputs))
+            weights = rng.uniform(0, 2 * np.pi, ours.num_weights)
+            t_ours = time_forward_backward(ours, inputs, weights, _REPEAT, warm_up=True)
+            t_ref = (time_forward_backward(ref, inputs, weights, 1, warm_up=False)
+                     if reference else math.nan)
+            rows.append((example.title, t_ours, t_ref))
+            bar.update(note=example.title)
+    print(f"  {'network':{width}}  {'gpuqnn s':>10}  {'qiskit-ml s':>11}  speed-up")
+    for title, t_ours, t_ref in rows:
+        speedup = t_ref / t_ours if t_ours > 0 else math.inf
+        print(f"  {title:{width}}  {t_ours:10.4g}  {t_ref:11.4g}  {speedup:7.1f}x")
+
+
+def print_training(report: TrainingReport) -> None:
+    """Print the training run's results."""
+    losses = report.losses
+    print(f"  loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} epochs (full-batch "
+          f"evaluations), training accuracy {report.accuracy:.2f}, {report.fit_seconds:.2f} s "
+          "with gpuqnn")
+    line = (f"  one epoch (forward + backward over {report.num_samples} samples): "
+            f"gpuqnn {report.epoch_seconds:.4g} s")
+    if report.reference_epoch_seconds is not None:
+        ratio = report.reference_epoch_seconds / max(report.epoch_seconds, 1e-12)
+        line += (f", qiskit-ml {report.reference_epoch_seconds:.4g} s ({ratio:.0f}x); "
+                 f"same loss to {report.reference_loss_difference:.1e}")
+    print(line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Compare gpuqnn with qiskit-machine-learning on the tutorial's networks.
+    """Compare gpuqnn with qiskit-machine-learning on the tutorial's networks, then train.
 
     Args:
         argv: Command-line arguments (default: ``sys.argv[1:]``).
@@ -221,7 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         pairs.append((example, ours, example.build(ref_cls)))
 
     device = getattr(pairs[0][1], "device", "cpu")
-    print(f"gpuqnn {__version__} on {device} ({args.dtype}) vs qiskit-machine-learning defaults\n")
+    print(f"gpuqnn {__version__}")
+    print(device_line(args.device, device, args.dtype))
+    print("\nqiskit's QNN tutorial networks, gpuqnn vs qiskit-machine-learning defaults:\n")
     agree = all(compare(example, ours, ref, atol) for example, ours, ref in pairs)
     print(
         f"all results agree within {atol:g}"
@@ -230,17 +319,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     if args.batch:
-        print(f"\nforward + backward (with input gradients), batch {args.batch}:")
-        rng = np.random.default_rng(0)
-        width = max(len(example.title) for example in examples)
-        print(f"  {'network':{width}}  {'gpuqnn s':>10}  {'qiskit-ml s':>11}  speed-up")
-        for example, ours, ref in pairs:
-            inputs = rng.uniform(0, 2 * np.pi, (args.batch, ours.num_inputs))
-            weights = rng.uniform(0, 2 * np.pi, ours.num_weights)
-            t_ours = time_forward_backward(ours, inputs, weights, _REPEAT, warm_up=True)
-            t_ref = time_forward_backward(ref, inputs, weights, 1, warm_up=False)
-            speedup = t_ref / t_ours if t_ours > 0 else math.inf
-            print(f"  {example.title:{width}}  {t_ours:10.4g}  {t_ref:11.4g}  {speedup:7.1f}x")
+        time_networks(pairs, args.batch, not args.no_reference)
+
+    if args.epochs:
+        print(f"\ntraining: NeuralNetworkClassifier (L-BFGS-B, up to {args.epochs} iterations) "
+              f"on {args.samples} two-moons points, EstimatorQNN on {args.qubits} qubits")
+        report = run_training(device=args.device, dtype=args.dtype, num_qubits=args.qubits,
+                              num_samples=args.samples, epochs=args.epochs, seed=args.seed,
+                              reference=not args.no_reference, stream=sys.stderr)
+        print_training(report)
+        if report.reference_loss_difference is not None:
+            agree &= report.reference_loss_difference <= max(atol, 1e-8) * 100
     return 0 if agree else 1
 
 

@@ -3,6 +3,9 @@
 The engine computes exact statevector results. It serves a network only when the primitives the
 user passed (or the defaults) would compute those same exact values; anything else (shots,
 hardware, noisy simulators, stochastic gradients) runs through qiskit-machine-learning's code.
+gpuqnn's own primitives count as exact in their exact modes (``Estimator`` with
+``default_precision=0``, ``Sampler`` with ``shots=None``), as do its gradients over them; in
+their noisy or shot modes the network calls them like any other primitive.
 """
 
 from __future__ import annotations
@@ -18,9 +21,15 @@ from qiskit_machine_learning.gradients import (
 )
 from qiskit_machine_learning.primitives import QMLEstimator, QMLSampler
 
+from .primitives.estimator import Estimator
+from .primitives.gradients import EstimatorGradient, SamplerGradient
+from .primitives.sampler import Sampler
+
 
 def exact_estimator(estimator: Any, precision: float | None) -> bool:
     """Whether ``estimator`` run with ``precision`` gives exact expectation values."""
+    if isinstance(estimator, Estimator):
+        return estimator.exact  # exact mode ignores the precision, like QMLEstimator
     if isinstance(estimator, QMLEstimator):
         return bool(getattr(estimator, "_exact_mode", False))
     if type(estimator) is StatevectorEstimator:
@@ -31,12 +40,14 @@ def exact_estimator(estimator: Any, precision: float | None) -> bool:
 
 def exact_sampler(sampler: Any) -> bool:
     """Whether ``sampler`` gives exact probabilities."""
+    if isinstance(sampler, Sampler):
+        return sampler.exact
     return isinstance(sampler, QMLSampler) and bool(getattr(sampler, "_exact_mode", False))
 
 
 def exact_estimator_gradient(gradient: Any) -> bool:
     """Whether ``gradient`` is an exact analytic gradient over an exact estimator."""
-    if type(gradient) is ParamShiftEstimatorGradient:
+    if type(gradient) in (ParamShiftEstimatorGradient, EstimatorGradient):
         return exact_estimator(gradient._estimator, 0.0)
     if type(gradient) is LinCombEstimatorGradient:
         return (exact_estimator(gradient._estimator, 0.0)
@@ -46,6 +57,6 @@ def exact_estimator_gradient(gradient: Any) -> bool:
 
 def exact_sampler_gradient(gradient: Any) -> bool:
     """Whether ``gradient`` is an exact analytic gradient over an exact sampler."""
-    if type(gradient) in (ParamShiftSamplerGradient, LinCombSamplerGradient):
+    if type(gradient) in (ParamShiftSamplerGradient, LinCombSamplerGradient, SamplerGradient):
         return exact_sampler(gradient._sampler)
     return False

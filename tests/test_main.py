@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,19 +11,72 @@ from pathlib import Path
 import pytest
 
 from gpuqnn.__main__ import main
+from gpuqnn._progress import ProgressBar
+
+QUICK = ["--batch", "16", "--epochs", "4", "--samples", "16", "--qubits", "2"]
 
 
 def test_main_job_agrees_with_reference(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--batch", "16"]) == 0
-    out = capsys.readouterr().out
+    assert main(QUICK) == 0
+    captured = capsys.readouterr()
+    out = captured.out
+    assert out.splitlines()[1].startswith("device: cpu (NumPy), complex128")
     assert "all results agree" in out
     assert "0.29700940" in out  # the tutorial's EstimatorQNN forward value
     assert "speed-up" in out
+    # the training run: losses, accuracy, and one epoch against qiskit-machine-learning
+    training = out.split("training: NeuralNetworkClassifier")[1]
+    match = re.search(r"loss (\d\.\d+) -> (\d\.\d+) over (\d+) epochs", training)
+    assert match and float(match.group(2)) < float(match.group(1))
+    same = re.search(r"same loss to (\S+)", training)
+    assert same and float(same.group(1)) < 1e-9
+    assert "qiskit-ml" in training
+    # progress bars go to stderr, not into the results
+    assert "gpuqnn     [" in captured.err and "[#" not in out
+
+
+def test_main_job_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for option in ("--device", "--dtype", "--batch", "--qubits", "--epochs", "--samples"):
+        assert option in help_text
+    for bad in (["--qubits", "1"], ["--batch", "-1"], ["--dtype", "float32"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(bad)
+        assert exit_info.value.code == 2
+    assert main(["--batch", "0", "--epochs", "2", "--samples", "8", "--qubits", "3",
+                 "--dtype", "complex64", "--no-reference"]) == 0
+    out = capsys.readouterr().out
+    assert "complex64" in out and "qiskit-ml" not in out.split("training:")[1]
+    assert "speed-up" not in out
 
 
 def test_main_job_reports_missing_gpu(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--device", "gpu", "--batch", "0"]) == 2
     assert "gpu" in capsys.readouterr().err.lower()
+
+
+def test_console_script_entry_point() -> None:
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    scripts = pyproject.split("[project.scripts]")[1].split("[")[0]
+    assert 'gpuqnn = "gpuqnn.__main__:main"' in scripts
+
+
+def test_progress_bar_only_draws_live_on_a_terminal() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    log, terminal = io.StringIO(), Terminal()
+    for stream in (log, terminal):
+        with ProgressBar(3, "work", stream) as bar:
+            for _ in range(3):
+                bar.update(note="step")
+    assert log.getvalue().count("\n") == 1 and "\r" not in log.getvalue()
+    assert "[" + "#" * 24 + "] 3/3" in log.getvalue()
+    assert terminal.getvalue().count("\r") == 5  # first draw, three updates, the close
 
 
 def test_benchmark_smoke() -> None:

@@ -1,0 +1,172 @@
+"""Compiled circuits for the primitives: a structural circuit key and a bounded per-instance cache.
+
+A primitive compiles each distinct circuit once (``compile_circuit`` transpiles, which costs far
+more than a batched evaluation) and keeps the simulators built from it, keyed by the circuit's
+structure, so that the same circuit passed again (the same object or an equal copy) is not
+recompiled. Both caches are LRU-bounded and belong to one primitive instance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
+
+from .._backend import Backend, check_device, check_dtype, select_backend
+from .._compile import Program, compile_circuit
+from .._network import check_max_memory
+from .._simulate import Simulator
+
+
+def circuit_key(circuit: QuantumCircuit) -> str:
+    """A structural fingerprint of ``circuit``: equal for circuits that simulate alike.
+
+    It covers the register sizes, the global phase and every instruction (name, qubit and clbit
+    indices, parameters by value or by expression, control state, and the definition of any
+    gate outside qiskit's standard library), but not names, metadata or layout.
+    """
+    digest = hashlib.sha256()
+    _feed_circuit(digest, circuit)
+    return digest.hexdigest()
+
+
+def _feed_circuit(digest: Any, circuit: QuantumCircuit) -> None:
+    qubits = {q: i for i, q in enumerate(circuit.qubits)}
+    clbits = {c: i for i, c in enumerate(circuit.clbits)}
+    digest.update(f"C{circuit.num_qubits},{circuit.num_clbits},"
+                  f"{_param_text(circuit.global_phase)}[".encode())
+    for inst in circuit.data:
+        op = inst.operation
+        head = (f"{op.name}:{[qubits[q] for q in inst.qubits]}:{[clbits[c] for c in inst.clbits]}"
+                f":{getattr(op, 'ctrl_state', '')}(")
+        digest.update(head.encode())
+        for param in getattr(op, "params", ()):
+            digest.update(_param_text(param).encode())
+            digest.update(b",")
+        digest.update(b")")
+        if getattr(op, "_standard_gate", None) is None:
+            definition = getattr(op, "definition", None)
+            if isinstance(definition, QuantumCircuit):
+                _feed_circuit(digest, definition)
+    digest.update(b"]")
+
+
+def _param_text(param: Any) -> str:
+    if isinstance(param, Parameter):
+        return f"P{param.name}"
+    if isinstance(param, ParameterExpression):
+        return f"E{param}"
+    if isinstance(param, np.ndarray):
+        data = np.ascontiguousarray(param)
+        return f"A{data.dtype}{data.shape}{hashlib.sha256(data.tobytes()).hexdigest()}"
+    if isinstance(param, (complex, np.complexfloating)):
+        return repr(complex(param))
+    if isinstance(param, (Real, np.number)):
+        return repr(float(param))
+    if isinstance(param, QuantumCircuit):
+        return f"Q{circuit_key(param)}"
+    return f"R{param!r}"
+
+
+def check_seed(seed: Any) -> None:
+    """Raise TypeError unless ``seed`` is None, a non-negative int or a numpy Generator."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise TypeError(f"seed must be None, a non-negative int or a numpy Generator, "
+                        f"got {seed!r}")
+
+
+def check_cache_size(cache_size: Any) -> int:
+    """Raise ValueError unless ``cache_size`` is a positive int."""
+    if isinstance(cache_size, bool) or not isinstance(cache_size, Integral) or cache_size < 1:
+        raise ValueError(f"cache_size must be a positive int, got {cache_size!r}")
+    return int(cache_size)
+
+
+class EngineCache:
+    """The engine of one primitive: its backend, compiled programs and simulators.
+
+    Args:
+        device: ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda:N"``.
+        dtype: ``"complex128"`` or ``"complex64"``.
+        max_memory: bound in bytes on the statevectors held at once, or None/"auto".
+        cache_size: how many compiled circuits (and, separately, simulators) to keep.
+
+    Raises:
+        ValueError: an invalid option.
+        RuntimeError: a GPU was asked for explicitly but none is usable.
+    """
+
+    def __init__(self, device: str, dtype: str, max_memory: int | str | None,
+                 cache_size: int) -> None:
+        check_device(device)
+        self.dtype_name = check_dtype(dtype)
+        self.device_request = device
+        self.max_memory = check_max_memory(max_memory)
+        self.cache_size = check_cache_size(cache_size)
+        self.backend: Backend = select_backend(device, dtype)
+        self._programs: OrderedDict[str, Program] = OrderedDict()
+        self._simulators: OrderedDict[tuple, Simulator] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        return {"device": self.device_request, "dtype": self.dtype_name,
+                "max_memory": self.max_memory, "cache_size": self.cache_size}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["device"], state["dtype"], state["max_memory"], state["cache_size"])
+
+    def keys(self, circuits: Sequence[QuantumCircuit]) -> list[str]:
+        """The structural key of each circuit, computed once per distinct circuit object."""
+        memo: dict[int, str] = {}
+        keys = []
+        for circuit in circuits:
+            key = memo.get(id(circuit))
+            if key is None:
+                key = memo[id(circuit)] = circuit_key(circuit)
+            keys.append(key)
+        return keys
+
+    def program(self, key: str, circuit: QuantumCircuit) -> Program:
+        """The compiled program of ``circuit`` (parameters in ``circuit.parameters`` order)."""
+        with self._lock:
+            program = self._programs.get(key)
+            if program is not None:
+                self._programs.move_to_end(key)
+                return program
+        program = compile_circuit(circuit, list(circuit.parameters))
+        with self._lock:
+            self._programs[key] = program
+            while len(self._programs) > self.cache_size:
+                self._programs.popitem(last=False)
+        return program
+
+    def simulator(self, key: str, circuit: QuantumCircuit, readout_key: Hashable,
+                  make_readout: Callable[[Program, Backend], Any]) -> Simulator:
+        """A simulator of ``circuit`` with the readout ``make_readout(program, backend)``,
+        reused for the same circuit key and ``readout_key``."""
+        full_key = (key, readout_key)
+        with self._lock:
+            simulator = self._simulators.get(full_key)
+            if simulator is not None:
+                self._simulators.move_to_end(full_key)
+                return simulator
+        program = self.program(key, circuit)
+        simulator = Simulator(program, make_readout(program, self.backend), self.backend)
+        with self._lock:
+            self._simulators[full_key] = simulator
+            while len(self._simulators) > self.cache_size:
+                self._simulators.popitem(last=False)
+        return simulator
+
+    @property
+    def num_programs(self) -> int:
+        """How many compiled programs are cached."""
+        return len(self._programs)
