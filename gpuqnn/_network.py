@@ -242,8 +242,13 @@ class EngineNetwork:
         """(B, P) rows of inputs then weights, batched like the parent class does (a missing
         input batch is one sample), built chunk by chunk so that the weights are never tiled
         over the whole batch."""
-        inputs = (np.zeros((1, 0)) if input_data is None
-                  else np.asarray(input_data, dtype=float).reshape(-1, self.num_inputs))
+        if input_data is None:
+            inputs = np.zeros((1, 0))
+        else:  # 2-D after _validate_input; (N, 0) for a network without inputs
+            array = np.asarray(input_data, dtype=float)
+            rows = (array.shape[0] if array.ndim == 2
+                    else max(1, array.size // max(1, self.num_inputs)))
+            inputs = array.reshape(rows, self.num_inputs)
         shared = np.zeros(0) if weights is None else np.asarray(weights, dtype=float).ravel()
         return SampleRows(inputs, shared)
 
