@@ -5,8 +5,9 @@ and :class:`~.launch.PerOpRunner` on NumPy arrays.
 They exist to verify the kernels' logic without a GPU: the runners build exactly the launches
 the CuPy runners build (``plan.py``), and the host build executes each launch's grid block by
 block, with an emulated number of threads per block run one after the other (optionally in
-reverse order, to expose missing barriers), fresh NaN-filled shared memory per block and a
-guard that detects writes past it. Outputs start as NaN, so an output a kernel never writes
+reverse order, to expose races inside a phase), a check that consecutive phases of a block are
+separated by a barrier, fresh NaN-filled shared memory per block and a guard that detects
+writes past it. Outputs start as NaN, so an output a kernel never writes
 shows up. Slow compared with the NumPy engine; not a production path.
 """
 
@@ -28,7 +29,8 @@ from .source import kernel_source_path
 _CTYPES = {"ptr": ctypes.c_void_p, "i32": ctypes.c_int, "i64": ctypes.c_longlong}
 _SUFFIX = {"float": "f32", "double": "f64"}
 _STATUS = {1: "bad launch shape", 2: "out of host memory",
-           3: "a block wrote past its dynamic shared memory"}
+           3: "a block wrote past its dynamic shared memory",
+           4: "two phases of a block ran without a barrier (GQ_SYNC) between them"}
 HOST_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-DGPUQNN_HOST", "-Wall", "-Wextra",
               "-Werror", "-x", "c++")
 

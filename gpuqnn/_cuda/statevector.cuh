@@ -14,10 +14,13 @@
 //     block computes the same values) and writes no memory;
 //   - memory is written only inside those loops, and a GQ_SYNC() separates a write from any read
 //     of the same location by another thread of the block;
-//   - no per-thread value lives across a GQ_SYNC() (shared arrays carry values across).
+//   - no per-thread value lives across a GQ_SYNC() (shared arrays carry values across);
+//   - two thread loops ("phases") of a block always have a GQ_SYNC() between them.
 // The host runs the threads of each phase one after the other, in increasing or (reverse = 1)
 // decreasing order; tests run both, so a phase whose result depends on the order of its threads
-// (a missing barrier) cannot agree with the reference in both.
+// (a race inside the phase) cannot agree with the reference in both. Running phase after phase
+// would hide a missing barrier between two phases, so the host build checks the last rule and
+// fails the launch when a phase starts while the previous one was not closed by a GQ_SYNC().
 //
 // Data layout (built by gpuqnn/_cuda/program.py; the enums below are its constants):
 //   prog: int32 table. Header (GQ_HEADER ints), then one record of GQ_OP_FIELDS ints per op, then
@@ -50,16 +53,23 @@ struct gq_ctx {
   long long num_blocks;
   int num_threads;
   int reverse;
+  mutable int open_phase;  // a phase ran since the last GQ_SYNC()
+  mutable int violations;  // phases that started while another was open
 };
+inline int gq_begin_phase(const gq_ctx& ctx) {
+  if (ctx.open_phase) ++ctx.violations;
+  ctx.open_phase = 1;
+  return 0;
+}
 #define GQ_BLOCK ((long long)ctx.block)
 #define GQ_NUM_BLOCKS ((long long)ctx.num_blocks)
 #define GQ_NUM_THREADS ((long long)ctx.num_threads)
 // The body runs once for every emulated thread t of the block, one thread after the other.
 #define GQ_EACH_THREAD(t)                                                             \
-  for (int gq_k_ = 0; gq_k_ < ctx.num_threads; ++gq_k_)                               \
+  for (int gq_k_ = gq_begin_phase(ctx); gq_k_ < ctx.num_threads; ++gq_k_)             \
     for (int t = ctx.reverse ? ctx.num_threads - 1 - gq_k_ : gq_k_, gq_once_ = 1; gq_once_; \
          gq_once_ = 0)
-#define GQ_SYNC() ((void)0)
+#define GQ_SYNC() ((void)(ctx.open_phase = 0))
 #define GQ_UNREACHABLE() std::abort()
 
 inline int gq_popc(unsigned long long v) { return __builtin_popcountll(v); }
@@ -257,21 +267,19 @@ GQ_DEVICE void gq_item(gq_cplx<T>* GQ_RESTRICT psi, long long item, const gq_op&
                        gq_factor<T> f) {
   const gq_cplx<T>* GQ_RESTRICT data = constants + op.data;
   const long long base = gq_spread(item, op.pos, op.npos) | (long long)op.cval;
-  if (KIND == GQ_DIAG || KIND == GQ_PHASE) {
+  if constexpr (KIND == GQ_DIAG || KIND == GQ_PHASE) {
     int j = 0;
     for (int t = 0; t < op.k; ++t) j |= (int)((base >> op.tgt[t]) & 1) << t;
     const gq_cplx<T> d = data[j];
-    if (KIND == GQ_DIAG) {
+    if constexpr (KIND == GQ_DIAG) {
       psi[base] = gq_mul<T>(d, psi[base]);
     } else if (d.re != (T)0) {
       psi[base] = gq_mul<T>(gq_make<T>(f.c, f.s), psi[base]);
     }
-    return;
-  }
-  const int n = 1 << K;
-  if (KIND == GQ_DENSE) {
+  } else if constexpr (KIND == GQ_DENSE) {
     // All inputs first (registers), then one output row at a time: the rows are not unrolled,
-    // so that only n matrix entries are live at once (no register spills for k = 3).
+    // so that only 2**k matrix entries are live at once (no register spills for k = 3).
+    const int n = 1 << K;
     gq_cplx<T> a[1 << K];
     GQ_UNROLL
     for (int j = 0; j < n; ++j) a[j] = psi[base + o.at[j]];
@@ -286,22 +294,23 @@ GQ_DEVICE void gq_item(gq_cplx<T>* GQ_RESTRICT psi, long long item, const gq_op&
       }
       psi[base + op.off[i]] = gq_make<T>(re, im);
     }
-    return;
-  }
-  gq_cplx<T> out[1 << K];
-  GQ_UNROLL
-  for (int j = 0; j < n; ++j) {
-    const gq_cplx<T> from = psi[base + o.from[j]];
-    if (KIND == GQ_PERM) {
-      out[j] = gq_mul<T>(data[j], from);
-    } else {  // GQ_ROT: c a_j + s coeff_j a_source(j)
-      const gq_cplx<T> here = psi[base + o.at[j]];
-      const gq_cplx<T> b = gq_mul<T>(gq_make<T>(f.s * data[j].re, f.s * data[j].im), from);
-      out[j] = gq_make<T>(f.c * here.re + b.re, f.c * here.im + b.im);
+  } else {  // GQ_PERM, GQ_ROT: every output reads its source before any output is written
+    const int n = 1 << K;
+    gq_cplx<T> out[1 << K];
+    GQ_UNROLL
+    for (int j = 0; j < n; ++j) {
+      const gq_cplx<T> from = psi[base + o.from[j]];
+      if constexpr (KIND == GQ_PERM) {
+        out[j] = gq_mul<T>(data[j], from);
+      } else {  // c a_j + s coeff_j a_source(j)
+        const gq_cplx<T> here = psi[base + o.at[j]];
+        const gq_cplx<T> b = gq_mul<T>(gq_make<T>(f.s * data[j].re, f.s * data[j].im), from);
+        out[j] = gq_make<T>(f.c * here.re + b.re, f.c * here.im + b.im);
+      }
     }
+    GQ_UNROLL
+    for (int j = 0; j < n; ++j) psi[base + o.at[j]] = out[j];
   }
-  GQ_UNROLL
-  for (int j = 0; j < n; ++j) psi[base + o.at[j]] = out[j];
 }
 
 // Call FN<T, KIND, K>(...) for the op's kind and number of targets.
@@ -415,6 +424,7 @@ GQ_DEVICE void gq_readout_block(const gq_ctx& ctx, const gq_cplx<T>* GQ_RESTRICT
         for (int o = 0; o < num_out; ++o) out[o] = 0.0;
       }
     }
+    GQ_SYNC();
     for (int term = 0; term < items; ++term) {
       gq_block_pauli<T>(ctx, psi, 0, dim, tables[term], tables[items + term], rcoef[2 * term],
                         rcoef[2 * term + 1], scratch);
@@ -627,7 +637,7 @@ GQ_DEVICE void gq_prob_direct_body(const gq_ctx& ctx, unsigned char* smem,
 // Run body(ctx, smem) for every block of the emulated grid, each with fresh shared memory
 // filled with 0xFF (NaN as floats), and a guard after it that must stay untouched.
 // Returns 0, or 1 for a bad launch shape, 2 when out of memory, 3 when a block wrote past its
-// shared memory.
+// shared memory, 4 when two phases of a block had no GQ_SYNC() between them.
 template <typename F>
 int gq_host_launch(long long grid, int block, long long shared, int reverse, F body) {
   if (grid < 1 || block < 1 || block > GQ_MAX_THREADS || (block & (block - 1)) != 0 ||
@@ -646,10 +656,13 @@ int gq_host_launch(long long grid, int block, long long shared, int reverse, F b
   for (ctx.block = 0; ctx.block < grid && status == 0; ++ctx.block) {
     std::memset(smem, 0xFF, (size_t)shared);
     std::memset(smem + shared, 0xA5, (size_t)(bytes - shared));
+    ctx.open_phase = 0;
+    ctx.violations = 0;
     body(ctx, smem);
     for (long long i = shared; i < bytes; ++i) {
       if (smem[i] != 0xA5) status = 3;
     }
+    if (ctx.violations) status = 4;
   }
   std::free(smem);
   return status;
