@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -424,3 +425,155 @@ def test_importing_the_kernels_does_not_import_cupy() -> None:
     code = ("import sys, gpuqnn, gpuqnn._cuda, gpuqnn._cuda.host; "
             "assert 'cupy' not in sys.modules, 'cupy imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- the CuPy runners' control flow, on a stand-in for CuPy backed by the host build ---------
+class _FakeStream:
+    def __init__(self, cupy: _FakeCupy, non_blocking: bool = False) -> None:
+        self.cupy, self.capture = cupy, None
+
+    def __enter__(self) -> _FakeStream:
+        self.previous, self.cupy.current = self.cupy.current, self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cupy.current = self.previous
+
+    def record(self) -> str:
+        return "event"
+
+    def wait_event(self, event: str) -> None:
+        assert event == "event"
+
+    def begin_capture(self) -> None:
+        self.capture = []
+
+    def end_capture(self) -> _FakeGraph:
+        graph, self.capture = _FakeGraph(self.capture), None
+        self.cupy.captures += 1
+        return graph
+
+
+class _FakeGraph:
+    def __init__(self, calls: list) -> None:
+        self.calls = calls
+
+    def launch(self, stream: _FakeStream) -> None:
+        for kernel, call in self.calls:
+            kernel.run(*call)
+
+
+class _FakeKernel:
+    def __init__(self, cupy: _FakeCupy, name: str) -> None:
+        self.cupy, self.name = cupy, name
+        self.max_dynamic_shared_size_bytes = 48 * 1024
+
+    def __call__(self, grid, block, args, shared_mem=0) -> None:
+        assert shared_mem <= max(self.max_dynamic_shared_size_bytes, 48 * 1024)
+        stream = self.cupy.current
+        if stream is not None and stream.capture is not None:
+            stream.capture.append((self, (grid, block, args, shared_mem)))
+        else:
+            self.run(grid, block, args, shared_mem)
+
+    def run(self, grid, block, args, shared_mem) -> None:
+        kernel, real = self.name[:-1].split("<")
+        self.cupy.launches += 1
+        self.cupy.kernels.execute(Launch(kernel, grid[0], block[0], shared_mem, tuple(args)),
+                                  real)
+
+
+class _FakeCupy(types.ModuleType):
+    """Just the parts of CuPy that launch.py uses; arrays are NumPy arrays."""
+
+    ndarray = np.ndarray
+
+    def __init__(self, kernels: HostKernels) -> None:
+        super().__init__("cupy")
+        self.kernels, self.current, self.launches, self.captures = kernels, None, 0, 0
+        self.modules: list[dict] = []
+        fake = self
+
+        class RawModule:
+            def __init__(self, code: str, options: tuple, name_expressions: list) -> None:
+                assert "GPUQNN_HOST" in code and "-std=c++17" in options
+                self.names = set(name_expressions)
+                fake.modules.append({"names": self.names})
+
+            def get_function(self, name: str) -> _FakeKernel:
+                assert name in self.names
+                return _FakeKernel(fake, name)
+
+        runtime = types.SimpleNamespace(
+            cudaDevAttrMultiProcessorCount=16, cudaDevAttrMaxSharedMemoryPerBlockOptin=97,
+            deviceGetAttribute=lambda attr, dev: {16: 2, 97: 227 * 1024}[attr])
+
+        class Device:
+            def __init__(self, index: int = 0) -> None:
+                self.id = index
+
+            def __enter__(self) -> Device:
+                return self
+
+            def __exit__(self, *exc) -> None:
+                return None
+
+        null = _FakeStream(self)
+        self.RawModule = RawModule
+        self.cuda = types.SimpleNamespace(
+            Device=Device, runtime=runtime, Stream=lambda non_blocking=False: _FakeStream(fake),
+            get_current_stream=lambda: fake.current or null)
+
+    def asarray(self, array, dtype=None):
+        return np.asarray(array, dtype=dtype)
+
+    def ascontiguousarray(self, array):
+        return np.ascontiguousarray(array)
+
+    def empty(self, shape, dtype):
+        return np.full(shape, -12345 if np.dtype(dtype).kind == "i" else np.nan, dtype=dtype)
+
+    def asnumpy(self, array):
+        return np.asarray(array)
+
+
+@pytest.mark.parametrize("dtype", ["complex128", "complex64"])
+def test_cupy_runners_control_flow(kernels: HostKernels, monkeypatch: pytest.MonkeyPatch,
+                                   dtype: str) -> None:
+    """FusedRunner and PerOpRunner (launch.py) on a stand-in CuPy whose kernels run on the host
+    build: one launch for the fused path; for the per-op path a direct first run, a graph
+    captured on the second call of a shape and replayed (with the new inputs) after that, and a
+    fresh workspace and graph for a new shape."""
+    fake = _FakeCupy(kernels)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    from gpuqnn._cuda.launch import FusedRunner, PerOpRunner  # noqa: PLC0415
+
+    program = random_program(31, 9)
+    readout = make_readout("pauli", 9, 31, dtype)
+    kp = encode_program(program, readout)
+    rng = np.random.default_rng(31)
+    slot, value = random_shifts(rng, program.angles.num_slots, 3)
+
+    fused = FusedRunner(kp, dtype, threads=64)
+    base = rng.uniform(-np.pi, np.pi, (2, program.angles.num_slots))
+    np.testing.assert_allclose(fused.run(base, slot, value),
+                               engine_outputs(program, readout, dtype, base, slot, value),
+                               atol=TOL[dtype], rtol=0)
+    assert fake.launches == 1 and len(fake.modules) == 1
+
+    per_op = PerOpRunner(kp, dtype, threads=64)
+    per_call = 2 + kp.num_ops + 1  # init, the ops, the two readout kernels
+    for call, batch in enumerate([2, 2, 2, 3, 3, 3]):
+        base = rng.uniform(-np.pi, np.pi, (batch, program.angles.num_slots))
+        before = fake.launches
+        out = per_op.run(base, slot, value)
+        np.testing.assert_allclose(out, engine_outputs(program, readout, dtype, base, slot,
+                                                       value), atol=TOL[dtype], rtol=0)
+        assert fake.launches - before == per_call
+        assert fake.captures == (0, 1, 1, 1, 2, 2)[call]
+    big = FusedRunner(encode_program(random_program(3, 13, 4),
+                                     make_readout("pauli", 13, 3, dtype)), dtype)
+    assert big.plan.shared > 48 * 1024
+    out = big.run(np.zeros((1, big.kernel_program.num_slots)), np.array([-1], np.int32),
+                  np.zeros(1))
+    assert np.isfinite(out).all()
