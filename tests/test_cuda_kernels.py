@@ -546,7 +546,9 @@ def test_cupy_runners_control_flow(kernels: HostKernels, monkeypatch: pytest.Mon
     fresh workspace and graph for a new shape."""
     fake = _FakeCupy(kernels)
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    from gpuqnn._cuda.launch import FusedRunner, PerOpRunner  # noqa: PLC0415
+    from gpuqnn._cuda.launch import FusedRunner, PerOpRunner, shared_memory_limit  # noqa: PLC0415
+
+    assert shared_memory_limit() == 227 * 1024
 
     program = random_program(31, 9)
     readout = make_readout("pauli", 9, 31, dtype)

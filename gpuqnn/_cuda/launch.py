@@ -104,6 +104,22 @@ def _device_attribute(cupy: ModuleType, name: str, device_id: int) -> int:
     return int(runtime.deviceGetAttribute(getattr(runtime, name), device_id))
 
 
+def shared_memory_limit(device_id: int | None = None) -> int:
+    """Dynamic shared memory one block may opt into on a CUDA device, in bytes (227 KiB on an
+    H100/H200, 163 KiB on an A100): pass it to :meth:`KernelProgram.fits_fused` to choose
+    between :class:`FusedRunner` and :class:`PerOpRunner`.
+
+    Args:
+        device_id: the device (default: CuPy's current device).
+
+    Raises:
+        RuntimeError: CuPy is not importable.
+    """
+    cupy = _import_cupy()
+    index = int(cupy.cuda.Device().id) if device_id is None else int(device_id)
+    return _device_attribute(cupy, "cudaDevAttrMaxSharedMemoryPerBlockOptin", index)
+
+
 class FusedRunner(_CupyMemory, FusedRunnerBase):
     """Every row's program and readout in ONE launch (one block per row, the state in shared
     memory), on the current CUDA device and stream.
@@ -130,8 +146,7 @@ class FusedRunner(_CupyMemory, FusedRunnerBase):
         self._sm_count = _device_attribute(cupy, "cudaDevAttrMultiProcessorCount",
                                            self.device_id)
         if shared_limit is None:
-            shared_limit = _device_attribute(cupy, "cudaDevAttrMaxSharedMemoryPerBlockOptin",
-                                             self.device_id)
+            shared_limit = shared_memory_limit(self.device_id)
         super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks,
                          shared_limit=shared_limit)
         self.module = module if module is not None else KernelModule()
