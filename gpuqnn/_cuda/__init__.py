@@ -1,0 +1,48 @@
+"""Custom CUDA kernels for the GPU path: one source, ``statevector.cuh``, built by NVRTC (CuPy)
+for the device and by a C++ compiler for the host (tests).
+
+Use from the simulator::
+
+    reason = unsupported_reason(program)          # None: the kernels can run it
+    kp = encode_program(program, readout)         # tables, once per program and readout
+    if kp.fits_fused(dtype, shared_memory_limit()):
+        runner = FusedRunner(kp, dtype)           # one launch per call
+    else:
+        runner = PerOpRunner(kp, dtype)           # per-op launches, replayed as a CUDA graph
+    out = runner.run(base_angles, shift_slot, shift_value)   # (S * B, O) float64 on the device
+
+``base_angles`` (B, K) float64 are the samples' angles; row ``s * B + b`` of ``out`` is sample b
+with ``shift_value[s]`` added to slot ``shift_slot[s]`` (-1: unshifted). A forward pass is
+``shift_slot = [-1]``, ``shift_value = [0.0]``.
+
+Importing this package never imports CuPy; the runners import it when constructed.
+"""
+
+from __future__ import annotations
+
+from .launch import FusedRunner, KernelModule, PerOpRunner, shared_memory_limit
+from .program import (
+    DEFAULT_SHARED_LIMIT,
+    MAX_GROUP_TARGETS,
+    MAX_QUBITS,
+    KernelProgram,
+    encode_program,
+    unsupported_reason,
+)
+from .source import kernel_source, kernel_source_path, name_expressions
+
+__all__ = [
+    "DEFAULT_SHARED_LIMIT",
+    "MAX_GROUP_TARGETS",
+    "MAX_QUBITS",
+    "FusedRunner",
+    "KernelModule",
+    "KernelProgram",
+    "PerOpRunner",
+    "encode_program",
+    "kernel_source",
+    "kernel_source_path",
+    "name_expressions",
+    "shared_memory_limit",
+    "unsupported_reason",
+]

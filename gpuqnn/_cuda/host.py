@@ -1,0 +1,168 @@
+"""The kernels built for the host: the same ``statevector.cuh`` compiled by a C++ compiler with
+``-DGPUQNN_HOST``, loaded with ctypes, and runners that mirror :class:`~.launch.FusedRunner`
+and :class:`~.launch.PerOpRunner` on NumPy arrays.
+
+They exist to verify the kernels' logic without a GPU: the runners build exactly the launches
+the CuPy runners build (``plan.py``), and the host build executes each launch's grid block by
+block, with an emulated number of threads per block run one after the other (optionally in
+reverse order, to expose races inside a phase), a check that consecutive phases of a block are
+separated by a barrier, fresh NaN-filled shared memory per block and a guard that detects
+writes past it. Outputs start as NaN, so an output a kernel never writes
+shows up. Slow compared with the NumPy engine; not a production path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .plan import SIGNATURES, FusedRunnerBase, Launch, PerOpRunnerBase, Workspace
+from .program import KernelProgram
+from .source import kernel_source_path
+
+_CTYPES = {"ptr": ctypes.c_void_p, "i32": ctypes.c_int, "i64": ctypes.c_longlong}
+_SUFFIX = {"float": "f32", "double": "f64"}
+_STATUS = {1: "bad launch shape", 2: "out of host memory",
+           3: "a block wrote past its dynamic shared memory",
+           4: "two phases of a block ran without a barrier (GQ_SYNC) between them"}
+HOST_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-DGPUQNN_HOST", "-Wall", "-Wextra",
+              "-Werror", "-x", "c++")
+
+
+class HostKernels:
+    """``statevector.cuh`` compiled for the host into ``directory`` and loaded.
+
+    Args:
+        directory: where to write the shared library (e.g. a test session's temporary folder).
+        compiler: the C++ compiler (``g++`` or ``clang++``).
+
+    Raises:
+        RuntimeError: the compiler is missing or the build fails (its output is included).
+    """
+
+    def __init__(self, directory: str | os.PathLike, compiler: str = "g++") -> None:
+        executable = shutil.which(compiler)
+        if executable is None:
+            raise RuntimeError(f"compiler {compiler!r} not found on PATH; it builds the host "
+                               "twin of the CUDA kernels")
+        library = Path(directory) / "libgpuqnn_kernels_host.so"
+        command = [executable, *HOST_FLAGS, str(kernel_source_path()), "-o", str(library)]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"host build of the kernels failed ({' '.join(command)}):\n"
+                               f"{result.stdout}{result.stderr}")
+        self.path = library
+        self._lib = ctypes.CDLL(str(library))
+        for kernel, kinds in SIGNATURES.items():
+            for suffix in _SUFFIX.values():
+                function = getattr(self._lib, f"{kernel}_{suffix}")
+                function.argtypes = [_CTYPES[k] for k in kinds] + [
+                    ctypes.c_longlong, ctypes.c_int, ctypes.c_longlong, ctypes.c_int]
+                function.restype = ctypes.c_int
+
+    def execute(self, launch: Launch, real_type: str, reverse: bool = False) -> None:
+        """Run one launch: every block of its grid, with ``launch.block`` emulated threads.
+
+        Args:
+            launch: the launch (arrays must be C-contiguous NumPy arrays).
+            real_type: ``"float"`` or ``"double"``, the template argument.
+            reverse: run each phase's threads in decreasing order.
+
+        Raises:
+            RuntimeError: the host entry point reported a failure.
+        """
+        function = getattr(self._lib, f"{launch.kernel}_{_SUFFIX[real_type]}")
+        args = []
+        for kind, value in zip(SIGNATURES[launch.kernel], launch.args, strict=True):
+            if kind == "ptr":
+                if not (isinstance(value, np.ndarray) and value.flags.c_contiguous):
+                    raise TypeError(f"{launch.kernel}: pointer arguments must be C-contiguous "
+                                    f"NumPy arrays, got {type(value).__name__}")
+                args.append(value.ctypes.data)
+            else:
+                args.append(int(value))
+        status = function(*args, launch.grid, launch.block, launch.shared, int(reverse))
+        if status:
+            raise RuntimeError(f"{launch.kernel} (grid {launch.grid}, block {launch.block}, "
+                               f"shared {launch.shared}) failed: {_STATUS.get(status, status)}")
+
+
+class _HostMemory:
+    """The RunnerBase hooks on host memory; fresh arrays are filled with NaN or a sentinel."""
+
+    kernels: HostKernels
+    reverse: bool
+    real_type: str
+
+    def _to_device(self, array: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(array)
+
+    def _empty(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        dtype = np.dtype(dtype)
+        fill = -12345 if dtype.kind == "i" else np.nan
+        return np.full(shape, fill, dtype=dtype)
+
+    def _to_host(self, array: Any) -> np.ndarray:
+        return np.asarray(array)
+
+    def _execute(self, launch: Launch) -> None:
+        self.kernels.execute(launch, self.real_type, self.reverse)
+
+
+class HostFusedRunner(_HostMemory, FusedRunnerBase):
+    """:class:`~.launch.FusedRunner` on the host build.
+
+    Args:
+        kernels: the host build.
+        kernel_program: the encoded program and readout.
+        dtype: complex64 or complex128.
+        threads: emulated threads per block (default: the GPU runner's choice).
+        max_blocks: blocks of the emulated grid at most (rows beyond are strided over).
+        shared_limit: shared memory limit per block that the plan must respect, in bytes.
+        reverse: run each phase's threads in decreasing order.
+    """
+
+    def __init__(self, kernels: HostKernels, kernel_program: KernelProgram,
+                 dtype: object = "complex128", *, threads: int | None = None,
+                 max_blocks: int | None = None, shared_limit: int | None = None,
+                 reverse: bool = False) -> None:
+        options = {} if shared_limit is None else {"shared_limit": shared_limit}
+        super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks,
+                         **options)
+        self.kernels = kernels
+        self.reverse = reverse
+
+
+class HostPerOpRunner(_HostMemory, PerOpRunnerBase):
+    """:class:`~.launch.PerOpRunner` on the host build (its launches, without the graph).
+
+    Args:
+        kernels: the host build.
+        kernel_program: the encoded program and readout.
+        dtype: complex64 or complex128.
+        threads: emulated threads per block (default 256).
+        max_blocks: blocks of the emulated grid at most (grid-stride loops cover the rest).
+        reverse: run each phase's threads in decreasing order.
+    """
+
+    def __init__(self, kernels: HostKernels, kernel_program: KernelProgram,
+                 dtype: object = "complex128", *, threads: int | None = None,
+                 max_blocks: int | None = None, reverse: bool = False) -> None:
+        super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks)
+        self.kernels = kernels
+        self.reverse = reverse
+
+    def _fill(self, work: Workspace, base_angles: Any, shift_slot: Any,
+              shift_value: Any) -> None:
+        work.base[...] = base_angles
+        work.shift_slot[...] = shift_slot
+        work.shift_value[...] = shift_value
+
+    def _copy(self, array: np.ndarray) -> np.ndarray:
+        return array.copy()

@@ -1,0 +1,267 @@
+"""The CuPy side of the kernels: compile ``statevector.cuh`` lazily with NVRTC and run it.
+
+- :class:`FusedRunner`: the whole program and readout of every row in ONE launch, one block
+  per row, the state in shared memory (programs where :meth:`KernelProgram.fits_fused`).
+- :class:`PerOpRunner`: a (R, D) state tensor in global memory, one launch per op and two for
+  the readout; the launches of a (B, S) shape are captured once in a CUDA graph (from the
+  second call of that shape on) and replayed.
+
+CuPy is imported inside methods only: ``import gpuqnn`` never imports it. The runners hold
+their compiled module, buffers and graph; nothing is cached at module level (CuPy's own
+compile cache keeps the binary across runners).
+
+Shapes: B samples, K angle slots, S shift blocks, R = S * B rows, O outputs, D = 2**n.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from .plan import FusedRunnerBase, Launch, PerOpRunnerBase, Workspace
+from .program import KernelProgram
+from .source import COMPILE_OPTIONS, kernel_source, name_expression, name_expressions
+
+_STATIC_SHARED_LIMIT = 48 * 1024  # above this a kernel must opt in to dynamic shared memory
+_BLOCKS_PER_SM = 32
+
+
+def _import_cupy() -> ModuleType:
+    try:
+        import cupy  # noqa: PLC0415 - lazy on purpose: import gpuqnn never imports CuPy
+    except Exception as exc:  # ImportError, or a broken CUDA install raising at import
+        raise RuntimeError(
+            f"the CUDA kernels need CuPy ({type(exc).__name__}: {exc}); install the CUDA "
+            'extra: pip install "gpuqnn[cuda12]" or "gpuqnn[cuda13]"'
+        ) from exc
+    return cupy
+
+
+class KernelModule:
+    """``statevector.cuh`` as one CuPy ``RawModule`` holding every kernel for float and double,
+    compiled on first use. Several runners may share one.
+    """
+
+    def __init__(self) -> None:
+        self._module: Any = None
+        self._functions: dict[str, Any] = {}
+
+    def function(self, kernel: str, real_type: str, shared: int = 0) -> Any:
+        """The compiled kernel ``kernel<real_type>``, allowed ``shared`` bytes of dynamic
+        shared memory.
+
+        Args:
+            kernel: a kernel name of ``statevector.cuh`` (e.g. ``"gq_fused"``).
+            real_type: ``"float"`` or ``"double"``.
+            shared: dynamic shared memory the launch will ask for, in bytes.
+        """
+        name = name_expression(kernel, real_type)
+        function = self._functions.get(name)
+        if function is None:
+            if self._module is None:
+                cupy = _import_cupy()
+                self._module = cupy.RawModule(code=kernel_source(), options=COMPILE_OPTIONS,
+                                              name_expressions=name_expressions())
+            function = self._functions[name] = self._module.get_function(name)
+        if shared > _STATIC_SHARED_LIMIT and function.max_dynamic_shared_size_bytes < shared:
+            function.max_dynamic_shared_size_bytes = shared
+        return function
+
+
+class _CupyMemory:
+    """The RunnerBase hooks on a CUDA device through CuPy."""
+
+    module: KernelModule
+    real_type: str
+    device_id: int
+    _sm_count: int
+
+    def _to_device(self, array: Any) -> Any:
+        cupy = _import_cupy()
+        return cupy.ascontiguousarray(cupy.asarray(array))
+
+    def _empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        return _import_cupy().empty(shape, dtype=dtype)
+
+    def _to_host(self, array: Any) -> np.ndarray:
+        cupy = _import_cupy()
+        if isinstance(array, cupy.ndarray):
+            return cupy.asnumpy(array)
+        return np.asarray(array)
+
+    def _execute(self, launch: Launch) -> None:
+        function = self.module.function(launch.kernel, self.real_type, launch.shared)
+        function((launch.grid,), (launch.block,), launch.args, shared_mem=launch.shared)
+
+    def _default_max_blocks(self) -> int:
+        return self._sm_count * _BLOCKS_PER_SM
+
+
+def _device_attribute(cupy: ModuleType, name: str, device_id: int) -> int:
+    runtime = cupy.cuda.runtime
+    return int(runtime.deviceGetAttribute(getattr(runtime, name), device_id))
+
+
+def shared_memory_limit(device_id: int | None = None) -> int:
+    """Dynamic shared memory one block may opt into on a CUDA device, in bytes (227 KiB on an
+    H100/H200, 163 KiB on an A100): pass it to :meth:`KernelProgram.fits_fused` to choose
+    between :class:`FusedRunner` and :class:`PerOpRunner`.
+
+    Args:
+        device_id: the device (default: CuPy's current device).
+
+    Raises:
+        RuntimeError: CuPy is not importable.
+    """
+    cupy = _import_cupy()
+    index = int(cupy.cuda.Device().id) if device_id is None else int(device_id)
+    return _device_attribute(cupy, "cudaDevAttrMaxSharedMemoryPerBlockOptin", index)
+
+
+class FusedRunner(_CupyMemory, FusedRunnerBase):
+    """Every row's program and readout in ONE launch (one block per row, the state in shared
+    memory), on the current CUDA device and stream.
+
+    Args:
+        kernel_program: the encoded program and readout (``encode_program``).
+        dtype: ``"complex128"`` or ``"complex64"``, the states' dtype.
+        threads: threads per block (default: ``kernel_program.fused_threads()``).
+        max_blocks: most blocks in the launch (default: 32 per multiprocessor).
+        shared_limit: dynamic shared memory per block, in bytes (default: the device's opt-in
+            limit).
+        module: a compiled module to share with other runners (default: a new one).
+
+    Raises:
+        RuntimeError: CuPy is not importable.
+        ValueError: a row does not fit the shared memory limit, or an option is not accepted.
+    """
+
+    def __init__(self, kernel_program: KernelProgram, dtype: object = "complex128", *,
+                 threads: int | None = None, max_blocks: int | None = None,
+                 shared_limit: int | None = None, module: KernelModule | None = None) -> None:
+        cupy = _import_cupy()
+        self.device_id = int(cupy.cuda.Device().id)
+        self._sm_count = _device_attribute(cupy, "cudaDevAttrMultiProcessorCount",
+                                           self.device_id)
+        if shared_limit is None:
+            shared_limit = shared_memory_limit(self.device_id)
+        super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks,
+                         shared_limit=shared_limit)
+        self.module = module if module is not None else KernelModule()
+
+    def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
+        """Outputs of every (shift block, sample) row, in one launch on the current stream.
+
+        Args:
+            base_angles: (B, K) float64 angles of the samples (NumPy or CuPy).
+            shift_slot: (S,) int32 slot shifted in each block of B rows, -1 for none.
+            shift_value: (S,) float64 shift added to that slot's angle.
+
+        Returns:
+            (S * B, O) float64 CuPy array; row s * B + b is sample b with block s's shift.
+
+        Raises:
+            ValueError: an argument has the wrong shape, dtype or values.
+        """
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):
+            return super().run(base_angles, shift_slot, shift_value)
+
+
+class PerOpRunner(_CupyMemory, PerOpRunnerBase):
+    """Per-op kernels over a (S * B, D) state tensor in global memory, for programs too large
+    for the fused kernel. The first call of a (B, S) shape runs the launches directly; the
+    second captures them in a CUDA graph, which later calls of that shape replay. Buffers and
+    graph are kept for the last shape only.
+
+    Work runs on the runner's own stream, ordered after the caller's current stream, and the
+    caller's stream waits for the result.
+
+    Args:
+        kernel_program: the encoded program and readout (``encode_program``).
+        dtype: ``"complex128"`` or ``"complex64"``, the states' dtype.
+        threads: threads per block (default 256).
+        max_blocks: most blocks per launch (default: 32 per multiprocessor).
+        use_graph: replay a captured CUDA graph for repeated shapes.
+        module: a compiled module to share with other runners (default: a new one).
+
+    Raises:
+        RuntimeError: CuPy is not importable.
+        ValueError: an option is not accepted.
+    """
+
+    def __init__(self, kernel_program: KernelProgram, dtype: object = "complex128", *,
+                 threads: int | None = None, max_blocks: int | None = None,
+                 use_graph: bool = True, module: KernelModule | None = None) -> None:
+        cupy = _import_cupy()
+        self.device_id = int(cupy.cuda.Device().id)
+        self._sm_count = _device_attribute(cupy, "cudaDevAttrMultiProcessorCount",
+                                           self.device_id)
+        super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks)
+        self.module = module if module is not None else KernelModule()
+        self.use_graph = bool(use_graph)
+        self._stream: Any = None
+        self._ran: Workspace | None = None  # the workspace run once directly
+        self._graph: Any = None
+        self._graph_work: Workspace | None = None  # the workspace the graph was captured for
+
+    def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
+        """Outputs of every (shift block, sample) row.
+
+        Args:
+            base_angles: (B, K) float64 angles of the samples (NumPy or CuPy).
+            shift_slot: (S,) int32 slot shifted in each block of B rows, -1 for none.
+            shift_value: (S,) float64 shift added to that slot's angle.
+
+        Returns:
+            (S * B, O) float64 CuPy array, new; row s * B + b is sample b with block s's shift.
+
+        Raises:
+            ValueError: an argument has the wrong shape, dtype or values.
+        """
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):
+            caller = cupy.cuda.get_current_stream()
+            if self._stream is None:
+                self._stream = cupy.cuda.Stream(non_blocking=True)
+            self._stream.wait_event(caller.record())
+            with self._stream:
+                out = super().run(base_angles, shift_slot, shift_value)
+            caller.wait_event(self._stream.record())
+        return out
+
+    def _make_workspace(self, batch: int, shifts: int) -> Workspace:
+        self._graph = self._graph_work = self._ran = None  # they hold the old buffers
+        return super()._make_workspace(batch, shifts)
+
+    def _fill(self, work: Workspace, base_angles: Any, shift_slot: Any,
+              shift_value: Any) -> None:
+        cupy = _import_cupy()
+        work.base[...] = cupy.asarray(base_angles)
+        work.shift_slot[...] = cupy.asarray(shift_slot)
+        work.shift_value[...] = cupy.asarray(shift_value)
+
+    def _copy(self, array: Any) -> Any:
+        return array.copy()
+
+    def _run_workspace(self, work: Workspace) -> None:
+        if not self.use_graph:
+            super()._run_workspace(work)
+            return
+        if self._graph_work is work:
+            self._graph.launch(self._stream)
+            return
+        if self._ran is not work:  # first call of this shape: run directly (and load kernels)
+            super()._run_workspace(work)
+            self._ran = work
+            return
+        self._stream.begin_capture()
+        try:
+            for launch in work.launches:
+                self._execute(launch)
+        finally:
+            graph = self._stream.end_capture()
+        self._graph, self._graph_work = graph, work
+        graph.launch(self._stream)

@@ -1,0 +1,409 @@
+"""Launch plans shared by the CuPy runners (``launch.py``) and their host twins (``host.py``).
+
+A runner turns ``(base angles, shift_slot, shift_value)`` into kernel launches: which kernel,
+what grid, block and shared memory, which arguments in which order. That logic is written
+once here, against four hooks that a subclass provides (copy to its memory, allocate, read
+back a small array, execute a launch), so the host build runs exactly the launches the GPU
+runs. Nothing here imports CuPy.
+
+Shapes: B samples, K angle slots, S shift blocks, R = S * B rows, O outputs, D = 2**n.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .program import (
+    DEFAULT_SHARED_LIMIT,
+    F_NPOS,
+    H_OPS,
+    MAX_THREADS,
+    OP_FIELDS,
+    READOUT_PAULI,
+    READOUT_PROB_DIRECT,
+    KernelProgram,
+    check_kernel_dtype,
+)
+
+SIGNATURES: dict[str, tuple[str, ...]] = {
+    "gq_fused": ("ptr", "ptr", "ptr", "ptr", "i64", "i32", "ptr", "ptr", "i64", "ptr"),
+    "gq_init": ("ptr", "i32", "i64"),
+    "gq_apply": ("ptr", "ptr", "i32", "ptr", "i64", "i32", "ptr", "ptr", "i64", "ptr"),
+    "gq_pauli_partial": ("ptr", "ptr", "ptr", "i64", "i32", "ptr"),
+    "gq_pauli_reduce": ("ptr", "ptr", "i64", "i32", "ptr"),
+    "gq_prob_pieces": ("ptr", "ptr", "i64", "ptr"),
+    "gq_prob_reduce": ("ptr", "ptr", "i64", "ptr"),
+    "gq_prob_direct": ("ptr", "ptr", "i64", "ptr"),
+}
+"""Each kernel's parameters in order: ``ptr`` (an array), ``i32`` (int), ``i64`` (long long)."""
+
+REAL_TYPES = {"complex64": "float", "complex128": "double"}
+"""The kernels' template argument for each state dtype."""
+
+PER_OP_THREADS = 256
+DEFAULT_MAX_BLOCKS = 4096
+_CHUNK_ITEMS_PER_THREAD = 16  # amplitudes per thread in one block of the Pauli partial kernel
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch.
+
+    Attributes:
+        kernel: the kernel's name in ``statevector.cuh`` (a key of :data:`SIGNATURES`).
+        grid: blocks.
+        block: threads per block (a power of two, at most 512).
+        shared: dynamic shared memory per block, in bytes.
+        args: the arguments in the kernel's order: arrays, numpy int32/int64 scalars.
+    """
+
+    kernel: str
+    grid: int
+    block: int
+    shared: int
+    args: tuple
+
+
+def make_launch(kernel: str, grid: int, block: int, shared: int, *values: Any) -> Launch:
+    """A :class:`Launch` whose scalar arguments have the kernel's exact C types."""
+    kinds = SIGNATURES[kernel]
+    if len(values) != len(kinds):
+        raise TypeError(f"{kernel} takes {len(kinds)} arguments, got {len(values)}")
+    args = tuple(np.int32(v) if k == "i32" else np.int64(v) if k == "i64" else v
+                 for k, v in zip(kinds, values, strict=True))
+    return Launch(kernel, int(grid), int(block), int(shared), args)
+
+
+def _check_threads(name: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
+            or value > MAX_THREADS or value & (value - 1)):
+        raise ValueError(f"{name} must be a power of two between 1 and {MAX_THREADS}, "
+                         f"got {value!r}")
+    return int(value)
+
+
+def _check_blocks(value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"max_blocks must be a positive int, got {value!r}")
+    return int(value)
+
+
+class RunnerBase:
+    """What both runners share: the tables on the target memory, input checks, hooks.
+
+    Args:
+        kernel_program: the encoded program and readout.
+        dtype: complex64 or complex128, the states' dtype.
+        threads: threads per block (a power of two <= 512); default: the runner's choice.
+        max_blocks: most blocks per launch (grid-stride loops cover the rest); default: the
+            subclass's choice.
+
+    Raises:
+        TypeError: ``kernel_program`` is not a KernelProgram.
+        ValueError: ``dtype``, ``threads`` or ``max_blocks`` is not an accepted value.
+    """
+
+    def __init__(self, kernel_program: KernelProgram, dtype: object, threads: int | None,
+                 max_blocks: int | None) -> None:
+        if not isinstance(kernel_program, KernelProgram):
+            raise TypeError("kernel_program must be a KernelProgram (from encode_program), "
+                            f"got {type(kernel_program).__name__}")
+        self.kernel_program = kernel_program
+        self.dtype = check_kernel_dtype(dtype)
+        self.real_type = REAL_TYPES[self.dtype.name]
+        self.threads = _check_threads("threads", threads)
+        self.max_blocks = _check_blocks(max_blocks)
+        self._tables: tuple[Any, Any, Any] | None = None
+
+    # ---- hooks ----------------------------------------------------------------------------
+    def _to_device(self, array: np.ndarray) -> Any:
+        """Copy a host array to the runner's memory."""
+        raise NotImplementedError
+
+    def _empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
+        """An uninitialised array in the runner's memory."""
+        raise NotImplementedError
+
+    def _to_host(self, array: Any) -> np.ndarray:
+        """A host copy of a (small) array of the runner's memory or of the host."""
+        raise NotImplementedError
+
+    def _execute(self, launch: Launch) -> None:
+        """Run one launch."""
+        raise NotImplementedError
+
+    def _default_max_blocks(self) -> int:
+        return DEFAULT_MAX_BLOCKS
+
+    # ---- shared logic ---------------------------------------------------------------------
+    def _device_tables(self) -> tuple[Any, Any, Any]:
+        """(table, data, coeff) in the runner's memory, copied once."""
+        if self._tables is None:
+            kp = self.kernel_program
+            self._tables = (self._to_device(kp.table),
+                            self._to_device(kp.data.astype(self.dtype)),
+                            self._to_device(kp.coeff))
+        return self._tables
+
+    def _blocks(self, items: int, threads: int) -> int:
+        limit = self.max_blocks or self._default_max_blocks()
+        return max(1, min(-(-items // threads), limit))
+
+    def _check_inputs(self, base_angles: Any, shift_slot: Any,
+                      shift_value: Any) -> tuple[int, int]:
+        """(B, S) after checking the shapes, dtypes and slot values.
+
+        Raises:
+            ValueError: an argument has the wrong shape, dtype or values.
+        """
+        slots = self.kernel_program.num_slots
+        shape = getattr(base_angles, "shape", None)
+        if shape is None or len(shape) != 2 or shape[1] != slots:
+            raise ValueError(f"base_angles must have shape (B, {slots}) (one column per angle "
+                             f"slot), got {shape}")
+        if getattr(base_angles, "dtype", None) != np.float64:
+            raise ValueError("base_angles must be float64, got "
+                             f"{getattr(base_angles, 'dtype', type(base_angles).__name__)}")
+        slot_shape = getattr(shift_slot, "shape", None)
+        value_shape = getattr(shift_value, "shape", None)
+        if slot_shape is None or len(slot_shape) != 1 or slot_shape[0] < 1:
+            raise ValueError(f"shift_slot must have shape (S,) with S >= 1, got {slot_shape}")
+        if value_shape != slot_shape:
+            raise ValueError(f"shift_value must have the shape of shift_slot, {slot_shape}, "
+                             f"got {value_shape}")
+        if getattr(shift_slot, "dtype", None) != np.int32:
+            raise ValueError(f"shift_slot must be int32, got {getattr(shift_slot, 'dtype', None)}")
+        if getattr(shift_value, "dtype", None) != np.float64:
+            raise ValueError("shift_value must be float64, got "
+                             f"{getattr(shift_value, 'dtype', None)}")
+        values = self._to_host(shift_slot)
+        if values.min() < -1 or values.max() >= slots:
+            raise ValueError(f"shift_slot values must be -1 (unshifted) or a slot in "
+                             f"[0, {slots}), got values in [{values.min()}, {values.max()}]")
+        return int(shape[0]), int(slot_shape[0])
+
+
+class FusedPlan:
+    """The fused kernel's launch for a program: threads, shared memory, grid.
+
+    Args:
+        kernel_program: the encoded program and readout.
+        dtype: the states' complex dtype.
+        threads: threads per block (default: ``kernel_program.fused_threads()``).
+        shared_limit: the device's dynamic shared memory limit per block, in bytes.
+
+    Raises:
+        ValueError: a row's state and scratch do not fit ``shared_limit``.
+    """
+
+    def __init__(self, kernel_program: KernelProgram, dtype: np.dtype, threads: int | None,
+                 shared_limit: int) -> None:
+        self.threads = kernel_program.fused_threads() if threads is None else threads
+        self.shared = kernel_program.fused_shared_bytes(dtype, self.threads)
+        if self.shared > shared_limit:
+            raise ValueError(
+                f"the fused kernel needs {self.shared} bytes of shared memory per block for "
+                f"{kernel_program.num_qubits} qubits in {dtype.name}, more than the limit of "
+                f"{shared_limit}; use PerOpRunner"
+            )
+
+    def launch(self, tables: tuple[Any, Any, Any], base: Any, batch: int, shift_slot: Any,
+               shift_value: Any, shifts: int, out: Any, grid: int) -> Launch:
+        """The launch that writes all S * B rows' outputs into ``out`` (R, O) float64."""
+        table, data, coeff = tables
+        slots = base.shape[1]
+        return make_launch("gq_fused", grid, self.threads, self.shared, table, data, coeff,
+                           base, batch, slots, shift_slot, shift_value, shifts, out)
+
+
+class FusedRunnerBase(RunnerBase):
+    """The fused kernel: every row's whole program and readout in ONE launch, one block per
+    row, the state in shared memory.
+
+    Args:
+        kernel_program: the encoded program and readout.
+        dtype: complex64 or complex128.
+        threads: threads per block (default: ``kernel_program.fused_threads()``).
+        max_blocks: most blocks in the launch (rows beyond are strided over).
+        shared_limit: the device's dynamic shared memory per block (bytes).
+
+    Raises:
+        ValueError: the program's rows do not fit ``shared_limit`` (see
+            :meth:`KernelProgram.fits_fused`), or an option is not accepted.
+    """
+
+    def __init__(self, kernel_program: KernelProgram, dtype: object = "complex128", *,
+                 threads: int | None = None, max_blocks: int | None = None,
+                 shared_limit: int = DEFAULT_SHARED_LIMIT) -> None:
+        super().__init__(kernel_program, dtype, threads, max_blocks)
+        self.plan = FusedPlan(kernel_program, self.dtype, self.threads, shared_limit)
+
+    def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
+        """Outputs of every (shift block, sample) row, in one launch.
+
+        Args:
+            base_angles: (B, K) float64 angles of the samples.
+            shift_slot: (S,) int32 slot shifted in each block of B rows, -1 for none.
+            shift_value: (S,) float64 shift added to that slot's angle.
+
+        Returns:
+            (S * B, O) float64 outputs; row s * B + b is sample b with block s's shift.
+
+        Raises:
+            ValueError: an argument has the wrong shape, dtype or values.
+        """
+        batch, shifts = self._check_inputs(base_angles, shift_slot, shift_value)
+        rows = batch * shifts
+        out = self._empty((rows, self.kernel_program.num_outputs), np.float64)
+        if rows == 0:
+            return out
+        base = self._to_device(base_angles)
+        slot = self._to_device(shift_slot)
+        value = self._to_device(shift_value)
+        grid = min(rows, self.max_blocks or self._default_max_blocks())
+        self._execute(self.plan.launch(self._device_tables(), base, batch, slot, value,
+                                       shifts, out, grid))
+        return out
+
+
+@dataclass
+class Workspace:
+    """The buffers and launches of the per-op path for one (B, S) shape.
+
+    Attributes:
+        batch: B.
+        shifts: S.
+        base: (B, K) float64 angles buffer.
+        shift_slot: (S,) int32 buffer.
+        shift_value: (S,) float64 buffer.
+        psi: (R, D) complex states.
+        partial: (partials,) float64 readout partial sums (at least one element).
+        out: (R, O) float64 outputs.
+        launches: the launches, in order, that fill ``out`` from the input buffers.
+    """
+
+    batch: int
+    shifts: int
+    base: Any
+    shift_slot: Any
+    shift_value: Any
+    psi: Any
+    partial: Any
+    out: Any
+    launches: list[Launch]
+
+
+class PerOpRunnerBase(RunnerBase):
+    """Per-op kernels over a (R, D) state tensor in global memory, for states too large for
+    shared memory: one launch to initialise, one per op, then the readout's two launches.
+
+    The buffers of the last (B, S) shape are kept and reused (one shape at a time), so that a
+    subclass can replay the same launches (a CUDA graph) on new input values.
+
+    Args:
+        kernel_program: the encoded program and readout.
+        dtype: complex64 or complex128.
+        threads: threads per block (default 256).
+        max_blocks: most blocks per launch (grid-stride loops cover the rest).
+    """
+
+    def __init__(self, kernel_program: KernelProgram, dtype: object = "complex128", *,
+                 threads: int | None = None, max_blocks: int | None = None) -> None:
+        super().__init__(kernel_program, dtype, threads, max_blocks)
+        self._workspace: Workspace | None = None
+
+    def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
+        """Outputs of every (shift block, sample) row.
+
+        Args:
+            base_angles: (B, K) float64 angles of the samples.
+            shift_slot: (S,) int32 slot shifted in each block of B rows, -1 for none.
+            shift_value: (S,) float64 shift added to that slot's angle.
+
+        Returns:
+            (S * B, O) float64 outputs, a new array; row s * B + b is sample b with block s's
+            shift.
+
+        Raises:
+            ValueError: an argument has the wrong shape, dtype or values.
+        """
+        batch, shifts = self._check_inputs(base_angles, shift_slot, shift_value)
+        if batch == 0:
+            return self._empty((0, self.kernel_program.num_outputs), np.float64)
+        work = self._workspace
+        if work is None or (work.batch, work.shifts) != (batch, shifts):
+            self._workspace = None  # free the old buffers before allocating new ones
+            work = self._workspace = self._make_workspace(batch, shifts)
+        self._fill(work, base_angles, shift_slot, shift_value)
+        self._run_workspace(work)
+        return self._copy(work.out)
+
+    # ---- hooks beyond RunnerBase's -----------------------------------------------------------
+    def _fill(self, work: Workspace, base_angles: Any, shift_slot: Any,
+              shift_value: Any) -> None:
+        """Copy the inputs into the workspace's buffers."""
+        raise NotImplementedError
+
+    def _copy(self, array: Any) -> Any:
+        """A new array with the values of ``array``."""
+        raise NotImplementedError
+
+    def _run_workspace(self, work: Workspace) -> None:
+        """Run the workspace's launches (a subclass may replay them as a graph)."""
+        for launch in work.launches:
+            self._execute(launch)
+
+    # ---- the plan -------------------------------------------------------------------------
+    def _make_workspace(self, batch: int, shifts: int) -> Workspace:
+        kp = self.kernel_program
+        threads = self.threads or PER_OP_THREADS
+        rows = batch * shifts
+        n, dim = kp.num_qubits, kp.dim
+        tables = self._device_tables()
+        table, data, coeff = tables
+        base = self._empty((batch, kp.num_slots), np.float64)
+        slot = self._empty((shifts,), np.int32)
+        value = self._empty((shifts,), np.float64)
+        psi = self._empty((rows, dim), self.dtype)
+        out = self._empty((rows, kp.num_outputs), np.float64)
+        launches = [make_launch("gq_init", self._blocks(rows * dim, threads), threads, 0,
+                                psi, n, rows)]
+        for i in range(kp.num_ops):
+            npos = int(kp.table[int(kp.table[H_OPS]) + OP_FIELDS * i + F_NPOS])
+            items = rows << (n - npos)
+            launches.append(make_launch("gq_apply", self._blocks(items, threads), threads, 0,
+                                        table, data, i, base, batch, kp.num_slots, slot,
+                                        value, shifts, psi))
+        if kp.readout_kind == READOUT_PAULI:
+            chunk = min(dim, threads * _CHUNK_ITEMS_PER_THREAD)
+            log_chunks = n - (chunk.bit_length() - 1)
+            blocks = (rows * kp.num_items) << log_chunks
+            partial = self._empty((max(1, blocks),), np.float64)
+            if blocks:
+                launches.append(make_launch(
+                    "gq_pauli_partial", min(blocks, self.max_blocks or
+                                            self._default_max_blocks()),
+                    threads, 8 * threads, table, coeff, psi, rows, log_chunks, partial))
+            launches.append(make_launch("gq_pauli_reduce",
+                                        self._blocks(rows * kp.num_outputs, threads), threads,
+                                        0, table, partial, rows, log_chunks, out))
+        elif kp.readout_kind == READOUT_PROB_DIRECT:
+            partial = self._empty((1,), np.float64)
+            launches.append(make_launch("gq_prob_direct", self._blocks(rows * dim, threads),
+                                        threads, 0, table, psi, rows, out))
+        else:
+            partial = self._empty((max(1, rows * kp.num_items),), np.float64)
+            launches.append(make_launch("gq_prob_pieces",
+                                        self._blocks(rows * kp.num_items, threads), threads, 0,
+                                        table, psi, rows, partial))
+            launches.append(make_launch("gq_prob_reduce",
+                                        self._blocks(rows * kp.num_outputs, threads), threads,
+                                        0, table, partial, rows, out))
+        return Workspace(batch, shifts, base, slot, value, psi, partial, out, launches)

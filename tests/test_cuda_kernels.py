@@ -1,0 +1,581 @@
+"""The CUDA kernels' logic on the CPU: ``statevector.cuh`` built for the host (``GPUQNN_HOST``),
+run through the same launch plans as the CuPy runners, against the NumPy engine.
+
+Programs are generated op by op (every kind, 1-3 targets, 0-3 controls with random control
+states, wide diagonals, parity phases) so that each op shape the kernels support is exercised
+directly; qiskit circuits drive the network-level checks.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from qiskit.circuit import Parameter, ParameterVector
+from qiskit.circuit.library import RXGate, RXXGate, RYGate, RYYGate, RZGate, RZXGate, RZZGate
+from qiskit.quantum_info import Pauli, SparsePauliOp, random_unitary
+
+from gpuqnn import EstimatorQNN, SamplerQNN
+from gpuqnn._angles import AngleTable
+from gpuqnn._backend import select_backend
+from gpuqnn._compile import Op, Program
+from gpuqnn._cuda import program as tables
+from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
+from gpuqnn._cuda.plan import SIGNATURES, Launch, make_launch
+from gpuqnn._cuda.program import (
+    KernelProgram,
+    encode_program,
+    unsupported_reason,
+)
+from gpuqnn._cuda.source import kernel_source
+from gpuqnn._engine import Engine
+from gpuqnn._readout import PauliReadout, ProbabilityReadout
+from gpuqnn.examples import zz_real_amplitudes
+
+pytestmark = pytest.mark.gpu_logic
+
+TOL = {"complex128": 1e-10, "complex64": 1e-4}
+RUNNERS = {"fused": HostFusedRunner, "per_op": HostPerOpRunner}
+_ROTATIONS = [RXGate, RYGate, RZGate, RXXGate, RYYGate, RZZGate, RZXGate]
+
+
+@pytest.fixture(scope="module")
+def kernels(tmp_path_factory: pytest.TempPathFactory) -> HostKernels:
+    try:
+        return HostKernels(tmp_path_factory.mktemp("kernels"))
+    except RuntimeError as exc:
+        if "not found" in str(exc):
+            pytest.skip(str(exc))
+        raise
+
+
+# ---- random native programs ------------------------------------------------------------------
+def _random_op(rng: np.random.Generator, n: int, kind: str, slot: int) -> Op:
+    """One op of ``kind`` on random qubits, 1-3 targets (diag up to 5), random controls."""
+    max_targets = min(n, 5 if kind == "diag" else 3)
+    k = int(rng.integers(1, max_targets + 1))
+    if kind == "rot":
+        k = min(k, 2) if rng.random() < 0.7 else k  # qiskit rotations, or a Pauli string
+    qubits = [int(q) for q in rng.permutation(n)]
+    targets = tuple(qubits[:k])
+    controls = tuple(qubits[k:k + int(rng.integers(0, min(3, n - k) + 1))])
+    ctrl_state = int(rng.integers(0, 1 << len(controls)))
+    dim = 1 << k
+    if kind == "dense":
+        return Op("dense", targets, controls, ctrl_state,
+                  random_unitary(dim, seed=int(rng.integers(1 << 30))).data)
+    if kind == "diag":
+        return Op("diag", targets, controls, ctrl_state,
+                  np.exp(1j * rng.uniform(0, 2 * np.pi, dim)))
+    if kind == "perm":
+        return Op("perm", targets, controls, ctrl_state,
+                  np.exp(1j * rng.uniform(0, 2 * np.pi, dim)), rng.permutation(dim))
+    if kind == "phase":
+        mask = rng.integers(0, 2, dim).astype(float)
+        return Op("phase", targets, controls, ctrl_state, mask, slot=slot)
+    if k <= 2 and rng.random() < 0.8:
+        candidates = [g for g in _ROTATIONS if g(0.0).num_qubits == k]
+        generator = 1j * candidates[int(rng.integers(len(candidates)))](np.pi).to_matrix()
+    else:
+        label = "".join(rng.choice(list("IXYZ"), k))
+        generator = Pauli(label).to_matrix()
+    source = np.argmax(np.abs(generator) > 0.5, axis=1)
+    coeffs = -1j * generator[np.arange(dim), source]
+    return Op("rot", targets, controls, ctrl_state, coeffs, source, slot)
+
+
+def random_program(seed: int, n: int, num_ops: int = 24) -> Program:
+    """A program over every op kind, with one parameter per slot."""
+    rng = np.random.default_rng(seed)
+    kinds = ["dense", "diag", "perm", "rot", "phase"]
+    ops = []
+    slots = 0
+    for i in range(num_ops):
+        kind = kinds[i % 5] if i < 5 else kinds[int(rng.integers(5))]
+        op = _random_op(rng, n, kind, slots)
+        slots += op.slot >= 0
+        ops.append(op)
+    if n >= 2:  # the compiler's fused cx-p-cx: a phase on the parity of two qubits
+        a, b = (int(q) for q in rng.permutation(n)[:2])
+        ops.append(Op("phase", (a, b), (), 0, np.array([0.0, 1.0, 1.0, 0.0]), slot=slots))
+        slots += 1
+    params = list(ParameterVector("t", slots))
+    slot_ops = np.array([i for i, op in enumerate(ops) if op.slot >= 0], dtype=np.int64)
+    return Program(n, np.arange(n), tuple(ops), AngleTable(params, params), slot_ops)
+
+
+def _observables(rng: np.random.Generator, n: int, count: int = 3) -> list[SparsePauliOp]:
+    observables = []
+    for _ in range(count):
+        labels = ["".join(rng.choice(list("IXYZ"), n)) for _ in range(int(rng.integers(1, 5)))]
+        observables.append(SparsePauliOp(labels, rng.uniform(-1.5, 1.5, len(labels))))
+    return observables
+
+
+def make_readout(kind: str, n: int, seed: int, dtype: str) -> PauliReadout | ProbabilityReadout:
+    """``pauli``: 3 multi-term observables; ``direct``: the identity interpret (one output per
+    basis state); ``pieces``: a partial measurement mapped by a non-trivial interpret, with
+    keys above a limit dropped."""
+    rng = np.random.default_rng(seed + 1000)
+    backend = select_backend("cpu", dtype)
+    if kind == "pauli":
+        return PauliReadout(_observables(rng, n), np.arange(n), n, backend)
+    if kind == "direct":
+        return ProbabilityReadout(list(range(n)), n, None, (1 << n,), None, backend)
+    measured = [int(q) for q in rng.permutation(n)[: max(1, n - 1)]] + [-1]
+    return ProbabilityReadout(measured, n, lambda key: key % 3, (3,),
+                              max(1, (1 << len(measured)) - 3), backend)
+
+
+def random_shifts(rng: np.random.Generator, slots: int, count: int) -> tuple[np.ndarray, ...]:
+    """(S,) int32 shift slots (first -1, the unshifted block) and (S,) float64 shifts."""
+    slot = np.concatenate([[-1], rng.integers(-1, max(slots, 1), count - 1)]).astype(np.int32)
+    if slots == 0:
+        slot[:] = -1
+    value = np.where(slot >= 0, rng.choice([np.pi / 2, -np.pi / 2, 1.5 * np.pi], count), 0.0)
+    return slot, value.astype(np.float64)
+
+
+def engine_outputs(program: Program, readout, dtype: str, base: np.ndarray,
+                   shift_slot: np.ndarray, shift_value: np.ndarray) -> np.ndarray:
+    """The NumPy engine on explicitly shifted angles, rows laid out s * B + b."""
+    angles = np.tile(base, (len(shift_slot), 1))
+    batch = base.shape[0]
+    for s, (slot, value) in enumerate(zip(shift_slot, shift_value, strict=True)):
+        if slot >= 0:
+            angles[s * batch:(s + 1) * batch, slot] += value
+    psi = Engine(program, select_backend("cpu", dtype)).evolve(angles)
+    return np.asarray(readout(psi), dtype=np.float64)
+
+
+CASES = [(seed, n) for seed, n in enumerate([1, 3, 4, 6])]
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("threads", [32, 128])
+@pytest.mark.parametrize("readout_kind", ["pauli", "direct", "pieces"])
+@pytest.mark.parametrize("dtype", ["complex128", "complex64"])
+@pytest.mark.parametrize("runner", sorted(RUNNERS))
+@pytest.mark.parametrize(("seed", "n"), CASES, ids=[f"n{n}" for _s, n in CASES])
+def test_runner_matches_engine(kernels: HostKernels, seed: int, n: int, runner: str,
+                               dtype: str, readout_kind: str, threads: int,
+                               reverse: bool) -> None:
+    """Every (shift block, sample) row equals the engine run on that row's shifted angles.
+    D = 2**n is below the thread count for n <= 4 (idle threads)."""
+    program = random_program(seed, n)
+    readout = make_readout(readout_kind, n, seed, dtype)
+    kp = encode_program(program, readout)
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(-np.pi, np.pi, (3, program.angles.num_slots))
+    shift_slot, shift_value = random_shifts(rng, program.angles.num_slots, 5)
+    ours = RUNNERS[runner](kernels, kp, dtype, threads=threads, reverse=reverse).run(
+        base, shift_slot, shift_value)
+    reference = engine_outputs(program, readout, dtype, base, shift_slot, shift_value)
+    assert ours.shape == (15, readout.num_outputs) and ours.dtype == np.float64
+    np.testing.assert_allclose(ours, reference, atol=TOL[dtype], rtol=0)
+    assert np.abs(reference).max() > 1e-3  # the comparison is not vacuous
+
+
+@pytest.mark.parametrize("readout_kind", ["pauli", "pieces"])
+@pytest.mark.parametrize("dtype", ["complex128", "complex64"])
+@pytest.mark.parametrize("runner", sorted(RUNNERS))
+def test_rows_span_chunks_and_grid_strides(kernels: HostKernels, runner: str, dtype: str,
+                                           readout_kind: str) -> None:
+    """10 qubits with 32 threads: the Pauli partial kernel splits each row into 2 chunks, the
+    probability readout into 32-state pieces; 3 blocks stride over every grid."""
+    n = 10
+    program = random_program(77, n, num_ops=16)
+    readout = make_readout(readout_kind, n, 5, dtype)
+    kp = encode_program(program, readout)
+    rng = np.random.default_rng(3)
+    base = rng.uniform(-np.pi, np.pi, (2, program.angles.num_slots))
+    shift_slot, shift_value = random_shifts(rng, program.angles.num_slots, 3)
+    ours = RUNNERS[runner](kernels, kp, dtype, threads=32, max_blocks=3).run(
+        base, shift_slot, shift_value)
+    reference = engine_outputs(program, readout, dtype, base, shift_slot, shift_value)
+    np.testing.assert_allclose(ours, reference, atol=TOL[dtype], rtol=0)
+
+
+@pytest.mark.parametrize("runner", sorted(RUNNERS))
+def test_thread_order_and_grid_size_do_not_change_results(kernels: HostKernels,
+                                                          runner: str) -> None:
+    """Bitwise: the order of a block's threads (a missing barrier would show) and the number
+    of blocks (grid-stride loops) leave every output unchanged."""
+    program = random_program(5, 5)
+    kp = encode_program(program, make_readout("pauli", 5, 5, "complex128"))
+    rng = np.random.default_rng(5)
+    base = rng.uniform(-np.pi, np.pi, (4, program.angles.num_slots))
+    shift_slot, shift_value = random_shifts(rng, program.angles.num_slots, 3)
+    results = [RUNNERS[runner](kernels, kp, threads=64, reverse=reverse,
+                               max_blocks=blocks).run(base, shift_slot, shift_value)
+               for reverse, blocks in [(False, None), (True, None), (False, 1), (True, 5)]]
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+@pytest.mark.parametrize("runner", sorted(RUNNERS))
+def test_sample_chunks_give_identical_rows(kernels: HostKernels, runner: str) -> None:
+    """The caller may pass sub-ranges of the samples; each chunk's rows equal the full run's
+    rows of those samples, bitwise. The per-op runner reuses its buffers for a repeated
+    shape (chunks 2 and 3), so stale inputs would show."""
+    program = random_program(9, 4)
+    kp = encode_program(program, make_readout("pieces", 4, 9, "complex128"))
+    rng = np.random.default_rng(9)
+    base = rng.uniform(-np.pi, np.pi, (7, program.angles.num_slots))
+    shift_slot, shift_value = random_shifts(rng, program.angles.num_slots, 4)
+    run = RUNNERS[runner](kernels, kp, threads=32)
+    full = run.run(base, shift_slot, shift_value).reshape(4, 7, -1)
+    for start, stop in [(0, 3), (3, 5), (5, 7), (0, 7)]:
+        chunk = run.run(base[start:stop], shift_slot, shift_value).reshape(4, stop - start, -1)
+        np.testing.assert_array_equal(chunk, full[:, start:stop])
+
+
+# ---- networks: forward and a whole parameter-shift backward in one launch ---------------------
+def _zz_network():
+    """ZZ feature map + RealAmplitudes (parity phases, cx, ry), plus a controlled rotation of
+    a product of parameters, a phase controlled on |0> and an rzz of a sum."""
+    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
+    x, w = list(feature_map.parameters), list(ansatz.parameters)
+    qc.crx(w[0] * x[1], 0, 2)
+    qc.cp(w[1], 2, 1, ctrl_state=0)
+    qc.rzz(x[2] + w[2], 0, 1)
+    return qc, x, w
+
+
+def _parameter_shift(kernels: HostKernels, network, params: np.ndarray,
+                     columns: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(forward (B, O), gradient (B, O, J)) from ONE fused launch over every shift block."""
+    program, readout = network._program, network._simulator.readout
+    table = program.angles
+    slots = [k for k in range(table.num_slots) if table.depends[k, columns].any()]
+    shift_slot, shift_value, coeffs = [-1], [0.0], []
+    for k in slots:
+        for coeff, shift in program.ops[program.slot_ops[k]].shift_rule:
+            shift_slot.append(k)
+            shift_value.append(shift)
+            coeffs.append((k, coeff))
+    kp = encode_program(program, readout)
+    base = table.angles(params)
+    runner = HostFusedRunner(kernels, kp, network.dtype, threads=32)
+    out = runner.run(base, np.array(shift_slot, np.int32), np.array(shift_value))
+    out = out.reshape(len(shift_slot), params.shape[0], -1)
+    dslot = np.zeros((params.shape[0], out.shape[2], len(slots)))
+    for s, (k, coeff) in enumerate(coeffs, start=1):
+        dslot[:, :, slots.index(k)] += coeff * out[s]
+    jac = table.jacobian(params, slots, columns)
+    return out[0], np.matmul(dslot, jac)
+
+
+@pytest.mark.parametrize("dtype", ["complex128", "complex64"])
+def test_estimator_forward_and_backward_from_one_launch(kernels: HostKernels,
+                                                        dtype: str) -> None:
+    qc, x, w = _zz_network()
+    observables = [SparsePauliOp(["ZZI", "IXY"], [1.0, -0.5]), SparsePauliOp("YIZ", 0.7)]
+    qnn = EstimatorQNN(circuit=qc, observables=observables, input_params=x, weight_params=w,
+                       input_gradients=True, dtype=dtype)
+    rng = np.random.default_rng(21)
+    inputs, weights = rng.uniform(-1, 1, (4, 3)), rng.uniform(-1, 1, 6)
+    params = np.hstack([inputs, np.tile(weights, (4, 1))])
+    forward, grad = _parameter_shift(kernels, qnn, params, list(range(9)))
+    input_grad, weight_grad = qnn.backward(inputs, weights)
+    tol = 10 * TOL[dtype]
+    np.testing.assert_allclose(forward, qnn.forward(inputs, weights), atol=tol, rtol=0)
+    np.testing.assert_allclose(grad[:, :, :3], input_grad, atol=tol, rtol=0)
+    np.testing.assert_allclose(grad[:, :, 3:], weight_grad, atol=tol, rtol=0)
+
+
+def test_sampler_forward_and_backward_from_one_launch(kernels: HostKernels) -> None:
+    qc, x, w = _zz_network()
+    qc.measure_all()
+    qnn = SamplerQNN(circuit=qc, input_params=x, weight_params=w,
+                     interpret=lambda k: bin(k).count("1") % 2, output_shape=2)
+    rng = np.random.default_rng(22)
+    inputs, weights = rng.uniform(-1, 1, (3, 3)), rng.uniform(-1, 1, 6)
+    params = np.hstack([inputs, np.tile(weights, (3, 1))])
+    forward, grad = _parameter_shift(kernels, qnn, params, list(range(3, 9)))
+    np.testing.assert_allclose(forward, qnn.forward(inputs, weights), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(grad, qnn.backward(inputs, weights)[1], atol=1e-10, rtol=0)
+
+
+# ---- what the kernels refuse, and the tables' contract ---------------------------------------
+def _program_with(ops: tuple[Op, ...], n: int) -> Program:
+    params = [Parameter("a")]
+    return Program(n, np.arange(n), ops, AngleTable(params, params), np.zeros(1, np.int64))
+
+
+def test_unsupported_programs_are_refused() -> None:
+    dense4 = Op("dense", (0, 1, 2, 3), (), 0, random_unitary(16, seed=1).data)
+    program = _program_with((dense4,), 4)
+    reason = unsupported_reason(program)
+    assert reason is not None and "4 targets" in reason
+    readout = PauliReadout([SparsePauliOp("ZZZZ")], np.arange(4), 4,
+                           select_backend("cpu", "complex128"))
+    with pytest.raises(ValueError, match="cannot run on the CUDA kernels: op 0"):
+        encode_program(program, readout)
+    big = Program(31, np.arange(31), (), AngleTable([], []), np.zeros(0, np.int64))
+    assert "31 qubits" in unsupported_reason(big)
+    diag5 = Op("diag", (0, 1, 2, 3, 4), (), 0, np.exp(1j * np.arange(32.0)))
+    assert unsupported_reason(_program_with((diag5,), 5)) is None
+
+
+@pytest.mark.parametrize(("n", "dtype", "fits"), [
+    (13, "complex128", True), (14, "complex128", False),
+    (14, "complex64", True), (15, "complex64", False),
+])
+def test_fused_shared_memory_limit(n: int, dtype: str, fits: bool) -> None:
+    """About 13 qubits fit 227 KiB of shared memory in complex128, one more in complex64."""
+    ops = tuple(Op("dense", (q,), (), 0, np.array([[1, 1], [1, -1]]) / np.sqrt(2))
+                for q in range(n))
+    readout = PauliReadout([SparsePauliOp("Z" * n)], np.arange(n), n,
+                           select_backend("cpu", dtype))
+    kp = encode_program(_program_with(ops, n), readout)
+    assert kp.fits_fused(dtype) is fits
+    expected = (1 << n) * np.dtype(dtype).itemsize + 8 * kp.fused_threads()
+    assert kp.fused_shared_bytes(dtype) == expected
+    if not fits:
+        with pytest.raises(ValueError, match="shared memory"):
+            HostFusedRunner(None, kp, dtype)
+
+
+def test_tables_mirror_the_kernel_source() -> None:
+    """program.py's constants equal the enums of statevector.cuh, and plan.SIGNATURES the
+    parameter lists of its kernels (a mismatch would pass the host build on x86-64 for
+    int/long long, but break CUDA's argument layout)."""
+    import re  # noqa: PLC0415
+
+    source = kernel_source()
+    enums = dict(re.findall(r"\b(GQ_[A-Z_0-9]+) = (\d+)", source))
+    expected = {
+        "GQ_HEADER": tables.HEADER, "GQ_H_QUBITS": tables.H_QUBITS,
+        "GQ_H_NUM_OPS": tables.H_NUM_OPS, "GQ_H_OPS": tables.H_OPS,
+        "GQ_H_READOUT": tables.H_READOUT, "GQ_H_OUTPUTS": tables.H_OUTPUTS,
+        "GQ_H_ITEMS": tables.H_ITEMS, "GQ_H_TABLES": tables.H_TABLES,
+        "GQ_OP_FIELDS": tables.OP_FIELDS, "GQ_F_KIND": tables.F_KIND,
+        "GQ_F_TARGETS": tables.F_TARGETS, "GQ_F_SLOT": tables.F_SLOT,
+        "GQ_F_CVAL": tables.F_CVAL, "GQ_F_NPOS": tables.F_NPOS, "GQ_F_POS": tables.F_POS,
+        "GQ_F_TGT": tables.F_TGT, "GQ_F_DATA": tables.F_DATA, "GQ_F_SRC": tables.F_SRC,
+        "GQ_F_OFF": tables.F_OFF, "GQ_PAULI": tables.READOUT_PAULI,
+        "GQ_PROB_DIRECT": tables.READOUT_PROB_DIRECT,
+        "GQ_PROB_PIECES": tables.READOUT_PROB_PIECES,
+        **{f"GQ_{kind.upper()}": code for kind, code in tables.KIND_CODES.items()},
+    }
+    assert {name: int(enums[name]) for name in expected} == expected
+    assert f"#define GQ_MAX_THREADS {tables.MAX_THREADS}" in source
+    assert f"#define GQ_MAX_GROUP_TARGETS {tables.MAX_GROUP_TARGETS}" in source
+    for kernel, kinds in SIGNATURES.items():
+        macro = f"GQ_{kernel[3:].upper()}_PARAMS"
+        body = re.search(rf"#define {macro}\(T\)(.*?)\n(?!\s)", source, re.S).group(1)
+        params = [p.strip() for p in body.replace("\\\n", " ").split(",")]
+        found = tuple("ptr" if "*" in p else "i64" if p.startswith("long long") else
+                      "i32" if p.startswith("int ") else p for p in params)
+        assert found == kinds, kernel
+        assert re.search(rf"GQ_KERNEL\({kernel}, {macro},", source), kernel
+
+
+def test_bad_inputs_are_refused(kernels: HostKernels) -> None:
+    program = random_program(1, 3)
+    kp = encode_program(program, make_readout("pauli", 3, 1, "complex128"))
+    runner = HostPerOpRunner(kernels, kp)
+    k = program.angles.num_slots
+    good = (np.zeros((2, k)), np.array([-1], np.int32), np.zeros(1))
+    runner.run(*good)
+    with pytest.raises(ValueError, match=rf"base_angles must have shape \(B, {k}\)"):
+        runner.run(np.zeros((2, k + 1)), *good[1:])
+    with pytest.raises(ValueError, match="base_angles must be float64"):
+        runner.run(np.zeros((2, k), np.float32), *good[1:])
+    with pytest.raises(ValueError, match="shift_slot must be int32"):
+        runner.run(good[0], np.array([-1]), good[2])
+    with pytest.raises(ValueError, match="shift_value must have the shape of shift_slot"):
+        runner.run(good[0], good[1], np.zeros(2))
+    with pytest.raises(ValueError, match=rf"slot in \[0, {k}\)"):
+        runner.run(good[0], np.array([k], np.int32), good[2])
+    with pytest.raises(ValueError, match="threads must be a power of two"):
+        HostFusedRunner(kernels, kp, threads=48)
+    with pytest.raises(ValueError, match="dtype must be complex64 or complex128"):
+        HostFusedRunner(kernels, kp, "float64")
+    with pytest.raises(TypeError, match="kernel_program must be a KernelProgram"):
+        HostFusedRunner(kernels, program)
+    assert isinstance(kp, KernelProgram)
+    empty = runner.run(np.zeros((0, k)), *good[1:])
+    assert empty.shape == (0, 3)
+
+
+def test_host_build_detects_shared_memory_overflow(kernels: HostKernels) -> None:
+    """A launch that gives the fused kernel less shared memory than the row needs fails
+    loudly instead of corrupting memory."""
+    program = random_program(2, 4)
+    kp = encode_program(program, make_readout("pauli", 4, 2, "complex128"))
+    runner = HostFusedRunner(kernels, kp, threads=32)
+    base = np.zeros((1, program.angles.num_slots))
+    out = np.zeros((1, 3))
+    launch = runner.plan.launch(runner._device_tables(), base, 1, np.array([-1], np.int32),
+                                np.zeros(1), 1, out, 1)
+    kernels.execute(launch, "double")
+    short = Launch(launch.kernel, 1, 32, launch.shared - 64, launch.args)
+    with pytest.raises(RuntimeError, match="wrote past its dynamic shared memory"):
+        kernels.execute(short, "double")
+    with pytest.raises(TypeError, match="takes 10 arguments"):
+        make_launch("gq_fused", 1, 32, 0, out)
+
+
+def test_importing_the_kernels_does_not_import_cupy() -> None:
+    code = ("import sys, gpuqnn, gpuqnn._cuda, gpuqnn._cuda.host; "
+            "assert 'cupy' not in sys.modules, 'cupy imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- the CuPy runners' control flow, on a stand-in for CuPy backed by the host build ---------
+class _FakeStream:
+    def __init__(self, cupy: _FakeCupy, non_blocking: bool = False) -> None:
+        self.cupy, self.capture = cupy, None
+
+    def __enter__(self) -> _FakeStream:
+        self.previous, self.cupy.current = self.cupy.current, self
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cupy.current = self.previous
+
+    def record(self) -> str:
+        return "event"
+
+    def wait_event(self, event: str) -> None:
+        assert event == "event"
+
+    def begin_capture(self) -> None:
+        self.capture = []
+
+    def end_capture(self) -> _FakeGraph:
+        graph, self.capture = _FakeGraph(self.capture), None
+        self.cupy.captures += 1
+        return graph
+
+
+class _FakeGraph:
+    def __init__(self, calls: list) -> None:
+        self.calls = calls
+
+    def launch(self, stream: _FakeStream) -> None:
+        for kernel, call in self.calls:
+            kernel.run(*call)
+
+
+class _FakeKernel:
+    def __init__(self, cupy: _FakeCupy, name: str) -> None:
+        self.cupy, self.name = cupy, name
+        self.max_dynamic_shared_size_bytes = 48 * 1024
+
+    def __call__(self, grid, block, args, shared_mem=0) -> None:
+        assert shared_mem <= max(self.max_dynamic_shared_size_bytes, 48 * 1024)
+        stream = self.cupy.current
+        if stream is not None and stream.capture is not None:
+            stream.capture.append((self, (grid, block, args, shared_mem)))
+        else:
+            self.run(grid, block, args, shared_mem)
+
+    def run(self, grid, block, args, shared_mem) -> None:
+        kernel, real = self.name[:-1].split("<")
+        self.cupy.launches += 1
+        self.cupy.kernels.execute(Launch(kernel, grid[0], block[0], shared_mem, tuple(args)),
+                                  real)
+
+
+class _FakeCupy(types.ModuleType):
+    """Just the parts of CuPy that launch.py uses; arrays are NumPy arrays."""
+
+    ndarray = np.ndarray
+
+    def __init__(self, kernels: HostKernels) -> None:
+        super().__init__("cupy")
+        self.kernels, self.current, self.launches, self.captures = kernels, None, 0, 0
+        self.modules: list[dict] = []
+        fake = self
+
+        class RawModule:
+            def __init__(self, code: str, options: tuple, name_expressions: list) -> None:
+                assert "GPUQNN_HOST" in code and "-std=c++17" in options
+                self.names = set(name_expressions)
+                fake.modules.append({"names": self.names})
+
+            def get_function(self, name: str) -> _FakeKernel:
+                assert name in self.names
+                return _FakeKernel(fake, name)
+
+        runtime = types.SimpleNamespace(
+            cudaDevAttrMultiProcessorCount=16, cudaDevAttrMaxSharedMemoryPerBlockOptin=97,
+            deviceGetAttribute=lambda attr, dev: {16: 2, 97: 227 * 1024}[attr])
+
+        class Device:
+            def __init__(self, index: int = 0) -> None:
+                self.id = index
+
+            def __enter__(self) -> Device:
+                return self
+
+            def __exit__(self, *exc) -> None:
+                return None
+
+        null = _FakeStream(self)
+        self.RawModule = RawModule
+        self.cuda = types.SimpleNamespace(
+            Device=Device, runtime=runtime, Stream=lambda non_blocking=False: _FakeStream(fake),
+            get_current_stream=lambda: fake.current or null)
+
+    def asarray(self, array, dtype=None):
+        return np.asarray(array, dtype=dtype)
+
+    def ascontiguousarray(self, array):
+        return np.ascontiguousarray(array)
+
+    def empty(self, shape, dtype):
+        return np.full(shape, -12345 if np.dtype(dtype).kind == "i" else np.nan, dtype=dtype)
+
+    def asnumpy(self, array):
+        return np.asarray(array)
+
+
+@pytest.mark.parametrize("dtype", ["complex128", "complex64"])
+def test_cupy_runners_control_flow(kernels: HostKernels, monkeypatch: pytest.MonkeyPatch,
+                                   dtype: str) -> None:
+    """FusedRunner and PerOpRunner (launch.py) on a stand-in CuPy whose kernels run on the host
+    build: one launch for the fused path; for the per-op path a direct first run, a graph
+    captured on the second call of a shape and replayed (with the new inputs) after that, and a
+    fresh workspace and graph for a new shape."""
+    fake = _FakeCupy(kernels)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    from gpuqnn._cuda.launch import FusedRunner, PerOpRunner, shared_memory_limit  # noqa: PLC0415
+
+    assert shared_memory_limit() == 227 * 1024
+
+    program = random_program(31, 9)
+    readout = make_readout("pauli", 9, 31, dtype)
+    kp = encode_program(program, readout)
+    rng = np.random.default_rng(31)
+    slot, value = random_shifts(rng, program.angles.num_slots, 3)
+
+    fused = FusedRunner(kp, dtype, threads=64)
+    base = rng.uniform(-np.pi, np.pi, (2, program.angles.num_slots))
+    np.testing.assert_allclose(fused.run(base, slot, value),
+                               engine_outputs(program, readout, dtype, base, slot, value),
+                               atol=TOL[dtype], rtol=0)
+    assert fake.launches == 1 and len(fake.modules) == 1
+
+    per_op = PerOpRunner(kp, dtype, threads=64)
+    per_call = 2 + kp.num_ops + 1  # init, the ops, the two readout kernels
+    for call, batch in enumerate([2, 2, 2, 3, 3, 3]):
+        base = rng.uniform(-np.pi, np.pi, (batch, program.angles.num_slots))
+        before = fake.launches
+        out = per_op.run(base, slot, value)
+        np.testing.assert_allclose(out, engine_outputs(program, readout, dtype, base, slot,
+                                                       value), atol=TOL[dtype], rtol=0)
+        assert fake.launches - before == per_call
+        assert fake.captures == (0, 1, 1, 1, 2, 2)[call]
+    big = FusedRunner(encode_program(random_program(3, 13, 4),
+                                     make_readout("pauli", 13, 3, dtype)), dtype)
+    assert big.plan.shared > 48 * 1024
+    out = big.run(np.zeros((1, big.kernel_program.num_slots)), np.array([-1], np.int32),
+                  np.zeros(1))
+    assert np.isfinite(out).all()
