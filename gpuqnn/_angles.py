@@ -4,7 +4,8 @@ Every occurrence of a parameter in a gate is one *slot* k. Its angle is a qiskit
 ``ParameterExpression`` of the inputs and weights (or a number). The table evaluates all slots for
 a whole batch at once, and their derivatives for the chain rule. Affine slots (the common case:
 ``x``, ``2*x``, ``x + w``, ``-x/2 + 0.3``) take a matrix product; other expressions (products,
-powers, sin/cos, ...) are compiled once to vectorised NumPy functions with sympy.
+powers, sin/cos, ...) are compiled once per array module (NumPy, or CuPy so that device inputs
+stay on the device) to vectorised functions with sympy.
 
 Shapes: B batch, K slots, P parameters, S selected slots, J selected parameters.
 """
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 from qiskit.circuit import Parameter, ParameterExpression
@@ -20,10 +23,30 @@ from qiskit.circuit import Parameter, ParameterExpression
 
 @dataclass
 class _NonAffineSlot:
+    """A slot whose angle is not affine: its sympy expression and derivatives, compiled to
+    vectorised functions per array module on first use."""
+
     slot: int
     columns: list[int]
-    value: Callable[..., np.ndarray]
-    derivatives: dict[int, Callable[..., np.ndarray]] = field(default_factory=dict)
+    args: list[Any]
+    value: Any
+    derivatives: dict[int, Any]
+    compiled: dict[str, tuple[Callable[..., Any], dict[int, Callable[..., Any]]]] = field(
+        default_factory=dict)
+
+    def functions(self, xp: ModuleType) -> tuple[Callable[..., Any],
+                                                 dict[int, Callable[..., Any]]]:
+        """The value and derivative functions for the array module ``xp``."""
+        name = xp.__name__
+        if name not in self.compiled:
+            import sympy  # noqa: PLC0415 - only needed when compiling
+
+            module = "cupy" if name == "cupy" else "numpy"
+            value = sympy.lambdify(self.args, self.value, modules=module, dummify=True)
+            derivs = {j: sympy.lambdify(self.args, g, modules=module, dummify=True)
+                      for j, g in self.derivatives.items()}
+            self.compiled[name] = (value, derivs)
+        return self.compiled[name]
 
 
 class AngleTable:
@@ -69,10 +92,9 @@ class AngleTable:
             for j, g in grads.items():
                 self.coeff[k, j] = _real(complex(g))
             return
-        value = sympy.lambdify(args, sym, modules="numpy", dummify=True)
-        derivs = {j: sympy.lambdify(args, g, modules="numpy", dummify=True)
-                  for j, g in grads.items()}
-        self._nonaffine.append(_NonAffineSlot(k, cols, value, derivs))
+        item = _NonAffineSlot(k, cols, args, sym, grads)
+        item.functions(np)  # compile now; other array modules on first use
+        self._nonaffine.append(item)
 
     def is_affine_in(self, slots: Sequence[int]) -> bool:
         """Whether every one of ``slots`` is an affine function of the parameters (then its
@@ -85,48 +107,52 @@ class AngleTable:
         """Whether every slot is an affine function of the parameters."""
         return not self._nonaffine
 
-    def angles(self, params: np.ndarray) -> np.ndarray:
+    def angles(self, params: Any, xp: ModuleType = np) -> Any:
         """Angles of every slot.
 
         Args:
-            params: (B, P) float64 parameter values.
+            params: (B, P) float64 parameter values, an array of ``xp``.
+            xp: the array module of ``params`` and of the result.
 
         Returns:
             (B, K) float64 angles.
         """
-        out = params @ self.coeff.T
-        out += self.offset
+        out = params @ xp.asarray(self.coeff.T)
+        out += xp.asarray(self.offset)
         for item in self._nonaffine:
+            value, _derivs = item.functions(xp)
             cols = [params[:, j] for j in item.columns]
-            out[:, item.slot] = np.real(item.value(*cols))
+            out[:, item.slot] = xp.real(value(*cols))
         return out
 
-    def jacobian(self, params: np.ndarray, slots: Sequence[int],
-                 columns: Sequence[int]) -> np.ndarray:
+    def jacobian(self, params: Any, slots: Sequence[int], columns: Sequence[int],
+                 xp: ModuleType = np) -> Any:
         """Derivatives of selected slots' angles with respect to selected parameters.
 
         Args:
-            params: (B, P) float64 parameter values.
+            params: (B, P) float64 parameter values, an array of ``xp``.
             slots: the S slot indices.
             columns: the J parameter columns.
+            xp: the array module of ``params`` and of the result.
 
         Returns:
             (B, S, J) float64, or (1, S, J) when every selected slot is affine.
         """
         slots = list(slots)
         columns = list(columns)
-        jac = self.coeff[np.ix_(slots, columns)][None]
+        jac = xp.asarray(self.coeff[np.ix_(slots, columns)][None])
         position = {k: s for s, k in enumerate(slots)}
         where = {j: c for c, j in enumerate(columns)}
         chosen = [item for item in self._nonaffine if item.slot in position]
         if not chosen:
             return jac
-        jac = np.repeat(jac, params.shape[0], axis=0)
+        jac = xp.repeat(jac, params.shape[0], axis=0)
         for item in chosen:
+            _value, derivs = item.functions(xp)
             cols = [params[:, j] for j in item.columns]
-            for j, deriv in item.derivatives.items():
+            for j, deriv in derivs.items():
                 if j in where:
-                    jac[:, position[item.slot], where[j]] = np.real(deriv(*cols))
+                    jac[:, position[item.slot], where[j]] = xp.real(deriv(*cols))
         return jac
 
     def __getstate__(self) -> dict:

@@ -75,6 +75,11 @@ class Backend:
         """Whether the arrays live on a CUDA device."""
         return self.name != "cpu"
 
+    def is_array(self, value: Any) -> bool:
+        """Whether ``value`` is an array of this backend's device (a CuPy array on a GPU);
+        always False on the CPU, whose arrays are NumPy's."""
+        return self.is_gpu and isinstance(value, self.xp.ndarray)
+
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Copy a host array to the backend's device (no copy on the CPU backend)."""
         if self.is_gpu:

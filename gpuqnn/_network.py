@@ -18,6 +18,7 @@ from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
 from ._backend import Backend, check_device, check_dtype, select_backend
 from ._compile import Program, compile_circuit
+from ._kernels import check_kernel_mode
 from ._simulate import GRADIENT_METHODS, SampleRows, Simulator, state_row_bytes
 
 
@@ -75,6 +76,7 @@ class EngineNetwork:
         self._gradient_method = gradient_method
         self._max_memory = check_max_memory(max_memory)
         self._backend: Backend = select_backend(device, dtype)
+        self._kernels = "auto"
         self._simulator: Simulator | None = None
         self._program: Program | None = None
         if self._engine_serves_forward():
@@ -150,7 +152,7 @@ class EngineNetwork:
                 + (f"max_memory={limit}" if self._max_memory else f"the {limit} bytes free")
             )
         simulator = Simulator(program, self._make_readout(program), self._backend,
-                              self._gradient_method)
+                              self._gradient_method, self._kernels)
         if simulator.row_bytes > limit:
             raise ValueError(
                 f"the circuit simulates {program.num_qubits} qubits: one sample's statevector "
@@ -160,6 +162,16 @@ class EngineNetwork:
         self._program = program
         self._simulator = simulator
 
+    def _use_kernels(self, mode: str) -> None:
+        """Rebuild the engine with the CUDA kernel choice ``mode`` (``"auto"``, ``"fused"``,
+        ``"per_op"`` or ``"none"``, see :mod:`gpuqnn._kernels`); for tests and benchmarks
+        that compare the GPU variants. No effect on the CPU."""
+        self._kernels = check_kernel_mode(mode)
+        self._simulator = None
+        self._program = None
+        if self._engine_serves_forward():
+            self._build_engine()
+
     def _engine(self) -> Simulator:
         if self._simulator is None:
             self._build_engine()
@@ -168,7 +180,7 @@ class EngineNetwork:
     def _rebuild_readout(self) -> None:
         if self._program is not None:
             self._simulator = Simulator(self._program, self._make_readout(self._program),
-                                        self._backend, self._gradient_method)
+                                        self._backend, self._gradient_method, self._kernels)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -196,16 +208,23 @@ class EngineNetwork:
                 f"dtype='{self.dtype}', gradient_method={method}, {engine})")
 
     # ---- boundary checks --------------------------------------------------------------------
-    def _validate_input(self, input_data: Any) -> tuple[np.ndarray | None, tuple | None]:
+    def _checked(self, name: str, value: Any, xp: Any) -> Any:
+        """``value`` as a float64 array of ``xp``, checked to be real and finite."""
+        try:
+            array = xp.asarray(value, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be an array of real numbers: {exc}") from exc
+        if not bool(xp.all(xp.isfinite(array))):
+            raise ValueError(f"{name} must be finite, but it holds NaN or infinite values")
+        return array
+
+    def _checked_inputs(self, input_data: Any, xp: Any) -> Any:
         if input_data is None:
             if self.num_inputs > 0:
                 raise ValueError(f"input_data is None, but the network has {self.num_inputs} "
                                  "inputs; pass an array whose last dimension is num_inputs")
-            return None, None
-        try:
-            array = np.asarray(input_data, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"input_data must be an array of real numbers: {exc}") from exc
+            return None
+        array = self._checked("input_data", input_data, xp)
         if array.ndim == 0 and self.num_inputs != 1:
             raise QiskitMachineLearningError(
                 f"input_data is a scalar, but the network has {self.num_inputs} inputs"
@@ -215,66 +234,148 @@ class EngineNetwork:
                 f"input_data has shape {array.shape}: its last dimension must equal the "
                 f"number of inputs, {self.num_inputs}, but got {array.shape[-1]}"
             )
-        if not np.all(np.isfinite(array)):
-            raise ValueError("input_data must be finite, but it holds NaN or infinite values")
-        return super()._validate_input(array)
+        return array
 
-    def _validate_weights(self, weights: Any) -> np.ndarray | None:
+    def _checked_weights(self, weights: Any, xp: Any) -> Any:
         if weights is None:
             if self.num_weights > 0:
                 raise ValueError(f"weights is None, but the network has {self.num_weights} "
                                  "weights")
             return None
-        try:
-            array = np.asarray(weights, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"weights must be an array of real numbers: {exc}") from exc
+        array = self._checked("weights", weights, xp)
         if array.size != self.num_weights:
             raise ValueError(f"weights must hold num_weights={self.num_weights} values, got "
                              f"an array of shape {array.shape}")
-        if not np.all(np.isfinite(array)):
-            raise ValueError("weights must be finite, but they hold NaN or infinite values")
         return array.reshape(self.num_weights)
 
+    def _validate_input(self, input_data: Any) -> tuple[np.ndarray | None, tuple | None]:
+        array = self._checked_inputs(input_data, np)
+        if array is None:
+            return None, None
+        return super()._validate_input(array)
+
+    def _validate_weights(self, weights: Any) -> np.ndarray | None:
+        return self._checked_weights(weights, np)
+
+    # ---- arrays of the device ---------------------------------------------------------------
+    def _device_call(self, *arrays: Any) -> bool:
+        """Whether a call passes arrays of a GPU backend (CuPy): then it gets CuPy back."""
+        return self._backend.is_gpu and any(self._backend.is_array(a) for a in arrays)
+
+    def _device_inputs(self, input_data: Any) -> tuple[Any, tuple | None]:
+        """Like ``_validate_input``, on the device: (N, num_inputs) rows and the given shape."""
+        array = self._checked_inputs(input_data, self._backend.xp)
+        if array is None:
+            return None, None
+        shape = array.shape
+        if array.ndim == 0:
+            array = array.reshape(1, 1)
+        elif array.ndim == 1:
+            array = array.reshape(1, -1)
+        elif array.ndim > 2:
+            array = array.reshape(-1, shape[-1])
+        return array, shape
+
+    def forward(self, input_data: Any, weights: Any) -> Any:
+        """Forward pass; see qiskit-machine-learning's ``NeuralNetwork.forward``.
+
+        Arrays of a GPU backend (CuPy) in give CuPy arrays out, with no host round trip; host
+        arrays give NumPy arrays (float64), as in qiskit-machine-learning.
+        """
+        if not self._device_call(input_data, weights):
+            return super().forward(input_data, weights)
+        inputs, shape = self._device_inputs(input_data)
+        weights_ = self._checked_weights(weights, self._backend.xp)
+        if not self._engine_serves_forward():
+            host = self._backend.to_host
+            output = self._forward(None if inputs is None else host(inputs),
+                                   None if weights_ is None else host(weights_))
+            output = self._backend.asarray(output)
+        else:
+            output = self._engine_forward(inputs, weights_, device=True)
+        return self._validate_forward_output(output, shape)
+
+    def backward(self, input_data: Any, weights: Any) -> tuple[Any, Any]:
+        """Backward pass; see qiskit-machine-learning's ``NeuralNetwork.backward``. Arrays of a
+        GPU backend (CuPy) in give CuPy arrays out."""
+        if not self._device_call(input_data, weights):
+            return super().backward(input_data, weights)
+        inputs, shape = self._device_inputs(input_data)
+        weights_ = self._checked_weights(weights, self._backend.xp)
+        if not self._engine_serves_backward():
+            host = self._backend.to_host
+            grads = self._backward(None if inputs is None else host(inputs),
+                                   None if weights_ is None else host(weights_))
+            grads = tuple(None if g is None else self._backend.asarray(g) for g in grads)
+        else:
+            grads = self._engine_backward(inputs, weights_, device=True)
+        return self._validate_backward_output(*grads, shape)
+
     # ---- passes -----------------------------------------------------------------------------
-    def _parameter_matrix(self, input_data: np.ndarray | None,
-                          weights: np.ndarray | None) -> SampleRows:
+    def _parameter_matrix(self, input_data: Any, weights: Any, xp: Any = np) -> SampleRows:
         """(B, P) rows of inputs then weights, batched like the parent class does (a missing
         input batch is one sample), built chunk by chunk so that the weights are never tiled
         over the whole batch."""
         if input_data is None:
-            inputs = np.zeros((1, 0))
-        else:  # 2-D after _validate_input; (N, 0) for a network without inputs
-            array = np.asarray(input_data, dtype=float)
+            inputs = xp.zeros((1, 0))
+        else:  # 2-D after validation; (N, 0) for a network without inputs
+            array = xp.asarray(input_data, dtype=float)
             rows = (array.shape[0] if array.ndim == 2
                     else max(1, array.size // max(1, self.num_inputs)))
             inputs = array.reshape(rows, self.num_inputs)
-        shared = np.zeros(0) if weights is None else np.asarray(weights, dtype=float).ravel()
-        return SampleRows(inputs, shared)
+        shared = xp.zeros(0) if weights is None else xp.asarray(weights, dtype=float).ravel()
+        return SampleRows(inputs, shared, xp)
 
     def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> Any:
         if not self._engine_serves_forward():
             return super()._forward(input_data, weights)
-        params = self._parameter_matrix(input_data, weights)
-        values = self._engine().forward(params, self._max_memory)
-        return self._finish(values, gradient=False)
+        return self._engine_forward(input_data, weights, device=False)
 
     def _backward(self, input_data: np.ndarray | None,
                   weights: np.ndarray | None) -> tuple[Any, Any]:
         if not self._engine_serves_backward():
             return super()._backward(input_data, weights)
-        params = self._parameter_matrix(input_data, weights)
+        return self._engine_backward(input_data, weights, device=False)
+
+    def _engine_forward(self, input_data: Any, weights: Any, device: bool) -> Any:
+        """The engine's forward values, on the host or (``device``) on the backend."""
+        params = self._parameter_matrix(input_data, weights,
+                                        self._backend.xp if device else np)
+        simulator = self._engine()
+        if device:
+            values = simulator.forward_device(params, self._max_memory)
+        else:
+            values = simulator.forward(params, self._max_memory)
+        return self._finish_on(values, gradient=False, device=device)
+
+    def _engine_backward(self, input_data: Any, weights: Any, device: bool) -> tuple[Any, Any]:
+        """The engine's gradients, on the host or (``device``) on the backend."""
+        params = self._parameter_matrix(input_data, weights,
+                                        self._backend.xp if device else np)
         if params.size == 0 or (not self._input_gradients and self.num_weights == 0):
             return None, None
         first = 0 if self._input_gradients else self.num_inputs
         columns = range(first, params.shape[1])
-        grad = self._engine().backward(params, columns, self._max_memory,
-                                       **self._backward_options())
+        simulator = self._engine()
+        run = simulator.backward_device if device else simulator.backward
+        grad = run(params, columns, self._max_memory, **self._backward_options())
         input_grad = None
         if self._input_gradients:
-            input_grad = self._finish(grad[..., : self.num_inputs], gradient=True)
-        weight_grad = self._finish(grad[..., grad.shape[-1] - self.num_weights:], gradient=True)
+            input_grad = self._finish_on(grad[..., : self.num_inputs], True, device)
+        weight_grad = self._finish_on(grad[..., grad.shape[-1] - self.num_weights:], True,
+                                      device)
         return input_grad, weight_grad
+
+    def _finish_on(self, values: Any, gradient: bool, device: bool) -> Any:
+        """``_finish`` for host values, or for backend values when ``device`` (through the
+        host where finishing needs it, e.g. sampling shots)."""
+        if device and self._finish_needs_host(gradient):
+            host = self._finish(self._backend.to_host(values), gradient)
+            return self._backend.asarray(host)
+        return self._finish(values, gradient)
+
+    def _finish_needs_host(self, gradient: bool) -> bool:
+        return False
 
     def _backward_options(self) -> dict:
         return {}

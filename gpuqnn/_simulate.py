@@ -20,6 +20,7 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from ._backend import Backend
 from ._blocks import LayerBlock
 from ._compile import Program
 from ._engine import Engine
+from ._kernels import RunnerFactory, check_kernel_mode, cuda_runner, runner_row_bytes
 from ._workspace import Workspace
 
 GRADIENT_METHODS = ("auto", "adjoint", "parameter_shift")
@@ -61,21 +63,23 @@ class SampleRows:
     Args:
         inputs: (B, I) float64 inputs, one row per sample.
         weights: (W,) float64 weights.
+        xp: the array module of ``inputs`` and ``weights`` (NumPy, or CuPy on a GPU).
     """
 
-    def __init__(self, inputs: np.ndarray, weights: np.ndarray) -> None:
+    def __init__(self, inputs: Any, weights: Any, xp: ModuleType = np) -> None:
         self.inputs = inputs
         self.weights = weights
+        self.xp = xp
         self.shape = (inputs.shape[0], inputs.shape[1] + weights.shape[0])
 
     @property
     def size(self) -> int:
         return self.shape[0] * self.shape[1]
 
-    def __getitem__(self, rows: slice) -> np.ndarray:
+    def __getitem__(self, rows: slice) -> Any:
         chunk = self.inputs[rows]
-        tiled = np.broadcast_to(self.weights, (chunk.shape[0], self.weights.shape[0]))
-        return np.concatenate([chunk, tiled], axis=1)
+        tiled = self.xp.broadcast_to(self.weights, (chunk.shape[0], self.weights.shape[0]))
+        return self.xp.concatenate([chunk, tiled], axis=1)
 
 
 def state_row_bytes(num_qubits: int, dtype: np.dtype) -> int:
@@ -86,25 +90,38 @@ def state_row_bytes(num_qubits: int, dtype: np.dtype) -> int:
 class Simulator:
     """Forward and backward passes of a program with a readout.
 
+    On a GPU backend, forward and parameter-shift passes of programs the CUDA kernels support
+    run through them (see :mod:`gpuqnn._kernels`); the rest runs the block engine.
+
     Args:
         program: the compiled circuit.
         readout: maps (R, D) states to (R, O) real outputs on the backend, and gives the
             adjoint states (R, O, D) of the outputs.
         backend: array module, device and dtype.
         gradient_method: ``"auto"``, ``"adjoint"`` or ``"parameter_shift"``.
+        kernels: on a GPU, ``"auto"``, ``"fused"``, ``"per_op"`` or ``"none"``.
+        runner_factory: builds the kernel runner (default: the CuPy runners); tests pass the
+            host build's runners to check this class's GPU path on the CPU.
     """
 
     def __init__(self, program: Program, readout: Any, backend: Backend,
-                 gradient_method: str = "auto") -> None:
+                 gradient_method: str = "auto", kernels: str = "auto",
+                 runner_factory: RunnerFactory | None = None) -> None:
         if gradient_method not in GRADIENT_METHODS:
             raise ValueError(f"gradient_method must be one of {GRADIENT_METHODS}, "
                              f"got {gradient_method!r}")
+        check_kernel_mode(kernels)
         self.program = program
         self.readout = readout
         self.backend = backend
         self.gradient_method = gradient_method
         self.engine = Engine(program, backend)
         self.num_outputs = readout.num_outputs
+        factory = cuda_runner if runner_factory is None else runner_factory
+        self.runner = factory(program, readout, backend, kernels) if backend.is_gpu else None
+        self._runner_row = (0 if self.runner is None else
+                            runner_row_bytes(self.runner, program, self.num_outputs,
+                                             backend.dtype))
         self.state_bytes = 2**program.num_qubits * np.dtype(backend.dtype).itemsize
         preps = [block.prep_bytes() for block in self.engine.blocks]
         self._prep_peak = max((kept + temp for kept, temp in preps), default=0)
@@ -213,8 +230,8 @@ class Simulator:
                     + 2 * self.num_outputs * max(1, len(slots)))
 
     # ---- forward ------------------------------------------------------------------------------
-    def forward(self, params: np.ndarray, max_memory: int | None = None) -> np.ndarray:
-        """Outputs for a batch.
+    def forward(self, params: Any, max_memory: int | None = None) -> np.ndarray:
+        """Outputs for a batch, on the host.
 
         Args:
             params: (B, P) float64 parameter values: an array, or :class:`SampleRows`.
@@ -223,18 +240,49 @@ class Simulator:
         Returns:
             (B, O) float64 outputs.
         """
-        batch = params.shape[0]
-        per_row = self.row_bytes + self._host_bytes([], [])
-        sizing = self._rows(per_row, max_memory, "one statevector row", batch)
-        out = np.empty((batch, self.num_outputs))
+        return self.backend.to_host(self.forward_device(params, max_memory))
 
-        def task(start: int, stop: int) -> None:
-            angles = self.program.angles.angles(params[start:stop])
-            psi = self.engine.evolve(self.backend.asarray(angles), work=self.workspace())
-            out[start:stop] = self.backend.to_host(self.readout(psi[: stop - start]))
+    def forward_device(self, params: Any, max_memory: int | None = None) -> Any:
+        """Outputs for a batch, on the backend (a CuPy array on a GPU).
+
+        Args:
+            params: (B, P) float64 parameter values (host or backend array, or
+                :class:`SampleRows`).
+            max_memory: bound on the bytes of states held at once (None: half of free memory).
+
+        Returns:
+            (B, O) float64 outputs on the backend.
+        """
+        xp = self.backend.xp
+        batch = params.shape[0]
+        out = xp.empty((batch, self.num_outputs), dtype=np.float64)
+        host = self._host_bytes([], [])
+        if self.runner is not None:
+            sizing = self._rows(self._runner_row + host, max_memory, "one kernel row", batch)
+            unshifted = (np.full(1, -1, dtype=np.int32), np.zeros(1))
+
+            def task(start: int, stop: int) -> None:
+                out[start:stop] = self.runner.run(self._angles(params[start:stop]), *unshifted)
+        else:
+            sizing = self._rows(self.row_bytes + host, max_memory, "one statevector row", batch)
+
+            def task(start: int, stop: int) -> None:
+                psi = self.engine.evolve(self._angles(params[start:stop]),
+                                         work=self.workspace())
+                out[start:stop] = self.readout(psi[: stop - start])
 
         self._map(task, batch, sizing, max_memory)
         return out
+
+    def _angles(self, params: Any) -> Any:
+        """(B, K) angles on the backend of (B, P) parameter rows (host or backend)."""
+        xp = self.backend.xp
+        return self.program.angles.angles(self.backend.asarray(params, dtype=np.float64), xp)
+
+    def _jacobian(self, params: Any, slots: Sequence[int], columns: Sequence[int]) -> Any:
+        xp = self.backend.xp
+        return self.program.angles.jacobian(self.backend.asarray(params, dtype=np.float64),
+                                            slots, columns, xp)
 
     # ---- backward -----------------------------------------------------------------------------
     def differentiated_slots(self, columns: Sequence[int]) -> list[int]:
@@ -271,23 +319,34 @@ class Simulator:
         shift = float(rows @ costs)
         return "adjoint" if adjoint <= shift else "parameter_shift"
 
-    def backward(self, params: np.ndarray, columns: Sequence[int],
+    def backward(self, params: Any, columns: Sequence[int],
                  max_memory: int | None = None,
                  sample: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
-        """Derivatives of the outputs.
+        """Derivatives of the outputs, on the host.
 
         Args:
             params: (B, P) float64 parameter values: an array, or :class:`SampleRows`.
             columns: the J parameter columns to differentiate by.
             max_memory: bound on the bytes of states held at once (None: half of free memory).
-            sample: optional map of (R, O) exact outputs to sampled ones (shots); forces
-                parameter shift.
+            sample: optional map of (R, O) exact outputs to sampled ones (shots, on the host);
+                forces parameter shift.
 
         Returns:
             (B, O, J) float64 derivatives.
         """
+        return self.backend.to_host(self.backward_device(params, columns, max_memory, sample))
+
+    def backward_device(self, params: Any, columns: Sequence[int],
+                        max_memory: int | None = None,
+                        sample: Callable[[np.ndarray], np.ndarray] | None = None) -> Any:
+        """Derivatives of the outputs, on the backend (a CuPy array on a GPU); arguments as
+        :meth:`backward`.
+
+        Returns:
+            (B, O, J) float64 derivatives on the backend.
+        """
         batch = params.shape[0]
-        grad = np.zeros((batch, self.num_outputs, len(columns)))
+        grad = self.backend.xp.zeros((batch, self.num_outputs, len(columns)), dtype=np.float64)
         slots = self.differentiated_slots(columns)
         if not slots or batch == 0:
             return grad
@@ -300,7 +359,6 @@ class Simulator:
     def _adjoint(self, params: np.ndarray, slots: list[int], columns: Sequence[int],
                  max_memory: int | None, grad: np.ndarray) -> None:
         engine = self.engine
-        table = self.program.angles
         with_checkpoints = self._adjoint_bytes(slots, columns, checkpoints=True)
         batch = params.shape[0]
         checkpoints = self._budget(max_memory) // with_checkpoints >= min(batch, 16)
@@ -310,11 +368,9 @@ class Simulator:
 
         def task(start: int, stop: int) -> None:
             chunk_params = params[start:stop]
-            angles = self.backend.asarray(table.angles(chunk_params))
-            dslot = adjoint_gradients(engine, self.readout, angles, slots, checkpoints,
-                                      self.workspace())
-            jac = table.jacobian(chunk_params, slots, columns)
-            grad[start:stop] += np.matmul(self.backend.to_host(dslot), jac)
+            dslot = adjoint_gradients(engine, self.readout, self._angles(chunk_params), slots,
+                                      checkpoints, self.workspace())
+            grad[start:stop] += dslot @ self._jacobian(chunk_params, slots, columns)
 
         self._map(task, batch, sizing, max_memory)
 
@@ -335,11 +391,13 @@ class Simulator:
                          max_memory: int | None,
                          sample: Callable[[np.ndarray], np.ndarray] | None,
                          grad: np.ndarray) -> None:
-        table = self.program.angles
         batch = params.shape[0]
         rules = [self._rule(k) for k in slots]
-        row = self.state_bytes * _FORWARD_STATES  # per row; the rest once per sample
-        fixed = self._prep_peak + self._host_bytes(slots, columns)
+        if self.runner is not None:  # per row: the kernels' outputs (fused) or states
+            row, fixed = self._runner_row, self._host_bytes(slots, columns)
+        else:  # per row: the engine's states; once per sample: its per-sample data
+            row = self.state_bytes * _FORWARD_STATES
+            fixed = self._prep_peak + self._host_bytes(slots, columns)
         for group in _slot_groups(rules, (self._budget(max_memory) - fixed) // row):
             positions = [g for g, _terms in group]
             group_slots = [slots[g] for g in positions]
@@ -348,13 +406,12 @@ class Simulator:
             sizing = self._rows(rows_per_sample * row + fixed, max_memory,
                                 "a parameter-shift step over one sample", batch)
 
-            def task(start: int, stop: int, group_slots=group_slots, group_rules=group_rules,
-                     positions=positions) -> None:
+            def task(start: int, stop: int, group_slots=group_slots,
+                     group_rules=group_rules) -> None:
                 chunk_params = params[start:stop]
-                dslot = self._shifted(table.angles(chunk_params), group_slots, group_rules,
+                dslot = self._shifted(self._angles(chunk_params), group_slots, group_rules,
                                       sample)
-                jac = table.jacobian(chunk_params, group_slots, columns)
-                grad[start:stop] += np.matmul(dslot, jac)
+                grad[start:stop] += dslot @ self._jacobian(chunk_params, group_slots, columns)
 
             # shots draw from one generator: keep their order by running chunks in turn
             if sample is not None:
@@ -362,32 +419,37 @@ class Simulator:
             else:
                 self._map(task, batch, sizing, max_memory)
 
-    def _shifted(self, angles: np.ndarray, slots: Sequence[int],
+    def _shifted(self, angles: Any, slots: Sequence[int],
                  rules: Sequence[Sequence[tuple[float, float]]],
-                 sample: Callable[[np.ndarray], np.ndarray] | None) -> np.ndarray:
-        """(nb, O, S) slot derivatives for nb samples, all shifted rows in one tensor."""
+                 sample: Callable[[np.ndarray], np.ndarray] | None) -> Any:
+        """(nb, O, S) slot derivatives on the backend for nb samples: every shifted row of
+        the chunk in one tensor (engine) or one kernel call (GPU)."""
+        xp = self.backend.xp
         nb = angles.shape[0]
         engine = self.engine
         blocks = [int(engine.slot_block[k]) for k in slots]
-        terms = []  # (slot position, coefficient, start row)
-        branches: dict[int, list[tuple[int, float]]] = {}
-        row = nb
-        for s in sorted(range(len(slots)), key=lambda s: blocks[s]):
-            block = engine.blocks[blocks[s]]
-            local = int(np.flatnonzero(block.slots == slots[s])[0])
-            for coeff, shift in rules[s]:
+        order = sorted(range(len(slots)), key=lambda s: blocks[s])  # rows in block order
+        terms = [(s, coeff, shift) for s in order for coeff, shift in rules[s]]
+        if self.runner is not None:
+            shift_slot = np.array([-1] + [slots[s] for s, _c, _v in terms], dtype=np.int32)
+            shift_value = np.array([0.0] + [v for _s, _c, v in terms])
+            out = self.runner.run(angles, shift_slot, shift_value)
+        else:
+            branches: dict[int, list[tuple[int, float]]] = {}
+            for s, _coeff, shift in terms:
+                local = int(np.flatnonzero(engine.blocks[blocks[s]].slots == slots[s])[0])
                 branches.setdefault(blocks[s], []).append((local, shift))
-                terms.append((s, coeff, row))
-                row += nb
-        psi = engine.evolve(self.backend.asarray(angles), branches, work=self.workspace())
-        out = self.backend.to_host(self.readout(psi[:row]))
-        del psi
+            psi = engine.evolve(angles, branches, work=self.workspace())
+            out = self.readout(psi[: nb * (1 + len(terms))])
+            del psi
         if sample is not None:
-            out = sample(out)
-        dslot = np.zeros((nb, self.num_outputs, len(slots)))
-        for s, coeff, start in terms:
-            dslot[:, :, s] += coeff * out[start:start + nb]
-        return dslot
+            out = self.backend.asarray(sample(self.backend.to_host(out)))
+        # dslot[b, o, s] = sum over the rows of slot s of coeff * out[row block, b, o]
+        weights = np.zeros((len(terms), len(slots)))
+        for row, (s, coeff, _shift) in enumerate(terms):
+            weights[row, s] = coeff
+        blocks_out = out[nb:].reshape(len(terms), nb, self.num_outputs)
+        return xp.einsum("tbo,ts->bos", blocks_out, xp.asarray(weights))
 
 
 def _slot_groups(rules: Sequence[Sequence[tuple[float, float]]],

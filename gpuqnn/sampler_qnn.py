@@ -174,6 +174,16 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
             return sparse.COO.from_numpy(values)
         return values
 
+    def _finish_needs_host(self, gradient: bool) -> bool:
+        return not gradient and self._shots is not None
+
+    def _device_call(self, *arrays: Any) -> bool:
+        device = super()._device_call(*arrays)
+        if device and self._sparse:
+            raise ValueError("a sparse SamplerQNN returns sparse.COO arrays on the host; pass "
+                             "NumPy arrays, or build the network with sparse=False")
+        return device
+
     def _samples_shots(self) -> bool:
         return self._shots is not None
 

@@ -9,6 +9,7 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 
+from gpuqnn._cuda.host import HostKernels
 from gpuqnn.examples import zz_real_amplitudes
 
 
@@ -57,3 +58,32 @@ def two_feature_data() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(11)
     x = rng.uniform(-1, 1, (20, 2))
     return x, (x[:, 0] * x[:, 1] > 0).astype(int)
+
+
+@pytest.fixture(scope="session")
+def kernels(tmp_path_factory: pytest.TempPathFactory) -> HostKernels:
+    """The CUDA kernels built for the host (g++), once per session; skips without a compiler."""
+    try:
+        return HostKernels(tmp_path_factory.mktemp("kernels"))
+    except RuntimeError as exc:
+        if "not found" in str(exc):
+            pytest.skip(str(exc))
+        raise
+
+
+def cuda_device_available() -> bool:
+    """Whether CuPy imports and a CUDA device answers (the test of ``device="auto"``)."""
+    from gpuqnn._backend import _load_cupy  # noqa: PLC0415
+
+    cupy, _reason = _load_cupy(0)
+    return cupy is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``gpu`` tests run on CuPy; where no CUDA device answers they are skipped, with why."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items or cuda_device_available():
+        return
+    skip = pytest.mark.skip(reason="no usable CUDA device (CuPy missing or no driver/device)")
+    for item in gpu_items:
+        item.add_marker(skip)

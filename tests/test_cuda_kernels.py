@@ -42,16 +42,6 @@ RUNNERS = {"fused": HostFusedRunner, "per_op": HostPerOpRunner}
 _ROTATIONS = [RXGate, RYGate, RZGate, RXXGate, RYYGate, RZZGate, RZXGate]
 
 
-@pytest.fixture(scope="module")
-def kernels(tmp_path_factory: pytest.TempPathFactory) -> HostKernels:
-    try:
-        return HostKernels(tmp_path_factory.mktemp("kernels"))
-    except RuntimeError as exc:
-        if "not found" in str(exc):
-            pytest.skip(str(exc))
-        raise
-
-
 # ---- random native programs ------------------------------------------------------------------
 def _random_op(rng: np.random.Generator, n: int, kind: str, slot: int) -> Op:
     """One op of ``kind`` on random qubits, 1-3 targets (diag up to 5), random controls."""

@@ -7,7 +7,6 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import make_three_qubit_circuit, make_zz_real_amplitudes
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister
 from qiskit.circuit import Parameter, ParameterVector
 from qiskit.primitives import StatevectorEstimator, StatevectorSampler
@@ -29,6 +28,8 @@ from gpuqnn.primitives import (
     Sampler,
     SamplerGradient,
 )
+
+from conftest import make_three_qubit_circuit, make_zz_real_amplitudes
 
 ATOL = 1e-10
 

@@ -1,0 +1,220 @@
+"""The GPU path of the networks and the simulator, run on the CPU: an emulated GPU backend whose
+"device" arrays are NumPy arrays, with the CUDA kernels' host build standing in for the CuPy
+runners (the same launches, see gpuqnn/_cuda/host.py). This exercises everything gpuqnn does on
+a GPU except CuPy itself: runner selection, forward and parameter-shift passes through the fused
+and per-op kernels (shift tables, combining shifted rows, chunking), the block engine for the
+adjoint method, the device-array contract (device arrays in, device arrays out) and its shapes,
+against the NumPy engine and qiskit-machine-learning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pytest
+from qiskit.quantum_info import SparsePauliOp
+from qiskit_machine_learning.neural_networks import EstimatorQNN as QmlEstimatorQNN
+
+import gpuqnn._network as network_module
+import gpuqnn._simulate as simulate_module
+from gpuqnn import EstimatorQNN, SamplerQNN
+from gpuqnn._backend import Backend, host_available_memory
+from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
+from gpuqnn._kernels import select_runner
+from gpuqnn.examples import parity, zz_real_amplitudes
+
+from circuits import layered_network, observables
+
+pytestmark = pytest.mark.gpu_logic
+
+TOL = {"complex128": 1e-10, "complex64": 2e-4}
+
+
+@dataclass(frozen=True)
+class EmulatedGpu(Backend):
+    """A backend that takes the GPU code paths with NumPy arrays as its device arrays."""
+
+    def asarray(self, array: Any, dtype: Any = None) -> Any:
+        return np.asarray(array, dtype=dtype)
+
+    def to_host(self, array: Any) -> np.ndarray:
+        return np.asarray(array)
+
+    def free_memory(self) -> int:
+        return host_available_memory()
+
+    def is_array(self, value: Any) -> bool:
+        return isinstance(value, np.ndarray)
+
+
+@pytest.fixture
+def emulated_gpu(kernels: HostKernels, monkeypatch: pytest.MonkeyPatch):
+    """Networks built inside get the emulated GPU backend and host-built kernels; returns a
+    function that sets the kernel mode ('auto', 'fused', 'per_op', 'none')."""
+    mode = {"value": "auto"}
+    runners: list = []
+
+    def backend(device: str, dtype: str) -> Backend:
+        return EmulatedGpu(np, "cuda:0", np.dtype(dtype))
+
+    def factory(program, readout, backend, _mode):
+        runner = select_runner(
+            program, readout, backend, mode["value"],
+            make_fused=partial(HostFusedRunner, kernels),
+            make_per_op=partial(HostPerOpRunner, kernels),
+            shared_limit=lambda: 227 * 1024)
+        runners.append(runner)
+        return runner
+
+    monkeypatch.setattr(network_module, "select_backend", backend)
+    monkeypatch.setattr(simulate_module, "cuda_runner", factory)
+
+    def set_mode(value: str) -> list:
+        mode["value"] = value
+        runners.clear()
+        return runners
+
+    return set_mode
+
+
+def cpu_network(cls, **kwargs):
+    """The same network on the NumPy engine, built before the emulation is switched on."""
+    return cls(**kwargs, device="cpu")
+
+
+@pytest.mark.parametrize("dtype", ["complex128", "complex64"])
+@pytest.mark.parametrize("mode", ["fused", "per_op", "none"])
+@pytest.mark.parametrize("method", ["parameter_shift", "adjoint"])
+def test_estimator_on_the_gpu_path_matches_the_cpu_engine(emulated_gpu, mode: str, method: str,
+                                                         dtype: str) -> None:
+    qc, x, w = layered_network(3, 4)
+    rng = np.random.default_rng(3)
+    kwargs = {"circuit": qc, "observables": observables(4, rng), "input_params": x,
+              "weight_params": w, "input_gradients": True, "gradient_method": method,
+              "dtype": dtype}
+    inputs, weights = rng.uniform(-2, 2, (5, 2)), rng.uniform(-2, 2, 5)
+    reference = EstimatorQNN(**{**kwargs, "dtype": "complex128"}, device="cpu")
+    runners = emulated_gpu(mode)
+    gpu = EstimatorQNN(**kwargs)
+    expected_runner = {"fused": HostFusedRunner, "per_op": HostPerOpRunner, "none": type(None)}
+    assert isinstance(runners[0], expected_runner[mode])
+    assert gpu.device == "cuda:0"
+    tol = TOL[dtype]
+    # NumPy arrays are the emulated device's arrays: the device path
+    np.testing.assert_allclose(gpu.forward(inputs, weights), reference.forward(inputs, weights),
+                               rtol=0, atol=tol)
+    for a, b in zip(gpu.backward(inputs, weights), reference.backward(inputs, weights),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=tol)
+    # lists are host data: the host path, NumPy out
+    out = gpu.forward(inputs.tolist(), weights.tolist())
+    np.testing.assert_allclose(out, reference.forward(inputs, weights), rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("mode", ["fused", "per_op"])
+def test_sampler_with_interpret_on_the_kernels(emulated_gpu, mode: str) -> None:
+    qc, feature_map, ansatz = zz_real_amplitudes(4, reps=2)
+    kwargs = {"circuit": qc, "input_params": feature_map.parameters,
+              "weight_params": ansatz.parameters, "input_gradients": True,
+              "interpret": parity, "output_shape": 2, "gradient_method": "parameter_shift"}
+    rng = np.random.default_rng(4)
+    inputs = rng.uniform(0, np.pi, (3, 4))
+    weights = rng.uniform(0, np.pi, ansatz.num_parameters)
+    reference = SamplerQNN(**kwargs, device="cpu")
+    emulated_gpu(mode)
+    gpu = SamplerQNN(**kwargs)
+    np.testing.assert_allclose(gpu.forward(inputs, weights), reference.forward(inputs, weights),
+                               rtol=0, atol=1e-10)
+    for a, b in zip(gpu.backward(inputs, weights), reference.backward(inputs, weights),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(2,), (3, 2), (2, 3, 2)], ids=str)
+def test_device_arrays_keep_qiskit_machine_learning_shapes(emulated_gpu, shape) -> None:
+    """Device arrays in give device arrays out, shaped as qiskit-machine-learning's outputs."""
+    qc, x, w = layered_network(5, 3)
+    kwargs = {"circuit": qc, "observables": [SparsePauliOp("ZZZ"), SparsePauliOp("XIY")],
+              "input_params": x, "weight_params": w, "input_gradients": True}
+    reference = QmlEstimatorQNN(**kwargs)
+    emulated_gpu("auto")
+    gpu = EstimatorQNN(**kwargs)
+    rng = np.random.default_rng(5)
+    inputs, weights = rng.uniform(-1, 1, shape), rng.uniform(-1, 1, 5)
+    out = gpu.forward(inputs, weights)
+    expected = reference.forward(inputs, weights)
+    assert isinstance(out, np.ndarray) and out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-9)
+    for a, b in zip(gpu.backward(inputs, weights), reference.backward(inputs, weights),
+                    strict=True):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+
+
+def test_device_arrays_are_checked_before_any_work(emulated_gpu) -> None:
+    qc, x, w = layered_network(6, 3)
+    emulated_gpu("auto")
+    gpu = EstimatorQNN(circuit=qc, input_params=x, weight_params=w)
+    with pytest.raises(ValueError, match="input_data must be finite"):
+        gpu.forward(np.array([[np.nan, 0.0]]), np.zeros(5))
+    with pytest.raises(ValueError, match="weights must hold num_weights=5"):
+        gpu.forward(np.zeros((1, 2)), np.zeros(4))
+    with pytest.raises(Exception, match="last dimension must equal the number of inputs, 2"):
+        gpu.forward(np.zeros((1, 3)), np.zeros(5))
+
+
+def test_sparse_sampler_refuses_device_arrays(emulated_gpu) -> None:
+    pytest.importorskip("sparse")
+    qc, x, w = layered_network(7, 3)
+    emulated_gpu("auto")
+    gpu = SamplerQNN(circuit=qc, input_params=x, weight_params=w, sparse=True)
+    with pytest.raises(ValueError, match="sparse.*host"):
+        gpu.forward(np.zeros((1, 2)), np.zeros(5))
+
+
+@pytest.mark.parametrize("mode", ["fused", "per_op"])
+def test_kernel_passes_are_chunked_within_max_memory(emulated_gpu, mode: str) -> None:
+    """A small max_memory splits the kernels' rows into several calls; same results."""
+    qc, feature_map, ansatz = zz_real_amplitudes(5, reps=1)
+    kwargs = {"circuit": qc, "input_params": feature_map.parameters,
+              "weight_params": ansatz.parameters, "input_gradients": True,
+              "gradient_method": "parameter_shift"}
+    rng = np.random.default_rng(6)
+    inputs = rng.uniform(0, np.pi, (40, 5))
+    weights = rng.uniform(0, np.pi, ansatz.num_parameters)
+    reference = EstimatorQNN(**kwargs, device="cpu")
+    runners = emulated_gpu(mode)
+    gpu = EstimatorQNN(**kwargs, max_memory=64 * 1024)
+    calls = []
+    run = runners[0].run
+    runners[0].run = lambda *args: calls.append(args[0].shape[0]) or run(*args)
+    np.testing.assert_allclose(gpu.forward(inputs, weights), reference.forward(inputs, weights),
+                               rtol=0, atol=1e-10)
+    for a, b in zip(gpu.backward(inputs, weights), reference.backward(inputs, weights),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+    assert len(calls) > 2  # forward and backward both took several calls
+
+
+def test_unsupported_programs_fall_back_to_the_engine(emulated_gpu) -> None:
+    """A 4-target permutation has no kernel: 'auto' runs the block engine, 'fused' says why."""
+    from qiskit import QuantumCircuit  # noqa: PLC0415
+    from qiskit.circuit import Parameter  # noqa: PLC0415
+    from qiskit.circuit.library import PermutationGate  # noqa: PLC0415
+
+    theta = Parameter("t")
+    qc = QuantumCircuit(4)
+    qc.h(range(4))
+    qc.ry(theta, 0)
+    qc.append(PermutationGate([1, 2, 3, 0]), range(4))
+    reference = EstimatorQNN(circuit=qc, weight_params=[theta], device="cpu")
+    runners = emulated_gpu("auto")
+    gpu = EstimatorQNN(circuit=qc, weight_params=[theta])
+    assert runners == [None]
+    np.testing.assert_allclose(gpu.forward(None, [0.4]), reference.forward(None, [0.4]),
+                               rtol=0, atol=1e-10)
+    emulated_gpu("fused")
+    with pytest.raises(ValueError, match="kernels='fused' cannot run this circuit"):
+        EstimatorQNN(circuit=qc, weight_params=[theta])
