@@ -170,3 +170,26 @@ class EngineCache:
     def num_programs(self) -> int:
         """How many compiled programs are cached."""
         return len(self._programs)
+
+
+class EngineOwner:
+    """What a primitive that owns an :class:`EngineCache` (``_engine``) and a seed (``_seed``)
+    reports about them."""
+
+    _engine: EngineCache
+    _seed: np.random.Generator | int | None
+
+    @property
+    def seed(self) -> np.random.Generator | int | None:
+        """The seed of the noise (estimator) or of the shots (sampler)."""
+        return self._seed
+
+    @property
+    def device(self) -> str:
+        """Where the engine runs: ``"cpu"`` or ``"cuda:N"``."""
+        return self._engine.backend.name
+
+    @property
+    def dtype(self) -> str:
+        """The statevectors' complex dtype."""
+        return self._engine.backend.dtype.name

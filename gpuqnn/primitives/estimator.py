@@ -13,7 +13,7 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.primitive_job import PrimitiveJob
 from qiskit.providers import Options
 
-from ._cache import EngineCache, check_seed
+from ._cache import EngineCache, EngineOwner, check_seed
 from ._evaluate import as_pauli_sum, check_finite, group_by_key, pauli_values
 
 
@@ -25,7 +25,7 @@ def _check_precision(precision: Any, name: str) -> float:
     return float(precision)
 
 
-class Estimator(BaseEstimatorV2):
+class Estimator(EngineOwner, BaseEstimatorV2):
     """Exact (or seeded noisy) expectation values from gpuqnn's batched statevector engine.
 
     A drop-in for qiskit's ``StatevectorEstimator`` and qiskit-machine-learning's
@@ -84,21 +84,6 @@ class Estimator(BaseEstimatorV2):
     def exact(self) -> bool:
         """Whether this estimator returns exact expectation values (``default_precision == 0``)."""
         return self._default_precision == 0
-
-    @property
-    def seed(self) -> np.random.Generator | int | None:
-        """The seed of the noise."""
-        return self._seed
-
-    @property
-    def device(self) -> str:
-        """Where the engine runs: ``"cpu"`` or ``"cuda:N"``."""
-        return self._engine.backend.name
-
-    @property
-    def dtype(self) -> str:
-        """The statevectors' complex dtype."""
-        return self._engine.backend.dtype.name
 
     @property
     def options(self) -> Options:

@@ -15,7 +15,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.primitives.primitive_job import PrimitiveJob
 from qiskit.providers import Options
 
-from ._cache import EngineCache, check_seed
+from ._cache import EngineCache, EngineOwner, check_seed
 from ._containers import (
     ExactProbabilities,
     ExactSamplerPubResult,
@@ -46,7 +46,7 @@ def register_sources(circuit: QuantumCircuit, measured: list[int]) -> dict[str, 
     }
 
 
-class Sampler(BaseSamplerV2):
+class Sampler(EngineOwner, BaseSamplerV2):
     """Exact probabilities (or seeded shots) from gpuqnn's batched statevector engine.
 
     A drop-in for qiskit-machine-learning's ``QMLSampler`` and qiskit's ``StatevectorSampler``:
@@ -106,21 +106,6 @@ class Sampler(BaseSamplerV2):
     def exact(self) -> bool:
         """Whether this sampler returns exact probabilities (``shots=None``)."""
         return self._shots is None
-
-    @property
-    def seed(self) -> np.random.Generator | int | None:
-        """The seed of the shots."""
-        return self._seed
-
-    @property
-    def device(self) -> str:
-        """Where the engine runs: ``"cpu"`` or ``"cuda:N"``."""
-        return self._engine.backend.name
-
-    @property
-    def dtype(self) -> str:
-        """The statevectors' complex dtype."""
-        return self._engine.backend.dtype.name
 
     @property
     def options(self) -> Options:
