@@ -6,9 +6,11 @@ Two gradient methods, both exact and both batched over the whole chunk:
   (and all outputs) in one tensor. Its cost grows with the number of outputs.
 - **parameter shift**: for a chunk of samples, the base rows and every shifted copy are ONE state
   tensor: rows ``[0:nb]`` are the samples' unshifted base rows, then one block of ``nb`` rows per
-  (slot, shift term). A shifted block starts as a copy of the base rows just before the block
-  that holds its slot, so the common prefix is simulated once per sample. Its cost grows with the
-  number of differentiated slots. It is the method when shots are sampled.
+  (slot, shift term). A shifted block starts as a copy of the base rows just after the block
+  that holds its slot, with the shift applied in that block's output frame, so the common
+  prefix is simulated once per sample and every row uses its sample's per-sample data. Its cost
+  grows with the number of differentiated slots. It is the method when shots are sampled. On a
+  GPU the CUDA kernels run it (see :mod:`gpuqnn._kernels`).
 
 ``gradient_method="auto"`` takes the cheaper one by a cost model over the fused blocks. Slot
 derivatives are chained to parameters through the angle table's Jacobian.
@@ -171,11 +173,12 @@ class Simulator:
         limit = self._budget(max_memory)
         rows = limit // per_row
         if rows < 1:
-            budget = f"max_memory={limit} bytes" if max_memory is not None else (
-                f"half of the free memory ({limit} bytes; set max_memory to choose)")
+            budget = f"max_memory={max_memory} bytes" if max_memory is not None else (
+                f"half of the free memory ({limit / _MARGIN:.0f} bytes; set max_memory to "
+                "choose)")
             raise ValueError(
                 f"{budget} is too small: {what} of {self.program.num_qubits} qubits needs "
-                f"about {per_row} bytes"
+                f"about {per_row} bytes, and chunks are sized for {_MARGIN:.0%} of the bound"
             )
         workers = self._workers_for(total, per_row, rows)
         rows = max(1, rows // workers)
@@ -202,10 +205,12 @@ class Simulator:
                 for start, stop in ranges:
                     task(start, stop)
                 return
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="gpuqnn")
-                weakref.finalize(self, self._pool.shutdown, wait=False)
-                self._blas = ThreadpoolController()
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="gpuqnn")
+                    weakref.finalize(self, self._pool.shutdown, wait=False)
+                    self._blas = ThreadpoolController()
+
             def share(first: int) -> None:  # every workers-th chunk, in one thread
                 for start, stop in ranges[first::workers]:
                     task(start, stop)
