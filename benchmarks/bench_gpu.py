@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print()
     print(main_table(rows, [v.name for v in variants], peer_names,
-                     {"pennylane-backprop": "(VJP)"}))
+                     {p.name: p.note for p in peers}))
     print()
     print(LEGEND)
     print("\nTargets (issue 4" + (", DRY RUN: not GPU numbers" if args.device == "cpu" else "")

@@ -189,9 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                             repeat=args.repeat, atol=args.atol, seed=args.seed, options=options)
         rows += bench_workload(workload, variants, peers, settings)
 
-    notes = {"pennylane-backprop": "(VJP)"}
     print()
-    print(main_table(rows, [v.name for v in variants], peer_names, notes))
+    print(main_table(rows, [v.name for v in variants], peer_names,
+                     {p.name: p.note for p in peers}))
     print()
     print(LEGEND)
 

@@ -58,6 +58,7 @@ class Peer:
         ref_batch: Samples it is measured on when scaled (None: the workload's ``ref_batch``).
         sample_cap: Most samples one call may hold (memory), for a full-batch peer; beyond
             it the peer is measured on that many samples and scaled.
+        note: Shown after its name in tables and legends (``(VJP)`` for a VJP backward).
     """
 
     name: str
@@ -66,6 +67,12 @@ class Peer:
     modules: tuple[str, ...] = ()
     ref_batch: int | None = None
     sample_cap: Callable[[QNNSpec], int] | None = None
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        """Its name with its note."""
+        return f"{self.name} {self.note}".strip()
 
     def samples(self, spec: QNNSpec, workload: Workload | None, batch: int,
                 ref_batch: int | None = None) -> int | None:
@@ -308,7 +315,7 @@ PEERS: Mapping[str, Peer] = MappingProxyType({
     peer.name: peer for peer in (
         Peer("qiskit-ml", qiskit_ml_runner, scaled=True),
         Peer("pennylane-backprop", pennylane_backprop_runner, scaled=False,
-             modules=("pennylane", "torch"), sample_cap=backprop_sample_cap),
+             modules=("pennylane", "torch"), sample_cap=backprop_sample_cap, note="(VJP)"),
         Peer("lightning-adjoint", lightning_adjoint_runner, scaled=True,
              modules=("pennylane", "pennylane_lightning")),
         Peer("qiskit-aer-gpu", qiskit_aer_runner, scaled=True, modules=("qiskit_aer",),

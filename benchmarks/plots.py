@@ -39,7 +39,8 @@ class Series:
     """One line of a plot.
 
     Attributes:
-        label: Legend text.
+        name: Short name, for tables.
+        label: Legend text (the name and how it was measured).
         x: Batch sizes or qubit counts.
         seconds: Times at ``x``.
         scaled: Per point: measured on fewer samples and scaled.
@@ -47,11 +48,15 @@ class Series:
             ``"bound"``.
     """
 
-    label: str
+    name: str
+    label: str = ""
     x: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     scaled: list[bool] = field(default_factory=list)
     style: str = "measured"
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
 
     def add(self, x: int, seconds: float, scaled: bool = False) -> None:
         """Append a point."""
@@ -91,7 +96,7 @@ def contenders(variants: Sequence[Variant], peers: Sequence[Peer], options: Opti
         def build(spec: QNNSpec, peer: Peer = peer) -> Runner:
             return peer.factory(spec, options)
 
-        result.append(Contender(peer.name, build, samples, peer.scaled))
+        result.append(Contender(peer.label, build, samples, peer.scaled))
     return result
 
 
@@ -112,7 +117,8 @@ def sweep(points: Sequence[int], network: Callable[[int], tuple[QNNSpec, int]],
             drawn proportional to the batch.
     """
     series = {c.name: Series(c.name) for c in entrants}
-    bounds = {v.name: Series(f"memory-bandwidth bound of gpuqnn {v.name}", style="bound")
+    bounds = {v.name: Series(f"bound of {v.name}",
+                             f"memory-bandwidth bound of gpuqnn {v.name}", style="bound")
               for v in shift}
     once: dict[str, float] = {}
     for x in points:
@@ -129,7 +135,9 @@ def sweep(points: Sequence[int], network: Callable[[int], tuple[QNNSpec, int]],
                 if contender.name not in once:
                     timing, _ = time_pass(runner, PASS, inputs, weights, 1, samples)
                     once[contender.name] = timing.seconds / batch
-                    line.label = f"{contender.name} (scaled from {timing.measured} samples)"
+                    plural = "s" if timing.measured > 1 else ""
+                    line.label = (f"{contender.name} (scaled from {timing.measured} "
+                                  f"sample{plural})")
                     line.style = "scaled"
                 line.add(x, once[contender.name] * batch, True)
                 continue
@@ -139,7 +147,7 @@ def sweep(points: Sequence[int], network: Callable[[int], tuple[QNNSpec, int]],
             network_ = variant.build(spec).network
             bounds[variant.name].add(x, shift_bound(network_, inputs, weights, True).seconds)
         print(f"  swept {x}: " + ", ".join(
-            f"{s.label.split(' (')[0]} {seconds_text(s.seconds[-1])}"
+            f"{s.name} {seconds_text(s.seconds[-1])}"
             for s in [*series.values(), *bounds.values()] if s.x and s.x[-1] == x))
     for line in series.values():
         if line.style == "measured" and any(line.scaled):
@@ -160,7 +168,7 @@ def sweep_table(series: Sequence[Series], xlabel: str) -> str:
             else:
                 cells.append("-")
         rows.append(cells)
-    header = [xlabel] + [s.label.split(" (")[0] for s in series]
+    header = [xlabel] + [s.name for s in series]
     return render(header, rows, numeric=list(range(len(header))))
 
 
