@@ -38,21 +38,19 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))  # this checkout's gpuqnn and benchmarks, not installed ones
 
-from benchmarks.measure import (  # noqa: E402
-    BACKWARD_PASSES,
-    QUICK_BATCH,
-    QUICK_REF_BATCH,
-    Row,
-    Settings,
-    bench_workload,
+from benchmarks.cli import (  # noqa: E402
+    add_common_arguments,
+    check_counts,
+    exit_status,
+    print_main_table,
+    run_workloads,
 )
+from benchmarks.measure import BACKWARD_PASSES, QUICK_BATCH, Row  # noqa: E402
 from benchmarks.peers import GPU_PEERS, available_peers  # noqa: E402
 from benchmarks.report import (  # noqa: E402
-    LEGEND,
     Target,
     environment_line,
     find_row,
-    main_table,
     ratio_target,
     targets_table,
 )
@@ -130,26 +128,15 @@ def plan_lines(workloads: Sequence[str], variants: Sequence[Variant], peers: Seq
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
-    names = [w.name for w in GPU_WORKLOADS]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workloads", nargs="+", choices=names, default=names, metavar="NAME",
-                        help=f"workloads (default: all of {', '.join(names)})")
-    parser.add_argument("--peers", nargs="*", choices=GPU_PEERS, default=list(GPU_PEERS),
-                        metavar="NAME", help=f"peers (default: those installed of "
-                        f"{', '.join(GPU_PEERS)})")
+    add_common_arguments(parser, GPU_WORKLOADS, GPU_PEERS, repeat=5)
     parser.add_argument("--dtype", default="complex128", choices=["complex128", "complex64"])
     parser.add_argument("--device", default="gpu", choices=["gpu", "cpu"],
                         help="gpu (default), or cpu for a dry run of the script without a GPU")
-    parser.add_argument("--ref-batch", type=int, default=None, metavar="N",
-                        help="measure the scaled peers on min(N, batch) samples")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: batch {QUICK_BATCH}, scaled peers on "
-                        f"{QUICK_REF_BATCH} samples")
-    parser.add_argument("--repeat", type=int, default=5, help="full-batch runs: best of N (5)")
-    parser.add_argument("--atol", type=float, default=None, help="tolerance of the checks")
-    parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--plan", action="store_true", help="print the plan and stop")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_counts(parser, args)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -179,26 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plan:
         return 0
 
-    rows: list[Row] = []
-    for workload in by_name(GPU_WORKLOADS, args.workloads):
-        batch = min(workload.batch, QUICK_BATCH) if args.quick else workload.batch
-        settings = Settings(batch=batch,
-                            ref_batch=args.ref_batch or (QUICK_REF_BATCH if args.quick else None),
-                            repeat=args.repeat, atol=args.atol, seed=args.seed, options=options)
-        rows += bench_workload(workload, variants, peers, settings)
-
-    print()
-    print(main_table(rows, [v.name for v in variants], peer_names,
-                     {p.name: p.note for p in peers}))
-    print()
-    print(LEGEND)
+    rows = run_workloads(by_name(GPU_WORKLOADS, args.workloads), args, variants, peers, options)
+    print_main_table(rows, variants, peers)
     print("\nTargets (issue 4" + (", DRY RUN: not GPU numbers" if args.device == "cpu" else "")
           + "):\n")
     print(targets_table(gpu_targets(rows, variants[0].name, peer_names)))
-    if not all(row.agrees for row in rows):
-        print("\nMISMATCH: an implementation disagreed with the headline.")
-        return 1
-    return 0
+    return exit_status(rows)
 
 
 if __name__ == "__main__":

@@ -29,22 +29,20 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))  # this checkout's gpuqnn and benchmarks, not installed ones
 
 from benchmarks.bandwidth import shift_bound  # noqa: E402
-from benchmarks.measure import (  # noqa: E402
-    BACKWARD_PASSES,
-    QUICK_BATCH,
-    QUICK_REF_BATCH,
-    Row,
-    Settings,
-    bench_workload,
+from benchmarks.cli import (  # noqa: E402
+    add_common_arguments,
+    check_counts,
+    exit_status,
+    print_main_table,
+    run_workloads,
 )
+from benchmarks.measure import BACKWARD_PASSES, Row  # noqa: E402
 from benchmarks.memory_check import MAX_MEMORY, SAMPLES, memory_table  # noqa: E402
 from benchmarks.memory_check import run_in_subprocess as memory_figures  # noqa: E402
 from benchmarks.peers import CPU_PEERS, available_peers  # noqa: E402
 from benchmarks.report import (  # noqa: E402
-    LEGEND,
     Target,
     environment_line,
-    main_table,
     ratio_target,
     render,
     seconds_text,
@@ -127,27 +125,12 @@ def cpu_targets(rows: Sequence[Row], headline: str, peers: Sequence[str],
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
-    names = [w.name for w in WORKLOADS]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workloads", nargs="+", choices=names, default=names, metavar="NAME",
-                        help=f"workloads to run (default: all of {', '.join(names)})")
-    parser.add_argument("--peers", nargs="*", choices=CPU_PEERS, default=list(CPU_PEERS),
-                        metavar="NAME", help="implementations to compare with (default: all "
-                        f"installed of {', '.join(CPU_PEERS)}; none: --peers with no name)")
+    add_common_arguments(parser, WORKLOADS, CPU_PEERS, repeat=3)
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
                         metavar="METHOD/DTYPE",
                         help="gpuqnn variants, the headline first: METHOD auto|adjoint|shift, "
                         f"DTYPE c128|c64 (default: {' '.join(DEFAULT_VARIANTS)})")
-    parser.add_argument("--ref-batch", type=int, default=None, metavar="N",
-                        help="measure the scaled peers on min(N, batch) samples (default: per "
-                        "workload, the full batch for the tutorial networks, 16 otherwise)")
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke run: batch {QUICK_BATCH}, scaled peers on "
-                        f"{QUICK_REF_BATCH} samples, small memory check and plots")
-    parser.add_argument("--repeat", type=int, default=3, help="full-batch runs: best of N (3)")
-    parser.add_argument("--atol", type=float, default=None,
-                        help="tolerance of the checks (default 1e-8, 1e-5 for complex64)")
-    parser.add_argument("--seed", type=int, default=1234, help="seed of inputs and weights")
     parser.add_argument("--no-bound", action="store_true",
                         help="skip the parameter-shift memory-bandwidth bound")
     parser.add_argument("--memory", action="store_true",
@@ -157,10 +140,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         metavar="DIR", help="also sweep batch size and qubit count and write "
                         "log-log PNGs to DIR (default benchmarks/results)")
     args = parser.parse_args(argv)
-    for flag in ("ref_batch", "repeat"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    check_counts(parser, args)
     try:
         args.variants = [Variant.parse(v) for v in args.variants]
     except ValueError as exc:
@@ -181,19 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     peers = available_peers(args.peers, options)
     peer_names = [p.name for p in peers]
 
-    rows: list[Row] = []
-    for workload in by_name(WORKLOADS, args.workloads):
-        batch = min(workload.batch, QUICK_BATCH) if args.quick else workload.batch
-        settings = Settings(batch=batch,
-                            ref_batch=args.ref_batch or (QUICK_REF_BATCH if args.quick else None),
-                            repeat=args.repeat, atol=args.atol, seed=args.seed, options=options)
-        rows += bench_workload(workload, variants, peers, settings)
-
-    print()
-    print(main_table(rows, [v.name for v in variants], peer_names,
-                     {p.name: p.note for p in peers}))
-    print()
-    print(LEGEND)
+    rows = run_workloads(by_name(WORKLOADS, args.workloads), args, variants, peers, options)
+    print_main_table(rows, variants, peers)
 
     ratios: list[float] = []
     if not args.no_bound:
@@ -220,11 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print("\nTargets (issue 5):\n")
     print(targets_table(cpu_targets(rows, variants[0].name, peer_names, ratios, memory)))
-    if not all(row.agrees for row in rows):
-        print("\nMISMATCH: an implementation disagreed with the headline; its timings measure "
-              "wrong results.")
-        return 1
-    return 0
+    return exit_status(rows)
 
 
 if __name__ == "__main__":

@@ -244,6 +244,13 @@ def time_pass(runner: Runner, name: str, inputs: np.ndarray, weights: np.ndarray
     return Timing(seconds * batch / n, n), result
 
 
+def _not_applicable(rows: Sequence[Row], name: str, reason: Exception) -> None:
+    """Mark column ``name`` ``n/a`` in ``rows`` and print why."""
+    print(f"skip {rows[0].workload} on {name}: {reason}")
+    for row in rows:
+        row.cells[name] = "n/a"
+
+
 def bench_workload(workload: Workload, variants: Sequence[Variant], peers: Sequence[Any],
                    settings: Settings) -> list[Row]:
     """Check and time one workload for every gpuqnn variant and peer; prints a line per
@@ -274,9 +281,7 @@ def bench_workload(workload: Workload, variants: Sequence[Variant], peers: Seque
             runner = (headline if variant is variants[0]
                       else variant.build(spec, settings.max_memory))
         except Unsupported as exc:
-            print(f"skip {workload.name} on {variant.name}: {exc}")
-            for row in rows:
-                row.cells[variant.name] = "n/a"
+            _not_applicable(rows, variant.name, exc)
             continue
         notes = []
         for row in rows:
@@ -299,9 +304,7 @@ def bench_workload(workload: Workload, variants: Sequence[Variant], peers: Seque
         try:
             runner = peer.factory(spec, settings.options)
         except Unsupported as exc:
-            print(f"skip {workload.name} on {peer.name}: {exc}")
-            for row in rows:
-                row.cells[peer.name] = "n/a"
+            _not_applicable(rows, peer.name, exc)
             continue
         scaled_from = peer.samples(spec, workload, batch, settings.ref_batch)
         notes = []

@@ -2,7 +2,9 @@
 (with input gradients) on 100,000 samples.
 
 Runs in a fresh Python process (``python -m benchmarks.memory_check``) so that the process's peak
-resident set size (``resource.getrusage``) belongs to this measurement alone. Each pass is run
+resident set size belongs to this measurement alone: ``VmHWM`` of ``/proc/self/status``, which
+starts afresh at ``exec`` (``resource.getrusage``'s ``ru_maxrss`` does not on Linux: a child keeps
+the peak its parent had when it forked; it is the fallback elsewhere). Each pass is run
 twice: once for its wall time, once under ``tracemalloc`` (NumPy reports its allocations to it)
 for the bytes it allocated at its peak beyond what it held before and the arrays it returns —
 what ``max_memory`` bounds.
@@ -67,6 +69,18 @@ def traced_peak(run: Callable[[], Any]) -> tuple[int, int]:
     return peak - returned, returned
 
 
+def peak_rss() -> int:
+    """Peak resident set size of this process's memory image, bytes (see the module doc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def measure(samples: int, max_memory: int, num_qubits: int = 8) -> dict[str, Any]:
     """Time and trace the forward and backward+input_grads passes; also the process's peak
     RSS before and after them."""
@@ -76,7 +90,7 @@ def measure(samples: int, max_memory: int, num_qubits: int = 8) -> dict[str, Any
     network.input_gradients = True
     network.forward(inputs[:8], weights)  # warm-up: compile and first-touch small buffers
     network.backward(inputs[:8], weights)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss_before = peak_rss()
     passes = []
     for name, call in (("forward", lambda: network.forward(inputs, weights)),
                        ("backward+input_grads", lambda: network.backward(inputs, weights))):
@@ -91,7 +105,7 @@ def measure(samples: int, max_memory: int, num_qubits: int = 8) -> dict[str, Any
         "max_memory": max_memory,
         "gradient_method": network.resolved_gradient_method(),
         "rss_before": rss_before,
-        "rss_peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "rss_peak": peak_rss(),
         "passes": passes,
     }
 
