@@ -1,535 +1,195 @@
-"""Time gpuqnn's EstimatorQNN / SamplerQNN against qiskit-machine-learning's default networks.
+"""Time gpuqnn's EstimatorQNN / SamplerQNN on the CPU against its peers, side by side in one run.
 
 Every workload is timed for three passes: ``forward``, ``backward`` (weight gradients only) and
-``backward+input_grads``. gpuqnn is timed on the full workload batch (one warm-up call, then the
-best of ``--repeat`` runs). The peers (by default only ``qiskit-ml``: qiskit-machine-learning's
-networks with their default primitives and gradients) are slow, so each is measured once, after a
-one-sample warm-up, on the first ``min(--ref-batch, batch)`` samples, and the time is scaled
-linearly to the workload batch; the table says when that was done.
+``backward+input_grads``, for each gpuqnn variant (gradient method x dtype; the first is the
+headline) and each peer (qiskit-machine-learning's default networks, PennyLane default.qubit +
+torch backprop, PennyLane-Lightning adjoint; see ``benchmarks/peers.py``). Before it is timed,
+everything is checked against the headline on the samples it runs. One markdown table of
+seconds and ratios follows, then the issues' targets with a verdict each.
 
-Before gpuqnn is timed, its forward pass and gradients are checked against every peer's results on
-the peer's samples, and a line per workload and peer says whether they agree.
-
-Adding a peer (PennyLane, ...): write a :data:`RunnerFactory` that turns a :class:`QNNSpec` into an
-object with the :class:`Runner` methods and register it in :func:`runner_factories`; it can then
-be selected with ``--peers``.
+Options add the memory-bandwidth bound of the parameter-shift passes (on by default), the
+100,000-sample memory check (``--memory``) and the scaling plots (``--plots``).
 
 Usage::
 
     python benchmarks/bench_qnn.py --quick
-    python benchmarks/bench_qnn.py --workloads zz8-estimator --ref-batch 8 --device gpu
+    python benchmarks/bench_qnn.py --memory --plots
+    python benchmarks/bench_qnn.py --workloads zz8-estimator --peers pennylane-backprop
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import platform
 import sys
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Protocol
 
-import numpy as np
-import qiskit
-import qiskit_machine_learning
-from qiskit.circuit import Parameter, QuantumCircuit
-from qiskit.quantum_info import SparsePauliOp
-from qiskit_machine_learning.neural_networks import EstimatorQNN, NeuralNetwork, SamplerQNN
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))  # this checkout's gpuqnn and benchmarks, not installed ones
 
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)  # this checkout's gpuqnn rather than an installed one
-
-import gpuqnn  # noqa: E402
-from gpuqnn.examples import (  # noqa: E402
-    parity,
-    tutorial_estimator_circuit,
-    tutorial_sampler_circuit,
-    zz_real_amplitudes,
+from benchmarks.bandwidth import shift_bound  # noqa: E402
+from benchmarks.cli import (  # noqa: E402
+    add_common_arguments,
+    check_counts,
+    exit_status,
+    print_main_table,
+    run_workloads,
 )
-
-CANDIDATE = "gpuqnn"
-"""The implementation every peer is compared with."""
-
-PASSES = ("forward", "backward", "backward+input_grads")
-"""The timed passes, in table order."""
-
-Gradients = tuple[np.ndarray | None, np.ndarray | None]
-
-
-# --------------------------------------------------------------------------------------------
-# Workloads
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QNNSpec:
-    """An implementation-independent description of one network.
-
-    Attributes:
-        kind: ``"estimator"`` or ``"sampler"``.
-        circuit: The parametrized circuit (no measurements).
-        input_params: Parameters bound to the input features.
-        weight_params: Parameters bound to the trainable weights.
-        observables: Estimator observables; ``None`` means the default ``Z^n``.
-        interpret: Sampler interpret function; ``None`` means the raw bitstring distribution.
-        output_shape: Sampler output shape; required when ``interpret`` is given.
-    """
-
-    kind: str
-    circuit: QuantumCircuit
-    input_params: tuple[Parameter, ...]
-    weight_params: tuple[Parameter, ...]
-    observables: tuple[SparsePauliOp, ...] | None = None
-    interpret: Callable[[int], int] | None = None
-    output_shape: int | None = None
-
-    def qiskit_kwargs(self) -> dict[str, Any]:
-        """Constructor keyword arguments for qiskit-machine-learning-style network classes."""
-        kwargs: dict[str, Any] = {
-            "circuit": self.circuit,
-            "input_params": list(self.input_params),
-            "weight_params": list(self.weight_params),
-        }
-        if self.kind == "estimator" and self.observables is not None:
-            kwargs["observables"] = list(self.observables)
-        if self.kind == "sampler" and self.interpret is not None:
-            kwargs["interpret"] = self.interpret
-            kwargs["output_shape"] = self.output_shape
-        return kwargs
-
-
-@dataclass(frozen=True)
-class Workload:
-    """A network plus the batch it is timed at.
-
-    Attributes:
-        name: Short name used on the command line and in the table.
-        build: Builds the network description.
-        batch: Number of samples per pass.
-        ref_batch: Default number of samples the peers are measured on.
-    """
-
-    name: str
-    build: Callable[[], QNNSpec]
-    batch: int
-    ref_batch: int
-
-
-def tutorial_estimator() -> QNNSpec:
-    """The qiskit QNN tutorial's EstimatorQNN: 1 qubit, observable ``Y``."""
-    qc, inp, weight = tutorial_estimator_circuit()
-    return QNNSpec("estimator", qc, (inp,), (weight,), observables=(SparsePauliOp("Y"),))
-
-
-def tutorial_sampler() -> QNNSpec:
-    """The qiskit QNN tutorial's SamplerQNN: 2 qubits, 4 weights, no interpret."""
-    qc, inputs, weights = tutorial_sampler_circuit()
-    return QNNSpec("sampler", qc, tuple(inputs), tuple(weights))
-
-
-def zz_estimator(num_qubits: int) -> QNNSpec:
-    """ZZ feature map + RealAmplitudes EstimatorQNN with the default ``Z^n`` observable."""
-    qc, feature_map, ansatz = zz_real_amplitudes(num_qubits)
-    return QNNSpec("estimator", qc, tuple(feature_map.parameters), tuple(ansatz.parameters))
-
-
-def zz_sampler_parity(num_qubits: int) -> QNNSpec:
-    """ZZ feature map + RealAmplitudes SamplerQNN with the parity interpret (2 outputs)."""
-    qc, feature_map, ansatz = zz_real_amplitudes(num_qubits)
-    return QNNSpec(
-        "sampler",
-        qc,
-        tuple(feature_map.parameters),
-        tuple(ansatz.parameters),
-        interpret=parity,
-        output_shape=2,
-    )
-
-
-WORKLOADS: tuple[Workload, ...] = (
-    Workload("tutorial-estimator", tutorial_estimator, batch=1024, ref_batch=1024),
-    Workload("tutorial-sampler", tutorial_sampler, batch=1024, ref_batch=1024),
-    Workload("zz8-estimator", lambda: zz_estimator(8), batch=256, ref_batch=16),
-    Workload("zz8-sampler-parity", lambda: zz_sampler_parity(8), batch=256, ref_batch=16),
-    Workload("zz12-estimator", lambda: zz_estimator(12), batch=64, ref_batch=16),
+from benchmarks.measure import BACKWARD_PASSES, Row  # noqa: E402
+from benchmarks.memory_check import MAX_MEMORY, SAMPLES, memory_table  # noqa: E402
+from benchmarks.memory_check import run_in_subprocess as memory_figures  # noqa: E402
+from benchmarks.peers import CPU_PEERS, available_peers  # noqa: E402
+from benchmarks.report import (  # noqa: E402
+    Target,
+    environment_line,
+    ratio_target,
+    render,
+    seconds_text,
+    targets_table,
 )
-"""All workloads, in table order."""
+from benchmarks.runners import Options, Variant  # noqa: E402
+from benchmarks.workloads import WORKLOADS, by_name  # noqa: E402
 
-QUICK_BATCH = 8
-QUICK_REF_BATCH = 2
+DEFAULT_VARIANTS = ("auto/c128", "adjoint/c128", "shift/c128", "auto/c64")
+"""Headline first: what a user gets by default (auto method, complex128)."""
 
+PENNYLANE_PEERS = ("pennylane-backprop", "lightning-adjoint")
+"""The peers of issue 5's 5x target."""
 
-# --------------------------------------------------------------------------------------------
-# Runners: one per implementation
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Options:
-    """Settings passed to every runner factory.
-
-    Attributes:
-        device: gpuqnn ``device`` argument.
-        dtype: gpuqnn ``dtype`` argument.
-    """
-
-    device: str
-    dtype: str
+SPEED_ROWS = (("zz8-estimator", 256), ("zz8-sampler-parity", 256), ("zz12-estimator", 64))
+"""Issue 5's backward workloads and batches."""
 
 
-class Runner(Protocol):
-    """One built network of one implementation."""
-
-    def forward(self, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Outputs, shape ``(batch, *output_shape)``."""
-        ...
-
-    def backward(self, inputs: np.ndarray, weights: np.ndarray, input_gradients: bool) -> Gradients:
-        """``(input_grads or None, weight_grads)``, qiskit-machine-learning's layout."""
-        ...
-
-    def describe(self) -> str:
-        """Where it runs (device, dtype), for the header."""
-        ...
-
-
-RunnerFactory = Callable[[QNNSpec, Options], Runner]
-
-
-@dataclass
-class NetworkRunner:
-    """A :class:`Runner` around a qiskit-machine-learning ``NeuralNetwork`` (or a subclass)."""
-
-    network: NeuralNetwork
-
-    def forward(self, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Run the network's forward pass."""
-        return np.asarray(self.network.forward(inputs, weights))
-
-    def backward(self, inputs: np.ndarray, weights: np.ndarray, input_gradients: bool) -> Gradients:
-        """Run the network's backward pass, with or without input gradients."""
-        self.network.input_gradients = input_gradients
-        return self.network.backward(inputs, weights)
-
-    def describe(self) -> str:
-        """The device the network reports (``cpu`` when it reports none)."""
-        return str(getattr(self.network, "device", "cpu"))
-
-
-def gpuqnn_runner(spec: QNNSpec, options: Options) -> Runner:
-    """Build the network with gpuqnn."""
-    cls = gpuqnn.EstimatorQNN if spec.kind == "estimator" else gpuqnn.SamplerQNN
-    network = cls(**spec.qiskit_kwargs(), device=options.device, dtype=options.dtype)
-    return NetworkRunner(network)
-
-
-def qiskit_ml_runner(spec: QNNSpec, options: Options) -> Runner:
-    """Build the network with qiskit-machine-learning's default primitives and gradients."""
-    del options  # the reference has no device or dtype choice
-    cls = EstimatorQNN if spec.kind == "estimator" else SamplerQNN
-    return NetworkRunner(cls(**spec.qiskit_kwargs()))
-
-
-def runner_factories() -> Mapping[str, RunnerFactory]:
-    """All known implementations by name; register new peers here."""
-    return MappingProxyType({CANDIDATE: gpuqnn_runner, "qiskit-ml": qiskit_ml_runner})
-
-
-# --------------------------------------------------------------------------------------------
-# Measuring
-# --------------------------------------------------------------------------------------------
-
-
-def run_pass(runner: Runner, name: str, inputs: np.ndarray, weights: np.ndarray) -> Any:
-    """Run one of :data:`PASSES` and return its result."""
-    if name == "forward":
-        return runner.forward(inputs, weights)
-    return runner.backward(inputs, weights, input_gradients=name == "backward+input_grads")
-
-
-def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
-    """Best wall time of ``repeat`` calls of ``fn`` and the last call's result."""
-    best, result = math.inf, None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
-def max_abs_diff(ours: Any, theirs: Any) -> float:
-    """Largest absolute difference between two results (arrays or tuples of arrays/None).
-
-    Returns ``inf`` when the structures differ (shape, or ``None`` on one side only).
-    """
-    if isinstance(ours, tuple) or isinstance(theirs, tuple):
-        if not (isinstance(ours, tuple) and isinstance(theirs, tuple)) or len(ours) != len(theirs):
-            return math.inf
-        return max((max_abs_diff(a, b) for a, b in zip(ours, theirs, strict=True)), default=0.0)
-    if ours is None or theirs is None:
-        return 0.0 if ours is None and theirs is None else math.inf
-    a, b = np.asarray(ours), np.asarray(theirs)
-    if a.shape != b.shape:
-        return math.inf
-    return float(np.max(np.abs(a - b), initial=0.0))
-
-
-def results_close(ours: Any, theirs: Any, atol: float) -> bool:
-    """``np.allclose`` over results that may be tuples of arrays or ``None``."""
-    if isinstance(ours, tuple) and isinstance(theirs, tuple) and len(ours) == len(theirs):
-        return all(results_close(a, b, atol) for a, b in zip(ours, theirs, strict=True))
-    if ours is None or theirs is None:
-        return ours is None and theirs is None
-    a, b = np.asarray(ours), np.asarray(theirs)
-    return a.shape == b.shape and bool(np.allclose(a, b, atol=atol))
-
-
-@dataclass(frozen=True)
-class PeerTime:
-    """A peer's time for one pass, already scaled to the workload batch.
-
-    Attributes:
-        seconds: Scaled time.
-        measured_batch: Number of samples actually run.
-    """
-
-    seconds: float
-    measured_batch: int
-
-
-@dataclass(frozen=True)
-class Row:
-    """One table row: a workload and pass, timed for gpuqnn and every peer."""
-
-    workload: str
-    pass_name: str
-    batch: int
-    candidate_seconds: float
-    peers: Mapping[str, PeerTime]
-    agrees: bool
-
-
-def bench_workload(
-    workload: Workload,
-    peers: Sequence[str],
-    options: Options,
-    *,
-    batch: int,
-    ref_batch: int,
-    repeat: int,
-    atol: float,
-    seed: int,
-) -> list[Row]:
-    """Check and time one workload for gpuqnn and each peer.
-
-    Args:
-        workload: The workload.
-        peers: Names of the implementations gpuqnn is compared with.
-        options: Runner settings.
-        batch: Samples per pass for gpuqnn (and the batch peers are scaled to).
-        ref_batch: Samples the peers are measured on (at most ``batch``).
-        repeat: gpuqnn is timed as the best of this many runs.
-        atol: Absolute tolerance of the correctness check.
-        seed: Seed of the random inputs and weights.
+def bandwidth_table(rows: Sequence[Row], variants: Sequence[Variant], seed: int,
+                    max_memory: int | None) -> tuple[str, list[float]]:
+    """The parameter-shift variants' backward times against their memory-bandwidth bounds, on
+    the ZZ workloads of :data:`SPEED_ROWS` (the tutorial networks' states are a few bytes).
 
     Returns:
-        One row per pass.
+        The markdown table and the measured/bound ratios.
     """
-    factories = runner_factories()
-    spec = workload.build()
-    rng = np.random.default_rng(seed)
-    inputs = rng.uniform(0.0, 2 * np.pi, size=(batch, len(spec.input_params)))
-    weights = rng.uniform(0.0, 2 * np.pi, size=len(spec.weight_params))
-    candidate = factories[CANDIDATE](spec, options)
-
-    peer_times: dict[str, dict[str, PeerTime]] = {}
-    agrees = True
-    for peer in peers:
-        runner = factories[peer](spec, options)
-        n = min(ref_batch, batch)
-        sample = inputs[:n]
-        peer_times[peer] = {}
-        diffs: list[str] = []
-        for name in PASSES:
-            run_pass(runner, name, inputs[:1], weights)  # warm-up: one-off setup is not scaled
-            seconds, expected = timed(partial(run_pass, runner, name, sample, weights))
-            peer_times[peer][name] = PeerTime(seconds * batch / n, n)
-            got = run_pass(candidate, name, sample, weights)
-            ok = results_close(got, expected, atol)
-            agrees &= ok
-            verdict = "OK" if ok else "MISMATCH"
-            diffs.append(f"{name} {verdict} (max |diff| {max_abs_diff(got, expected):.1e})")
-        print(f"check {workload.name} vs {peer} on {n} samples, atol {atol:g}: {', '.join(diffs)}")
-
-    rows = []
-    for name in PASSES:
-        run_pass(candidate, name, inputs, weights)  # warm-up
-        seconds, _ = timed(partial(run_pass, candidate, name, inputs, weights), repeat)
-        rows.append(
-            Row(
-                workload=workload.name,
-                pass_name=name,
-                batch=batch,
-                candidate_seconds=seconds,
-                peers={peer: times[name] for peer, times in peer_times.items()},
-                agrees=agrees,
-            )
-        )
-    return rows
-
-
-# --------------------------------------------------------------------------------------------
-# Reporting
-# --------------------------------------------------------------------------------------------
-
-
-def markdown_table(rows: Sequence[Row], peers: Sequence[str]) -> str:
-    """Render the rows as one markdown table."""
-    header = ["workload", "pass", "batch", f"{CANDIDATE} s"]
-    for peer in peers:
-        header += [f"{peer} s", f"{peer} measured on", f"{peer}/{CANDIDATE}"]
-    lines = [header]
+    shift = [v for v in variants if v.gradient_method == "parameter_shift"]
+    lines, ratios = [], []
+    workloads = {w.name: w for w in WORKLOADS}
+    bound_workloads = {name for name, _batch in SPEED_ROWS}
     for row in rows:
-        workload = row.workload if row.agrees else f"{row.workload} (MISMATCH)"
-        cells = [workload, row.pass_name, str(row.batch), f"{row.candidate_seconds:.4g}"]
-        for peer in peers:
-            timing = row.peers[peer]
-            measured = timing.measured_batch
-            note = (
-                f"{measured}, scaled x{row.batch / measured:g}" if measured < row.batch else "full"
-            )
-            ratio = timing.seconds / row.candidate_seconds if row.candidate_seconds else math.inf
-            cells += [f"{timing.seconds:.4g}", note, f"{ratio:.1f}x"]
-        lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    numeric = {2, 3} | {4 + 3 * k for k in range(len(peers))}
-    numeric |= {6 + 3 * k for k in range(len(peers))}
-
-    def render(cells: Sequence[str]) -> str:
-        padded = [
-            c.rjust(w) if i in numeric else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = [("-" * (w - 1) + ":") if i in numeric else "-" * w for i, w in enumerate(widths)]
-    return "\n".join([render(lines[0]), render(rule)] + [render(cells) for cells in lines[1:]])
+        if row.pass_name not in BACKWARD_PASSES or row.workload not in bound_workloads:
+            continue
+        spec = workloads[row.workload].build()
+        inputs, weights = spec.random_data(row.batch, seed)
+        for variant in shift:
+            measured = row.seconds(variant.name)
+            if measured is None:
+                continue
+            network = variant.build(spec, max_memory).network
+            bound = shift_bound(network, inputs, weights,
+                                input_gradients=row.pass_name == "backward+input_grads")
+            ratio = measured / bound.seconds
+            ratios.append(ratio)
+            lines.append([row.workload, row.pass_name, variant.name, str(row.batch),
+                          f"{bound.traffic.row_blocks:,}", f"{bound.traffic.bytes / 2**20:,.0f}",
+                          f"{bound.traffic.state_bytes / 2**20:.2f}", str(bound.threads),
+                          f"{bound.bandwidth / 1e9:.1f}", seconds_text(bound.seconds),
+                          seconds_text(measured), f"{ratio:.1f}x"])
+    header = ["workload", "pass", "variant", "batch", "row-blocks", "MiB moved",
+              "state MiB", "threads", "copy GB/s", "bound s", "measured s", "measured/bound"]
+    return render(header, lines, numeric=list(range(3, 12))), ratios
 
 
-def environment_line(options: Options, device: str) -> str:
-    """One line describing the software and machine."""
-    return (
-        f"{CANDIDATE} {getattr(gpuqnn, '__version__', '?')} on {device} ({options.dtype}); "
-        f"qiskit {qiskit.__version__}, "
-        f"qiskit-machine-learning {qiskit_machine_learning.__version__}, "
-        f"numpy {np.__version__}; python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs ({platform.machine()})"
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------------------------
+def cpu_targets(rows: Sequence[Row], headline: str, peers: Sequence[str],
+                shift_ratios: Sequence[float], memory: dict | None) -> list[Target]:
+    """Issue 5's targets, evaluated on this run."""
+    fast = [p for p in PENNYLANE_PEERS if p in peers]
+    targets = []
+    for workload, batch in SPEED_ROWS:
+        for pass_name in BACKWARD_PASSES:
+            targets.append(ratio_target(rows, workload, pass_name, headline, fast, 5, batch))
+    if "qiskit-ml" in peers:
+        targets.append(ratio_target(rows, "zz8-estimator", "backward+input_grads", headline,
+                                    ["qiskit-ml"], 1000, 256))
+    worst = max(shift_ratios, default=None)
+    targets.append(Target("parameter shift (forced) within 2x of the memory-bandwidth bound",
+                          "not measured" if worst is None else f"worst {worst:.1f}x",
+                          None if worst is None else worst <= 2))
+    if memory is None:
+        targets.append(Target(f"{SAMPLES:,} samples, 8 qubits: peak within max_memory",
+                              "not measured (--memory)", None))
+    else:
+        peak = max(p["peak_bytes"] for p in memory["passes"])
+        targets.append(Target(f"{memory['samples']:,} samples, 8 qubits: peak within max_memory",
+                              f"{peak / 2**20:.1f} MiB of {memory['max_memory'] / 2**20:.0f} MiB",
+                              peak <= memory["max_memory"]))
+    return targets
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
-    names = [w.name for w in WORKLOADS]
-    peers = [name for name in runner_factories() if name != CANDIDATE]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--workloads",
-        nargs="+",
-        choices=names,
-        default=names,
-        metavar="NAME",
-        help=f"workloads to run (default: all of {', '.join(names)})",
-    )
-    parser.add_argument(
-        "--peers",
-        nargs="+",
-        choices=peers,
-        default=["qiskit-ml"],
-        metavar="NAME",
-        help=f"implementations to compare with (default: qiskit-ml; known: {', '.join(peers)})",
-    )
-    parser.add_argument(
-        "--ref-batch",
-        type=int,
-        default=None,
-        metavar="N",
-        help="measure the peers on min(N, batch) samples and scale linearly "
-        "(default: per workload, full batch for the tutorial networks, 16 otherwise)",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"smoke run: batch {QUICK_BATCH}, peers on {QUICK_REF_BATCH} samples",
-    )
-    parser.add_argument("--repeat", type=int, default=3, help="gpuqnn: best of N runs (default 3)")
-    parser.add_argument("--device", default="auto", help="gpuqnn device (default auto)")
-    parser.add_argument(
-        "--dtype",
-        default="complex128",
-        choices=["complex128", "complex64"],
-        help="gpuqnn dtype (default complex128)",
-    )
-    parser.add_argument(
-        "--atol",
-        type=float,
-        default=None,
-        help="tolerance of the correctness check (default 1e-8, or 1e-5 for complex64)",
-    )
-    parser.add_argument("--seed", type=int, default=1234, help="seed of inputs and weights")
+    add_common_arguments(parser, WORKLOADS, CPU_PEERS, repeat=3)
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
+                        metavar="METHOD/DTYPE",
+                        help="gpuqnn variants, the headline first: METHOD auto|adjoint|shift, "
+                        f"DTYPE c128|c64 (default: {' '.join(DEFAULT_VARIANTS)})")
+    parser.add_argument("--no-bound", action="store_true",
+                        help="skip the parameter-shift memory-bandwidth bound")
+    parser.add_argument("--memory", action="store_true",
+                        help=f"also run the {SAMPLES:,}-sample memory check (8 qubits, "
+                        f"max_memory {MAX_MEMORY >> 20} MiB), in a fresh process")
+    parser.add_argument("--plots", nargs="?", const="benchmarks/results", default=None,
+                        metavar="DIR", help="also sweep batch size and qubit count and write "
+                        "log-log PNGs to DIR (default benchmarks/results)")
     args = parser.parse_args(argv)
-    for flag in ("ref_batch", "repeat"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    check_counts(parser, args)
+    try:
+        args.variants = [Variant.parse(v) for v in args.variants]
+    except ValueError as exc:
+        parser.error(str(exc))
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and print the table.
+    """Run the benchmark and print the tables.
 
     Returns:
-        0, or 1 when gpuqnn disagreed with a peer on some workload.
+        0, or 1 when an implementation disagreed with the headline on some workload.
     """
     args = parse_args(argv)
-    options = Options(device=args.device, dtype=args.dtype)
-    atol = args.atol if args.atol is not None else (1e-5 if args.dtype == "complex64" else 1e-8)
-    selected = [w for w in WORKLOADS if w.name in args.workloads]
+    options = Options("cpu")
+    variants = args.variants
+    print(environment_line("cpu, gpuqnn NumPy engine"))
+    peers = available_peers(args.peers, options)
+    peer_names = [p.name for p in peers]
 
-    rows: list[Row] = []
-    for i, workload in enumerate(selected):
-        batch = min(workload.batch, QUICK_BATCH) if args.quick else workload.batch
-        ref_batch = args.ref_batch or (QUICK_REF_BATCH if args.quick else workload.ref_batch)
-        if i == 0:
-            device = gpuqnn_runner(workload.build(), options).describe()
-            print(environment_line(options, device))
-        rows += bench_workload(
-            workload,
-            args.peers,
-            options,
-            batch=batch,
-            ref_batch=ref_batch,
-            repeat=args.repeat,
-            atol=atol,
-            seed=args.seed,
-        )
-    print()
-    print(markdown_table(rows, args.peers))
-    if not all(row.agrees for row in rows):
-        print("\nMISMATCH: gpuqnn disagreed with a peer; these timings measure wrong results.")
-        return 1
-    return 0
+    rows = run_workloads(by_name(WORKLOADS, args.workloads), args, variants, peers, options)
+    print_main_table(rows, variants, peers)
+
+    ratios: list[float] = []
+    if not args.no_bound:
+        table, ratios = bandwidth_table(rows, variants, args.seed, None)
+        if ratios:
+            print("\nParameter shift against the memory-bandwidth bound (bytes every block must "
+                  "read and write / measured copy bandwidth):\n")
+            print(table)
+
+    memory = None
+    if args.memory:
+        samples = 2_000 if args.quick else SAMPLES
+        memory = memory_figures(samples, MAX_MEMORY)
+        print(f"\nMemory: {samples:,} samples under max_memory (tracemalloc peak beyond the "
+              "returned arrays; fresh process):\n")
+        print(memory_table(memory))
+
+    if args.plots:
+        from benchmarks.plots import write_plots  # noqa: PLC0415 - needs matplotlib
+
+        print()
+        write_plots(Path(args.plots), variants, peers, options, quick=args.quick,
+                    repeat=args.repeat, seed=args.seed)
+
+    print("\nTargets (issue 5):\n")
+    print(targets_table(cpu_targets(rows, variants[0].name, peer_names, ratios, memory)))
+    return exit_status(rows)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,12 @@ def test_benchmark_smoke() -> None:
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "| tutorial-sampler" in result.stdout
-    assert "backward+input_grads" in result.stdout
-    assert "OK" in result.stdout and "MISMATCH" not in result.stdout
+    out = result.stdout
+    assert "| tutorial-sampler" in out
+    assert "backward+input_grads" in out
+    assert "OK" in out and "MISMATCH" not in out
+    assert "gpuqnn auto/c128 s" in out and "shift/c128" in out and "qiskit-ml" in out
+    assert "Targets (issue 5)" in out
+    for peer in ("pennylane-backprop", "lightning-adjoint"):  # timed, or skipped with a line
+        assert f"| {peer}" in out.split("\n| workload")[1].splitlines()[0] or (
+            f"skip peer {peer}" in out)

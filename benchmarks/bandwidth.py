@@ -1,0 +1,163 @@
+"""The memory-bandwidth bound of a parameter-shift pass on the CPU engine.
+
+A statevector engine is bound by memory traffic: at the very least, every fused block reads and
+writes every row it is applied to once. The rows are counted as the engine runs them, by
+recording each :meth:`gpuqnn._engine.Engine.evolve` call of one (untimed) backward pass: block j
+of a call with ``P`` samples is applied to the ``P`` base rows plus ``P`` rows for every
+(slot, shift term) that branched after an earlier block (a shifted row starts as a copy of its
+sample's base row just after its slot's block). So the bound counts, per call,
+
+    bytes = sum over blocks j of  active_rows(j) x D x itemsize x 2   (one read, one write)
+
+and leaves out what the engine moves beyond it (the copies that start shifted rows, a layer
+block's second pass over the state when it has more than one Kronecker group, the readout).
+
+The bandwidth is that of ``np.copyto`` between buffers of the size of the engine's state tensor
+(the largest ``(rows, D)`` block an ``evolve`` call worked on: the engine works in chunks of
+about ``Backend.work_chunk_bytes``), copied by as many threads at once as the engine ran chunks
+on. ``bound = bytes / bandwidth`` and the table reports ``measured / bound``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EvolveCall:
+    """One recorded ``Engine.evolve`` call.
+
+    Attributes:
+        samples: P, the samples (base rows) of the call.
+        branches: block index -> shifted row blocks appended after it.
+    """
+
+    samples: int
+    branches: dict[int, int]
+
+
+@contextlib.contextmanager
+def recorded_evolve(network: Any) -> Iterator[list[EvolveCall]]:
+    """Record every ``evolve`` call of a gpuqnn network's engine inside the block.
+
+    Yields:
+        The list the calls are appended to.
+    """
+    engine = network._engine().engine
+    calls: list[EvolveCall] = []
+    original = engine.evolve
+
+    def recording(angles: Any, branches: Any = None, work: Any = None) -> Any:
+        entries = branches or {}
+        calls.append(EvolveCall(int(angles.shape[0]), {j: len(v) for j, v in entries.items()}))
+        return original(angles, branches, work)
+
+    engine.evolve = recording  # an instance attribute: shadows the method until deleted
+    try:
+        yield calls
+    finally:
+        del engine.evolve
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The engine's minimum memory traffic over recorded calls.
+
+    Attributes:
+        bytes: Bytes read and written: every block's active rows once each way.
+        row_blocks: Rows times blocks applied (sum over calls and blocks of the active rows).
+        state_bytes: Bytes of the largest state tensor one call worked on.
+        calls: Number of ``evolve`` calls (chunks).
+    """
+
+    bytes: int
+    row_blocks: int
+    state_bytes: int
+    calls: int
+
+
+def traffic(num_blocks: int, dim: int, itemsize: int, calls: list[EvolveCall]) -> Traffic:
+    """The minimum traffic of ``calls`` on an engine of ``num_blocks`` blocks, ``dim``
+    amplitudes per row and ``itemsize`` bytes per amplitude."""
+    row_blocks, largest = 0, 0
+    for call in calls:
+        active = call.samples
+        for j in range(num_blocks):
+            row_blocks += active
+            active += call.samples * call.branches.get(j, 0)
+        largest = max(largest, active)
+    row_bytes = dim * itemsize
+    return Traffic(2 * row_blocks * row_bytes, row_blocks, largest * row_bytes, len(calls))
+
+
+def engine_traffic(network: Any, calls: list[EvolveCall]) -> Traffic:
+    """:func:`traffic` of a gpuqnn network's engine for its recorded ``calls``."""
+    simulator = network._engine()
+    return traffic(len(simulator.engine.blocks), simulator.engine.dim,
+                   np.dtype(simulator.backend.dtype).itemsize, calls)
+
+
+def copy_bandwidth(nbytes: int, threads: int = 1, min_seconds: float = 0.1,
+                   trials: int = 3) -> float:
+    """Bytes per second (read plus written) that ``np.copyto`` moves between two buffers of
+    ``nbytes``, with ``threads`` threads copying their own buffers at once; best of
+    ``trials``."""
+    size = max(1, nbytes // 8)
+    buffers = [(np.ones(size), np.empty(size)) for _ in range(threads)]
+    for src, dst in buffers:
+        np.copyto(dst, src)  # first touch
+    repeats = max(1, int(min_seconds * 10e9 / max(1, 2 * nbytes * threads)))
+
+    def work(pair: tuple[np.ndarray, np.ndarray]) -> None:
+        src, dst = pair
+        for _ in range(repeats):
+            np.copyto(dst, src)
+
+    best = 0.0
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(trials):
+            start = time.perf_counter()
+            list(pool.map(work, buffers))
+            elapsed = time.perf_counter() - start
+            best = max(best, threads * repeats * 2 * size * 8 / elapsed)
+    return best
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A memory-bandwidth bound.
+
+    Attributes:
+        traffic: The counted traffic.
+        threads: Threads the bandwidth was measured with.
+        bandwidth: Measured copy bandwidth, bytes per second.
+    """
+
+    traffic: Traffic
+    threads: int
+    bandwidth: float
+
+    @property
+    def seconds(self) -> float:
+        """The bound: bytes over bandwidth."""
+        return self.traffic.bytes / self.bandwidth
+
+
+def shift_bound(network: Any, inputs: np.ndarray, weights: np.ndarray,
+                input_gradients: bool) -> Bound:
+    """The bound of one backward pass of ``network`` (a gpuqnn network on the CPU; its
+    gradient method should be ``parameter_shift``): runs the pass once to record its rows,
+    then measures the copy bandwidth at the engine's state size."""
+    network.input_gradients = input_gradients
+    with recorded_evolve(network) as calls:
+        network.backward(inputs, weights)
+    counted = engine_traffic(network, calls)
+    threads = max(1, min(network._engine().workers, counted.calls))
+    return Bound(counted, threads, copy_bandwidth(counted.state_bytes, threads))

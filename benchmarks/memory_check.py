@@ -1,0 +1,155 @@
+"""Peak memory of a big batch under ``max_memory``: the 8-qubit estimator's forward and backward
+(with input gradients) on 100,000 samples.
+
+Runs in a fresh Python process (``python -m benchmarks.memory_check``) so that the process's peak
+resident set size belongs to this measurement alone: ``VmHWM`` of ``/proc/self/status``, which
+starts afresh at ``exec`` (``resource.getrusage``'s ``ru_maxrss`` does not on Linux: a child keeps
+the peak its parent had when it forked; it is the fallback elsewhere). Each pass is run
+twice: once for its wall time, once under ``tracemalloc`` (NumPy reports its allocations to it)
+for the bytes it allocated at its peak beyond what it held before and the arrays it returns —
+what ``max_memory`` bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))  # this checkout's gpuqnn and benchmarks
+
+from benchmarks.report import render  # noqa: E402
+from benchmarks.runners import Variant  # noqa: E402
+from benchmarks.workloads import zz_estimator  # noqa: E402
+
+SAMPLES = 100_000
+MAX_MEMORY = 256 << 20
+
+
+@dataclass(frozen=True)
+class PassMemory:
+    """One pass's figures.
+
+    Attributes:
+        name: ``forward`` or ``backward+input_grads``.
+        seconds: Wall time without tracemalloc.
+        peak_bytes: tracemalloc peak beyond the memory held before, minus the returned arrays.
+        returned_bytes: Bytes of the returned arrays.
+    """
+
+    name: str
+    seconds: float
+    peak_bytes: int
+    returned_bytes: int
+
+
+def traced_peak(run: Callable[[], Any]) -> tuple[int, int]:
+    """(peak bytes beyond the memory held before, minus the returned arrays; those arrays'
+    bytes) of one call of ``run``."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        result = run()
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    arrays = result if isinstance(result, tuple) else (result,)
+    returned = sum(a.nbytes for a in arrays if a is not None)
+    return peak - returned, returned
+
+
+def peak_rss() -> int:
+    """Peak resident set size of this process's memory image, bytes (see the module doc)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measure(samples: int, max_memory: int, num_qubits: int = 8) -> dict[str, Any]:
+    """Time and trace the forward and backward+input_grads passes; also the process's peak
+    RSS before and after them."""
+    spec = zz_estimator(num_qubits)
+    network = Variant("auto/c128").build(spec, max_memory=max_memory).network
+    inputs, weights = spec.random_data(samples, seed=7)
+    network.input_gradients = True
+    network.forward(inputs[:8], weights)  # warm-up: compile and first-touch small buffers
+    network.backward(inputs[:8], weights)
+    rss_before = peak_rss()
+    passes = []
+    for name, call in (("forward", lambda: network.forward(inputs, weights)),
+                       ("backward+input_grads", lambda: network.backward(inputs, weights))):
+        start = time.perf_counter()
+        call()
+        seconds = time.perf_counter() - start
+        peak, returned = traced_peak(call)
+        passes.append(PassMemory(name, seconds, peak, returned).__dict__)
+    return {
+        "samples": samples,
+        "num_qubits": num_qubits,
+        "max_memory": max_memory,
+        "gradient_method": network.resolved_gradient_method(),
+        "rss_before": rss_before,
+        "rss_peak": peak_rss(),
+        "passes": passes,
+    }
+
+
+def run_in_subprocess(samples: int = SAMPLES, max_memory: int = MAX_MEMORY) -> dict[str, Any]:
+    """:func:`measure` in a fresh Python process; returns its figures."""
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.memory_check", "--samples", str(samples),
+         "--max-memory", str(max_memory)],
+        capture_output=True, text=True, check=True, cwd=_ROOT,
+    )
+    return json.loads(result.stdout)
+
+
+def mib(nbytes: float) -> str:
+    """Bytes in MiB, one decimal."""
+    return f"{nbytes / (1 << 20):.1f}"
+
+
+def memory_table(figures: dict[str, Any]) -> str:
+    """The figures as a markdown table, one row per pass."""
+    rows = []
+    for p in figures["passes"]:
+        within = "yes" if p["peak_bytes"] <= figures["max_memory"] else "NO"
+        rows.append([p["name"], f"{figures['samples']:,}", f"{p['seconds']:.3g}",
+                     mib(p["peak_bytes"]), mib(p["returned_bytes"]),
+                     mib(figures["max_memory"]), within])
+    table = render(["pass", "samples", "seconds", "traced peak MiB", "returned MiB",
+                    "max_memory MiB", "within"], rows, numeric=[1, 2, 3, 4, 5])
+    return (f"{table}\n\nProcess peak RSS {mib(figures['rss_peak'])} MiB "
+            f"(after imports and warm-up: {mib(figures['rss_before'])} MiB); "
+            f"{figures['num_qubits']}-qubit estimator, gradient method "
+            f"{figures['gradient_method']}.")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Measure and print the figures as JSON (for :func:`run_in_subprocess`)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=SAMPLES)
+    parser.add_argument("--max-memory", type=int, default=MAX_MEMORY)
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.samples, args.max_memory)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""What the benchmarks time: the :class:`Runner` protocol, and gpuqnn's configurations
+(:class:`Variant`) behind it. The peers (other implementations) are in :mod:`benchmarks.peers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from qiskit_machine_learning.neural_networks import NeuralNetwork
+
+import gpuqnn
+from benchmarks.workloads import QNNSpec
+
+Gradients = tuple[np.ndarray | None, np.ndarray | None]
+"""``(input gradients or None, weight gradients)``."""
+
+JACOBIAN = "jacobian"
+"""A runner whose ``backward`` returns per-sample Jacobians in qiskit-machine-learning's layout:
+``(B, *output_shape, I)`` and ``(B, *output_shape, W)``."""
+
+VJP = "vjp"
+"""A runner whose ``backward`` returns one vector-Jacobian product with the cotangent
+:func:`benchmarks.measure.vjp_cotangent` of its outputs (what a training step with backprop
+needs): ``(B, I)`` input gradients and ``(W,)`` weight gradients."""
+
+
+class Unsupported(Exception):
+    """An implementation cannot run a workload (the message says why)."""
+
+
+class Runner(Protocol):
+    """One built network of one implementation.
+
+    Attributes:
+        gradients: :data:`JACOBIAN` or :data:`VJP`, what ``backward`` returns.
+    """
+
+    gradients: str
+
+    def forward(self, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Outputs, shape ``(batch, *output_shape)``."""
+        ...
+
+    def backward(self, inputs: np.ndarray, weights: np.ndarray, input_gradients: bool) -> Gradients:
+        """``(input_grads or None, weight_grads)``, in the layout :attr:`gradients` names."""
+        ...
+
+    def sync(self) -> None:
+        """Wait for work queued on a device (a no-op on the CPU); timers call it."""
+        ...
+
+    def describe(self) -> str:
+        """Where it runs (device, dtype), for the header."""
+        ...
+
+
+@dataclass(frozen=True)
+class Options:
+    """Settings passed to every peer factory.
+
+    Attributes:
+        device: ``"cpu"``, or ``"gpu"`` for peers that run on a CUDA device.
+    """
+
+    device: str = "cpu"
+
+
+RunnerFactory = Callable[[QNNSpec, Options], Runner]
+
+
+def _no_sync() -> None:
+    """Nothing to wait for on the CPU."""
+
+
+@dataclass
+class NetworkRunner:
+    """A :class:`Runner` around a qiskit-machine-learning ``NeuralNetwork`` (or a subclass).
+
+    Attributes:
+        network: The network.
+        wait: Waits for the network's device work (default: nothing to wait for).
+        label: What :meth:`describe` says (default: the network's device and dtype).
+    """
+
+    network: NeuralNetwork
+    wait: Callable[[], None] = _no_sync
+    label: str = ""
+    gradients: str = JACOBIAN
+
+    def forward(self, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Run the network's forward pass."""
+        return np.asarray(self.network.forward(inputs, weights))
+
+    def backward(self, inputs: np.ndarray, weights: np.ndarray, input_gradients: bool) -> Gradients:
+        """Run the network's backward pass, with or without input gradients."""
+        self.network.input_gradients = input_gradients
+        return self.network.backward(inputs, weights)
+
+    def sync(self) -> None:
+        """Wait for the network's device work."""
+        self.wait()
+
+    def describe(self) -> str:
+        """The label, or the device and dtype the network reports (``cpu`` when none)."""
+        if self.label:
+            return self.label
+        device = str(getattr(self.network, "device", "cpu"))
+        dtype = getattr(self.network, "dtype", None)
+        return device if dtype is None else f"{device}, {dtype}"
+
+
+SHORT_DTYPES = {"c128": "complex128", "c64": "complex64"}
+SHORT_METHODS = {"auto": "auto", "adjoint": "adjoint", "shift": "parameter_shift"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One gpuqnn configuration, timed on the full batch as its own column.
+
+    Attributes:
+        name: Column name.
+        gradient_method: gpuqnn ``gradient_method``.
+        dtype: gpuqnn ``dtype``.
+        device: gpuqnn ``device``.
+        kernels: CUDA kernel choice (``EngineNetwork._use_kernels``); no effect on the CPU.
+    """
+
+    name: str
+    gradient_method: str = "auto"
+    dtype: str = "complex128"
+    device: str = "cpu"
+    kernels: str = "auto"
+
+    @classmethod
+    def parse(cls, text: str, device: str = "cpu") -> Variant:
+        """A CPU variant from ``METHOD/DTYPE``, e.g. ``shift/c64`` (methods: auto, adjoint,
+        shift; dtypes: c128, c64).
+
+        Raises:
+            ValueError: ``text`` names an unknown method or dtype.
+        """
+        method, _, dtype = text.partition("/")
+        if method not in SHORT_METHODS or dtype not in SHORT_DTYPES:
+            raise ValueError(f"a gpuqnn variant is METHOD/DTYPE with METHOD in "
+                             f"{sorted(SHORT_METHODS)} and DTYPE in {sorted(SHORT_DTYPES)}, "
+                             f"got {text!r}")
+        return cls(text, SHORT_METHODS[method], SHORT_DTYPES[dtype], device)
+
+    def same_forward(self, other: Variant) -> bool:
+        """Whether the forward pass runs the same code as ``other``'s (only the gradient
+        method differs), so timing it again adds nothing."""
+        return (self.dtype, self.device, self.kernels) == (other.dtype, other.device,
+                                                           other.kernels)
+
+    def tolerance(self) -> float:
+        """Absolute tolerance of results in this variant's dtype."""
+        return 1e-4 if self.dtype == "complex64" else 1e-8
+
+    def build(self, spec: QNNSpec, max_memory: int | None = None) -> NetworkRunner:
+        """The gpuqnn network of ``spec`` in this configuration.
+
+        Raises:
+            Unsupported: the CUDA kernels asked for cannot run this network.
+        """
+        cls = gpuqnn.EstimatorQNN if spec.kind == "estimator" else gpuqnn.SamplerQNN
+        network = cls(**spec.qiskit_kwargs(), device=self.device, dtype=self.dtype,
+                      gradient_method=self.gradient_method, max_memory=max_memory)
+        if self.kernels != "auto":
+            try:
+                network._use_kernels(self.kernels)
+            except ValueError as exc:  # e.g. a row too big for the fused kernel
+                raise Unsupported(str(exc)) from exc
+        return NetworkRunner(network, wait=_device_sync(network.device))
+
+
+def _device_sync(device: str) -> Callable[[], None]:
+    """A function that waits for the CUDA device ``cuda:N`` (CuPy), or a no-op for ``cpu``."""
+    if not device.startswith("cuda"):
+        return _no_sync
+    import cupy  # noqa: PLC0415 - only on a GPU
+
+    index = int(device.split(":")[1])
+
+    def wait() -> None:
+        cupy.cuda.Device(index).synchronize()
+
+    return wait
