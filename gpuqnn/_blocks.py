@@ -14,9 +14,11 @@ Every block follows one protocol, written against the backend's array module:
   array that holds it: ``psi`` itself when ``inplace`` allows and the block works in place, else
   ``out`` (``scratch`` is a spare buffer of the same shape);
 - ``apply_adjoint(...)`` does the same with the block's inverse;
-- ``shift(psi, local, value, prep)`` turns states at the block's output into the states the block
-  would have given with the angle of its ``local``-th slot increased by ``value`` (parameter
-  shift branches there);
+- ``shift_rows(rows, entries, prep, base)`` fills rows (E, P, D) with the block's output ``base``
+  (1, P, D) as it would have been with, for row block e, the angle of its ``entries[e][0]``-th
+  slot increased by ``entries[e][1]`` (parameter shift branches there, all of a block's branches
+  in a few batched calls); ``shift_key(local)`` tells which entries are applied together, so
+  callers keep them adjacent;
 - ``gradient(lam, phi, prep)`` gives ``2 Re <lam| d phi / d theta_k>`` for each slot k of the
   block from the adjoint states ``lam`` (M, P, *E, D) and the states ``phi`` (M, P, D) at the
   block's output: ``d phi / d theta_k = A_k phi`` for a per-sample operator A_k (the derivative
@@ -183,11 +185,21 @@ class PhaseBlock:
         out[...] = psi
         return out
 
-    def shift(self, psi: Any, local: int, value: float, prep: Any) -> None:
-        """psi *= exp(i value F_local): the slot's phase function, in the output frame."""
-        factor = self.xp.empty(self.table.shape[1], dtype=self.dtype)
-        self.backend.cis(self.table[local] * value, factor)
-        psi *= factor
+    def shift_key(self, local: int) -> int:
+        return 0
+
+    def shift_rows(self, rows: Any, entries: Sequence[tuple[int, float]], prep: Any,
+                   base: Any) -> None:
+        """Row block e = base * exp(i value_e F_local_e): each slot's phase function, in the
+        output frame; one multiply for all branches."""
+        xp = self.xp
+        rows[...] = base
+        locals_ = np.array([local for local, _value in entries])
+        values = xp.asarray(np.array([value for _local, value in entries]),
+                            dtype=self.table.dtype)
+        factors = xp.empty((len(entries), self.table.shape[1]), dtype=self.dtype)
+        self.backend.cis(self.table[locals_] * values[:, None], factors)
+        rows *= factors[:, None, :]
 
     def gradient(self, lam: Any, phi: Any, prep: Any) -> Any:
         """d phi / d theta_k = i F_k phi, so the gradient is -2 Im(conj(lam) phi) @ F^T."""
@@ -298,6 +310,7 @@ class LayerBlock:
             (q, i): backend.asarray(f.matrix.real if real else f.matrix, dtype=self.dtype)[None]
             for q, factors in self.factors.items() for i, f in enumerate(factors)
             if f.slot_position < 0}
+        self._shift_cache: dict[tuple, Any] = {}  # (group, entries) -> fixed shift factors
         self._constant_prep: LayerPrep | None = None
         if not slots:
             self._constant_prep = self.prepare(None)
@@ -398,13 +411,16 @@ class LayerBlock:
             source = target
         return out
 
-    def _apply_group(self, group: _Group, k: Any, psi: Any, out: Any) -> None:
+    def _apply_group(self, group: _Group, k: Any, psi: Any, out: Any,
+                     per_sample: bool = True) -> None:
+        """out = K on the group's qubits of psi (M, P, *E, D); K is (P|1, G, G) per sample, or
+        already shaped (M|1, P|1, G, G) against psi's leading axes when not ``per_sample``."""
         xp = self.xp
         n, low, size = self.num_qubits, group.low, group.size
         g = 2**size
         lead = psi.shape[:-1]
         above, below = 2 ** (n - low - size), 2**low
-        kb = _per_sample(k, psi, 1)  # (1, P|1, 1.., G, G)
+        kb = _per_sample(k, psi, 1) if per_sample else k  # (1|M, P|1, 1.., G, G)
         if self._bottom(group):  # the amplitudes' last axis: out = psi @ K^T
             view = psi.reshape(lead + (above, g))
             xp.matmul(view, kb.swapaxes(-1, -2), out=out.reshape(lead + (above, g)))
@@ -420,9 +436,65 @@ class LayerBlock:
             xp.matmul(kb[..., None, :, :], source.reshape(lead + (above, g, width)),
                       out=target.reshape(lead + (above, g, width)))
 
-    def shift(self, psi: Any, local: int, value: float, prep: LayerPrep) -> None:
+    def shift_key(self, local: int) -> int:
+        """The index of the Kronecker group holding the slot's qubit: the branches of one
+        group are shifted by one batched matmul."""
+        q, _index = self._where[local]
+        return next(i for i, g in enumerate(self.groups) if g.low <= q < g.low + g.size)
+
+    def shift_rows(self, rows: Any, entries: Sequence[tuple[int, float]], prep: LayerPrep,
+                   base: Any) -> None:
         """Shifting a slot's angle by s multiplies the output by ``A R(s) A^dagger`` on its
-        qubit, A the qubit's ops after the slot's (per sample) and R(s) its op at angle s."""
+        qubit (A: the qubit's ops after the slot's, per sample; R(s): its op at angle s). The
+        branches of adjacent entries in one Kronecker group take one batched matmul with
+        ``I ⊗ A R(s) A^dagger ⊗ I`` per branch."""
+        xp = self.xp
+        rows[...] = base
+        start = 0
+        while start < len(entries):
+            key = self.shift_key(entries[start][0])
+            stop = start + 1
+            while stop < len(entries) and self.shift_key(entries[stop][0]) == key:
+                stop += 1
+            group = self.groups[key]
+            k = self._shift_kron(group, entries[start:stop], prep)
+            sub = rows[start:stop]
+            result = xp.empty_like(sub)
+            self._apply_group(group, k, sub, result, per_sample=False)
+            sub[...] = result
+            start = stop
+
+    def _shift_kron(self, group: _Group, entries: Sequence[tuple[int, float]],
+                    prep: LayerPrep) -> Any:
+        """(E, P|1, G, G): per entry, its shift on its qubit, the identity on the group's
+        other qubits; real for a real layer except at the bottom of the register."""
+        constant = all(self._where[local][1] == len(self.factors[self._where[local][0]]) - 1
+                       for local, _value in entries)  # no op after the slot's: a fixed matrix
+        key = (group.low, tuple(entries))
+        if constant and key in self._shift_cache:
+            return self._shift_cache[key]
+        xp = self.xp
+        matrices = [self._shift_matrix(local, value, prep) for local, value in entries]
+        rows = max(m.shape[0] for m in matrices)
+        g = 2**group.size
+        dtype = self.dtype if not self._bottom(group) else self.backend.dtype
+        out = xp.zeros((len(entries), rows, g, g), dtype=dtype)
+        for e, ((local, _value), matrix) in enumerate(zip(entries, matrices, strict=True)):
+            q, _index = self._where[local]
+            t = q - group.low
+            high, low = 2 ** (group.size - 1 - t), 2**t
+            eye_high = xp.eye(high, dtype=dtype)
+            eye_low = xp.eye(low, dtype=dtype)
+            kron = (eye_high[None, :, None, None, :, None, None]
+                    * matrix.astype(dtype, copy=False)[:, None, :, None, None, :, None]
+                    * eye_low[None, None, None, :, None, None, :])
+            out[e] = kron.reshape(matrix.shape[0], g, g)
+        if constant:
+            self._shift_cache[key] = out
+        return out
+
+    def _shift_matrix(self, local: int, value: float, prep: LayerPrep) -> Any:
+        """(P|1, 2, 2) ``A R(value) A^dagger`` of the slot's op on its qubit."""
         xp = self.xp
         q, index = self._where[local]
         op = self.factors[q][index].op
@@ -433,14 +505,14 @@ class LayerBlock:
         else:
             shift[np.arange(2), np.arange(2)] = np.where(op.matrix.real > 0.5,
                                                          np.exp(1j * value), 1.0)
-        matrix = xp.asarray(shift, dtype=self.backend.dtype)[None]
+        matrix = xp.asarray(shift.real if self.real else shift, dtype=self.dtype)[None]
         after = prep.qubit_factors[q][index + 1:]
         if after:
             outer = after[0]
             for value_matrix in after[1:]:
                 outer = value_matrix @ outer
             matrix = outer @ matrix @ _dagger(xp, outer)
-        _one_qubit(xp, psi, q, self.num_qubits, matrix)
+        return matrix
 
     # ---- gradient -----------------------------------------------------------------------------
     def gradient(self, lam: Any, phi: Any, prep: LayerPrep) -> Any:
@@ -513,21 +585,6 @@ class LayerBlock:
         else:
             h[np.arange(2), np.arange(2)] = 1j * op.matrix.real
         return self.xp.asarray(h, dtype=self.backend.dtype)[None]
-
-
-def _one_qubit(xp: Any, psi: Any, qubit: int, num_qubits: int, matrix: Any) -> None:
-    """Apply the per-sample (P|1, 2, 2) ``matrix`` to ``qubit`` of ``psi`` (M, P, D) in place."""
-    lead = psi.shape[:-1]
-    view = psi.reshape(lead + (2 ** (num_qubits - qubit - 1), 2, 2**qubit))
-    a0, a1 = view[..., 0, :], view[..., 1, :]  # (M, P, above, below)
-    shape = (1, matrix.shape[0]) + (1,) * (a0.ndim - 2)
-    m00, m01, m10, m11 = (matrix[:, i, j].reshape(shape)
-                          for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
-    new0 = a0 * m00
-    new0 += a1 * m01
-    a1 *= m11
-    a1 += a0 * m10
-    a0[...] = new0
 
 
 def _constant_matrix(op: Op) -> np.ndarray:
@@ -627,10 +684,18 @@ class GateBlock:
             apply_op(self.xp, self.inverse, self.plan, target, None)
         return target
 
-    def shift(self, psi: Any, local: int, value: float, prep: Any) -> None:
-        """The op at angle ``value``: U(theta + s) = U(s) U(theta)."""
-        theta = self.xp.full((1, 1), value, dtype=self.backend.real_dtype)
-        apply_op(self.xp, self.op, self.plan, psi, theta)
+    def shift_key(self, local: int) -> int:
+        return 0
+
+    def shift_rows(self, rows: Any, entries: Sequence[tuple[int, float]], prep: Any,
+                   base: Any) -> None:
+        """Row block e = the op at angle value_e applied to base: U(theta + s) = U(s) U(theta);
+        one call for all branches (one angle per row block)."""
+        xp = self.xp
+        rows[...] = base
+        theta = xp.asarray(np.array([value for _local, value in entries])[:, None],
+                           dtype=self.backend.real_dtype)
+        apply_op(xp, self.op, self.plan, rows, theta)
 
     def gradient(self, lam: Any, phi: Any, prep: Any) -> Any:
         overlap = generator_overlap(self.xp, self.op, self.plan, lam, phi)

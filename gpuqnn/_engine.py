@@ -70,8 +70,9 @@ class Engine:
 
         With ``branches``, each (local, value) of ``branches[j]`` appends P rows just after
         block j: copies of the samples' states there with the angle of block j's ``local``-th
-        slot increased by ``value`` (see the blocks' ``shift``). Later blocks apply to them with
-        their sample's angles, so a whole parameter-shift pass shares its per-sample data.
+        slot increased by ``value`` (see the blocks' ``shift_rows``; keep entries with equal
+        ``shift_key`` adjacent). Later blocks apply to them with their sample's angles, so a
+        whole parameter-shift pass shares its per-sample data.
 
         Args:
             angles: (P, K) real array on the backend, each sample's angle per slot.
@@ -100,11 +101,12 @@ class Engine:
             result = block.apply(current, other, scratch[:active].reshape(view), prep, True)
             if result is other:
                 psi, spare = spare, psi
-            for local, value in branches.get(j, ()):
-                rows_new = psi[active:active + samples]
-                rows_new[...] = psi[:samples]
-                block.shift(rows_new.reshape(1, samples, self.dim), local, value, prep)
-                active += samples
+            entries = branches.get(j, ())
+            if entries:
+                stop = active + len(entries) * samples
+                block.shift_rows(psi[active:stop].reshape(len(entries), samples, self.dim),
+                                 entries, prep, psi[:samples].reshape(1, samples, self.dim))
+                active = stop
         return psi
 
     def block_costs(self) -> np.ndarray:

@@ -433,7 +433,11 @@ class Simulator:
         nb = angles.shape[0]
         engine = self.engine
         blocks = [int(engine.slot_block[k]) for k in slots]
-        order = sorted(range(len(slots)), key=lambda s: blocks[s])  # rows in block order
+        local = [int(np.flatnonzero(engine.blocks[j].slots == k)[0])
+                 for j, k in zip(blocks, slots, strict=True)]
+        # rows in block order; within a block, branches applied together are adjacent
+        order = sorted(range(len(slots)),
+                       key=lambda s: (blocks[s], engine.blocks[blocks[s]].shift_key(local[s])))
         terms = [(s, coeff, shift) for s in order for coeff, shift in rules[s]]
         if self.runner is not None:
             shift_slot = np.array([-1] + [slots[s] for s, _c, _v in terms], dtype=np.int32)
@@ -442,8 +446,7 @@ class Simulator:
         else:
             branches: dict[int, list[tuple[int, float]]] = {}
             for s, _coeff, shift in terms:
-                local = int(np.flatnonzero(engine.blocks[blocks[s]].slots == slots[s])[0])
-                branches.setdefault(blocks[s], []).append((local, shift))
+                branches.setdefault(blocks[s], []).append((local[s], shift))
             psi = engine.evolve(angles, branches, work=self.workspace())
             out = self.readout(psi[: nb * (1 + len(terms))])
             del psi
