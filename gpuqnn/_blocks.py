@@ -123,6 +123,7 @@ class PhaseBlock:
         trivial = np.allclose(const, 1.0, atol=1e-15, rtol=0)
         self.const = None if trivial else backend.asarray(const, dtype=backend.dtype)
         self.dtype = backend.dtype
+        self._shift_cache: dict[tuple, Any] = {}  # branch list -> its (E, D) phase factors
 
     @property
     def parametric(self) -> bool:
@@ -194,11 +195,15 @@ class PhaseBlock:
         output frame; one multiply for all branches."""
         xp = self.xp
         rows[...] = base
-        locals_ = np.array([local for local, _value in entries])
-        values = xp.asarray(np.array([value for _local, value in entries]),
-                            dtype=self.table.dtype)
-        factors = xp.empty((len(entries), self.table.shape[1]), dtype=self.dtype)
-        self.backend.cis(self.table[locals_] * values[:, None], factors)
+        key = tuple(entries)
+        factors = self._shift_cache.get(key)
+        if factors is None:  # the same for every chunk of a pass: computed once
+            locals_ = np.array([local for local, _value in entries])
+            values = xp.asarray(np.array([value for _local, value in entries]),
+                                dtype=self.table.dtype)
+            factors = xp.empty((len(entries), self.table.shape[1]), dtype=self.dtype)
+            self.backend.cis(self.table[locals_] * values[:, None], factors)
+            self._shift_cache = {key: factors}  # one entry: a pass reuses one branch list
         rows *= factors[:, None, :]
 
     def gradient(self, lam: Any, phi: Any, prep: Any) -> Any:
@@ -311,6 +316,7 @@ class LayerBlock:
             for q, factors in self.factors.items() for i, f in enumerate(factors)
             if f.slot_position < 0}
         self._shift_cache: dict[tuple, Any] = {}  # (group, entries) -> fixed shift factors
+        self._fixed_generators = self._fixed_generator_tables()
         self._constant_prep: LayerPrep | None = None
         if not slots:
             self._constant_prep = self.prepare(None)
@@ -525,26 +531,50 @@ class LayerBlock:
         conj_phi = xp.conj(phi) if needs_conj else None
         lead = lam.shape[:-1]
         grad = xp.zeros(lead + (self.slots.size,), dtype=self.backend.real_dtype)
-        for group in self.groups:
+        for group, (positions, fixed) in zip(self.groups, self._fixed_generators, strict=True):
             cross = self._cross(group, lam, phi, conj_phi)
+            g = 2**group.size
+            if positions:  # slots whose op is the last on its qubit: one product for all
+                flat = cross.reshape(cross.shape[:-2] + (g * g,)) @ fixed
+                grad[..., positions] = 2.0 * (flat.real if xp.iscomplexobj(flat) else flat)
             for t in range(group.size):
                 q = group.low + t
                 factors = self.factors[q]
-                if all(f.slot_position < 0 for f in factors):
+                if all(f.slot_position < 0 or f is factors[-1] for f in factors):
                     continue
                 reduced = _partial_trace(xp, cross, group.size, t)  # (M, P, *E, 2, 2)
                 after = None  # product of the factors after the current one
                 for f, value in zip(reversed(factors), reversed(prep.qubit_factors[q]),
                                     strict=True):
-                    if f.slot_position >= 0:
-                        h = self._generator(f)
-                        if after is not None:
-                            h = after @ h @ _dagger(xp, after)
+                    if f.slot_position >= 0 and after is not None:
+                        h = after @ self._generator(f) @ _dagger(xp, after)
                         hb = _per_sample(h, reduced, 2)
                         grad[..., f.slot_position] = 2.0 * xp.sum(
                             (hb * reduced).real, axis=(-1, -2))
                     after = value if after is None else after @ value
         return grad
+
+    def _fixed_generator_tables(self) -> list[tuple[list[int], Any]]:
+        """Per group: the slots whose op is the last on its qubit (their output-frame
+        generator ``dg g^-1`` is fixed) and a (G*G, n) matrix whose column k is the flattened
+        ``I ⊗ H_k ⊗ I``, so that their gradients are ``2 Re(C_flat @ matrix)``."""
+        tables = []
+        for group in self.groups:
+            positions, columns = [], []
+            for t in range(group.size):
+                factors = self.factors[group.low + t]
+                last = factors[-1]
+                if last.slot_position < 0:
+                    continue
+                h = self.backend.to_host(self._generator(last))[0]
+                full = np.kron(np.kron(np.eye(2 ** (group.size - 1 - t)), h), np.eye(2**t))
+                positions.append(last.slot_position)
+                columns.append(full.reshape(-1))
+            dtype = self.backend.real_dtype if self.real else self.backend.dtype
+            matrix = np.array(columns).T if columns else np.zeros((4**group.size, 0))
+            tables.append((positions, self.backend.asarray(
+                matrix.real if self.real else matrix, dtype=dtype)))
+        return tables
 
     def _cross(self, group: _Group, lam: Any, phi: Any, conj_phi: Any | None) -> Any:
         """The group's cross matrix (M, P, *E, G, G): complex, or its real part for a real
