@@ -189,9 +189,10 @@ class Simulator:
 
     def _workers_for(self, total: int, per_row: int, fit: int) -> int:
         """Workers worth using for ``total`` rows when ``fit`` rows fit the budget: each should
-        get at least a few hundred KiB of states (or the threads' overhead outweighs their
-        gain) and a row of its own within the budget."""
-        return max(1, min(self.workers, total * per_row // (256 << 10), fit))
+        get at least 512 KiB of statevectors, so that NumPy's calls, not Python between them,
+        take its time (measured: two workers slow a 6-qubit pass at batch 256 down by 20-70%
+        and speed an 8-qubit one up by 20%), and a row of its own within the budget."""
+        return max(1, min(self.workers, total * self.state_bytes // (512 << 10), fit))
 
     def _map(self, task: Callable[[int, int], None], total: int, sizing: tuple[int, int],
              max_memory: int | None) -> None:
