@@ -100,12 +100,17 @@ def traffic(num_blocks: int, dim: int, itemsize: int, calls: list[EvolveCall]) -
 def engine_traffic(network: Any, calls: list[EvolveCall]) -> Traffic:
     """:func:`traffic` of a gpuqnn network's engine for its recorded ``calls``."""
     simulator = network._engine()
-    return traffic(len(simulator.engine.blocks), simulator.engine.dim,
-                   np.dtype(simulator.backend.dtype).itemsize, calls)
+    return traffic(
+        len(simulator.engine.blocks),
+        simulator.engine.dim,
+        np.dtype(simulator.backend.dtype).itemsize,
+        calls,
+    )
 
 
-def copy_bandwidth(nbytes: int, threads: int = 1, min_seconds: float = 0.1,
-                   trials: int = 3) -> float:
+def copy_bandwidth(
+    nbytes: int, threads: int = 1, min_seconds: float = 0.1, trials: int = 3
+) -> float:
     """Bytes per second (read plus written) that ``np.copyto`` moves between two buffers of
     ``nbytes``, with ``threads`` threads copying their own buffers at once; best of
     ``trials``."""
@@ -150,8 +155,9 @@ class Bound:
         return self.traffic.bytes / self.bandwidth
 
 
-def shift_bound(network: Any, inputs: np.ndarray, weights: np.ndarray,
-                input_gradients: bool) -> Bound:
+def shift_bound(
+    network: Any, inputs: np.ndarray, weights: np.ndarray, input_gradients: bool
+) -> Bound:
     """The bound of one backward pass of ``network`` (a gpuqnn network on the CPU; its
     gradient method should be ``parameter_shift``): runs the pass once to record its rows,
     then measures the copy bandwidth at the engine's state size."""

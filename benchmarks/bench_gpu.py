@@ -105,24 +105,32 @@ def gpu_targets(rows: Sequence[Row], headline: str, peers: Sequence[str]) -> lis
             targets.append(Target(text, "not run at this batch", None))
         else:
             targets.append(Target(text, f"{seconds * 1e3:.1f} ms", seconds < 0.050))
-        for peer, minimum in (("qiskit-ml", 1000), ("qiskit-aer-gpu", 20),
-                              ("pennylane-backprop", 3)):
+        for peer, minimum in (
+            ("qiskit-ml", 1000),
+            ("qiskit-aer-gpu", 20),
+            ("pennylane-backprop", 3),
+        ):
             if peer in peers:
-                targets.append(ratio_target(rows, workload, pass_name, headline, [peer],
-                                            minimum, batch))
+                targets.append(
+                    ratio_target(rows, workload, pass_name, headline, [peer], minimum, batch)
+                )
     return targets
 
 
-def plan_lines(workloads: Sequence[str], variants: Sequence[Variant], peers: Sequence[str],
-               quick: bool) -> list[str]:
+def plan_lines(
+    workloads: Sequence[str], variants: Sequence[Variant], peers: Sequence[str], quick: bool
+) -> list[str]:
     """What a run does, one line per workload: batch, variants and peers."""
     lines = []
     for workload in by_name(GPU_WORKLOADS, list(workloads)):
         batch = min(workload.batch, QUICK_BATCH) if quick else workload.batch
-        lines.append(f"plan {workload.name} at batch {batch}: "
-                     + ", ".join(f"{v.name} ({v.device}, kernels {v.kernels}, "
-                                 f"{v.gradient_method})" for v in variants)
-                     + (f"; peers {', '.join(peers)}" if peers else "; no peers"))
+        lines.append(
+            f"plan {workload.name} at batch {batch}: "
+            + ", ".join(
+                f"{v.name} ({v.device}, kernels {v.kernels}, {v.gradient_method})" for v in variants
+            )
+            + (f"; peers {', '.join(peers)}" if peers else "; no peers")
+        )
     return lines
 
 
@@ -131,8 +139,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, GPU_WORKLOADS, GPU_PEERS, repeat=5)
     parser.add_argument("--dtype", default="complex128", choices=["complex128", "complex64"])
-    parser.add_argument("--device", default="gpu", choices=["gpu", "cpu"],
-                        help="gpu (default), or cpu for a dry run of the script without a GPU")
+    parser.add_argument(
+        "--device",
+        default="gpu",
+        choices=["gpu", "cpu"],
+        help="gpu (default), or cpu for a dry run of the script without a GPU",
+    )
     parser.add_argument("--plan", action="store_true", help="print the plan and stop")
     args = parser.parse_args(argv)
     check_counts(parser, args)
@@ -155,8 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         print(environment_line(gpu_name()))
     else:
-        print("DRY RUN on the CPU: every gpuqnn variant runs NumPy and the peers run on the "
-              "CPU; these are not GPU numbers.")
+        print(
+            "DRY RUN on the CPU: every gpuqnn variant runs NumPy and the peers run on the "
+            "CPU; these are not GPU numbers."
+        )
         print(environment_line("cpu (dry run)"))
     options = Options(args.device)
     peers = available_peers(args.peers, options)
@@ -168,8 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows = run_workloads(by_name(GPU_WORKLOADS, args.workloads), args, variants, peers, options)
     print_main_table(rows, variants, peers)
-    print("\nTargets (issue 4" + (", DRY RUN: not GPU numbers" if args.device == "cpu" else "")
-          + "):\n")
+    print(
+        "\nTargets (issue 4"
+        + (", DRY RUN: not GPU numbers" if args.device == "cpu" else "")
+        + "):\n"
+    )
     print(targets_table(gpu_targets(rows, variants[0].name, peer_names)))
     return exit_status(rows)
 

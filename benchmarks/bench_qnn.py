@@ -61,8 +61,9 @@ SPEED_ROWS = (("zz8-estimator", 256), ("zz8-sampler-parity", 256), ("zz12-estima
 """Issue 5's backward workloads and batches."""
 
 
-def bandwidth_table(rows: Sequence[Row], variants: Sequence[Variant], seed: int,
-                    max_memory: int | None) -> tuple[str, list[float]]:
+def bandwidth_table(
+    rows: Sequence[Row], variants: Sequence[Variant], seed: int, max_memory: int | None
+) -> tuple[str, list[float]]:
     """The parameter-shift variants' backward times against their memory-bandwidth bounds, on
     the ZZ workloads of :data:`SPEED_ROWS` (the tutorial networks' states are a few bytes).
 
@@ -83,22 +84,51 @@ def bandwidth_table(rows: Sequence[Row], variants: Sequence[Variant], seed: int,
             if measured is None:
                 continue
             network = variant.build(spec, max_memory).network
-            bound = shift_bound(network, inputs, weights,
-                                input_gradients=row.pass_name == "backward+input_grads")
+            bound = shift_bound(
+                network, inputs, weights, input_gradients=row.pass_name == "backward+input_grads"
+            )
             ratio = measured / bound.seconds
             ratios.append(ratio)
-            lines.append([row.workload, row.pass_name, variant.name, str(row.batch),
-                          f"{bound.traffic.row_blocks:,}", f"{bound.traffic.bytes / 2**20:,.0f}",
-                          f"{bound.traffic.state_bytes / 2**20:.2f}", str(bound.threads),
-                          f"{bound.bandwidth / 1e9:.1f}", seconds_text(bound.seconds),
-                          seconds_text(measured), f"{ratio:.1f}x"])
-    header = ["workload", "pass", "variant", "batch", "row-blocks", "MiB moved",
-              "state MiB", "threads", "copy GB/s", "bound s", "measured s", "measured/bound"]
+            lines.append(
+                [
+                    row.workload,
+                    row.pass_name,
+                    variant.name,
+                    str(row.batch),
+                    f"{bound.traffic.row_blocks:,}",
+                    f"{bound.traffic.bytes / 2**20:,.0f}",
+                    f"{bound.traffic.state_bytes / 2**20:.2f}",
+                    str(bound.threads),
+                    f"{bound.bandwidth / 1e9:.1f}",
+                    seconds_text(bound.seconds),
+                    seconds_text(measured),
+                    f"{ratio:.1f}x",
+                ]
+            )
+    header = [
+        "workload",
+        "pass",
+        "variant",
+        "batch",
+        "row-blocks",
+        "MiB moved",
+        "state MiB",
+        "threads",
+        "copy GB/s",
+        "bound s",
+        "measured s",
+        "measured/bound",
+    ]
     return render(header, lines, numeric=list(range(3, 12))), ratios
 
 
-def cpu_targets(rows: Sequence[Row], headline: str, peers: Sequence[str],
-                shift_ratios: Sequence[float], memory: dict | None) -> list[Target]:
+def cpu_targets(
+    rows: Sequence[Row],
+    headline: str,
+    peers: Sequence[str],
+    shift_ratios: Sequence[float],
+    memory: dict | None,
+) -> list[Target]:
     """Issue 5's targets, evaluated on this run."""
     fast = [p for p in PENNYLANE_PEERS if p in peers]
     targets = []
@@ -106,20 +136,36 @@ def cpu_targets(rows: Sequence[Row], headline: str, peers: Sequence[str],
         for pass_name in BACKWARD_PASSES:
             targets.append(ratio_target(rows, workload, pass_name, headline, fast, 5, batch))
     if "qiskit-ml" in peers:
-        targets.append(ratio_target(rows, "zz8-estimator", "backward+input_grads", headline,
-                                    ["qiskit-ml"], 1000, 256))
+        targets.append(
+            ratio_target(
+                rows, "zz8-estimator", "backward+input_grads", headline, ["qiskit-ml"], 1000, 256
+            )
+        )
     worst = max(shift_ratios, default=None)
-    targets.append(Target("parameter shift (forced) within 2x of the memory-bandwidth bound",
-                          "not measured" if worst is None else f"worst {worst:.1f}x",
-                          None if worst is None else worst <= 2))
+    targets.append(
+        Target(
+            "parameter shift (forced) within 2x of the memory-bandwidth bound",
+            "not measured" if worst is None else f"worst {worst:.1f}x",
+            None if worst is None else worst <= 2,
+        )
+    )
     if memory is None:
-        targets.append(Target(f"{SAMPLES:,} samples, 8 qubits: peak within max_memory",
-                              "not measured (--memory)", None))
+        targets.append(
+            Target(
+                f"{SAMPLES:,} samples, 8 qubits: peak within max_memory",
+                "not measured (--memory)",
+                None,
+            )
+        )
     else:
         peak = max(p["peak_bytes"] for p in memory["passes"])
-        targets.append(Target(f"{memory['samples']:,} samples, 8 qubits: peak within max_memory",
-                              f"{peak / 2**20:.1f} MiB of {memory['max_memory'] / 2**20:.0f} MiB",
-                              peak <= memory["max_memory"]))
+        targets.append(
+            Target(
+                f"{memory['samples']:,} samples, 8 qubits: peak within max_memory",
+                f"{peak / 2**20:.1f} MiB of {memory['max_memory'] / 2**20:.0f} MiB",
+                peak <= memory["max_memory"],
+            )
+        )
     return targets
 
 
@@ -127,18 +173,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_arguments(parser, WORKLOADS, CPU_PEERS, repeat=3)
-    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
-                        metavar="METHOD/DTYPE",
-                        help="gpuqnn variants, the headline first: METHOD auto|adjoint|shift, "
-                        f"DTYPE c128|c64 (default: {' '.join(DEFAULT_VARIANTS)})")
-    parser.add_argument("--no-bound", action="store_true",
-                        help="skip the parameter-shift memory-bandwidth bound")
-    parser.add_argument("--memory", action="store_true",
-                        help=f"also run the {SAMPLES:,}-sample memory check (8 qubits, "
-                        f"max_memory {MAX_MEMORY >> 20} MiB), in a fresh process")
-    parser.add_argument("--plots", nargs="?", const="benchmarks/results", default=None,
-                        metavar="DIR", help="also sweep batch size and qubit count and write "
-                        "log-log PNGs to DIR (default benchmarks/results)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=list(DEFAULT_VARIANTS),
+        metavar="METHOD/DTYPE",
+        help="gpuqnn variants, the headline first: METHOD auto|adjoint|shift, "
+        f"DTYPE c128|c64 (default: {' '.join(DEFAULT_VARIANTS)})",
+    )
+    parser.add_argument(
+        "--no-bound", action="store_true", help="skip the parameter-shift memory-bandwidth bound"
+    )
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help=f"also run the {SAMPLES:,}-sample memory check (8 qubits, "
+        f"max_memory {MAX_MEMORY >> 20} MiB), in a fresh process",
+    )
+    parser.add_argument(
+        "--plots",
+        nargs="?",
+        const="benchmarks/results",
+        default=None,
+        metavar="DIR",
+        help="also sweep batch size and qubit count and write "
+        "log-log PNGs to DIR (default benchmarks/results)",
+    )
     args = parser.parse_args(argv)
     check_counts(parser, args)
     try:
@@ -168,24 +228,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_bound:
         table, ratios = bandwidth_table(rows, variants, args.seed, None)
         if ratios:
-            print("\nParameter shift against the memory-bandwidth bound (bytes every block must "
-                  "read and write / measured copy bandwidth):\n")
+            print(
+                "\nParameter shift against the memory-bandwidth bound (bytes every block must "
+                "read and write / measured copy bandwidth):\n"
+            )
             print(table)
 
     memory = None
     if args.memory:
         samples = 2_000 if args.quick else SAMPLES
         memory = memory_figures(samples, MAX_MEMORY)
-        print(f"\nMemory: {samples:,} samples under max_memory (tracemalloc peak beyond the "
-              "returned arrays; fresh process):\n")
+        print(
+            f"\nMemory: {samples:,} samples under max_memory (tracemalloc peak beyond the "
+            "returned arrays; fresh process):\n"
+        )
         print(memory_table(memory))
 
     if args.plots:
         from benchmarks.plots import write_plots  # noqa: PLC0415 - needs matplotlib
 
         print()
-        write_plots(Path(args.plots), variants, peers, options, quick=args.quick,
-                    repeat=args.repeat, seed=args.seed)
+        write_plots(
+            Path(args.plots),
+            variants,
+            peers,
+            options,
+            quick=args.quick,
+            repeat=args.repeat,
+            seed=args.seed,
+        )
 
     print("\nTargets (issue 5):\n")
     print(targets_table(cpu_targets(rows, variants[0].name, peer_names, ratios, memory)))

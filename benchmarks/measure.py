@@ -48,8 +48,9 @@ def _no_sync() -> None:
     """Nothing to wait for."""
 
 
-def timed(fn: Callable[[], Any], repeat: int = 1,
-          sync: Callable[[], None] = _no_sync) -> tuple[float, Any]:
+def timed(
+    fn: Callable[[], Any], repeat: int = 1, sync: Callable[[], None] = _no_sync
+) -> tuple[float, Any]:
     """Best wall time of ``repeat`` calls of ``fn`` and the last call's result; ``sync`` runs
     before the clock starts and before it stops (device work is counted, earlier work not)."""
     best, result = math.inf, None
@@ -83,8 +84,11 @@ def contract(gradients: Gradients) -> Gradients:
             continue
         jacobian = np.asarray(jacobian)
         weights = vjp_cotangent(jacobian.shape[:-1])
-        per_sample = np.einsum("bo,bop->bp", weights.reshape(weights.shape[0], -1),
-                               jacobian.reshape(jacobian.shape[0], -1, jacobian.shape[-1]))
+        per_sample = np.einsum(
+            "bo,bop->bp",
+            weights.reshape(weights.shape[0], -1),
+            jacobian.reshape(jacobian.shape[0], -1, jacobian.shape[-1]),
+        )
         result.append(per_sample if k == 0 else per_sample.sum(axis=0))
     return result[0], result[1]
 
@@ -191,8 +195,15 @@ class Checker:
             self._cache[key] = run_pass(self.headline, name, inputs, weights)
         return self._cache[key]
 
-    def check(self, runner: Runner, name: str, got: Any, inputs: np.ndarray,
-              weights: np.ndarray, atol: float) -> str:
+    def check(
+        self,
+        runner: Runner,
+        name: str,
+        got: Any,
+        inputs: np.ndarray,
+        weights: np.ndarray,
+        atol: float,
+    ) -> str:
         """Compare ``got`` with the headline's result (contracted for a VJP runner); returns
         ``"PASS OK (max |diff| ...)"`` or ``"... MISMATCH ..."`` and records a mismatch."""
         expected = self.expected(name, inputs, weights)
@@ -214,8 +225,14 @@ def resolved_methods(runner: Runner) -> str:
     return f"{methods[0]} (weights), {methods[1]} (with input gradients)"
 
 
-def time_pass(runner: Runner, name: str, inputs: np.ndarray, weights: np.ndarray,
-              repeat: int, scaled_from: int | None = None) -> tuple[Timing, Any]:
+def time_pass(
+    runner: Runner,
+    name: str,
+    inputs: np.ndarray,
+    weights: np.ndarray,
+    repeat: int,
+    scaled_from: int | None = None,
+) -> tuple[Timing, Any]:
     """Time one pass of ``runner`` for the batch of ``inputs``.
 
     Args:
@@ -251,8 +268,9 @@ def _not_applicable(rows: Sequence[Row], name: str, reason: Exception) -> None:
         row.cells[name] = "n/a"
 
 
-def bench_workload(workload: Workload, variants: Sequence[Variant], peers: Sequence[Any],
-                   settings: Settings) -> list[Row]:
+def bench_workload(
+    workload: Workload, variants: Sequence[Variant], peers: Sequence[Any], settings: Settings
+) -> list[Row]:
     """Check and time one workload for every gpuqnn variant and peer; prints a line per
     implementation with its checks.
 
@@ -274,19 +292,25 @@ def bench_workload(workload: Workload, variants: Sequence[Variant], peers: Seque
     checker = Checker(workload.name, headline, atol)
     rows = [Row(workload.name, name, batch) for name in PASSES]
 
-    print(f"method {workload.name}: {variants[0].name} runs backward with "
-          f"{resolved_methods(headline)}")
+    print(
+        f"method {workload.name}: {variants[0].name} runs backward with "
+        f"{resolved_methods(headline)}"
+    )
     for variant in variants:
         try:
-            runner = (headline if variant is variants[0]
-                      else variant.build(spec, settings.max_memory))
+            runner = (
+                headline if variant is variants[0] else variant.build(spec, settings.max_memory)
+            )
         except Unsupported as exc:
             _not_applicable(rows, variant.name, exc)
             continue
         notes = []
         for row in rows:
-            if (row.pass_name == "forward" and variant is not variants[0]
-                    and variant.same_forward(variants[0])):
+            if (
+                row.pass_name == "forward"
+                and variant is not variants[0]
+                and variant.same_forward(variants[0])
+            ):
                 row.cells[variant.name] = SAME_AS_HEADLINE
                 continue
             timing, got = time_pass(runner, row.pass_name, inputs, weights, settings.repeat)
@@ -294,11 +318,14 @@ def bench_workload(workload: Workload, variants: Sequence[Variant], peers: Seque
             if variant is variants[0]:
                 checker.remember(row.pass_name, inputs, got)
             else:
-                notes.append(checker.check(runner, row.pass_name, got, inputs, weights,
-                                           variant.tolerance()))
+                notes.append(
+                    checker.check(runner, row.pass_name, got, inputs, weights, variant.tolerance())
+                )
         if notes:
-            print(f"check {workload.name}: {variant.name} vs {variants[0].name} on {batch} "
-                  f"samples: {', '.join(notes)}")
+            print(
+                f"check {workload.name}: {variant.name} vs {variants[0].name} on {batch} "
+                f"samples: {', '.join(notes)}"
+            )
 
     for peer in peers:
         try:
@@ -309,14 +336,17 @@ def bench_workload(workload: Workload, variants: Sequence[Variant], peers: Seque
         scaled_from = peer.samples(spec, workload, batch, settings.ref_batch)
         notes = []
         for row in rows:
-            timing, got = time_pass(runner, row.pass_name, inputs, weights, settings.repeat,
-                                    scaled_from)
+            timing, got = time_pass(
+                runner, row.pass_name, inputs, weights, settings.repeat, scaled_from
+            )
             row.cells[peer.name] = timing
-            sample = inputs[:timing.measured]
+            sample = inputs[: timing.measured]
             notes.append(checker.check(runner, row.pass_name, got, sample, weights, atol))
         kind = " (VJP)" if runner.gradients == VJP else ""
-        print(f"check {workload.name}: {peer.name}{kind} vs {variants[0].name} on "
-              f"{timing.measured} samples: {', '.join(notes)}")
+        print(
+            f"check {workload.name}: {peer.name}{kind} vs {variants[0].name} on "
+            f"{timing.measured} samples: {', '.join(notes)}"
+        )
 
     for row in rows:
         row.agrees = checker.agrees

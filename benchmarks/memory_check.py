@@ -92,8 +92,10 @@ def measure(samples: int, max_memory: int, num_qubits: int = 8) -> dict[str, Any
     network.backward(inputs[:8], weights)
     rss_before = peak_rss()
     passes = []
-    for name, call in (("forward", lambda: network.forward(inputs, weights)),
-                       ("backward+input_grads", lambda: network.backward(inputs, weights))):
+    for name, call in (
+        ("forward", lambda: network.forward(inputs, weights)),
+        ("backward+input_grads", lambda: network.backward(inputs, weights)),
+    ):
         start = time.perf_counter()
         call()
         seconds = time.perf_counter() - start
@@ -113,9 +115,19 @@ def measure(samples: int, max_memory: int, num_qubits: int = 8) -> dict[str, Any
 def run_in_subprocess(samples: int = SAMPLES, max_memory: int = MAX_MEMORY) -> dict[str, Any]:
     """:func:`measure` in a fresh Python process; returns its figures."""
     result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.memory_check", "--samples", str(samples),
-         "--max-memory", str(max_memory)],
-        capture_output=True, text=True, check=True, cwd=_ROOT,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.memory_check",
+            "--samples",
+            str(samples),
+            "--max-memory",
+            str(max_memory),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=_ROOT,
     )
     return json.loads(result.stdout)
 
@@ -130,15 +142,36 @@ def memory_table(figures: dict[str, Any]) -> str:
     rows = []
     for p in figures["passes"]:
         within = "yes" if p["peak_bytes"] <= figures["max_memory"] else "NO"
-        rows.append([p["name"], f"{figures['samples']:,}", f"{p['seconds']:.3g}",
-                     mib(p["peak_bytes"]), mib(p["returned_bytes"]),
-                     mib(figures["max_memory"]), within])
-    table = render(["pass", "samples", "seconds", "traced peak MiB", "returned MiB",
-                    "max_memory MiB", "within"], rows, numeric=[1, 2, 3, 4, 5])
-    return (f"{table}\n\nProcess peak RSS {mib(figures['rss_peak'])} MiB "
-            f"(after imports and warm-up: {mib(figures['rss_before'])} MiB); "
-            f"{figures['num_qubits']}-qubit estimator, gradient method "
-            f"{figures['gradient_method']}.")
+        rows.append(
+            [
+                p["name"],
+                f"{figures['samples']:,}",
+                f"{p['seconds']:.3g}",
+                mib(p["peak_bytes"]),
+                mib(p["returned_bytes"]),
+                mib(figures["max_memory"]),
+                within,
+            ]
+        )
+    table = render(
+        [
+            "pass",
+            "samples",
+            "seconds",
+            "traced peak MiB",
+            "returned MiB",
+            "max_memory MiB",
+            "within",
+        ],
+        rows,
+        numeric=[1, 2, 3, 4, 5],
+    )
+    return (
+        f"{table}\n\nProcess peak RSS {mib(figures['rss_peak'])} MiB "
+        f"(after imports and warm-up: {mib(figures['rss_before'])} MiB); "
+        f"{figures['num_qubits']}-qubit estimator, gradient method "
+        f"{figures['gradient_method']}."
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

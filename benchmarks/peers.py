@@ -74,8 +74,9 @@ class Peer:
         """Its name with its note."""
         return f"{self.name} {self.note}".strip()
 
-    def samples(self, spec: QNNSpec, workload: Workload | None, batch: int,
-                ref_batch: int | None = None) -> int | None:
+    def samples(
+        self, spec: QNNSpec, workload: Workload | None, batch: int, ref_batch: int | None = None
+    ) -> int | None:
         """Samples to measure a batch of ``batch`` on, or None for the full batch.
 
         Args:
@@ -137,8 +138,9 @@ def qiskit_aer_runner(spec: QNNSpec, options: Options) -> Runner:
     from qiskit_aer.primitives import EstimatorV2  # noqa: PLC0415 - optional peer
 
     device = "GPU" if options.device == "gpu" else "CPU"
-    estimator = EstimatorV2(options={"backend_options": {"method": "statevector",
-                                                         "device": device}})
+    estimator = EstimatorV2(
+        options={"backend_options": {"method": "statevector", "device": device}}
+    )
     # default_precision 0: exact expectation values (Aer adds Gaussian noise otherwise)
     network = EstimatorQNN(**spec.qiskit_kwargs(), estimator=estimator, default_precision=0.0)
     return NetworkRunner(network, label=f"qiskit-aer EstimatorV2, statevector on {device}")
@@ -175,22 +177,27 @@ class PennyLaneBackprop:
         self.device = torch.device(device)
         self.num_outputs = spec.num_outputs
         wires = spec.num_qubits
-        self.qnode = qml.QNode(quantum_function(spec, torch),
-                               qml.device("default.qubit", wires=wires),
-                               interface="torch", diff_method="backprop")
+        self.qnode = qml.QNode(
+            quantum_function(spec, torch),
+            qml.device("default.qubit", wires=wires),
+            interface="torch",
+            diff_method="backprop",
+        )
         matrix = interpret_matrix(spec)
         self.interpret = None if matrix is None else self._tensor(matrix)
         self._cotangents: dict[tuple[int, ...], Any] = {}
 
     def _tensor(self, array: np.ndarray, requires_grad: bool = False) -> Any:
-        return self.torch.tensor(array, dtype=self.torch.float64, device=self.device,
-                                 requires_grad=requires_grad)
+        return self.torch.tensor(
+            array, dtype=self.torch.float64, device=self.device, requires_grad=requires_grad
+        )
 
     def _outputs(self, inputs: Any, weights: Any) -> Any:
         from benchmarks.pennylane_circuit import stack_outputs  # noqa: PLC0415
 
-        return stack_outputs(self.qnode(inputs, weights), self.torch, self.num_outputs,
-                             self.interpret)
+        return stack_outputs(
+            self.qnode(inputs, weights), self.torch, self.num_outputs, self.interpret
+        )
 
     def forward(self, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """(B, O) outputs, without autograd recording."""
@@ -236,8 +243,10 @@ class LightningAdjoint:
 
     def __init__(self, spec: QNNSpec) -> None:
         if spec.kind != "estimator":
-            raise Unsupported("lightning's adjoint method differentiates expectation values "
-                              "only, not the sampler's probabilities")
+            raise Unsupported(
+                "lightning's adjoint method differentiates expectation values "
+                "only, not the sampler's probabilities"
+            )
         import pennylane as qml  # noqa: PLC0415 - optional peer
         from pennylane import numpy as pnp  # noqa: PLC0415 - optional peer
 
@@ -245,9 +254,12 @@ class LightningAdjoint:
 
         self.qml, self.pnp = qml, pnp
         self.num_outputs = spec.num_outputs
-        self.qnode = qml.QNode(quantum_function(spec, pnp),
-                               qml.device("lightning.qubit", wires=spec.num_qubits),
-                               interface="autograd", diff_method="adjoint")
+        self.qnode = qml.QNode(
+            quantum_function(spec, pnp),
+            qml.device("lightning.qubit", wires=spec.num_qubits),
+            interface="autograd",
+            diff_method="adjoint",
+        )
 
     def _outputs(self, inputs: Any, weights: Any) -> Any:
         from benchmarks.pennylane_circuit import stack_outputs  # noqa: PLC0415
@@ -257,21 +269,27 @@ class LightningAdjoint:
     def forward(self, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """(B, O) outputs."""
         pnp = self.pnp
-        return np.asarray(self._outputs(pnp.array(inputs, requires_grad=False),
-                                        pnp.array(weights, requires_grad=False)))
+        return np.asarray(
+            self._outputs(
+                pnp.array(inputs, requires_grad=False), pnp.array(weights, requires_grad=False)
+            )
+        )
 
     def backward(self, inputs: np.ndarray, weights: np.ndarray, input_gradients: bool) -> Gradients:
         """Per-sample Jacobians ``((B, O, I) or None, (B, O, W))``, :data:`CHUNK` samples per
         ``qml.jacobian`` call."""
-        parts = [self._jacobians(inputs[start:start + self.CHUNK], weights, input_gradients)
-                 for start in range(0, inputs.shape[0], self.CHUNK)]
+        parts = [
+            self._jacobians(inputs[start : start + self.CHUNK], weights, input_gradients)
+            for start in range(0, inputs.shape[0], self.CHUNK)
+        ]
         weight_grads = np.concatenate([w for _x, w in parts])
         if not input_gradients:
             return None, weight_grads
         return np.concatenate([x for x, _w in parts]), weight_grads
 
-    def _jacobians(self, inputs: np.ndarray, weights: np.ndarray,
-                   input_gradients: bool) -> Gradients:
+    def _jacobians(
+        self, inputs: np.ndarray, weights: np.ndarray, input_gradients: bool
+    ) -> Gradients:
         pnp = self.pnp
         x = pnp.array(inputs, requires_grad=input_gradients)
         w = pnp.array(weights, requires_grad=True)
@@ -311,18 +329,37 @@ def lightning_adjoint_runner(spec: QNNSpec, options: Options) -> Runner:
     return LightningAdjoint(spec)
 
 
-PEERS: Mapping[str, Peer] = MappingProxyType({
-    peer.name: peer for peer in (
-        Peer("qiskit-ml", qiskit_ml_runner, scaled=True),
-        Peer("pennylane-backprop", pennylane_backprop_runner, scaled=False,
-             modules=("pennylane", "torch"), sample_cap=backprop_sample_cap, note="(VJP)"),
-        Peer("lightning-adjoint", lightning_adjoint_runner, scaled=True,
-             modules=("pennylane", "pennylane_lightning")),
-        Peer("qiskit-aer-gpu", qiskit_aer_runner, scaled=True, modules=("qiskit_aer",),
-             ref_batch=512),
-    )
-})
+PEERS: Mapping[str, Peer] = MappingProxyType(
+    {
+        peer.name: peer
+        for peer in (
+            Peer("qiskit-ml", qiskit_ml_runner, scaled=True),
+            Peer(
+                "pennylane-backprop",
+                pennylane_backprop_runner,
+                scaled=False,
+                modules=("pennylane", "torch"),
+                sample_cap=backprop_sample_cap,
+                note="(VJP)",
+            ),
+            Peer(
+                "lightning-adjoint",
+                lightning_adjoint_runner,
+                scaled=True,
+                modules=("pennylane", "pennylane_lightning"),
+            ),
+            Peer(
+                "qiskit-aer-gpu",
+                qiskit_aer_runner,
+                scaled=True,
+                modules=("qiskit_aer",),
+                ref_batch=512,
+            ),
+        )
+    }
+)
 """Every peer by name."""
+
 
 def available_peers(names: Sequence[str], options: Options) -> list[Peer]:
     """The named peers that can run here; prints a line for each one skipped."""

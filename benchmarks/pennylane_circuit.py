@@ -62,8 +62,17 @@ mapped to reversed wires, number of angles)."""
 _SKIPPED = {"barrier", "id", "delay", "global_phase"}
 """Instructions without an effect on the outputs (a global phase is unobservable)."""
 
-_FUNCTIONS = {"sin": "sin", "cos": "cos", "tan": "tan", "exp": "exp", "log": "log",
-              "asin": "arcsin", "acos": "arccos", "atan": "arctan", "Abs": "abs"}
+_FUNCTIONS = {
+    "sin": "sin",
+    "cos": "cos",
+    "tan": "tan",
+    "exp": "exp",
+    "log": "log",
+    "asin": "arcsin",
+    "acos": "arccos",
+    "atan": "arctan",
+    "Abs": "abs",
+}
 """sympy function name -> the array module's function of the same meaning."""
 
 
@@ -130,13 +139,16 @@ def translate_gates(spec: QNNSpec, math: ModuleType) -> list[_Gate]:
         if name in _SKIPPED:
             continue
         if name not in _GATES:
-            raise ValueError(f"the PennyLane peers cannot translate the instruction {name!r}; "
-                             f"known: {sorted(_GATES)}")
+            raise ValueError(
+                f"the PennyLane peers cannot translate the instruction {name!r}; "
+                f"known: {sorted(_GATES)}"
+            )
         operation, num_angles = _GATES[name]
         params = instruction.operation.params
         if len(params) != num_angles:
-            raise ValueError(f"instruction {name!r} has {len(params)} parameters, expected "
-                             f"{num_angles}")
+            raise ValueError(
+                f"instruction {name!r} has {len(params)} parameters, expected {num_angles}"
+            )
         wires = tuple(n - 1 - circuit.find_bit(q).index for q in instruction.qubits)
         angles = tuple(compile_expression(p, math) for p in params)
         gates.append(_Gate(operation, wires, angles))
@@ -164,8 +176,10 @@ def observables(spec: QNNSpec) -> list[Any]:
         coeffs = np.asarray(observable.coeffs)
         if np.any(np.abs(coeffs.imag) > 1e-12):
             raise ValueError(f"observable {observable} has complex coefficients")
-        terms = [pauli_observable(label, c) for label, c in zip(
-            observable.paulis.to_labels(), coeffs.real, strict=True)]
+        terms = [
+            pauli_observable(label, c)
+            for label, c in zip(observable.paulis.to_labels(), coeffs.real, strict=True)
+        ]
         result.append(terms[0] if len(terms) == 1 else qml.sum(*terms))
     return result
 
@@ -192,8 +206,9 @@ def quantum_function(spec: QNNSpec, math: ModuleType) -> Callable[[Any, Any], An
             see :func:`translate_gates`.
     """
     if not spec.input_params:
-        raise ValueError("the PennyLane peers broadcast the inputs over the batch; this "
-                         "network has none")
+        raise ValueError(
+            "the PennyLane peers broadcast the inputs over the batch; this network has none"
+        )
     gates = translate_gates(spec, math)
     input_names = [p.name for p in spec.input_params]
     weight_names = [p.name for p in spec.weight_params]
@@ -212,8 +227,9 @@ def quantum_function(spec: QNNSpec, math: ModuleType) -> Callable[[Any, Any], An
     return circuit
 
 
-def stack_outputs(values: Any, math: ModuleType, num_outputs: int,
-                  interpret: Any | None = None) -> Any:
+def stack_outputs(
+    values: Any, math: ModuleType, num_outputs: int, interpret: Any | None = None
+) -> Any:
     """A QNode's result as ``(B, O)`` outputs: expectation values stacked along the last
     axis, or probabilities times the interpret matrix (an array of ``math``'s kind)."""
     if isinstance(values, Sequence):

@@ -82,11 +82,11 @@ class Contender:
     scaled: bool = False
 
 
-def contenders(variants: Sequence[Variant], peers: Sequence[Peer], options: Options,
-               quick: bool) -> list[Contender]:
+def contenders(
+    variants: Sequence[Variant], peers: Sequence[Peer], options: Options, quick: bool
+) -> list[Contender]:
     """The variants (full batch) and the peers (with their sample policies) of a sweep."""
-    result = [Contender(f"gpuqnn {v.name}", v.build, lambda spec, batch: None)
-              for v in variants]
+    result = [Contender(f"gpuqnn {v.name}", v.build, lambda spec, batch: None) for v in variants]
     for peer in peers:
         ref = 1 if quick else SWEEP_REF.get(peer.name, 8)
 
@@ -100,9 +100,15 @@ def contenders(variants: Sequence[Variant], peers: Sequence[Peer], options: Opti
     return result
 
 
-def sweep(points: Sequence[int], network: Callable[[int], tuple[QNNSpec, int]],
-          entrants: Sequence[Contender], shift: Sequence[Variant], repeat: int,
-          seed: int, proportional: bool) -> list[Series]:
+def sweep(
+    points: Sequence[int],
+    network: Callable[[int], tuple[QNNSpec, int]],
+    entrants: Sequence[Contender],
+    shift: Sequence[Variant],
+    repeat: int,
+    seed: int,
+    proportional: bool,
+) -> list[Series]:
     """Time :data:`PASS` at every point for every contender, plus the bound of every
     parameter-shift variant.
 
@@ -117,9 +123,12 @@ def sweep(points: Sequence[int], network: Callable[[int], tuple[QNNSpec, int]],
             drawn proportional to the batch.
     """
     series = {c.name: Series(c.name) for c in entrants}
-    bounds = {v.name: Series(f"bound of {v.name}",
-                             f"memory-bandwidth bound of gpuqnn {v.name}", style="bound")
-              for v in shift}
+    bounds = {
+        v.name: Series(
+            f"bound of {v.name}", f"memory-bandwidth bound of gpuqnn {v.name}", style="bound"
+        )
+        for v in shift
+    }
     once: dict[str, float] = {}
     for x in points:
         spec, batch = network(x)
@@ -136,8 +145,7 @@ def sweep(points: Sequence[int], network: Callable[[int], tuple[QNNSpec, int]],
                     timing, _ = time_pass(runner, PASS, inputs, weights, 1, samples)
                     once[contender.name] = timing.seconds / batch
                     plural = "s" if timing.measured > 1 else ""
-                    line.label = (f"{contender.name} (scaled from {timing.measured} "
-                                  f"sample{plural})")
+                    line.label = f"{contender.name} (scaled from {timing.measured} sample{plural})"
                     line.style = "scaled"
                 line.add(x, once[contender.name] * batch, True)
                 continue
@@ -146,9 +154,14 @@ def sweep(points: Sequence[int], network: Callable[[int], tuple[QNNSpec, int]],
         for variant in shift:
             network_ = variant.build(spec).network
             bounds[variant.name].add(x, shift_bound(network_, inputs, weights, True).seconds)
-        print(f"  swept {x}: " + ", ".join(
-            f"{s.name} {seconds_text(s.seconds[-1])}"
-            for s in [*series.values(), *bounds.values()] if s.x and s.x[-1] == x))
+        print(
+            f"  swept {x}: "
+            + ", ".join(
+                f"{s.name} {seconds_text(s.seconds[-1])}"
+                for s in [*series.values(), *bounds.values()]
+                if s.x and s.x[-1] == x
+            )
+        )
     for line in series.values():
         if line.style == "measured" and any(line.scaled):
             line.label += " (open markers: fewer samples, scaled)"
@@ -208,9 +221,15 @@ def plot(series: Sequence[Series], xlabel: str, title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_plots(directory: Path, variants: Sequence[Variant], peers: Sequence[Peer],
-                options: Options, quick: bool = False, repeat: int = 3,
-                seed: int = 1234) -> list[Path]:
+def write_plots(
+    directory: Path,
+    variants: Sequence[Variant],
+    peers: Sequence[Peer],
+    options: Options,
+    quick: bool = False,
+    repeat: int = 3,
+    seed: int = 1234,
+) -> list[Path]:
     """Run both sweeps, print their tables, write ``time_vs_batch.png`` and
     ``time_vs_qubits.png`` to ``directory``; returns the paths."""
     entrants = contenders(variants, peers, options, quick)
@@ -220,16 +239,30 @@ def write_plots(directory: Path, variants: Sequence[Variant], peers: Sequence[Pe
     qubit_batch = 4 if quick else QUBIT_BATCH
     paths = []
     for name, points, network, xlabel, title, proportional in (
-        ("time_vs_batch.png", batches, lambda b: (zz_estimator(8), b), "batch size",
-         f"8-qubit ZZ estimator, {PASS}", True),
-        ("time_vs_qubits.png", qubits, lambda n: (zz_estimator(n), qubit_batch), "qubits",
-         f"ZZ estimator at batch {qubit_batch}, {PASS}", False),
+        (
+            "time_vs_batch.png",
+            batches,
+            lambda b: (zz_estimator(8), b),
+            "batch size",
+            f"8-qubit ZZ estimator, {PASS}",
+            True,
+        ),
+        (
+            "time_vs_qubits.png",
+            qubits,
+            lambda n: (zz_estimator(n), qubit_batch),
+            "qubits",
+            f"ZZ estimator at batch {qubit_batch}, {PASS}",
+            False,
+        ),
     ):
         print(f"Sweep: {title}")
         series = sweep(points, network, entrants, shift, repeat, seed, proportional)
         path = directory / name
         plot(series, xlabel, title, path)
-        print(f"\n{sweep_table(series, xlabel.split()[0])}\n\n(* scaled from fewer samples) "
-              f"-> {path}\n")
+        print(
+            f"\n{sweep_table(series, xlabel.split()[0])}\n\n(* scaled from fewer samples) "
+            f"-> {path}\n"
+        )
         paths.append(path)
     return paths

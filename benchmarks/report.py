@@ -28,16 +28,19 @@ LEGEND = (
 )
 
 
-def render(header: Sequence[str], rows: Sequence[Sequence[str]],
-           numeric: Sequence[int] = ()) -> str:
+def render(
+    header: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int] = ()
+) -> str:
     """A markdown table with aligned columns; ``numeric`` columns are right-aligned."""
     lines = [list(header)] + [list(r) for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     right = set(numeric)
 
     def line(cells: Sequence[str]) -> str:
-        padded = [c.rjust(w) if i in right else c.ljust(w)
-                  for i, (c, w) in enumerate(zip(cells, widths, strict=True))]
+        padded = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
         return "| " + " | ".join(padded) + " |"
 
     rule = [("-" * (w - 1) + ":") if i in right else "-" * w for i, w in enumerate(widths)]
@@ -74,8 +77,12 @@ def ratio_text(ratio: float) -> str:
     return f"{ratio:.3g}x" if ratio < 1000 else f"{ratio:,.0f}x"
 
 
-def main_table(rows: Sequence[Row], variants: Sequence[str], peers: Sequence[str],
-               peer_notes: dict[str, str] | None = None) -> str:
+def main_table(
+    rows: Sequence[Row],
+    variants: Sequence[str],
+    peers: Sequence[str],
+    peer_notes: dict[str, str] | None = None,
+) -> str:
     """The main table: workload, pass, batch, a column per variant and peer, the fastest peer
     and its ratio to the headline (the first variant)."""
     notes = peer_notes or {}
@@ -118,13 +125,21 @@ def find_row(rows: Sequence[Row], workload: str, pass_name: str) -> Row | None:
     return next((r for r in rows if r.workload == workload and r.pass_name == pass_name), None)
 
 
-def ratio_target(rows: Sequence[Row], workload: str, pass_name: str, headline: str,
-                 peers: Sequence[str], minimum: float, batch: int) -> Target:
+def ratio_target(
+    rows: Sequence[Row],
+    workload: str,
+    pass_name: str,
+    headline: str,
+    peers: Sequence[str],
+    minimum: float,
+    batch: int,
+) -> Target:
     """``headline`` at least ``minimum`` times faster than the fastest of ``peers`` on one
     row, at the issue's ``batch``."""
     row = find_row(rows, workload, pass_name)
-    text = (f"{workload} {pass_name} (batch {batch}): >= {minimum:g}x the fastest of "
-            f"{', '.join(peers)}")
+    text = (
+        f"{workload} {pass_name} (batch {batch}): >= {minimum:g}x the fastest of {', '.join(peers)}"
+    )
     if row is None or row.batch != batch:
         return Target(text, "not run at this batch", None)
     best = fastest(row, peers)
@@ -138,12 +153,12 @@ def ratio_target(rows: Sequence[Row], workload: str, pass_name: str, headline: s
 def targets_table(targets: Sequence[Target]) -> str:
     """The targets as a markdown table."""
     verdict = {True: "met", False: "NOT met", None: "not measured"}
-    return render(["target", "measured", "verdict"],
-                  [[t.target, t.measured, verdict[t.met]] for t in targets])
+    return render(
+        ["target", "measured", "verdict"], [[t.target, t.measured, verdict[t.met]] for t in targets]
+    )
 
 
-PEER_DISTRIBUTIONS = ("pennylane", "pennylane-lightning", "torch", "qiskit-aer",
-                      "qiskit-aer-gpu")
+PEER_DISTRIBUTIONS = ("pennylane", "pennylane-lightning", "torch", "qiskit-aer", "qiskit-aer-gpu")
 
 
 def environment_line(device: str) -> str:
@@ -158,6 +173,7 @@ def environment_line(device: str) -> str:
         f"gpuqnn {getattr(gpuqnn, '__version__', '?')} on {device}; "
         f"qiskit {qiskit.__version__}, "
         f"qiskit-machine-learning {qiskit_machine_learning.__version__}, "
-        f"numpy {np.__version__}" + "".join(f", {p}" for p in peers)
+        f"numpy {np.__version__}"
+        + "".join(f", {p}" for p in peers)
         + f"; python {platform.python_version()}, {os.cpu_count()} CPUs ({platform.machine()})"
     )

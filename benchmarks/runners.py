@@ -144,16 +144,17 @@ class Variant:
         """
         method, _, dtype = text.partition("/")
         if method not in SHORT_METHODS or dtype not in SHORT_DTYPES:
-            raise ValueError(f"a gpuqnn variant is METHOD/DTYPE with METHOD in "
-                             f"{sorted(SHORT_METHODS)} and DTYPE in {sorted(SHORT_DTYPES)}, "
-                             f"got {text!r}")
+            raise ValueError(
+                f"a gpuqnn variant is METHOD/DTYPE with METHOD in "
+                f"{sorted(SHORT_METHODS)} and DTYPE in {sorted(SHORT_DTYPES)}, "
+                f"got {text!r}"
+            )
         return cls(text, SHORT_METHODS[method], SHORT_DTYPES[dtype], device)
 
     def same_forward(self, other: Variant) -> bool:
         """Whether the forward pass runs the same code as ``other``'s (only the gradient
         method differs), so timing it again adds nothing."""
-        return (self.dtype, self.device, self.kernels) == (other.dtype, other.device,
-                                                           other.kernels)
+        return (self.dtype, self.device, self.kernels) == (other.dtype, other.device, other.kernels)
 
     def tolerance(self) -> float:
         """Absolute tolerance of results in this variant's dtype."""
@@ -166,8 +167,13 @@ class Variant:
             Unsupported: the CUDA kernels asked for cannot run this network.
         """
         cls = gpuqnn.EstimatorQNN if spec.kind == "estimator" else gpuqnn.SamplerQNN
-        network = cls(**spec.qiskit_kwargs(), device=self.device, dtype=self.dtype,
-                      gradient_method=self.gradient_method, max_memory=max_memory)
+        network = cls(
+            **spec.qiskit_kwargs(),
+            device=self.device,
+            dtype=self.dtype,
+            gradient_method=self.gradient_method,
+            max_memory=max_memory,
+        )
         if self.kernels != "auto":
             try:
                 network._use_kernels(self.kernels)

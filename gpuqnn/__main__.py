@@ -209,20 +209,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(default 512; 0 skips timing)",
     )
     parser.add_argument(
-        "--qubits", type=int, default=4,
+        "--qubits",
+        type=int,
+        default=4,
         help="qubits of the training run's classifier circuit (default 4, at least 2)",
     )
     parser.add_argument(
-        "--samples", type=_positive, default=100,
+        "--samples",
+        type=_positive,
+        default=100,
         help="training points (default 100)",
     )
     parser.add_argument(
-        "--epochs", type=int, default=30,
+        "--epochs",
+        type=int,
+        default=30,
         help="L-BFGS-B iterations of the training run (default 30; 0 skips training)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the training run")
     parser.add_argument(
-        "--no-reference", action="store_true",
+        "--no-reference",
+        action="store_true",
         help="skip qiskit-machine-learning's timings (results are still compared)",
     )
     args = parser.parse_args(argv)
@@ -259,8 +266,11 @@ def time_networks(pairs: list, batch: int, reference: bool) -> None:
             inputs = rng.uniform(0, 2 * np.pi, (batch, ours.num_inputs))
             weights = rng.uniform(0, 2 * np.pi, ours.num_weights)
             t_ours = time_forward_backward(ours, inputs, weights, _REPEAT, warm_up=True)
-            t_ref = (time_forward_backward(ref, inputs, weights, 1, warm_up=False)
-                     if reference else math.nan)
+            t_ref = (
+                time_forward_backward(ref, inputs, weights, 1, warm_up=False)
+                if reference
+                else math.nan
+            )
             rows.append((example.title, t_ours, t_ref))
             bar.update(note=example.title)
     print(f"  {'network':{width}}  {'gpuqnn s':>10}  {'qiskit-ml s':>11}  speed-up")
@@ -272,15 +282,21 @@ def time_networks(pairs: list, batch: int, reference: bool) -> None:
 def print_training(report: TrainingReport) -> None:
     """Print the training run's results."""
     losses = report.losses
-    print(f"  loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} epochs (full-batch "
-          f"evaluations), training accuracy {report.accuracy:.2f}, {report.fit_seconds:.2f} s "
-          "with gpuqnn")
-    line = (f"  one epoch (forward + backward over {report.num_samples} samples): "
-            f"gpuqnn {report.epoch_seconds:.4g} s")
+    print(
+        f"  loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} epochs (full-batch "
+        f"evaluations), training accuracy {report.accuracy:.2f}, {report.fit_seconds:.2f} s "
+        "with gpuqnn"
+    )
+    line = (
+        f"  one epoch (forward + backward over {report.num_samples} samples): "
+        f"gpuqnn {report.epoch_seconds:.4g} s"
+    )
     if report.reference_epoch_seconds is not None:
         ratio = report.reference_epoch_seconds / max(report.epoch_seconds, 1e-12)
-        line += (f", qiskit-ml {report.reference_epoch_seconds:.4g} s ({ratio:.0f}x); "
-                 f"same loss to {report.reference_loss_difference:.1e}")
+        line += (
+            f", qiskit-ml {report.reference_epoch_seconds:.4g} s ({ratio:.0f}x); "
+            f"same loss to {report.reference_loss_difference:.1e}"
+        )
     print(line)
 
 
@@ -322,11 +338,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         time_networks(pairs, args.batch, not args.no_reference)
 
     if args.epochs:
-        print(f"\ntraining: NeuralNetworkClassifier (L-BFGS-B, up to {args.epochs} iterations) "
-              f"on {args.samples} two-moons points, EstimatorQNN on {args.qubits} qubits")
-        report = run_training(device=args.device, dtype=args.dtype, num_qubits=args.qubits,
-                              num_samples=args.samples, epochs=args.epochs, seed=args.seed,
-                              reference=not args.no_reference, stream=sys.stderr)
+        print(
+            f"\ntraining: NeuralNetworkClassifier (L-BFGS-B, up to {args.epochs} iterations) "
+            f"on {args.samples} two-moons points, EstimatorQNN on {args.qubits} qubits"
+        )
+        report = run_training(
+            device=args.device,
+            dtype=args.dtype,
+            num_qubits=args.qubits,
+            num_samples=args.samples,
+            epochs=args.epochs,
+            seed=args.seed,
+            reference=not args.no_reference,
+            stream=sys.stderr,
+        )
         print_training(report)
         if report.reference_loss_difference is not None:
             agree &= report.reference_loss_difference <= max(atol, 1e-8) * 100

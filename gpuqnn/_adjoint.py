@@ -23,8 +23,14 @@ from ._engine import Engine
 from ._workspace import Workspace
 
 
-def adjoint_gradients(engine: Engine, readout: Any, angles: Any, slots: Sequence[int],
-                      checkpoints: bool, work: Workspace | None = None) -> Any:
+def adjoint_gradients(
+    engine: Engine,
+    readout: Any,
+    angles: Any,
+    slots: Sequence[int],
+    checkpoints: bool,
+    work: Workspace | None = None,
+) -> Any:
     """Derivatives of every output by the selected slots.
 
     Args:

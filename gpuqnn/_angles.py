@@ -32,10 +32,10 @@ class _NonAffineSlot:
     value: Any
     derivatives: dict[int, Any]
     compiled: dict[str, tuple[Callable[..., Any], dict[int, Callable[..., Any]]]] = field(
-        default_factory=dict)
+        default_factory=dict
+    )
 
-    def functions(self, xp: ModuleType) -> tuple[Callable[..., Any],
-                                                 dict[int, Callable[..., Any]]]:
+    def functions(self, xp: ModuleType) -> tuple[Callable[..., Any], dict[int, Callable[..., Any]]]:
         """The value and derivative functions for the array module ``xp``."""
         name = xp.__name__
         if name not in self.compiled:
@@ -43,8 +43,10 @@ class _NonAffineSlot:
 
             module = "cupy" if name == "cupy" else "numpy"
             value = sympy.lambdify(self.args, self.value, modules=module, dummify=True)
-            derivs = {j: sympy.lambdify(self.args, g, modules=module, dummify=True)
-                      for j, g in self.derivatives.items()}
+            derivs = {
+                j: sympy.lambdify(self.args, g, modules=module, dummify=True)
+                for j, g in self.derivatives.items()
+            }
             self.compiled[name] = (value, derivs)
         return self.compiled[name]
 
@@ -57,8 +59,9 @@ class AngleTable:
         parameters: The network's parameters in column order (inputs, then weights).
     """
 
-    def __init__(self, expressions: Sequence[ParameterExpression | float],
-                 parameters: Sequence[Parameter]) -> None:
+    def __init__(
+        self, expressions: Sequence[ParameterExpression | float], parameters: Sequence[Parameter]
+    ) -> None:
         self.num_slots = len(expressions)
         self.num_parameters = len(parameters)
         column = {param: j for j, param in enumerate(parameters)}
@@ -72,8 +75,9 @@ class AngleTable:
                 continue
             self._add_slot(k, expr, sorted(column[p] for p in expr.parameters), parameters)
 
-    def _add_slot(self, k: int, expr: ParameterExpression, cols: list[int],
-                  parameters: Sequence[Parameter]) -> None:
+    def _add_slot(
+        self, k: int, expr: ParameterExpression, cols: list[int], parameters: Sequence[Parameter]
+    ) -> None:
         import sympy  # noqa: PLC0415 - only needed at compile time
 
         sym = expr.sympify()
@@ -125,8 +129,9 @@ class AngleTable:
             out[:, item.slot] = xp.real(value(*cols))
         return out
 
-    def jacobian(self, params: Any, slots: Sequence[int], columns: Sequence[int],
-                 xp: ModuleType = np) -> Any:
+    def jacobian(
+        self, params: Any, slots: Sequence[int], columns: Sequence[int], xp: ModuleType = np
+    ) -> Any:
         """Derivatives of selected slots' angles with respect to selected parameters.
 
         Args:

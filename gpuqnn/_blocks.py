@@ -189,8 +189,9 @@ class PhaseBlock:
     def shift_key(self, local: int) -> int:
         return 0
 
-    def shift_rows(self, rows: Any, entries: Sequence[tuple[int, float]], prep: Any,
-                   base: Any) -> None:
+    def shift_rows(
+        self, rows: Any, entries: Sequence[tuple[int, float]], prep: Any, base: Any
+    ) -> None:
         """Row block e = base * exp(i value_e F_local_e): each slot's phase function, in the
         output frame; one multiply for all branches."""
         xp = self.xp
@@ -199,8 +200,9 @@ class PhaseBlock:
         factors = self._shift_cache.get(key)
         if factors is None:  # the same for every chunk of a pass: computed once
             locals_ = np.array([local for local, _value in entries])
-            values = xp.asarray(np.array([value for _local, value in entries]),
-                                dtype=self.table.dtype)
+            values = xp.asarray(
+                np.array([value for _local, value in entries]), dtype=self.table.dtype
+            )
             factors = xp.empty((len(entries), self.table.shape[1]), dtype=self.dtype)
             self.backend.cis(self.table[locals_] * values[:, None], factors)
             self._shift_cache = {key: factors}  # one entry: a pass reuses one branch list
@@ -266,8 +268,13 @@ class LayerBlock:
 
     kind = LAYER
 
-    def __init__(self, ops: Sequence[Op], num_qubits: int, backend: Backend,
-                 max_group: int = MAX_GROUP_QUBITS) -> None:
+    def __init__(
+        self,
+        ops: Sequence[Op],
+        num_qubits: int,
+        backend: Backend,
+        max_group: int = MAX_GROUP_QUBITS,
+    ) -> None:
         self.xp = backend.xp
         self.backend = backend
         self.num_qubits = num_qubits
@@ -308,13 +315,16 @@ class LayerBlock:
         self._rot_slots = np.asarray(rot_slots, dtype=np.int64)
         self._rot_gens = backend.asarray(
             (np.array(rot_gens).real if real else np.array(rot_gens)).reshape(-1, 2, 2),
-            dtype=self.dtype)
+            dtype=self.dtype,
+        )
         self._phase_slots = np.asarray(phase_slots, dtype=np.int64)
         self._phase_masks = backend.asarray(np.array(phase_masks).reshape(-1, 2))
         self._constants = {
             (q, i): backend.asarray(f.matrix.real if real else f.matrix, dtype=self.dtype)[None]
-            for q, factors in self.factors.items() for i, f in enumerate(factors)
-            if f.slot_position < 0}
+            for q, factors in self.factors.items()
+            for i, f in enumerate(factors)
+            if f.slot_position < 0
+        }
         self._shift_cache: dict[tuple, Any] = {}  # (group, entries) -> fixed shift factors
         self._fixed_generators = self._fixed_generator_tables()
         self._constant_prep: LayerPrep | None = None
@@ -355,8 +365,10 @@ class LayerBlock:
         per_qubit: dict[int, list[Any]] = {}
         mats: dict[int, Any] = {}
         for q, factors in self.factors.items():
-            values = [slot_mats[f.slot_position] if f.slot_position >= 0
-                      else self._constants[(q, i)] for i, f in enumerate(factors)]
+            values = [
+                slot_mats[f.slot_position] if f.slot_position >= 0 else self._constants[(q, i)]
+                for i, f in enumerate(factors)
+            ]
             per_qubit[q] = values
             total = values[0]
             for value in values[1:]:
@@ -403,8 +415,9 @@ class LayerBlock:
     def apply(self, psi: Any, out: Any, scratch: Any, prep: LayerPrep, inplace: bool) -> Any:
         return self._run(psi, out, scratch, prep.kron, adjoint=False)
 
-    def apply_adjoint(self, psi: Any, out: Any, scratch: Any, prep: LayerPrep,
-                      inplace: bool) -> Any:
+    def apply_adjoint(
+        self, psi: Any, out: Any, scratch: Any, prep: LayerPrep, inplace: bool
+    ) -> Any:
         return self._run(psi, out, scratch, prep.kron, adjoint=True)
 
     def _run(self, psi: Any, out: Any, scratch: Any, kron: list[Any], adjoint: bool) -> Any:
@@ -417,8 +430,9 @@ class LayerBlock:
             source = target
         return out
 
-    def _apply_group(self, group: _Group, k: Any, psi: Any, out: Any,
-                     per_sample: bool = True) -> None:
+    def _apply_group(
+        self, group: _Group, k: Any, psi: Any, out: Any, per_sample: bool = True
+    ) -> None:
         """out = K on the group's qubits of psi (M, P, *E, D); K is (P|1, G, G) per sample, or
         already shaped (M|1, P|1, G, G) against psi's leading axes when not ``per_sample``."""
         xp = self.xp
@@ -436,11 +450,13 @@ class LayerBlock:
         source = psi.view(k.dtype) if real else psi
         target = out.view(k.dtype) if real else out
         if above == 1:
-            xp.matmul(kb, source.reshape(lead + (g, width)),
-                      out=target.reshape(lead + (g, width)))
+            xp.matmul(kb, source.reshape(lead + (g, width)), out=target.reshape(lead + (g, width)))
         else:
-            xp.matmul(kb[..., None, :, :], source.reshape(lead + (above, g, width)),
-                      out=target.reshape(lead + (above, g, width)))
+            xp.matmul(
+                kb[..., None, :, :],
+                source.reshape(lead + (above, g, width)),
+                out=target.reshape(lead + (above, g, width)),
+            )
 
     def shift_key(self, local: int) -> int:
         """The index of the Kronecker group holding the slot's qubit: the branches of one
@@ -448,8 +464,9 @@ class LayerBlock:
         q, _index = self._where[local]
         return next(i for i, g in enumerate(self.groups) if g.low <= q < g.low + g.size)
 
-    def shift_rows(self, rows: Any, entries: Sequence[tuple[int, float]], prep: LayerPrep,
-                   base: Any) -> None:
+    def shift_rows(
+        self, rows: Any, entries: Sequence[tuple[int, float]], prep: LayerPrep, base: Any
+    ) -> None:
         """Shifting a slot's angle by s multiplies the output by ``A R(s) A^dagger`` on its
         qubit (A: the qubit's ops after the slot's, per sample; R(s): its op at angle s). The
         branches of adjacent entries in one Kronecker group take one batched matmul with
@@ -470,12 +487,15 @@ class LayerBlock:
             sub[...] = result
             start = stop
 
-    def _shift_kron(self, group: _Group, entries: Sequence[tuple[int, float]],
-                    prep: LayerPrep) -> Any:
+    def _shift_kron(
+        self, group: _Group, entries: Sequence[tuple[int, float]], prep: LayerPrep
+    ) -> Any:
         """(E, P|1, G, G): per entry, its shift on its qubit, the identity on the group's
         other qubits; real for a real layer except at the bottom of the register."""
-        constant = all(self._where[local][1] == len(self.factors[self._where[local][0]]) - 1
-                       for local, _value in entries)  # no op after the slot's: a fixed matrix
+        constant = all(
+            self._where[local][1] == len(self.factors[self._where[local][0]]) - 1
+            for local, _value in entries
+        )  # no op after the slot's: a fixed matrix
         key = (group.low, tuple(entries))
         if constant and key in self._shift_cache:
             return self._shift_cache[key]
@@ -491,9 +511,11 @@ class LayerBlock:
             high, low = 2 ** (group.size - 1 - t), 2**t
             eye_high = xp.eye(high, dtype=dtype)
             eye_low = xp.eye(low, dtype=dtype)
-            kron = (eye_high[None, :, None, None, :, None, None]
-                    * matrix.astype(dtype, copy=False)[:, None, :, None, None, :, None]
-                    * eye_low[None, None, None, :, None, None, :])
+            kron = (
+                eye_high[None, :, None, None, :, None, None]
+                * matrix.astype(dtype, copy=False)[:, None, :, None, None, :, None]
+                * eye_low[None, None, None, :, None, None, :]
+            )
             out[e] = kron.reshape(matrix.shape[0], g, g)
         if constant:
             self._shift_cache[key] = out
@@ -509,10 +531,11 @@ class LayerBlock:
             shift[np.arange(2), op.source] = np.sin(value / 2) * op.matrix
             shift += np.cos(value / 2) * np.eye(2)
         else:
-            shift[np.arange(2), np.arange(2)] = np.where(op.matrix.real > 0.5,
-                                                         np.exp(1j * value), 1.0)
+            shift[np.arange(2), np.arange(2)] = np.where(
+                op.matrix.real > 0.5, np.exp(1j * value), 1.0
+            )
         matrix = xp.asarray(shift.real if self.real else shift, dtype=self.dtype)[None]
-        after = prep.qubit_factors[q][index + 1:]
+        after = prep.qubit_factors[q][index + 1 :]
         if after:
             outer = after[0]
             for value_matrix in after[1:]:
@@ -544,13 +567,15 @@ class LayerBlock:
                     continue
                 reduced = _partial_trace(xp, cross, group.size, t)  # (M, P, *E, 2, 2)
                 after = None  # product of the factors after the current one
-                for f, value in zip(reversed(factors), reversed(prep.qubit_factors[q]),
-                                    strict=True):
+                for f, value in zip(
+                    reversed(factors), reversed(prep.qubit_factors[q]), strict=True
+                ):
                     if f.slot_position >= 0 and after is not None:
                         h = after @ self._generator(f) @ _dagger(xp, after)
                         hb = _per_sample(h, reduced, 2)
                         grad[..., f.slot_position] = 2.0 * xp.sum(
-                            (hb * reduced).real, axis=(-1, -2))
+                            (hb * reduced).real, axis=(-1, -2)
+                        )
                     after = value if after is None else after @ value
         return grad
 
@@ -572,8 +597,9 @@ class LayerBlock:
                 columns.append(full.reshape(-1))
             dtype = self.backend.real_dtype if self.real else self.backend.dtype
             matrix = np.array(columns).T if columns else np.zeros((4**group.size, 0))
-            tables.append((positions, self.backend.asarray(
-                matrix.real if self.real else matrix, dtype=dtype)))
+            tables.append(
+                (positions, self.backend.asarray(matrix.real if self.real else matrix, dtype=dtype))
+            )
         return tables
 
     def _cross(self, group: _Group, lam: Any, phi: Any, conj_phi: Any | None) -> Any:
@@ -717,14 +743,16 @@ class GateBlock:
     def shift_key(self, local: int) -> int:
         return 0
 
-    def shift_rows(self, rows: Any, entries: Sequence[tuple[int, float]], prep: Any,
-                   base: Any) -> None:
+    def shift_rows(
+        self, rows: Any, entries: Sequence[tuple[int, float]], prep: Any, base: Any
+    ) -> None:
         """Row block e = the op at angle value_e applied to base: U(theta + s) = U(s) U(theta);
         one call for all branches (one angle per row block)."""
         xp = self.xp
         rows[...] = base
-        theta = xp.asarray(np.array([value for _local, value in entries])[:, None],
-                           dtype=self.backend.real_dtype)
+        theta = xp.asarray(
+            np.array([value for _local, value in entries])[:, None], dtype=self.backend.real_dtype
+        )
         apply_op(xp, self.op, self.plan, rows, theta)
 
     def gradient(self, lam: Any, phi: Any, prep: Any) -> Any:
@@ -732,8 +760,9 @@ class GateBlock:
         return (2.0 * overlap.real)[..., None]
 
 
-def build_blocks(program: Program, specs: Sequence[BlockSpec],
-                 backend: Backend) -> list[PhaseBlock | LayerBlock | GateBlock]:
+def build_blocks(
+    program: Program, specs: Sequence[BlockSpec], backend: Backend
+) -> list[PhaseBlock | LayerBlock | GateBlock]:
     """The run-time blocks of ``specs`` (from :func:`gpuqnn._fusion.fuse`) for ``backend``."""
     blocks: list[PhaseBlock | LayerBlock | GateBlock] = []
     n = program.num_qubits

@@ -47,8 +47,13 @@ from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 from ._angles import AngleTable
 
 _ROTATIONS = {
-    "rx": RXGate, "ry": RYGate, "rz": RZGate,
-    "rxx": RXXGate, "ryy": RYYGate, "rzz": RZZGate, "rzx": RZXGate,
+    "rx": RXGate,
+    "ry": RYGate,
+    "rz": RZGate,
+    "rxx": RXXGate,
+    "ryy": RYYGate,
+    "rzz": RZZGate,
+    "rzx": RZXGate,
 }
 _PHASES = {"p", "u1"}
 _SKIPPED = {"barrier", "delay", "id", "global_phase"}
@@ -114,9 +119,15 @@ class Op:
 
     def remap(self, mapping: Sequence[int]) -> Op:
         """The same op on qubits renamed by ``mapping``."""
-        return Op(self.kind, tuple(mapping[q] for q in self.targets),
-                  tuple(mapping[q] for q in self.controls), self.ctrl_state,
-                  self.matrix, self.source, self.slot)
+        return Op(
+            self.kind,
+            tuple(mapping[q] for q in self.targets),
+            tuple(mapping[q] for q in self.controls),
+            self.ctrl_state,
+            self.matrix,
+            self.source,
+            self.slot,
+        )
 
 
 @dataclass
@@ -260,8 +271,7 @@ class _Emitter:
             if gate.base_gate.name in _PHASES:
                 self._emit_phase(angle, targets[0], controls, gate.ctrl_state)
             else:
-                self._emit_rotation(gate.base_gate.name, angle, targets, controls,
-                                    gate.ctrl_state)
+                self._emit_rotation(gate.base_gate.name, angle, targets, controls, gate.ctrl_state)
             return
         definition = gate.definition
         if definition is None:
@@ -283,8 +293,9 @@ class _Emitter:
         base = op.base_op
         if len(modifiers) == 1 and isinstance(modifiers[0], ControlModifier):
             modifier = modifiers[0]
-            controlled = base.control(modifier.num_ctrl_qubits, ctrl_state=modifier.ctrl_state,
-                                      annotated=False)
+            controlled = base.control(
+                modifier.num_ctrl_qubits, ctrl_state=modifier.ctrl_state, annotated=False
+            )
             self.emit(controlled, qubits)
             return
         if _is_symbolic(getattr(base, "params", [])):
@@ -299,8 +310,9 @@ class _Emitter:
             n_ctrl = gate.num_ctrl_qubits
             base = _controlled_block(matrix, n_ctrl, gate.ctrl_state)
             if base is not None:
-                op = _constant_op(base, tuple(qubits[n_ctrl:]), tuple(qubits[:n_ctrl]),
-                                  gate.ctrl_state)
+                op = _constant_op(
+                    base, tuple(qubits[n_ctrl:]), tuple(qubits[:n_ctrl]), gate.ctrl_state
+                )
                 if op is not None:
                     self._append(op)
                 return
@@ -323,8 +335,9 @@ class _Emitter:
         self.slot_exprs.append(angle)
         return len(self.slot_exprs) - 1
 
-    def _emit_rotation(self, name: str, angle, targets: tuple[int, ...],
-                       controls: tuple[int, ...], ctrl_state: int) -> None:
+    def _emit_rotation(
+        self, name: str, angle, targets: tuple[int, ...], controls: tuple[int, ...], ctrl_state: int
+    ) -> None:
         gate_cls = _ROTATIONS[name]
         if not _is_symbolic([angle]):
             matrix = gate_cls(float(_number(angle))).to_matrix()
@@ -335,8 +348,9 @@ class _Emitter:
         generator = 1j * gate_cls(np.pi).to_matrix()
         source = np.argmax(np.abs(generator) > 0.5, axis=1)
         coeffs = -1j * generator[np.arange(len(source)), source]
-        self._append(Op("rot", targets, controls, ctrl_state, coeffs, source,
-                        self._new_slot(angle)))
+        self._append(
+            Op("rot", targets, controls, ctrl_state, coeffs, source, self._new_slot(angle))
+        )
 
     def _emit_phase(self, angle, target: int, controls: tuple[int, ...], ctrl_state: int) -> None:
         if not _is_symbolic([angle]):
@@ -345,13 +359,20 @@ class _Emitter:
             if op is not None:
                 self._append(op)
             return
-        self._append(Op("phase", (target,), controls, ctrl_state, _P_MASK,
-                        slot=self._new_slot(angle)))
+        self._append(
+            Op("phase", (target,), controls, ctrl_state, _P_MASK, slot=self._new_slot(angle))
+        )
 
 
 def _is_cx(op: Op) -> bool:
-    return (op.kind == "perm" and len(op.targets) == 1 and len(op.controls) == 1
-            and op.ctrl_state == 1 and op.source[0] == 1 and np.allclose(op.matrix, 1.0))
+    return (
+        op.kind == "perm"
+        and len(op.targets) == 1
+        and len(op.controls) == 1
+        and op.ctrl_state == 1
+        and op.source[0] == 1
+        and np.allclose(op.matrix, 1.0)
+    )
 
 
 def _fuse_parity_phases(ops: list[Op]) -> list[Op]:
@@ -363,10 +384,17 @@ def _fuse_parity_phases(ops: list[Op]) -> list[Op]:
         a = ops[i]
         if i + 2 < len(ops) and _is_cx(a):
             p, b = ops[i + 1], ops[i + 2]
-            if (p.kind == "phase" and not p.controls and p.targets == a.targets
-                    and _is_cx(b) and b.targets == a.targets and b.controls == a.controls):
-                out.append(Op("phase", (a.targets[0], a.controls[0]), (), 0, _PARITY_MASK,
-                              slot=p.slot))
+            if (
+                p.kind == "phase"
+                and not p.controls
+                and p.targets == a.targets
+                and _is_cx(b)
+                and b.targets == a.targets
+                and b.controls == a.controls
+            ):
+                out.append(
+                    Op("phase", (a.targets[0], a.controls[0]), (), 0, _PARITY_MASK, slot=p.slot)
+                )
                 i += 3
                 continue
         out.append(a)
@@ -374,8 +402,9 @@ def _fuse_parity_phases(ops: list[Op]) -> list[Op]:
     return out
 
 
-def _constant_op(matrix: np.ndarray, targets: tuple[int, ...], controls: tuple[int, ...],
-                 ctrl_state: int) -> Op | None:
+def _constant_op(
+    matrix: np.ndarray, targets: tuple[int, ...], controls: tuple[int, ...], ctrl_state: int
+) -> Op | None:
     """A constant op for ``matrix``, classified as diag/perm/dense; None for the identity."""
     matrix = np.asarray(matrix, dtype=complex)
     if _is_diagonal(matrix):

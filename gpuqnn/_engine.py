@@ -63,9 +63,12 @@ class Engine:
                 psi, spare = spare, psi
         return psi[0, 0]
 
-    def evolve(self, angles: Any,
-               branches: Mapping[int, Sequence[tuple[int, float]]] | None = None,
-               work: Workspace | None = None) -> Any:
+    def evolve(
+        self,
+        angles: Any,
+        branches: Mapping[int, Sequence[tuple[int, float]]] | None = None,
+        work: Workspace | None = None,
+    ) -> Any:
         """Evolve P samples from the initial state through every block.
 
         With ``branches``, each (local, value) of ``branches[j]`` appends P rows just after
@@ -104,8 +107,12 @@ class Engine:
             entries = branches.get(j, ())
             if entries:
                 stop = active + len(entries) * samples
-                block.shift_rows(psi[active:stop].reshape(len(entries), samples, self.dim),
-                                 entries, prep, psi[:samples].reshape(1, samples, self.dim))
+                block.shift_rows(
+                    psi[active:stop].reshape(len(entries), samples, self.dim),
+                    entries,
+                    prep,
+                    psi[:samples].reshape(1, samples, self.dim),
+                )
                 active = stop
         return psi
 

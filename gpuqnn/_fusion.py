@@ -74,10 +74,10 @@ def fuse(ops: Sequence[Op], num_qubits: int) -> tuple[BlockSpec, ...]:
     max_phase_slots = max(1, MAX_PHASE_TABLE_BYTES // (8 * 2**num_qubits))
     blocks: list[BlockSpec] = []
     while frontier:
-        phase = _absorb(ops, frontier, waiting, succs,
-                        lambda op: is_permutation(op), max_phase_slots)
-        layer = _trim_layer(ops, _absorb(ops, frontier, waiting, succs, _single_qubit, None),
-                            succs)
+        phase = _absorb(
+            ops, frontier, waiting, succs, lambda op: is_permutation(op), max_phase_slots
+        )
+        layer = _trim_layer(ops, _absorb(ops, frontier, waiting, succs, _single_qubit, None), succs)
         if phase or layer:
             kind, chosen = (PHASE, phase) if len(phase) >= len(layer) else (LAYER, layer)
         else:
@@ -112,8 +112,14 @@ def _dependencies(ops: Sequence[Op]) -> tuple[list[set[int]], list[set[int]]]:
     return preds, succs
 
 
-def _absorb(ops: Sequence[Op], frontier: set[int], waiting: list[int], succs: list[set[int]],
-            accepts, max_slots: int | None) -> list[int]:
+def _absorb(
+    ops: Sequence[Op],
+    frontier: set[int],
+    waiting: list[int],
+    succs: list[set[int]],
+    accepts,
+    max_slots: int | None,
+) -> list[int]:
     """The ops one block of a kind could take now, in a valid order (a dry run)."""
     local_wait: dict[int, int] = {}
     ready = sorted(i for i in frontier if accepts(ops[i]))

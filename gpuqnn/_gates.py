@@ -79,8 +79,9 @@ def inverse_op(op: Op) -> Op:
         return Op("diag", op.targets, op.controls, op.ctrl_state, op.matrix.conj())
     if op.kind == "perm":
         inverse = np.argsort(op.source)
-        return Op("perm", op.targets, op.controls, op.ctrl_state,
-                  op.matrix[inverse].conj(), inverse)
+        return Op(
+            "perm", op.targets, op.controls, op.ctrl_state, op.matrix[inverse].conj(), inverse
+        )
     raise ValueError(f"op kind {op.kind!r} is parametric; invert it by negating its angle")
 
 

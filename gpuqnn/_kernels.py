@@ -49,14 +49,27 @@ def cuda_runner(program: Program, readout: Any, backend: Backend, mode: str) -> 
     )
 
     device = int(backend.name.split(":")[1])
-    return select_runner(program, readout, backend, mode, make_fused=FusedRunner,
-                         make_per_op=PerOpRunner,
-                         shared_limit=lambda: shared_memory_limit(device))
+    return select_runner(
+        program,
+        readout,
+        backend,
+        mode,
+        make_fused=FusedRunner,
+        make_per_op=PerOpRunner,
+        shared_limit=lambda: shared_memory_limit(device),
+    )
 
 
-def select_runner(program: Program, readout: Any, backend: Backend, mode: str, *,
-                  make_fused: Callable[[Any, str], Any], make_per_op: Callable[[Any, str], Any],
-                  shared_limit: Callable[[], int]) -> Any:
+def select_runner(
+    program: Program,
+    readout: Any,
+    backend: Backend,
+    mode: str,
+    *,
+    make_fused: Callable[[Any, str], Any],
+    make_per_op: Callable[[Any, str], Any],
+    shared_limit: Callable[[], int],
+) -> Any:
     """The kernel runner for ``program`` and ``readout``, or None.
 
     Args:

@@ -22,8 +22,11 @@ from ._kernels import check_kernel_mode
 from ._simulate import GRADIENT_METHODS, SampleRows, Simulator, state_row_bytes
 
 
-def check_parameters(circuit: QuantumCircuit, input_params: Sequence[Parameter] | None,
-                     weight_params: Sequence[Parameter] | None) -> None:
+def check_parameters(
+    circuit: QuantumCircuit,
+    input_params: Sequence[Parameter] | None,
+    weight_params: Sequence[Parameter] | None,
+) -> None:
     """Check the declared parameters against the circuit.
 
     Raises:
@@ -46,12 +49,16 @@ def check_parameters(circuit: QuantumCircuit, input_params: Sequence[Parameter] 
                 raise ValueError(f"parameter '{param.name}' is listed in {where}")
             seen[param] = kind
             if param not in present:
-                raise ValueError(f"{kind} holds '{param.name}', which is not a parameter of "
-                                 f"the circuit (its parameters: {sorted(p.name for p in present)})")
+                raise ValueError(
+                    f"{kind} holds '{param.name}', which is not a parameter of "
+                    f"the circuit (its parameters: {sorted(p.name for p in present)})"
+                )
     free = sorted(p.name for p in present if p not in seen)
     if free:
-        raise ValueError(f"circuit parameters {free} are in neither input_params nor "
-                         "weight_params; declare each one as an input or a weight")
+        raise ValueError(
+            f"circuit parameters {free} are in neither input_params nor "
+            "weight_params; declare each one as an input or a weight"
+        )
 
 
 def check_max_memory(max_memory: int | str | None) -> int | None:
@@ -59,8 +66,9 @@ def check_max_memory(max_memory: int | str | None) -> int | None:
     if max_memory is None or max_memory == "auto":
         return None
     if isinstance(max_memory, bool) or not isinstance(max_memory, Integral) or max_memory <= 0:
-        raise ValueError(f"max_memory must be a positive number of bytes or 'auto', "
-                         f"got {max_memory!r}")
+        raise ValueError(
+            f"max_memory must be a positive number of bytes or 'auto', got {max_memory!r}"
+        )
     return int(max_memory)
 
 
@@ -69,8 +77,9 @@ class EngineNetwork:
 
     _engine_keys = ("_backend", "_simulator", "_program")
 
-    def _init_engine(self, device: str, dtype: str, gradient_method: str,
-                     max_memory: int | str | None) -> None:
+    def _init_engine(
+        self, device: str, dtype: str, gradient_method: str, max_memory: int | str | None
+    ) -> None:
         self._device_request = device
         self._dtype_name = check_dtype(dtype)
         self._gradient_method = gradient_method
@@ -83,13 +92,15 @@ class EngineNetwork:
             self._build_engine()
 
     @staticmethod
-    def _check_options(device: str, dtype: str, gradient_method: str,
-                       max_memory: int | str | None) -> None:
+    def _check_options(
+        device: str, dtype: str, gradient_method: str, max_memory: int | str | None
+    ) -> None:
         check_dtype(dtype)
         check_device(device)
         if gradient_method not in GRADIENT_METHODS:
-            raise ValueError(f"gradient_method must be one of {GRADIENT_METHODS}, "
-                             f"got {gradient_method!r}")
+            raise ValueError(
+                f"gradient_method must be one of {GRADIENT_METHODS}, got {gradient_method!r}"
+            )
         check_max_memory(max_memory)
 
     # ---- what subclasses provide ------------------------------------------------------------
@@ -151,8 +162,13 @@ class EngineNetwork:
                 f"its temporaries need about {row_bytes} bytes, more than "
                 + (f"max_memory={limit}" if self._max_memory else f"the {limit} bytes free")
             )
-        simulator = Simulator(program, self._make_readout(program), self._backend,
-                              self._gradient_method, self._kernels)
+        simulator = Simulator(
+            program,
+            self._make_readout(program),
+            self._backend,
+            self._gradient_method,
+            self._kernels,
+        )
         if simulator.row_bytes > limit:
             raise ValueError(
                 f"the circuit simulates {program.num_qubits} qubits: one sample's statevector "
@@ -179,8 +195,13 @@ class EngineNetwork:
 
     def _rebuild_readout(self) -> None:
         if self._program is not None:
-            self._simulator = Simulator(self._program, self._make_readout(self._program),
-                                        self._backend, self._gradient_method, self._kernels)
+            self._simulator = Simulator(
+                self._program,
+                self._make_readout(self._program),
+                self._backend,
+                self._gradient_method,
+                self._kernels,
+            )
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -202,10 +223,12 @@ class EngineNetwork:
         resolved = self.resolved_gradient_method()
         if self.gradient_method == "auto" and resolved is not None:
             method += f" ({resolved})"
-        return (f"{type(self).__name__}(num_qubits={self._circuit.num_qubits}, "
-                f"num_inputs={self.num_inputs}, num_weights={self.num_weights}, "
-                f"output_shape={self.output_shape}, device='{self.device}', "
-                f"dtype='{self.dtype}', gradient_method={method}, {engine})")
+        return (
+            f"{type(self).__name__}(num_qubits={self._circuit.num_qubits}, "
+            f"num_inputs={self.num_inputs}, num_weights={self.num_weights}, "
+            f"output_shape={self.output_shape}, device='{self.device}', "
+            f"dtype='{self.dtype}', gradient_method={method}, {engine})"
+        )
 
     # ---- boundary checks --------------------------------------------------------------------
     def _checked(self, name: str, value: Any, xp: Any) -> Any:
@@ -221,8 +244,10 @@ class EngineNetwork:
     def _checked_inputs(self, input_data: Any, xp: Any) -> Any:
         if input_data is None:
             if self.num_inputs > 0:
-                raise ValueError(f"input_data is None, but the network has {self.num_inputs} "
-                                 "inputs; pass an array whose last dimension is num_inputs")
+                raise ValueError(
+                    f"input_data is None, but the network has {self.num_inputs} "
+                    "inputs; pass an array whose last dimension is num_inputs"
+                )
             return None
         array = self._checked("input_data", input_data, xp)
         if array.ndim == 0 and self.num_inputs != 1:
@@ -239,13 +264,14 @@ class EngineNetwork:
     def _checked_weights(self, weights: Any, xp: Any) -> Any:
         if weights is None:
             if self.num_weights > 0:
-                raise ValueError(f"weights is None, but the network has {self.num_weights} "
-                                 "weights")
+                raise ValueError(f"weights is None, but the network has {self.num_weights} weights")
             return None
         array = self._checked("weights", weights, xp)
         if array.size != self.num_weights:
-            raise ValueError(f"weights must hold num_weights={self.num_weights} values, got "
-                             f"an array of shape {array.shape}")
+            raise ValueError(
+                f"weights must hold num_weights={self.num_weights} values, got "
+                f"an array of shape {array.shape}"
+            )
         return array.reshape(self.num_weights)
 
     def _validate_input(self, input_data: Any) -> tuple[np.ndarray | None, tuple | None]:
@@ -288,8 +314,10 @@ class EngineNetwork:
         weights_ = self._checked_weights(weights, self._backend.xp)
         if not self._engine_serves_forward():
             host = self._backend.to_host
-            output = self._forward(None if inputs is None else host(inputs),
-                                   None if weights_ is None else host(weights_))
+            output = self._forward(
+                None if inputs is None else host(inputs),
+                None if weights_ is None else host(weights_),
+            )
             output = self._backend.asarray(output)
         else:
             output = self._engine_forward(inputs, weights_, device=True)
@@ -304,8 +332,10 @@ class EngineNetwork:
         weights_ = self._checked_weights(weights, self._backend.xp)
         if not self._engine_serves_backward():
             host = self._backend.to_host
-            grads = self._backward(None if inputs is None else host(inputs),
-                                   None if weights_ is None else host(weights_))
+            grads = self._backward(
+                None if inputs is None else host(inputs),
+                None if weights_ is None else host(weights_),
+            )
             grads = tuple(None if g is None else self._backend.asarray(g) for g in grads)
         else:
             grads = self._engine_backward(inputs, weights_, device=True)
@@ -320,8 +350,9 @@ class EngineNetwork:
             inputs = xp.zeros((1, 0))
         else:  # 2-D after validation; (N, 0) for a network without inputs
             array = xp.asarray(input_data, dtype=float)
-            rows = (array.shape[0] if array.ndim == 2
-                    else max(1, array.size // max(1, self.num_inputs)))
+            rows = (
+                array.shape[0] if array.ndim == 2 else max(1, array.size // max(1, self.num_inputs))
+            )
             inputs = array.reshape(rows, self.num_inputs)
         shared = xp.zeros(0) if weights is None else xp.asarray(weights, dtype=float).ravel()
         return SampleRows(inputs, shared, xp)
@@ -331,16 +362,16 @@ class EngineNetwork:
             return super()._forward(input_data, weights)
         return self._engine_forward(input_data, weights, device=False)
 
-    def _backward(self, input_data: np.ndarray | None,
-                  weights: np.ndarray | None) -> tuple[Any, Any]:
+    def _backward(
+        self, input_data: np.ndarray | None, weights: np.ndarray | None
+    ) -> tuple[Any, Any]:
         if not self._engine_serves_backward():
             return super()._backward(input_data, weights)
         return self._engine_backward(input_data, weights, device=False)
 
     def _engine_forward(self, input_data: Any, weights: Any, device: bool) -> Any:
         """The engine's forward values, on the host or (``device``) on the backend."""
-        params = self._parameter_matrix(input_data, weights,
-                                        self._backend.xp if device else np)
+        params = self._parameter_matrix(input_data, weights, self._backend.xp if device else np)
         simulator = self._engine()
         if device:
             values = simulator.forward_device(params, self._max_memory)
@@ -350,8 +381,7 @@ class EngineNetwork:
 
     def _engine_backward(self, input_data: Any, weights: Any, device: bool) -> tuple[Any, Any]:
         """The engine's gradients, on the host or (``device``) on the backend."""
-        params = self._parameter_matrix(input_data, weights,
-                                        self._backend.xp if device else np)
+        params = self._parameter_matrix(input_data, weights, self._backend.xp if device else np)
         if params.size == 0 or (not self._input_gradients and self.num_weights == 0):
             return None, None
         first = 0 if self._input_gradients else self.num_inputs
@@ -362,8 +392,7 @@ class EngineNetwork:
         input_grad = None
         if self._input_gradients:
             input_grad = self._finish_on(grad[..., : self.num_inputs], True, device)
-        weight_grad = self._finish_on(grad[..., grad.shape[-1] - self.num_weights:], True,
-                                      device)
+        weight_grad = self._finish_on(grad[..., grad.shape[-1] - self.num_weights :], True, device)
         return input_grad, weight_grad
 
     def _finish_on(self, values: Any, gradient: bool, device: bool) -> Any:

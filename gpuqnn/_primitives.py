@@ -50,8 +50,10 @@ def exact_estimator_gradient(gradient: Any) -> bool:
     if type(gradient) in (ParamShiftEstimatorGradient, EstimatorGradient):
         return exact_estimator(gradient._estimator, 0.0)
     if type(gradient) is LinCombEstimatorGradient:
-        return (exact_estimator(gradient._estimator, 0.0)
-                and getattr(gradient._derivative_type, "name", "") == "REAL")
+        return (
+            exact_estimator(gradient._estimator, 0.0)
+            and getattr(gradient._derivative_type, "name", "") == "REAL"
+        )
     return False
 
 

@@ -55,8 +55,13 @@ class PauliReadout:
         backend: where the weight matrices live.
     """
 
-    def __init__(self, observables: Sequence[SparsePauliOp], qubit_map: np.ndarray,
-                 num_qubits: int, backend: Backend) -> None:
+    def __init__(
+        self,
+        observables: Sequence[SparsePauliOp],
+        qubit_map: np.ndarray,
+        num_qubits: int,
+        backend: Backend,
+    ) -> None:
         self.backend = backend
         self.num_outputs = len(observables)
         dim = 2**num_qubits
@@ -98,11 +103,13 @@ class PauliReadout:
                 self._adjoint_diagonal = backend.asarray(w.real.T.copy(), dtype=real)
             else:
                 perm = backend.asarray(basis ^ xmask)
-                self._offdiag.append((perm, backend.asarray(w.real, dtype=real),
-                                      backend.asarray(w.imag, dtype=real)))
+                self._offdiag.append(
+                    (perm, backend.asarray(w.real, dtype=real), backend.asarray(w.imag, dtype=real))
+                )
                 hermitian = 0.5 * (w[basis ^ xmask] + w.conj())
                 self._adjoint_offdiag.append(
-                    (perm, backend.asarray(hermitian.T.copy(), dtype=backend.dtype)))
+                    (perm, backend.asarray(hermitian.T.copy(), dtype=backend.dtype))
+                )
 
     def __call__(self, psi: Any) -> Any:
         """Expectation values.
@@ -123,7 +130,6 @@ class PauliReadout:
             out += xp.ascontiguousarray(prod.real) @ w_real
             out -= xp.ascontiguousarray(prod.imag) @ w_imag
         return out
-
 
     def adjoint_states(self, psi: Any) -> Any:
         """The states whose overlaps give the outputs' derivatives: ``lam_o = H_o psi`` with
@@ -179,10 +185,15 @@ class ProbabilityReadout:
         ValueError: ``interpret`` returns an index outside ``output_shape``.
     """
 
-    def __init__(self, key_bits: Sequence[int], num_qubits: int,
-                 interpret: Callable[[int], int | tuple[int, ...]] | None,
-                 output_shape: tuple[int, ...], key_limit: int | None,
-                 backend: Backend) -> None:
+    def __init__(
+        self,
+        key_bits: Sequence[int],
+        num_qubits: int,
+        interpret: Callable[[int], int | tuple[int, ...]] | None,
+        output_shape: tuple[int, ...],
+        key_limit: int | None,
+        backend: Backend,
+    ) -> None:
         self.backend = backend
         self.num_outputs = int(np.prod(output_shape))
         dim = 2**num_qubits
@@ -192,8 +203,9 @@ class ProbabilityReadout:
             if q >= 0:
                 keys |= ((basis >> q) & 1) << j
         unique, inverse = np.unique(keys, return_inverse=True)
-        flat = np.array([_flat_index(interpret, int(k), output_shape) for k in unique],
-                        dtype=np.int64)
+        flat = np.array(
+            [_flat_index(interpret, int(k), output_shape) for k in unique], dtype=np.int64
+        )
         if key_limit is not None:
             flat[unique >= key_limit] = -1
         index = flat[inverse]
@@ -238,7 +250,6 @@ class ProbabilityReadout:
         out[:, present] = xp.add.reduceat(probs[:, order], self.backend.asarray(starts), axis=1)
         return out
 
-
     def adjoint_states(self, psi: Any) -> Any:
         """The states whose overlaps give the outputs' derivatives: ``lam_o = Pi_o psi`` with
         ``Pi_o`` the projector on the basis states interpreted as output o, so that
@@ -251,14 +262,12 @@ class ProbabilityReadout:
             (R, O, D) complex states on the backend.
         """
         outputs, columns = self._kept
-        lam = self.backend.xp.zeros((psi.shape[0], self.num_outputs, psi.shape[1]),
-                                    dtype=psi.dtype)
+        lam = self.backend.xp.zeros((psi.shape[0], self.num_outputs, psi.shape[1]), dtype=psi.dtype)
         lam[:, outputs, columns] = psi[:, columns]
         return lam
 
 
-def _flat_index(interpret: Callable | None, key: int,
-                output_shape: tuple[int, ...]) -> int:
+def _flat_index(interpret: Callable | None, key: int, output_shape: tuple[int, ...]) -> int:
     if interpret is None:
         value: Any = key
     else:

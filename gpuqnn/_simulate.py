@@ -106,12 +106,19 @@ class Simulator:
             host build's runners to check this class's GPU path on the CPU.
     """
 
-    def __init__(self, program: Program, readout: Any, backend: Backend,
-                 gradient_method: str = "auto", kernels: str = "auto",
-                 runner_factory: RunnerFactory | None = None) -> None:
+    def __init__(
+        self,
+        program: Program,
+        readout: Any,
+        backend: Backend,
+        gradient_method: str = "auto",
+        kernels: str = "auto",
+        runner_factory: RunnerFactory | None = None,
+    ) -> None:
         if gradient_method not in GRADIENT_METHODS:
-            raise ValueError(f"gradient_method must be one of {GRADIENT_METHODS}, "
-                             f"got {gradient_method!r}")
+            raise ValueError(
+                f"gradient_method must be one of {GRADIENT_METHODS}, got {gradient_method!r}"
+            )
         check_kernel_mode(kernels)
         self.program = program
         self.readout = readout
@@ -121,16 +128,24 @@ class Simulator:
         self.num_outputs = readout.num_outputs
         factory = cuda_runner if runner_factory is None else runner_factory
         self.runner = factory(program, readout, backend, kernels) if backend.is_gpu else None
-        self._runner_row = (0 if self.runner is None else
-                            runner_row_bytes(self.runner, program, self.num_outputs,
-                                             backend.dtype))
+        self._runner_row = (
+            0
+            if self.runner is None
+            else runner_row_bytes(self.runner, program, self.num_outputs, backend.dtype)
+        )
         self.state_bytes = 2**program.num_qubits * np.dtype(backend.dtype).itemsize
         preps = [block.prep_bytes() for block in self.engine.blocks]
         self._prep_peak = max((kept + temp for kept, temp in preps), default=0)
         self._prep_kept = sum(kept for kept, _temp in preps)
         self._prep_temp = max((temp for _kept, temp in preps), default=0)
-        self._gradient_temp = max((block.gradient_bytes() for block in self.engine.blocks
-                                   if isinstance(block, LayerBlock)), default=0)
+        self._gradient_temp = max(
+            (
+                block.gradient_bytes()
+                for block in self.engine.blocks
+                if isinstance(block, LayerBlock)
+            ),
+            default=0,
+        )
         self.row_bytes = self.state_bytes * _FORWARD_STATES + self._prep_peak
         self.workers = backend.workers
         self._local = threading.local()
@@ -164,8 +179,7 @@ class Simulator:
         limit = max_memory if max_memory is not None else self.backend.free_memory() // 2
         return int(limit * _MARGIN)
 
-    def _rows(self, per_row: int, max_memory: int | None, what: str,
-              total: int) -> tuple[int, int]:
+    def _rows(self, per_row: int, max_memory: int | None, what: str, total: int) -> tuple[int, int]:
         """Rows of ``per_row`` bytes per chunk, and the workers that hold one each: what fits
         the budget with every worker holding a chunk, capped by the backend's preferred chunk,
         and small enough that ``total`` rows give every worker some; raises when not even one
@@ -173,9 +187,14 @@ class Simulator:
         limit = self._budget(max_memory)
         rows = limit // per_row
         if rows < 1:
-            budget = f"max_memory={max_memory} bytes" if max_memory is not None else (
-                f"half of the free memory ({limit / _MARGIN:.0f} bytes; set max_memory to "
-                "choose)")
+            budget = (
+                f"max_memory={max_memory} bytes"
+                if max_memory is not None
+                else (
+                    f"half of the free memory ({limit / _MARGIN:.0f} bytes; set max_memory to "
+                    "choose)"
+                )
+            )
             raise ValueError(
                 f"{budget} is too small: {what} of {self.program.num_qubits} qubits needs "
                 f"about {per_row} bytes, and chunks are sized for {_MARGIN:.0%} of the bound"
@@ -194,8 +213,13 @@ class Simulator:
         and speed an 8-qubit one up by 20%), and a row of its own within the budget."""
         return max(1, min(self.workers, total * self.state_bytes // (512 << 10), fit))
 
-    def _map(self, task: Callable[[int, int], None], total: int, sizing: tuple[int, int],
-             max_memory: int | None) -> None:
+    def _map(
+        self,
+        task: Callable[[int, int], None],
+        total: int,
+        sizing: tuple[int, int],
+        max_memory: int | None,
+    ) -> None:
         """Run ``task(start, stop)`` over ``range(0, total, chunk)`` for ``sizing = (chunk,
         workers)`` from :meth:`_rows`, chunks on that many worker threads (each thread has its
         own workspace); release buffers after."""
@@ -219,8 +243,9 @@ class Simulator:
             # one BLAS thread per worker: OpenBLAS's own threads spin after each call and would
             # take the cores from the workers (measured: a 12-qubit backward 35 ms -> 4.5 s)
             with self._blas.limit(limits=1, user_api="blas"):
-                futures = [self._pool.submit(share, first)
-                           for first in range(min(workers, len(ranges)))]
+                futures = [
+                    self._pool.submit(share, first) for first in range(min(workers, len(ranges)))
+                ]
                 for future in futures:
                     future.result()
         finally:
@@ -232,8 +257,12 @@ class Simulator:
         table = self.program.angles
         per_sample_jacobian = not table.is_affine_in(slots)
         jacobian = len(slots) * len(columns) if per_sample_jacobian else 0
-        return 8 * (table.num_slots + table.num_parameters + jacobian
-                    + 2 * self.num_outputs * max(1, len(slots)))
+        return 8 * (
+            table.num_slots
+            + table.num_parameters
+            + jacobian
+            + 2 * self.num_outputs * max(1, len(slots))
+        )
 
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, params: Any, max_memory: int | None = None) -> np.ndarray:
@@ -273,8 +302,7 @@ class Simulator:
             sizing = self._rows(self.row_bytes + host, max_memory, "one statevector row", batch)
 
             def task(start: int, stop: int) -> None:
-                psi = self.engine.evolve(self._angles(params[start:stop]),
-                                         work=self.workspace())
+                psi = self.engine.evolve(self._angles(params[start:stop]), work=self.workspace())
                 out[start:stop] = self.readout(psi[: stop - start])
 
         self._map(task, batch, sizing, max_memory)
@@ -287,8 +315,9 @@ class Simulator:
 
     def _jacobian(self, params: Any, slots: Sequence[int], columns: Sequence[int]) -> Any:
         xp = self.backend.xp
-        return self.program.angles.jacobian(self.backend.asarray(params, dtype=np.float64),
-                                            slots, columns, xp)
+        return self.program.angles.jacobian(
+            self.backend.asarray(params, dtype=np.float64), slots, columns, xp
+        )
 
     # ---- backward -----------------------------------------------------------------------------
     def differentiated_slots(self, columns: Sequence[int]) -> list[int]:
@@ -297,8 +326,9 @@ class Simulator:
         cols = list(columns)
         return [k for k in range(table.num_slots) if table.depends[k, cols].any()]
 
-    def method(self, columns: Sequence[int], shots: bool = False,
-               max_memory: int | None = None) -> str:
+    def method(
+        self, columns: Sequence[int], shots: bool = False, max_memory: int | None = None
+    ) -> str:
         """The gradient method a backward pass by ``columns`` uses.
 
         Args:
@@ -321,13 +351,17 @@ class Simulator:
         adjoint = adjoint_cost(costs, int(blocks.min()), self.num_outputs, checkpoints=True)
         rows = np.ones(len(costs))
         for k, j in zip(slots, blocks, strict=True):
-            rows[j + 1:] += len(self._rule(k))
+            rows[j + 1 :] += len(self._rule(k))
         shift = float(rows @ costs)
         return "adjoint" if adjoint <= shift else "parameter_shift"
 
-    def backward(self, params: Any, columns: Sequence[int],
-                 max_memory: int | None = None,
-                 sample: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    def backward(
+        self,
+        params: Any,
+        columns: Sequence[int],
+        max_memory: int | None = None,
+        sample: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> np.ndarray:
         """Derivatives of the outputs, on the host.
 
         Args:
@@ -342,9 +376,13 @@ class Simulator:
         """
         return self.backend.to_host(self.backward_device(params, columns, max_memory, sample))
 
-    def backward_device(self, params: Any, columns: Sequence[int],
-                        max_memory: int | None = None,
-                        sample: Callable[[np.ndarray], np.ndarray] | None = None) -> Any:
+    def backward_device(
+        self,
+        params: Any,
+        columns: Sequence[int],
+        max_memory: int | None = None,
+        sample: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> Any:
         """Derivatives of the outputs, on the backend (a CuPy array on a GPU); arguments as
         :meth:`backward`.
 
@@ -362,41 +400,66 @@ class Simulator:
             self._parameter_shift(params, slots, columns, max_memory, sample, grad)
         return grad
 
-    def _adjoint(self, params: np.ndarray, slots: list[int], columns: Sequence[int],
-                 max_memory: int | None, grad: np.ndarray) -> None:
+    def _adjoint(
+        self,
+        params: np.ndarray,
+        slots: list[int],
+        columns: Sequence[int],
+        max_memory: int | None,
+        grad: np.ndarray,
+    ) -> None:
         engine = self.engine
         with_checkpoints = self._adjoint_bytes(slots, columns, checkpoints=True)
         batch = params.shape[0]
         checkpoints = self._budget(max_memory) // with_checkpoints >= min(batch, 16)
-        per_sample = (with_checkpoints if checkpoints
-                      else self._adjoint_bytes(slots, columns, checkpoints=False))
+        per_sample = (
+            with_checkpoints
+            if checkpoints
+            else self._adjoint_bytes(slots, columns, checkpoints=False)
+        )
         sizing = self._rows(per_sample, max_memory, "an adjoint pass over one sample", batch)
 
         def task(start: int, stop: int) -> None:
             chunk_params = params[start:stop]
-            dslot = adjoint_gradients(engine, self.readout, self._angles(chunk_params), slots,
-                                      checkpoints, self.workspace())
+            dslot = adjoint_gradients(
+                engine,
+                self.readout,
+                self._angles(chunk_params),
+                slots,
+                checkpoints,
+                self.workspace(),
+            )
             grad[start:stop] += dslot @ self._jacobian(chunk_params, slots, columns)
 
         self._map(task, batch, sizing, max_memory)
 
-    def _adjoint_bytes(self, slots: Sequence[int], columns: Sequence[int],
-                       checkpoints: bool) -> int:
+    def _adjoint_bytes(
+        self, slots: Sequence[int], columns: Sequence[int], checkpoints: bool
+    ) -> int:
         """Peak bytes per sample of an adjoint pass, with or without checkpoints."""
         states = _ADJOINT_STATES + _ADJOINT_PER_OUTPUT * self.num_outputs
         if checkpoints:
             states += len(self.engine.blocks) - int(self.engine.slot_block[slots].min())
-        fixed = (self._prep_kept + self._prep_temp + self._host_bytes(slots, columns)
-                 + self._gradient_temp * self.num_outputs)
+        fixed = (
+            self._prep_kept
+            + self._prep_temp
+            + self._host_bytes(slots, columns)
+            + self._gradient_temp * self.num_outputs
+        )
         return states * self.state_bytes + fixed
 
     def _rule(self, slot: int) -> tuple[tuple[float, float], ...]:
         return self.program.ops[self.program.slot_ops[slot]].shift_rule
 
-    def _parameter_shift(self, params: np.ndarray, slots: list[int], columns: Sequence[int],
-                         max_memory: int | None,
-                         sample: Callable[[np.ndarray], np.ndarray] | None,
-                         grad: np.ndarray) -> None:
+    def _parameter_shift(
+        self,
+        params: np.ndarray,
+        slots: list[int],
+        columns: Sequence[int],
+        max_memory: int | None,
+        sample: Callable[[np.ndarray], np.ndarray] | None,
+        grad: np.ndarray,
+    ) -> None:
         batch = params.shape[0]
         rules = [self._rule(k) for k in slots]
         if self.runner is not None:  # per row: the kernels' outputs (fused) or states
@@ -409,14 +472,18 @@ class Simulator:
             group_slots = [slots[g] for g in positions]
             group_rules = [terms for _g, terms in group]
             rows_per_sample = 1 + sum(len(terms) for terms in group_rules)
-            sizing = self._rows(rows_per_sample * row + fixed, max_memory,
-                                "a parameter-shift step over one sample", batch)
+            sizing = self._rows(
+                rows_per_sample * row + fixed,
+                max_memory,
+                "a parameter-shift step over one sample",
+                batch,
+            )
 
-            def task(start: int, stop: int, group_slots=group_slots,
-                     group_rules=group_rules) -> None:
+            def task(
+                start: int, stop: int, group_slots=group_slots, group_rules=group_rules
+            ) -> None:
                 chunk_params = params[start:stop]
-                dslot = self._shifted(self._angles(chunk_params), group_slots, group_rules,
-                                      sample)
+                dslot = self._shifted(self._angles(chunk_params), group_slots, group_rules, sample)
                 grad[start:stop] += dslot @ self._jacobian(chunk_params, group_slots, columns)
 
             # shots draw from one generator: keep their order by running chunks in turn
@@ -425,20 +492,28 @@ class Simulator:
             else:
                 self._map(task, batch, sizing, max_memory)
 
-    def _shifted(self, angles: Any, slots: Sequence[int],
-                 rules: Sequence[Sequence[tuple[float, float]]],
-                 sample: Callable[[np.ndarray], np.ndarray] | None) -> Any:
+    def _shifted(
+        self,
+        angles: Any,
+        slots: Sequence[int],
+        rules: Sequence[Sequence[tuple[float, float]]],
+        sample: Callable[[np.ndarray], np.ndarray] | None,
+    ) -> Any:
         """(nb, O, S) slot derivatives on the backend for nb samples: every shifted row of
         the chunk in one tensor (engine) or one kernel call (GPU)."""
         xp = self.backend.xp
         nb = angles.shape[0]
         engine = self.engine
         blocks = [int(engine.slot_block[k]) for k in slots]
-        local = [int(np.flatnonzero(engine.blocks[j].slots == k)[0])
-                 for j, k in zip(blocks, slots, strict=True)]
+        local = [
+            int(np.flatnonzero(engine.blocks[j].slots == k)[0])
+            for j, k in zip(blocks, slots, strict=True)
+        ]
         # rows in block order; within a block, branches applied together are adjacent
-        order = sorted(range(len(slots)),
-                       key=lambda s: (blocks[s], engine.blocks[blocks[s]].shift_key(local[s])))
+        order = sorted(
+            range(len(slots)),
+            key=lambda s: (blocks[s], engine.blocks[blocks[s]].shift_key(local[s])),
+        )
         terms = [(s, coeff, shift) for s in order for coeff, shift in rules[s]]
         if self.runner is not None:
             shift_slot = np.array([-1] + [slots[s] for s, _c, _v in terms], dtype=np.int32)
@@ -461,8 +536,9 @@ class Simulator:
         return xp.einsum("tbo,ts->bos", blocks_out, xp.asarray(weights))
 
 
-def _slot_groups(rules: Sequence[Sequence[tuple[float, float]]],
-                 budget: int) -> list[list[tuple[int, tuple[tuple[float, float], ...]]]]:
+def _slot_groups(
+    rules: Sequence[Sequence[tuple[float, float]]], budget: int
+) -> list[list[tuple[int, tuple[tuple[float, float], ...]]]]:
     """Split the (slot, shift term) rows of one sample into groups that fit ``budget`` rows
     with the base row: each group is a list of (slot position, its terms in this group)."""
     if budget < 2:
@@ -479,7 +555,7 @@ def _slot_groups(rules: Sequence[Sequence[tuple[float, float]]],
                 groups.append([])
                 rows = 1
             take = terms[: budget - rows]
-            terms = terms[len(take):]
+            terms = terms[len(take) :]
             groups[-1].append((g, tuple(take)))
             rows += len(take)
     return groups

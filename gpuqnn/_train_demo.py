@@ -60,15 +60,23 @@ def _epoch(network, inputs: np.ndarray, weights: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
-def _squared_error(network, inputs: np.ndarray, targets: np.ndarray,
-                   weights: np.ndarray) -> float:
+def _squared_error(network, inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> float:
     """The classifier's loss: mean over samples of the summed squared error."""
     outputs = network.forward(inputs, weights).reshape(len(targets), -1)
     return float(np.mean(np.sum((outputs - targets.reshape(len(targets), -1)) ** 2, axis=1)))
 
 
-def run_training(*, device: str, dtype: str, num_qubits: int, num_samples: int, epochs: int,
-                 seed: int, reference: bool, stream: TextIO) -> TrainingReport:
+def run_training(
+    *,
+    device: str,
+    dtype: str,
+    num_qubits: int,
+    num_samples: int,
+    epochs: int,
+    seed: int,
+    reference: bool,
+    stream: TextIO,
+) -> TrainingReport:
     """Train the classifier with gpuqnn, time one epoch of both, and draw progress on ``stream``.
 
     Args:
@@ -87,18 +95,21 @@ def run_training(*, device: str, dtype: str, num_qubits: int, num_samples: int, 
     x, labels = two_moons(num_samples, noise=0.1, seed=seed)
     targets = 2.0 * labels - 1.0  # one expectation value in [-1, 1] per sample
     circuit, inputs, weights = two_feature_classifier_circuit(num_qubits)
-    network = EstimatorQNN(circuit=circuit, input_params=inputs, weight_params=weights,
-                           device=device, dtype=dtype)
+    network = EstimatorQNN(
+        circuit=circuit, input_params=inputs, weight_params=weights, device=device, dtype=dtype
+    )
     initial = np.random.default_rng(seed).uniform(-1, 1, network.num_weights)
     losses: list[float] = []
     with ProgressBar(epochs, "  gpuqnn    ", stream) as bar:
+
         def callback(_weights: np.ndarray, loss: float) -> None:
             losses.append(float(loss))
             if len(losses) <= epochs:
                 bar.update(note=f"loss {loss:.4f}")
 
-        classifier = NeuralNetworkClassifier(network, optimizer=L_BFGS_B(maxiter=epochs),
-                                             initial_point=initial, callback=callback)
+        classifier = NeuralNetworkClassifier(
+            network, optimizer=L_BFGS_B(maxiter=epochs), initial_point=initial, callback=callback
+        )
         start = time.perf_counter()
         classifier.fit(x, targets)
         fit_seconds = time.perf_counter() - start
@@ -116,5 +127,15 @@ def run_training(*, device: str, dtype: str, num_qubits: int, num_samples: int, 
             reference_seconds = time.perf_counter() - start
             bar.update(note="backward")
         difference = abs(ref_loss - _squared_error(network, x, targets, initial))
-    return TrainingReport(network.device, num_samples, num_qubits, network.num_weights, losses,
-                          accuracy, fit_seconds, epoch_seconds, reference_seconds, difference)
+    return TrainingReport(
+        network.device,
+        num_samples,
+        num_qubits,
+        network.num_weights,
+        losses,
+        accuracy,
+        fit_seconds,
+        epoch_seconds,
+        reference_seconds,
+        difference,
+    )

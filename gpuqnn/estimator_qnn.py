@@ -96,8 +96,9 @@ class EstimatorQNN(EngineNetwork, _QmlEstimatorQNN):
         return self._engine_serves_forward() and exact_estimator_gradient(self.gradient)
 
     def _make_readout(self, program: Program) -> PauliReadout:
-        return PauliReadout(self._pauli_observables, program.qubit_map, program.num_qubits,
-                            self._backend)
+        return PauliReadout(
+            self._pauli_observables, program.qubit_map, program.num_qubits, self._backend
+        )
 
 
 def _as_sparse_pauli(observable: BaseOperator, index: int, num_qubits: int) -> SparsePauliOp:

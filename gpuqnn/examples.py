@@ -49,8 +49,9 @@ def tutorial_sampler_circuit() -> tuple[QuantumCircuit, ParameterVector, Paramet
     return qc, inputs, weights
 
 
-def zz_real_amplitudes(num_qubits: int, reps: int = 3
-                       ) -> tuple[QuantumCircuit, QuantumCircuit, QuantumCircuit]:
+def zz_real_amplitudes(
+    num_qubits: int, reps: int = 3
+) -> tuple[QuantumCircuit, QuantumCircuit, QuantumCircuit]:
     """``zz_feature_map(n, reps=1)`` followed by ``real_amplitudes(n, reps)``.
 
     Returns:
@@ -65,8 +66,9 @@ def zz_real_amplitudes(num_qubits: int, reps: int = 3
     return qc, feature_map, ansatz
 
 
-def two_feature_classifier_circuit(num_qubits: int, reps: int = 2
-                                   ) -> tuple[QuantumCircuit, ParameterVector, list[Parameter]]:
+def two_feature_classifier_circuit(
+    num_qubits: int, reps: int = 2
+) -> tuple[QuantumCircuit, ParameterVector, list[Parameter]]:
     """A classifier circuit for two features on ``num_qubits`` qubits.
 
     ``zz_feature_map(num_qubits)`` with qubit i fed by feature ``i % 2``, then
@@ -80,7 +82,8 @@ def two_feature_classifier_circuit(num_qubits: int, reps: int = 2
     inputs = ParameterVector("x", 2)
     feature_map = zz_feature_map(num_qubits, reps=1)
     feature_map = feature_map.assign_parameters(
-        {p: inputs[i % 2] for i, p in enumerate(feature_map.parameters)})
+        {p: inputs[i % 2] for i, p in enumerate(feature_map.parameters)}
+    )
     ansatz = real_amplitudes(num_qubits, reps=reps)
     qc = QuantumCircuit(num_qubits)
     qc.compose(feature_map, inplace=True)
@@ -88,8 +91,9 @@ def two_feature_classifier_circuit(num_qubits: int, reps: int = 2
     return qc, inputs, list(ansatz.parameters)
 
 
-def two_moons(num_samples: int = 100, noise: float = 0.1, seed: int = 0
-              ) -> tuple[np.ndarray, np.ndarray]:
+def two_moons(
+    num_samples: int = 100, noise: float = 0.1, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaving half circles (like scikit-learn's ``make_moons``), scaled to [0, pi].
 
     Args:
@@ -106,10 +110,15 @@ def two_moons(num_samples: int = 100, noise: float = 0.1, seed: int = 0
     n0 = num_samples // 2
     t0 = rng.uniform(0, np.pi, n0)
     t1 = rng.uniform(0, np.pi, num_samples - n0)
-    x = np.concatenate([np.stack([np.cos(t0), np.sin(t0)], axis=1),
-                        np.stack([1 - np.cos(t1), 0.5 - np.sin(t1)], axis=1)])
+    x = np.concatenate(
+        [
+            np.stack([np.cos(t0), np.sin(t0)], axis=1),
+            np.stack([1 - np.cos(t1), 0.5 - np.sin(t1)], axis=1),
+        ]
+    )
     x += rng.normal(0.0, noise, x.shape)
     x = (x - x.min(axis=0)) / np.ptp(x, axis=0) * np.pi
-    labels = np.concatenate([np.zeros(n0, dtype=np.int64),
-                             np.ones(num_samples - n0, dtype=np.int64)])
+    labels = np.concatenate(
+        [np.zeros(n0, dtype=np.int64), np.ones(num_samples - n0, dtype=np.int64)]
+    )
     return x, labels

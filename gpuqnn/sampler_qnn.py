@@ -160,8 +160,14 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
             physical = layout.final_index_layout(filter_ancillas=True)
             key_bits = [key_bits[p] if p < len(key_bits) else -1 for p in physical]
             key_limit = None
-        return ProbabilityReadout(key_bits, program.num_qubits, self._user_interpret,
-                                  self._output_shape, key_limit, self._backend)
+        return ProbabilityReadout(
+            key_bits,
+            program.num_qubits,
+            self._user_interpret,
+            self._output_shape,
+            key_limit,
+            self._backend,
+        )
 
     def _finish(self, values: np.ndarray, gradient: bool) -> Any:
         if not gradient and self._shots is not None:
@@ -180,8 +186,10 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
     def _device_call(self, *arrays: Any) -> bool:
         device = super()._device_call(*arrays)
         if device and self._sparse:
-            raise ValueError("a sparse SamplerQNN returns sparse.COO arrays on the host; pass "
-                             "NumPy arrays, or build the network with sparse=False")
+            raise ValueError(
+                "a sparse SamplerQNN returns sparse.COO arrays on the host; pass "
+                "NumPy arrays, or build the network with sparse=False"
+            )
         return device
 
     def _samples_shots(self) -> bool:

@@ -122,8 +122,10 @@ def _sparse_tensor(array: Any) -> torch.Tensor:
     """A torch sparse COO tensor of a ``sparse`` array (its full shape kept)."""
     coo = array.asformat("coo")
     return torch.sparse_coo_tensor(
-        torch.as_tensor(np.asarray(coo.coords)), torch.as_tensor(np.asarray(coo.data)),
-        size=tuple(coo.shape), check_invariants=True,
+        torch.as_tensor(np.asarray(coo.coords)),
+        torch.as_tensor(np.asarray(coo.data)),
+        size=tuple(coo.shape),
+        check_invariants=True,
     )
 
 
@@ -171,23 +173,42 @@ class _ConnectorFunction(torch.autograd.Function):
         if not (need_input or need_weights):
             return None, None, None
         network = plan.network
-        input_grad, weight_grad = network.backward(to_engine(input_data, plan),
-                                                   to_engine(weights, plan))
+        input_grad, weight_grad = network.backward(
+            to_engine(input_data, plan), to_engine(weights, plan)
+        )
         num_outputs = int(np.prod(network.output_shape))
         result_input = result_weights = None
         if need_input and input_grad is not None:
-            result_input = _chain(grad_output, input_grad, num_outputs, network.num_inputs,
-                                  plan.sparse, per_sample=True)
+            result_input = _chain(
+                grad_output,
+                input_grad,
+                num_outputs,
+                network.num_inputs,
+                plan.sparse,
+                per_sample=True,
+            )
             result_input = _place(result_input, input_data)
         if need_weights and weight_grad is not None:
-            result_weights = _chain(grad_output, weight_grad, num_outputs, network.num_weights,
-                                    plan.sparse, per_sample=False)
+            result_weights = _chain(
+                grad_output,
+                weight_grad,
+                num_outputs,
+                network.num_weights,
+                plan.sparse,
+                per_sample=False,
+            )
             result_weights = _place(result_weights, weights)
         return result_input, result_weights, None
 
 
-def _chain(grad_output: torch.Tensor, jacobian: Any, num_outputs: int, num_params: int,
-           sparse: bool, per_sample: bool) -> torch.Tensor:
+def _chain(
+    grad_output: torch.Tensor,
+    jacobian: Any,
+    num_outputs: int,
+    num_params: int,
+    sparse: bool,
+    per_sample: bool,
+) -> torch.Tensor:
     """Vector-Jacobian product of the output gradient with a network Jacobian.
 
     Args:
@@ -208,9 +229,11 @@ def _chain(grad_output: torch.Tensor, jacobian: Any, num_outputs: int, num_param
 
         if grad_output.layout == torch.sparse_coo:
             grad_output = grad_output.detach().coalesce().cpu()
-            grad = sparse_lib.COO(grad_output.indices().numpy(),
-                                  grad_output.values().to(torch.float64).numpy(),
-                                  shape=tuple(grad_output.shape))
+            grad = sparse_lib.COO(
+                grad_output.indices().numpy(),
+                grad_output.values().to(torch.float64).numpy(),
+                shape=tuple(grad_output.shape),
+            )
         else:
             grad = sparse_lib.COO.from_numpy(grad_output.detach().to(torch.float64).cpu().numpy())
         jac = sparse_lib.COO(jacobian.asformat("coo")).reshape((samples, num_outputs, num_params))
@@ -285,7 +308,8 @@ class TorchConnector(_QmlTorchConnector):
         initial = None
         if initial_weights is not None:
             initial = torch.as_tensor(
-                initial_weights.detach() if isinstance(initial_weights, torch.Tensor)
+                initial_weights.detach()
+                if isinstance(initial_weights, torch.Tensor)
                 else np.asarray(initial_weights, dtype=float)
             )
             if initial.numel() != neural_network.num_weights:
@@ -301,8 +325,11 @@ class TorchConnector(_QmlTorchConnector):
         )
         self._dtype = checked_dtype
         weight_dtype = (
-            torch.float32 if checked_dtype is None
-            else torch.get_default_dtype() if checked_dtype == "input" else checked_dtype
+            torch.float32
+            if checked_dtype is None
+            else torch.get_default_dtype()
+            if checked_dtype == "input"
+            else checked_dtype
         )
         source = self._weights.data if initial is None else initial.reshape(-1)
         self._weights.data = source.to(weight_dtype).clone()
@@ -337,9 +364,13 @@ class TorchConnector(_QmlTorchConnector):
         network = self._neural_network
         if input_data is None:
             input_data = torch.zeros(0, dtype=self._weights.dtype, device=self._weights.device)
-        if (input_data.requires_grad and torch.is_grad_enabled()
-                and not network.input_gradients and network.num_inputs > 0
-                and not self._warned_input_gradients):
+        if (
+            input_data.requires_grad
+            and torch.is_grad_enabled()
+            and not network.input_gradients
+            and network.num_inputs > 0
+            and not self._warned_input_gradients
+        ):
             self._warned_input_gradients = True
             warnings.warn(
                 "TorchConnector: the input requires grad, but the network was built with "

@@ -22,8 +22,17 @@ def layered_network(seed: int, num_qubits: int, layers: int = 3):
     rng = np.random.default_rng(seed)
     x = ParameterVector("x", 2)
     w = ParameterVector("w", 5)
-    exprs = [x[0], 2 * x[1], x[0] + w[0], x[0] * x[1], w[1], w[2], -0.5 * w[3] + 0.3, w[4],
-             w[1] * w[2]]
+    exprs = [
+        x[0],
+        2 * x[1],
+        x[0] + w[0],
+        x[0] * x[1],
+        w[1],
+        w[2],
+        -0.5 * w[3] + 0.3,
+        w[4],
+        w[1] * w[2],
+    ]
     qc = QuantumCircuit(num_qubits)
     used: set[int] = set()
 
@@ -56,8 +65,9 @@ def layered_network(seed: int, num_qubits: int, layers: int = 3):
 def observables(num_qubits: int, rng: np.random.Generator) -> list[SparsePauliOp]:
     """Z on all qubits, and a random multi-term X/Y/Z sum."""
     terms = ["".join(rng.choice(list("IXYZ"), num_qubits)) for _ in range(4)]
-    return [SparsePauliOp("Z" * num_qubits),
-            SparsePauliOp.from_list([(t, float(c)) for t, c in zip(terms, rng.normal(size=4),
-                                                                   strict=True)])]
-
-
+    return [
+        SparsePauliOp("Z" * num_qubits),
+        SparsePauliOp.from_list(
+            [(t, float(c)) for t, c in zip(terms, rng.normal(size=4), strict=True)]
+        ),
+    ]

@@ -72,8 +72,9 @@ def expression_circuit() -> tuple[QuantumCircuit, ParameterVector, ParameterVect
     return qc, x, w
 
 
-def bound_values(qc: QuantumCircuit, x: ParameterVector, w: ParameterVector,
-                 xs: np.ndarray, ws: np.ndarray) -> Statevector:
+def bound_values(
+    qc: QuantumCircuit, x: ParameterVector, w: ParameterVector, xs: np.ndarray, ws: np.ndarray
+) -> Statevector:
     values = dict(zip(list(x) + list(w), [*xs, *ws], strict=True))
     return Statevector(qc.assign_parameters(values))
 
@@ -92,10 +93,12 @@ def test_pennylane_translation_matches_qiskit_statevector() -> None:
     device = qml.device("default.qubit", wires=3)
     estimator = QNNSpec("estimator", qc, tuple(x), tuple(w), observables=(observable,))
     sampler = QNNSpec("sampler", qc, tuple(x), tuple(w))
-    values = stack_outputs(qml.QNode(quantum_function(estimator, pnp), device)(inputs, weights),
-                           pnp, 1)
-    probs = stack_outputs(qml.QNode(quantum_function(sampler, pnp), device)(inputs, weights),
-                          pnp, 8)
+    values = stack_outputs(
+        qml.QNode(quantum_function(estimator, pnp), device)(inputs, weights), pnp, 1
+    )
+    probs = stack_outputs(
+        qml.QNode(quantum_function(sampler, pnp), device)(inputs, weights), pnp, 8
+    )
     for b in range(3):
         state = bound_values(qc, x, w, inputs[b], weights)
         assert values[b, 0] == pytest.approx(state.expectation_value(observable).real, abs=1e-12)
@@ -132,12 +135,17 @@ def test_contract_gives_the_vjp_of_per_sample_jacobians() -> None:
 
 
 def test_pennylane_backprop_peer_agrees_through_the_bench_loop(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     pytest.importorskip("pennylane")
     workload = Workload("zz3", lambda: zz_estimator(3), batch=4, ref_batch=2)
     peers = [PEERS["pennylane-backprop"], PEERS["qiskit-ml"]]
-    rows = bench_workload(workload, [Variant.parse("auto/c128"), Variant.parse("shift/c64")],
-                          peers, Settings(batch=4, repeat=1))
+    rows = bench_workload(
+        workload,
+        [Variant.parse("auto/c128"), Variant.parse("shift/c64")],
+        peers,
+        Settings(batch=4, repeat=1),
+    )
     out = capsys.readouterr().out
     assert all(row.agrees for row in rows), out
     assert "pennylane-backprop (VJP)" in out and "MISMATCH" not in out
@@ -147,16 +155,25 @@ def test_pennylane_backprop_peer_agrees_through_the_bench_loop(
 
 
 def test_lightning_peer_skips_samplers_and_agrees_on_estimators(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     pytest.importorskip("pennylane_lightning")
     sampler = next(w for w in WORKLOADS if w.name == "tutorial-sampler")
-    rows = bench_workload(sampler, [Variant.parse("auto/c128")], [PEERS["lightning-adjoint"]],
-                          Settings(batch=2, repeat=1))
+    rows = bench_workload(
+        sampler,
+        [Variant.parse("auto/c128")],
+        [PEERS["lightning-adjoint"]],
+        Settings(batch=2, repeat=1),
+    )
     assert rows[0].cells["lightning-adjoint"] == "n/a"
     assert "expectation values only" in capsys.readouterr().out
     estimator = Workload("zz2", lambda: zz_estimator(2), batch=10, ref_batch=10)
-    rows = bench_workload(estimator, [Variant.parse("auto/c128")], [PEERS["lightning-adjoint"]],
-                          Settings(batch=10, repeat=1))  # 10 samples: two chunks of 8
+    rows = bench_workload(
+        estimator,
+        [Variant.parse("auto/c128")],
+        [PEERS["lightning-adjoint"]],
+        Settings(batch=10, repeat=1),
+    )  # 10 samples: two chunks of 8
     assert all(row.agrees for row in rows), capsys.readouterr().out
 
 
@@ -214,11 +231,26 @@ def test_recorded_evolve_matches_the_parameter_shift_rows() -> None:
 
 
 def test_main_table_marks_scaled_skipped_and_same_cells() -> None:
-    rows = [Row("w", "forward", 8, {"auto/c128": Timing(0.01, 8), "shift/c128": "=",
-                                     "p1": Timing(0.5, 2), "p2": "n/a"}),
-            Row("w", "backward", 8, {"auto/c128": Timing(0.02, 8),
-                                      "shift/c128": Timing(0.04, 8), "p1": Timing(1.0, 2),
-                                      "p2": Timing(0.1, 8)}, agrees=False)]
+    rows = [
+        Row(
+            "w",
+            "forward",
+            8,
+            {"auto/c128": Timing(0.01, 8), "shift/c128": "=", "p1": Timing(0.5, 2), "p2": "n/a"},
+        ),
+        Row(
+            "w",
+            "backward",
+            8,
+            {
+                "auto/c128": Timing(0.02, 8),
+                "shift/c128": Timing(0.04, 8),
+                "p1": Timing(1.0, 2),
+                "p2": Timing(0.1, 8),
+            },
+            agrees=False,
+        ),
+    ]
     table = main_table(rows, ["auto/c128", "shift/c128"], ["p1", "p2"], {"p2": "(VJP)"})
     lines = table.splitlines()
     assert "gpuqnn auto/c128 s" in lines[0] and "p2 (VJP)" in lines[0]
@@ -241,10 +273,17 @@ def test_memory_check_pieces() -> None:
     peak, returned = traced_peak(allocate)
     assert returned == 8000 and 8 << 20 <= peak < 9 << 20
     assert not tracemalloc.is_tracing()
-    figures = {"samples": 10, "num_qubits": 8, "max_memory": 1 << 20, "gradient_method": "adjoint",
-               "rss_before": 1 << 20, "rss_peak": 2 << 20,
-               "passes": [{"name": "forward", "seconds": 0.1, "peak_bytes": 2 << 20,
-                           "returned_bytes": 80}]}
+    figures = {
+        "samples": 10,
+        "num_qubits": 8,
+        "max_memory": 1 << 20,
+        "gradient_method": "adjoint",
+        "rss_before": 1 << 20,
+        "rss_peak": 2 << 20,
+        "passes": [
+            {"name": "forward", "seconds": 0.1, "peak_bytes": 2 << 20, "returned_bytes": 80}
+        ],
+    }
     table = memory_table(figures)
     assert "| NO " in table and "2.0 MiB" in table
 
@@ -255,8 +294,7 @@ def test_plots_are_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     from benchmarks.runners import Options
 
     variants = [Variant.parse("auto/c128"), Variant.parse("shift/c128")]
-    paths = write_plots(tmp_path, variants, [PEERS["qiskit-ml"]], Options(), quick=True,
-                        repeat=1)
+    paths = write_plots(tmp_path, variants, [PEERS["qiskit-ml"]], Options(), quick=True, repeat=1)
     assert [p.name for p in paths] == ["time_vs_batch.png", "time_vs_qubits.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
     out = capsys.readouterr().out
@@ -265,7 +303,8 @@ def test_plots_are_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_gpu_benchmark_skips_cleanly_without_a_device(
-        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(bench_gpu, "gpu_unavailable", lambda: "no driver")
     assert bench_gpu.main([]) == 0
     assert "GPU benchmark skipped" in capsys.readouterr().out
@@ -279,8 +318,21 @@ def test_gpu_benchmark_plan_and_dry_run(capsys: pytest.CaptureFixture[str]) -> N
     assert bench_gpu.main(["--device", "cpu", "--plan", "--peers"]) == 0
     out = capsys.readouterr().out
     assert "plan zz8-estimator at batch 4096" in out and "kernels fused" in out
-    assert bench_gpu.main(["--device", "cpu", "--quick", "--repeat", "1", "--peers",
-                           "--workloads", "zz8-estimator"]) == 0
+    assert (
+        bench_gpu.main(
+            [
+                "--device",
+                "cpu",
+                "--quick",
+                "--repeat",
+                "1",
+                "--peers",
+                "--workloads",
+                "zz8-estimator",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "DRY RUN" in out and "| zz8-estimator" in out and "MISMATCH" not in out
     assert "under 50 ms" in out

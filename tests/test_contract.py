@@ -87,8 +87,11 @@ WEIGHTS = RNG.uniform(-np.pi, np.pi, 3)
 
 
 def network_kwargs(kind: str, three_qubit) -> tuple[str, dict]:
-    base = {"circuit": three_qubit.circuit, "input_params": three_qubit.inputs,
-            "weight_params": three_qubit.weights}
+    base = {
+        "circuit": three_qubit.circuit,
+        "input_params": three_qubit.inputs,
+        "weight_params": three_qubit.weights,
+    }
     extra = {
         "estimator": {"observables": OBSERVABLES},
         "estimator-default": {},
@@ -99,8 +102,13 @@ def network_kwargs(kind: str, three_qubit) -> tuple[str, dict]:
     return kind.split("-")[0], {**base, **extra}
 
 
-OUTPUT_SHAPES = {"estimator": (3,), "estimator-default": (1,), "sampler": (8,),
-                 "sampler-parity": (2,), "sampler-tuple": (2, 3)}
+OUTPUT_SHAPES = {
+    "estimator": (3,),
+    "estimator-default": (1,),
+    "sampler": (8,),
+    "sampler-parity": (2,),
+    "sampler-tuple": (2, 3),
+}
 
 
 # ---- shapes and values ------------------------------------------------------------------------
@@ -151,20 +159,29 @@ def test_scalar_input_and_scalar_weight(kind: str) -> None:
 
 
 def test_estimator_values_equal_statevector_expectations(three_qubit) -> None:
-    qnn = EstimatorQNN(circuit=three_qubit.circuit, observables=OBSERVABLES,
-                       input_params=three_qubit.inputs, weight_params=three_qubit.weights)
+    qnn = EstimatorQNN(
+        circuit=three_qubit.circuit,
+        observables=OBSERVABLES,
+        input_params=three_qubit.inputs,
+        weight_params=three_qubit.weights,
+    )
     inputs = RNG.uniform(-2, 2, (4, 2))
     forward = qnn.forward(inputs, WEIGHTS)
     for row, x in zip(forward, inputs, strict=True):
         psi = Statevector(bind(three_qubit, x, WEIGHTS))
-        np.testing.assert_allclose(row, [psi.expectation_value(op).real for op in OBSERVABLES],
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            row, [psi.expectation_value(op).real for op in OBSERVABLES], atol=1e-12
+        )
 
 
 def test_sampler_values_equal_statevector_probabilities(three_qubit) -> None:
-    qnn = SamplerQNN(circuit=three_qubit.circuit, input_params=three_qubit.inputs,
-                     weight_params=three_qubit.weights, interpret=two_digits,
-                     output_shape=(2, 3))
+    qnn = SamplerQNN(
+        circuit=three_qubit.circuit,
+        input_params=three_qubit.inputs,
+        weight_params=three_qubit.weights,
+        interpret=two_digits,
+        output_shape=(2, 3),
+    )
     inputs = RNG.uniform(-2, 2, (4, 2))
     forward = qnn.forward(inputs, WEIGHTS)
     for row, x in zip(forward, inputs, strict=True):
@@ -238,11 +255,16 @@ def test_sampler_circuit_without_parameters() -> None:
 # ---- properties ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("observables", [None, SparsePauliOp("ZIX"), OBSERVABLES],
-                         ids=["default", "single", "list"])
+@pytest.mark.parametrize(
+    "observables", [None, SparsePauliOp("ZIX"), OBSERVABLES], ids=["default", "single", "list"]
+)
 def test_estimator_properties_match_qml(observables, three_qubit) -> None:
-    kwargs = {"circuit": three_qubit.circuit, "input_params": three_qubit.inputs,
-              "weight_params": three_qubit.weights, "observables": observables}
+    kwargs = {
+        "circuit": three_qubit.circuit,
+        "input_params": three_qubit.inputs,
+        "weight_params": three_qubit.weights,
+        "observables": observables,
+    }
     ours, ref = pair("estimator", **kwargs)
     assert ours.circuit == ref.circuit
     assert ours.observables == ref.observables
@@ -260,25 +282,37 @@ def test_estimator_properties_match_qml(observables, three_qubit) -> None:
     _, (input_grad, _) = check_against(ours, ref, inputs, WEIGHTS)
     assert input_grad is not None
     custom = EstimatorQNN(**kwargs, default_precision=0.01)
-    assert custom.default_precision == QmlEstimatorQNN(**kwargs,
-                                                       default_precision=0.01).default_precision
+    assert (
+        custom.default_precision
+        == QmlEstimatorQNN(**kwargs, default_precision=0.01).default_precision
+    )
 
 
 def test_default_observable_is_z_on_every_qubit(three_qubit) -> None:
-    qnn = EstimatorQNN(circuit=three_qubit.circuit, input_params=three_qubit.inputs,
-                       weight_params=three_qubit.weights)
+    qnn = EstimatorQNN(
+        circuit=three_qubit.circuit,
+        input_params=three_qubit.inputs,
+        weight_params=three_qubit.weights,
+    )
     assert list(qnn.observables) == [SparsePauliOp("ZZZ")]
     inputs = RNG.uniform(-2, 2, 2)
     psi = Statevector(bind(three_qubit, inputs, WEIGHTS))
-    np.testing.assert_allclose(qnn.forward(inputs, WEIGHTS),
-                               [[psi.expectation_value(SparsePauliOp("ZZZ")).real]], atol=1e-12)
+    np.testing.assert_allclose(
+        qnn.forward(inputs, WEIGHTS),
+        [[psi.expectation_value(SparsePauliOp("ZZZ")).real]],
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("interpret", [None, parity], ids=["identity", "parity"])
 def test_sampler_properties_match_qml(interpret, three_qubit) -> None:
-    kwargs = {"circuit": three_qubit.circuit, "input_params": three_qubit.inputs,
-              "weight_params": three_qubit.weights, "interpret": interpret,
-              "output_shape": 2 if interpret else None}
+    kwargs = {
+        "circuit": three_qubit.circuit,
+        "input_params": three_qubit.inputs,
+        "weight_params": three_qubit.weights,
+        "interpret": interpret,
+        "output_shape": 2 if interpret else None,
+    }
     ours, ref = pair("sampler", **kwargs)
     assert ours.circuit == ref.circuit
     assert ours.input_params == ref.input_params
@@ -317,8 +351,9 @@ def test_set_interpret_after_construction(three_qubit) -> None:
     assert ours.output_shape == ref.output_shape == (2,)
     forward, grads = check_against(ours, ref, inputs, WEIGHTS)
     odd = np.array([parity(k) for k in range(8)], dtype=bool)
-    np.testing.assert_allclose(forward, np.stack([plain[:, ~odd].sum(1), plain[:, odd].sum(1)],
-                                                 axis=1), atol=1e-12)
+    np.testing.assert_allclose(
+        forward, np.stack([plain[:, ~odd].sum(1), plain[:, odd].sum(1)], axis=1), atol=1e-12
+    )
     for grad, plain_grad in zip(grads, plain_grads, strict=True):
         np.testing.assert_allclose(grad[:, 1], plain_grad[:, odd].sum(1), atol=1e-12)
     ours.set_interpret(two_digits, (2, 3))
@@ -330,15 +365,23 @@ def test_set_interpret_after_construction(three_qubit) -> None:
 @pytest.mark.parametrize("interpret", [None, parity], ids=["identity", "parity"])
 def test_sparse_output_matches_qml(interpret, three_qubit) -> None:
     sparse = pytest.importorskip("sparse")
-    ours, ref = pair("sampler", circuit=three_qubit.circuit, input_params=three_qubit.inputs,
-                     weight_params=three_qubit.weights, sparse=True, interpret=interpret,
-                     output_shape=2 if interpret else None, input_gradients=True)
+    ours, ref = pair(
+        "sampler",
+        circuit=three_qubit.circuit,
+        input_params=three_qubit.inputs,
+        weight_params=three_qubit.weights,
+        sparse=True,
+        interpret=interpret,
+        output_shape=2 if interpret else None,
+        input_gradients=True,
+    )
     assert ours.sparse is True
     inputs = RNG.uniform(-2, 2, (3, 2))
     forward = ours.forward(inputs, WEIGHTS)
     assert isinstance(forward, sparse.COO)
-    np.testing.assert_allclose(forward.todense(), ref.forward(inputs, WEIGHTS).todense(),
-                               atol=ATOL, rtol=0)
+    np.testing.assert_allclose(
+        forward.todense(), ref.forward(inputs, WEIGHTS).todense(), atol=ATOL, rtol=0
+    )
     for a, b in zip(ours.backward(inputs, WEIGHTS), ref.backward(inputs, WEIGHTS), strict=True):
         assert isinstance(a, sparse.COO) and a.shape == b.shape
         np.testing.assert_allclose(a.todense(), b.todense(), atol=ATOL, rtol=0)
@@ -352,9 +395,13 @@ def test_own_classical_register_gives_each_rows_probabilities(interpret, three_q
     qc.compose(three_qubit.circuit, inplace=True)
     qc.measure(1, 0)  # bit 0 of the key: qubit 1; bit 1: qubit 0; qubit 2 unmeasured
     qc.measure(0, 1)
-    qnn = SamplerQNN(circuit=qc, input_params=three_qubit.inputs,
-                     weight_params=three_qubit.weights, interpret=interpret,
-                     output_shape=2 if interpret else None)
+    qnn = SamplerQNN(
+        circuit=qc,
+        input_params=three_qubit.inputs,
+        weight_params=three_qubit.weights,
+        interpret=interpret,
+        output_shape=2 if interpret else None,
+    )
     inputs = RNG.uniform(-2, 2, (4, 2))
     forward = qnn.forward(inputs, WEIGHTS)
     width = 2 if interpret else 2**qc.num_qubits
@@ -362,7 +409,8 @@ def test_own_classical_register_gives_each_rows_probabilities(interpret, three_q
     for row, x in zip(forward, inputs, strict=True):
         bound = bind((qc, three_qubit.inputs, three_qubit.weights), x, WEIGHTS)
         probs = Statevector(bound.remove_final_measurements(inplace=False)).probabilities_dict(
-            qargs=[1, 0])  # key bits: qubit 1 least significant
+            qargs=[1, 0]
+        )  # key bits: qubit 1 least significant
         expected = np.zeros(width)
         for key, p in probs.items():
             expected[(interpret or (lambda k: k))(int(key, 2))] += p
@@ -374,11 +422,14 @@ def test_transpiled_circuits_match_qml(three_qubit) -> None:
     from qiskit.providers.fake_provider import GenericBackendV2  # noqa: PLC0415
     from qiskit.transpiler import generate_preset_pass_manager  # noqa: PLC0415
 
-    pm = generate_preset_pass_manager(optimization_level=1,
-                                      backend=GenericBackendV2(num_qubits=5, seed=3),
-                                      seed_transpiler=4)
-    kwargs = {"input_params": three_qubit.inputs, "weight_params": three_qubit.weights,
-              "input_gradients": True}
+    pm = generate_preset_pass_manager(
+        optimization_level=1, backend=GenericBackendV2(num_qubits=5, seed=3), seed_transpiler=4
+    )
+    kwargs = {
+        "input_params": three_qubit.inputs,
+        "weight_params": three_qubit.weights,
+        "input_gradients": True,
+    }
     inputs = RNG.uniform(-2, 2, (2, 2))
     ours, ref = pair("sampler", circuit=three_qubit.circuit, pass_manager=pm, **kwargs)
     forward, _ = check_against(ours, ref, inputs, WEIGHTS)
@@ -444,32 +495,46 @@ def expression_circuit(kind: str):
 
 def finite_difference(qnn, inputs: np.ndarray, weights: np.ndarray, step: float = 1e-6):
     """Central differences of forward, shaped like backward's (input_grad, weight_grad)."""
+
     def column(which: str, j: int) -> np.ndarray:
         args = {"inputs": inputs, "weights": weights}
         plus, minus = {k: v.copy() for k, v in args.items()}, {k: v.copy() for k, v in args.items()}
         plus[which][..., j] += step
         minus[which][..., j] -= step
-        return (qnn.forward(plus["inputs"], plus["weights"])
-                - qnn.forward(minus["inputs"], minus["weights"])) / (2 * step)
+        return (
+            qnn.forward(plus["inputs"], plus["weights"])
+            - qnn.forward(minus["inputs"], minus["weights"])
+        ) / (2 * step)
 
-    return (np.stack([column("inputs", j) for j in range(inputs.shape[-1])], axis=-1),
-            np.stack([column("weights", j) for j in range(weights.shape[-1])], axis=-1))
+    return (
+        np.stack([column("inputs", j) for j in range(inputs.shape[-1])], axis=-1),
+        np.stack([column("weights", j) for j in range(weights.shape[-1])], axis=-1),
+    )
 
 
 @pytest.mark.parametrize("kind", ["estimator", "sampler"])
 @pytest.mark.parametrize(
-    "expression", ["reused", "scaled", "sum", "product", "power", "sin", "zz_feature_map"])
+    "expression", ["reused", "scaled", "sum", "product", "power", "sin", "zz_feature_map"]
+)
 def test_parameter_expressions(expression: str, kind: str) -> None:
     qc, x, w = expression_circuit(expression)
-    extra = ({"observables": [SparsePauliOp.from_list([("XY", 0.7), ("ZI", -0.3), ("YZ", 0.2)]),
-                              SparsePauliOp("ZZ")]} if kind == "estimator" else {})
-    ours, ref = pair(kind, circuit=qc, input_params=x, weight_params=w, input_gradients=True,
-                     **extra)
+    extra = (
+        {
+            "observables": [
+                SparsePauliOp.from_list([("XY", 0.7), ("ZI", -0.3), ("YZ", 0.2)]),
+                SparsePauliOp("ZZ"),
+            ]
+        }
+        if kind == "estimator"
+        else {}
+    )
+    ours, ref = pair(
+        kind, circuit=qc, input_params=x, weight_params=w, input_gradients=True, **extra
+    )
     rng = np.random.default_rng(sum(map(ord, expression)))
     inputs, weights = rng.uniform(-2, 2, (3, len(x))), rng.uniform(-2, 2, len(w))
     _, gradients = check_against(ours, ref, inputs, weights)
-    for ours_grad, fd_grad in zip(gradients, finite_difference(ours, inputs, weights),
-                                  strict=True):
+    for ours_grad, fd_grad in zip(gradients, finite_difference(ours, inputs, weights), strict=True):
         np.testing.assert_allclose(ours_grad, fd_grad, rtol=0, atol=1e-6)
 
 
@@ -477,8 +542,12 @@ def test_parameter_expressions(expression: str, kind: str) -> None:
 
 
 def test_shot_based_sampler_gives_what_qml_gives(three_qubit) -> None:
-    kwargs = {"circuit": three_qubit.circuit, "input_params": three_qubit.inputs,
-              "weight_params": three_qubit.weights, "input_gradients": True}
+    kwargs = {
+        "circuit": three_qubit.circuit,
+        "input_params": three_qubit.inputs,
+        "weight_params": three_qubit.weights,
+        "input_gradients": True,
+    }
     ours = SamplerQNN(**kwargs, sampler=StatevectorSampler(default_shots=1000, seed=7))
     ref = QmlSamplerQNN(**kwargs, sampler=StatevectorSampler(default_shots=1000, seed=7))
     inputs = RNG.uniform(-2, 2, (3, 2))
@@ -494,9 +563,13 @@ def test_shot_based_sampler_gives_what_qml_gives(three_qubit) -> None:
 
 @pytest.mark.parametrize("precision", [None, 0.05], ids=["default_precision", "precision=0.05"])
 def test_noisy_estimator_gives_what_qml_gives(precision, three_qubit) -> None:
-    kwargs = {"circuit": three_qubit.circuit, "input_params": three_qubit.inputs,
-              "weight_params": three_qubit.weights, "observables": OBSERVABLES,
-              "input_gradients": True}
+    kwargs = {
+        "circuit": three_qubit.circuit,
+        "input_params": three_qubit.inputs,
+        "weight_params": three_qubit.weights,
+        "observables": OBSERVABLES,
+        "input_gradients": True,
+    }
     if precision is not None:
         kwargs["default_precision"] = precision
     ours = EstimatorQNN(**kwargs, estimator=StatevectorEstimator(seed=7))
@@ -517,8 +590,12 @@ def test_noisy_estimator_gives_what_qml_gives(precision, three_qubit) -> None:
 @pytest.mark.parametrize("kind", ["estimator", "sampler"])
 def test_device_auto_equals_cpu(kind: str, three_qubit) -> None:
     cls = EstimatorQNN if kind == "estimator" else SamplerQNN
-    kwargs = {"circuit": three_qubit.circuit, "input_params": three_qubit.inputs,
-              "weight_params": three_qubit.weights, "input_gradients": True}
+    kwargs = {
+        "circuit": three_qubit.circuit,
+        "input_params": three_qubit.inputs,
+        "weight_params": three_qubit.weights,
+        "input_gradients": True,
+    }
     auto, cpu = cls(**kwargs, device="auto"), cls(**kwargs, device="cpu")
     inputs = RNG.uniform(-2, 2, (4, 2))
     assert_same(auto.forward(inputs, WEIGHTS), cpu.forward(inputs, WEIGHTS), 1e-12)
@@ -527,30 +604,46 @@ def test_device_auto_equals_cpu(kind: str, three_qubit) -> None:
 
 
 @pytest.mark.parametrize("kind", ["estimator", "sampler"])
-@pytest.mark.parametrize("options", [{"gradient_method": "parameter_shift"},
-                                     {"max_memory": "auto"}, {"max_memory": None},
-                                     {"max_memory": 1 << 30}], ids=str)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"gradient_method": "parameter_shift"},
+        {"max_memory": "auto"},
+        {"max_memory": None},
+        {"max_memory": 1 << 30},
+    ],
+    ids=str,
+)
 def test_accepted_options_keep_qmls_values(options: dict, kind: str, three_qubit) -> None:
-    cls, qml_cls = (EstimatorQNN, QmlEstimatorQNN) if kind == "estimator" else (SamplerQNN,
-                                                                               QmlSamplerQNN)
-    kwargs = {"circuit": three_qubit.circuit, "input_params": three_qubit.inputs,
-              "weight_params": three_qubit.weights, "input_gradients": True}
-    check_against(cls(**kwargs, **options), qml_cls(**kwargs), RNG.uniform(-2, 2, (3, 2)),
-                  WEIGHTS)
+    cls, qml_cls = (
+        (EstimatorQNN, QmlEstimatorQNN) if kind == "estimator" else (SamplerQNN, QmlSamplerQNN)
+    )
+    kwargs = {
+        "circuit": three_qubit.circuit,
+        "input_params": three_qubit.inputs,
+        "weight_params": three_qubit.weights,
+        "input_gradients": True,
+    }
+    check_against(cls(**kwargs, **options), qml_cls(**kwargs), RNG.uniform(-2, 2, (3, 2)), WEIGHTS)
 
 
 @pytest.mark.parametrize("kind", ["estimator", "sampler"])
 def test_complex64_agrees_with_complex128(kind: str, three_qubit) -> None:
     cls = EstimatorQNN if kind == "estimator" else SamplerQNN
-    kwargs = {"circuit": three_qubit.circuit, "input_params": three_qubit.inputs,
-              "weight_params": three_qubit.weights, "input_gradients": True}
+    kwargs = {
+        "circuit": three_qubit.circuit,
+        "input_params": three_qubit.inputs,
+        "weight_params": three_qubit.weights,
+        "input_gradients": True,
+    }
     if kind == "estimator":
         kwargs["observables"] = OBSERVABLES
     single, double = cls(**kwargs, dtype="complex64"), cls(**kwargs, dtype="complex128")
     inputs = RNG.uniform(-2, 2, (6, 2))
     assert_same(single.forward(inputs, WEIGHTS), double.forward(inputs, WEIGHTS), 1e-4)
-    for a, b in zip(single.backward(inputs, WEIGHTS), double.backward(inputs, WEIGHTS),
-                    strict=True):
+    for a, b in zip(
+        single.backward(inputs, WEIGHTS), double.backward(inputs, WEIGHTS), strict=True
+    ):
         assert_same(a, b, 1e-4)  # outputs stay float64
 
 
@@ -561,31 +654,52 @@ def test_small_max_memory_chunks_give_the_same_numbers() -> None:
     qc = QuantumCircuit(6)
     qc.compose(feature_map, inplace=True)
     qc.compose(ansatz, inplace=True)
-    kwargs = {"circuit": qc, "input_params": feature_map.parameters,
-              "weight_params": ansatz.parameters, "input_gradients": True,
-              "observables": [SparsePauliOp("ZZZZZZ"), SparsePauliOp("XIIIIY")]}
+    kwargs = {
+        "circuit": qc,
+        "input_params": feature_map.parameters,
+        "weight_params": ansatz.parameters,
+        "input_gradients": True,
+        "observables": [SparsePauliOp("ZZZZZZ"), SparsePauliOp("XIIIIY")],
+    }
     rng = np.random.default_rng(6)
     inputs, weights = rng.uniform(-1, 1, (50, 6)), rng.uniform(-1, 1, ansatz.num_parameters)
     chunked, unlimited = EstimatorQNN(**kwargs, max_memory=max_memory), EstimatorQNN(**kwargs)
-    assert_same(unlimited.forward(inputs[:4], weights),
-                QmlEstimatorQNN(**kwargs).forward(inputs[:4], weights))
+    assert_same(
+        unlimited.forward(inputs[:4], weights),
+        QmlEstimatorQNN(**kwargs).forward(inputs[:4], weights),
+    )
     assert_same(chunked.forward(inputs, weights), unlimited.forward(inputs, weights), 1e-12)
-    for a, b in zip(chunked.backward(inputs, weights), unlimited.backward(inputs, weights),
-                    strict=True):
+    for a, b in zip(
+        chunked.backward(inputs, weights), unlimited.backward(inputs, weights), strict=True
+    ):
         assert_same(a, b, 1e-12)
-    sampler = SamplerQNN(circuit=qc, input_params=feature_map.parameters,
-                         weight_params=ansatz.parameters, interpret=parity, output_shape=2,
-                         max_memory=max_memory)
-    reference = SamplerQNN(circuit=qc, input_params=feature_map.parameters,
-                           weight_params=ansatz.parameters, interpret=parity, output_shape=2)
-    for a, b in zip(sampler.backward(inputs, weights), reference.backward(inputs, weights),
-                    strict=True):
+    sampler = SamplerQNN(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        interpret=parity,
+        output_shape=2,
+        max_memory=max_memory,
+    )
+    reference = SamplerQNN(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        interpret=parity,
+        output_shape=2,
+    )
+    for a, b in zip(
+        sampler.backward(inputs, weights), reference.backward(inputs, weights), strict=True
+    ):
         assert_same(a, b, 1e-12)
 
 
 def test_sampler_shots_are_seeded_and_unbiased(three_qubit) -> None:
-    kwargs = {"circuit": three_qubit.circuit, "input_params": three_qubit.inputs,
-              "weight_params": three_qubit.weights}
+    kwargs = {
+        "circuit": three_qubit.circuit,
+        "input_params": three_qubit.inputs,
+        "weight_params": three_qubit.weights,
+    }
     inputs = np.tile(RNG.uniform(-2, 2, 2), (200, 1))
     first = SamplerQNN(**kwargs, shots=1000, seed=3).forward(inputs, WEIGHTS)
     second = SamplerQNN(**kwargs, shots=1000, seed=3).forward(inputs, WEIGHTS)
@@ -609,8 +723,11 @@ def test_sampler_shots_are_seeded_and_unbiased(three_qubit) -> None:
 
 @pytest.fixture
 def estimator(three_qubit) -> EstimatorQNN:
-    return EstimatorQNN(circuit=three_qubit.circuit, input_params=three_qubit.inputs,
-                        weight_params=three_qubit.weights)
+    return EstimatorQNN(
+        circuit=three_qubit.circuit,
+        input_params=three_qubit.inputs,
+        weight_params=three_qubit.weights,
+    )
 
 
 @pytest.mark.parametrize(
@@ -620,14 +737,21 @@ def estimator(three_qubit) -> EstimatorQNN:
         (np.zeros(1), WEIGHTS, QiskitMachineLearningError, words("input")),
         (np.zeros(2), np.zeros(4), ValueError, words("weights")),
         (np.zeros(2), np.zeros(2), ValueError, words("weights")),
-        (np.array([[0.1, 0.2], [0.3, np.nan]]), WEIGHTS, ValueError,
-         words("input_data", "finite")),
+        (np.array([[0.1, 0.2], [0.3, np.nan]]), WEIGHTS, ValueError, words("input_data", "finite")),
         (np.array([0.1, np.inf]), WEIGHTS, ValueError, words("input_data", "finite")),
         (np.zeros(2), np.array([0.1, np.nan, 0.0]), ValueError, words("weights", "finite")),
         (np.zeros(2), np.array([0.1, -np.inf, 0.0]), ValueError, words("weights", "finite")),
     ],
-    ids=["3-inputs", "1-input", "4-weights", "2-weights", "nan-input", "inf-input",
-         "nan-weight", "inf-weight"],
+    ids=[
+        "3-inputs",
+        "1-input",
+        "4-weights",
+        "2-weights",
+        "nan-input",
+        "inf-input",
+        "nan-weight",
+        "inf-weight",
+    ],
 )
 @pytest.mark.parametrize("method", ["forward", "backward"])
 def test_bad_forward_arguments(method, inputs, weights, error, pattern, estimator) -> None:
@@ -637,9 +761,11 @@ def test_bad_forward_arguments(method, inputs, weights, error, pattern, estimato
 
 @pytest.mark.parametrize(
     ("inputs", "weights", "error", "pattern"),
-    [(None, WEIGHTS, ValueError, words("input_data")), (np.zeros(2), None, ValueError,
-                                                         words("weights")),
-     ([["a", "b"]], WEIGHTS, TypeError, words("input_data"))],
+    [
+        (None, WEIGHTS, ValueError, words("input_data")),
+        (np.zeros(2), None, ValueError, words("weights")),
+        ([["a", "b"]], WEIGHTS, TypeError, words("input_data")),
+    ],
     ids=["none-inputs", "none-weights", "strings"],
 )
 def test_missing_or_non_numeric_arguments(inputs, weights, error, pattern, estimator) -> None:
@@ -666,11 +792,17 @@ def test_input_param_missing_from_circuit(kind: str, three_qubit) -> None:
     cls = EstimatorQNN if kind == "estimator" else SamplerQNN
     stranger = Parameter("stranger")
     with pytest.raises(ValueError, match=words("stranger")):
-        cls(circuit=three_qubit.circuit, input_params=[*three_qubit.inputs, stranger],
-            weight_params=three_qubit.weights)
+        cls(
+            circuit=three_qubit.circuit,
+            input_params=[*three_qubit.inputs, stranger],
+            weight_params=three_qubit.weights,
+        )
     with pytest.raises(ValueError, match=words("stranger")):
-        cls(circuit=three_qubit.circuit, input_params=three_qubit.inputs,
-            weight_params=[stranger, *three_qubit.weights])
+        cls(
+            circuit=three_qubit.circuit,
+            input_params=three_qubit.inputs,
+            weight_params=[stranger, *three_qubit.weights],
+        )
 
 
 @pytest.mark.parametrize("kind", ["estimator", "sampler"])
@@ -691,31 +823,46 @@ def test_circuit_parameter_in_neither(kind: str, three_qubit) -> None:
         cls(circuit=three_qubit.circuit, input_params=None, weight_params=[x[1], *w])
 
 
-@pytest.mark.parametrize("observables", [SparsePauliOp("ZZ"),
-                                         [SparsePauliOp("ZZZ"), SparsePauliOp("ZZZZ")]],
-                         ids=["single", "second-of-two"])
+@pytest.mark.parametrize(
+    "observables",
+    [SparsePauliOp("ZZ"), [SparsePauliOp("ZZZ"), SparsePauliOp("ZZZZ")]],
+    ids=["single", "second-of-two"],
+)
 def test_observable_on_wrong_number_of_qubits(observables, three_qubit) -> None:
     with pytest.raises(ValueError, match=words("observables")):
-        EstimatorQNN(circuit=three_qubit.circuit, input_params=three_qubit.inputs,
-                     weight_params=three_qubit.weights, observables=observables)
+        EstimatorQNN(
+            circuit=three_qubit.circuit,
+            input_params=three_qubit.inputs,
+            weight_params=three_qubit.weights,
+            observables=observables,
+        )
 
 
-@pytest.mark.parametrize("interpret,output_shape",
-                         [(lambda b: b, 4), (lambda b: (b % 2, b), (2, 3)),
-                          (lambda b: -1 if b == 5 else 0, 2)],
-                         ids=["index-too-large", "tuple-index-too-large", "negative-index"])
+@pytest.mark.parametrize(
+    "interpret,output_shape",
+    [(lambda b: b, 4), (lambda b: (b % 2, b), (2, 3)), (lambda b: -1 if b == 5 else 0, 2)],
+    ids=["index-too-large", "tuple-index-too-large", "negative-index"],
+)
 def test_interpret_outside_output_shape(interpret, output_shape, three_qubit) -> None:
     with pytest.raises(ValueError, match=words("interpret")):
-        qnn = SamplerQNN(circuit=three_qubit.circuit, input_params=three_qubit.inputs,
-                         weight_params=three_qubit.weights, interpret=interpret,
-                         output_shape=output_shape)
+        qnn = SamplerQNN(
+            circuit=three_qubit.circuit,
+            input_params=three_qubit.inputs,
+            weight_params=three_qubit.weights,
+            interpret=interpret,
+            output_shape=output_shape,
+        )
         qnn.forward(RNG.uniform(-2, 2, 2), WEIGHTS)
 
 
 def test_interpret_without_output_shape(three_qubit) -> None:
     with pytest.raises(QiskitMachineLearningError, match=words("output shape")):
-        SamplerQNN(circuit=three_qubit.circuit, input_params=three_qubit.inputs,
-                   weight_params=three_qubit.weights, interpret=parity)
+        SamplerQNN(
+            circuit=three_qubit.circuit,
+            input_params=three_qubit.inputs,
+            weight_params=three_qubit.weights,
+            interpret=parity,
+        )
 
 
 def unsupported_circuit(instruction: str) -> tuple[QuantumCircuit, ParameterVector]:
@@ -756,19 +903,29 @@ def test_unsupported_instruction_is_named_at_construction(instruction: str, kind
 def test_bad_options(option, value, error, pattern, kind, three_qubit) -> None:
     cls = EstimatorQNN if kind == "estimator" else SamplerQNN
     with pytest.raises(error, match=pattern):
-        cls(circuit=three_qubit.circuit, input_params=three_qubit.inputs,
-            weight_params=three_qubit.weights, **{option: value})
+        cls(
+            circuit=three_qubit.circuit,
+            input_params=three_qubit.inputs,
+            weight_params=three_qubit.weights,
+            **{option: value},
+        )
 
 
 @pytest.mark.parametrize("kind", ["estimator", "sampler"])
 def test_device_gpu_without_a_gpu(kind: str, three_qubit) -> None:
     cls = EstimatorQNN if kind == "estimator" else SamplerQNN
-    kwargs = {"circuit": three_qubit.circuit, "input_params": three_qubit.inputs,
-              "weight_params": three_qubit.weights}
+    kwargs = {
+        "circuit": three_qubit.circuit,
+        "input_params": three_qubit.inputs,
+        "weight_params": three_qubit.weights,
+    }
     if has_cuda():  # where there is one, "gpu" must work and agree with the CPU
         inputs = RNG.uniform(-2, 2, (3, 2))
-        assert_same(cls(**kwargs, device="gpu").forward(inputs, WEIGHTS),
-                    cls(**kwargs, device="cpu").forward(inputs, WEIGHTS), 1e-12)
+        assert_same(
+            cls(**kwargs, device="gpu").forward(inputs, WEIGHTS),
+            cls(**kwargs, device="cpu").forward(inputs, WEIGHTS),
+            1e-12,
+        )
         return
     with pytest.raises(RuntimeError, match=words("gpu")):
         cls(**kwargs, device="gpu")
@@ -778,6 +935,10 @@ def test_device_gpu_without_a_gpu(kind: str, three_qubit) -> None:
 def test_max_memory_too_small_for_one_row(kind: str, three_qubit) -> None:
     cls = EstimatorQNN if kind == "estimator" else SamplerQNN
     with pytest.raises(ValueError, match=words("max_memory")):
-        qnn = cls(circuit=three_qubit.circuit, input_params=three_qubit.inputs,
-                  weight_params=three_qubit.weights, max_memory=10)
+        qnn = cls(
+            circuit=three_qubit.circuit,
+            input_params=three_qubit.inputs,
+            weight_params=three_qubit.weights,
+            max_memory=10,
+        )
         qnn.forward(RNG.uniform(-2, 2, 2), WEIGHTS)

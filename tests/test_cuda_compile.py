@@ -42,8 +42,19 @@ def test_nvcc_compiles_every_kernel(arch: str, tmp_path: Path) -> None:
     unit = tmp_path / "kernels.cu"
     unit.write_text(_instantiations())
     cubin = tmp_path / "kernels.cubin"
-    command = [nvcc, "-cubin", *COMPILE_OPTIONS, f"-arch=sm_{arch}", "-Werror", "all-warnings",
-               "-Xptxas", "-warn-spills", "-o", str(cubin), str(unit)]
+    command = [
+        nvcc,
+        "-cubin",
+        *COMPILE_OPTIONS,
+        f"-arch=sm_{arch}",
+        "-Werror",
+        "all-warnings",
+        "-Xptxas",
+        "-warn-spills",
+        "-o",
+        str(cubin),
+        str(unit),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}{result.stderr}"
     binary = cubin.read_bytes()
@@ -74,8 +85,9 @@ def test_nvrtc_compiles_every_kernel(arch: str) -> None:
     with the same source, options and name expressions, compiled to a cubin."""
     compiler = _nvrtc()
     names = name_expressions()
-    program = compiler._NVRTCProgram(kernel_source(), "statevector.cu", (), (),
-                                     name_expressions=names, method="cubin")
+    program = compiler._NVRTCProgram(
+        kernel_source(), "statevector.cu", (), (), name_expressions=names, method="cubin"
+    )
     options = (*COMPILE_OPTIONS, f"-arch=sm_{arch}", "--device-as-default-execution-space")
     cubin, mapping = program.compile(options)
     assert len(cubin) > 10_000

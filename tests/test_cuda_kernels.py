@@ -51,18 +51,30 @@ def _random_op(rng: np.random.Generator, n: int, kind: str, slot: int) -> Op:
         k = min(k, 2) if rng.random() < 0.7 else k  # qiskit rotations, or a Pauli string
     qubits = [int(q) for q in rng.permutation(n)]
     targets = tuple(qubits[:k])
-    controls = tuple(qubits[k:k + int(rng.integers(0, min(3, n - k) + 1))])
+    controls = tuple(qubits[k : k + int(rng.integers(0, min(3, n - k) + 1))])
     ctrl_state = int(rng.integers(0, 1 << len(controls)))
     dim = 1 << k
     if kind == "dense":
-        return Op("dense", targets, controls, ctrl_state,
-                  random_unitary(dim, seed=int(rng.integers(1 << 30))).data)
+        return Op(
+            "dense",
+            targets,
+            controls,
+            ctrl_state,
+            random_unitary(dim, seed=int(rng.integers(1 << 30))).data,
+        )
     if kind == "diag":
-        return Op("diag", targets, controls, ctrl_state,
-                  np.exp(1j * rng.uniform(0, 2 * np.pi, dim)))
+        return Op(
+            "diag", targets, controls, ctrl_state, np.exp(1j * rng.uniform(0, 2 * np.pi, dim))
+        )
     if kind == "perm":
-        return Op("perm", targets, controls, ctrl_state,
-                  np.exp(1j * rng.uniform(0, 2 * np.pi, dim)), rng.permutation(dim))
+        return Op(
+            "perm",
+            targets,
+            controls,
+            ctrl_state,
+            np.exp(1j * rng.uniform(0, 2 * np.pi, dim)),
+            rng.permutation(dim),
+        )
     if kind == "phase":
         mask = rng.integers(0, 2, dim).astype(float)
         return Op("phase", targets, controls, ctrl_state, mask, slot=slot)
@@ -116,8 +128,9 @@ def make_readout(kind: str, n: int, seed: int, dtype: str) -> PauliReadout | Pro
     if kind == "direct":
         return ProbabilityReadout(list(range(n)), n, None, (1 << n,), None, backend)
     measured = [int(q) for q in rng.permutation(n)[: max(1, n - 1)]] + [-1]
-    return ProbabilityReadout(measured, n, lambda key: key % 3, (3,),
-                              max(1, (1 << len(measured)) - 3), backend)
+    return ProbabilityReadout(
+        measured, n, lambda key: key % 3, (3,), max(1, (1 << len(measured)) - 3), backend
+    )
 
 
 def random_shifts(rng: np.random.Generator, slots: int, count: int) -> tuple[np.ndarray, ...]:
@@ -129,14 +142,20 @@ def random_shifts(rng: np.random.Generator, slots: int, count: int) -> tuple[np.
     return slot, value.astype(np.float64)
 
 
-def engine_outputs(program: Program, readout, dtype: str, base: np.ndarray,
-                   shift_slot: np.ndarray, shift_value: np.ndarray) -> np.ndarray:
+def engine_outputs(
+    program: Program,
+    readout,
+    dtype: str,
+    base: np.ndarray,
+    shift_slot: np.ndarray,
+    shift_value: np.ndarray,
+) -> np.ndarray:
     """The NumPy engine on explicitly shifted angles, rows laid out s * B + b."""
     angles = np.tile(base, (len(shift_slot), 1))
     batch = base.shape[0]
     for s, (slot, value) in enumerate(zip(shift_slot, shift_value, strict=True)):
         if slot >= 0:
-            angles[s * batch:(s + 1) * batch, slot] += value
+            angles[s * batch : (s + 1) * batch, slot] += value
     psi = Engine(program, select_backend("cpu", dtype)).evolve(angles)
     return np.asarray(readout(psi), dtype=np.float64)
 
@@ -150,9 +169,16 @@ CASES = [(seed, n) for seed, n in enumerate([1, 3, 4, 6])]
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
 @pytest.mark.parametrize("runner", sorted(RUNNERS))
 @pytest.mark.parametrize(("seed", "n"), CASES, ids=[f"n{n}" for _s, n in CASES])
-def test_runner_matches_engine(kernels: HostKernels, seed: int, n: int, runner: str,
-                               dtype: str, readout_kind: str, threads: int,
-                               reverse: bool) -> None:
+def test_runner_matches_engine(
+    kernels: HostKernels,
+    seed: int,
+    n: int,
+    runner: str,
+    dtype: str,
+    readout_kind: str,
+    threads: int,
+    reverse: bool,
+) -> None:
     """Every (shift block, sample) row equals the engine run on that row's shifted angles.
     D = 2**n is below the thread count for n <= 4 (idle threads)."""
     program = random_program(seed, n)
@@ -162,7 +188,8 @@ def test_runner_matches_engine(kernels: HostKernels, seed: int, n: int, runner: 
     base = rng.uniform(-np.pi, np.pi, (3, program.angles.num_slots))
     shift_slot, shift_value = random_shifts(rng, program.angles.num_slots, 5)
     ours = RUNNERS[runner](kernels, kp, dtype, threads=threads, reverse=reverse).run(
-        base, shift_slot, shift_value)
+        base, shift_slot, shift_value
+    )
     reference = engine_outputs(program, readout, dtype, base, shift_slot, shift_value)
     assert ours.shape == (15, readout.num_outputs) and ours.dtype == np.float64
     np.testing.assert_allclose(ours, reference, atol=TOL[dtype], rtol=0)
@@ -172,8 +199,9 @@ def test_runner_matches_engine(kernels: HostKernels, seed: int, n: int, runner: 
 @pytest.mark.parametrize("readout_kind", ["pauli", "pieces"])
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
 @pytest.mark.parametrize("runner", sorted(RUNNERS))
-def test_rows_span_chunks_and_grid_strides(kernels: HostKernels, runner: str, dtype: str,
-                                           readout_kind: str) -> None:
+def test_rows_span_chunks_and_grid_strides(
+    kernels: HostKernels, runner: str, dtype: str, readout_kind: str
+) -> None:
     """10 qubits with 32 threads: the Pauli partial kernel splits each row into 2 chunks, the
     probability readout into 32-state pieces; 3 blocks stride over every grid."""
     n = 10
@@ -184,14 +212,16 @@ def test_rows_span_chunks_and_grid_strides(kernels: HostKernels, runner: str, dt
     base = rng.uniform(-np.pi, np.pi, (2, program.angles.num_slots))
     shift_slot, shift_value = random_shifts(rng, program.angles.num_slots, 3)
     ours = RUNNERS[runner](kernels, kp, dtype, threads=32, max_blocks=3).run(
-        base, shift_slot, shift_value)
+        base, shift_slot, shift_value
+    )
     reference = engine_outputs(program, readout, dtype, base, shift_slot, shift_value)
     np.testing.assert_allclose(ours, reference, atol=TOL[dtype], rtol=0)
 
 
 @pytest.mark.parametrize("runner", sorted(RUNNERS))
-def test_thread_order_and_grid_size_do_not_change_results(kernels: HostKernels,
-                                                          runner: str) -> None:
+def test_thread_order_and_grid_size_do_not_change_results(
+    kernels: HostKernels, runner: str
+) -> None:
     """Bitwise: the order of a block's threads (a missing barrier would show) and the number
     of blocks (grid-stride loops) leave every output unchanged."""
     program = random_program(5, 5)
@@ -199,9 +229,12 @@ def test_thread_order_and_grid_size_do_not_change_results(kernels: HostKernels,
     rng = np.random.default_rng(5)
     base = rng.uniform(-np.pi, np.pi, (4, program.angles.num_slots))
     shift_slot, shift_value = random_shifts(rng, program.angles.num_slots, 3)
-    results = [RUNNERS[runner](kernels, kp, threads=64, reverse=reverse,
-                               max_blocks=blocks).run(base, shift_slot, shift_value)
-               for reverse, blocks in [(False, None), (True, None), (False, 1), (True, 5)]]
+    results = [
+        RUNNERS[runner](kernels, kp, threads=64, reverse=reverse, max_blocks=blocks).run(
+            base, shift_slot, shift_value
+        )
+        for reverse, blocks in [(False, None), (True, None), (False, 1), (True, 5)]
+    ]
     for other in results[1:]:
         np.testing.assert_array_equal(other, results[0])
 
@@ -235,8 +268,9 @@ def _zz_network():
     return qc, x, w
 
 
-def _parameter_shift(kernels: HostKernels, network, params: np.ndarray,
-                     columns: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _parameter_shift(
+    kernels: HostKernels, network, params: np.ndarray, columns: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """(forward (B, O), gradient (B, O, J)) from ONE fused launch over every shift block."""
     program, readout = network._program, network._simulator.readout
     table = program.angles
@@ -260,12 +294,17 @@ def _parameter_shift(kernels: HostKernels, network, params: np.ndarray,
 
 
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
-def test_estimator_forward_and_backward_from_one_launch(kernels: HostKernels,
-                                                        dtype: str) -> None:
+def test_estimator_forward_and_backward_from_one_launch(kernels: HostKernels, dtype: str) -> None:
     qc, x, w = _zz_network()
     observables = [SparsePauliOp(["ZZI", "IXY"], [1.0, -0.5]), SparsePauliOp("YIZ", 0.7)]
-    qnn = EstimatorQNN(circuit=qc, observables=observables, input_params=x, weight_params=w,
-                       input_gradients=True, dtype=dtype)
+    qnn = EstimatorQNN(
+        circuit=qc,
+        observables=observables,
+        input_params=x,
+        weight_params=w,
+        input_gradients=True,
+        dtype=dtype,
+    )
     rng = np.random.default_rng(21)
     inputs, weights = rng.uniform(-1, 1, (4, 3)), rng.uniform(-1, 1, 6)
     params = np.hstack([inputs, np.tile(weights, (4, 1))])
@@ -280,8 +319,13 @@ def test_estimator_forward_and_backward_from_one_launch(kernels: HostKernels,
 def test_sampler_forward_and_backward_from_one_launch(kernels: HostKernels) -> None:
     qc, x, w = _zz_network()
     qc.measure_all()
-    qnn = SamplerQNN(circuit=qc, input_params=x, weight_params=w,
-                     interpret=lambda k: bin(k).count("1") % 2, output_shape=2)
+    qnn = SamplerQNN(
+        circuit=qc,
+        input_params=x,
+        weight_params=w,
+        interpret=lambda k: bin(k).count("1") % 2,
+        output_shape=2,
+    )
     rng = np.random.default_rng(22)
     inputs, weights = rng.uniform(-1, 1, (3, 3)), rng.uniform(-1, 1, 6)
     params = np.hstack([inputs, np.tile(weights, (3, 1))])
@@ -301,8 +345,9 @@ def test_unsupported_programs_are_refused() -> None:
     program = _program_with((dense4,), 4)
     reason = unsupported_reason(program)
     assert reason is not None and "4 targets" in reason
-    readout = PauliReadout([SparsePauliOp("ZZZZ")], np.arange(4), 4,
-                           select_backend("cpu", "complex128"))
+    readout = PauliReadout(
+        [SparsePauliOp("ZZZZ")], np.arange(4), 4, select_backend("cpu", "complex128")
+    )
     with pytest.raises(ValueError, match="cannot run on the CUDA kernels: op 0"):
         encode_program(program, readout)
     big = Program(31, np.arange(31), (), AngleTable([], []), np.zeros(0, np.int64))
@@ -311,16 +356,21 @@ def test_unsupported_programs_are_refused() -> None:
     assert unsupported_reason(_program_with((diag5,), 5)) is None
 
 
-@pytest.mark.parametrize(("n", "dtype", "fits"), [
-    (13, "complex128", True), (14, "complex128", False),
-    (14, "complex64", True), (15, "complex64", False),
-])
+@pytest.mark.parametrize(
+    ("n", "dtype", "fits"),
+    [
+        (13, "complex128", True),
+        (14, "complex128", False),
+        (14, "complex64", True),
+        (15, "complex64", False),
+    ],
+)
 def test_fused_shared_memory_limit(n: int, dtype: str, fits: bool) -> None:
     """About 13 qubits fit 227 KiB of shared memory in complex128, one more in complex64."""
-    ops = tuple(Op("dense", (q,), (), 0, np.array([[1, 1], [1, -1]]) / np.sqrt(2))
-                for q in range(n))
-    readout = PauliReadout([SparsePauliOp("Z" * n)], np.arange(n), n,
-                           select_backend("cpu", dtype))
+    ops = tuple(
+        Op("dense", (q,), (), 0, np.array([[1, 1], [1, -1]]) / np.sqrt(2)) for q in range(n)
+    )
+    readout = PauliReadout([SparsePauliOp("Z" * n)], np.arange(n), n, select_backend("cpu", dtype))
     kp = encode_program(_program_with(ops, n), readout)
     assert kp.fits_fused(dtype) is fits
     expected = (1 << n) * np.dtype(dtype).itemsize + 8 * kp.fused_threads()
@@ -339,15 +389,26 @@ def test_tables_mirror_the_kernel_source() -> None:
     source = kernel_source()
     enums = dict(re.findall(r"\b(GQ_[A-Z_0-9]+) = (\d+)", source))
     expected = {
-        "GQ_HEADER": tables.HEADER, "GQ_H_QUBITS": tables.H_QUBITS,
-        "GQ_H_NUM_OPS": tables.H_NUM_OPS, "GQ_H_OPS": tables.H_OPS,
-        "GQ_H_READOUT": tables.H_READOUT, "GQ_H_OUTPUTS": tables.H_OUTPUTS,
-        "GQ_H_ITEMS": tables.H_ITEMS, "GQ_H_TABLES": tables.H_TABLES,
-        "GQ_OP_FIELDS": tables.OP_FIELDS, "GQ_F_KIND": tables.F_KIND,
-        "GQ_F_TARGETS": tables.F_TARGETS, "GQ_F_SLOT": tables.F_SLOT,
-        "GQ_F_CVAL": tables.F_CVAL, "GQ_F_NPOS": tables.F_NPOS, "GQ_F_POS": tables.F_POS,
-        "GQ_F_TGT": tables.F_TGT, "GQ_F_DATA": tables.F_DATA, "GQ_F_SRC": tables.F_SRC,
-        "GQ_F_OFF": tables.F_OFF, "GQ_PAULI": tables.READOUT_PAULI,
+        "GQ_HEADER": tables.HEADER,
+        "GQ_H_QUBITS": tables.H_QUBITS,
+        "GQ_H_NUM_OPS": tables.H_NUM_OPS,
+        "GQ_H_OPS": tables.H_OPS,
+        "GQ_H_READOUT": tables.H_READOUT,
+        "GQ_H_OUTPUTS": tables.H_OUTPUTS,
+        "GQ_H_ITEMS": tables.H_ITEMS,
+        "GQ_H_TABLES": tables.H_TABLES,
+        "GQ_OP_FIELDS": tables.OP_FIELDS,
+        "GQ_F_KIND": tables.F_KIND,
+        "GQ_F_TARGETS": tables.F_TARGETS,
+        "GQ_F_SLOT": tables.F_SLOT,
+        "GQ_F_CVAL": tables.F_CVAL,
+        "GQ_F_NPOS": tables.F_NPOS,
+        "GQ_F_POS": tables.F_POS,
+        "GQ_F_TGT": tables.F_TGT,
+        "GQ_F_DATA": tables.F_DATA,
+        "GQ_F_SRC": tables.F_SRC,
+        "GQ_F_OFF": tables.F_OFF,
+        "GQ_PAULI": tables.READOUT_PAULI,
         "GQ_PROB_DIRECT": tables.READOUT_PROB_DIRECT,
         "GQ_PROB_PIECES": tables.READOUT_PROB_PIECES,
         **{f"GQ_{kind.upper()}": code for kind, code in tables.KIND_CODES.items()},
@@ -359,8 +420,16 @@ def test_tables_mirror_the_kernel_source() -> None:
         macro = f"GQ_{kernel[3:].upper()}_PARAMS"
         body = re.search(rf"#define {macro}\(T\)(.*?)\n(?!\s)", source, re.S).group(1)
         params = [p.strip() for p in body.replace("\\\n", " ").split(",")]
-        found = tuple("ptr" if "*" in p else "i64" if p.startswith("long long") else
-                      "i32" if p.startswith("int ") else p for p in params)
+        found = tuple(
+            "ptr"
+            if "*" in p
+            else "i64"
+            if p.startswith("long long")
+            else "i32"
+            if p.startswith("int ")
+            else p
+            for p in params
+        )
         assert found == kinds, kernel
         assert re.search(rf"GQ_KERNEL\({kernel}, {macro},", source), kernel
 
@@ -401,8 +470,9 @@ def test_host_build_detects_shared_memory_overflow(kernels: HostKernels) -> None
     runner = HostFusedRunner(kernels, kp, threads=32)
     base = np.zeros((1, program.angles.num_slots))
     out = np.zeros((1, 3))
-    launch = runner.plan.launch(runner._device_tables(), base, 1, np.array([-1], np.int32),
-                                np.zeros(1), 1, out, 1)
+    launch = runner.plan.launch(
+        runner._device_tables(), base, 1, np.array([-1], np.int32), np.zeros(1), 1, out, 1
+    )
     kernels.execute(launch, "double")
     short = Launch(launch.kernel, 1, 32, launch.shared - 64, launch.args)
     with pytest.raises(RuntimeError, match="wrote past its dynamic shared memory"):
@@ -412,8 +482,10 @@ def test_host_build_detects_shared_memory_overflow(kernels: HostKernels) -> None
 
 
 def test_importing_the_kernels_does_not_import_cupy() -> None:
-    code = ("import sys, gpuqnn, gpuqnn._cuda, gpuqnn._cuda.host; "
-            "assert 'cupy' not in sys.modules, 'cupy imported'")
+    code = (
+        "import sys, gpuqnn, gpuqnn._cuda, gpuqnn._cuda.host; "
+        "assert 'cupy' not in sys.modules, 'cupy imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -469,8 +541,7 @@ class _FakeKernel:
     def run(self, grid, block, args, shared_mem) -> None:
         kernel, real = self.name[:-1].split("<")
         self.cupy.launches += 1
-        self.cupy.kernels.execute(Launch(kernel, grid[0], block[0], shared_mem, tuple(args)),
-                                  real)
+        self.cupy.kernels.execute(Launch(kernel, grid[0], block[0], shared_mem, tuple(args)), real)
 
 
 class _FakeCupy(types.ModuleType):
@@ -495,8 +566,10 @@ class _FakeCupy(types.ModuleType):
                 return _FakeKernel(fake, name)
 
         runtime = types.SimpleNamespace(
-            cudaDevAttrMultiProcessorCount=16, cudaDevAttrMaxSharedMemoryPerBlockOptin=97,
-            deviceGetAttribute=lambda attr, dev: {16: 2, 97: 227 * 1024}[attr])
+            cudaDevAttrMultiProcessorCount=16,
+            cudaDevAttrMaxSharedMemoryPerBlockOptin=97,
+            deviceGetAttribute=lambda attr, dev: {16: 2, 97: 227 * 1024}[attr],
+        )
 
         class Device:
             def __init__(self, index: int = 0) -> None:
@@ -511,8 +584,11 @@ class _FakeCupy(types.ModuleType):
         null = _FakeStream(self)
         self.RawModule = RawModule
         self.cuda = types.SimpleNamespace(
-            Device=Device, runtime=runtime, Stream=lambda non_blocking=False: _FakeStream(fake),
-            get_current_stream=lambda: fake.current or null)
+            Device=Device,
+            runtime=runtime,
+            Stream=lambda non_blocking=False: _FakeStream(fake),
+            get_current_stream=lambda: fake.current or null,
+        )
 
     def asarray(self, array, dtype=None):
         return np.asarray(array, dtype=dtype)
@@ -528,8 +604,9 @@ class _FakeCupy(types.ModuleType):
 
 
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
-def test_cupy_runners_control_flow(kernels: HostKernels, monkeypatch: pytest.MonkeyPatch,
-                                   dtype: str) -> None:
+def test_cupy_runners_control_flow(
+    kernels: HostKernels, monkeypatch: pytest.MonkeyPatch, dtype: str
+) -> None:
     """FusedRunner and PerOpRunner (launch.py) on a stand-in CuPy whose kernels run on the host
     build: one launch for the fused path; for the per-op path a direct first run, a graph
     captured on the second call of a shape and replayed (with the new inputs) after that, and a
@@ -548,9 +625,12 @@ def test_cupy_runners_control_flow(kernels: HostKernels, monkeypatch: pytest.Mon
 
     fused = FusedRunner(kp, dtype, threads=64)
     base = rng.uniform(-np.pi, np.pi, (2, program.angles.num_slots))
-    np.testing.assert_allclose(fused.run(base, slot, value),
-                               engine_outputs(program, readout, dtype, base, slot, value),
-                               atol=TOL[dtype], rtol=0)
+    np.testing.assert_allclose(
+        fused.run(base, slot, value),
+        engine_outputs(program, readout, dtype, base, slot, value),
+        atol=TOL[dtype],
+        rtol=0,
+    )
     assert fake.launches == 1 and len(fake.modules) == 1
 
     per_op = PerOpRunner(kp, dtype, threads=64)
@@ -559,13 +639,16 @@ def test_cupy_runners_control_flow(kernels: HostKernels, monkeypatch: pytest.Mon
         base = rng.uniform(-np.pi, np.pi, (batch, program.angles.num_slots))
         before = fake.launches
         out = per_op.run(base, slot, value)
-        np.testing.assert_allclose(out, engine_outputs(program, readout, dtype, base, slot,
-                                                       value), atol=TOL[dtype], rtol=0)
+        np.testing.assert_allclose(
+            out, engine_outputs(program, readout, dtype, base, slot, value), atol=TOL[dtype], rtol=0
+        )
         assert fake.launches - before == per_call
         assert fake.captures == (0, 1, 1, 1, 2, 2)[call]
-    big = FusedRunner(encode_program(random_program(3, 13, 4),
-                                     make_readout("pauli", 13, 3, dtype)), dtype)
+    big = FusedRunner(
+        encode_program(random_program(3, 13, 4), make_readout("pauli", 13, 3, dtype)), dtype
+    )
     assert big.plan.shared > 48 * 1024
-    out = big.run(np.zeros((1, big.kernel_program.num_slots)), np.array([-1], np.int32),
-                  np.zeros(1))
+    out = big.run(
+        np.zeros((1, big.kernel_program.num_slots)), np.array([-1], np.int32), np.zeros(1)
+    )
     assert np.isfinite(out).all()

@@ -24,8 +24,12 @@ def parity(bits: int) -> int:
 
 
 def make_network(kind: str, circuit, qml: bool = False, **extra):
-    common = {"circuit": circuit.circuit, "input_params": circuit.inputs,
-              "weight_params": circuit.weights, **extra}
+    common = {
+        "circuit": circuit.circuit,
+        "input_params": circuit.inputs,
+        "weight_params": circuit.weights,
+        **extra,
+    }
     if kind == "estimator":
         return (QmlEstimatorQNN if qml else EstimatorQNN)(**common)
     return (QmlSamplerQNN if qml else SamplerQNN)(**common, interpret=parity, output_shape=2)
@@ -34,7 +38,9 @@ def make_network(kind: str, circuit, qml: bool = False, **extra):
 def fit(qnn, optimizer, x: np.ndarray, y: np.ndarray) -> tuple[NeuralNetworkClassifier, list]:
     losses: list[float] = []
     classifier = NeuralNetworkClassifier(
-        qnn, optimizer=optimizer, one_hot=False,
+        qnn,
+        optimizer=optimizer,
+        one_hot=False,
         callback=lambda _weights, loss: losses.append(float(loss)),
         initial_point=np.linspace(-0.5, 0.5, qnn.num_weights),
     )
@@ -45,8 +51,11 @@ def fit(qnn, optimizer, x: np.ndarray, y: np.ndarray) -> tuple[NeuralNetworkClas
 # ---- NeuralNetworkClassifier ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("optimizer", [lambda: COBYLA(maxiter=15), lambda: L_BFGS_B(maxiter=5)],
-                         ids=["cobyla", "l_bfgs_b"])
+@pytest.mark.parametrize(
+    "optimizer",
+    [lambda: COBYLA(maxiter=15), lambda: L_BFGS_B(maxiter=5)],
+    ids=["cobyla", "l_bfgs_b"],
+)
 @pytest.mark.parametrize("kind", ["estimator", "sampler"])
 def test_neural_network_classifier_trains(kind, optimizer, zz_two_qubit, two_feature_data):
     x, labels = two_feature_data
@@ -73,7 +82,8 @@ def test_neural_network_regressor_trains(zz_two_qubit, two_feature_data) -> None
     for qml in (False, True):
         losses: list[float] = []
         regressor = NeuralNetworkRegressor(
-            make_network("estimator", zz_two_qubit, qml=qml), optimizer=L_BFGS_B(maxiter=5),
+            make_network("estimator", zz_two_qubit, qml=qml),
+            optimizer=L_BFGS_B(maxiter=5),
             callback=lambda _weights, loss, losses=losses: losses.append(float(loss)),
             initial_point=np.full(len(zz_two_qubit.weights), 0.3),
         )
@@ -91,22 +101,25 @@ def test_torch_connector_gradients_match_qml(zz_two_qubit, two_feature_data) -> 
     torch = pytest.importorskip("torch")
     from qiskit_machine_learning.connectors import TorchConnector  # noqa: PLC0415
 
-    extra = {"input_gradients": True,
-             "observables": [SparsePauliOp("ZZ"), SparsePauliOp.from_list([("XI", 0.5),
-                                                                           ("IY", -1.0)])]}
+    extra = {
+        "input_gradients": True,
+        "observables": [SparsePauliOp("ZZ"), SparsePauliOp.from_list([("XI", 0.5), ("IY", -1.0)])],
+    }
     initial = np.linspace(-0.7, 0.9, len(zz_two_qubit.weights))
     x_np, labels = two_feature_data
     target = torch.tensor(np.stack([2.0 * labels - 1, 0.5 - labels], axis=1))
     results = []
     for qml in (False, True):
-        model = TorchConnector(make_network("estimator", zz_two_qubit, qml=qml, **extra),
-                               initial_weights=initial)
+        model = TorchConnector(
+            make_network("estimator", zz_two_qubit, qml=qml, **extra), initial_weights=initial
+        )
         x = torch.tensor(x_np, dtype=torch.float64, requires_grad=True)
         output = model(x)
         loss = ((output - target) ** 2).mean()
         loss.backward()
-        results.append([output.detach().numpy(), model.weight.grad.detach().numpy(),
-                        x.grad.detach().numpy()])
+        results.append(
+            [output.detach().numpy(), model.weight.grad.detach().numpy(), x.grad.detach().numpy()]
+        )
     (ours_out, ours_w, ours_x), (ref_out, ref_w, ref_x) = results
     assert ours_out.shape == (20, 2)
     np.testing.assert_allclose(ours_out, ref_out, rtol=0, atol=1e-9)
@@ -148,8 +161,12 @@ def test_torch_model_with_connector_trains(zz_two_qubit, two_feature_data) -> No
 def stored_network(case: str, library: str, circuit):
     """pickle gets a module-level interpret function, dill a lambda."""
     interpret, size = (parity, 2) if library == "pickle" else (lambda b: (b * 7 + 1) % 3, 3)
-    common = {"circuit": circuit.circuit, "input_params": circuit.inputs,
-              "weight_params": circuit.weights, "input_gradients": True}
+    common = {
+        "circuit": circuit.circuit,
+        "input_params": circuit.inputs,
+        "weight_params": circuit.weights,
+        "input_gradients": True,
+    }
     if case == "estimator":
         return EstimatorQNN(**common, observables=[SparsePauliOp("ZZ"), SparsePauliOp("XY")])
     if case == "estimator-complex64":
@@ -161,8 +178,16 @@ def stored_network(case: str, library: str, circuit):
     return SamplerQNN(**common, interpret=interpret, output_shape=size, shots=200, seed=5)
 
 
-@pytest.mark.parametrize("case", ["estimator", "estimator-complex64", "sampler-default-interpret",
-                                  "sampler-interpret", "sampler-shots"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "estimator",
+        "estimator-complex64",
+        "sampler-default-interpret",
+        "sampler-interpret",
+        "sampler-shots",
+    ],
+)
 @pytest.mark.parametrize("library", ["pickle", "dill"])
 def test_round_trip_gives_identical_outputs(library: str, case: str, zz_two_qubit) -> None:
     module = pickle if library == "pickle" else pytest.importorskip("dill")

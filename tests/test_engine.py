@@ -21,7 +21,8 @@ from gpuqnn._engine import Engine
 
 TOL = {"complex128": 1e-10, "complex64": 2e-5}
 STANDARD = sorted(
-    name for name, gate in get_standard_gate_name_mapping().items()
+    name
+    for name, gate in get_standard_gate_name_mapping().items()
     if name not in ("measure", "reset", "delay", "barrier") and hasattr(gate, "num_qubits")
 )
 NUM_QUBITS = 4
@@ -60,8 +61,7 @@ def _assert_same_state(ours: np.ndarray, reference: np.ndarray, tol: float) -> N
     """Equal up to a global phase (which compilation may drop)."""
     overlap = np.vdot(reference, ours)
     assert abs(abs(overlap) - 1.0) < 10 * tol, f"fidelity {abs(overlap) ** 2}"
-    np.testing.assert_allclose(ours * np.conj(overlap) / abs(overlap), reference,
-                               atol=10 * tol)
+    np.testing.assert_allclose(ours * np.conj(overlap) / abs(overlap), reference, atol=10 * tol)
 
 
 CASES = [(name, False) for name in STANDARD] + [
@@ -70,8 +70,9 @@ CASES = [(name, False) for name in STANDARD] + [
 
 
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
-@pytest.mark.parametrize(("name", "symbolic"), CASES,
-                         ids=[f"{n}-{'symbolic' if s else 'bound'}" for n, s in CASES])
+@pytest.mark.parametrize(
+    ("name", "symbolic"), CASES, ids=[f"{n}-{'symbolic' if s else 'bound'}" for n, s in CASES]
+)
 def test_standard_gate_matches_statevector(name: str, symbolic: bool, dtype: str) -> None:
     rng = np.random.default_rng(sum(map(ord, name)))
     gate_cls = type(get_standard_gate_name_mapping()[name])
@@ -111,8 +112,20 @@ def _random_network(seed: int, num_qubits: int = 3):
     rng = np.random.default_rng(seed)
     x = ParameterVector("x", 2)
     w = ParameterVector("w", 4)
-    exprs = [x[0], 2 * x[1], x[0] + w[0], x[0] * x[1], w[1] ** 2, w[2].sin(),
-             (np.pi - x[0]) * (np.pi - x[1]), -0.5 * w[3] + 0.3, w[0], w[1], w[2], w[3]]
+    exprs = [
+        x[0],
+        2 * x[1],
+        x[0] + w[0],
+        x[0] * x[1],
+        w[1] ** 2,
+        w[2].sin(),
+        (np.pi - x[0]) * (np.pi - x[1]),
+        -0.5 * w[3] + 0.3,
+        w[0],
+        w[1],
+        w[2],
+        w[3],
+    ]
     qc = QuantumCircuit(num_qubits)
     one = ["rx", "ry", "rz", "p", "u", "r"]
     two = ["crx", "cry", "crz", "cp", "rxx", "ryy", "rzz", "rzx", "cu", "cu1"]
@@ -139,21 +152,33 @@ def _random_network(seed: int, num_qubits: int = 3):
 def _observables(num_qubits: int) -> list[SparsePauliOp]:
     return [
         SparsePauliOp.from_list([("Z" * num_qubits, 1.0)]),
-        SparsePauliOp.from_list([("XYZ"[:num_qubits], 0.5), ("IZX"[:num_qubits], -1.5),
-                                 ("YYI"[:num_qubits], 0.25), ("III"[:num_qubits], 0.1)]),
+        SparsePauliOp.from_list(
+            [
+                ("XYZ"[:num_qubits], 0.5),
+                ("IZX"[:num_qubits], -1.5),
+                ("YYI"[:num_qubits], 0.25),
+                ("III"[:num_qubits], 0.1),
+            ]
+        ),
     ]
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_random_estimator_network_matches_qml(seed: int) -> None:
     qc, x, w = _random_network(seed)
-    kwargs = {"circuit": qc, "observables": _observables(3), "input_params": x,
-              "weight_params": w, "input_gradients": True}
+    kwargs = {
+        "circuit": qc,
+        "observables": _observables(3),
+        "input_params": x,
+        "weight_params": w,
+        "input_gradients": True,
+    }
     ours, ref = EstimatorQNN(**kwargs), QmlEstimatorQNN(**kwargs)
     rng = np.random.default_rng(seed)
     inputs, weights = rng.uniform(-2, 2, (3, 2)), rng.uniform(-2, 2, 4)
-    np.testing.assert_allclose(ours.forward(inputs, weights), ref.forward(inputs, weights),
-                               atol=1e-9, rtol=0)
+    np.testing.assert_allclose(
+        ours.forward(inputs, weights), ref.forward(inputs, weights), atol=1e-9, rtol=0
+    )
     for a, b in zip(ours.backward(inputs, weights), ref.backward(inputs, weights), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-9, rtol=0)
 
@@ -161,13 +186,20 @@ def test_random_estimator_network_matches_qml(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(4, 7))
 def test_random_sampler_network_matches_qml(seed: int) -> None:
     qc, x, w = _random_network(seed)
-    kwargs = {"circuit": qc, "input_params": x, "weight_params": w, "input_gradients": True,
-              "interpret": lambda k: (k % 2, (k >> 1) % 3), "output_shape": (2, 3)}
+    kwargs = {
+        "circuit": qc,
+        "input_params": x,
+        "weight_params": w,
+        "input_gradients": True,
+        "interpret": lambda k: (k % 2, (k >> 1) % 3),
+        "output_shape": (2, 3),
+    }
     ours, ref = SamplerQNN(**kwargs), QmlSamplerQNN(**kwargs)
     rng = np.random.default_rng(seed)
     inputs, weights = rng.uniform(-2, 2, (2, 2)), rng.uniform(-2, 2, 4)
-    np.testing.assert_allclose(ours.forward(inputs, weights), ref.forward(inputs, weights),
-                               atol=1e-9, rtol=0)
+    np.testing.assert_allclose(
+        ours.forward(inputs, weights), ref.forward(inputs, weights), atol=1e-9, rtol=0
+    )
     for a, b in zip(ours.backward(inputs, weights), ref.backward(inputs, weights), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-9, rtol=0)
 
@@ -175,8 +207,13 @@ def test_random_sampler_network_matches_qml(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(7, 12))
 def test_random_network_gradients_match_finite_differences(seed: int) -> None:
     qc, x, w = _random_network(seed)
-    qnn = EstimatorQNN(circuit=qc, observables=_observables(3), input_params=x,
-                       weight_params=w, input_gradients=True)
+    qnn = EstimatorQNN(
+        circuit=qc,
+        observables=_observables(3),
+        input_params=x,
+        weight_params=w,
+        input_gradients=True,
+    )
     rng = np.random.default_rng(seed)
     inputs, weights = rng.uniform(-2, 2, (2, 2)), rng.uniform(-2, 2, 4)
     input_grad, weight_grad = qnn.backward(inputs, weights)
@@ -196,22 +233,48 @@ def test_random_network_gradients_match_finite_differences(seed: int) -> None:
 @pytest.mark.parametrize("seed", range(12, 15))
 def test_complex64_agrees_with_complex128(seed: int) -> None:
     qc, x, w = _random_network(seed)
-    kwargs = {"circuit": qc, "observables": _observables(3), "input_params": x,
-              "weight_params": w, "input_gradients": True}
+    kwargs = {
+        "circuit": qc,
+        "observables": _observables(3),
+        "input_params": x,
+        "weight_params": w,
+        "input_gradients": True,
+    }
     single, double = EstimatorQNN(**kwargs, dtype="complex64"), EstimatorQNN(**kwargs)
     rng = np.random.default_rng(seed)
     inputs, weights = rng.uniform(-2, 2, (3, 2)), rng.uniform(-2, 2, 4)
     out = single.forward(inputs, weights)
     assert out.dtype == np.float64
     np.testing.assert_allclose(out, double.forward(inputs, weights), atol=1e-4, rtol=1e-4)
-    for a, b in zip(single.backward(inputs, weights), double.backward(inputs, weights),
-                    strict=True):
+    for a, b in zip(
+        single.backward(inputs, weights), double.backward(inputs, weights), strict=True
+    ):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
 
 
 _GATES_1Q = ["h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx", "sxdg", "rx", "ry", "rz", "p", "u"]
-_GATES_2Q = ["cx", "cy", "cz", "ch", "swap", "iswap", "ecr", "dcx", "crx", "cry", "crz", "cp",
-             "rxx", "ryy", "rzz", "rzx", "cu", "xx_plus_yy", "xx_minus_yy", "csx"]
+_GATES_2Q = [
+    "cx",
+    "cy",
+    "cz",
+    "ch",
+    "swap",
+    "iswap",
+    "ecr",
+    "dcx",
+    "crx",
+    "cry",
+    "crz",
+    "cp",
+    "rxx",
+    "ryy",
+    "rzz",
+    "rzx",
+    "cu",
+    "xx_plus_yy",
+    "xx_minus_yy",
+    "csx",
+]
 _GATES_3Q = ["ccx", "cswap", "ccz", "rccx"]
 
 
@@ -220,8 +283,9 @@ def _circuits(draw: st.DrawFn) -> tuple[QuantumCircuit, list[float]]:
     """Random circuits of 1-5 qubits over the standard gates, with symbolic angles."""
     num_qubits = draw(st.integers(1, 5))
     mapping = get_standard_gate_name_mapping()
-    names = _GATES_1Q + (_GATES_2Q if num_qubits > 1 else []) + (
-        _GATES_3Q if num_qubits > 2 else [])
+    names = (
+        _GATES_1Q + (_GATES_2Q if num_qubits > 1 else []) + (_GATES_3Q if num_qubits > 2 else [])
+    )
     qc = QuantumCircuit(num_qubits)
     values: list[float] = []
     for _ in range(draw(st.integers(1, 12))):
@@ -239,7 +303,8 @@ def _circuits(draw: st.DrawFn) -> tuple[QuantumCircuit, list[float]]:
 @given(_circuits())
 def test_random_circuits_match_statevector(case: tuple[QuantumCircuit, list[float]]) -> None:
     qc, values = case
-    binding = dict(zip(qc.parameters, [values[int(p.name[1:]) - 1] for p in qc.parameters],
-                       strict=True))
+    binding = dict(
+        zip(qc.parameters, [values[int(p.name[1:]) - 1] for p in qc.parameters], strict=True)
+    )
     reference = Statevector(qc.assign_parameters(binding)).data
     _assert_same_state(_final_state(qc, binding, "complex128"), reference, 1e-10)

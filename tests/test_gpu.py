@@ -31,44 +31,64 @@ def cupy():
 def test_gpu_variants_match_the_cpu_engine(kernels: str, method: str, dtype: str) -> None:
     qc, x, w = layered_network(3, 6)
     rng = np.random.default_rng(3)
-    kwargs = {"circuit": qc, "observables": observables(6, rng), "input_params": x,
-              "weight_params": w, "input_gradients": True, "gradient_method": method}
+    kwargs = {
+        "circuit": qc,
+        "observables": observables(6, rng),
+        "input_params": x,
+        "weight_params": w,
+        "input_gradients": True,
+        "gradient_method": method,
+    }
     inputs, weights = rng.uniform(-2, 2, (33, 2)), rng.uniform(-2, 2, 5)
     reference = EstimatorQNN(**kwargs, device="cpu")
     gpu = EstimatorQNN(**kwargs, device="gpu", dtype=dtype)
     gpu._use_kernels(kernels)
     assert gpu.device == "cuda:0"
-    np.testing.assert_allclose(gpu.forward(inputs, weights), reference.forward(inputs, weights),
-                               rtol=0, atol=TOL[dtype])
-    for a, b in zip(gpu.backward(inputs, weights), reference.backward(inputs, weights),
-                    strict=True):
+    np.testing.assert_allclose(
+        gpu.forward(inputs, weights), reference.forward(inputs, weights), rtol=0, atol=TOL[dtype]
+    )
+    for a, b in zip(
+        gpu.backward(inputs, weights), reference.backward(inputs, weights), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=0, atol=TOL[dtype])
 
 
 @pytest.mark.parametrize("kernels", ["fused", "per_op", "none"])
 def test_gpu_sampler_matches_the_cpu_engine(kernels: str) -> None:
     qc, feature_map, ansatz = zz_real_amplitudes(8, reps=3)
-    kwargs = {"circuit": qc, "input_params": feature_map.parameters,
-              "weight_params": ansatz.parameters, "input_gradients": True,
-              "interpret": parity, "output_shape": 2}
+    kwargs = {
+        "circuit": qc,
+        "input_params": feature_map.parameters,
+        "weight_params": ansatz.parameters,
+        "input_gradients": True,
+        "interpret": parity,
+        "output_shape": 2,
+    }
     rng = np.random.default_rng(4)
     inputs = rng.uniform(0, 2 * np.pi, (64, 8))
     weights = rng.uniform(0, 2 * np.pi, ansatz.num_parameters)
     reference = SamplerQNN(**kwargs, device="cpu")
     gpu = SamplerQNN(**kwargs, device="gpu")
     gpu._use_kernels(kernels)
-    np.testing.assert_allclose(gpu.forward(inputs, weights), reference.forward(inputs, weights),
-                               rtol=0, atol=1e-10)
-    for a, b in zip(gpu.backward(inputs, weights), reference.backward(inputs, weights),
-                    strict=True):
+    np.testing.assert_allclose(
+        gpu.forward(inputs, weights), reference.forward(inputs, weights), rtol=0, atol=1e-10
+    )
+    for a, b in zip(
+        gpu.backward(inputs, weights), reference.backward(inputs, weights), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
 def test_cupy_arrays_in_give_cupy_arrays_out() -> None:
     cp = cupy()
     qc, x, w = layered_network(5, 4)
-    kwargs = {"circuit": qc, "observables": [SparsePauliOp("ZZZZ"), SparsePauliOp("XIYI")],
-              "input_params": x, "weight_params": w, "input_gradients": True}
+    kwargs = {
+        "circuit": qc,
+        "observables": [SparsePauliOp("ZZZZ"), SparsePauliOp("XIYI")],
+        "input_params": x,
+        "weight_params": w,
+        "input_gradients": True,
+    }
     gpu = EstimatorQNN(**kwargs, device="gpu")
     rng = np.random.default_rng(5)
     inputs, weights = rng.uniform(-1, 1, (2, 3, 2)), rng.uniform(-1, 1, 5)
@@ -92,15 +112,21 @@ def test_auto_picks_the_gpu_and_cpu_stays_cpu() -> None:
 def test_large_batch_is_chunked_on_the_device() -> None:
     """A small max_memory on the device gives the same numbers as one big call."""
     qc, feature_map, ansatz = zz_real_amplitudes(10, reps=2)
-    kwargs = {"circuit": qc, "input_params": feature_map.parameters,
-              "weight_params": ansatz.parameters, "input_gradients": True}
+    kwargs = {
+        "circuit": qc,
+        "input_params": feature_map.parameters,
+        "weight_params": ansatz.parameters,
+        "input_gradients": True,
+    }
     rng = np.random.default_rng(7)
     inputs = rng.uniform(0, np.pi, (300, 10))
     weights = rng.uniform(0, np.pi, ansatz.num_parameters)
     whole = EstimatorQNN(**kwargs, device="gpu")
     chunked = EstimatorQNN(**kwargs, device="gpu", max_memory=8 << 20)
-    np.testing.assert_allclose(chunked.forward(inputs, weights), whole.forward(inputs, weights),
-                               rtol=0, atol=1e-11)
-    for a, b in zip(chunked.backward(inputs, weights), whole.backward(inputs, weights),
-                    strict=True):
+    np.testing.assert_allclose(
+        chunked.forward(inputs, weights), whole.forward(inputs, weights), rtol=0, atol=1e-11
+    )
+    for a, b in zip(
+        chunked.backward(inputs, weights), whole.backward(inputs, weights), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-11)

@@ -61,10 +61,14 @@ def emulated_gpu(kernels: HostKernels, monkeypatch: pytest.MonkeyPatch):
 
     def factory(program, readout, backend, _mode):
         runner = select_runner(
-            program, readout, backend, mode["value"],
+            program,
+            readout,
+            backend,
+            mode["value"],
             make_fused=partial(HostFusedRunner, kernels),
             make_per_op=partial(HostPerOpRunner, kernels),
-            shared_limit=lambda: 227 * 1024)
+            shared_limit=lambda: 227 * 1024,
+        )
         runners.append(runner)
         return runner
 
@@ -87,13 +91,20 @@ def cpu_network(cls, **kwargs):
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
 @pytest.mark.parametrize("mode", ["fused", "per_op", "none"])
 @pytest.mark.parametrize("method", ["parameter_shift", "adjoint"])
-def test_estimator_on_the_gpu_path_matches_the_cpu_engine(emulated_gpu, mode: str, method: str,
-                                                         dtype: str) -> None:
+def test_estimator_on_the_gpu_path_matches_the_cpu_engine(
+    emulated_gpu, mode: str, method: str, dtype: str
+) -> None:
     qc, x, w = layered_network(3, 4)
     rng = np.random.default_rng(3)
-    kwargs = {"circuit": qc, "observables": observables(4, rng), "input_params": x,
-              "weight_params": w, "input_gradients": True, "gradient_method": method,
-              "dtype": dtype}
+    kwargs = {
+        "circuit": qc,
+        "observables": observables(4, rng),
+        "input_params": x,
+        "weight_params": w,
+        "input_gradients": True,
+        "gradient_method": method,
+        "dtype": dtype,
+    }
     inputs, weights = rng.uniform(-2, 2, (5, 2)), rng.uniform(-2, 2, 5)
     reference = EstimatorQNN(**{**kwargs, "dtype": "complex128"}, device="cpu")
     runners = emulated_gpu(mode)
@@ -103,10 +114,12 @@ def test_estimator_on_the_gpu_path_matches_the_cpu_engine(emulated_gpu, mode: st
     assert gpu.device == "cuda:0"
     tol = TOL[dtype]
     # NumPy arrays are the emulated device's arrays: the device path
-    np.testing.assert_allclose(gpu.forward(inputs, weights), reference.forward(inputs, weights),
-                               rtol=0, atol=tol)
-    for a, b in zip(gpu.backward(inputs, weights), reference.backward(inputs, weights),
-                    strict=True):
+    np.testing.assert_allclose(
+        gpu.forward(inputs, weights), reference.forward(inputs, weights), rtol=0, atol=tol
+    )
+    for a, b in zip(
+        gpu.backward(inputs, weights), reference.backward(inputs, weights), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=0, atol=tol)
     # lists are host data: the host path, NumPy out
     out = gpu.forward(inputs.tolist(), weights.tolist())
@@ -116,19 +129,27 @@ def test_estimator_on_the_gpu_path_matches_the_cpu_engine(emulated_gpu, mode: st
 @pytest.mark.parametrize("mode", ["fused", "per_op"])
 def test_sampler_with_interpret_on_the_kernels(emulated_gpu, mode: str) -> None:
     qc, feature_map, ansatz = zz_real_amplitudes(4, reps=2)
-    kwargs = {"circuit": qc, "input_params": feature_map.parameters,
-              "weight_params": ansatz.parameters, "input_gradients": True,
-              "interpret": parity, "output_shape": 2, "gradient_method": "parameter_shift"}
+    kwargs = {
+        "circuit": qc,
+        "input_params": feature_map.parameters,
+        "weight_params": ansatz.parameters,
+        "input_gradients": True,
+        "interpret": parity,
+        "output_shape": 2,
+        "gradient_method": "parameter_shift",
+    }
     rng = np.random.default_rng(4)
     inputs = rng.uniform(0, np.pi, (3, 4))
     weights = rng.uniform(0, np.pi, ansatz.num_parameters)
     reference = SamplerQNN(**kwargs, device="cpu")
     emulated_gpu(mode)
     gpu = SamplerQNN(**kwargs)
-    np.testing.assert_allclose(gpu.forward(inputs, weights), reference.forward(inputs, weights),
-                               rtol=0, atol=1e-10)
-    for a, b in zip(gpu.backward(inputs, weights), reference.backward(inputs, weights),
-                    strict=True):
+    np.testing.assert_allclose(
+        gpu.forward(inputs, weights), reference.forward(inputs, weights), rtol=0, atol=1e-10
+    )
+    for a, b in zip(
+        gpu.backward(inputs, weights), reference.backward(inputs, weights), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
@@ -136,8 +157,13 @@ def test_sampler_with_interpret_on_the_kernels(emulated_gpu, mode: str) -> None:
 def test_device_arrays_keep_qiskit_machine_learning_shapes(emulated_gpu, shape) -> None:
     """Device arrays in give device arrays out, shaped as qiskit-machine-learning's outputs."""
     qc, x, w = layered_network(5, 3)
-    kwargs = {"circuit": qc, "observables": [SparsePauliOp("ZZZ"), SparsePauliOp("XIY")],
-              "input_params": x, "weight_params": w, "input_gradients": True}
+    kwargs = {
+        "circuit": qc,
+        "observables": [SparsePauliOp("ZZZ"), SparsePauliOp("XIY")],
+        "input_params": x,
+        "weight_params": w,
+        "input_gradients": True,
+    }
     reference = QmlEstimatorQNN(**kwargs)
     emulated_gpu("auto")
     gpu = EstimatorQNN(**kwargs)
@@ -147,8 +173,9 @@ def test_device_arrays_keep_qiskit_machine_learning_shapes(emulated_gpu, shape) 
     expected = reference.forward(inputs, weights)
     assert isinstance(out, np.ndarray) and out.shape == expected.shape
     np.testing.assert_allclose(out, expected, rtol=0, atol=1e-9)
-    for a, b in zip(gpu.backward(inputs, weights), reference.backward(inputs, weights),
-                    strict=True):
+    for a, b in zip(
+        gpu.backward(inputs, weights), reference.backward(inputs, weights), strict=True
+    ):
         assert a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
 
@@ -178,9 +205,13 @@ def test_sparse_sampler_refuses_device_arrays(emulated_gpu) -> None:
 def test_kernel_passes_are_chunked_within_max_memory(emulated_gpu, mode: str) -> None:
     """A small max_memory splits the kernels' rows into several calls; same results."""
     qc, feature_map, ansatz = zz_real_amplitudes(5, reps=1)
-    kwargs = {"circuit": qc, "input_params": feature_map.parameters,
-              "weight_params": ansatz.parameters, "input_gradients": True,
-              "gradient_method": "parameter_shift"}
+    kwargs = {
+        "circuit": qc,
+        "input_params": feature_map.parameters,
+        "weight_params": ansatz.parameters,
+        "input_gradients": True,
+        "gradient_method": "parameter_shift",
+    }
     rng = np.random.default_rng(6)
     inputs = rng.uniform(0, np.pi, (40, 5))
     weights = rng.uniform(0, np.pi, ansatz.num_parameters)
@@ -190,10 +221,12 @@ def test_kernel_passes_are_chunked_within_max_memory(emulated_gpu, mode: str) ->
     calls = []
     run = runners[0].run
     runners[0].run = lambda *args: calls.append(args[0].shape[0]) or run(*args)
-    np.testing.assert_allclose(gpu.forward(inputs, weights), reference.forward(inputs, weights),
-                               rtol=0, atol=1e-10)
-    for a, b in zip(gpu.backward(inputs, weights), reference.backward(inputs, weights),
-                    strict=True):
+    np.testing.assert_allclose(
+        gpu.forward(inputs, weights), reference.forward(inputs, weights), rtol=0, atol=1e-10
+    )
+    for a, b in zip(
+        gpu.backward(inputs, weights), reference.backward(inputs, weights), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
     assert len(calls) > 2  # forward and backward both took several calls
 
@@ -213,8 +246,9 @@ def test_unsupported_programs_fall_back_to_the_engine(emulated_gpu) -> None:
     runners = emulated_gpu("auto")
     gpu = EstimatorQNN(circuit=qc, weight_params=[theta])
     assert runners == [None]
-    np.testing.assert_allclose(gpu.forward(None, [0.4]), reference.forward(None, [0.4]),
-                               rtol=0, atol=1e-10)
+    np.testing.assert_allclose(
+        gpu.forward(None, [0.4]), reference.forward(None, [0.4]), rtol=0, atol=1e-10
+    )
     emulated_gpu("fused")
     with pytest.raises(ValueError, match="kernels='fused' cannot run this circuit"):
         EstimatorQNN(circuit=qc, weight_params=[theta])

@@ -36,13 +36,19 @@ def assert_close(ours, ref, atol: float) -> None:
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize(("seed", "num_qubits"),
-                         [(1, 1), (2, 2), (3, 3), (4, 5), (5, 6), (6, 9), (7, 10)])
+@pytest.mark.parametrize(
+    ("seed", "num_qubits"), [(1, 1), (2, 2), (3, 3), (4, 5), (5, 6), (6, 9), (7, 10)]
+)
 def test_layered_estimator_matches_qml(method: str, seed: int, num_qubits: int) -> None:
     qc, x, w = layered_network(seed, num_qubits)
     rng = np.random.default_rng(seed)
-    kwargs = {"circuit": qc, "observables": observables(num_qubits, rng), "input_params": x,
-              "weight_params": w, "input_gradients": True}
+    kwargs = {
+        "circuit": qc,
+        "observables": observables(num_qubits, rng),
+        "input_params": x,
+        "weight_params": w,
+        "input_gradients": True,
+    }
     ours = EstimatorQNN(**kwargs, gradient_method=method)
     ref = QmlEstimatorQNN(**kwargs)
     inputs, weights = rng.uniform(-2, 2, (3, 2)), rng.uniform(-2, 2, 5)
@@ -52,10 +58,13 @@ def test_layered_estimator_matches_qml(method: str, seed: int, num_qubits: int) 
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize(("seed", "num_qubits", "interpret"),
-                         [(11, 3, "tuple"), (12, 4, "parity"), (13, 5, None), (14, 9, "parity")])
-def test_layered_sampler_matches_qml(method: str, seed: int, num_qubits: int,
-                                     interpret: str | None) -> None:
+@pytest.mark.parametrize(
+    ("seed", "num_qubits", "interpret"),
+    [(11, 3, "tuple"), (12, 4, "parity"), (13, 5, None), (14, 9, "parity")],
+)
+def test_layered_sampler_matches_qml(
+    method: str, seed: int, num_qubits: int, interpret: str | None
+) -> None:
     qc, x, w = layered_network(seed, num_qubits)
     kwargs = {"circuit": qc, "input_params": x, "weight_params": w, "input_gradients": True}
     if interpret == "tuple":
@@ -76,25 +85,37 @@ def test_layered_sampler_matches_qml(method: str, seed: int, num_qubits: int,
 def test_gradients_match_finite_differences(method: str, dtype: str) -> None:
     qc, x, w = layered_network(21, 6, layers=4)
     rng = np.random.default_rng(21)
-    qnn = EstimatorQNN(circuit=qc, observables=observables(6, rng), input_params=x,
-                       weight_params=w, input_gradients=True, gradient_method=method,
-                       dtype=dtype)
-    reference = EstimatorQNN(circuit=qc, observables=observables(6, np.random.default_rng(21)),
-                             input_params=x, weight_params=w)
+    qnn = EstimatorQNN(
+        circuit=qc,
+        observables=observables(6, rng),
+        input_params=x,
+        weight_params=w,
+        input_gradients=True,
+        gradient_method=method,
+        dtype=dtype,
+    )
+    reference = EstimatorQNN(
+        circuit=qc,
+        observables=observables(6, np.random.default_rng(21)),
+        input_params=x,
+        weight_params=w,
+    )
     inputs, weights = rng.uniform(-2, 2, (4, 2)), rng.uniform(-2, 2, 5)
     input_grad, weight_grad = qnn.backward(inputs, weights)
     step, atol = 1e-5, (1e-7 if dtype == "complex128" else 2e-4)
     for j in range(2):
         dx = np.zeros(2)
         dx[j] = step
-        fd = (reference.forward(inputs + dx, weights)
-              - reference.forward(inputs - dx, weights)) / (2 * step)
+        fd = (reference.forward(inputs + dx, weights) - reference.forward(inputs - dx, weights)) / (
+            2 * step
+        )
         np.testing.assert_allclose(input_grad[:, :, j], fd, atol=atol, rtol=0)
     for j in range(5):
         dw = np.zeros(5)
         dw[j] = step
-        fd = (reference.forward(inputs, weights + dw)
-              - reference.forward(inputs, weights - dw)) / (2 * step)
+        fd = (reference.forward(inputs, weights + dw) - reference.forward(inputs, weights - dw)) / (
+            2 * step
+        )
         np.testing.assert_allclose(weight_grad[:, :, j], fd, atol=atol, rtol=0)
 
 
@@ -105,8 +126,13 @@ def test_non_hermitian_observable_gradient_is_that_of_the_real_part() -> None:
     rng = np.random.default_rng(31)
     inputs, weights = rng.uniform(-2, 2, (2, 2)), rng.uniform(-2, 2, 5)
     for method in METHODS:
-        qnn = EstimatorQNN(circuit=qc, observables=observable, input_params=x, weight_params=w,
-                           gradient_method=method)
+        qnn = EstimatorQNN(
+            circuit=qc,
+            observables=observable,
+            input_params=x,
+            weight_params=w,
+            gradient_method=method,
+        )
         _, weight_grad = qnn.backward(inputs, weights)
         for j in range(5):
             dw = np.zeros(5)
@@ -121,8 +147,12 @@ def test_methods_agree_on_the_benchmark_networks() -> None:
     rng = np.random.default_rng(5)
     inputs = rng.uniform(0, 2 * np.pi, (3, 8))
     weights = rng.uniform(0, 2 * np.pi, ansatz.num_parameters)
-    kwargs = {"circuit": qc, "input_params": feature_map.parameters,
-              "weight_params": ansatz.parameters, "input_gradients": True}
+    kwargs = {
+        "circuit": qc,
+        "input_params": feature_map.parameters,
+        "weight_params": ansatz.parameters,
+        "input_gradients": True,
+    }
     ref = QmlEstimatorQNN(**kwargs).backward(inputs, weights)
     for method in METHODS:
         ours = EstimatorQNN(**kwargs, gradient_method=method).backward(inputs, weights)
@@ -136,24 +166,35 @@ def test_chunked_and_threaded_batches_give_the_same_result(method: str) -> None:
     call to call reuse the workspace buffers; results equal the one-chunk run."""
     qc, x, w = layered_network(41, 5)
     rng = np.random.default_rng(41)
-    kwargs = {"circuit": qc, "observables": observables(5, rng), "input_params": x,
-              "weight_params": w, "input_gradients": True, "gradient_method": method}
+    kwargs = {
+        "circuit": qc,
+        "observables": observables(5, rng),
+        "input_params": x,
+        "weight_params": w,
+        "input_gradients": True,
+        "gradient_method": method,
+    }
     whole = EstimatorQNN(**kwargs)
     chunked = EstimatorQNN(**kwargs, max_memory=60_000)
     weights = rng.uniform(-2, 2, 5)
     for batch in (37, 5, 64, 1):
         inputs = rng.uniform(-2, 2, (batch, 2))
-        np.testing.assert_allclose(chunked.forward(inputs, weights),
-                                   whole.forward(inputs, weights), rtol=0, atol=1e-12)
-        for a, b in zip(chunked.backward(inputs, weights), whole.backward(inputs, weights),
-                        strict=True):
+        np.testing.assert_allclose(
+            chunked.forward(inputs, weights), whole.forward(inputs, weights), rtol=0, atol=1e-12
+        )
+        for a, b in zip(
+            chunked.backward(inputs, weights), whole.backward(inputs, weights), strict=True
+        ):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
 
 def test_auto_picks_the_cheaper_method_and_says_so() -> None:
     qc, feature_map, ansatz = zz_real_amplitudes(4, reps=2)
-    common = {"circuit": qc, "input_params": feature_map.parameters,
-              "weight_params": ansatz.parameters}
+    common = {
+        "circuit": qc,
+        "input_params": feature_map.parameters,
+        "weight_params": ansatz.parameters,
+    }
     one_output = EstimatorQNN(**common)
     assert one_output.resolved_gradient_method() == "adjoint"
     assert "gradient_method='auto' (adjoint)" in repr(one_output)
@@ -172,15 +213,24 @@ def test_auto_picks_the_cheaper_method_and_says_so() -> None:
 def test_adjoint_with_shots_is_refused() -> None:
     qc, feature_map, ansatz = zz_real_amplitudes(2, reps=1)
     with pytest.raises(ValueError, match="adjoint.*shots"):
-        SamplerQNN(circuit=qc, input_params=feature_map.parameters,
-                   weight_params=ansatz.parameters, shots=10, gradient_method="adjoint")
+        SamplerQNN(
+            circuit=qc,
+            input_params=feature_map.parameters,
+            weight_params=ansatz.parameters,
+            shots=10,
+            gradient_method="adjoint",
+        )
 
 
 def test_gradient_method_is_validated() -> None:
     qc, feature_map, ansatz = zz_real_amplitudes(2, reps=1)
     with pytest.raises(ValueError, match="gradient_method.*'adjoint'.*'backprop'"):
-        EstimatorQNN(circuit=qc, input_params=feature_map.parameters,
-                     weight_params=ansatz.parameters, gradient_method="backprop")
+        EstimatorQNN(
+            circuit=qc,
+            input_params=feature_map.parameters,
+            weight_params=ansatz.parameters,
+            gradient_method="backprop",
+        )
 
 
 # ---- fusion -----------------------------------------------------------------------------------
@@ -224,8 +274,9 @@ def test_fusion_keeps_non_commuting_order() -> None:
     values = rng.uniform(-3, 3, len(qc.parameters))
     engine = Engine(program, select_backend("cpu", "complex128"))
     psi = engine.evolve(program.angles.angles(values[None]))[0]
-    reference = Statevector(qc.assign_parameters(dict(zip(qc.parameters, values,
-                                                          strict=True)))).data
+    reference = Statevector(
+        qc.assign_parameters(dict(zip(qc.parameters, values, strict=True)))
+    ).data
     overlap = np.vdot(reference, psi)
     assert abs(abs(overlap) - 1) < 1e-12
 
@@ -240,8 +291,12 @@ def test_phase_block_slot_limit_splits_big_blocks(monkeypatch: pytest.MonkeyPatc
     for spec in specs:
         if spec.kind == PHASE:
             assert sum(program.ops[i].slot >= 0 for i in spec.ops) <= 3
-    kwargs = {"circuit": qc, "input_params": feature_map.parameters,
-              "weight_params": ansatz.parameters, "input_gradients": True}
+    kwargs = {
+        "circuit": qc,
+        "input_params": feature_map.parameters,
+        "weight_params": ansatz.parameters,
+        "input_gradients": True,
+    }
     rng = np.random.default_rng(2)
     inputs, weights = rng.uniform(0, 3, (2, 4)), rng.uniform(0, 3, ansatz.num_parameters)
     ref = QmlEstimatorQNN(**kwargs)
@@ -285,6 +340,10 @@ def test_ansatz_without_inputs_and_constant_prefix_only() -> None:
     qnn = EstimatorQNN(circuit=qc, weight_params=theta, observables=SparsePauliOp("XXZ"))
     ref = QmlEstimatorQNN(circuit=qc, weight_params=theta, observables=SparsePauliOp("XXZ"))
     for method in METHODS:
-        qnn = EstimatorQNN(circuit=qc, weight_params=theta, observables=SparsePauliOp("XXZ"),
-                           gradient_method=method)
+        qnn = EstimatorQNN(
+            circuit=qc,
+            weight_params=theta,
+            observables=SparsePauliOp("XXZ"),
+            gradient_method=method,
+        )
         assert_close(qnn.backward(None, [0.3])[1], ref.backward(None, [0.3])[1], 1e-12)

@@ -46,8 +46,24 @@ def test_main_job_options(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit) as exit_info:
             main(bad)
         assert exit_info.value.code == 2
-    assert main(["--batch", "0", "--epochs", "2", "--samples", "8", "--qubits", "3",
-                 "--dtype", "complex64", "--no-reference"]) == 0
+    assert (
+        main(
+            [
+                "--batch",
+                "0",
+                "--epochs",
+                "2",
+                "--samples",
+                "8",
+                "--qubits",
+                "3",
+                "--dtype",
+                "complex64",
+                "--no-reference",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "complex64" in out and "qiskit-ml" not in out.split("training:")[1]
     assert "speed-up" not in out
@@ -82,9 +98,22 @@ def test_progress_bar_only_draws_live_on_a_terminal() -> None:
 def test_benchmark_smoke() -> None:
     script = Path(__file__).parents[1] / "benchmarks" / "bench_qnn.py"
     result = subprocess.run(
-        [sys.executable, str(script), "--quick", "--workloads", "tutorial-estimator",
-         "tutorial-sampler", "--repeat", "1", "--ref-batch", "2"],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            str(script),
+            "--quick",
+            "--workloads",
+            "tutorial-estimator",
+            "tutorial-sampler",
+            "--repeat",
+            "1",
+            "--ref-batch",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
@@ -95,4 +124,5 @@ def test_benchmark_smoke() -> None:
     assert "Targets (issue 5)" in out
     for peer in ("pennylane-backprop", "lightning-adjoint"):  # timed, or skipped with a line
         assert f"| {peer}" in out.split("\n| workload")[1].splitlines()[0] or (
-            f"skip peer {peer}" in out)
+            f"skip peer {peer}" in out
+        )

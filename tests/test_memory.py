@@ -14,15 +14,22 @@ from qiskit.quantum_info import SparsePauliOp
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn.examples import parity, zz_real_amplitudes
 
-OBSERVABLES = [SparsePauliOp("ZZZZZZ"),
-               SparsePauliOp.from_list([("XXIIYZ", 0.5), ("IZIZIZ", 1.0), ("YIIIIX", 0.2)])]
+OBSERVABLES = [
+    SparsePauliOp("ZZZZZZ"),
+    SparsePauliOp.from_list([("XXIIYZ", 0.5), ("IZIZIZ", 1.0), ("YIIIIX", 0.2)]),
+]
 
 
 def network(kind: str, method: str, max_memory: int | None):
     qc, feature_map, ansatz = zz_real_amplitudes(6, reps=2)
-    common = {"circuit": qc, "input_params": feature_map.parameters,
-              "weight_params": ansatz.parameters, "input_gradients": True,
-              "gradient_method": method, "max_memory": max_memory}
+    common = {
+        "circuit": qc,
+        "input_params": feature_map.parameters,
+        "weight_params": ansatz.parameters,
+        "input_gradients": True,
+        "gradient_method": method,
+        "max_memory": max_memory,
+    }
     if kind == "estimator":
         return EstimatorQNN(**common, observables=OBSERVABLES)
     return SamplerQNN(**common, interpret=parity, output_shape=2)

@@ -64,11 +64,14 @@ def test_estimator_matches_statevector_estimator(three_qubit_circuit) -> None:
     fixed.cx(0, 2)
     named = {tuple(qc.parameters): values_for(qc, (3,), seed=4)}  # bindings given by name
     pubs = [
-        (qc, [[SparsePauliOp("ZZZ")], [SparsePauliOp.from_list([("XYZ", 0.5), ("IZI", -1)])]],
-         values_for(qc, (1, 4))),                         # (2, 1) x (1, 4) -> (2, 4)
-        (qc, "XIX", values_for(qc, ())),                  # one parameter set, shape ()
-        (qc, ["ZII", "IYI", "IIX"], named),               # elementwise (3,) with (3,)
-        (fixed, ["ZIZ", "XIX"]),                          # no parameters
+        (
+            qc,
+            [[SparsePauliOp("ZZZ")], [SparsePauliOp.from_list([("XYZ", 0.5), ("IZI", -1)])]],
+            values_for(qc, (1, 4)),
+        ),  # (2, 1) x (1, 4) -> (2, 4)
+        (qc, "XIX", values_for(qc, ())),  # one parameter set, shape ()
+        (qc, ["ZII", "IYI", "IIX"], named),  # elementwise (3,) with (3,)
+        (fixed, ["ZIZ", "XIX"]),  # no parameters
     ]
     ours = Estimator().run(pubs).result()
     reference = StatevectorEstimator().run(pubs).result()
@@ -85,8 +88,11 @@ def test_estimator_many_observables_per_row(three_qubit_circuit) -> None:
     qc = three_qubit_circuit
     rng = np.random.default_rng(1)
     labels = ["".join(rng.choice(list("IXYZ"), 3)) for _ in range(24)]
-    pub = (qc, [SparsePauliOp(label, rng.uniform(-1, 1)) for label in labels],
-           values_for(qc, (24,), seed=2))
+    pub = (
+        qc,
+        [SparsePauliOp(label, rng.uniform(-1, 1)) for label in labels],
+        values_for(qc, (24,), seed=2),
+    )
     ours = Estimator().run([pub]).result()[0].data.evs
     reference = StatevectorEstimator().run([pub]).result()[0].data.evs
     np.testing.assert_allclose(ours, reference, rtol=0, atol=ATOL)
@@ -143,9 +149,11 @@ def test_each_circuit_compiled_once_and_pubs_batched(monkeypatch, three_qubit_ci
     compiled, calls = [], []
     original_compile = cache_module.compile_circuit
     original_forward = Simulator.forward
-    monkeypatch.setattr(cache_module, "compile_circuit",
-                        lambda circuit, params: compiled.append(circuit) or
-                        original_compile(circuit, params))
+    monkeypatch.setattr(
+        cache_module,
+        "compile_circuit",
+        lambda circuit, params: compiled.append(circuit) or original_compile(circuit, params),
+    )
 
     def forward(self, params, max_memory=None):
         calls.append(params.shape[0])
@@ -155,8 +163,9 @@ def test_each_circuit_compiled_once_and_pubs_batched(monkeypatch, three_qubit_ci
     qc = three_qubit_circuit
     values = values_for(qc, (6,))
     estimator = Estimator(cache_size=2)
-    estimator.run([(qc, "ZZZ", values), (qc, "XIZ", values[:3]), (qc.copy(), "IIZ", values)]
-                  ).result()
+    estimator.run(
+        [(qc, "ZZZ", values), (qc, "XIZ", values[:3]), (qc.copy(), "IIZ", values)]
+    ).result()
     assert len(compiled) == 1  # an equal copy is the same circuit
     assert calls == [6]  # three pubs, one engine call; identical parameter sets once
     estimator.run([(qc, "ZZZ", values)]).result()
@@ -169,13 +178,29 @@ def test_each_circuit_compiled_once_and_pubs_batched(monkeypatch, three_qubit_ci
     assert estimator._engine.num_programs == 2  # bounded by cache_size
 
 
-@pytest.mark.parametrize("make", [
-    lambda: Estimator(default_precision=-1), lambda: Estimator(seed=-3),
-    lambda: Estimator(device="tpu"), lambda: Estimator(dtype="float32"),
-    lambda: Estimator(cache_size=0), lambda: Sampler(shots=0), lambda: Sampler(shots=2.5),
-    lambda: Sampler(max_memory=-5),
-], ids=["precision", "seed", "device", "dtype", "cache_size", "shots", "float-shots",
-        "max_memory"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Estimator(default_precision=-1),
+        lambda: Estimator(seed=-3),
+        lambda: Estimator(device="tpu"),
+        lambda: Estimator(dtype="float32"),
+        lambda: Estimator(cache_size=0),
+        lambda: Sampler(shots=0),
+        lambda: Sampler(shots=2.5),
+        lambda: Sampler(max_memory=-5),
+    ],
+    ids=[
+        "precision",
+        "seed",
+        "device",
+        "dtype",
+        "cache_size",
+        "shots",
+        "float-shots",
+        "max_memory",
+    ],
+)
 def test_invalid_options_raise(make) -> None:
     with pytest.raises((ValueError, TypeError)):
         make()
@@ -196,8 +221,9 @@ def test_non_finite_parameter_values_raise(three_qubit_circuit) -> None:
 # ---- Sampler ----------------------------------------------------------------------------------
 
 
-def register_distribution(qc: QuantumCircuit, values: np.ndarray,
-                          sources: list[int | None]) -> dict[str, float]:
+def register_distribution(
+    qc: QuantumCircuit, values: np.ndarray, sources: list[int | None]
+) -> dict[str, float]:
     """A register's exact distribution from the Statevector: bit i reads qubit sources[i]."""
     state = Statevector(qc.remove_final_measurements(inplace=False).assign_parameters(values))
     out: dict[str, float] = {}
@@ -303,10 +329,13 @@ def test_primitives_survive_pickle(three_qubit_circuit) -> None:
     sampler = pickle.loads(pickle.dumps(Sampler(shots=20, seed=3)))
     np.testing.assert_array_equal(
         estimator.run([(qc, "ZZZ", values)]).result()[0].data.evs,
-        Estimator(default_precision=0.1, seed=3).run([(qc, "ZZZ", values)]).result()[0].data.evs)
+        Estimator(default_precision=0.1, seed=3).run([(qc, "ZZZ", values)]).result()[0].data.evs,
+    )
     measured = qc.measure_all(inplace=False)
-    assert (sampler.run([(measured, values)]).result()[0].data.meas
-            == Sampler(shots=20, seed=3).run([(measured, values)]).result()[0].data.meas)
+    assert (
+        sampler.run([(measured, values)]).result()[0].data.meas
+        == Sampler(shots=20, seed=3).run([(measured, values)]).result()[0].data.meas
+    )
 
 
 # ---- gradients --------------------------------------------------------------------------------
@@ -317,12 +346,19 @@ def test_estimator_gradient_matches_parameter_shift_and_finite_differences() -> 
     zz = make_zz_real_amplitudes(2).circuit
     values = [values_for(three, (), seed=s) for s in range(3)] + [values_for(zz, (), seed=9)]
     circuits = [three, three, three, zz]
-    observables = [SparsePauliOp("ZZZ"), SparsePauliOp.from_list([("XYZ", 0.5), ("IIZ", 1.0)]),
-                   SparsePauliOp("ZZZ"), SparsePauliOp("XZ")]
+    observables = [
+        SparsePauliOp("ZZZ"),
+        SparsePauliOp.from_list([("XYZ", 0.5), ("IIZ", 1.0)]),
+        SparsePauliOp("ZZZ"),
+        SparsePauliOp("XZ"),
+    ]
     parameters = [None, three.parameters[3:], [three.parameters[4], three.parameters[0]], None]
     ours = EstimatorGradient().run(circuits, observables, values, parameters).result()
-    reference = ParamShiftEstimatorGradient(QMLEstimator()).run(
-        circuits, observables, values, parameters).result()
+    reference = (
+        ParamShiftEstimatorGradient(QMLEstimator())
+        .run(circuits, observables, values, parameters)
+        .result()
+    )
     assert ours.metadata[2]["parameters"] == [three.parameters[4], three.parameters[0]]
     for mine, ref in zip(ours.gradients, reference.gradients, strict=True):
         assert mine.shape == ref.shape
@@ -333,8 +369,7 @@ def test_estimator_gradient_matches_parameter_shift_and_finite_differences() -> 
     shifted += [values[0] - eps * np.eye(len(values[0]))[j] for j in range(len(values[0]))]
     evs = estimator.run([(three, observables[0], np.array(shifted))]).result()[0].data.evs
     half = len(values[0])
-    np.testing.assert_allclose(ours.gradients[0], (evs[:half] - evs[half:]) / (2 * eps),
-                               atol=1e-7)
+    np.testing.assert_allclose(ours.gradients[0], (evs[:half] - evs[half:]) / (2 * eps), atol=1e-7)
 
 
 def test_sampler_gradient_matches_parameter_shift() -> None:
@@ -342,8 +377,7 @@ def test_sampler_gradient_matches_parameter_shift() -> None:
     values = values_for(qc, (3,))
     parameters = [None, qc.parameters[2:], [qc.parameters[5], qc.parameters[1]]]
     ours = SamplerGradient().run([qc] * 3, values, parameters).result()
-    reference = ParamShiftSamplerGradient(QMLSampler()).run([qc] * 3, values,
-                                                            parameters).result()
+    reference = ParamShiftSamplerGradient(QMLSampler()).run([qc] * 3, values, parameters).result()
     for mine, ref in zip(ours.gradients, reference.gradients, strict=True):
         assert len(mine) == len(ref)
         for a, b in zip(mine, ref, strict=True):
@@ -357,17 +391,24 @@ def test_gradients_delegate_for_non_exact_primitives() -> None:
     parameter shift on that primitive, to the last digit (same seeds)."""
     qc = make_zz_real_amplitudes(2).circuit
     values = values_for(qc, (2,))
-    ours = EstimatorGradient(Estimator(default_precision=0.01, seed=3)).run(
-        [qc] * 2, [SparsePauliOp("ZZ")] * 2, values).result()
-    reference = ParamShiftEstimatorGradient(Estimator(default_precision=0.01, seed=3)).run(
-        [qc] * 2, [SparsePauliOp("ZZ")] * 2, values).result()
+    ours = (
+        EstimatorGradient(Estimator(default_precision=0.01, seed=3))
+        .run([qc] * 2, [SparsePauliOp("ZZ")] * 2, values)
+        .result()
+    )
+    reference = (
+        ParamShiftEstimatorGradient(Estimator(default_precision=0.01, seed=3))
+        .run([qc] * 2, [SparsePauliOp("ZZ")] * 2, values)
+        .result()
+    )
     assert not EstimatorGradient(Estimator(default_precision=0.01)).engine_serves
     for mine, ref in zip(ours.gradients, reference.gradients, strict=True):
         np.testing.assert_array_equal(mine, ref)
     measured = qc.measure_all(inplace=False)
     ours = SamplerGradient(Sampler(shots=300, seed=5)).run([measured], values[:1]).result()
-    reference = ParamShiftSamplerGradient(Sampler(shots=300, seed=5)).run(
-        [measured], values[:1]).result()
+    reference = (
+        ParamShiftSamplerGradient(Sampler(shots=300, seed=5)).run([measured], values[:1]).result()
+    )
     assert ours.gradients == reference.gradients
 
 

@@ -13,8 +13,13 @@ BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.DOTAL
 
 def test_readme_has_snippets_for_each_feature() -> None:
     text = "\n".join(BLOCKS)
-    for needle in ("from gpuqnn import EstimatorQNN", "TorchConnector(", "sampler=Sampler()",
-                   "Estimator(default_precision", "EstimatorGradient()"):
+    for needle in (
+        "from gpuqnn import EstimatorQNN",
+        "TorchConnector(",
+        "sampler=Sampler()",
+        "Estimator(default_precision",
+        "EstimatorGradient()",
+    ):
         assert needle in text
 
 

@@ -27,14 +27,22 @@ EST_FORWARD = [[0.2970094]]
 SAMP_FORWARD = [[0.01826527, 0.25735654, 0.5267981, 0.19758009]]
 EST_WEIGHT_GRAD = [[[0.63272767]]]
 EST_INPUT_GRAD = [[[0.3038852]]]
-SAMP_WEIGHT_GRAD = [[[0.00606238, -0.1124595, -0.06856156, -0.09809236],
-                     [0.21167414, -0.09069775, 0.06856156, -0.22549618],
-                     [-0.48846674, 0.32499215, -0.32262178, 0.09809236],
-                     [0.27073021, -0.12183491, 0.32262178, 0.22549618]]]
-SAMP_INPUT_GRAD = [[[-0.05844702, -0.10621091],
-                    [0.38798796, -0.19544083],
-                    [-0.34561132, 0.09459601],
-                    [0.01607038, 0.20705573]]]
+SAMP_WEIGHT_GRAD = [
+    [
+        [0.00606238, -0.1124595, -0.06856156, -0.09809236],
+        [0.21167414, -0.09069775, 0.06856156, -0.22549618],
+        [-0.48846674, 0.32499215, -0.32262178, 0.09809236],
+        [0.27073021, -0.12183491, 0.32262178, 0.22549618],
+    ]
+]
+SAMP_INPUT_GRAD = [
+    [
+        [-0.05844702, -0.10621091],
+        [0.38798796, -0.19544083],
+        [-0.34561132, 0.09459601],
+        [0.01607038, 0.20705573],
+    ]
+]
 
 
 def assert_printed(value, printed, atol: float = HALF_ULP_8) -> None:
@@ -78,8 +86,12 @@ def cell_3_observable(qc1: QuantumCircuit) -> SparsePauliOp:
 
 def cell_4_estimator_qnn() -> EstimatorQNN:
     qc1, params1 = cell_2_circuit()
-    return EstimatorQNN(circuit=qc1, observables=cell_3_observable(qc1),
-                        input_params=[params1[0]], weight_params=[params1[1]])
+    return EstimatorQNN(
+        circuit=qc1,
+        observables=cell_3_observable(qc1),
+        input_params=[params1[0]],
+        weight_params=[params1[1]],
+    )
 
 
 def cell_6_sampler_qnn() -> SamplerQNN:
@@ -116,7 +128,11 @@ def test_cell_5_parameter_names() -> None:
     _, inputs2, weights2 = cell_5_circuit()
     assert [str(item) for item in inputs2.params] == ["input[0]", "input[1]"]
     assert [str(item) for item in weights2.params] == [
-        "weight[0]", "weight[1]", "weight[2]", "weight[3]"]
+        "weight[0]",
+        "weight[1]",
+        "weight[2]",
+        "weight[3]",
+    ]
 
 
 # ---- cells [7] - [10]: sizes and random inputs --------------------------------------------------
@@ -135,8 +151,7 @@ def test_cells_8_and_10_sizes_and_seeded_draws(draws: dict[str, np.ndarray]) -> 
 def test_seeded_draws_equal_numpy_default_rng_42(draws: dict[str, np.ndarray]) -> None:
     """algorithm_globals.random is numpy's default_rng(seed): the same draws in the same order."""
     rng = np.random.default_rng(42)
-    for key, size in (("est_input", 1), ("est_weights", 1), ("samp_input", 2),
-                      ("samp_weights", 4)):
+    for key, size in (("est_input", 1), ("est_weights", 1), ("samp_input", 2), ("samp_weights", 4)):
         np.testing.assert_array_equal(draws[key], rng.random(size))
 
 
@@ -173,16 +188,18 @@ def test_cell_14_sampler_forward_batched(draws: dict[str, np.ndarray]) -> None:
 
 
 def test_cell_15_estimator_backward_without_input_gradients(draws) -> None:
-    input_grad, weight_grad = cell_4_estimator_qnn().backward(draws["est_input"],
-                                                              draws["est_weights"])
+    input_grad, weight_grad = cell_4_estimator_qnn().backward(
+        draws["est_input"], draws["est_weights"]
+    )
     assert input_grad is None  # "Input gradients for EstimatorQNN: None. Shape: None"
     assert weight_grad.shape == (1, 1, 1)
     assert_printed(weight_grad, EST_WEIGHT_GRAD)
 
 
 def test_cell_16_sampler_backward_without_input_gradients(draws) -> None:
-    input_grad, weight_grad = cell_6_sampler_qnn().backward(draws["samp_input"],
-                                                            draws["samp_weights"])
+    input_grad, weight_grad = cell_6_sampler_qnn().backward(
+        draws["samp_input"], draws["samp_weights"]
+    )
     assert input_grad is None
     assert weight_grad.shape == (1, 4, 4)
     assert_printed(weight_grad, SAMP_WEIGHT_GRAD)
@@ -190,8 +207,7 @@ def test_cell_16_sampler_backward_without_input_gradients(draws) -> None:
 
 def test_cells_17_to_19_input_gradients_switched_on_after_construction(draws) -> None:
     estimator_qnn, sampler_qnn = cell_4_estimator_qnn(), cell_6_sampler_qnn()
-    ex, ew, sx, sw = (draws[k] for k in ("est_input", "est_weights", "samp_input",
-                                         "samp_weights"))
+    ex, ew, sx, sw = (draws[k] for k in ("est_input", "est_weights", "samp_input", "samp_weights"))
     # as in the tutorial, the networks were used before the switch ([15], [16])
     assert estimator_qnn.backward(ex, ew)[0] is None
     assert sampler_qnn.backward(sx, sw)[0] is None
@@ -222,8 +238,12 @@ def test_cells_20_21_estimator_with_two_observables(draws) -> None:
     qc1, params1 = cell_2_circuit()
     observable1 = cell_3_observable(qc1)
     observable2 = SparsePauliOp.from_list([("Z" * qc1.num_qubits, 1)])
-    estimator_qnn2 = EstimatorQNN(circuit=qc1, observables=[observable1, observable2],
-                                  input_params=[params1[0]], weight_params=[params1[1]])
+    estimator_qnn2 = EstimatorQNN(
+        circuit=qc1,
+        observables=[observable1, observable2],
+        input_params=[params1[0]],
+        weight_params=[params1[1]],
+    )
     ex, ew = draws["est_input"], draws["est_weights"]
     forward = cell_4_estimator_qnn().forward(ex, ew)
     forward2 = estimator_qnn2.forward(ex, ew)
@@ -246,8 +266,13 @@ def test_cells_20_21_estimator_with_two_observables(draws) -> None:
 def test_cells_22_23_sampler_with_parity_interpret(draws) -> None:
     qc2, inputs2, weights2 = cell_5_circuit()
     output_shape = 2  # parity = 0, 1
-    sampler_qnn2 = SamplerQNN(circuit=qc2, input_params=inputs2, weight_params=weights2,
-                              interpret=parity, output_shape=output_shape)
+    sampler_qnn2 = SamplerQNN(
+        circuit=qc2,
+        input_params=inputs2,
+        weight_params=weights2,
+        interpret=parity,
+        output_shape=output_shape,
+    )
     sx, sw = draws["samp_input"], draws["samp_weights"]
     sampler_qnn = cell_6_sampler_qnn()
     forward = sampler_qnn.forward(sx, sw)
@@ -262,7 +287,13 @@ def test_cells_22_23_sampler_with_parity_interpret(draws) -> None:
     assert input_grad2 is None
     # not printed: parity sums of printed numbers (so twice the rounding); 00, 11 are even
     printed_forward, printed_grad = np.array(SAMP_FORWARD)[0], np.array(SAMP_WEIGHT_GRAD)[0]
-    assert_printed(forward2, [[printed_forward[0] + printed_forward[3],
-                               printed_forward[1] + printed_forward[2]]], atol=2 * HALF_ULP_8)
-    assert_printed(weight_grad2, [[printed_grad[0] + printed_grad[3],
-                                   printed_grad[1] + printed_grad[2]]], atol=2 * HALF_ULP_8)
+    assert_printed(
+        forward2,
+        [[printed_forward[0] + printed_forward[3], printed_forward[1] + printed_forward[2]]],
+        atol=2 * HALF_ULP_8,
+    )
+    assert_printed(
+        weight_grad2,
+        [[printed_grad[0] + printed_grad[3], printed_grad[1] + printed_grad[2]]],
+        atol=2 * HALF_ULP_8,
+    )

@@ -31,13 +31,19 @@ def two_digits(bits: int) -> tuple[int, int]:
 
 
 def network(kind: str, circuit, qml: bool = False, **extra):
-    common = {"circuit": circuit.circuit, "input_params": circuit.inputs,
-              "weight_params": circuit.weights, "input_gradients": True, **extra}
+    common = {
+        "circuit": circuit.circuit,
+        "input_params": circuit.inputs,
+        "weight_params": circuit.weights,
+        "input_gradients": True,
+        **extra,
+    }
     if kind == "estimator":
         return (QmlEstimatorQNN if qml else EstimatorQNN)(**common, observables=OBSERVABLES)
     if kind == "sampler-2d":
-        return (QmlSamplerQNN if qml else SamplerQNN)(**common, interpret=two_digits,
-                                                      output_shape=(2, 3))
+        return (QmlSamplerQNN if qml else SamplerQNN)(
+            **common, interpret=two_digits, output_shape=(2, 3)
+        )
     return (QmlSamplerQNN if qml else SamplerQNN)(**common, interpret=parity, output_shape=2)
 
 
@@ -53,8 +59,9 @@ def test_gradcheck_float64(kind, three_qubit) -> None:
         return torch.func.functional_call(model, {"weight": w}, (x,))
 
     assert torch.autograd.gradcheck(function, (x, w), eps=1e-6, atol=1e-7)
-    assert torch.autograd.gradcheck(function, (x[0].detach().requires_grad_(), w), eps=1e-6,
-                                    atol=1e-7)  # a 1-D input: one sample without batch axis
+    assert torch.autograd.gradcheck(
+        function, (x[0].detach().requires_grad_(), w), eps=1e-6, atol=1e-7
+    )  # a 1-D input: one sample without batch axis
 
 
 def test_hybrid_batch_gradient_is_the_sum_of_per_sample_gradients(three_qubit) -> None:
@@ -73,7 +80,7 @@ def test_hybrid_batch_gradient_is_the_sum_of_per_sample_gradients(three_qubit) -
         return [p.grad.clone() for p in model.parameters()]
 
     batch = gradients(x, y)
-    per_sample = [gradients(x[i:i + 1], y[i:i + 1]) for i in range(6)]
+    per_sample = [gradients(x[i : i + 1], y[i : i + 1]) for i in range(6)]
     assert model[1].weight.dtype == torch.float64
     for k, total in enumerate(batch):
         assert total.abs().max() > 1e-4  # every layer gets a real gradient
@@ -91,8 +98,15 @@ def test_same_behaviour_as_qml_connector(kind, three_qubit) -> None:
         output = model(x)
         (output * torch.arange(1.0, 1.0 + output.shape[1])).sum().backward()
         one = model(x[0].detach())
-        results.append((model.weight.detach().clone(), output.detach(), model.weight.grad,
-                        x.grad, one.detach()))
+        results.append(
+            (
+                model.weight.detach().clone(),
+                output.detach(),
+                model.weight.grad,
+                x.grad,
+                one.detach(),
+            )
+        )
         assert [name for name, _ in model.named_parameters()] == ["weight"]
     for ours, ref in zip(*results, strict=True):
         assert ours.dtype == ref.dtype == torch.float32
@@ -136,9 +150,12 @@ def test_dtype_option(three_qubit) -> None:
     assert fixed.weight.dtype == torch.float64 and fixed(x64.float()).dtype == torch.float64
     assert fixed.weight[2].item() == 1 / 3  # float64 initial weights are not rounded to float32
     # float64 weights give float64 values: equal to the network's own numpy output
-    np.testing.assert_allclose(fixed(x64).detach().numpy(),
-                               qnn.forward(x64.numpy(), fixed.weight.detach().numpy()),
-                               rtol=0, atol=0)
+    np.testing.assert_allclose(
+        fixed(x64).detach().numpy(),
+        qnn.forward(x64.numpy(), fixed.weight.detach().numpy()),
+        rtol=0,
+        atol=0,
+    )
     x = torch.rand(3, 2, requires_grad=True)
     fixed(x).sum().backward()
     assert x.grad.dtype == torch.float32 and fixed.weight.grad.dtype == torch.float64
@@ -185,8 +202,11 @@ def test_qml_network_through_our_connector(three_qubit) -> None:
     x = torch.rand(3, 2, dtype=torch.float64, requires_grad=True)
     outputs = []
     for qml_network in (True, False):
-        model = TorchConnector(network("estimator", three_qubit, qml=qml_network),
-                               initial_weights=np.full(3, 0.4), dtype=torch.float64)
+        model = TorchConnector(
+            network("estimator", three_qubit, qml=qml_network),
+            initial_weights=np.full(3, 0.4),
+            dtype=torch.float64,
+        )
         output = model(x)
         output.sum().backward()
         outputs.append((output.detach(), model.weight.grad, x.grad.clone()))
@@ -196,12 +216,15 @@ def test_qml_network_through_our_connector(three_qubit) -> None:
 
 
 def test_network_without_inputs(three_qubit) -> None:
-    qc = three_qubit.circuit.assign_parameters(dict(zip(three_qubit.inputs, [0.3, -0.2],
-                                                        strict=True)))
-    models = [connector(cls(circuit=qc, weight_params=three_qubit.weights),
-                        initial_weights=np.full(3, 0.2))
-              for connector, cls in ((TorchConnector, EstimatorQNN),
-                                     (QmlTorchConnector, QmlEstimatorQNN))]
+    qc = three_qubit.circuit.assign_parameters(
+        dict(zip(three_qubit.inputs, [0.3, -0.2], strict=True))
+    )
+    models = [
+        connector(
+            cls(circuit=qc, weight_params=three_qubit.weights), initial_weights=np.full(3, 0.2)
+        )
+        for connector, cls in ((TorchConnector, EstimatorQNN), (QmlTorchConnector, QmlEstimatorQNN))
+    ]
     ours, ref = (model() for model in models)
     assert ours.shape == ref.shape == (1,)
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)

@@ -28,11 +28,24 @@ from .source import kernel_source_path
 
 _CTYPES = {"ptr": ctypes.c_void_p, "i32": ctypes.c_int, "i64": ctypes.c_longlong}
 _SUFFIX = {"float": "f32", "double": "f64"}
-_STATUS = {1: "bad launch shape", 2: "out of host memory",
-           3: "a block wrote past its dynamic shared memory",
-           4: "two phases of a block ran without a barrier (GQ_SYNC) between them"}
-HOST_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-DGPUQNN_HOST", "-Wall", "-Wextra",
-              "-Werror", "-x", "c++")
+_STATUS = {
+    1: "bad launch shape",
+    2: "out of host memory",
+    3: "a block wrote past its dynamic shared memory",
+    4: "two phases of a block ran without a barrier (GQ_SYNC) between them",
+}
+HOST_FLAGS = (
+    "-O2",
+    "-std=c++17",
+    "-shared",
+    "-fPIC",
+    "-DGPUQNN_HOST",
+    "-Wall",
+    "-Wextra",
+    "-Werror",
+    "-x",
+    "c++",
+)
 
 
 class HostKernels:
@@ -49,21 +62,29 @@ class HostKernels:
     def __init__(self, directory: str | os.PathLike, compiler: str = "g++") -> None:
         executable = shutil.which(compiler)
         if executable is None:
-            raise RuntimeError(f"compiler {compiler!r} not found on PATH; it builds the host "
-                               "twin of the CUDA kernels")
+            raise RuntimeError(
+                f"compiler {compiler!r} not found on PATH; it builds the host "
+                "twin of the CUDA kernels"
+            )
         library = Path(directory) / "libgpuqnn_kernels_host.so"
         command = [executable, *HOST_FLAGS, str(kernel_source_path()), "-o", str(library)]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise RuntimeError(f"host build of the kernels failed ({' '.join(command)}):\n"
-                               f"{result.stdout}{result.stderr}")
+            raise RuntimeError(
+                f"host build of the kernels failed ({' '.join(command)}):\n"
+                f"{result.stdout}{result.stderr}"
+            )
         self.path = library
         self._lib = ctypes.CDLL(str(library))
         for kernel, kinds in SIGNATURES.items():
             for suffix in _SUFFIX.values():
                 function = getattr(self._lib, f"{kernel}_{suffix}")
                 function.argtypes = [_CTYPES[k] for k in kinds] + [
-                    ctypes.c_longlong, ctypes.c_int, ctypes.c_longlong, ctypes.c_int]
+                    ctypes.c_longlong,
+                    ctypes.c_int,
+                    ctypes.c_longlong,
+                    ctypes.c_int,
+                ]
                 function.restype = ctypes.c_int
 
     def execute(self, launch: Launch, real_type: str, reverse: bool = False) -> None:
@@ -82,15 +103,19 @@ class HostKernels:
         for kind, value in zip(SIGNATURES[launch.kernel], launch.args, strict=True):
             if kind == "ptr":
                 if not (isinstance(value, np.ndarray) and value.flags.c_contiguous):
-                    raise TypeError(f"{launch.kernel}: pointer arguments must be C-contiguous "
-                                    f"NumPy arrays, got {type(value).__name__}")
+                    raise TypeError(
+                        f"{launch.kernel}: pointer arguments must be C-contiguous "
+                        f"NumPy arrays, got {type(value).__name__}"
+                    )
                 args.append(value.ctypes.data)
             else:
                 args.append(int(value))
         status = function(*args, launch.grid, launch.block, launch.shared, int(reverse))
         if status:
-            raise RuntimeError(f"{launch.kernel} (grid {launch.grid}, block {launch.block}, "
-                               f"shared {launch.shared}) failed: {_STATUS.get(status, status)}")
+            raise RuntimeError(
+                f"{launch.kernel} (grid {launch.grid}, block {launch.block}, "
+                f"shared {launch.shared}) failed: {_STATUS.get(status, status)}"
+            )
 
 
 class _HostMemory:
@@ -128,13 +153,19 @@ class HostFusedRunner(_HostMemory, FusedRunnerBase):
         reverse: run each phase's threads in decreasing order.
     """
 
-    def __init__(self, kernels: HostKernels, kernel_program: KernelProgram,
-                 dtype: object = "complex128", *, threads: int | None = None,
-                 max_blocks: int | None = None, shared_limit: int | None = None,
-                 reverse: bool = False) -> None:
+    def __init__(
+        self,
+        kernels: HostKernels,
+        kernel_program: KernelProgram,
+        dtype: object = "complex128",
+        *,
+        threads: int | None = None,
+        max_blocks: int | None = None,
+        shared_limit: int | None = None,
+        reverse: bool = False,
+    ) -> None:
         options = {} if shared_limit is None else {"shared_limit": shared_limit}
-        super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks,
-                         **options)
+        super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks, **options)
         self.kernels = kernels
         self.reverse = reverse
 
@@ -151,15 +182,21 @@ class HostPerOpRunner(_HostMemory, PerOpRunnerBase):
         reverse: run each phase's threads in decreasing order.
     """
 
-    def __init__(self, kernels: HostKernels, kernel_program: KernelProgram,
-                 dtype: object = "complex128", *, threads: int | None = None,
-                 max_blocks: int | None = None, reverse: bool = False) -> None:
+    def __init__(
+        self,
+        kernels: HostKernels,
+        kernel_program: KernelProgram,
+        dtype: object = "complex128",
+        *,
+        threads: int | None = None,
+        max_blocks: int | None = None,
+        reverse: bool = False,
+    ) -> None:
         super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks)
         self.kernels = kernels
         self.reverse = reverse
 
-    def _fill(self, work: Workspace, base_angles: Any, shift_slot: Any,
-              shift_value: Any) -> None:
+    def _fill(self, work: Workspace, base_angles: Any, shift_slot: Any, shift_value: Any) -> None:
         work.base[...] = base_angles
         work.shift_slot[...] = shift_slot
         work.shift_value[...] = shift_value

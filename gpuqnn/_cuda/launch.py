@@ -62,8 +62,11 @@ class KernelModule:
         if function is None:
             if self._module is None:
                 cupy = _import_cupy()
-                self._module = cupy.RawModule(code=kernel_source(), options=COMPILE_OPTIONS,
-                                              name_expressions=name_expressions())
+                self._module = cupy.RawModule(
+                    code=kernel_source(),
+                    options=COMPILE_OPTIONS,
+                    name_expressions=name_expressions(),
+                )
             function = self._functions[name] = self._module.get_function(name)
         if shared > _STATIC_SHARED_LIMIT and function.max_dynamic_shared_size_bytes < shared:
             function.max_dynamic_shared_size_bytes = shared
@@ -138,17 +141,24 @@ class FusedRunner(_CupyMemory, FusedRunnerBase):
         ValueError: a row does not fit the shared memory limit, or an option is not accepted.
     """
 
-    def __init__(self, kernel_program: KernelProgram, dtype: object = "complex128", *,
-                 threads: int | None = None, max_blocks: int | None = None,
-                 shared_limit: int | None = None, module: KernelModule | None = None) -> None:
+    def __init__(
+        self,
+        kernel_program: KernelProgram,
+        dtype: object = "complex128",
+        *,
+        threads: int | None = None,
+        max_blocks: int | None = None,
+        shared_limit: int | None = None,
+        module: KernelModule | None = None,
+    ) -> None:
         cupy = _import_cupy()
         self.device_id = int(cupy.cuda.Device().id)
-        self._sm_count = _device_attribute(cupy, "cudaDevAttrMultiProcessorCount",
-                                           self.device_id)
+        self._sm_count = _device_attribute(cupy, "cudaDevAttrMultiProcessorCount", self.device_id)
         if shared_limit is None:
             shared_limit = shared_memory_limit(self.device_id)
-        super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks,
-                         shared_limit=shared_limit)
+        super().__init__(
+            kernel_program, dtype, threads=threads, max_blocks=max_blocks, shared_limit=shared_limit
+        )
         self.module = module if module is not None else KernelModule()
 
     def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
@@ -192,13 +202,19 @@ class PerOpRunner(_CupyMemory, PerOpRunnerBase):
         ValueError: an option is not accepted.
     """
 
-    def __init__(self, kernel_program: KernelProgram, dtype: object = "complex128", *,
-                 threads: int | None = None, max_blocks: int | None = None,
-                 use_graph: bool = True, module: KernelModule | None = None) -> None:
+    def __init__(
+        self,
+        kernel_program: KernelProgram,
+        dtype: object = "complex128",
+        *,
+        threads: int | None = None,
+        max_blocks: int | None = None,
+        use_graph: bool = True,
+        module: KernelModule | None = None,
+    ) -> None:
         cupy = _import_cupy()
         self.device_id = int(cupy.cuda.Device().id)
-        self._sm_count = _device_attribute(cupy, "cudaDevAttrMultiProcessorCount",
-                                           self.device_id)
+        self._sm_count = _device_attribute(cupy, "cudaDevAttrMultiProcessorCount", self.device_id)
         super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks)
         self.module = module if module is not None else KernelModule()
         self.use_graph = bool(use_graph)
@@ -236,8 +252,7 @@ class PerOpRunner(_CupyMemory, PerOpRunnerBase):
         self._graph = self._graph_work = self._ran = None  # they hold the old buffers
         return super()._make_workspace(batch, shifts)
 
-    def _fill(self, work: Workspace, base_angles: Any, shift_slot: Any,
-              shift_value: Any) -> None:
+    def _fill(self, work: Workspace, base_angles: Any, shift_slot: Any, shift_value: Any) -> None:
         cupy = _import_cupy()
         work.base[...] = cupy.asarray(base_angles)
         work.shift_slot[...] = cupy.asarray(shift_slot)

@@ -72,18 +72,26 @@ def make_launch(kernel: str, grid: int, block: int, shared: int, *values: Any) -
     kinds = SIGNATURES[kernel]
     if len(values) != len(kinds):
         raise TypeError(f"{kernel} takes {len(kinds)} arguments, got {len(values)}")
-    args = tuple(np.int32(v) if k == "i32" else np.int64(v) if k == "i64" else v
-                 for k, v in zip(kinds, values, strict=True))
+    args = tuple(
+        np.int32(v) if k == "i32" else np.int64(v) if k == "i64" else v
+        for k, v in zip(kinds, values, strict=True)
+    )
     return Launch(kernel, int(grid), int(block), int(shared), args)
 
 
 def _check_threads(name: str, value: int | None) -> int | None:
     if value is None:
         return None
-    if (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1
-            or value > MAX_THREADS or value & (value - 1)):
-        raise ValueError(f"{name} must be a power of two between 1 and {MAX_THREADS}, "
-                         f"got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < 1
+        or value > MAX_THREADS
+        or value & (value - 1)
+    ):
+        raise ValueError(
+            f"{name} must be a power of two between 1 and {MAX_THREADS}, got {value!r}"
+        )
     return int(value)
 
 
@@ -110,11 +118,18 @@ class RunnerBase:
         ValueError: ``dtype``, ``threads`` or ``max_blocks`` is not an accepted value.
     """
 
-    def __init__(self, kernel_program: KernelProgram, dtype: object, threads: int | None,
-                 max_blocks: int | None) -> None:
+    def __init__(
+        self,
+        kernel_program: KernelProgram,
+        dtype: object,
+        threads: int | None,
+        max_blocks: int | None,
+    ) -> None:
         if not isinstance(kernel_program, KernelProgram):
-            raise TypeError("kernel_program must be a KernelProgram (from encode_program), "
-                            f"got {type(kernel_program).__name__}")
+            raise TypeError(
+                "kernel_program must be a KernelProgram (from encode_program), "
+                f"got {type(kernel_program).__name__}"
+            )
         self.kernel_program = kernel_program
         self.dtype = check_kernel_dtype(dtype)
         self.real_type = REAL_TYPES[self.dtype.name]
@@ -147,17 +162,18 @@ class RunnerBase:
         """(table, data, coeff) in the runner's memory, copied once."""
         if self._tables is None:
             kp = self.kernel_program
-            self._tables = (self._to_device(kp.table),
-                            self._to_device(kp.data.astype(self.dtype)),
-                            self._to_device(kp.coeff))
+            self._tables = (
+                self._to_device(kp.table),
+                self._to_device(kp.data.astype(self.dtype)),
+                self._to_device(kp.coeff),
+            )
         return self._tables
 
     def _blocks(self, items: int, threads: int) -> int:
         limit = self.max_blocks or self._default_max_blocks()
         return max(1, min(-(-items // threads), limit))
 
-    def _check_inputs(self, base_angles: Any, shift_slot: Any,
-                      shift_value: Any) -> tuple[int, int]:
+    def _check_inputs(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> tuple[int, int]:
         """(B, S) after checking the shapes, dtypes and slot values.
 
         Raises:
@@ -166,27 +182,34 @@ class RunnerBase:
         slots = self.kernel_program.num_slots
         shape = getattr(base_angles, "shape", None)
         if shape is None or len(shape) != 2 or shape[1] != slots:
-            raise ValueError(f"base_angles must have shape (B, {slots}) (one column per angle "
-                             f"slot), got {shape}")
+            raise ValueError(
+                f"base_angles must have shape (B, {slots}) (one column per angle slot), got {shape}"
+            )
         if getattr(base_angles, "dtype", None) != np.float64:
-            raise ValueError("base_angles must be float64, got "
-                             f"{getattr(base_angles, 'dtype', type(base_angles).__name__)}")
+            raise ValueError(
+                "base_angles must be float64, got "
+                f"{getattr(base_angles, 'dtype', type(base_angles).__name__)}"
+            )
         slot_shape = getattr(shift_slot, "shape", None)
         value_shape = getattr(shift_value, "shape", None)
         if slot_shape is None or len(slot_shape) != 1 or slot_shape[0] < 1:
             raise ValueError(f"shift_slot must have shape (S,) with S >= 1, got {slot_shape}")
         if value_shape != slot_shape:
-            raise ValueError(f"shift_value must have the shape of shift_slot, {slot_shape}, "
-                             f"got {value_shape}")
+            raise ValueError(
+                f"shift_value must have the shape of shift_slot, {slot_shape}, got {value_shape}"
+            )
         if getattr(shift_slot, "dtype", None) != np.int32:
             raise ValueError(f"shift_slot must be int32, got {getattr(shift_slot, 'dtype', None)}")
         if getattr(shift_value, "dtype", None) != np.float64:
-            raise ValueError("shift_value must be float64, got "
-                             f"{getattr(shift_value, 'dtype', None)}")
+            raise ValueError(
+                f"shift_value must be float64, got {getattr(shift_value, 'dtype', None)}"
+            )
         values = self._to_host(shift_slot)
         if values.min() < -1 or values.max() >= slots:
-            raise ValueError(f"shift_slot values must be -1 (unshifted) or a slot in "
-                             f"[0, {slots}), got values in [{values.min()}, {values.max()}]")
+            raise ValueError(
+                f"shift_slot values must be -1 (unshifted) or a slot in "
+                f"[0, {slots}), got values in [{values.min()}, {values.max()}]"
+            )
         return int(shape[0]), int(slot_shape[0])
 
 
@@ -203,8 +226,9 @@ class FusedPlan:
         ValueError: a row's state and scratch do not fit ``shared_limit``.
     """
 
-    def __init__(self, kernel_program: KernelProgram, dtype: np.dtype, threads: int | None,
-                 shared_limit: int) -> None:
+    def __init__(
+        self, kernel_program: KernelProgram, dtype: np.dtype, threads: int | None, shared_limit: int
+    ) -> None:
         self.threads = kernel_program.fused_threads() if threads is None else threads
         self.shared = kernel_program.fused_shared_bytes(dtype, self.threads)
         if self.shared > shared_limit:
@@ -214,13 +238,36 @@ class FusedPlan:
                 f"{shared_limit}; use PerOpRunner"
             )
 
-    def launch(self, tables: tuple[Any, Any, Any], base: Any, batch: int, shift_slot: Any,
-               shift_value: Any, shifts: int, out: Any, grid: int) -> Launch:
+    def launch(
+        self,
+        tables: tuple[Any, Any, Any],
+        base: Any,
+        batch: int,
+        shift_slot: Any,
+        shift_value: Any,
+        shifts: int,
+        out: Any,
+        grid: int,
+    ) -> Launch:
         """The launch that writes all S * B rows' outputs into ``out`` (R, O) float64."""
         table, data, coeff = tables
         slots = base.shape[1]
-        return make_launch("gq_fused", grid, self.threads, self.shared, table, data, coeff,
-                           base, batch, slots, shift_slot, shift_value, shifts, out)
+        return make_launch(
+            "gq_fused",
+            grid,
+            self.threads,
+            self.shared,
+            table,
+            data,
+            coeff,
+            base,
+            batch,
+            slots,
+            shift_slot,
+            shift_value,
+            shifts,
+            out,
+        )
 
 
 class FusedRunnerBase(RunnerBase):
@@ -239,9 +286,15 @@ class FusedRunnerBase(RunnerBase):
             :meth:`KernelProgram.fits_fused`), or an option is not accepted.
     """
 
-    def __init__(self, kernel_program: KernelProgram, dtype: object = "complex128", *,
-                 threads: int | None = None, max_blocks: int | None = None,
-                 shared_limit: int = DEFAULT_SHARED_LIMIT) -> None:
+    def __init__(
+        self,
+        kernel_program: KernelProgram,
+        dtype: object = "complex128",
+        *,
+        threads: int | None = None,
+        max_blocks: int | None = None,
+        shared_limit: int = DEFAULT_SHARED_LIMIT,
+    ) -> None:
         super().__init__(kernel_program, dtype, threads, max_blocks)
         self.plan = FusedPlan(kernel_program, self.dtype, self.threads, shared_limit)
 
@@ -268,8 +321,9 @@ class FusedRunnerBase(RunnerBase):
         slot = self._to_device(shift_slot)
         value = self._to_device(shift_value)
         grid = min(rows, self.max_blocks or self._default_max_blocks())
-        self._execute(self.plan.launch(self._device_tables(), base, batch, slot, value,
-                                       shifts, out, grid))
+        self._execute(
+            self.plan.launch(self._device_tables(), base, batch, slot, value, shifts, out, grid)
+        )
         return out
 
 
@@ -314,8 +368,14 @@ class PerOpRunnerBase(RunnerBase):
         max_blocks: most blocks per launch (grid-stride loops cover the rest).
     """
 
-    def __init__(self, kernel_program: KernelProgram, dtype: object = "complex128", *,
-                 threads: int | None = None, max_blocks: int | None = None) -> None:
+    def __init__(
+        self,
+        kernel_program: KernelProgram,
+        dtype: object = "complex128",
+        *,
+        threads: int | None = None,
+        max_blocks: int | None = None,
+    ) -> None:
         super().__init__(kernel_program, dtype, threads, max_blocks)
         self._workspace: Workspace | None = None
 
@@ -346,8 +406,7 @@ class PerOpRunnerBase(RunnerBase):
         return self._copy(work.out)
 
     # ---- hooks beyond RunnerBase's -----------------------------------------------------------
-    def _fill(self, work: Workspace, base_angles: Any, shift_slot: Any,
-              shift_value: Any) -> None:
+    def _fill(self, work: Workspace, base_angles: Any, shift_slot: Any, shift_value: Any) -> None:
         """Copy the inputs into the workspace's buffers."""
         raise NotImplementedError
 
@@ -373,37 +432,101 @@ class PerOpRunnerBase(RunnerBase):
         value = self._empty((shifts,), np.float64)
         psi = self._empty((rows, dim), self.dtype)
         out = self._empty((rows, kp.num_outputs), np.float64)
-        launches = [make_launch("gq_init", self._blocks(rows * dim, threads), threads, 0,
-                                psi, n, rows)]
+        launches = [
+            make_launch("gq_init", self._blocks(rows * dim, threads), threads, 0, psi, n, rows)
+        ]
         for i in range(kp.num_ops):
             npos = int(kp.table[int(kp.table[H_OPS]) + OP_FIELDS * i + F_NPOS])
             items = rows << (n - npos)
-            launches.append(make_launch("gq_apply", self._blocks(items, threads), threads, 0,
-                                        table, data, i, base, batch, kp.num_slots, slot,
-                                        value, shifts, psi))
+            launches.append(
+                make_launch(
+                    "gq_apply",
+                    self._blocks(items, threads),
+                    threads,
+                    0,
+                    table,
+                    data,
+                    i,
+                    base,
+                    batch,
+                    kp.num_slots,
+                    slot,
+                    value,
+                    shifts,
+                    psi,
+                )
+            )
         if kp.readout_kind == READOUT_PAULI:
             chunk = min(dim, threads * _CHUNK_ITEMS_PER_THREAD)
             log_chunks = n - (chunk.bit_length() - 1)
             blocks = (rows * kp.num_items) << log_chunks
             partial = self._empty((max(1, blocks),), np.float64)
             if blocks:
-                launches.append(make_launch(
-                    "gq_pauli_partial", min(blocks, self.max_blocks or
-                                            self._default_max_blocks()),
-                    threads, 8 * threads, table, coeff, psi, rows, log_chunks, partial))
-            launches.append(make_launch("gq_pauli_reduce",
-                                        self._blocks(rows * kp.num_outputs, threads), threads,
-                                        0, table, partial, rows, log_chunks, out))
+                launches.append(
+                    make_launch(
+                        "gq_pauli_partial",
+                        min(blocks, self.max_blocks or self._default_max_blocks()),
+                        threads,
+                        8 * threads,
+                        table,
+                        coeff,
+                        psi,
+                        rows,
+                        log_chunks,
+                        partial,
+                    )
+                )
+            launches.append(
+                make_launch(
+                    "gq_pauli_reduce",
+                    self._blocks(rows * kp.num_outputs, threads),
+                    threads,
+                    0,
+                    table,
+                    partial,
+                    rows,
+                    log_chunks,
+                    out,
+                )
+            )
         elif kp.readout_kind == READOUT_PROB_DIRECT:
             partial = self._empty((1,), np.float64)
-            launches.append(make_launch("gq_prob_direct", self._blocks(rows * dim, threads),
-                                        threads, 0, table, psi, rows, out))
+            launches.append(
+                make_launch(
+                    "gq_prob_direct",
+                    self._blocks(rows * dim, threads),
+                    threads,
+                    0,
+                    table,
+                    psi,
+                    rows,
+                    out,
+                )
+            )
         else:
             partial = self._empty((max(1, rows * kp.num_items),), np.float64)
-            launches.append(make_launch("gq_prob_pieces",
-                                        self._blocks(rows * kp.num_items, threads), threads, 0,
-                                        table, psi, rows, partial))
-            launches.append(make_launch("gq_prob_reduce",
-                                        self._blocks(rows * kp.num_outputs, threads), threads,
-                                        0, table, partial, rows, out))
+            launches.append(
+                make_launch(
+                    "gq_prob_pieces",
+                    self._blocks(rows * kp.num_items, threads),
+                    threads,
+                    0,
+                    table,
+                    psi,
+                    rows,
+                    partial,
+                )
+            )
+            launches.append(
+                make_launch(
+                    "gq_prob_reduce",
+                    self._blocks(rows * kp.num_outputs, threads),
+                    threads,
+                    0,
+                    table,
+                    partial,
+                    rows,
+                    out,
+                )
+            )
         return Workspace(batch, shifts, base, slot, value, psi, partial, out, launches)

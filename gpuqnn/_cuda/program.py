@@ -70,14 +70,18 @@ def unsupported_reason(program: Program) -> str | None:
         None, or a sentence naming the first op or property the kernels do not support.
     """
     if program.num_qubits > MAX_QUBITS:
-        return (f"the program simulates {program.num_qubits} qubits; the kernels support at "
-                f"most {MAX_QUBITS}")
+        return (
+            f"the program simulates {program.num_qubits} qubits; the kernels support at "
+            f"most {MAX_QUBITS}"
+        )
     for i, op in enumerate(program.ops):
         if op.kind not in KIND_CODES:
             return f"op {i} has kind {op.kind!r}, which the kernels do not implement"
         if op.kind in GROUPED_KINDS and len(op.targets) > MAX_GROUP_TARGETS:
-            return (f"op {i} ({op.kind}) has {len(op.targets)} targets; the kernels apply "
-                    f"{op.kind} ops of at most {MAX_GROUP_TARGETS} targets")
+            return (
+                f"op {i} ({op.kind}) has {len(op.targets)} targets; the kernels apply "
+                f"{op.kind} ops of at most {MAX_GROUP_TARGETS} targets"
+            )
     return None
 
 
@@ -138,8 +142,9 @@ class KernelProgram:
         threads = self.fused_threads() if threads is None else threads
         return self.dim * itemsize + 8 * self.fused_scratch_doubles(threads)
 
-    def fits_fused(self, dtype: object, shared_limit: int = DEFAULT_SHARED_LIMIT,
-                   threads: int | None = None) -> bool:
+    def fits_fused(
+        self, dtype: object, shared_limit: int = DEFAULT_SHARED_LIMIT, threads: int | None = None
+    ) -> bool:
         """Whether a row's state and scratch fit ``shared_limit`` bytes of shared memory, so
         the fused kernel can run the program (default: the H100/H200 limit, 227 KiB)."""
         return self.fused_shared_bytes(dtype, threads) <= shared_limit
@@ -185,14 +190,23 @@ def encode_program(program: Program, readout: PauliReadout | ProbabilityReadout)
     table[H_ITEMS] = items
     table[H_TABLES] = builder.readout_at
     for i, record in enumerate(records):
-        table[ops_at + OP_FIELDS * i: ops_at + OP_FIELDS * (i + 1)] = record
+        table[ops_at + OP_FIELDS * i : ops_at + OP_FIELDS * (i + 1)] = record
     flat = np.concatenate(data) if data else np.zeros(0, dtype=complex)
     if flat.size == 0:
         flat = np.zeros(1, dtype=complex)
     if coeff.size == 0:
         coeff = np.zeros(2)
-    return KernelProgram(n, len(program.ops), program.angles.num_slots, outputs, kind, items,
-                         table, flat.astype(np.complex128), coeff)
+    return KernelProgram(
+        n,
+        len(program.ops),
+        program.angles.num_slots,
+        outputs,
+        kind,
+        items,
+        table,
+        flat.astype(np.complex128),
+        coeff,
+    )
 
 
 class _TableBuilder:
@@ -216,8 +230,9 @@ class _TableBuilder:
 
     def finish(self) -> np.ndarray:
         table = np.concatenate(self.parts)
-        if table.size and (table.max() > np.iinfo(np.int32).max
-                           or table.min() < np.iinfo(np.int32).min):
+        if table.size and (
+            table.max() > np.iinfo(np.int32).max or table.min() < np.iinfo(np.int32).min
+        ):
             raise ValueError("kernel tables exceed 32-bit indices; the program is too large")
         return table.astype(np.int32)
 
@@ -240,13 +255,24 @@ def _encode_op(op: Op, builder: _TableBuilder, data_at: int) -> tuple[list[int],
     src_at = builder.add(op.source) if op.kind in ("perm", "rot") else -1
     matrix = np.asarray(op.matrix, dtype=complex)
     entries = matrix.reshape(-1) if op.kind == "dense" else matrix.reshape(1 << k)
-    record = [KIND_CODES[op.kind], k, op.slot, cval, len(positions), pos_at, tgt_at, data_at,
-              src_at, off_at]
+    record = [
+        KIND_CODES[op.kind],
+        k,
+        op.slot,
+        cval,
+        len(positions),
+        pos_at,
+        tgt_at,
+        data_at,
+        src_at,
+        off_at,
+    ]
     return record, entries
 
 
-def _encode_readout(readout: PauliReadout | ProbabilityReadout, num_qubits: int,
-                    builder: _TableBuilder) -> tuple[int, int, int, np.ndarray]:
+def _encode_readout(
+    readout: PauliReadout | ProbabilityReadout, num_qubits: int, builder: _TableBuilder
+) -> tuple[int, int, int, np.ndarray]:
     """(readout kind, outputs, items, Pauli coefficients); appends the readout's tables."""
     dim = 1 << num_qubits
     if isinstance(readout, PauliReadout):
@@ -256,8 +282,10 @@ def _encode_readout(readout: PauliReadout | ProbabilityReadout, num_qubits: int,
         xmask, zmask = terms.xmask[order], terms.zmask[order]
         output, coeff = terms.output[order], terms.coeff[order]
         if np.any((xmask | zmask) >= dim):
-            raise ValueError(f"readout has Pauli masks beyond the program's {num_qubits} "
-                             "simulated qubits; build it for the same program")
+            raise ValueError(
+                f"readout has Pauli masks beyond the program's {num_qubits} "
+                "simulated qubits; build it for the same program"
+            )
         start = np.searchsorted(output, np.arange(outputs + 1))
         builder.readout_at = builder.add(np.concatenate([xmask, zmask, output, start]))
         pairs = np.stack([coeff.real, coeff.imag], axis=1).reshape(-1).astype(np.float64)
@@ -266,16 +294,19 @@ def _encode_readout(readout: PauliReadout | ProbabilityReadout, num_qubits: int,
         index = np.asarray(readout.index, dtype=np.int64)
         outputs = int(readout.num_outputs)
         if index.shape != (dim,):
-            raise ValueError(f"readout has an index table of shape {index.shape}; the program "
-                             f"simulates {num_qubits} qubits, so expected ({dim},)")
+            raise ValueError(
+                f"readout has an index table of shape {index.shape}; the program "
+                f"simulates {num_qubits} qubits, so expected ({dim},)"
+            )
         if outputs == dim and np.array_equal(index, np.arange(dim)):
             builder.readout_at = builder.add([0])
             return READOUT_PROB_DIRECT, outputs, 0, np.zeros(0)
         out_piece, piece, order = _pieces(index, outputs, _piece_length(num_qubits))
         builder.readout_at = builder.add(np.concatenate([out_piece, piece, order]))
         return READOUT_PROB_PIECES, outputs, len(piece) - 1, np.zeros(0)
-    raise TypeError("readout must be a PauliReadout or a ProbabilityReadout, got "
-                    f"{type(readout).__name__}")
+    raise TypeError(
+        f"readout must be a PauliReadout or a ProbabilityReadout, got {type(readout).__name__}"
+    )
 
 
 def _piece_length(num_qubits: int) -> int:
@@ -284,8 +315,9 @@ def _piece_length(num_qubits: int) -> int:
     return 1 << ((num_qubits + 1) // 2)
 
 
-def _pieces(index: np.ndarray, outputs: int,
-            length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _pieces(
+    index: np.ndarray, outputs: int, length: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split each output's basis states into pieces of at most ``length``.
 
     Returns:

@@ -39,12 +39,15 @@ def circuit_key(circuit: QuantumCircuit) -> str:
 def _feed_circuit(digest: Any, circuit: QuantumCircuit) -> None:
     qubits = {q: i for i, q in enumerate(circuit.qubits)}
     clbits = {c: i for i, c in enumerate(circuit.clbits)}
-    digest.update(f"C{circuit.num_qubits},{circuit.num_clbits},"
-                  f"{_param_text(circuit.global_phase)}[".encode())
+    digest.update(
+        f"C{circuit.num_qubits},{circuit.num_clbits},{_param_text(circuit.global_phase)}[".encode()
+    )
     for inst in circuit.data:
         op = inst.operation
-        head = (f"{op.name}:{[qubits[q] for q in inst.qubits]}:{[clbits[c] for c in inst.clbits]}"
-                f":{getattr(op, 'ctrl_state', '')}(")
+        head = (
+            f"{op.name}:{[qubits[q] for q in inst.qubits]}:{[clbits[c] for c in inst.clbits]}"
+            f":{getattr(op, 'ctrl_state', '')}("
+        )
         digest.update(head.encode())
         for param in getattr(op, "params", ()):
             digest.update(_param_text(param).encode())
@@ -79,8 +82,7 @@ def check_seed(seed: Any) -> None:
     if seed is None or isinstance(seed, np.random.Generator):
         return
     if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
-        raise TypeError(f"seed must be None, a non-negative int or a numpy Generator, "
-                        f"got {seed!r}")
+        raise TypeError(f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}")
 
 
 def check_cache_size(cache_size: Any) -> int:
@@ -104,8 +106,9 @@ class EngineCache:
         RuntimeError: a GPU was asked for explicitly but none is usable.
     """
 
-    def __init__(self, device: str, dtype: str, max_memory: int | str | None,
-                 cache_size: int) -> None:
+    def __init__(
+        self, device: str, dtype: str, max_memory: int | str | None, cache_size: int
+    ) -> None:
         check_device(device)
         self.dtype_name = check_dtype(dtype)
         self.device_request = device
@@ -117,8 +120,12 @@ class EngineCache:
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
-        return {"device": self.device_request, "dtype": self.dtype_name,
-                "max_memory": self.max_memory, "cache_size": self.cache_size}
+        return {
+            "device": self.device_request,
+            "dtype": self.dtype_name,
+            "max_memory": self.max_memory,
+            "cache_size": self.cache_size,
+        }
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["device"], state["dtype"], state["max_memory"], state["cache_size"])
@@ -148,8 +155,13 @@ class EngineCache:
                 self._programs.popitem(last=False)
         return program
 
-    def simulator(self, key: str, circuit: QuantumCircuit, readout_key: Hashable,
-                  make_readout: Callable[[Program, Backend], Any]) -> Simulator:
+    def simulator(
+        self,
+        key: str,
+        circuit: QuantumCircuit,
+        readout_key: Hashable,
+        make_readout: Callable[[Program, Backend], Any],
+    ) -> Simulator:
         """A simulator of ``circuit`` with the readout ``make_readout(program, backend)``,
         reused for the same circuit key and ``readout_key``."""
         full_key = (key, readout_key)

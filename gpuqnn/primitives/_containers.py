@@ -40,8 +40,9 @@ class RegisterMap:
             if source >= 0:
                 bit = (outcomes >> source) & 1
                 values = values + (bit.astype(object) << i if wide else bit << i)
-        self.values, self.inverse = (np.unique(values, return_inverse=True) if num_outcomes
-                                     else (values, values))
+        self.values, self.inverse = (
+            np.unique(values, return_inverse=True) if num_outcomes else (values, values)
+        )
         """(K,) distinct register values; (2**M,) index of each outcome's value."""
         self.identity = bool(np.array_equal(self.inverse, outcomes))
         self._labels: list[str] | None = None
@@ -144,8 +145,10 @@ class ExactProbabilities:
             ValueError: the register has more than 24 bits (use :meth:`get_probabilities`).
         """
         if self.num_bits > _DENSE_LIMIT_BITS:
-            raise ValueError(f"a dense array of a {self.num_bits}-bit register would hold "
-                             f"2**{self.num_bits} values; use get_probabilities()")
+            raise ValueError(
+                f"a dense array of a {self.num_bits}-bit register would hold "
+                f"2**{self.num_bits} values; use get_probabilities()"
+            )
         out = np.zeros((*self.shape, 2**self.num_bits))
         out[..., self._register.values.astype(np.int64)] = self._register.marginal(self._joint)
         return out
@@ -194,8 +197,9 @@ class ExactProbabilities:
                 total[int(k)] = total.get(int(k), 0) + int(counts[k])
         return total
 
-    def get_counts(self, loc: int | tuple[int, ...] | None = None,
-                   shots: int | None = None) -> dict[str, int]:
+    def get_counts(
+        self, loc: int | tuple[int, ...] | None = None, shots: int | None = None
+    ) -> dict[str, int]:
         """Counts keyed by bit string: of one element, or summed over all (``loc=None``).
 
         Without ``shots`` the counts are dyadic (see :func:`dyadic_counts`), so counts divided
@@ -205,8 +209,9 @@ class ExactProbabilities:
         labels = self._register.labels
         return {labels[k]: v for k, v in self._counts(loc, shots).items()}
 
-    def get_int_counts(self, loc: int | tuple[int, ...] | None = None,
-                       shots: int | None = None) -> dict[int, int]:
+    def get_int_counts(
+        self, loc: int | tuple[int, ...] | None = None, shots: int | None = None
+    ) -> dict[int, int]:
         """Like :meth:`get_counts`, keyed by the outcome's integer value."""
         values = self._register.values
         return {int(values[k]): v for k, v in self._counts(loc, shots).items()}
@@ -246,8 +251,7 @@ class ExactSamplerPubResult(SamplerPubResult):
         return ExactProbabilities.concatenate_bits([self.data[name] for name in names])
 
 
-def sample_outcomes(probabilities: np.ndarray, shots: int,
-                    rng: np.random.Generator) -> np.ndarray:
+def sample_outcomes(probabilities: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
     """Draw ``shots`` outcomes per row.
 
     Args:

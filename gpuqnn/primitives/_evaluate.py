@@ -81,9 +81,15 @@ def _pauli_readout(observables: Sequence[SparsePauliOp]):
     return make
 
 
-def pauli_values(cache: EngineCache, key: str, circuit: QuantumCircuit, rows: np.ndarray,
-                 obs_ids: np.ndarray, observables: Sequence[SparsePauliOp],
-                 columns: Sequence[int] | None = None) -> np.ndarray:
+def pauli_values(
+    cache: EngineCache,
+    key: str,
+    circuit: QuantumCircuit,
+    rows: np.ndarray,
+    obs_ids: np.ndarray,
+    observables: Sequence[SparsePauliOp],
+    columns: Sequence[int] | None = None,
+) -> np.ndarray:
     """Expectation values (or their derivatives) of one observable per row.
 
     Args:
@@ -108,8 +114,12 @@ def pauli_values(cache: EngineCache, key: str, circuit: QuantumCircuit, rows: np
     else:
         groups = [(np.array([u]), obs_ids == u) for u in np.unique(obs_ids)]
     for members, selected in groups:
-        simulator = cache.simulator(key, circuit, ("pauli", tuple(keys[u] for u in members)),
-                                    _pauli_readout([observables[u] for u in members]))
+        simulator = cache.simulator(
+            key,
+            circuit,
+            ("pauli", tuple(keys[u] for u in members)),
+            _pauli_readout([observables[u] for u in members]),
+        )
         distinct, inverse = unique_rows(rows[selected])
         local = np.searchsorted(members, obs_ids[selected])
         if columns is None:
@@ -117,7 +127,8 @@ def pauli_values(cache: EngineCache, key: str, circuit: QuantumCircuit, rows: np
             out[selected] = table[inverse, local]
         else:
             table = cache.backend.to_host(
-                simulator.backward(distinct, list(columns), cache.max_memory))
+                simulator.backward(distinct, list(columns), cache.max_memory)
+            )
             out[selected] = table[inverse, local, :]
     return out
 
@@ -130,12 +141,18 @@ def measured_clbits(program: Program) -> list[int]:
 def _joint_readout(program: Program, backend: Backend) -> ProbabilityReadout:
     clbits = measured_clbits(program)
     key_bits = [int(program.qubit_map[program.measurements[c]]) for c in clbits]
-    return ProbabilityReadout(key_bits, program.num_qubits, None, (2 ** len(clbits),), None,
-                              backend)
+    return ProbabilityReadout(
+        key_bits, program.num_qubits, None, (2 ** len(clbits),), None, backend
+    )
 
 
-def joint_probabilities(cache: EngineCache, key: str, circuit: QuantumCircuit, rows: np.ndarray,
-                        columns: Sequence[int] | None = None) -> tuple[np.ndarray, list[int]]:
+def joint_probabilities(
+    cache: EngineCache,
+    key: str,
+    circuit: QuantumCircuit,
+    rows: np.ndarray,
+    columns: Sequence[int] | None = None,
+) -> tuple[np.ndarray, list[int]]:
     """Probabilities (or their derivatives) of the measured clbits' joint outcomes.
 
     Args:

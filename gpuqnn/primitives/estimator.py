@@ -18,8 +18,10 @@ from ._evaluate import as_pauli_sum, check_finite, group_by_key, pauli_values
 
 
 def _check_precision(precision: Any, name: str) -> float:
-    if isinstance(precision, bool) or not isinstance(precision, Real) or not (
-        np.isfinite(precision) and precision >= 0
+    if (
+        isinstance(precision, bool)
+        or not isinstance(precision, Real)
+        or not (np.isfinite(precision) and precision >= 0)
     ):
         raise ValueError(f"{name} must be a finite number >= 0, got {precision!r}")
     return float(precision)
@@ -125,8 +127,9 @@ class Estimator(EngineOwner, BaseEstimatorV2):
         job._submit()
         return job
 
-    def _run(self, pubs: list[EstimatorPub],
-             values: list[np.ndarray]) -> PrimitiveResult[PubResult]:
+    def _run(
+        self, pubs: list[EstimatorPub], values: list[np.ndarray]
+    ) -> PrimitiveResult[PubResult]:
         results = []
         for pub, evs in zip(pubs, self._expectation_values(pubs, values), strict=True):
             precision = 0.0 if self.exact else float(pub.precision)
@@ -135,15 +138,21 @@ class Estimator(EngineOwner, BaseEstimatorV2):
                 rng = np.random.default_rng(self._seed)
                 evs = np.asarray(rng.normal(evs, precision), dtype=np.float64).reshape(evs.shape)
                 stds = np.full_like(evs, precision)
-            results.append(PubResult(
-                DataBin(evs=evs, stds=stds, shape=evs.shape),
-                metadata={"target_precision": precision, "exact": precision == 0,
-                          "circuit_metadata": pub.circuit.metadata},
-            ))
+            results.append(
+                PubResult(
+                    DataBin(evs=evs, stds=stds, shape=evs.shape),
+                    metadata={
+                        "target_precision": precision,
+                        "exact": precision == 0,
+                        "circuit_metadata": pub.circuit.metadata,
+                    },
+                )
+            )
         return PrimitiveResult(results, metadata={"version": 2})
 
-    def _expectation_values(self, pubs: list[EstimatorPub],
-                            values: list[np.ndarray]) -> list[np.ndarray]:
+    def _expectation_values(
+        self, pubs: list[EstimatorPub], values: list[np.ndarray]
+    ) -> list[np.ndarray]:
         """Exact expectation values of each pub, shape ``pub.shape``, float64.
 
         ``values[i]`` is pub i's (*parameter shape, P) float64 parameter values.
@@ -177,10 +186,11 @@ class Estimator(EngineOwner, BaseEstimatorV2):
                 offset += flat.shape[0]
             all_rows = np.concatenate(rows)
             row_index = np.concatenate([s for _, s in slots])
-            evs = pauli_values(engine, key, circuit, all_rows[row_index],
-                               np.concatenate(obs_ids), observables)
+            evs = pauli_values(
+                engine, key, circuit, all_rows[row_index], np.concatenate(obs_ids), observables
+            )
             start = 0
             for i, s in slots:
-                out[i] = evs[start:start + s.size].reshape(pubs[i].shape)
+                out[i] = evs[start : start + s.size].reshape(pubs[i].shape)
                 start += s.size
         return out

@@ -57,11 +57,11 @@ def _columns(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> list[i
     return [index[p] for p in parameters]
 
 
-def _rows(parameter_values: Sequence[Sequence[float]] | np.ndarray,
-          members: Sequence[int]) -> np.ndarray:
+def _rows(
+    parameter_values: Sequence[Sequence[float]] | np.ndarray, members: Sequence[int]
+) -> np.ndarray:
     """(len(members), P) float64 parameter values of the given items, checked to be finite."""
-    rows = np.array([np.asarray(parameter_values[i], dtype=float).reshape(-1)
-                     for i in members])
+    rows = np.array([np.asarray(parameter_values[i], dtype=float).reshape(-1) for i in members])
     check_finite(rows, "parameter_values")
     return rows
 
@@ -94,10 +94,13 @@ class EstimatorGradient(ParamShiftEstimatorGradient):
         pass_manager: BasePassManager | None = None,
     ) -> None:
         if derivative_type != DerivativeType.REAL:
-            raise ValueError(f"derivative_type must be DerivativeType.REAL (parameter shift "
-                             f"gives real derivatives), got {derivative_type!r}")
-        super().__init__(Estimator() if estimator is None else estimator, options,
-                         derivative_type, pass_manager)
+            raise ValueError(
+                f"derivative_type must be DerivativeType.REAL (parameter shift "
+                f"gives real derivatives), got {derivative_type!r}"
+            )
+        super().__init__(
+            Estimator() if estimator is None else estimator, options, derivative_type, pass_manager
+        )
         self._own_engine: list[EngineCache] = []
 
     @property
@@ -133,8 +136,11 @@ class EstimatorGradient(ParamShiftEstimatorGradient):
             wanted = [_columns(circuits[i], parameters[i]) for i in members]
             columns = sorted({c for cols in wanted for c in cols})
             position = {c: j for j, c in enumerate(columns)}
-            table = (pauli_values(engine, key, circuit, rows, np.array(ids), observables_,
-                                  columns) if columns else np.zeros((len(members), 0)))
+            table = (
+                pauli_values(engine, key, circuit, rows, np.array(ids), observables_, columns)
+                if columns
+                else np.zeros((len(members), 0))
+            )
             for n, i in enumerate(members):
                 gradients[i] = table[n, [position[c] for c in wanted[n]]]
         return EstimatorGradientResult(
@@ -190,8 +196,10 @@ class SamplerGradient(ParamShiftSamplerGradient):
         for key, members in group_by_key(engine.keys(circuits)).items():
             circuit = circuits[members[0]]
             if circuit.num_clbits == 0:
-                raise ValueError(f"circuit {members[0]} has no classical bits: add "
-                                 "measurements (e.g. circuit.measure_all()) to sample it")
+                raise ValueError(
+                    f"circuit {members[0]} has no classical bits: add "
+                    "measurements (e.g. circuit.measure_all()) to sample it"
+                )
             rows = _rows(parameter_values, members)
             wanted = [_columns(circuits[i], parameters[i]) for i in members]
             columns = sorted({c for cols in wanted for c in cols})
@@ -206,8 +214,9 @@ class SamplerGradient(ParamShiftSamplerGradient):
                 for c in wanted[n]:
                     column = table[n, :, position[c]]
                     nonzero = np.flatnonzero(column)
-                    per_param.append(dict(zip(keys[nonzero].tolist(),
-                                              column[nonzero].tolist(), strict=True)))
+                    per_param.append(
+                        dict(zip(keys[nonzero].tolist(), column[nonzero].tolist(), strict=True))
+                    )
                 gradients[i] = per_param
         return SamplerGradientResult(
             gradients=gradients,

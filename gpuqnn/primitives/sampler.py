@@ -150,12 +150,14 @@ class Sampler(EngineOwner, BaseSamplerV2):
                 stacklevel=2,
             )
         job: PrimitiveJob[PrimitiveResult[SamplerPubResult]] = PrimitiveJob(
-            self._run, coerced, values)
+            self._run, coerced, values
+        )
         job._submit()
         return job
 
-    def _run(self, pubs: list[SamplerPub],
-             values: list[np.ndarray]) -> PrimitiveResult[SamplerPubResult]:
+    def _run(
+        self, pubs: list[SamplerPub], values: list[np.ndarray]
+    ) -> PrimitiveResult[SamplerPubResult]:
         results = []
         registers: dict[tuple, RegisterMap] = {}  # shared by the pubs of one circuit
         joints = self._joint_probabilities(pubs, values)
@@ -171,24 +173,32 @@ class Sampler(EngineOwner, BaseSamplerV2):
                     if key not in registers:
                         registers[key] = RegisterMap(bits, joint.shape[-1])
                     fields[name] = ExactProbabilities(joint, registers[key])
-                results.append(ExactSamplerPubResult(
-                    DataBin(**fields, shape=pub.shape),
-                    metadata={"shots": None, "exact": True,
-                              "circuit_metadata": pub.circuit.metadata},
-                ))
+                results.append(
+                    ExactSamplerPubResult(
+                        DataBin(**fields, shape=pub.shape),
+                        metadata={
+                            "shots": None,
+                            "exact": True,
+                            "circuit_metadata": pub.circuit.metadata,
+                        },
+                    )
+                )
                 continue
             rng = np.random.default_rng(self._seed)
             samples = sample_outcomes(joint.reshape(-1, joint.shape[-1]), pub.shots, rng)
             samples = samples.reshape(*pub.shape, pub.shots)
             fields = {name: bit_array(samples, bits) for name, bits in sources.items()}
-            results.append(SamplerPubResult(
-                DataBin(**fields, shape=pub.shape),
-                metadata={"shots": pub.shots, "circuit_metadata": pub.circuit.metadata},
-            ))
+            results.append(
+                SamplerPubResult(
+                    DataBin(**fields, shape=pub.shape),
+                    metadata={"shots": pub.shots, "circuit_metadata": pub.circuit.metadata},
+                )
+            )
         return PrimitiveResult(results, metadata={"version": 2})
 
-    def _joint_probabilities(self, pubs: list[SamplerPub], values: list[np.ndarray]
-                             ) -> list[tuple[np.ndarray, list[int]]]:
+    def _joint_probabilities(
+        self, pubs: list[SamplerPub], values: list[np.ndarray]
+    ) -> list[tuple[np.ndarray, list[int]]]:
         """Per pub: (*pub.shape, 2**M) joint probabilities of its measured clbits, and them.
 
         ``values[i]`` is pub i's (*pub.shape, P) float64 parameter values.
@@ -200,11 +210,12 @@ class Sampler(EngineOwner, BaseSamplerV2):
             flats = []
             for i in members:
                 flats.append(values[i].reshape(int(np.prod(pubs[i].shape)), values[i].shape[-1]))
-            table, measured = joint_probabilities(engine, key, pubs[members[0]].circuit,
-                                                  np.concatenate(flats))
+            table, measured = joint_probabilities(
+                engine, key, pubs[members[0]].circuit, np.concatenate(flats)
+            )
             start = 0
             for i, flat in zip(members, flats, strict=True):
-                rows = table[start:start + flat.shape[0]]
+                rows = table[start : start + flat.shape[0]]
                 out[i] = (rows.reshape(*pubs[i].shape, rows.shape[-1]), measured)
                 start += flat.shape[0]
         return out
