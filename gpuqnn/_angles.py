@@ -106,11 +106,6 @@ class AngleTable:
         chosen = set(int(k) for k in slots)
         return not any(item.slot in chosen for item in self._nonaffine)
 
-    @property
-    def is_affine(self) -> bool:
-        """Whether every slot is an affine function of the parameters."""
-        return not self._nonaffine
-
     def angles(self, params: Any, xp: ModuleType = np) -> Any:
         """Angles of every slot.
 

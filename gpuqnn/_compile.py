@@ -96,14 +96,10 @@ class Op:
     @property
     def diagonal(self) -> bool:
         """Whether the op is diagonal in the computational basis (then it commutes with every
-        other diagonal op)."""
+        other diagonal op; see :mod:`gpuqnn._fusion`)."""
         if self.kind in ("diag", "phase"):
             return True
         return self.kind == "rot" and bool(np.all(self.source == np.arange(len(self.source))))
-
-    def commutes_with(self, other: Op) -> bool:
-        """A sufficient test: disjoint qubits, or both diagonal."""
-        return (not set(self.qubits) & set(other.qubits)) or (self.diagonal and other.diagonal)
 
     @property
     def qubits(self) -> tuple[int, ...]:
