@@ -55,8 +55,10 @@ def recorded_evolve(network: Any) -> Iterator[list[EvolveCall]]:
     original = engine.evolve
 
     def recording(angles: Any, branches: Any = None, work: Any = None) -> Any:
-        entries = branches or {}
-        calls.append(EvolveCall(int(angles.shape[0]), {j: len(v) for j, v in entries.items()}))
+        planned = branches or {}  # block -> gpuqnn._blocks.Shifts
+        calls.append(
+            EvolveCall(int(angles.shape[0]), {j: len(v.entries) for j, v in planned.items()})
+        )
         return original(angles, branches, work)
 
     engine.evolve = recording  # an instance attribute: shadows the method until deleted

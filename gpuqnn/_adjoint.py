@@ -50,7 +50,6 @@ def adjoint_gradients(
     dtype = engine.backend.dtype
     angles = angles.astype(engine.backend.real_dtype, copy=False)
     rows, dim = angles.shape[0], engine.dim
-    position = {int(k): s for s, k in enumerate(slots)}
     first = int(min(engine.slot_block[k] for k in slots))
 
     shape = (1, rows, dim)  # one copy of the samples (see gpuqnn._blocks)
@@ -75,14 +74,13 @@ def adjoint_gradients(
     lam = readout.adjoint_states(phi[0])[None]  # (1, R, O, D)
     lam_spare = work.get("lam_spare", lam.shape, dtype)
     lam_scratch = work.get("lam_scratch", lam.shape, dtype)
-    grads = xp.zeros((rows, lam.shape[2], len(position)), dtype=engine.backend.real_dtype)
+    grads = xp.zeros((rows, lam.shape[2], len(slots)), dtype=engine.backend.real_dtype)
     for j in range(len(blocks) - 1, first - 1, -1):
         block = blocks[j]
-        chosen = [(i, position[int(k)]) for i, k in enumerate(block.slots) if int(k) in position]
-        if chosen:
+        mine = [s for s, k in enumerate(slots) if engine.slot_block[k] == j]
+        if mine:
             local = block.gradient(lam, phi, preps[j])[0]  # (R, O, Kb)
-            mine = np.array([i for i, _ in chosen])
-            grads[..., np.array([s for _, s in chosen])] = local[..., mine]
+            grads[..., np.array(mine)] = local[..., engine.slot_local[np.array(slots)[mine]]]
         if j == first:
             break
         result = block.apply_adjoint(lam, lam_spare, lam_scratch, preps[j], True)

@@ -14,11 +14,12 @@ Every block follows one protocol, written against the backend's array module:
   array that holds it: ``psi`` itself when ``inplace`` allows and the block works in place, else
   ``out`` (``scratch`` is a spare buffer of the same shape);
 - ``apply_adjoint(...)`` does the same with the block's inverse;
-- ``shift_rows(rows, entries, prep, base)`` fills rows (E, P, D) with the block's output ``base``
-  (1, P, D) as it would have been with, for row block e, the angle of its ``entries[e][0]``-th
-  slot increased by ``entries[e][1]`` (parameter shift branches there, all of a block's branches
-  in a few batched calls); ``shift_key(local)`` tells which entries are applied together, so
-  callers keep them adjacent;
+- ``plan_shifts(entries)`` plans a pass's parameter-shift branches after the block: each
+  (local slot index, shift) entry is one block of rows; the block orders the entries as it
+  applies them best and precomputes what does not depend on the samples (:class:`Shifts`);
+- ``shift_rows(rows, shifts, prep, base)`` fills rows (E, P, D) with the block's output ``base``
+  (1, P, D) as it would have been with, for row block e, the angle of the slot of
+  ``shifts.entries[e]`` increased by its shift: all of a block's branches in a few batched calls;
 - ``gradient(lam, phi, prep)`` gives ``2 Re <lam| d phi / d theta_k>`` for each slot k of the
   block from the adjoint states ``lam`` (M, P, *E, D) and the states ``phi`` (M, P, D) at the
   block's output: ``d phi / d theta_k = A_k phi`` for a per-sample operator A_k (the derivative
@@ -62,6 +63,25 @@ def _local_index(op: Op, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for c, q in enumerate(op.controls):
         match &= ((basis >> q) & 1) == ((op.ctrl_state >> c) & 1)
     return local, match
+
+
+@dataclass(frozen=True)
+class Shifts:
+    """A block's parameter-shift branches for one pass (from its ``plan_shifts``).
+
+    Attributes:
+        entries: (local slot index, shift) per row block, in the order the block applies them.
+        order: for each of ``entries``, its index in the entries the plan was made from.
+        fixed: the block's sample-independent data for them (phase factors, angles, ...).
+    """
+
+    entries: tuple[tuple[int, float], ...]
+    order: tuple[int, ...]
+    fixed: Any
+
+
+def _in_given_order(entries: Sequence[tuple[int, float]]) -> tuple[tuple, tuple[int, ...]]:
+    return tuple(entries), tuple(range(len(entries)))
 
 
 class PhaseBlock:
@@ -123,7 +143,6 @@ class PhaseBlock:
         trivial = np.allclose(const, 1.0, atol=1e-15, rtol=0)
         self.const = None if trivial else backend.asarray(const, dtype=backend.dtype)
         self.dtype = backend.dtype
-        self._shift_cache: dict[tuple, Any] = {}  # branch list -> its (E, D) phase factors
 
     @property
     def parametric(self) -> bool:
@@ -186,27 +205,21 @@ class PhaseBlock:
         out[...] = psi
         return out
 
-    def shift_key(self, local: int) -> int:
-        return 0
+    def plan_shifts(self, entries: Sequence[tuple[int, float]]) -> Shifts:
+        """The (E, D) phase factors ``exp(i s_e F_local_e)`` of the branches."""
+        xp = self.xp
+        ordered, order = _in_given_order(entries)
+        locals_ = np.array([local for local, _value in ordered])
+        values = xp.asarray(np.array([value for _local, value in ordered]), dtype=self.table.dtype)
+        factors = xp.empty((len(ordered), self.table.shape[1]), dtype=self.dtype)
+        self.backend.cis(self.table[locals_] * values[:, None], factors)
+        return Shifts(ordered, order, factors)
 
-    def shift_rows(
-        self, rows: Any, entries: Sequence[tuple[int, float]], prep: Any, base: Any
-    ) -> None:
+    def shift_rows(self, rows: Any, shifts: Shifts, prep: Any, base: Any) -> None:
         """Row block e = base * exp(i value_e F_local_e): each slot's phase function, in the
         output frame; one multiply for all branches."""
-        xp = self.xp
         rows[...] = base
-        key = tuple(entries)
-        factors = self._shift_cache.get(key)
-        if factors is None:  # the same for every chunk of a pass: computed once
-            locals_ = np.array([local for local, _value in entries])
-            values = xp.asarray(
-                np.array([value for _local, value in entries]), dtype=self.table.dtype
-            )
-            factors = xp.empty((len(entries), self.table.shape[1]), dtype=self.dtype)
-            self.backend.cis(self.table[locals_] * values[:, None], factors)
-            self._shift_cache = {key: factors}  # one entry: a pass reuses one branch list
-        rows *= factors[:, None, :]
+        rows *= shifts.fixed[:, None, :]
 
     def gradient(self, lam: Any, phi: Any, prep: Any) -> Any:
         """d phi / d theta_k = i F_k phi, so the gradient is -2 Im(conj(lam) phi) @ F^T."""
@@ -325,7 +338,10 @@ class LayerBlock:
             for i, f in enumerate(factors)
             if f.slot_position < 0
         }
-        self._shift_cache: dict[tuple, Any] = {}  # (group, entries) -> fixed shift factors
+        self._slot_group = [  # slot position -> index of the Kronecker group of its qubit
+            next(i for i, g in enumerate(self.groups) if g.low <= q < g.low + g.size)
+            for q, _index in self._where
+        ]
         self._fixed_generators = self._fixed_generator_tables()
         self._constant_prep: LayerPrep | None = None
         if not slots:
@@ -458,47 +474,54 @@ class LayerBlock:
                 out=target.reshape(lead + (above, g, width)),
             )
 
-    def shift_key(self, local: int) -> int:
-        """The index of the Kronecker group holding the slot's qubit: the branches of one
-        group are shifted by one batched matmul."""
-        q, _index = self._where[local]
-        return next(i for i, g in enumerate(self.groups) if g.low <= q < g.low + g.size)
+    def plan_shifts(self, entries: Sequence[tuple[int, float]]) -> Shifts:
+        """Entries ordered by the Kronecker group of their qubit, one run per group; a run's
+        (E, 1, G, G) factors are computed here when every slot's op is the last on its qubit
+        (a fixed matrix), else per chunk from the samples' matrices."""
+        order = tuple(sorted(range(len(entries)), key=lambda e: self._slot_group[entries[e][0]]))
+        ordered = tuple(entries[e] for e in order)
+        runs = []
+        start = 0
+        while start < len(ordered):
+            key = self._slot_group[ordered[start][0]]
+            stop = start + 1
+            while stop < len(ordered) and self._slot_group[ordered[stop][0]] == key:
+                stop += 1
+            run = ordered[start:stop]
+            fixed = all(self._is_last(local) for local, _value in run)
+            kron = self._shift_kron(self.groups[key], run, None) if fixed else None
+            runs.append((start, stop, self.groups[key], kron))
+            start = stop
+        return Shifts(ordered, order, tuple(runs))
 
-    def shift_rows(
-        self, rows: Any, entries: Sequence[tuple[int, float]], prep: LayerPrep, base: Any
-    ) -> None:
+    def shift_rows(self, rows: Any, shifts: Shifts, prep: LayerPrep, base: Any) -> None:
         """Shifting a slot's angle by s multiplies the output by ``A R(s) A^dagger`` on its
         qubit (A: the qubit's ops after the slot's, per sample; R(s): its op at angle s). The
-        branches of adjacent entries in one Kronecker group take one batched matmul with
+        branches of one Kronecker group take one batched matmul with
         ``I ⊗ A R(s) A^dagger ⊗ I`` per branch."""
         xp = self.xp
         rows[...] = base
-        start = 0
-        while start < len(entries):
-            key = self.shift_key(entries[start][0])
-            stop = start + 1
-            while stop < len(entries) and self.shift_key(entries[stop][0]) == key:
-                stop += 1
-            group = self.groups[key]
-            k = self._shift_kron(group, entries[start:stop], prep)
+        for start, stop, group, fixed in shifts.fixed:
+            kron = (
+                fixed
+                if fixed is not None
+                else self._shift_kron(group, shifts.entries[start:stop], prep)
+            )
             sub = rows[start:stop]
             result = xp.empty_like(sub)
-            self._apply_group(group, k, sub, result, per_sample=False)
+            self._apply_group(group, kron, sub, result, per_sample=False)
             sub[...] = result
-            start = stop
+
+    def _is_last(self, local: int) -> bool:
+        q, index = self._where[local]
+        return index == len(self.factors[q]) - 1
 
     def _shift_kron(
-        self, group: _Group, entries: Sequence[tuple[int, float]], prep: LayerPrep
+        self, group: _Group, entries: Sequence[tuple[int, float]], prep: LayerPrep | None
     ) -> Any:
         """(E, P|1, G, G): per entry, its shift on its qubit, the identity on the group's
-        other qubits; real for a real layer except at the bottom of the register."""
-        constant = all(
-            self._where[local][1] == len(self.factors[self._where[local][0]]) - 1
-            for local, _value in entries
-        )  # no op after the slot's: a fixed matrix
-        key = (group.low, tuple(entries))
-        if constant and key in self._shift_cache:
-            return self._shift_cache[key]
+        other qubits; real for a real layer except at the bottom of the register. ``prep`` is
+        needed only for slots with ops after theirs on the qubit."""
         xp = self.xp
         matrices = [self._shift_matrix(local, value, prep) for local, value in entries]
         rows = max(m.shape[0] for m in matrices)
@@ -517,11 +540,9 @@ class LayerBlock:
                 * eye_low[None, None, None, :, None, None, :]
             )
             out[e] = kron.reshape(matrix.shape[0], g, g)
-        if constant:
-            self._shift_cache[key] = out
         return out
 
-    def _shift_matrix(self, local: int, value: float, prep: LayerPrep) -> Any:
+    def _shift_matrix(self, local: int, value: float, prep: LayerPrep | None) -> Any:
         """(P|1, 2, 2) ``A R(value) A^dagger`` of the slot's op on its qubit."""
         xp = self.xp
         q, index = self._where[local]
@@ -535,7 +556,7 @@ class LayerBlock:
                 op.matrix.real > 0.5, np.exp(1j * value), 1.0
             )
         matrix = xp.asarray(shift.real if self.real else shift, dtype=self.dtype)[None]
-        after = prep.qubit_factors[q][index + 1 :]
+        after = prep.qubit_factors[q][index + 1 :] if prep is not None else ()
         if after:
             outer = after[0]
             for value_matrix in after[1:]:
@@ -740,20 +761,19 @@ class GateBlock:
             apply_op(self.xp, self.inverse, self.plan, target, None)
         return target
 
-    def shift_key(self, local: int) -> int:
-        return 0
+    def plan_shifts(self, entries: Sequence[tuple[int, float]]) -> Shifts:
+        """The (E, 1) angles of the branches."""
+        ordered, order = _in_given_order(entries)
+        theta = self.xp.asarray(
+            np.array([value for _local, value in ordered])[:, None], dtype=self.backend.real_dtype
+        )
+        return Shifts(ordered, order, theta)
 
-    def shift_rows(
-        self, rows: Any, entries: Sequence[tuple[int, float]], prep: Any, base: Any
-    ) -> None:
+    def shift_rows(self, rows: Any, shifts: Shifts, prep: Any, base: Any) -> None:
         """Row block e = the op at angle value_e applied to base: U(theta + s) = U(s) U(theta);
         one call for all branches (one angle per row block)."""
-        xp = self.xp
         rows[...] = base
-        theta = xp.asarray(
-            np.array([value for _local, value in entries])[:, None], dtype=self.backend.real_dtype
-        )
-        apply_op(xp, self.op, self.plan, rows, theta)
+        apply_op(self.xp, self.op, self.plan, rows, shifts.fixed)
 
     def gradient(self, lam: Any, phi: Any, prep: Any) -> Any:
         overlap = generator_overlap(self.xp, self.op, self.plan, lam, phi)

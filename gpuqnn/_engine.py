@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import Backend
-from ._blocks import GateBlock, LayerBlock, PhaseBlock, build_blocks
+from ._blocks import GateBlock, LayerBlock, PhaseBlock, Shifts, build_blocks
 from ._compile import Program
 from ._fusion import fuse
 from ._workspace import Workspace
@@ -38,6 +38,7 @@ class Engine:
         blocks: the parametric blocks and those after them, in order.
         initial: (D,) complex state after the constant prefix of the program.
         slot_block: (K,) int64, the index in ``blocks`` of each slot's block.
+        slot_local: (K,) int64, each slot's position among its block's ``slots``.
     """
 
     def __init__(self, program: Program, backend: Backend) -> None:
@@ -49,8 +50,10 @@ class Engine:
         self.initial = self._run_constant(blocks[:first])
         self.blocks: tuple[Block, ...] = tuple(blocks[first:])
         self.slot_block = np.full(program.angles.num_slots, -1, dtype=np.int64)
+        self.slot_local = np.full(program.angles.num_slots, -1, dtype=np.int64)
         for j, block in enumerate(self.blocks):
             self.slot_block[block.slots] = j
+            self.slot_local[block.slots] = np.arange(block.slots.size)
 
     def _run_constant(self, blocks: Sequence[Block]) -> Any:
         xp = self.backend.xp
@@ -66,21 +69,20 @@ class Engine:
     def evolve(
         self,
         angles: Any,
-        branches: Mapping[int, Sequence[tuple[int, float]]] | None = None,
+        branches: Mapping[int, Shifts] | None = None,
         work: Workspace | None = None,
     ) -> Any:
         """Evolve P samples from the initial state through every block.
 
-        With ``branches``, each (local, value) of ``branches[j]`` appends P rows just after
-        block j: copies of the samples' states there with the angle of block j's ``local``-th
-        slot increased by ``value`` (see the blocks' ``shift_rows``; keep entries with equal
-        ``shift_key`` adjacent). Later blocks apply to them with their sample's angles, so a
-        whole parameter-shift pass shares its per-sample data.
+        With ``branches``, each entry (local, value) of ``branches[j].entries`` appends P rows
+        just after block j: copies of the samples' states there with the angle of block j's
+        ``local``-th slot increased by ``value`` (see the blocks' ``plan_shifts`` and
+        ``shift_rows``). Later blocks apply to them with their sample's angles, so a whole
+        parameter-shift pass shares its per-sample data.
 
         Args:
             angles: (P, K) real array on the backend, each sample's angle per slot.
-            branches: block index -> (local slot index, shift) pairs, in the order their rows
-                are appended.
+            branches: block index -> its planned branches (rows appended in entry order).
             work: buffers to reuse (default: fresh ones); the result is one of them.
 
         Returns:
@@ -91,7 +93,7 @@ class Engine:
         branches = branches or {}
         angles = angles.astype(self.backend.real_dtype, copy=False)
         samples = angles.shape[0]
-        rows = samples * (1 + sum(len(entries) for entries in branches.values()))
+        rows = samples * (1 + sum(len(shifts.entries) for shifts in branches.values()))
         shape, dtype = (rows, self.dim), self.backend.dtype
         psi, spare = work.get("psi", shape, dtype), work.get("spare", shape, dtype)
         scratch = work.get("scratch", shape, dtype)
@@ -104,12 +106,13 @@ class Engine:
             result = block.apply(current, other, scratch[:active].reshape(view), prep, True)
             if result is other:
                 psi, spare = spare, psi
-            entries = branches.get(j, ())
-            if entries:
-                stop = active + len(entries) * samples
+            shifts = branches.get(j)
+            if shifts is not None:
+                count = len(shifts.entries)
+                stop = active + count * samples
                 block.shift_rows(
-                    psi[active:stop].reshape(len(entries), samples, self.dim),
-                    entries,
+                    psi[active:stop].reshape(count, samples, self.dim),
+                    shifts,
                     prep,
                     psi[:samples].reshape(1, samples, self.dim),
                 )

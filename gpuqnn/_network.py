@@ -346,14 +346,8 @@ class EngineNetwork:
         """(B, P) rows of inputs then weights, batched like the parent class does (a missing
         input batch is one sample), built chunk by chunk so that the weights are never tiled
         over the whole batch."""
-        if input_data is None:
-            inputs = xp.zeros((1, 0))
-        else:  # 2-D after validation; (N, 0) for a network without inputs
-            array = xp.asarray(input_data, dtype=float)
-            rows = (
-                array.shape[0] if array.ndim == 2 else max(1, array.size // max(1, self.num_inputs))
-            )
-            inputs = array.reshape(rows, self.num_inputs)
+        # inputs are (N, num_inputs) after validation, (N, 0) for a network without inputs
+        inputs = xp.zeros((1, 0)) if input_data is None else xp.asarray(input_data, dtype=float)
         shared = xp.zeros(0) if weights is None else xp.asarray(weights, dtype=float).ravel()
         return SampleRows(inputs, shared, xp)
 

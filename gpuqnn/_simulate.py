@@ -22,6 +22,7 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -30,7 +31,7 @@ from threadpoolctl import ThreadpoolController
 
 from ._adjoint import adjoint_cost, adjoint_gradients
 from ._backend import Backend
-from ._blocks import LayerBlock
+from ._blocks import LayerBlock, Shifts
 from ._compile import Program
 from ._engine import Engine
 from ._kernels import RunnerFactory, check_kernel_mode, cuda_runner, runner_row_bytes
@@ -179,11 +180,14 @@ class Simulator:
         limit = max_memory if max_memory is not None else self.backend.free_memory() // 2
         return int(limit * _MARGIN)
 
-    def _rows(self, per_row: int, max_memory: int | None, what: str, total: int) -> tuple[int, int]:
+    def _rows(
+        self, per_row: int, max_memory: int | None, what: str, total: int, states: int = 1
+    ) -> tuple[int, int]:
         """Rows of ``per_row`` bytes per chunk, and the workers that hold one each: what fits
         the budget with every worker holding a chunk, capped by the backend's preferred chunk,
         and small enough that ``total`` rows give every worker some; raises when not even one
-        row fits."""
+        row fits. ``states``: the statevectors one row's work sweeps (a sample's shifted copies,
+        or its adjoint states), which decides how many workers pay."""
         limit = self._budget(max_memory)
         rows = limit // per_row
         if rows < 1:
@@ -199,19 +203,20 @@ class Simulator:
                 f"{budget} is too small: {what} of {self.program.num_qubits} qubits needs "
                 f"about {per_row} bytes, and chunks are sized for {_MARGIN:.0%} of the bound"
             )
-        workers = self._workers_for(total, per_row, rows)
+        workers = self._workers_for(total * states, rows)
         rows = max(1, rows // workers)
         preferred = self.backend.work_chunk_bytes
         if preferred is not None:
             rows = min(rows, max(1, preferred // per_row))
         return int(min(rows, max(1, -(-total // workers)))), workers
 
-    def _workers_for(self, total: int, per_row: int, fit: int) -> int:
-        """Workers worth using for ``total`` rows when ``fit`` rows fit the budget: each should
-        get at least 512 KiB of statevectors, so that NumPy's calls, not Python between them,
-        take its time (measured: two workers slow a 6-qubit pass at batch 256 down by 20-70%
-        and speed an 8-qubit one up by 20%), and a row of its own within the budget."""
-        return max(1, min(self.workers, total * self.state_bytes // (512 << 10), fit))
+    def _workers_for(self, states: int, fit: int) -> int:
+        """Workers worth using for a pass that sweeps ``states`` statevectors when ``fit``
+        units (rows or samples) fit the budget: each should get at least 512 KiB of states, so
+        that NumPy's calls, not Python between them, take its time (measured: two workers slow
+        a 6-qubit pass at batch 256 down by 20-70% and speed an 8-qubit one up by 20%), and a
+        unit of its own within the budget."""
+        return max(1, min(self.workers, states * self.state_bytes // (512 << 10), fit))
 
     def _map(
         self,
@@ -417,7 +422,13 @@ class Simulator:
             if checkpoints
             else self._adjoint_bytes(slots, columns, checkpoints=False)
         )
-        sizing = self._rows(per_sample, max_memory, "an adjoint pass over one sample", batch)
+        sizing = self._rows(
+            per_sample,
+            max_memory,
+            "an adjoint pass over one sample",
+            batch,
+            states=1 + self.num_outputs,
+        )
 
         def task(start: int, stop: int) -> None:
             chunk_params = params[start:stop]
@@ -477,14 +488,15 @@ class Simulator:
                 max_memory,
                 "a parameter-shift step over one sample",
                 batch,
+                states=rows_per_sample,
             )
 
-            def task(
-                start: int, stop: int, group_slots=group_slots, group_rules=group_rules
-            ) -> None:
+            plan = self._plan_shifts(group_slots, group_rules)
+
+            def task(start: int, stop: int, plan=plan) -> None:
                 chunk_params = params[start:stop]
-                dslot = self._shifted(self._angles(chunk_params), group_slots, group_rules, sample)
-                grad[start:stop] += dslot @ self._jacobian(chunk_params, group_slots, columns)
+                dslot = self._shifted(self._angles(chunk_params), plan, sample)
+                grad[start:stop] += dslot @ self._jacobian(chunk_params, plan.slots, columns)
 
             # shots draw from one generator: keep their order by running chunks in turn
             if sample is not None:
@@ -492,48 +504,75 @@ class Simulator:
             else:
                 self._map(task, batch, sizing, max_memory)
 
+    def _plan_shifts(
+        self, slots: Sequence[int], rules: Sequence[Sequence[tuple[float, float]]]
+    ) -> _ShiftPass:
+        """The rows of a parameter-shift pass over ``slots``, planned once for all its chunks:
+        after the base rows, the branches of each block in the order the block applies them."""
+        engine = self.engine
+        by_block: dict[int, list[tuple[int, float, float]]] = {}  # block -> (s, coeff, shift)
+        for s, (k, rule) in enumerate(zip(slots, rules, strict=True)):
+            for coeff, shift in rule:
+                by_block.setdefault(int(engine.slot_block[k]), []).append((s, coeff, shift))
+        branches, terms = {}, []
+        for j in sorted(by_block):
+            block_terms = by_block[j]
+            entries = [(int(engine.slot_local[slots[s]]), shift) for s, _c, shift in block_terms]
+            branches[j] = engine.blocks[j].plan_shifts(entries)
+            terms += [block_terms[e] for e in branches[j].order]
+        weights = np.zeros((len(terms), len(slots)))
+        for row, (s, coeff, _shift) in enumerate(terms):
+            weights[row, s] = coeff
+        return _ShiftPass(
+            slots=list(slots),
+            branches=branches,
+            shift_slot=np.array([-1] + [slots[s] for s, _c, _v in terms], dtype=np.int32),
+            shift_value=np.array([0.0] + [shift for _s, _c, shift in terms]),
+            weights=self.backend.asarray(weights),
+        )
+
     def _shifted(
         self,
         angles: Any,
-        slots: Sequence[int],
-        rules: Sequence[Sequence[tuple[float, float]]],
+        plan: _ShiftPass,
         sample: Callable[[np.ndarray], np.ndarray] | None,
     ) -> Any:
         """(nb, O, S) slot derivatives on the backend for nb samples: every shifted row of
         the chunk in one tensor (engine) or one kernel call (GPU)."""
-        xp = self.backend.xp
         nb = angles.shape[0]
-        engine = self.engine
-        blocks = [int(engine.slot_block[k]) for k in slots]
-        local = [
-            int(np.flatnonzero(engine.blocks[j].slots == k)[0])
-            for j, k in zip(blocks, slots, strict=True)
-        ]
-        # rows in block order; within a block, branches applied together are adjacent
-        order = sorted(
-            range(len(slots)),
-            key=lambda s: (blocks[s], engine.blocks[blocks[s]].shift_key(local[s])),
-        )
-        terms = [(s, coeff, shift) for s in order for coeff, shift in rules[s]]
+        terms = plan.weights.shape[0]
         if self.runner is not None:
-            shift_slot = np.array([-1] + [slots[s] for s, _c, _v in terms], dtype=np.int32)
-            shift_value = np.array([0.0] + [v for _s, _c, v in terms])
-            out = self.runner.run(angles, shift_slot, shift_value)
+            out = self.runner.run(angles, plan.shift_slot, plan.shift_value)
         else:
-            branches: dict[int, list[tuple[int, float]]] = {}
-            for s, _coeff, shift in terms:
-                branches.setdefault(blocks[s], []).append((local[s], shift))
-            psi = engine.evolve(angles, branches, work=self.workspace())
-            out = self.readout(psi[: nb * (1 + len(terms))])
+            psi = self.engine.evolve(angles, plan.branches, work=self.workspace())
+            out = self.readout(psi[: nb * (1 + terms)])
             del psi
         if sample is not None:
             out = self.backend.asarray(sample(self.backend.to_host(out)))
         # dslot[b, o, s] = sum over the rows of slot s of coeff * out[row block, b, o]
-        weights = np.zeros((len(terms), len(slots)))
-        for row, (s, coeff, _shift) in enumerate(terms):
-            weights[row, s] = coeff
-        blocks_out = out[nb:].reshape(len(terms), nb, self.num_outputs)
-        return xp.einsum("tbo,ts->bos", blocks_out, xp.asarray(weights))
+        blocks_out = out[nb:].reshape(terms, nb, self.num_outputs)
+        return self.backend.xp.einsum("tbo,ts->bos", blocks_out, plan.weights)
+
+
+@dataclass(frozen=True)
+class _ShiftPass:
+    """A parameter-shift pass's rows, planned once (see ``Simulator._plan_shifts``).
+
+    Attributes:
+        slots: the S slots differentiated.
+        branches: block index -> its planned branches (the engine's rows after the base rows).
+        shift_slot: (1 + T,) int32 slot shifted in each row block, -1 for the base rows (the
+            kernels' table).
+        shift_value: (1 + T,) float64 shift of each row block.
+        weights: (T, S) coefficient of each shifted row block in each slot's derivative, on
+            the backend.
+    """
+
+    slots: list[int]
+    branches: dict[int, Shifts]
+    shift_slot: np.ndarray
+    shift_value: np.ndarray
+    weights: Any
 
 
 def _slot_groups(

@@ -1,4 +1,4 @@
-"""Random parameterised circuits shared by the gradient and GPU-path tests."""
+"""Random parameterised circuits and a comparison of two networks' passes, shared by tests."""
 
 from __future__ import annotations
 
@@ -71,3 +71,18 @@ def observables(num_qubits: int, rng: np.random.Generator) -> list[SparsePauliOp
             [(t, float(c)) for t, c in zip(terms, rng.normal(size=4), strict=True)]
         ),
     ]
+
+
+def assert_same_passes(ours, reference, inputs, weights, atol: float) -> None:
+    """``ours`` and ``reference`` agree on forward values and both gradients, to ``atol``:
+    same shapes, float64 results, ``None`` gradients alike."""
+    forward = ours.forward(inputs, weights)
+    assert forward.dtype == np.float64
+    np.testing.assert_allclose(forward, reference.forward(inputs, weights), rtol=0, atol=atol)
+    backward = zip(ours.backward(inputs, weights), reference.backward(inputs, weights), strict=True)
+    for a, b in backward:
+        if b is None:
+            assert a is None
+            continue
+        assert a.dtype == np.float64
+        np.testing.assert_allclose(a, b, rtol=0, atol=atol)

@@ -12,7 +12,7 @@ from qiskit.quantum_info import SparsePauliOp
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn.examples import parity, zz_real_amplitudes
 
-from circuits import layered_network, observables
+from circuits import assert_same_passes, layered_network, observables
 
 pytestmark = pytest.mark.gpu
 
@@ -44,13 +44,7 @@ def test_gpu_variants_match_the_cpu_engine(kernels: str, method: str, dtype: str
     gpu = EstimatorQNN(**kwargs, device="gpu", dtype=dtype)
     gpu._use_kernels(kernels)
     assert gpu.device == "cuda:0"
-    np.testing.assert_allclose(
-        gpu.forward(inputs, weights), reference.forward(inputs, weights), rtol=0, atol=TOL[dtype]
-    )
-    for a, b in zip(
-        gpu.backward(inputs, weights), reference.backward(inputs, weights), strict=True
-    ):
-        np.testing.assert_allclose(a, b, rtol=0, atol=TOL[dtype])
+    assert_same_passes(gpu, reference, inputs, weights, TOL[dtype])
 
 
 @pytest.mark.parametrize("kernels", ["fused", "per_op", "none"])
@@ -70,13 +64,7 @@ def test_gpu_sampler_matches_the_cpu_engine(kernels: str) -> None:
     reference = SamplerQNN(**kwargs, device="cpu")
     gpu = SamplerQNN(**kwargs, device="gpu")
     gpu._use_kernels(kernels)
-    np.testing.assert_allclose(
-        gpu.forward(inputs, weights), reference.forward(inputs, weights), rtol=0, atol=1e-10
-    )
-    for a, b in zip(
-        gpu.backward(inputs, weights), reference.backward(inputs, weights), strict=True
-    ):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+    assert_same_passes(gpu, reference, inputs, weights, 1e-10)
 
 
 def test_cupy_arrays_in_give_cupy_arrays_out() -> None:
@@ -123,10 +111,4 @@ def test_large_batch_is_chunked_on_the_device() -> None:
     weights = rng.uniform(0, np.pi, ansatz.num_parameters)
     whole = EstimatorQNN(**kwargs, device="gpu")
     chunked = EstimatorQNN(**kwargs, device="gpu", max_memory=8 << 20)
-    np.testing.assert_allclose(
-        chunked.forward(inputs, weights), whole.forward(inputs, weights), rtol=0, atol=1e-11
-    )
-    for a, b in zip(
-        chunked.backward(inputs, weights), whole.backward(inputs, weights), strict=True
-    ):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-11)
+    assert_same_passes(chunked, whole, inputs, weights, 1e-11)

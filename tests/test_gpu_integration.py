@@ -25,7 +25,7 @@ from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
 from gpuqnn._kernels import select_runner
 from gpuqnn.examples import parity, zz_real_amplitudes
 
-from circuits import layered_network, observables
+from circuits import assert_same_passes, layered_network, observables
 
 pytestmark = pytest.mark.gpu_logic
 
@@ -114,13 +114,7 @@ def test_estimator_on_the_gpu_path_matches_the_cpu_engine(
     assert gpu.device == "cuda:0"
     tol = TOL[dtype]
     # NumPy arrays are the emulated device's arrays: the device path
-    np.testing.assert_allclose(
-        gpu.forward(inputs, weights), reference.forward(inputs, weights), rtol=0, atol=tol
-    )
-    for a, b in zip(
-        gpu.backward(inputs, weights), reference.backward(inputs, weights), strict=True
-    ):
-        np.testing.assert_allclose(a, b, rtol=0, atol=tol)
+    assert_same_passes(gpu, reference, inputs, weights, tol)
     # lists are host data: the host path, NumPy out
     out = gpu.forward(inputs.tolist(), weights.tolist())
     np.testing.assert_allclose(out, reference.forward(inputs, weights), rtol=0, atol=tol)
@@ -144,13 +138,7 @@ def test_sampler_with_interpret_on_the_kernels(emulated_gpu, mode: str) -> None:
     reference = SamplerQNN(**kwargs, device="cpu")
     emulated_gpu(mode)
     gpu = SamplerQNN(**kwargs)
-    np.testing.assert_allclose(
-        gpu.forward(inputs, weights), reference.forward(inputs, weights), rtol=0, atol=1e-10
-    )
-    for a, b in zip(
-        gpu.backward(inputs, weights), reference.backward(inputs, weights), strict=True
-    ):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+    assert_same_passes(gpu, reference, inputs, weights, 1e-10)
 
 
 @pytest.mark.parametrize("shape", [(2,), (3, 2), (2, 3, 2)], ids=str)
@@ -221,13 +209,7 @@ def test_kernel_passes_are_chunked_within_max_memory(emulated_gpu, mode: str) ->
     calls = []
     run = runners[0].run
     runners[0].run = lambda *args: calls.append(args[0].shape[0]) or run(*args)
-    np.testing.assert_allclose(
-        gpu.forward(inputs, weights), reference.forward(inputs, weights), rtol=0, atol=1e-10
-    )
-    for a, b in zip(
-        gpu.backward(inputs, weights), reference.backward(inputs, weights), strict=True
-    ):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+    assert_same_passes(gpu, reference, inputs, weights, 1e-10)
     assert len(calls) > 2  # forward and backward both took several calls
 
 

@@ -22,7 +22,7 @@ from gpuqnn._engine import Engine
 from gpuqnn._fusion import GATE, LAYER, PHASE, fuse
 from gpuqnn.examples import zz_real_amplitudes
 
-from circuits import layered_network, observables
+from circuits import assert_same_passes, layered_network, observables
 
 METHODS = ["adjoint", "parameter_shift"]
 
@@ -52,9 +52,7 @@ def test_layered_estimator_matches_qml(method: str, seed: int, num_qubits: int) 
     ours = EstimatorQNN(**kwargs, gradient_method=method)
     ref = QmlEstimatorQNN(**kwargs)
     inputs, weights = rng.uniform(-2, 2, (3, 2)), rng.uniform(-2, 2, 5)
-    assert_close(ours.forward(inputs, weights), ref.forward(inputs, weights), 1e-9)
-    for a, b in zip(ours.backward(inputs, weights), ref.backward(inputs, weights), strict=True):
-        assert_close(a, b, 1e-9)
+    assert_same_passes(ours, ref, inputs, weights, 1e-9)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -75,9 +73,7 @@ def test_layered_sampler_matches_qml(
     ref = QmlSamplerQNN(**kwargs)
     rng = np.random.default_rng(seed)
     inputs, weights = rng.uniform(-2, 2, (2, 2)), rng.uniform(-2, 2, 5)
-    assert_close(ours.forward(inputs, weights), ref.forward(inputs, weights), 1e-9)
-    for a, b in zip(ours.backward(inputs, weights), ref.backward(inputs, weights), strict=True):
-        assert_close(a, b, 1e-9)
+    assert_same_passes(ours, ref, inputs, weights, 1e-9)
 
 
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
@@ -179,13 +175,7 @@ def test_chunked_and_threaded_batches_give_the_same_result(method: str) -> None:
     weights = rng.uniform(-2, 2, 5)
     for batch in (37, 5, 64, 1):
         inputs = rng.uniform(-2, 2, (batch, 2))
-        np.testing.assert_allclose(
-            chunked.forward(inputs, weights), whole.forward(inputs, weights), rtol=0, atol=1e-12
-        )
-        for a, b in zip(
-            chunked.backward(inputs, weights), whole.backward(inputs, weights), strict=True
-        ):
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+        assert_same_passes(chunked, whole, inputs, weights, 1e-12)
 
 
 def test_auto_picks_the_cheaper_method_and_says_so() -> None:
@@ -301,9 +291,7 @@ def test_phase_block_slot_limit_splits_big_blocks(monkeypatch: pytest.MonkeyPatc
     inputs, weights = rng.uniform(0, 3, (2, 4)), rng.uniform(0, 3, ansatz.num_parameters)
     ref = QmlEstimatorQNN(**kwargs)
     ours = EstimatorQNN(**kwargs)
-    assert_close(ours.forward(inputs, weights), ref.forward(inputs, weights), 1e-9)
-    for a, b in zip(ours.backward(inputs, weights), ref.backward(inputs, weights), strict=True):
-        assert_close(a, b, 1e-9)
+    assert_same_passes(ours, ref, inputs, weights, 1e-9)
 
 
 def test_exp_i_phi_table_method_is_exact_to_rounding() -> None:
