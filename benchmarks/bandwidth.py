@@ -2,7 +2,7 @@
 
 A statevector engine is bound by memory traffic: at the very least, every fused block reads and
 writes every row it is applied to once. The rows are counted as the engine runs them, by
-recording each :meth:`gpuqnn._engine.Engine.evolve` call of one (untimed) backward pass: block j
+recording each :meth:`gpuqnn._sim.fused.Engine.evolve` call of one (untimed) backward pass: block j
 of a call with ``P`` samples is applied to the ``P`` base rows plus ``P`` rows for every
 (slot, shift term) that branched after an earlier block (a shifted row starts as a copy of its
 sample's base row just after its slot's block). So the bound counts, per call,
@@ -55,7 +55,7 @@ def recorded_evolve(network: Any) -> Iterator[list[EvolveCall]]:
     original = engine.evolve
 
     def recording(angles: Any, branches: Any = None, work: Any = None) -> Any:
-        planned = branches or {}  # block -> gpuqnn._blocks.Shifts
+        planned = branches or {}  # block -> gpuqnn._sim.blocks.Shifts
         calls.append(
             EvolveCall(int(angles.shape[0]), {j: len(v.entries) for j, v in planned.items()})
         )

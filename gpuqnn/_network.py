@@ -16,10 +16,10 @@ import numpy as np
 from qiskit.circuit import Parameter, QuantumCircuit
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
-from ._backend import Backend, check_device, check_dtype, select_backend
 from ._compile import Program, compile_circuit
-from ._kernels import check_kernel_mode
-from ._simulate import GRADIENT_METHODS, SampleRows, Simulator, state_row_bytes
+from ._cuda.select import check_kernel_mode
+from ._sim.backend import Backend, check_device, check_dtype, select_backend
+from ._sim.simulator import GRADIENT_METHODS, SampleRows, Simulator, state_row_bytes
 
 
 def check_parameters(
@@ -180,7 +180,7 @@ class EngineNetwork:
 
     def _use_kernels(self, mode: str) -> None:
         """Rebuild the engine with the CUDA kernel choice ``mode`` (``"auto"``, ``"fused"``,
-        ``"per_op"`` or ``"none"``, see :mod:`gpuqnn._kernels`); for tests and benchmarks
+        ``"per_op"`` or ``"none"``, see :mod:`gpuqnn._cuda.select`); for tests and benchmarks
         that compare the GPU variants. No effect on the CPU."""
         self._kernels = check_kernel_mode(mode)
         self._simulator = None

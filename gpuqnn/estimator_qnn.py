@@ -13,9 +13,9 @@ from qiskit_machine_learning.gradients import BaseEstimatorGradient
 from qiskit_machine_learning.neural_networks import EstimatorQNN as _QmlEstimatorQNN
 
 from ._compile import Program
+from ._exact import exact_estimator, exact_estimator_gradient
 from ._network import EngineNetwork, check_parameters
-from ._primitives import exact_estimator, exact_estimator_gradient
-from ._readout import PauliReadout
+from ._sim.readout import PauliReadout
 
 
 class EstimatorQNN(EngineNetwork, _QmlEstimatorQNN):

@@ -14,9 +14,9 @@ from qiskit_machine_learning.gradients import BaseSamplerGradient
 from qiskit_machine_learning.neural_networks import SamplerQNN as _QmlSamplerQNN
 
 from ._compile import Program
+from ._exact import exact_sampler, exact_sampler_gradient
 from ._network import EngineNetwork, check_parameters
-from ._primitives import exact_sampler, exact_sampler_gradient
-from ._readout import ProbabilityReadout
+from ._sim.readout import ProbabilityReadout
 
 
 def _identity(key: int) -> int:

@@ -19,9 +19,8 @@ from qiskit.circuit.library import RXGate, RXXGate, RYGate, RYYGate, RZGate, RZX
 from qiskit.quantum_info import Pauli, SparsePauliOp, random_unitary
 
 from gpuqnn import EstimatorQNN, SamplerQNN
-from gpuqnn._angles import AngleTable
-from gpuqnn._backend import select_backend
 from gpuqnn._compile import Op, Program
+from gpuqnn._compile.angles import AngleTable
 from gpuqnn._cuda import program as tables
 from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
 from gpuqnn._cuda.plan import SIGNATURES, Launch, make_launch
@@ -31,8 +30,9 @@ from gpuqnn._cuda.program import (
     unsupported_reason,
 )
 from gpuqnn._cuda.source import kernel_source
-from gpuqnn._engine import Engine
-from gpuqnn._readout import PauliReadout, ProbabilityReadout
+from gpuqnn._sim.backend import select_backend
+from gpuqnn._sim.fused import Engine
+from gpuqnn._sim.readout import PauliReadout, ProbabilityReadout
 from gpuqnn.examples import zz_real_amplitudes
 
 pytestmark = pytest.mark.gpu_logic

@@ -15,9 +15,9 @@ from qiskit_machine_learning.neural_networks import EstimatorQNN as QmlEstimator
 from qiskit_machine_learning.neural_networks import SamplerQNN as QmlSamplerQNN
 
 from gpuqnn import EstimatorQNN, SamplerQNN
-from gpuqnn._backend import select_backend
 from gpuqnn._compile import compile_circuit
-from gpuqnn._engine import Engine
+from gpuqnn._sim.backend import select_backend
+from gpuqnn._sim.fused import Engine
 
 TOL = {"complex128": 1e-10, "complex64": 2e-5}
 STANDARD = sorted(

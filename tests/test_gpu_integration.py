@@ -18,11 +18,11 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit_machine_learning.neural_networks import EstimatorQNN as QmlEstimatorQNN
 
 import gpuqnn._network as network_module
-import gpuqnn._simulate as simulate_module
+import gpuqnn._sim.simulator as simulate_module
 from gpuqnn import EstimatorQNN, SamplerQNN
-from gpuqnn._backend import Backend, host_available_memory
 from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
-from gpuqnn._kernels import select_runner
+from gpuqnn._cuda.select import select_runner
+from gpuqnn._sim.backend import Backend, host_available_memory
 from gpuqnn.examples import parity, zz_real_amplitudes
 
 from circuits import assert_same_passes, layered_network, observables

@@ -16,10 +16,10 @@ from qiskit_machine_learning.neural_networks import EstimatorQNN as QmlEstimator
 from qiskit_machine_learning.neural_networks import SamplerQNN as QmlSamplerQNN
 
 from gpuqnn import EstimatorQNN, SamplerQNN
-from gpuqnn._backend import select_backend
 from gpuqnn._compile import compile_circuit
-from gpuqnn._engine import Engine
-from gpuqnn._fusion import GATE, LAYER, PHASE, fuse
+from gpuqnn._sim.backend import select_backend
+from gpuqnn._sim.fused import Engine
+from gpuqnn._sim.fusion import GATE, LAYER, PHASE, fuse
 from gpuqnn.examples import zz_real_amplitudes
 
 from circuits import assert_same_passes, layered_network, observables
@@ -272,7 +272,7 @@ def test_fusion_keeps_non_commuting_order() -> None:
 
 
 def test_phase_block_slot_limit_splits_big_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    import gpuqnn._fusion as fusion  # noqa: PLC0415
+    import gpuqnn._sim.fusion as fusion  # noqa: PLC0415
 
     monkeypatch.setattr(fusion, "MAX_PHASE_TABLE_BYTES", 3 * 8 * 2**4)  # three slots at n=4
     qc, feature_map, ansatz = zz_real_amplitudes(4, reps=1)
@@ -295,7 +295,7 @@ def test_phase_block_slot_limit_splits_big_blocks(monkeypatch: pytest.MonkeyPatc
 
 
 def test_exp_i_phi_table_method_is_exact_to_rounding() -> None:
-    from gpuqnn._cis import Cis  # noqa: PLC0415
+    from gpuqnn._sim.expi import Cis  # noqa: PLC0415
 
     rng = np.random.default_rng(0)
     cis = Cis()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuqnn.__main__ import main
-from gpuqnn._progress import ProgressBar
+from gpuqnn._cli.main import main
+from gpuqnn._cli.progress import ProgressBar
 
 QUICK = ["--batch", "16", "--epochs", "4", "--samples", "16", "--qubits", "2"]
 
@@ -77,7 +77,7 @@ def test_main_job_reports_missing_gpu(capsys: pytest.CaptureFixture[str]) -> Non
 def test_console_script_entry_point() -> None:
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     scripts = pyproject.split("[project.scripts]")[1].split("[")[0]
-    assert 'gpuqnn = "gpuqnn.__main__:main"' in scripts
+    assert 'gpuqnn = "gpuqnn._cli.main:main"' in scripts
 
 
 def test_progress_bar_only_draws_live_on_a_terminal() -> None:

@@ -20,7 +20,7 @@ from qiskit_machine_learning.gradients.utils import DerivativeType
 from qiskit_machine_learning.primitives import QMLEstimator, QMLSampler
 
 import gpuqnn.primitives._cache as cache_module
-from gpuqnn._simulate import Simulator
+from gpuqnn._sim.simulator import Simulator
 from gpuqnn.primitives import (
     Estimator,
     EstimatorGradient,

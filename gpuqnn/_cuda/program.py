@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._compile import Op, Program
-from .._readout import PauliReadout, ProbabilityReadout
+from .._sim.readout import PauliReadout, ProbabilityReadout
 
 # Mirrors of the enums in statevector.cuh.
 HEADER = 8

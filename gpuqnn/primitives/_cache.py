@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
 
-from .._backend import Backend, check_device, check_dtype, select_backend
 from .._compile import Program, compile_circuit
 from .._network import check_max_memory
-from .._simulate import Simulator
+from .._sim.backend import Backend, check_device, check_dtype, select_backend
+from .._sim.simulator import Simulator
 
 
 def circuit_key(circuit: QuantumCircuit) -> str:

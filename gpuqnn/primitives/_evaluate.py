@@ -16,9 +16,9 @@ from qiskit.circuit import QuantumCircuit
 from qiskit.quantum_info import Pauli, SparseObservable, SparsePauliOp
 from qiskit.quantum_info.operators.base_operator import BaseOperator
 
-from .._backend import Backend
 from .._compile import Program
-from .._readout import PauliReadout, ProbabilityReadout
+from .._sim.backend import Backend
+from .._sim.readout import PauliReadout, ProbabilityReadout
 from ._cache import EngineCache
 
 SHARED_OBSERVABLES = 16

@@ -27,7 +27,7 @@ from qiskit_machine_learning.gradients import (
 )
 from qiskit_machine_learning.gradients.utils import DerivativeType
 
-from .. import _primitives
+from .. import _exact
 from ._cache import EngineCache
 from ._evaluate import (
     as_pauli_sum,
@@ -106,7 +106,7 @@ class EstimatorGradient(ParamShiftEstimatorGradient):
     @property
     def engine_serves(self) -> bool:
         """Whether the engine computes the gradients (the estimator is exact)."""
-        return _primitives.exact_estimator(self._estimator, 0.0)
+        return _exact.exact_estimator(self._estimator, 0.0)
 
     def _run(
         self,
@@ -180,7 +180,7 @@ class SamplerGradient(ParamShiftSamplerGradient):
     @property
     def engine_serves(self) -> bool:
         """Whether the engine computes the gradients (the sampler is exact)."""
-        return _primitives.exact_sampler(self._sampler)
+        return _exact.exact_sampler(self._sampler)
 
     def _run(
         self,

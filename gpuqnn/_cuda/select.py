@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend
-from ._compile import Program
-from ._readout import PauliReadout, ProbabilityReadout
+from .._compile import Program
+from .._sim.backend import Backend
+from .._sim.readout import PauliReadout, ProbabilityReadout
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def cuda_runner(program: Program, readout: Any, backend: Backend, mode: str) -> 
     block engine serves it). See :func:`select_runner`."""
     if mode == "none" or not backend.is_gpu:
         return None
-    from ._cuda import (  # noqa: PLC0415 - the CUDA package is only needed on a GPU
+    from . import (  # noqa: PLC0415 - the CUDA package is only needed on a GPU
         FusedRunner,
         PerOpRunner,
         shared_memory_limit,
@@ -86,7 +86,7 @@ def select_runner(
     """
     if mode == "none":
         return None
-    from ._cuda import encode_program, unsupported_reason  # noqa: PLC0415 - no CuPy import
+    from . import encode_program, unsupported_reason  # noqa: PLC0415 - no CuPy import
 
     reason = unsupported_reason(program)
     if reason is None and not isinstance(readout, (PauliReadout, ProbabilityReadout)):
@@ -112,7 +112,7 @@ def select_runner(
 def runner_row_bytes(runner: Any, program: Program, num_outputs: int, dtype: np.dtype) -> int:
     """Device bytes per row of a runner's pass: the outputs for the fused kernel; the state,
     its readout partials and the outputs for the per-op kernels."""
-    from ._cuda.plan import FusedRunnerBase  # noqa: PLC0415 - only needed with kernels
+    from .plan import FusedRunnerBase  # noqa: PLC0415 - only needed with kernels
 
     outputs = 8 * num_outputs + 16
     if isinstance(runner, FusedRunnerBase):

@@ -3,7 +3,7 @@
 For outputs ``f_o = <psi|H_o|psi>`` (expectations, or probabilities with ``H_o`` a projector), the
 derivative by slot k is ``2 Re <lam_o| d psi / d theta_k>`` with ``lam_o = H_o psi``. Sweeping the
 blocks backwards, each block's slot derivatives come from the adjoint states ``lam`` and the states
-``phi`` at its output (see :mod:`gpuqnn._blocks`); then both are moved back through the block. All
+``phi`` at its output (see :mod:`.blocks`); then both are moved back through the block. All
 samples (rows) and all outputs (an extra axis of ``lam``) go through each block in one call.
 
 The forward sweep keeps each block's output (checkpoints) when asked, so that the backward sweep
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ._engine import Engine
-from ._workspace import Workspace
+from .buffers import Workspace
+from .fused import Engine
 
 
 def adjoint_gradients(
@@ -52,7 +52,7 @@ def adjoint_gradients(
     rows, dim = angles.shape[0], engine.dim
     first = int(min(engine.slot_block[k] for k in slots))
 
-    shape = (1, rows, dim)  # one copy of the samples (see gpuqnn._blocks)
+    shape = (1, rows, dim)  # one copy of the samples (see gpuqnn._sim.blocks)
     psi = work.get("psi", shape, dtype)
     psi[...] = engine.initial
     spare, scratch = work.get("spare", shape, dtype), work.get("scratch", shape, dtype)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._cis import Cis
+from .expi import Cis
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class Backend:
     def cis(self, phi: Any, out: Any) -> Any:
         """``out = exp(1j * phi)``; ``phi`` (real) may be overwritten.
 
-        float64 on the CPU uses :class:`gpuqnn._cis.Cis` (NumPy's float64 cos/sin are scalar
+        float64 on the CPU uses :class:`gpuqnn._sim.expi.Cis` (NumPy's float64 cos/sin are scalar
         libm calls); float32 and CuPy use their own vectorised cos/sin.
         """
         if not self.is_gpu and phi.dtype == np.float64:

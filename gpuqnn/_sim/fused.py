@@ -1,6 +1,6 @@
 """The batched statevector engine: evolves a (R, D) tensor of states block by block.
 
-A program's ops are fused once into blocks (:mod:`gpuqnn._fusion`, :mod:`gpuqnn._blocks`); each
+A program's ops are fused once into blocks (:mod:`.fusion`, :mod:`.blocks`); each
 block is one batched update of all active rows. Blocks before the first parametric one are the
 same for every row: they are run once, at construction, into the initial state. Rows may start
 late: a parameter-shift row is copied from its sample's base row just before the block that holds
@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend
-from ._blocks import GateBlock, LayerBlock, PhaseBlock, Shifts, build_blocks
-from ._compile import Program
-from ._fusion import fuse
-from ._workspace import Workspace
+from .._compile import Program
+from .backend import Backend
+from .blocks import GateBlock, LayerBlock, PhaseBlock, Shifts, build_blocks
+from .buffers import Workspace
+from .fusion import fuse
 
 Block = PhaseBlock | LayerBlock | GateBlock
 

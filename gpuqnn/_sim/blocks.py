@@ -36,11 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend
-from ._compile import Op, Program
-from ._fusion import GATE, LAYER, PHASE, BlockSpec
-from ._gates import Plan, apply_op, generator_overlap, inverse_op, make_plan
-from ._workspace import Workspace
+from .._compile import Op, Program
+from .backend import Backend
+from .buffers import Workspace
+from .fusion import GATE, LAYER, PHASE, BlockSpec
+from .gates import Plan, apply_op, generator_overlap, inverse_op, make_plan
 
 MAX_GROUP_QUBITS = 4
 """Qubits per Kronecker factor of a layer: 16 x 16 per-sample matrices (measured fastest)."""
@@ -718,7 +718,7 @@ def _partial_trace(xp: Any, cross: Any, size: int, bit: int) -> Any:
 
 
 class GateBlock:
-    """One op on its own, with the gate-level kernels of :mod:`gpuqnn._gates`."""
+    """One op on its own, with the gate-level kernels of :mod:`gpuqnn._sim.gates`."""
 
     kind = GATE
 
@@ -783,7 +783,7 @@ class GateBlock:
 def build_blocks(
     program: Program, specs: Sequence[BlockSpec], backend: Backend
 ) -> list[PhaseBlock | LayerBlock | GateBlock]:
-    """The run-time blocks of ``specs`` (from :func:`gpuqnn._fusion.fuse`) for ``backend``."""
+    """The run-time blocks of ``specs`` (from :func:`gpuqnn._sim.fusion.fuse`) for ``backend``."""
     blocks: list[PhaseBlock | LayerBlock | GateBlock] = []
     n = program.num_qubits
     for spec in specs:

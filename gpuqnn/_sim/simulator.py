@@ -2,7 +2,7 @@
 
 Two gradient methods, both exact and both batched over the whole chunk:
 
-- **adjoint** (:mod:`gpuqnn._adjoint`): one forward and one backward sweep per sample, all samples
+- **adjoint** (:mod:`.adjoint`): one forward and one backward sweep per sample, all samples
   (and all outputs) in one tensor. Its cost grows with the number of outputs.
 - **parameter shift**: for a chunk of samples, the base rows and every shifted copy are ONE state
   tensor: rows ``[0:nb]`` are the samples' unshifted base rows, then one block of ``nb`` rows per
@@ -10,7 +10,7 @@ Two gradient methods, both exact and both batched over the whole chunk:
   that holds its slot, with the shift applied in that block's output frame, so the common
   prefix is simulated once per sample and every row uses its sample's per-sample data. Its cost
   grows with the number of differentiated slots. It is the method when shots are sampled. On a
-  GPU the CUDA kernels run it (see :mod:`gpuqnn._kernels`).
+  GPU the CUDA kernels run it (see :mod:`gpuqnn._cuda.select`).
 
 ``gradient_method="auto"`` takes the cheaper one by a cost model over the fused blocks. Slot
 derivatives are chained to parameters through the angle table's Jacobian.
@@ -29,13 +29,13 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from ._adjoint import adjoint_cost, adjoint_gradients
-from ._backend import Backend
-from ._blocks import LayerBlock, Shifts
-from ._compile import Program
-from ._engine import Engine
-from ._kernels import RunnerFactory, check_kernel_mode, cuda_runner, runner_row_bytes
-from ._workspace import Workspace
+from .._compile import Program
+from .._cuda.select import RunnerFactory, check_kernel_mode, cuda_runner, runner_row_bytes
+from .adjoint import adjoint_cost, adjoint_gradients
+from .backend import Backend
+from .blocks import LayerBlock, Shifts
+from .buffers import Workspace
+from .fused import Engine
 
 GRADIENT_METHODS = ("auto", "adjoint", "parameter_shift")
 
@@ -94,7 +94,7 @@ class Simulator:
     """Forward and backward passes of a program with a readout.
 
     On a GPU backend, forward and parameter-shift passes of programs the CUDA kernels support
-    run through them (see :mod:`gpuqnn._kernels`); the rest runs the block engine.
+    run through them (see :mod:`gpuqnn._cuda.select`); the rest runs the block engine.
 
     Args:
         program: the compiled circuit.

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._compile import Op
+from .._compile import Op
 
 _EPS = 1e-15
 

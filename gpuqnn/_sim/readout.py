@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from qiskit.quantum_info import SparsePauliOp
 
-from ._backend import Backend
+from .backend import Backend
 
 _ONE_HOT_LIMIT = 1 << 24  # elements of a dense (D, O) indicator matrix
 

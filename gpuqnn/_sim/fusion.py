@@ -1,6 +1,6 @@
 """Block fusion: a stateless pass that groups a program's ops into blocks the engine runs at once.
 
-Three kinds of block (see :mod:`gpuqnn._blocks` for how each runs):
+Three kinds of block (see :mod:`gpuqnn._sim.blocks` for how each runs):
 
 - ``"phase"``: ops that are diagonal or permutations in the computational basis (p, rz, cz, cp,
   rzz, crz, the parity phases of a ZZ feature map, x, cx, swap, ccx, ... and their controlled
@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._compile import Op
+from .._compile import Op
 
 PHASE, LAYER, GATE = "phase", "layer", "gate"
 

@@ -1,0 +1,9 @@
+"""Compile: a qiskit circuit, once, into a :class:`Program` of native ops and an angle table."""
+
+from __future__ import annotations
+
+from .angles import AngleTable
+from .circuit import compile_circuit
+from .program import Op, Program
+
+__all__ = ["AngleTable", "Op", "Program", "compile_circuit"]

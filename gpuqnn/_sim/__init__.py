@@ -1,0 +1,1 @@
+"""The batched statevector simulator: fused blocks, gradient strategies, runners, readouts."""
