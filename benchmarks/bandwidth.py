@@ -2,7 +2,8 @@
 
 A statevector engine is bound by memory traffic: at the very least, every fused block reads and
 writes every row it is applied to once. The rows are counted as the engine runs them, by
-recording each :meth:`gpuqnn._sim.fused.Engine.evolve` call of one (untimed) backward pass: block j
+recording each ``FusedCircuit.evolve`` call (:mod:`gpuqnn._sim.fused`) of one (untimed) backward
+pass: block j
 of a call with ``P`` samples is applied to the ``P`` base rows plus ``P`` rows for every
 (slot, shift term) that branched after an earlier block (a shifted row starts as a copy of its
 sample's base row just after its slot's block). So the bound counts, per call,
@@ -29,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from gpuqnn._internals import simulator_of
+
 
 @dataclass(frozen=True)
 class EvolveCall:
-    """One recorded ``Engine.evolve`` call.
+    """One recorded ``FusedCircuit.evolve`` call.
 
     Attributes:
         samples: P, the samples (base rows) of the call.
@@ -50,16 +53,16 @@ def recorded_evolve(network: Any) -> Iterator[list[EvolveCall]]:
     Yields:
         The list the calls are appended to.
     """
-    engine = network._engine().engine
+    engine = simulator_of(network).circuit
     calls: list[EvolveCall] = []
     original = engine.evolve
 
-    def recording(angles: Any, branches: Any = None, work: Any = None) -> Any:
+    def recording(angles: Any, branches: Any = None, buffers: Any = None) -> Any:
         planned = branches or {}  # block -> gpuqnn._sim.blocks.Shifts
         calls.append(
             EvolveCall(int(angles.shape[0]), {j: len(v.entries) for j, v in planned.items()})
         )
-        return original(angles, branches, work)
+        return original(angles, branches, buffers)
 
     engine.evolve = recording  # an instance attribute: shadows the method until deleted
     try:
@@ -101,10 +104,10 @@ def traffic(num_blocks: int, dim: int, itemsize: int, calls: list[EvolveCall]) -
 
 def engine_traffic(network: Any, calls: list[EvolveCall]) -> Traffic:
     """:func:`traffic` of a gpuqnn network's engine for its recorded ``calls``."""
-    simulator = network._engine()
+    simulator = simulator_of(network)
     return traffic(
-        len(simulator.engine.blocks),
-        simulator.engine.dim,
+        len(simulator.circuit.blocks),
+        simulator.circuit.dim,
         np.dtype(simulator.backend.dtype).itemsize,
         calls,
     )
@@ -167,5 +170,5 @@ def shift_bound(
     with recorded_evolve(network) as calls:
         network.backward(inputs, weights)
     counted = engine_traffic(network, calls)
-    threads = max(1, min(network._engine().workers, counted.calls))
+    threads = max(1, min(simulator_of(network).executor.workers, counted.calls))
     return Bound(counted, threads, copy_bandwidth(counted.state_bytes, threads))

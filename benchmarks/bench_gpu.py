@@ -1,7 +1,7 @@
 """Time gpuqnn on a CUDA GPU: its CuPy variants against NumPy and the GPU peers, in one table.
 
 gpuqnn variants (all built with ``device="gpu"`` except ``numpy``; kernels chosen with
-``EngineNetwork._use_kernels``):
+``gpuqnn._internals.use_kernels``):
 
 - ``gpu-auto``: what a user gets (kernels ``auto``, gradient method ``auto``): the headline;
 - ``fused-shift``: the fused CUDA kernel (a row's whole program in one launch, the state in
@@ -21,9 +21,9 @@ peers on their CPU devices): for testing the script, not for numbers.
 
 Usage::
 
-    python benchmarks/bench_gpu.py
-    python benchmarks/bench_gpu.py --workloads zz8-estimator --peers qiskit-aer-gpu
-    python benchmarks/bench_gpu.py --device cpu --quick      # dry run without a GPU
+    python -m benchmarks.bench_gpu
+    python -m benchmarks.bench_gpu --workloads zz8-estimator --peers qiskit-aer-gpu
+    python -m benchmarks.bench_gpu --device cpu --quick      # dry run without a GPU
 """
 
 from __future__ import annotations
@@ -32,30 +32,25 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))  # this checkout's gpuqnn and benchmarks, not installed ones
-
-from benchmarks.cli import (  # noqa: E402
+from benchmarks.cli import (
     add_common_arguments,
     check_counts,
     exit_status,
     print_main_table,
     run_workloads,
 )
-from benchmarks.measure import BACKWARD_PASSES, QUICK_BATCH, Row  # noqa: E402
-from benchmarks.peers import GPU_PEERS, available_peers  # noqa: E402
-from benchmarks.report import (  # noqa: E402
+from benchmarks.measure import BACKWARD_PASSES, QUICK_BATCH, Row
+from benchmarks.peers import GPU_PEERS, available_peers
+from benchmarks.report import (
     Target,
     environment_line,
     find_row,
     ratio_target,
     targets_table,
 )
-from benchmarks.runners import Options, Variant  # noqa: E402
-from benchmarks.workloads import GPU_WORKLOADS, by_name  # noqa: E402
+from benchmarks.runners import Options, Variant
+from benchmarks.workloads import GPU_WORKLOADS, by_name
 
 HEADLINE_WORKLOAD = ("zz8-estimator", 4096)
 """Issue 4's workload: the 8-qubit estimator at batch 4096."""

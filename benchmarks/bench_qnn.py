@@ -12,9 +12,9 @@ Options add the memory-bandwidth bound of the parameter-shift passes (on by defa
 
 Usage::
 
-    python benchmarks/bench_qnn.py --quick
-    python benchmarks/bench_qnn.py --memory --plots
-    python benchmarks/bench_qnn.py --workloads zz8-estimator --peers pennylane-backprop
+    python -m benchmarks.bench_qnn --quick
+    python -m benchmarks.bench_qnn --memory --plots
+    python -m benchmarks.bench_qnn --workloads zz8-estimator --peers pennylane-backprop
 """
 
 from __future__ import annotations
@@ -24,23 +24,19 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))  # this checkout's gpuqnn and benchmarks, not installed ones
-
-from benchmarks.bandwidth import shift_bound  # noqa: E402
-from benchmarks.cli import (  # noqa: E402
+from benchmarks.bandwidth import shift_bound
+from benchmarks.cli import (
     add_common_arguments,
     check_counts,
     exit_status,
     print_main_table,
     run_workloads,
 )
-from benchmarks.measure import BACKWARD_PASSES, Row  # noqa: E402
-from benchmarks.memory_check import MAX_MEMORY, SAMPLES, memory_table  # noqa: E402
-from benchmarks.memory_check import run_in_subprocess as memory_figures  # noqa: E402
-from benchmarks.peers import CPU_PEERS, available_peers  # noqa: E402
-from benchmarks.report import (  # noqa: E402
+from benchmarks.measure import BACKWARD_PASSES, Row
+from benchmarks.memory_check import MAX_MEMORY, SAMPLES, memory_table
+from benchmarks.memory_check import run_in_subprocess as memory_figures
+from benchmarks.peers import CPU_PEERS, available_peers
+from benchmarks.report import (
     Target,
     environment_line,
     ratio_target,
@@ -48,8 +44,8 @@ from benchmarks.report import (  # noqa: E402
     seconds_text,
     targets_table,
 )
-from benchmarks.runners import Options, Variant  # noqa: E402
-from benchmarks.workloads import WORKLOADS, by_name  # noqa: E402
+from benchmarks.runners import Options, Variant
+from benchmarks.workloads import WORKLOADS, by_name
 
 DEFAULT_VARIANTS = ("auto/c128", "adjoint/c128", "shift/c128", "auto/c64")
 """Headline first: what a user gets by default (auto method, complex128)."""

@@ -24,13 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))  # this checkout's gpuqnn and benchmarks
+from benchmarks.report import render
+from benchmarks.runners import Variant
+from benchmarks.workloads import zz_estimator
 
-from benchmarks.report import render  # noqa: E402
-from benchmarks.runners import Variant  # noqa: E402
-from benchmarks.workloads import zz_estimator  # noqa: E402
+_ROOT = Path(__file__).resolve().parents[1]
 
 SAMPLES = 100_000
 MAX_MEMORY = 256 << 20

@@ -13,6 +13,7 @@ from qiskit_machine_learning.neural_networks import NeuralNetwork
 
 import gpuqnn
 from benchmarks.workloads import QNNSpec
+from gpuqnn._internals import use_kernels
 
 Gradients = tuple[np.ndarray | None, np.ndarray | None]
 """``(input gradients or None, weight gradients)``."""
@@ -125,7 +126,7 @@ class Variant:
         gradient_method: gpuqnn ``gradient_method``.
         dtype: gpuqnn ``dtype``.
         device: gpuqnn ``device``.
-        kernels: CUDA kernel choice (``EngineNetwork._use_kernels``); no effect on the CPU.
+        kernels: CUDA kernel choice (``gpuqnn._internals.use_kernels``); no effect on the CPU.
     """
 
     name: str
@@ -176,7 +177,7 @@ class Variant:
         )
         if self.kernels != "auto":
             try:
-                network._use_kernels(self.kernels)
+                use_kernels(network, self.kernels)
             except ValueError as exc:  # e.g. a row too big for the fused kernel
                 raise Unsupported(str(exc)) from exc
         return NetworkRunner(network, wait=_device_sync(network.device))

@@ -12,37 +12,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from qiskit.primitives import StatevectorEstimator
 from qiskit_machine_learning.gradients import (
     LinCombEstimatorGradient,
     LinCombSamplerGradient,
     ParamShiftEstimatorGradient,
     ParamShiftSamplerGradient,
 )
-from qiskit_machine_learning.primitives import QMLEstimator, QMLSampler
 
-from .primitives.estimator import Estimator
+from .primitives._exactness import exact_estimator, exact_sampler
 from .primitives.gradients import EstimatorGradient, SamplerGradient
-from .primitives.sampler import Sampler
 
-
-def exact_estimator(estimator: Any, precision: float | None) -> bool:
-    """Whether ``estimator`` run with ``precision`` gives exact expectation values."""
-    if isinstance(estimator, Estimator):
-        return estimator.exact  # exact mode ignores the precision, like QMLEstimator
-    if isinstance(estimator, QMLEstimator):
-        return bool(getattr(estimator, "_exact_mode", False))
-    if type(estimator) is StatevectorEstimator:
-        default = getattr(estimator, "default_precision", None)
-        return precision == 0 and default == 0
-    return False
-
-
-def exact_sampler(sampler: Any) -> bool:
-    """Whether ``sampler`` gives exact probabilities."""
-    if isinstance(sampler, Sampler):
-        return sampler.exact
-    return isinstance(sampler, QMLSampler) and bool(getattr(sampler, "_exact_mode", False))
+__all__ = [
+    "exact_estimator",
+    "exact_estimator_gradient",
+    "exact_sampler",
+    "exact_sampler_gradient",
+]
 
 
 def exact_estimator_gradient(gradient: Any) -> bool:

@@ -1,107 +1,58 @@
-"""What gpuqnn's EstimatorQNN and SamplerQNN share: options, input checks, the engine's life cycle.
+"""What gpuqnn's EstimatorQNN and SamplerQNN share: options, input checks, the simulator.
 
-:class:`EngineNetwork` is a mixin placed before qiskit-machine-learning's network class in the
+:class:`SimulatorNetwork` is a mixin placed before qiskit-machine-learning's network class in the
 MRO. It checks the boundary (constructor options, parameters, forward/backward inputs), compiles
-the circuit once, and routes ``_forward``/``_backward`` to the batched engine whenever the
+the circuit once, and routes ``_forward``/``_backward`` to the batched simulator whenever the
 network's primitives are exact statevector ones; otherwise to the parent's own code, unchanged.
+
+The simulator returns arrays of its backend; this mixin converts them once, to NumPy for host
+calls, or leaves them on the device for calls with CuPy arrays.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from numbers import Integral
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from qiskit.circuit import Parameter, QuantumCircuit
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
 from ._compile import Program, compile_circuit
-from ._cuda.select import check_kernel_mode
-from ._sim.backend import Backend, check_device, check_dtype, select_backend
-from ._sim.simulator import GRADIENT_METHODS, SampleRows, Simulator, state_row_bytes
+from ._cuda.select import RunnerFactory
+from ._options import SimulatorOptions
+from ._sim.backend import Backend, select_backend
+from ._sim.parameters import SampleRows
+from ._sim.protocols import Readout
+from ._sim.runners import state_row_bytes
+from ._sim.shots import ShotSampler
+from ._sim.simulator import Simulator
 
 
-def check_parameters(
-    circuit: QuantumCircuit,
-    input_params: Sequence[Parameter] | None,
-    weight_params: Sequence[Parameter] | None,
-) -> None:
-    """Check the declared parameters against the circuit.
+class SimulatorNetwork:
+    """Mixin: simulator options, boundary checks and routing between simulator and parent."""
 
-    Raises:
-        TypeError: ``circuit`` is not a QuantumCircuit.
-        ValueError: a parameter is declared twice, is not in the circuit, or a circuit
-            parameter is declared as neither input nor weight.
-    """
-    if not isinstance(circuit, QuantumCircuit):
-        raise TypeError(f"circuit must be a qiskit QuantumCircuit, got {type(circuit).__name__}")
-    inputs = list(input_params) if input_params is not None else []
-    weights = list(weight_params) if weight_params is not None else []
-    present = set(circuit.parameters)
-    seen: dict[Parameter, str] = {}
-    for kind, params in (("input_params", inputs), ("weight_params", weights)):
-        for param in params:
-            if not isinstance(param, Parameter):
-                raise TypeError(f"{kind} must hold qiskit Parameters, got {param!r}")
-            if param in seen:
-                where = f"both {seen[param]} and {kind}" if seen[param] != kind else f"{kind} twice"
-                raise ValueError(f"parameter '{param.name}' is listed in {where}")
-            seen[param] = kind
-            if param not in present:
-                raise ValueError(
-                    f"{kind} holds '{param.name}', which is not a parameter of "
-                    f"the circuit (its parameters: {sorted(p.name for p in present)})"
-                )
-    free = sorted(p.name for p in present if p not in seen)
-    if free:
-        raise ValueError(
-            f"circuit parameters {free} are in neither input_params nor "
-            "weight_params; declare each one as an input or a weight"
-        )
+    _unpicklable = ("_backend", "_sim", "_program", "_shot_sampler", "_runner_factory")
 
-
-def check_max_memory(max_memory: int | str | None) -> int | None:
-    """None or 'auto' -> None (half of free memory at call time); else a positive int."""
-    if max_memory is None or max_memory == "auto":
-        return None
-    if isinstance(max_memory, bool) or not isinstance(max_memory, Integral) or max_memory <= 0:
-        raise ValueError(
-            f"max_memory must be a positive number of bytes or 'auto', got {max_memory!r}"
-        )
-    return int(max_memory)
-
-
-class EngineNetwork:
-    """Mixin: engine options, boundary checks and routing between engine and parent."""
-
-    _engine_keys = ("_backend", "_simulator", "_program")
-
-    def _init_engine(
-        self, device: str, dtype: str, gradient_method: str, max_memory: int | str | None
+    def _init_simulator(
+        self, options: SimulatorOptions, shots: int | None = None, seed: Any = None
     ) -> None:
-        self._device_request = device
-        self._dtype_name = check_dtype(dtype)
-        self._gradient_method = gradient_method
-        self._max_memory = check_max_memory(max_memory)
-        self._backend: Backend = select_backend(device, dtype)
-        self._kernels = "auto"
-        self._simulator: Simulator | None = None
+        """Set up the simulator for checked ``options`` (and, for a sampler, checked ``shots``
+        and ``seed``); build it now when the simulator serves forward passes."""
+        self._options = options
+        self._shots = shots
+        self._seed = seed
+        self._runner_factory: RunnerFactory | None = None
+        self._set_backend(select_backend(options.device, options.dtype))
+
+    def _set_backend(self, backend: Backend) -> None:
+        self._backend = backend
+        self._shot_sampler = (
+            None if self._shots is None else ShotSampler(self._shots, self._seed, backend)
+        )
+        self._sim: Simulator | None = None
         self._program: Program | None = None
         if self._engine_serves_forward():
-            self._build_engine()
-
-    @staticmethod
-    def _check_options(
-        device: str, dtype: str, gradient_method: str, max_memory: int | str | None
-    ) -> None:
-        check_dtype(dtype)
-        check_device(device)
-        if gradient_method not in GRADIENT_METHODS:
-            raise ValueError(
-                f"gradient_method must be one of {GRADIENT_METHODS}, got {gradient_method!r}"
-            )
-        check_max_memory(max_memory)
+            self._build_simulator()
 
     # ---- what subclasses provide ------------------------------------------------------------
     def _engine_serves_forward(self) -> bool:
@@ -110,17 +61,17 @@ class EngineNetwork:
     def _engine_serves_backward(self) -> bool:
         raise NotImplementedError
 
-    def _make_readout(self, program: Program) -> Any:
+    def _make_readout(self, program: Program) -> Readout:
         raise NotImplementedError
 
-    def _finish(self, values: np.ndarray, gradient: bool) -> np.ndarray:
-        """Turn (B, O[, J]) engine values into the network's output format."""
+    def _format(self, values: Any, gradient: bool) -> Any:
+        """Turn (B, O[, J]) values into the network's output format."""
         return values
 
-    # ---- engine life cycle ------------------------------------------------------------------
+    # ---- simulator life cycle ---------------------------------------------------------------
     @property
     def device(self) -> str:
-        """Where the engine runs: ``"cpu"`` or ``"cuda:N"``."""
+        """Where the simulator runs: ``"cpu"`` or ``"cuda:N"``."""
         return self._backend.name
 
     @property
@@ -132,7 +83,12 @@ class EngineNetwork:
     def gradient_method(self) -> str:
         """The gradient method asked for: ``"auto"``, ``"adjoint"`` or ``"parameter_shift"``
         (see :meth:`resolved_gradient_method` for what ``"auto"`` picks)."""
-        return self._gradient_method
+        return self._options.gradient_method
+
+    @property
+    def max_memory(self) -> int | None:
+        """Bound on the bytes of statevectors held at once; None: half of free memory."""
+        return self._options.max_memory
 
     def resolved_gradient_method(self) -> str | None:
         """The method the next ``backward`` uses with the current ``input_gradients``:
@@ -141,81 +97,73 @@ class EngineNetwork:
             return None
         first = 0 if self._input_gradients else self.num_inputs
         columns = range(first, self.num_inputs + self.num_weights)
-        return self._engine().method(columns, self._samples_shots(), self._max_memory)
+        return self._simulator().method(columns, self._shot_sampler is not None)
 
-    def _samples_shots(self) -> bool:
-        return False
-
-    @property
-    def max_memory(self) -> int | None:
-        """Bound on the bytes of statevectors held at once; None: half of free memory."""
-        return self._max_memory
-
-    def _build_engine(self) -> None:
+    def _build_simulator(self) -> None:
         parameters = list(self._circuit.parameters)
         program = compile_circuit(self._circuit, parameters)
+        max_memory = self._options.max_memory
+        limit = max_memory or self._backend.free_memory()
+        bound = f"max_memory={limit}" if max_memory else f"the {limit} bytes free"
         row_bytes = state_row_bytes(program.num_qubits, self._backend.dtype)
-        limit = self._max_memory or self._backend.free_memory()
         if row_bytes > limit:
             raise ValueError(
                 f"the circuit simulates {program.num_qubits} qubits: one statevector row and "
-                f"its temporaries need about {row_bytes} bytes, more than "
-                + (f"max_memory={limit}" if self._max_memory else f"the {limit} bytes free")
+                f"its temporaries need about {row_bytes} bytes, more than {bound}"
             )
-        simulator = Simulator(
-            program,
-            self._make_readout(program),
-            self._backend,
-            self._gradient_method,
-            self._kernels,
-        )
+        simulator = self._new_simulator(program)
         if simulator.row_bytes > limit:
             raise ValueError(
                 f"the circuit simulates {program.num_qubits} qubits: one sample's statevector "
                 f"and the data of its fused blocks need about {simulator.row_bytes} bytes, more "
-                "than " + (f"max_memory={limit}" if self._max_memory else f"the {limit} bytes free")
+                f"than {bound}"
             )
         self._program = program
-        self._simulator = simulator
+        self._sim = simulator
 
-    def _use_kernels(self, mode: str) -> None:
-        """Rebuild the engine with the CUDA kernel choice ``mode`` (``"auto"``, ``"fused"``,
-        ``"per_op"`` or ``"none"``, see :mod:`gpuqnn._cuda.select`); for tests and benchmarks
-        that compare the GPU variants. No effect on the CPU."""
-        self._kernels = check_kernel_mode(mode)
-        self._simulator = None
-        self._program = None
-        if self._engine_serves_forward():
-            self._build_engine()
+    def _new_simulator(self, program: Program) -> Simulator:
+        return Simulator(
+            program,
+            self._make_readout(program),
+            self._backend,
+            self._options,
+            self._runner_factory,
+        )
 
-    def _engine(self) -> Simulator:
-        if self._simulator is None:
-            self._build_engine()
-        return self._simulator
+    def _simulator(self) -> Simulator:
+        """The simulator, built on first use."""
+        if self._sim is None:
+            self._build_simulator()
+        return self._sim
 
     def _rebuild_readout(self) -> None:
         if self._program is not None:
-            self._simulator = Simulator(
-                self._program,
-                self._make_readout(self._program),
-                self._backend,
-                self._gradient_method,
-                self._kernels,
-            )
+            self._sim = self._new_simulator(self._program)
+
+    def _reconfigure(
+        self,
+        kernels: str | None = None,
+        backend: Backend | None = None,
+        runner_factory: RunnerFactory | None = None,
+    ) -> None:
+        """Rebuild the simulator with another CUDA kernel mode, backend or runner factory
+        (see :mod:`gpuqnn._internals`)."""
+        if kernels is not None:
+            self._options = replace(self._options, kernels=kernels)
+        if runner_factory is not None:
+            self._runner_factory = runner_factory
+        self._set_backend(self._backend if backend is None else backend)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in self._engine_keys:
+        for key in self._unpicklable:
             state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._backend = select_backend(self._device_request, self._dtype_name)
-        self._simulator = None
-        self._program = None
-        if self._engine_serves_forward():
-            self._build_engine()
+        self._runner_factory = None
+        self._set_backend(select_backend(self._options.device, self._options.dtype))
 
     def __repr__(self) -> str:
         engine = "engine" if self._engine_serves_forward() else "delegating to qiskit primitives"
@@ -320,7 +268,7 @@ class EngineNetwork:
             )
             output = self._backend.asarray(output)
         else:
-            output = self._engine_forward(inputs, weights_, device=True)
+            output = self._simulated_forward(inputs, weights_, self._backend.xp)
         return self._validate_forward_output(output, shape)
 
     def backward(self, input_data: Any, weights: Any) -> tuple[Any, Any]:
@@ -338,11 +286,23 @@ class EngineNetwork:
             )
             grads = tuple(None if g is None else self._backend.asarray(g) for g in grads)
         else:
-            grads = self._engine_backward(inputs, weights_, device=True)
+            grads = self._simulated_backward(inputs, weights_, self._backend.xp)
         return self._validate_backward_output(*grads, shape)
 
     # ---- passes -----------------------------------------------------------------------------
-    def _parameter_matrix(self, input_data: Any, weights: Any, xp: Any = np) -> SampleRows:
+    def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> Any:
+        if not self._engine_serves_forward():
+            return super()._forward(input_data, weights)
+        return self._simulated_forward(input_data, weights, np)
+
+    def _backward(
+        self, input_data: np.ndarray | None, weights: np.ndarray | None
+    ) -> tuple[Any, Any]:
+        if not self._engine_serves_backward():
+            return super()._backward(input_data, weights)
+        return self._simulated_backward(input_data, weights, np)
+
+    def _parameter_matrix(self, input_data: Any, weights: Any, xp: Any) -> SampleRows:
         """(B, P) rows of inputs then weights, batched like the parent class does (a missing
         input batch is one sample), built chunk by chunk so that the weights are never tiled
         over the whole batch."""
@@ -351,54 +311,29 @@ class EngineNetwork:
         shared = xp.zeros(0) if weights is None else xp.asarray(weights, dtype=float).ravel()
         return SampleRows(inputs, shared, xp)
 
-    def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> Any:
-        if not self._engine_serves_forward():
-            return super()._forward(input_data, weights)
-        return self._engine_forward(input_data, weights, device=False)
+    def _to_caller(self, values: Any, xp: Any) -> Any:
+        """Backend ``values`` as arrays of the caller's array module ``xp``: NumPy for host
+        calls (one copy from a device), the backend's own for device calls."""
+        return self._backend.to_host(values) if xp is np else values
 
-    def _backward(
-        self, input_data: np.ndarray | None, weights: np.ndarray | None
-    ) -> tuple[Any, Any]:
-        if not self._engine_serves_backward():
-            return super()._backward(input_data, weights)
-        return self._engine_backward(input_data, weights, device=False)
+    def _simulated_forward(self, input_data: Any, weights: Any, xp: Any) -> Any:
+        """The simulator's forward values, as arrays of ``xp`` (the caller's array module)."""
+        values = self._simulator().forward(self._parameter_matrix(input_data, weights, xp))
+        if self._shot_sampler is not None:
+            values = self._shot_sampler.for_call()(values)
+        return self._format(self._to_caller(values, xp), gradient=False)
 
-    def _engine_forward(self, input_data: Any, weights: Any, device: bool) -> Any:
-        """The engine's forward values, on the host or (``device``) on the backend."""
-        params = self._parameter_matrix(input_data, weights, self._backend.xp if device else np)
-        simulator = self._engine()
-        if device:
-            values = simulator.forward_device(params, self._max_memory)
-        else:
-            values = simulator.forward(params, self._max_memory)
-        return self._finish_on(values, gradient=False, device=device)
-
-    def _engine_backward(self, input_data: Any, weights: Any, device: bool) -> tuple[Any, Any]:
-        """The engine's gradients, on the host or (``device``) on the backend."""
-        params = self._parameter_matrix(input_data, weights, self._backend.xp if device else np)
+    def _simulated_backward(self, input_data: Any, weights: Any, xp: Any) -> tuple[Any, Any]:
+        """The simulator's gradients, as arrays of ``xp`` (the caller's array module)."""
+        params = self._parameter_matrix(input_data, weights, xp)
         if params.size == 0 or (not self._input_gradients and self.num_weights == 0):
             return None, None
         first = 0 if self._input_gradients else self.num_inputs
         columns = range(first, params.shape[1])
-        simulator = self._engine()
-        run = simulator.backward_device if device else simulator.backward
-        grad = run(params, columns, self._max_memory, **self._backward_options())
+        sample = None if self._shot_sampler is None else self._shot_sampler.for_call()
+        grad = self._to_caller(self._simulator().backward(params, columns, sample), xp)
         input_grad = None
         if self._input_gradients:
-            input_grad = self._finish_on(grad[..., : self.num_inputs], True, device)
-        weight_grad = self._finish_on(grad[..., grad.shape[-1] - self.num_weights :], True, device)
+            input_grad = self._format(grad[..., : self.num_inputs], gradient=True)
+        weight_grad = self._format(grad[..., grad.shape[-1] - self.num_weights :], gradient=True)
         return input_grad, weight_grad
-
-    def _finish_on(self, values: Any, gradient: bool, device: bool) -> Any:
-        """``_finish`` for host values, or for backend values when ``device`` (through the
-        host where finishing needs it, e.g. sampling shots)."""
-        if device and self._finish_needs_host(gradient):
-            host = self._finish(self._backend.to_host(values), gradient)
-            return self._backend.asarray(host)
-        return self._finish(values, gradient)
-
-    def _finish_needs_host(self, gradient: bool) -> bool:
-        return False
-
-    def _backward_options(self) -> dict:
-        return {}

@@ -14,11 +14,12 @@ from qiskit_machine_learning.neural_networks import EstimatorQNN as _QmlEstimato
 
 from ._compile import Program
 from ._exact import exact_estimator, exact_estimator_gradient
-from ._network import EngineNetwork, check_parameters
+from ._network import SimulatorNetwork
+from ._options import SimulatorOptions, check_parameters
 from ._sim.readout import PauliReadout
 
 
-class EstimatorQNN(EngineNetwork, _QmlEstimatorQNN):
+class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
     """Drop-in replacement for qiskit-machine-learning's ``EstimatorQNN``.
 
     Same arguments, properties, shapes and values as
@@ -38,8 +39,9 @@ class EstimatorQNN(EngineNetwork, _QmlEstimatorQNN):
         input_gradients: whether ``backward`` also returns gradients by the inputs.
         default_precision: precision passed to a non-exact estimator; the engine is exact.
         pass_manager: optional pass manager the circuit is transpiled with once.
-        device: ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda:N"``; ``"auto"`` falls back to the
-            CPU without error when CuPy or a CUDA device is missing.
+        device: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda"`` (the current CUDA device) or
+            ``"cuda:N"``; ``"auto"`` falls back to the CPU without error when CuPy or a CUDA
+            device is missing.
         dtype: ``"complex128"`` (default) or ``"complex64"``.
         gradient_method: ``"auto"`` (the cheaper of adjoint and parameter shift by a cost
             model over the fused circuit), ``"adjoint"`` or ``"parameter_shift"``.
@@ -70,7 +72,7 @@ class EstimatorQNN(EngineNetwork, _QmlEstimatorQNN):
         gradient_method: str = "auto",
         max_memory: int | str | None = None,
     ) -> None:
-        self._check_options(device, dtype, gradient_method, max_memory)
+        options = SimulatorOptions.checked(device, dtype, gradient_method, max_memory)
         check_parameters(circuit, input_params, weight_params)
         super().__init__(
             circuit=circuit,
@@ -87,7 +89,7 @@ class EstimatorQNN(EngineNetwork, _QmlEstimatorQNN):
             _as_sparse_pauli(op, i, self._circuit.num_qubits)
             for i, op in enumerate(self._observables)
         ]
-        self._init_engine(device, dtype, gradient_method, max_memory)
+        self._init_simulator(options)
 
     def _engine_serves_forward(self) -> bool:
         return exact_estimator(self.estimator, self._default_precision)

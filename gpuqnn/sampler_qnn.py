@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from numbers import Integral
 from typing import Any
 
-import numpy as np
 from qiskit.circuit import Parameter, QuantumCircuit
 from qiskit.primitives import BaseSamplerV2
 from qiskit.transpiler.passmanager import BasePassManager
@@ -15,7 +13,8 @@ from qiskit_machine_learning.neural_networks import SamplerQNN as _QmlSamplerQNN
 
 from ._compile import Program
 from ._exact import exact_sampler, exact_sampler_gradient
-from ._network import EngineNetwork, check_parameters
+from ._network import SimulatorNetwork
+from ._options import SimulatorOptions, check_parameters, check_seed, check_shots
 from ._sim.readout import ProbabilityReadout
 
 
@@ -24,7 +23,7 @@ def _identity(key: int) -> int:
     return key
 
 
-class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
+class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
     """Drop-in replacement for qiskit-machine-learning's ``SamplerQNN``.
 
     Same arguments, properties, shapes and values as
@@ -48,14 +47,18 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
         input_gradients: whether ``backward`` also returns gradients by the inputs.
         pass_manager: optional pass manager the circuit is transpiled with once; outputs are
             over the logical qubits of the layout.
-        device: ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda:N"``.
+        device: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda"`` (the current CUDA device) or
+            ``"cuda:N"``.
         dtype: ``"complex128"`` (default) or ``"complex64"``.
         gradient_method: ``"auto"`` (the cheaper of the two by a cost model; parameter shift
             with shots), ``"adjoint"`` (exact only) or ``"parameter_shift"``.
         max_memory: bound in bytes on the statevectors held at once, or ``"auto"``/None.
         shots: None for exact probabilities; an int to sample that many shots per row
-            (forward rows and every shifted row of the backward pass) from the engine's states.
-        seed: seed of the shot sampling.
+            (forward rows and every shifted row of the backward pass) from the exact states.
+        seed: seed of the shot sampling (None, an int or a NumPy Generator). With an int, each
+            ``forward``/``backward`` call draws from a generator seeded alike, so a call
+            repeats its result for the same inputs and weights (like qiskit's
+            ``StatevectorSampler(seed=...)``).
 
     Raises:
         QiskitMachineLearningError: the circuit cannot be simulated, or ``interpret`` without
@@ -85,12 +88,10 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
         shots: int | None = None,
         seed: int | None = None,
     ) -> None:
-        self._check_options(device, dtype, gradient_method, max_memory)
+        options = SimulatorOptions.checked(device, dtype, gradient_method, max_memory)
         check_parameters(circuit, input_params, weight_params)
-        if shots is not None and (
-            isinstance(shots, bool) or not isinstance(shots, Integral) or shots <= 0
-        ):
-            raise ValueError(f"shots must be None or a positive int, got {shots!r}")
+        shots = check_shots(shots)
+        check_seed(seed)
         if shots is not None and gradient_method == "adjoint":
             raise ValueError(
                 "gradient_method='adjoint' needs exact probabilities, but shots="
@@ -110,10 +111,7 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
             input_gradients=input_gradients,
             pass_manager=pass_manager,
         )
-        self._shots = None if shots is None else int(shots)
-        self._seed = seed
-        self._rng = np.random.default_rng(seed)
-        self._init_engine(device, dtype, gradient_method, max_memory)
+        self._init_simulator(options, shots, seed)
 
     @property
     def shots(self) -> int | None:
@@ -169,9 +167,7 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
             self._backend,
         )
 
-    def _finish(self, values: np.ndarray, gradient: bool) -> Any:
-        if not gradient and self._shots is not None:
-            values = self._sample(values)
+    def _format(self, values: Any, gradient: bool) -> Any:
         shape = (values.shape[0], *self._output_shape) + ((values.shape[-1],) if gradient else ())
         values = values.reshape(shape)
         if self._sparse:
@@ -179,9 +175,6 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
 
             return sparse.COO.from_numpy(values)
         return values
-
-    def _finish_needs_host(self, gradient: bool) -> bool:
-        return not gradient and self._shots is not None
 
     def _device_call(self, *arrays: Any) -> bool:
         device = super()._device_call(*arrays)
@@ -191,18 +184,3 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
                 "NumPy arrays, or build the network with sparse=False"
             )
         return device
-
-    def _samples_shots(self) -> bool:
-        return self._shots is not None
-
-    def _backward_options(self) -> dict:
-        return {"sample": self._sample} if self._shots is not None else {}
-
-    def _sample(self, probabilities: np.ndarray) -> np.ndarray:
-        """(R, O) exact probabilities -> (R, O) frequencies of ``shots`` samples per row."""
-        probs = np.clip(probabilities, 0.0, 1.0)
-        rest = np.clip(1.0 - probs.sum(axis=1, keepdims=True), 0.0, 1.0)
-        pvals = np.concatenate([probs, rest], axis=1)
-        pvals /= pvals.sum(axis=1, keepdims=True)
-        counts = self._rng.multinomial(self._shots, pvals)
-        return counts[:, :-1] / self._shots

@@ -73,9 +73,9 @@ def kernels(tmp_path_factory: pytest.TempPathFactory) -> HostKernels:
 
 def cuda_device_available() -> bool:
     """Whether CuPy imports and a CUDA device answers (the test of ``device="auto"``)."""
-    from gpuqnn._sim.backend import _load_cupy  # noqa: PLC0415
+    from gpuqnn._sim.backend import load_cupy  # noqa: PLC0415
 
-    cupy, _reason = _load_cupy(0)
+    cupy, _reason = load_cupy(0)
     return cupy is not None
 
 

@@ -5,7 +5,6 @@ asserted: these check that the benchmarks measure what they say."""
 
 from __future__ import annotations
 
-import sys
 import tracemalloc
 from pathlib import Path
 
@@ -15,12 +14,8 @@ from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import SparsePauliOp, Statevector
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import bench_gpu  # noqa: E402
-from benchmarks.bandwidth import (  # noqa: E402
+from benchmarks import bench_gpu
+from benchmarks.bandwidth import (
     EvolveCall,
     copy_bandwidth,
     engine_traffic,
@@ -28,7 +23,7 @@ from benchmarks.bandwidth import (  # noqa: E402
     shift_bound,
     traffic,
 )
-from benchmarks.measure import (  # noqa: E402
+from benchmarks.measure import (
     Row,
     Settings,
     Timing,
@@ -37,11 +32,12 @@ from benchmarks.measure import (  # noqa: E402
     max_abs_diff,
     vjp_cotangent,
 )
-from benchmarks.memory_check import memory_table, traced_peak  # noqa: E402
-from benchmarks.peers import PEERS, Peer, backprop_sample_cap, qiskit_ml_runner  # noqa: E402
-from benchmarks.report import Target, main_table, ratio_target, targets_table  # noqa: E402
-from benchmarks.runners import Unsupported, Variant  # noqa: E402
-from benchmarks.workloads import WORKLOADS, QNNSpec, Workload, zz_estimator  # noqa: E402
+from benchmarks.memory_check import memory_table, traced_peak
+from benchmarks.peers import PEERS, Peer, backprop_sample_cap, qiskit_ml_runner
+from benchmarks.report import Target, main_table, ratio_target, targets_table
+from benchmarks.runners import Unsupported, Variant
+from benchmarks.workloads import WORKLOADS, QNNSpec, Workload, zz_estimator
+from gpuqnn._internals import simulator_of
 
 
 def expression_circuit() -> tuple[QuantumCircuit, ParameterVector, ParameterVector]:
@@ -215,12 +211,12 @@ def test_recorded_evolve_matches_the_parameter_shift_rows() -> None:
     spec = zz_estimator(3)
     network = Variant.parse("shift/c128").build(spec).network
     inputs, weights = spec.random_data(5, 0)
-    engine = network._engine().engine
+    engine = simulator_of(network).circuit
     with recorded_evolve(network) as calls:
         network.backward(inputs, weights)
     assert "evolve" not in vars(engine)  # the method is restored
     assert sum(c.samples for c in calls) == 5
-    slots = len(network._engine().differentiated_slots(range(3, 3 + 12)))
+    slots = len(simulator_of(network).differentiated_slots(range(3, 3 + 12)))
     assert all(sum(c.branches.values()) == 2 * slots for c in calls)  # two terms per slot
     counted = engine_traffic(network, calls)
     blocks = len(engine.blocks)

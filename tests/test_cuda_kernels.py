@@ -30,8 +30,9 @@ from gpuqnn._cuda.program import (
     unsupported_reason,
 )
 from gpuqnn._cuda.source import kernel_source
+from gpuqnn._internals import simulator_of
 from gpuqnn._sim.backend import select_backend
-from gpuqnn._sim.fused import Engine
+from gpuqnn._sim.fused import FusedCircuit
 from gpuqnn._sim.readout import PauliReadout, ProbabilityReadout
 from gpuqnn.examples import zz_real_amplitudes
 
@@ -156,7 +157,7 @@ def engine_outputs(
     for s, (slot, value) in enumerate(zip(shift_slot, shift_value, strict=True)):
         if slot >= 0:
             angles[s * batch : (s + 1) * batch, slot] += value
-    psi = Engine(program, select_backend("cpu", dtype)).evolve(angles)
+    psi = FusedCircuit(program, select_backend("cpu", dtype)).evolve(angles)
     return np.asarray(readout(psi), dtype=np.float64)
 
 
@@ -272,7 +273,8 @@ def _parameter_shift(
     kernels: HostKernels, network, params: np.ndarray, columns: list[int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(forward (B, O), gradient (B, O, J)) from ONE fused launch over every shift block."""
-    program, readout = network._program, network._simulator.readout
+    simulator = simulator_of(network)
+    program, readout = simulator.program, simulator.readout
     table = program.angles
     slots = [k for k in range(table.num_slots) if table.depends[k, columns].any()]
     shift_slot, shift_value, coeffs = [-1], [0.0], []

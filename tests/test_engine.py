@@ -17,7 +17,7 @@ from qiskit_machine_learning.neural_networks import SamplerQNN as QmlSamplerQNN
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._compile import compile_circuit
 from gpuqnn._sim.backend import select_backend
-from gpuqnn._sim.fused import Engine
+from gpuqnn._sim.fused import FusedCircuit
 
 TOL = {"complex128": 1e-10, "complex64": 2e-5}
 STANDARD = sorted(
@@ -44,7 +44,7 @@ def _final_state(circuit: QuantumCircuit, values: dict, dtype: str) -> np.ndarra
     """Our engine's final state for one set of parameter values, in the circuit's qubits."""
     parameters = list(circuit.parameters)
     program = compile_circuit(circuit, parameters)
-    engine = Engine(program, select_backend("cpu", dtype))
+    engine = FusedCircuit(program, select_backend("cpu", dtype))
     angles = program.angles.angles(np.array([[values[p] for p in parameters]], dtype=float))
     psi = engine.evolve(angles)[0]
     # embed the simulated qubits back into the circuit's register (idle qubits are |0>)

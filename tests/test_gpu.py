@@ -10,6 +10,7 @@ import pytest
 from qiskit.quantum_info import SparsePauliOp
 
 from gpuqnn import EstimatorQNN, SamplerQNN
+from gpuqnn._internals import use_kernels
 from gpuqnn.examples import parity, zz_real_amplitudes
 
 from circuits import assert_same_passes, layered_network, observables
@@ -42,7 +43,7 @@ def test_gpu_variants_match_the_cpu_engine(kernels: str, method: str, dtype: str
     inputs, weights = rng.uniform(-2, 2, (33, 2)), rng.uniform(-2, 2, 5)
     reference = EstimatorQNN(**kwargs, device="cpu")
     gpu = EstimatorQNN(**kwargs, device="gpu", dtype=dtype)
-    gpu._use_kernels(kernels)
+    use_kernels(gpu, kernels)
     assert gpu.device == "cuda:0"
     assert_same_passes(gpu, reference, inputs, weights, TOL[dtype])
 
@@ -63,7 +64,7 @@ def test_gpu_sampler_matches_the_cpu_engine(kernels: str) -> None:
     weights = rng.uniform(0, 2 * np.pi, ansatz.num_parameters)
     reference = SamplerQNN(**kwargs, device="cpu")
     gpu = SamplerQNN(**kwargs, device="gpu")
-    gpu._use_kernels(kernels)
+    use_kernels(gpu, kernels)
     assert_same_passes(gpu, reference, inputs, weights, 1e-10)
 
 

@@ -17,11 +17,10 @@ import pytest
 from qiskit.quantum_info import SparsePauliOp
 from qiskit_machine_learning.neural_networks import EstimatorQNN as QmlEstimatorQNN
 
-import gpuqnn._network as network_module
-import gpuqnn._sim.simulator as simulate_module
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
 from gpuqnn._cuda.select import select_runner
+from gpuqnn._internals import use_backend
 from gpuqnn._sim.backend import Backend, host_available_memory
 from gpuqnn.examples import parity, zz_real_amplitudes
 
@@ -49,43 +48,47 @@ class EmulatedGpu(Backend):
         return isinstance(value, np.ndarray)
 
 
-@pytest.fixture
-def emulated_gpu(kernels: HostKernels, monkeypatch: pytest.MonkeyPatch):
-    """Networks built inside get the emulated GPU backend and host-built kernels; returns a
-    function that sets the kernel mode ('auto', 'fused', 'per_op', 'none')."""
-    mode = {"value": "auto"}
-    runners: list = []
+class Emulation:
+    """Moves networks onto the emulated GPU backend through the runner seam
+    (:func:`gpuqnn._internals.use_backend`), with host-built kernels in the kernel mode set by
+    calling it; ``runners`` collects the host runners built (None: the block engine)."""
 
-    def backend(device: str, dtype: str) -> Backend:
-        return EmulatedGpu(np, "cuda:0", np.dtype(dtype))
+    def __init__(self, kernels: HostKernels) -> None:
+        self.kernels = kernels
+        self.mode = "auto"
+        self.runners: list = []
 
-    def factory(program, readout, backend, _mode):
+    def __call__(self, mode: str) -> list:
+        self.mode = mode
+        self.runners.clear()
+        return self.runners
+
+    def factory(self, circuit, readout, backend, _mode):
         runner = select_runner(
-            program,
+            circuit,
             readout,
             backend,
-            mode["value"],
-            make_fused=partial(HostFusedRunner, kernels),
-            make_per_op=partial(HostPerOpRunner, kernels),
+            self.mode,
+            make_fused=partial(HostFusedRunner, self.kernels),
+            make_per_op=partial(HostPerOpRunner, self.kernels),
             shared_limit=lambda: 227 * 1024,
         )
-        runners.append(runner)
+        self.runners.append(None if runner is None else runner.kernels)
         return runner
 
-    monkeypatch.setattr(network_module, "select_backend", backend)
-    monkeypatch.setattr(simulate_module, "cuda_runner", factory)
-
-    def set_mode(value: str) -> list:
-        mode["value"] = value
-        runners.clear()
-        return runners
-
-    return set_mode
+    def build(self, cls, **kwargs):
+        """A network of ``cls`` on the emulated GPU (built on the CPU, then moved)."""
+        network = cls(**kwargs, device="cpu")
+        self.runners.clear()
+        use_backend(network, EmulatedGpu(np, "cuda:0", np.dtype(network.dtype)), self.factory)
+        return network
 
 
-def cpu_network(cls, **kwargs):
-    """The same network on the NumPy engine, built before the emulation is switched on."""
-    return cls(**kwargs, device="cpu")
+@pytest.fixture
+def emulated_gpu(kernels: HostKernels) -> Emulation:
+    """Set the kernel mode ('auto', 'fused', 'per_op', 'none') by calling it; build networks on
+    the emulated GPU with its ``build``."""
+    return Emulation(kernels)
 
 
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
@@ -108,7 +111,7 @@ def test_estimator_on_the_gpu_path_matches_the_cpu_engine(
     inputs, weights = rng.uniform(-2, 2, (5, 2)), rng.uniform(-2, 2, 5)
     reference = EstimatorQNN(**{**kwargs, "dtype": "complex128"}, device="cpu")
     runners = emulated_gpu(mode)
-    gpu = EstimatorQNN(**kwargs)
+    gpu = emulated_gpu.build(EstimatorQNN, **kwargs)
     expected_runner = {"fused": HostFusedRunner, "per_op": HostPerOpRunner, "none": type(None)}
     assert isinstance(runners[0], expected_runner[mode])
     assert gpu.device == "cuda:0"
@@ -137,7 +140,7 @@ def test_sampler_with_interpret_on_the_kernels(emulated_gpu, mode: str) -> None:
     weights = rng.uniform(0, np.pi, ansatz.num_parameters)
     reference = SamplerQNN(**kwargs, device="cpu")
     emulated_gpu(mode)
-    gpu = SamplerQNN(**kwargs)
+    gpu = emulated_gpu.build(SamplerQNN, **kwargs)
     assert_same_passes(gpu, reference, inputs, weights, 1e-10)
 
 
@@ -154,7 +157,7 @@ def test_device_arrays_keep_qiskit_machine_learning_shapes(emulated_gpu, shape) 
     }
     reference = QmlEstimatorQNN(**kwargs)
     emulated_gpu("auto")
-    gpu = EstimatorQNN(**kwargs)
+    gpu = emulated_gpu.build(EstimatorQNN, **kwargs)
     rng = np.random.default_rng(5)
     inputs, weights = rng.uniform(-1, 1, shape), rng.uniform(-1, 1, 5)
     out = gpu.forward(inputs, weights)
@@ -171,7 +174,7 @@ def test_device_arrays_keep_qiskit_machine_learning_shapes(emulated_gpu, shape) 
 def test_device_arrays_are_checked_before_any_work(emulated_gpu) -> None:
     qc, x, w = layered_network(6, 3)
     emulated_gpu("auto")
-    gpu = EstimatorQNN(circuit=qc, input_params=x, weight_params=w)
+    gpu = emulated_gpu.build(EstimatorQNN, circuit=qc, input_params=x, weight_params=w)
     with pytest.raises(ValueError, match="input_data must be finite"):
         gpu.forward(np.array([[np.nan, 0.0]]), np.zeros(5))
     with pytest.raises(ValueError, match="weights must hold num_weights=5"):
@@ -184,7 +187,7 @@ def test_sparse_sampler_refuses_device_arrays(emulated_gpu) -> None:
     pytest.importorskip("sparse")
     qc, x, w = layered_network(7, 3)
     emulated_gpu("auto")
-    gpu = SamplerQNN(circuit=qc, input_params=x, weight_params=w, sparse=True)
+    gpu = emulated_gpu.build(SamplerQNN, circuit=qc, input_params=x, weight_params=w, sparse=True)
     with pytest.raises(ValueError, match="sparse.*host"):
         gpu.forward(np.zeros((1, 2)), np.zeros(5))
 
@@ -205,7 +208,7 @@ def test_kernel_passes_are_chunked_within_max_memory(emulated_gpu, mode: str) ->
     weights = rng.uniform(0, np.pi, ansatz.num_parameters)
     reference = EstimatorQNN(**kwargs, device="cpu")
     runners = emulated_gpu(mode)
-    gpu = EstimatorQNN(**kwargs, max_memory=64 * 1024)
+    gpu = emulated_gpu.build(EstimatorQNN, **kwargs, max_memory=64 * 1024)
     calls = []
     run = runners[0].run
     runners[0].run = lambda *args: calls.append(args[0].shape[0]) or run(*args)
@@ -226,11 +229,11 @@ def test_unsupported_programs_fall_back_to_the_engine(emulated_gpu) -> None:
     qc.append(PermutationGate([1, 2, 3, 0]), range(4))
     reference = EstimatorQNN(circuit=qc, weight_params=[theta], device="cpu")
     runners = emulated_gpu("auto")
-    gpu = EstimatorQNN(circuit=qc, weight_params=[theta])
+    gpu = emulated_gpu.build(EstimatorQNN, circuit=qc, weight_params=[theta])
     assert runners == [None]
     np.testing.assert_allclose(
         gpu.forward(None, [0.4]), reference.forward(None, [0.4]), rtol=0, atol=1e-10
     )
     emulated_gpu("fused")
     with pytest.raises(ValueError, match="kernels='fused' cannot run this circuit"):
-        EstimatorQNN(circuit=qc, weight_params=[theta])
+        emulated_gpu.build(EstimatorQNN, circuit=qc, weight_params=[theta])

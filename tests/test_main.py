@@ -96,11 +96,12 @@ def test_progress_bar_only_draws_live_on_a_terminal() -> None:
 
 
 def test_benchmark_smoke() -> None:
-    script = Path(__file__).parents[1] / "benchmarks" / "bench_qnn.py"
+    root = Path(__file__).parents[1]
     result = subprocess.run(
         [
             sys.executable,
-            str(script),
+            "-m",
+            "benchmarks.bench_qnn",
             "--quick",
             "--workloads",
             "tutorial-estimator",
@@ -112,6 +113,7 @@ def test_benchmark_smoke() -> None:
         ],
         capture_output=True,
         text=True,
+        cwd=root,
         timeout=300,
         check=False,
     )

@@ -155,9 +155,9 @@ def test_each_circuit_compiled_once_and_pubs_batched(monkeypatch, three_qubit_ci
         lambda circuit, params: compiled.append(circuit) or original_compile(circuit, params),
     )
 
-    def forward(self, params, max_memory=None):
+    def forward(self, params):
         calls.append(params.shape[0])
-        return original_forward(self, params, max_memory)
+        return original_forward(self, params)
 
     monkeypatch.setattr(Simulator, "forward", forward)
     qc = three_qubit_circuit
@@ -175,7 +175,7 @@ def test_each_circuit_compiled_once_and_pubs_batched(monkeypatch, three_qubit_ci
     third.x(0)
     estimator.run([(other, "ZZZ", values[:, 1:]), (third, "ZZZ", values)]).result()
     assert len(compiled) == 3
-    assert estimator._engine.num_programs == 2  # bounded by cache_size
+    assert estimator._cache.num_programs == 2  # bounded by cache_size
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from qiskit_machine_learning.neural_networks import NeuralNetwork
 from qiskit_machine_learning.neural_networks import SamplerQNN as ReferenceSamplerQNN
 
 from .. import EstimatorQNN, SamplerQNN, __version__
-from .._sim.backend import _load_cupy
+from .._sim.backend import load_cupy
 from ..examples import parity, tutorial_estimator_circuit, tutorial_sampler_circuit
 from .demo import TrainingReport, run_training
 from .progress import ProgressBar
@@ -250,7 +250,7 @@ def device_line(device_request: str, device: str, dtype: str) -> str:
         return f"device: {device} (CuPy), {dtype}"
     if device_request != "auto":
         return f"device: cpu (NumPy), {dtype}"
-    _cupy, reason = _load_cupy(0)
+    _cupy, reason = load_cupy(0)
     hint = ' (for a GPU: pip install "gpuqnn[cuda12]")' if "importable" in reason else ""
     return f"device: cpu (NumPy), {dtype}; no GPU: {reason}{hint}"
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .plan import SIGNATURES, FusedRunnerBase, Launch, PerOpRunnerBase, Workspace
+from .plan import SIGNATURES, FusedRunnerBase, Launch, PerOpBuffers, PerOpRunnerBase
 from .program import KernelProgram
 from .source import kernel_source_path
 
@@ -196,7 +196,9 @@ class HostPerOpRunner(_HostMemory, PerOpRunnerBase):
         self.kernels = kernels
         self.reverse = reverse
 
-    def _fill(self, work: Workspace, base_angles: Any, shift_slot: Any, shift_value: Any) -> None:
+    def _fill(
+        self, work: PerOpBuffers, base_angles: Any, shift_slot: Any, shift_value: Any
+    ) -> None:
         work.base[...] = base_angles
         work.shift_slot[...] = shift_slot
         work.shift_value[...] = shift_value

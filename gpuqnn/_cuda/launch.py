@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .plan import FusedRunnerBase, Launch, PerOpRunnerBase, Workspace
+from .plan import FusedRunnerBase, Launch, PerOpBuffers, PerOpRunnerBase
 from .program import KernelProgram
 from .source import COMPILE_OPTIONS, kernel_source, name_expression, name_expressions
 
@@ -219,9 +219,9 @@ class PerOpRunner(_CupyMemory, PerOpRunnerBase):
         self.module = module if module is not None else KernelModule()
         self.use_graph = bool(use_graph)
         self._stream: Any = None
-        self._ran: Workspace | None = None  # the workspace run once directly
+        self._ran: PerOpBuffers | None = None  # the buffers run once directly
         self._graph: Any = None
-        self._graph_work: Workspace | None = None  # the workspace the graph was captured for
+        self._graph_work: PerOpBuffers | None = None  # the buffers the graph was captured for
 
     def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
         """Outputs of every (shift block, sample) row.
@@ -248,11 +248,13 @@ class PerOpRunner(_CupyMemory, PerOpRunnerBase):
             caller.wait_event(self._stream.record())
         return out
 
-    def _make_workspace(self, batch: int, shifts: int) -> Workspace:
+    def _make_buffers(self, batch: int, shifts: int) -> PerOpBuffers:
         self._graph = self._graph_work = self._ran = None  # they hold the old buffers
-        return super()._make_workspace(batch, shifts)
+        return super()._make_buffers(batch, shifts)
 
-    def _fill(self, work: Workspace, base_angles: Any, shift_slot: Any, shift_value: Any) -> None:
+    def _fill(
+        self, work: PerOpBuffers, base_angles: Any, shift_slot: Any, shift_value: Any
+    ) -> None:
         cupy = _import_cupy()
         work.base[...] = cupy.asarray(base_angles)
         work.shift_slot[...] = cupy.asarray(shift_slot)
@@ -261,15 +263,15 @@ class PerOpRunner(_CupyMemory, PerOpRunnerBase):
     def _copy(self, array: Any) -> Any:
         return array.copy()
 
-    def _run_workspace(self, work: Workspace) -> None:
+    def _run_buffers(self, work: PerOpBuffers) -> None:
         if not self.use_graph:
-            super()._run_workspace(work)
+            super()._run_buffers(work)
             return
         if self._graph_work is work:
             self._graph.launch(self._stream)
             return
         if self._ran is not work:  # first call of this shape: run directly (and load kernels)
-            super()._run_workspace(work)
+            super()._run_buffers(work)
             self._ran = work
             return
         self._stream.begin_capture()

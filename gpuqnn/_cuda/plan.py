@@ -328,7 +328,7 @@ class FusedRunnerBase(RunnerBase):
 
 
 @dataclass
-class Workspace:
+class PerOpBuffers:
     """The buffers and launches of the per-op path for one (B, S) shape.
 
     Attributes:
@@ -377,7 +377,7 @@ class PerOpRunnerBase(RunnerBase):
         max_blocks: int | None = None,
     ) -> None:
         super().__init__(kernel_program, dtype, threads, max_blocks)
-        self._workspace: Workspace | None = None
+        self._workspace: PerOpBuffers | None = None
 
     def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
         """Outputs of every (shift block, sample) row.
@@ -400,13 +400,15 @@ class PerOpRunnerBase(RunnerBase):
         work = self._workspace
         if work is None or (work.batch, work.shifts) != (batch, shifts):
             self._workspace = None  # free the old buffers before allocating new ones
-            work = self._workspace = self._make_workspace(batch, shifts)
+            work = self._workspace = self._make_buffers(batch, shifts)
         self._fill(work, base_angles, shift_slot, shift_value)
-        self._run_workspace(work)
+        self._run_buffers(work)
         return self._copy(work.out)
 
     # ---- hooks beyond RunnerBase's -----------------------------------------------------------
-    def _fill(self, work: Workspace, base_angles: Any, shift_slot: Any, shift_value: Any) -> None:
+    def _fill(
+        self, work: PerOpBuffers, base_angles: Any, shift_slot: Any, shift_value: Any
+    ) -> None:
         """Copy the inputs into the workspace's buffers."""
         raise NotImplementedError
 
@@ -414,13 +416,13 @@ class PerOpRunnerBase(RunnerBase):
         """A new array with the values of ``array``."""
         raise NotImplementedError
 
-    def _run_workspace(self, work: Workspace) -> None:
+    def _run_buffers(self, work: PerOpBuffers) -> None:
         """Run the workspace's launches (a subclass may replay them as a graph)."""
         for launch in work.launches:
             self._execute(launch)
 
     # ---- the plan -------------------------------------------------------------------------
-    def _make_workspace(self, batch: int, shifts: int) -> Workspace:
+    def _make_buffers(self, batch: int, shifts: int) -> PerOpBuffers:
         kp = self.kernel_program
         threads = self.threads or PER_OP_THREADS
         rows = batch * shifts
@@ -529,4 +531,4 @@ class PerOpRunnerBase(RunnerBase):
                     out,
                 )
             )
-        return Workspace(batch, shifts, base, slot, value, psi, partial, out, launches)
+        return PerOpBuffers(batch, shifts, base, slot, value, psi, partial, out, launches)

@@ -1,4 +1,5 @@
-"""Which custom CUDA kernels serve a program on a GPU backend.
+"""Which custom CUDA kernels serve a program on a GPU backend, as a simulator
+:class:`~gpuqnn._sim.protocols.Runner`.
 
 On a CUDA device, forward passes and parameter-shift backward passes of a program the kernels
 support (:func:`gpuqnn._cuda.unsupported_reason`) run through them: the fused kernel (the whole
@@ -8,6 +9,10 @@ adjoint method, programs with ops the kernels do not take) runs the block engine
 
 ``kernels`` chooses: ``"auto"`` (fused where it fits, else per-op), ``"fused"``, ``"per_op"``
 (errors when they cannot serve the program), or ``"none"`` (the block engine only).
+
+A :data:`RunnerFactory` is the seam between the simulator and this module: the default one,
+:func:`cuda_runner`, builds CuPy runners; tests pass one that builds the host build's runners
+(:mod:`gpuqnn._cuda.host`) to run the whole GPU path on the CPU.
 """
 
 from __future__ import annotations
@@ -18,27 +23,71 @@ from typing import Any
 
 import numpy as np
 
-from .._compile import Program
 from .._sim.backend import Backend
+from .._sim.buffers import Buffers
+from .._sim.fused import FusedCircuit
+from .._sim.protocols import Readout
 from .._sim.readout import PauliReadout, ProbabilityReadout
+from .._sim.shift import ShiftPlan
 
 logger = logging.getLogger(__name__)
 
-KERNEL_MODES = ("auto", "fused", "per_op", "none")
+RunnerFactory = Callable[[FusedCircuit, Readout, Backend, str], "KernelRunner | None"]
+"""Builds the kernel runner for (circuit, readout, backend, kernel mode), or returns None
+when the block engine serves the circuit."""
 
-RunnerFactory = Callable[[Program, Any, Backend, str], Any]
-"""Builds the runner for (program, readout, backend, mode), or returns None for the engine."""
-
-
-def check_kernel_mode(mode: str) -> str:
-    """Raise ValueError unless ``mode`` is one of :data:`KERNEL_MODES`."""
-    if mode not in KERNEL_MODES:
-        raise ValueError(f"kernels must be one of {KERNEL_MODES}, got {mode!r}")
-    return mode
+_UNSHIFTED = (np.full(1, -1, dtype=np.int32), np.zeros(1))
 
 
-def cuda_runner(program: Program, readout: Any, backend: Backend, mode: str) -> Any:
-    """The CuPy runner that serves ``program`` with ``readout`` on ``backend``, or None (the
+class KernelRunner:
+    """A CUDA runner (fused or per-op; CuPy or the host build) behind the simulator's
+    :class:`~gpuqnn._sim.protocols.Runner` protocol.
+
+    Args:
+        kernels: a runner with ``run(base_angles (B, K) float64, shift_slot (S,) int32,
+            shift_value (S,) float64) -> (S * B, O) float64`` (see :mod:`gpuqnn._cuda`).
+        circuit: the fused program (its block costs stand in for the kernels' until the cost
+            model is calibrated on a device).
+        num_outputs: O.
+    """
+
+    def __init__(self, kernels: Any, circuit: FusedCircuit, num_outputs: int) -> None:
+        from .plan import FusedRunnerBase  # noqa: PLC0415 - only needed with kernels
+
+        self.kernels = kernels
+        self.circuit = circuit
+        self.name = "fused" if isinstance(kernels, FusedRunnerBase) else "per_op"
+        outputs = 8 * num_outputs + 16
+        state = 2 * 2**circuit.program.num_qubits * circuit.backend.dtype.itemsize
+        self._row_bytes = outputs if self.name == "fused" else state + outputs
+
+    def row_bytes(self) -> int:
+        """Device bytes per row: the outputs for the fused kernel; the state, its readout
+        partials and the outputs for the per-op kernels."""
+        return self._row_bytes
+
+    def sample_bytes(self) -> int:
+        """Nothing per sample beyond the rows (the tables are shared)."""
+        return 0
+
+    def cost(self, rows_per_block: np.ndarray) -> float:
+        """The block engine's model (``rows_per_block @ block costs``): not yet calibrated for
+        the kernels."""
+        return float(np.asarray(rows_per_block) @ self.circuit.block_costs())
+
+    def forward(self, angles: Any, buffers: Buffers) -> Any:
+        """(B, O) float64 outputs of (B, K) float64 ``angles``: one unshifted launch."""
+        return self.kernels.run(angles, *_UNSHIFTED)
+
+    def shifted(self, angles: Any, plan: ShiftPlan, buffers: Buffers) -> Any:
+        """((1 + T) B, O) float64 outputs: the plan's shift tables in one launch (fused)."""
+        return self.kernels.run(angles, plan.shift_slot, plan.shift_value)
+
+
+def cuda_runner(
+    circuit: FusedCircuit, readout: Readout, backend: Backend, mode: str
+) -> KernelRunner | None:
+    """The CuPy runner that serves ``circuit`` with ``readout`` on ``backend``, or None (the
     block engine serves it). See :func:`select_runner`."""
     if mode == "none" or not backend.is_gpu:
         return None
@@ -50,7 +99,7 @@ def cuda_runner(program: Program, readout: Any, backend: Backend, mode: str) -> 
 
     device = int(backend.name.split(":")[1])
     return select_runner(
-        program,
+        circuit,
         readout,
         backend,
         mode,
@@ -61,8 +110,8 @@ def cuda_runner(program: Program, readout: Any, backend: Backend, mode: str) -> 
 
 
 def select_runner(
-    program: Program,
-    readout: Any,
+    circuit: FusedCircuit,
+    readout: Readout,
     backend: Backend,
     mode: str,
     *,
@@ -70,10 +119,10 @@ def select_runner(
     make_per_op: Callable[[Any, str], Any],
     shared_limit: Callable[[], int],
 ) -> Any:
-    """The kernel runner for ``program`` and ``readout``, or None.
+    """The kernel runner for ``circuit`` and ``readout``, or None.
 
     Args:
-        program: the compiled circuit.
+        circuit: the fused program.
         readout: the network's readout.
         backend: the (GPU) backend; its dtype is the kernels' dtype.
         mode: one of :data:`KERNEL_MODES`.
@@ -88,6 +137,7 @@ def select_runner(
         return None
     from . import encode_program, unsupported_reason  # noqa: PLC0415 - no CuPy import
 
+    program = circuit.program
     reason = unsupported_reason(program)
     if reason is None and not isinstance(readout, (PauliReadout, ProbabilityReadout)):
         reason = f"the readout {type(readout).__name__} has no kernel"
@@ -100,21 +150,10 @@ def select_runner(
     dtype = backend.dtype.name
     if mode in ("auto", "fused"):
         if kernel_program.fits_fused(dtype, shared_limit()):
-            return make_fused(kernel_program, dtype)
+            return KernelRunner(make_fused(kernel_program, dtype), circuit, readout.num_outputs)
         if mode == "fused":
             raise ValueError(
                 f"kernels='fused': a row of {program.num_qubits} qubits in {dtype} does not fit "
                 "the device's shared memory; use kernels='per_op' or 'auto'"
             )
-    return make_per_op(kernel_program, dtype)
-
-
-def runner_row_bytes(runner: Any, program: Program, num_outputs: int, dtype: np.dtype) -> int:
-    """Device bytes per row of a runner's pass: the outputs for the fused kernel; the state,
-    its readout partials and the outputs for the per-op kernels."""
-    from .plan import FusedRunnerBase  # noqa: PLC0415 - only needed with kernels
-
-    outputs = 8 * num_outputs + 16
-    if isinstance(runner, FusedRunnerBase):
-        return outputs
-    return 2 * 2**program.num_qubits * np.dtype(dtype).itemsize + outputs
+    return KernelRunner(make_per_op(kernel_program, dtype), circuit, readout.num_outputs)

@@ -19,23 +19,26 @@ from typing import Any
 
 import numpy as np
 
-from .buffers import Workspace
-from .fused import Engine
+from .buffers import Buffers
+from .executor import ChunkExecutor
+from .fused import FusedCircuit
+from .parameters import AngleMap
+from .protocols import Readout
 
 
 def adjoint_gradients(
-    engine: Engine,
-    readout: Any,
+    circuit: FusedCircuit,
+    readout: Readout,
     angles: Any,
     slots: Sequence[int],
     checkpoints: bool,
-    work: Workspace | None = None,
+    work: Buffers | None = None,
 ) -> Any:
     """Derivatives of every output by the selected slots.
 
     Args:
-        engine: the program's engine.
-        readout: has ``num_outputs`` and ``adjoint_states(psi (R, D)) -> (R, O, D)``.
+        circuit: the fused program.
+        readout: the outputs' readout (its ``adjoint_states``).
         angles: (R, K) real angle table on the backend.
         slots: the S slot indices to differentiate by (each in some parametric block).
         checkpoints: keep every block's output from the forward sweep (memory for speed).
@@ -44,17 +47,17 @@ def adjoint_gradients(
     Returns:
         (R, O, S) real derivatives on the backend.
     """
-    xp = engine.backend.xp
-    work = Workspace(xp) if work is None else work
-    blocks = engine.blocks
-    dtype = engine.backend.dtype
-    angles = angles.astype(engine.backend.real_dtype, copy=False)
-    rows, dim = angles.shape[0], engine.dim
-    first = int(min(engine.slot_block[k] for k in slots))
+    xp = circuit.backend.xp
+    work = Buffers(xp) if work is None else work
+    blocks = circuit.blocks
+    dtype = circuit.backend.dtype
+    angles = angles.astype(circuit.backend.real_dtype, copy=False)
+    rows, dim = angles.shape[0], circuit.dim
+    first = int(min(circuit.slot_block[k] for k in slots))
 
     shape = (1, rows, dim)  # one copy of the samples (see gpuqnn._sim.blocks)
     psi = work.get("psi", shape, dtype)
-    psi[...] = engine.initial
+    psi[...] = circuit.initial
     spare, scratch = work.get("spare", shape, dtype), work.get("scratch", shape, dtype)
     preps: list[Any] = []
     states: list[Any] = []  # states[j - first]: output of block j, when checkpointing
@@ -74,13 +77,13 @@ def adjoint_gradients(
     lam = readout.adjoint_states(phi[0])[None]  # (1, R, O, D)
     lam_spare = work.get("lam_spare", lam.shape, dtype)
     lam_scratch = work.get("lam_scratch", lam.shape, dtype)
-    grads = xp.zeros((rows, lam.shape[2], len(slots)), dtype=engine.backend.real_dtype)
+    grads = xp.zeros((rows, lam.shape[2], len(slots)), dtype=circuit.backend.real_dtype)
     for j in range(len(blocks) - 1, first - 1, -1):
         block = blocks[j]
-        mine = [s for s, k in enumerate(slots) if engine.slot_block[k] == j]
+        mine = [s for s, k in enumerate(slots) if circuit.slot_block[k] == j]
         if mine:
             local = block.gradient(lam, phi, preps[j])[0]  # (R, O, Kb)
-            grads[..., np.array(mine)] = local[..., engine.slot_local[np.array(slots)[mine]]]
+            grads[..., np.array(mine)] = local[..., circuit.slot_local[np.array(slots)[mine]]]
         if j == first:
             break
         result = block.apply_adjoint(lam, lam_spare, lam_scratch, preps[j], True)
@@ -101,3 +104,107 @@ def adjoint_cost(costs: np.ndarray, first: int, num_outputs: int, checkpoints: b
     checkpoints, un-applying the state too."""
     back = costs[first:].sum() * (2.0 * num_outputs + (0.0 if checkpoints else 1.0))
     return float(costs.sum() + back)
+
+
+ADJOINT_STATES = 5
+"""States per sample of an adjoint pass besides checkpoints, adjoint states and the blocks'
+per-sample data: the state, its spare and scratch, and two for the readout's temporaries."""
+
+ADJOINT_PER_OUTPUT = 5
+"""States per output of a sample in an adjoint pass: the adjoint state, its spare and scratch
+buffers, and a block gradient's temporaries (a product and its imaginary part)."""
+
+CHECKPOINT_MIN_SAMPLES = 16
+"""Checkpoints are kept when at least this many samples (or the whole batch) fit with them."""
+
+
+class AdjointStrategy:
+    """Adjoint differentiation of a chunk of samples on the block engine (any backend).
+
+    Args:
+        circuit: the fused program.
+        readout: the outputs' readout.
+        executor: sizes and runs the chunks.
+        angle_map: the program's angles and their Jacobian.
+    """
+
+    name = "adjoint"
+
+    def __init__(
+        self,
+        circuit: FusedCircuit,
+        readout: Readout,
+        executor: ChunkExecutor,
+        angle_map: AngleMap,
+    ) -> None:
+        self.circuit = circuit
+        self.readout = readout
+        self.executor = executor
+        self.angle_map = angle_map
+        preps = [block.prep_bytes() for block in circuit.blocks]
+        self._prep_bytes = sum(kept for kept, _temp in preps) + max(
+            (temp for _kept, temp in preps), default=0
+        )
+        self._gradient_bytes = max((block.gradient_bytes() for block in circuit.blocks), default=0)
+
+    def sample_bytes(self, slots: Sequence[int], columns: Sequence[int], checkpoints: bool) -> int:
+        """Peak bytes per sample of the pass, with or without checkpoints."""
+        outputs = self.readout.num_outputs
+        states = ADJOINT_STATES + ADJOINT_PER_OUTPUT * outputs
+        if checkpoints:
+            states += len(self.circuit.blocks) - int(self.circuit.slot_block[slots].min())
+        fixed = (
+            self._prep_bytes
+            + self.angle_map.host_bytes(slots, columns)
+            + self._gradient_bytes * outputs
+        )
+        return states * self.executor.state_bytes + fixed
+
+    def fits(self, slots: Sequence[int], columns: Sequence[int], max_memory: int | None) -> bool:
+        """Whether one sample's pass (without checkpoints) fits the budget."""
+        budget = self.executor.budget(max_memory)
+        return self.sample_bytes(slots, columns, checkpoints=False) <= budget
+
+    def cost(self, slots: Sequence[int]) -> float:
+        """Relative cost per sample (with checkpoints), in the block engine's units."""
+        first = int(self.circuit.slot_block[slots].min())
+        return adjoint_cost(
+            self.circuit.block_costs(), first, self.readout.num_outputs, checkpoints=True
+        )
+
+    def run(
+        self,
+        params: Any,
+        slots: list[int],
+        columns: Sequence[int],
+        max_memory: int | None,
+        grad: Any,
+    ) -> None:
+        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``."""
+        executor = self.executor
+        batch = params.shape[0]
+        with_checkpoints = self.sample_bytes(slots, columns, checkpoints=True)
+        enough = min(batch, CHECKPOINT_MIN_SAMPLES)
+        checkpoints = executor.budget(max_memory) // with_checkpoints >= enough
+        per_sample = with_checkpoints if checkpoints else self.sample_bytes(slots, columns, False)
+        sizing = executor.sizing(
+            per_sample,
+            max_memory,
+            "an adjoint pass over one sample",
+            batch,
+            states=1 + self.readout.num_outputs,
+        )
+
+        def task(start: int, stop: int) -> None:
+            chunk = params[start:stop]
+            dslot = adjoint_gradients(
+                self.circuit,
+                self.readout,
+                self.angle_map.angles(chunk),
+                slots,
+                checkpoints,
+                executor.buffers(),
+            )
+            grad[start:stop] += dslot @ self.angle_map.jacobian(chunk, slots, columns)
+
+        executor.run(task, batch, sizing, max_memory)

@@ -9,22 +9,21 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from .expi import Cis
+from .._options import CUDA_DEVICE, DTYPES
+from .expi import ExpI
+from .threads import available_cores
 
 logger = logging.getLogger(__name__)
 
-_CIS = Cis()
+_EXPI = ExpI()
 """Immutable after construction (a table of roots of unity), so sharing it is safe."""
 
-_DTYPES = {"complex128": np.complex128, "complex64": np.complex64}
-_CUDA_RE = re.compile(r"^cuda:(\d+)$")
 _INSTALL_HINT = 'install the CUDA extra: pip install "gpuqnn[cuda12]" or "gpuqnn[cuda13]"'
 
 
@@ -64,13 +63,7 @@ class Backend:
         """Threads that work on separate chunks of rows at once: the CPU cores this process
         may use (at most 8), since NumPy's kernels run on one core each and release the GIL;
         one on a GPU, which is fed by one stream."""
-        if self.is_gpu:
-            return 1
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        return max(1, min(cores, 8))
+        return 1 if self.is_gpu else available_cores()
 
     @property
     def is_gpu(self) -> bool:
@@ -108,11 +101,11 @@ class Backend:
     def cis(self, phi: Any, out: Any) -> Any:
         """``out = exp(1j * phi)``; ``phi`` (real) may be overwritten.
 
-        float64 on the CPU uses :class:`gpuqnn._sim.expi.Cis` (NumPy's float64 cos/sin are scalar
+        float64 on the CPU uses :class:`gpuqnn._sim.expi.ExpI` (NumPy's float64 cos/sin are scalar
         libm calls); float32 and CuPy use their own vectorised cos/sin.
         """
         if not self.is_gpu and phi.dtype == np.float64:
-            return _CIS(phi, out)
+            return _EXPI(phi, out)
         self.xp.cos(phi, out=out.real)
         self.xp.sin(phi, out=out.imag)
         return out
@@ -142,72 +135,57 @@ def host_available_memory() -> int:
 
 
 def _device_index(name: str) -> int:
-    match = _CUDA_RE.match(name)
-    return int(match.group(1)) if match else 0
+    match = CUDA_DEVICE.match(name)
+    return int(match.group(1)) if match and match.group(1) is not None else 0
 
 
-def _load_cupy(device_index: int) -> tuple[ModuleType | None, str]:
-    """Import CuPy and check that ``device_index`` answers; returns (cupy or None, reason)."""
+def load_cupy(device_index: int | None) -> tuple[ModuleType | None, str]:
+    """Import CuPy and check that a CUDA device answers: ``device_index``, or the current
+    device when None. Returns (cupy, "") or (None, the reason it is not usable): an import
+    error, no driver, no such device (CuPy may import and still raise on every array
+    operation, e.g. without a driver)."""
     try:
         import cupy  # noqa: PLC0415 - lazy on purpose: import gpuqnn never imports CuPy
     except Exception as exc:  # ImportError, or a broken CUDA install raising at import
         return None, f"CuPy is not importable ({type(exc).__name__}: {exc})"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
-        if device_index >= count:
-            return None, f"CUDA device {device_index} does not exist ({count} device(s) found)"
-        with cupy.cuda.Device(device_index):
+        index = cupy.cuda.runtime.getDevice() if device_index is None else device_index
+        if index >= count:
+            return None, f"CUDA device {index} does not exist ({count} device(s) found)"
+        with cupy.cuda.Device(index):
             cupy.zeros(1).sum().item()
     except Exception as exc:  # CUDARuntimeError without a driver, and similar
         return None, f"no usable CUDA device ({type(exc).__name__}: {exc})"
     return cupy, ""
 
 
-def check_device(device: str) -> None:
-    """Raise ValueError unless ``device`` is 'auto', 'cpu', 'gpu' or 'cuda:N'."""
-    if not isinstance(device, str) or not (
-        device in ("auto", "cpu", "gpu") or _CUDA_RE.match(device)
-    ):
-        raise ValueError(f"device must be 'auto', 'cpu', 'gpu' or 'cuda:N', got {device!r}")
-
-
-def check_dtype(dtype: str) -> str:
-    """The dtype's name; raise ValueError unless it is complex128 or complex64."""
-    try:
-        name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
-    except TypeError:
-        name = None
-    if name not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-    return name
-
-
 def select_backend(device: str = "auto", dtype: str = "complex128") -> Backend:
-    """Choose the backend for ``device`` and ``dtype``.
+    """The backend for a checked ``device`` and ``dtype`` (see :mod:`gpuqnn._options`).
 
     Args:
         device: ``"auto"`` (CuPy on a working CUDA device, else NumPy, silently), ``"cpu"``,
-            ``"gpu"`` (CUDA device 0) or ``"cuda:N"``.
-        dtype: ``"complex128"`` (default) or ``"complex64"``.
+            ``"gpu"`` (CUDA device 0), ``"cuda"`` (the current CUDA device) or ``"cuda:N"``.
+        dtype: ``"complex128"`` or ``"complex64"``.
 
     Returns:
         The backend.
 
     Raises:
-        ValueError: ``device`` or ``dtype`` is not one of the accepted values.
         RuntimeError: a GPU was asked for explicitly but CuPy or a device is missing.
     """
-    complex_dtype = np.dtype(_DTYPES[check_dtype(dtype)])
-    check_device(device)
+    complex_dtype = DTYPES[dtype]
     if device == "cpu":
         return Backend(np, "cpu", complex_dtype)
-    index = _device_index(device)
-    cupy, reason = _load_cupy(index)
+    index = None if device == "cuda" else _device_index(device)
+    cupy, reason = load_cupy(index)
     if cupy is None:
         if device == "auto":
             logger.info("device='auto': using NumPy on the CPU because %s", reason)
             return Backend(np, "cpu", complex_dtype)
         hint = _INSTALL_HINT if "importable" in reason else "check the NVIDIA driver and device"
         raise RuntimeError(f"device={device!r} needs a CUDA GPU, but {reason}; {hint}")
+    if index is None:
+        index = int(cupy.cuda.runtime.getDevice())
     logger.info("using CuPy on cuda:%d", index)
     return Backend(cupy, f"cuda:{index}", complex_dtype)

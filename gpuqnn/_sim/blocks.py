@@ -8,7 +8,7 @@ is computed once for P samples and broadcasts over the copies and the extra axes
 Every block follows one protocol, written against the backend's array module:
 
 - ``prepare(angles, work, key)`` turns the (P, K) angle table into the block's per-sample data
-  (phases, Kronecker matrices, angles), once per pass; big data lives in the workspace ``work``
+  (phases, Kronecker matrices, angles), once per pass; big data lives in the buffers ``work``
   under ``key`` when one is given;
 - ``apply(psi, out, scratch, prep, inplace)`` maps states to the block's output and returns the
   array that holds it: ``psi`` itself when ``inplace`` allows and the block works in place, else
@@ -38,7 +38,7 @@ import numpy as np
 
 from .._compile import Op, Program
 from .backend import Backend
-from .buffers import Workspace
+from .buffers import Buffers
 from .fusion import GATE, LAYER, PHASE, BlockSpec
 from .gates import Plan, apply_op, generator_overlap, inverse_op, make_plan
 
@@ -148,6 +148,15 @@ class PhaseBlock:
     def parametric(self) -> bool:
         return self.slots.size > 0
 
+    def cost(self) -> float:
+        """Passes over a row: the phases' ``exp(i .)`` and multiply (4 when parametric, else
+        one multiply), plus one gather when the block permutes."""
+        return (4.0 if self.parametric else 1.0) + (1.0 if self.src is not None else 0.0)
+
+    def gradient_bytes(self) -> int:
+        """No temporaries per output beyond the adjoint states themselves."""
+        return 0
+
     def prep_bytes(self) -> tuple[int, int]:
         """Bytes per sample of ``prepare``'s result and of its temporaries: the (D,) phases;
         the angles' matmul and the four (D,) temporaries of ``exp(i .)``."""
@@ -157,7 +166,7 @@ class PhaseBlock:
         complex_bytes = np.dtype(self.dtype).itemsize
         return dim * complex_bytes, dim * (3 * complex_bytes // 2 + 8 + complex_bytes)
 
-    def prepare(self, angles: Any, work: Workspace | None = None, key: str = "") -> Any:
+    def prepare(self, angles: Any, work: Buffers | None = None, key: str = "") -> Any:
         """(P, K) real angles -> (P, D) complex phases ``c exp(i theta F)``, or (1, D) / None
         for a block without slots."""
         xp = self.xp
@@ -351,6 +360,10 @@ class LayerBlock:
     def parametric(self) -> bool:
         return self.slots.size > 0
 
+    def cost(self) -> float:
+        """Passes over a row: one matmul per Kronecker group, a real one costing half."""
+        return len(self.groups) * (1.0 if self.real else 2.0)
+
     def prep_bytes(self) -> tuple[int, int]:
         """Bytes per sample of ``prepare``'s result (the Kronecker factors, complex at worst)
         and of its temporaries (the outer products and their transposed copies)."""
@@ -374,7 +387,7 @@ class LayerBlock:
         return 3 * complex_bytes * max(cross(group) for group in self.groups)
 
     # ---- per-sample matrices -----------------------------------------------------------------
-    def prepare(self, angles: Any, work: Workspace | None = None, key: str = "") -> LayerPrep:
+    def prepare(self, angles: Any, work: Buffers | None = None, key: str = "") -> LayerPrep:
         if self._constant_prep is not None:
             return self._constant_prep
         slot_mats = self._slot_matrices(angles)
@@ -734,11 +747,19 @@ class GateBlock:
     def parametric(self) -> bool:
         return self.slots.size > 0
 
+    def cost(self) -> float:
+        """Passes over a row: one gate-level update of the touched sub-blocks."""
+        return 1.5
+
+    def gradient_bytes(self) -> int:
+        """No temporaries per output beyond the adjoint states themselves."""
+        return 0
+
     def prep_bytes(self) -> tuple[int, int]:
         """Bytes per sample of ``prepare``'s result (one angle) and of its temporaries."""
         return (8, 0) if self.parametric else (0, 0)
 
-    def prepare(self, angles: Any, work: Workspace | None = None, key: str = "") -> Any:
+    def prepare(self, angles: Any, work: Buffers | None = None, key: str = "") -> Any:
         """(1, P) angles of the op's slot, or None."""
         if not self.parametric:
             return None

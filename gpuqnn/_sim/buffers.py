@@ -3,8 +3,8 @@
 A pass holds many state-sized arrays at once (the state and its spare, checkpoints, adjoint
 states, phases). Allocated afresh on every call, each costs its first-touch page faults (about a
 millisecond per MiB measured on our 2-core machines, more than the arithmetic on it). A
-:class:`Workspace` keeps them: a named buffer grows to the largest size asked for and is handed
-out again as a view. Each simulator owns its workspaces (one per worker thread); nothing is
+:class:`Buffers` keeps them: a named buffer grows to the largest size asked for and is handed
+out again as a view. Each simulator owns its buffers (one set per worker thread); nothing is
 shared between networks.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 
-class Workspace:
+class Buffers:
     """Named, growable buffers of one array module.
 
     Args:

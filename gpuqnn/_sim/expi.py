@@ -20,7 +20,7 @@ _STEP_HI = float(np.float32(_STEP))  # 24 significant bits: k * _STEP_HI is exac
 _STEP_LO = _STEP - _STEP_HI
 
 
-class Cis:
+class ExpI:
     """Evaluates ``exp(i phi)`` into a complex128 array, reusing its own scratch buffers."""
 
     def __init__(self) -> None:

@@ -1,10 +1,11 @@
-"""The batched statevector engine: evolves a (R, D) tensor of states block by block.
+"""A program fused into blocks for a backend: evolves a (R, D) tensor of states block by block.
 
 A program's ops are fused once into blocks (:mod:`.fusion`, :mod:`.blocks`); each
 block is one batched update of all active rows. Blocks before the first parametric one are the
 same for every row: they are run once, at construction, into the initial state. Rows may start
 late: a parameter-shift row is copied from its sample's base row just before the block that holds
-its shifted slot, so the common prefix is simulated once per sample (see :meth:`Engine.evolve`).
+its shifted slot, so the common prefix is simulated once per sample (see
+:meth:`FusedCircuit.evolve`).
 
 Written once against the backend's array module, so NumPy and CuPy run the same code.
 
@@ -20,15 +21,14 @@ import numpy as np
 
 from .._compile import Program
 from .backend import Backend
-from .blocks import GateBlock, LayerBlock, PhaseBlock, Shifts, build_blocks
-from .buffers import Workspace
+from .blocks import Shifts, build_blocks
+from .buffers import Buffers
 from .fusion import fuse
+from .protocols import Block
 
-Block = PhaseBlock | LayerBlock | GateBlock
 
-
-class Engine:
-    """Runs a program on a backend.
+class FusedCircuit:
+    """A program fused into blocks on a backend: the block engine.
 
     Args:
         program: the compiled circuit.
@@ -70,7 +70,7 @@ class Engine:
         self,
         angles: Any,
         branches: Mapping[int, Shifts] | None = None,
-        work: Workspace | None = None,
+        buffers: Buffers | None = None,
     ) -> Any:
         """Evolve P samples from the initial state through every block.
 
@@ -83,13 +83,13 @@ class Engine:
         Args:
             angles: (P, K) real array on the backend, each sample's angle per slot.
             branches: block index -> its planned branches (rows appended in entry order).
-            work: buffers to reuse (default: fresh ones); the result is one of them.
+            buffers: buffers to reuse (default: fresh ones); the result is one of them.
 
         Returns:
             (R, D) complex array of final states on the backend: the samples' rows, then P rows
             per branch in block order.
         """
-        work = Workspace(self.backend.xp) if work is None else work
+        work = Buffers(self.backend.xp) if buffers is None else buffers
         branches = branches or {}
         angles = angles.astype(self.backend.real_dtype, copy=False)
         samples = angles.shape[0]
@@ -120,15 +120,6 @@ class Engine:
         return psi
 
     def block_costs(self) -> np.ndarray:
-        """(number of blocks,) rough relative cost of applying each block to one row, in
-        passes over the state: what the gradient-method choice weighs."""
-        costs = []
-        for block in self.blocks:
-            if isinstance(block, PhaseBlock):
-                cost = (4.0 if block.parametric else 1.0) + (1.0 if block.src is not None else 0.0)
-            elif isinstance(block, LayerBlock):
-                cost = len(block.groups) * (1.0 if block.real else 2.0)
-            else:
-                cost = 1.5
-            costs.append(cost)
-        return np.asarray(costs)
+        """(number of blocks,) each block's relative cost of applying it to one row, in passes
+        over the state (:meth:`Block.cost`)."""
+        return np.asarray([block.cost() for block in self.blocks], dtype=float)

@@ -1,4 +1,4 @@
-"""Fast primitives: qiskit V2 primitives and qiskit-machine-learning gradients on gpuqnn's engine.
+"""Fast primitives: qiskit V2 primitives and qiskit-machine-learning gradients on gpuqnn's cache.
 
 Pass them wherever qiskit-machine-learning or qiskit-algorithms take a primitive (``VQC``,
 ``VQR``, qiskit-machine-learning's own ``EstimatorQNN``/``SamplerQNN``, ``VQE``, ...)::
@@ -12,7 +12,7 @@ Pass them wherever qiskit-machine-learning or qiskit-algorithms take a primitive
   per classical register, like qiskit-machine-learning's ``QMLSampler``); ``shots=int`` samples
   seeded ``BitArray``s like ``StatevectorSampler``.
 - :class:`EstimatorGradient` / :class:`SamplerGradient`: analytic parameter-shift gradients from
-  the engine, in qiskit-machine-learning's gradient result formats.
+  the simulator, in qiskit-machine-learning's gradient result formats.
 """
 
 from __future__ import annotations

@@ -12,15 +12,15 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
 from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
 
 from .._compile import Program, compile_circuit
-from .._network import check_max_memory
-from .._sim.backend import Backend, check_device, check_dtype, select_backend
+from .._options import SimulatorOptions, check_positive_int
+from .._sim.backend import Backend, select_backend
 from .._sim.simulator import Simulator
 
 
@@ -77,23 +77,8 @@ def _param_text(param: Any) -> str:
     return f"R{param!r}"
 
 
-def check_seed(seed: Any) -> None:
-    """Raise TypeError unless ``seed`` is None, a non-negative int or a numpy Generator."""
-    if seed is None or isinstance(seed, np.random.Generator):
-        return
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
-        raise TypeError(f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}")
-
-
-def check_cache_size(cache_size: Any) -> int:
-    """Raise ValueError unless ``cache_size`` is a positive int."""
-    if isinstance(cache_size, bool) or not isinstance(cache_size, Integral) or cache_size < 1:
-        raise ValueError(f"cache_size must be a positive int, got {cache_size!r}")
-    return int(cache_size)
-
-
-class EngineCache:
-    """The engine of one primitive: its backend, compiled programs and simulators.
+class SimulatorCache:
+    """The simulators of one primitive: its backend, compiled programs and simulators.
 
     Args:
         device: ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda:N"``.
@@ -109,21 +94,18 @@ class EngineCache:
     def __init__(
         self, device: str, dtype: str, max_memory: int | str | None, cache_size: int
     ) -> None:
-        check_device(device)
-        self.dtype_name = check_dtype(dtype)
-        self.device_request = device
-        self.max_memory = check_max_memory(max_memory)
-        self.cache_size = check_cache_size(cache_size)
-        self.backend: Backend = select_backend(device, dtype)
+        self.options = SimulatorOptions.checked(device, dtype, max_memory=max_memory)
+        self.cache_size = check_positive_int(cache_size, "cache_size")
+        self.backend: Backend = select_backend(self.options.device, self.options.dtype)
         self._programs: OrderedDict[str, Program] = OrderedDict()
         self._simulators: OrderedDict[tuple, Simulator] = OrderedDict()
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
         return {
-            "device": self.device_request,
-            "dtype": self.dtype_name,
-            "max_memory": self.max_memory,
+            "device": self.options.device,
+            "dtype": self.options.dtype,
+            "max_memory": self.options.max_memory,
             "cache_size": self.cache_size,
         }
 
@@ -171,7 +153,9 @@ class EngineCache:
                 self._simulators.move_to_end(full_key)
                 return simulator
         program = self.program(key, circuit)
-        simulator = Simulator(program, make_readout(program, self.backend), self.backend)
+        simulator = Simulator(
+            program, make_readout(program, self.backend), self.backend, self.options
+        )
         with self._lock:
             self._simulators[full_key] = simulator
             while len(self._simulators) > self.cache_size:
@@ -184,11 +168,11 @@ class EngineCache:
         return len(self._programs)
 
 
-class EngineOwner:
-    """What a primitive that owns an :class:`EngineCache` (``_engine``) and a seed (``_seed``)
+class SimulatorOwner:
+    """What a primitive that owns an :class:`SimulatorCache` (``_cache``) and a seed (``_seed``)
     reports about them."""
 
-    _engine: EngineCache
+    _cache: SimulatorCache
     _seed: np.random.Generator | int | None
 
     @property
@@ -198,10 +182,10 @@ class EngineOwner:
 
     @property
     def device(self) -> str:
-        """Where the engine runs: ``"cpu"`` or ``"cuda:N"``."""
-        return self._engine.backend.name
+        """Where the simulator runs: ``"cpu"`` or ``"cuda:N"``."""
+        return self._cache.backend.name
 
     @property
     def dtype(self) -> str:
         """The statevectors' complex dtype."""
-        return self._engine.backend.dtype.name
+        return self._cache.backend.dtype.name

@@ -1,7 +1,7 @@
 """Batched evaluations shared by the primitives and their gradients.
 
 Every request for one circuit (all parameter sets of all pubs or gradient items that carry the
-same circuit) is served by ONE engine call: identical parameter rows are evaluated once, and a
+same circuit) is served by ONE simulator call: identical parameter rows are evaluated once, and a
 few distinct observables share one readout. Shapes: N requested rows, P parameters, U distinct
 rows, O observables, J differentiated parameters, M measured clbits.
 """
@@ -19,11 +19,11 @@ from qiskit.quantum_info.operators.base_operator import BaseOperator
 from .._compile import Program
 from .._sim.backend import Backend
 from .._sim.readout import PauliReadout, ProbabilityReadout
-from ._cache import EngineCache
+from ._cache import SimulatorCache
 
 SHARED_OBSERVABLES = 16
 """Up to this many distinct observables of one circuit share one readout (every row gets every
-observable); beyond, each observable gets its own engine call over the rows that need it."""
+observable); beyond, each observable gets its own simulator call over the rows that need it."""
 
 _PAULI_LETTERS = frozenset("IXYZ")
 
@@ -82,7 +82,7 @@ def _pauli_readout(observables: Sequence[SparsePauliOp]):
 
 
 def pauli_values(
-    cache: EngineCache,
+    cache: SimulatorCache,
     key: str,
     circuit: QuantumCircuit,
     rows: np.ndarray,
@@ -93,7 +93,7 @@ def pauli_values(
     """Expectation values (or their derivatives) of one observable per row.
 
     Args:
-        cache: the primitive's engine.
+        cache: the primitive's cache.
         key: ``circuit``'s structural key.
         circuit: the circuit; row columns follow ``circuit.parameters``.
         rows: (N, P) float64 parameter values.
@@ -123,12 +123,10 @@ def pauli_values(
         distinct, inverse = unique_rows(rows[selected])
         local = np.searchsorted(members, obs_ids[selected])
         if columns is None:
-            table = cache.backend.to_host(simulator.forward(distinct, cache.max_memory))
+            table = cache.backend.to_host(simulator.forward(distinct))
             out[selected] = table[inverse, local]
         else:
-            table = cache.backend.to_host(
-                simulator.backward(distinct, list(columns), cache.max_memory)
-            )
+            table = cache.backend.to_host(simulator.backward(distinct, list(columns)))
             out[selected] = table[inverse, local, :]
     return out
 
@@ -147,7 +145,7 @@ def _joint_readout(program: Program, backend: Backend) -> ProbabilityReadout:
 
 
 def joint_probabilities(
-    cache: EngineCache,
+    cache: SimulatorCache,
     key: str,
     circuit: QuantumCircuit,
     rows: np.ndarray,
@@ -156,7 +154,7 @@ def joint_probabilities(
     """Probabilities (or their derivatives) of the measured clbits' joint outcomes.
 
     Args:
-        cache: the primitive's engine.
+        cache: the primitive's cache.
         key: ``circuit``'s structural key.
         circuit: the circuit; row columns follow ``circuit.parameters``.
         rows: (N, P) float64 parameter values.
@@ -171,9 +169,9 @@ def joint_probabilities(
     simulator = cache.simulator(key, circuit, "joint", _joint_readout)
     distinct, inverse = unique_rows(rows)
     if columns is None:
-        table = simulator.forward(distinct, cache.max_memory)
+        table = simulator.forward(distinct)
     else:
-        table = simulator.backward(distinct, list(columns), cache.max_memory)
+        table = simulator.backward(distinct, list(columns))
     return cache.backend.to_host(table)[inverse], clbits
 
 

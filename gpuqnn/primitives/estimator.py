@@ -1,10 +1,8 @@
-"""gpuqnn's Estimator: a ``BaseEstimatorV2`` on the batched statevector engine."""
+"""gpuqnn's Estimator: a ``BaseEstimatorV2`` on the batched statevector cache."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from numbers import Real
-from typing import Any
 
 import numpy as np
 from qiskit.primitives import BaseEstimatorV2
@@ -13,22 +11,13 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.primitive_job import PrimitiveJob
 from qiskit.providers import Options
 
-from ._cache import EngineCache, EngineOwner, check_seed
+from .._options import check_precision, check_seed
+from ._cache import SimulatorCache, SimulatorOwner
 from ._evaluate import as_pauli_sum, check_finite, group_by_key, pauli_values
 
 
-def _check_precision(precision: Any, name: str) -> float:
-    if (
-        isinstance(precision, bool)
-        or not isinstance(precision, Real)
-        or not (np.isfinite(precision) and precision >= 0)
-    ):
-        raise ValueError(f"{name} must be a finite number >= 0, got {precision!r}")
-    return float(precision)
-
-
-class Estimator(EngineOwner, BaseEstimatorV2):
-    """Exact (or seeded noisy) expectation values from gpuqnn's batched statevector engine.
+class Estimator(SimulatorOwner, BaseEstimatorV2):
+    """Exact (or seeded noisy) expectation values from gpuqnn's batched statevector cache.
 
     A drop-in for qiskit's ``StatevectorEstimator`` and qiskit-machine-learning's
     ``QMLEstimator``: the same pubs (circuits, observable arrays, parameter bindings, broadcast
@@ -37,7 +26,7 @@ class Estimator(EngineOwner, BaseEstimatorV2):
     - ``default_precision=0`` (default) is **exact mode**, like ``QMLEstimator``: expectation
       values are exact and any ``precision`` passed to :meth:`run` or in a pub is ignored (so
       qiskit-machine-learning's EstimatorQNN, which always passes its ``default_precision``,
-      gets exact values). gpuqnn's networks given this estimator use their own engine directly.
+      gets exact values). gpuqnn's networks given this estimator use their own simulator directly.
     - ``default_precision > 0`` is **noisy mode**, like ``StatevectorEstimator``: each value
       gets Gaussian noise of standard deviation ``precision`` (the pub's, else :meth:`run`'s,
       else ``default_precision``), drawn from ``numpy.random.default_rng(seed)`` created per pub
@@ -46,7 +35,7 @@ class Estimator(EngineOwner, BaseEstimatorV2):
 
     Each distinct circuit is compiled once per estimator (cached by its structure, LRU-bounded
     by ``cache_size``); all parameter sets of all pubs that share a circuit are evaluated in one
-    engine call, identical parameter sets once.
+    simulator call, identical parameter sets once.
 
     Args:
         default_precision: 0 for exact values, > 0 for noisy values (see above).
@@ -72,10 +61,10 @@ class Estimator(EngineOwner, BaseEstimatorV2):
         max_memory: int | str | None = None,
         cache_size: int = 32,
     ) -> None:
-        self._default_precision = _check_precision(default_precision, "default_precision")
+        self._default_precision = check_precision(default_precision, "default_precision")
         check_seed(seed)
         self._seed = seed
-        self._engine = EngineCache(device, dtype, max_memory, cache_size)
+        self._cache = SimulatorCache(device, dtype, max_memory, cache_size)
 
     @property
     def default_precision(self) -> float:
@@ -114,7 +103,7 @@ class Estimator(EngineOwner, BaseEstimatorV2):
             ValueError: an invalid precision, pub or parameter value (NaN/inf).
         """
         if precision is not None:
-            precision = _check_precision(precision, "precision")
+            precision = check_precision(precision, "precision")
         if self.exact:
             precision = 0.0
         elif precision is None:
@@ -157,8 +146,8 @@ class Estimator(EngineOwner, BaseEstimatorV2):
 
         ``values[i]`` is pub i's (*parameter shape, P) float64 parameter values.
         """
-        engine = self._engine
-        keys = engine.keys([pub.circuit for pub in pubs])
+        cache = self._cache
+        keys = cache.keys([pub.circuit for pub in pubs])
         out = [np.zeros(pub.shape) for pub in pubs]
         for key, members in group_by_key(keys).items():
             circuit = pubs[members[0]].circuit
@@ -187,7 +176,7 @@ class Estimator(EngineOwner, BaseEstimatorV2):
             all_rows = np.concatenate(rows)
             row_index = np.concatenate([s for _, s in slots])
             evs = pauli_values(
-                engine, key, circuit, all_rows[row_index], np.concatenate(obs_ids), observables
+                cache, key, circuit, all_rows[row_index], np.concatenate(obs_ids), observables
             )
             start = 0
             for i, s in slots:

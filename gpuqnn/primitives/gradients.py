@@ -1,8 +1,8 @@
-"""Gradients of expectation values and of sampling probabilities on the batched engine.
+"""Gradients of expectation values and of sampling probabilities on the batched cache.
 
 :class:`EstimatorGradient` and :class:`SamplerGradient` subclass qiskit-machine-learning's
 parameter-shift gradients. With an exact primitive (gpuqnn's in exact mode, ``QMLEstimator`` /
-``QMLSampler`` in exact mode, an exact ``StatevectorEstimator``) the engine computes the
+``QMLSampler`` in exact mode, an exact ``StatevectorEstimator``) the simulator computes the
 analytic parameter-shift gradients of all circuits that share a structure in one call; with a
 primitive that is not exact (precision, shots, hardware) they run qiskit-machine-learning's
 parameter-shift code on that primitive, unchanged (which is still fast on gpuqnn's primitives).
@@ -27,8 +27,7 @@ from qiskit_machine_learning.gradients import (
 )
 from qiskit_machine_learning.gradients.utils import DerivativeType
 
-from .. import _exact
-from ._cache import EngineCache
+from ._cache import SimulatorCache
 from ._evaluate import (
     as_pauli_sum,
     check_finite,
@@ -37,17 +36,18 @@ from ._evaluate import (
     observable_key,
     pauli_values,
 )
+from ._exactness import exact_estimator, exact_sampler
 from .estimator import Estimator
 from .sampler import Sampler
 
 
-def _engine_of(primitive: Any, own: list[EngineCache]) -> EngineCache:
-    """The primitive's engine if it is gpuqnn's, else a default engine made once."""
-    engine = getattr(primitive, "_engine", None)
-    if isinstance(engine, EngineCache):
-        return engine
+def _cache_of(primitive: Any, own: list[SimulatorCache]) -> SimulatorCache:
+    """The primitive's simulator cache if it is gpuqnn's, else a default one made once."""
+    cache = getattr(primitive, "_cache", None)
+    if isinstance(cache, SimulatorCache):
+        return cache
     if not own:
-        own.append(EngineCache("auto", "complex128", None, 32))
+        own.append(SimulatorCache("auto", "complex128", None, 32))
     return own[0]
 
 
@@ -67,19 +67,19 @@ def _rows(
 
 
 class EstimatorGradient(ParamShiftEstimatorGradient):
-    """Analytic gradients of expectation values, computed by gpuqnn's engine.
+    """Analytic gradients of expectation values, computed by gpuqnn's cache.
 
     Same arguments and results as qiskit-machine-learning's ``ParamShiftEstimatorGradient``
     (``run(circuits, observables, parameter_values, parameters=None)``, one gradient array per
-    circuit over the requested parameters, in their order). The engine serves exact estimators
+    circuit over the requested parameters, in their order). The simulator serves exact estimators
     (the default, gpuqnn's exact :class:`Estimator`); for any other estimator this is
     qiskit-machine-learning's parameter shift on that estimator.
 
     Args:
         estimator: the estimator; None for gpuqnn's exact :class:`Estimator`.
-        options: primitive options for the delegated path (ignored by the engine).
+        options: primitive options for the delegated path (ignored by the cache).
         derivative_type: only ``DerivativeType.REAL`` (parameter shift gives real derivatives).
-        pass_manager: used on the delegated path only; the engine simulates the circuits as
+        pass_manager: used on the delegated path only; the simulator simulates the circuits as
             given.
 
     Raises:
@@ -101,12 +101,12 @@ class EstimatorGradient(ParamShiftEstimatorGradient):
         super().__init__(
             Estimator() if estimator is None else estimator, options, derivative_type, pass_manager
         )
-        self._own_engine: list[EngineCache] = []
+        self._own_cache: list[SimulatorCache] = []
 
     @property
     def engine_serves(self) -> bool:
-        """Whether the engine computes the gradients (the estimator is exact)."""
-        return _exact.exact_estimator(self._estimator, 0.0)
+        """Whether the simulator computes the gradients (the estimator is exact)."""
+        return exact_estimator(self._estimator, 0.0)
 
     def _run(
         self,
@@ -118,10 +118,10 @@ class EstimatorGradient(ParamShiftEstimatorGradient):
     ) -> EstimatorGradientResult:
         if not self.engine_serves:
             return super()._run(circuits, observables, parameter_values, parameters, **options)
-        engine = _engine_of(self._estimator, self._own_engine)
+        cache = _cache_of(self._estimator, self._own_cache)
         gradients: list[Any] = [None] * len(circuits)
         op_memo: dict[int, Any] = {}
-        for key, members in group_by_key(engine.keys(circuits)).items():
+        for key, members in group_by_key(cache.keys(circuits)).items():
             circuit = circuits[members[0]]
             rows = _rows(parameter_values, members)
             observables_, ids = [], []
@@ -137,7 +137,7 @@ class EstimatorGradient(ParamShiftEstimatorGradient):
             columns = sorted({c for cols in wanted for c in cols})
             position = {c: j for j, c in enumerate(columns)}
             table = (
-                pauli_values(engine, key, circuit, rows, np.array(ids), observables_, columns)
+                pauli_values(cache, key, circuit, rows, np.array(ids), observables_, columns)
                 if columns
                 else np.zeros((len(members), 0))
             )
@@ -151,20 +151,20 @@ class EstimatorGradient(ParamShiftEstimatorGradient):
 
 
 class SamplerGradient(ParamShiftSamplerGradient):
-    """Analytic gradients of sampling probabilities, computed by gpuqnn's engine.
+    """Analytic gradients of sampling probabilities, computed by gpuqnn's cache.
 
     Same arguments and results as qiskit-machine-learning's ``ParamShiftSamplerGradient``
     (``run(circuits, parameter_values, parameters=None)``; per circuit, per requested parameter,
     a dict from outcome to derivative). Outcomes are the integers of all the circuit's clbits
     (clbit 0 least significant), which for a circuit with one register, such as
-    ``measure_all``'s ``meas``, are that register's values. The engine serves exact samplers
+    ``measure_all``'s ``meas``, are that register's values. The simulator serves exact samplers
     (the default, gpuqnn's exact :class:`Sampler`); for any other sampler this is
     qiskit-machine-learning's parameter shift on that sampler.
 
     Args:
         sampler: the sampler; None for gpuqnn's exact :class:`Sampler`.
-        options: primitive options for the delegated path (ignored by the engine).
-        pass_manager: used on the delegated path only; the engine simulates the circuits as
+        options: primitive options for the delegated path (ignored by the cache).
+        pass_manager: used on the delegated path only; the simulator simulates the circuits as
             given.
     """
 
@@ -175,12 +175,12 @@ class SamplerGradient(ParamShiftSamplerGradient):
         pass_manager: BasePassManager | None = None,
     ) -> None:
         super().__init__(Sampler() if sampler is None else sampler, options, pass_manager)
-        self._own_engine: list[EngineCache] = []
+        self._own_cache: list[SimulatorCache] = []
 
     @property
     def engine_serves(self) -> bool:
-        """Whether the engine computes the gradients (the sampler is exact)."""
-        return _exact.exact_sampler(self._sampler)
+        """Whether the simulator computes the gradients (the sampler is exact)."""
+        return exact_sampler(self._sampler)
 
     def _run(
         self,
@@ -191,9 +191,9 @@ class SamplerGradient(ParamShiftSamplerGradient):
     ) -> SamplerGradientResult:
         if not self.engine_serves:
             return super()._run(circuits, parameter_values, parameters, **options)
-        engine = _engine_of(self._sampler, self._own_engine)
+        cache = _cache_of(self._sampler, self._own_cache)
         gradients: list[Any] = [None] * len(circuits)
-        for key, members in group_by_key(engine.keys(circuits)).items():
+        for key, members in group_by_key(cache.keys(circuits)).items():
             circuit = circuits[members[0]]
             if circuit.num_clbits == 0:
                 raise ValueError(
@@ -204,7 +204,7 @@ class SamplerGradient(ParamShiftSamplerGradient):
             wanted = [_columns(circuits[i], parameters[i]) for i in members]
             columns = sorted({c for cols in wanted for c in cols})
             position = {c: j for j, c in enumerate(columns)}
-            table, measured = joint_probabilities(engine, key, circuit, rows, columns)
+            table, measured = joint_probabilities(cache, key, circuit, rows, columns)
             outcomes = np.arange(table.shape[1], dtype=np.int64)
             keys = np.zeros_like(outcomes)
             for j, clbit in enumerate(measured):

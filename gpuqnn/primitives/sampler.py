@@ -1,10 +1,9 @@
-"""gpuqnn's Sampler: a ``BaseSamplerV2`` on the batched statevector engine."""
+"""gpuqnn's Sampler: a ``BaseSamplerV2`` on the batched statevector cache."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,8 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.primitives.primitive_job import PrimitiveJob
 from qiskit.providers import Options
 
-from ._cache import EngineCache, EngineOwner, check_seed
+from .._options import check_positive_int, check_seed
+from ._cache import SimulatorCache, SimulatorOwner
 from ._containers import (
     ExactProbabilities,
     ExactSamplerPubResult,
@@ -24,12 +24,6 @@ from ._containers import (
     sample_outcomes,
 )
 from ._evaluate import check_finite, group_by_key, joint_probabilities
-
-
-def _check_shots(shots: Any, name: str) -> int:
-    if isinstance(shots, bool) or not isinstance(shots, Integral) or shots <= 0:
-        raise ValueError(f"{name} must be a positive int, got {shots!r}")
-    return int(shots)
 
 
 def register_sources(circuit: QuantumCircuit, measured: list[int]) -> dict[str, list[int]]:
@@ -46,8 +40,8 @@ def register_sources(circuit: QuantumCircuit, measured: list[int]) -> dict[str, 
     }
 
 
-class Sampler(EngineOwner, BaseSamplerV2):
-    """Exact probabilities (or seeded shots) from gpuqnn's batched statevector engine.
+class Sampler(SimulatorOwner, BaseSamplerV2):
+    """Exact probabilities (or seeded shots) from gpuqnn's batched statevector cache.
 
     A drop-in for qiskit-machine-learning's ``QMLSampler`` and qiskit's ``StatevectorSampler``:
     the same pubs (circuits with final measurements, parameter bindings), one data field per
@@ -57,7 +51,7 @@ class Sampler(EngineOwner, BaseSamplerV2):
       an :class:`ExactProbabilities` (``get_counts``/``get_int_counts`` give dyadic counts whose
       normalised values are the exact probabilities to about 1e-11, ``get_probabilities`` and the
       dense ``probabilities`` array give them directly); shots passed to :meth:`run` or in a pub
-      are ignored. gpuqnn's networks given this sampler use their own engine directly, and
+      are ignored. gpuqnn's networks given this sampler use their own simulator directly, and
       qiskit-machine-learning's SamplerQNN (and so VQC) reads exact probabilities from it.
     - ``shots=int`` is **shot mode**, like ``StatevectorSampler``: each register's field is a
       ``BitArray`` of that many shots (or :meth:`run`'s, or the pub's), sampled from the exact
@@ -66,7 +60,7 @@ class Sampler(EngineOwner, BaseSamplerV2):
 
     Each distinct circuit is compiled once per sampler (cached by its structure, LRU-bounded by
     ``cache_size``); all parameter sets of all pubs that share a circuit are evaluated in one
-    engine call, identical parameter sets once.
+    simulator call, identical parameter sets once.
 
     Args:
         shots: None for exact probabilities; a positive int for that many shots by default.
@@ -92,10 +86,10 @@ class Sampler(EngineOwner, BaseSamplerV2):
         max_memory: int | str | None = None,
         cache_size: int = 32,
     ) -> None:
-        self._shots = None if shots is None else _check_shots(shots, "shots")
+        self._shots = None if shots is None else check_positive_int(shots, "shots")
         check_seed(seed)
         self._seed = seed
-        self._engine = EngineCache(device, dtype, max_memory, cache_size)
+        self._cache = SimulatorCache(device, dtype, max_memory, cache_size)
 
     @property
     def default_shots(self) -> int | None:
@@ -133,7 +127,7 @@ class Sampler(EngineOwner, BaseSamplerV2):
             ValueError: invalid shots, pubs or parameter values (NaN/inf).
         """
         if shots is not None:
-            shots = _check_shots(shots, "shots")
+            shots = check_positive_int(shots, "shots")
         if self.exact:
             shots = 1  # pubs need a shot count to validate; exact mode does not use it
         elif shots is None:
@@ -203,15 +197,15 @@ class Sampler(EngineOwner, BaseSamplerV2):
 
         ``values[i]`` is pub i's (*pub.shape, P) float64 parameter values.
         """
-        engine = self._engine
-        keys = engine.keys([pub.circuit for pub in pubs])
+        cache = self._cache
+        keys = cache.keys([pub.circuit for pub in pubs])
         out: list[Any] = [None] * len(pubs)
         for key, members in group_by_key(keys).items():
             flats = []
             for i in members:
                 flats.append(values[i].reshape(int(np.prod(pubs[i].shape)), values[i].shape[-1]))
             table, measured = joint_probabilities(
-                engine, key, pubs[members[0]].circuit, np.concatenate(flats)
+                cache, key, pubs[members[0]].circuit, np.concatenate(flats)
             )
             start = 0
             for i, flat in zip(members, flats, strict=True):

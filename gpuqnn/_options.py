@@ -1,0 +1,206 @@
+"""Every check of a user-supplied option, and the one frozen object the checked options travel in.
+
+Options are checked once, at the boundary (a network's or a primitive's constructor), into a
+:class:`SimulatorOptions`; everything below takes that object and trusts it. Each check raises
+with the argument's name, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from qiskit.circuit import Parameter, QuantumCircuit
+
+DTYPES = {"complex128": np.dtype(np.complex128), "complex64": np.dtype(np.complex64)}
+"""The statevectors' dtypes by name; parameters and outputs are always float64."""
+
+GRADIENT_METHODS = ("auto", "adjoint", "parameter_shift")
+"""``gradient_method`` values: ``auto`` compares the strategies' costs (see ``gpuqnn._sim``)."""
+
+KERNEL_MODES = ("auto", "fused", "per_op", "none")
+"""CUDA kernel choices: fused where a row fits shared memory (``auto``), one kind only, or the
+block engine only (``none``); see :mod:`gpuqnn._cuda.select`."""
+
+CUDA_DEVICE = re.compile(r"^cuda(?::(\d+))?$")
+"""``cuda`` (the current CUDA device) or ``cuda:N``."""
+
+
+def check_device(device: Any) -> str:
+    """``device`` itself; raise ValueError unless it is 'auto', 'cpu', 'gpu', 'cuda' or
+    'cuda:N'."""
+    if not isinstance(device, str) or not (
+        device in ("auto", "cpu", "gpu") or CUDA_DEVICE.match(device)
+    ):
+        raise ValueError(f"device must be 'auto', 'cpu', 'gpu', 'cuda' or 'cuda:N', got {device!r}")
+    return device
+
+
+def check_dtype(dtype: Any) -> str:
+    """The dtype's name; raise ValueError unless it is complex128 or complex64 (a name or a
+    NumPy dtype)."""
+    try:
+        name = dtype if isinstance(dtype, str) else np.dtype(dtype).name
+    except TypeError:
+        name = None
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    return name
+
+
+def check_gradient_method(method: Any) -> str:
+    """``method``; raise ValueError unless it is one of :data:`GRADIENT_METHODS`."""
+    if method not in GRADIENT_METHODS:
+        raise ValueError(f"gradient_method must be one of {GRADIENT_METHODS}, got {method!r}")
+    return method
+
+
+def check_kernel_mode(mode: Any) -> str:
+    """``mode``; raise ValueError unless it is one of :data:`KERNEL_MODES`."""
+    if mode not in KERNEL_MODES:
+        raise ValueError(f"kernels must be one of {KERNEL_MODES}, got {mode!r}")
+    return mode
+
+
+def check_max_memory(max_memory: Any) -> int | None:
+    """None or 'auto' -> None (half of the free memory at call time); else a positive whole
+    number of bytes (an int, or a float such as ``8e6`` with no fractional part) as an int."""
+    if max_memory is None or max_memory == "auto":
+        return None
+    whole = (
+        not isinstance(max_memory, bool)
+        and isinstance(max_memory, Real)
+        and np.isfinite(max_memory)
+        and float(max_memory).is_integer()
+    )
+    if not whole or max_memory <= 0:
+        raise ValueError(
+            "max_memory must be a positive whole number of bytes (e.g. 2**28 or 8e6) or 'auto', "
+            f"got {max_memory!r}"
+        )
+    return int(max_memory)
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """``value`` as an int; raise ValueError unless it is a positive int (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_shots(shots: Any, name: str = "shots") -> int | None:
+    """None (exact) or a positive int of shots."""
+    if shots is None:
+        return None
+    return check_positive_int(shots, name)
+
+
+def check_seed(seed: Any) -> None:
+    """Raise TypeError unless ``seed`` is None, a non-negative int or a numpy Generator."""
+    if seed is None or isinstance(seed, np.random.Generator):
+        return
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+        raise TypeError(f"seed must be None, a non-negative int or a numpy Generator, got {seed!r}")
+
+
+def check_precision(precision: Any, name: str) -> float:
+    """``precision`` as a float; raise ValueError unless it is a finite number >= 0."""
+    if (
+        isinstance(precision, bool)
+        or not isinstance(precision, Real)
+        or not (np.isfinite(precision) and precision >= 0)
+    ):
+        raise ValueError(f"{name} must be a finite number >= 0, got {precision!r}")
+    return float(precision)
+
+
+def check_parameters(
+    circuit: Any,
+    input_params: Sequence[Parameter] | None,
+    weight_params: Sequence[Parameter] | None,
+) -> None:
+    """Check the declared parameters against the circuit.
+
+    Raises:
+        TypeError: ``circuit`` is not a QuantumCircuit, or a declared parameter is not a
+            Parameter.
+        ValueError: a parameter is declared twice, is not in the circuit, or a circuit
+            parameter is declared as neither input nor weight.
+    """
+    if not isinstance(circuit, QuantumCircuit):
+        raise TypeError(f"circuit must be a qiskit QuantumCircuit, got {type(circuit).__name__}")
+    inputs = list(input_params) if input_params is not None else []
+    weights = list(weight_params) if weight_params is not None else []
+    present = set(circuit.parameters)
+    seen: dict[Parameter, str] = {}
+    for kind, params in (("input_params", inputs), ("weight_params", weights)):
+        for param in params:
+            if not isinstance(param, Parameter):
+                raise TypeError(f"{kind} must hold qiskit Parameters, got {param!r}")
+            if param in seen:
+                where = f"both {seen[param]} and {kind}" if seen[param] != kind else f"{kind} twice"
+                raise ValueError(f"parameter '{param.name}' is listed in {where}")
+            seen[param] = kind
+            if param not in present:
+                raise ValueError(
+                    f"{kind} holds '{param.name}', which is not a parameter of "
+                    f"the circuit (its parameters: {sorted(p.name for p in present)})"
+                )
+    free = sorted(p.name for p in present if p not in seen)
+    if free:
+        raise ValueError(
+            f"circuit parameters {free} are in neither input_params nor "
+            "weight_params; declare each one as an input or a weight"
+        )
+
+
+@dataclass(frozen=True)
+class SimulatorOptions:
+    """The simulator's options, checked (build with :meth:`checked`).
+
+    Attributes:
+        device: the device asked for: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda"`` or
+            ``"cuda:N"`` (resolved to a backend by :func:`gpuqnn._sim.backend.select_backend`).
+        dtype: ``"complex128"`` or ``"complex64"``.
+        gradient_method: one of :data:`GRADIENT_METHODS`.
+        max_memory: bound in bytes on what a pass holds at once, or None for half of the
+            free memory at call time.
+        kernels: one of :data:`KERNEL_MODES` (GPU backends only).
+    """
+
+    device: str = "auto"
+    dtype: str = "complex128"
+    gradient_method: str = "auto"
+    max_memory: int | None = None
+    kernels: str = "auto"
+
+    @classmethod
+    def checked(
+        cls,
+        device: Any = "auto",
+        dtype: Any = "complex128",
+        gradient_method: Any = "auto",
+        max_memory: Any = None,
+        kernels: Any = "auto",
+    ) -> SimulatorOptions:
+        """The options after every check.
+
+        Raises:
+            ValueError: an option is not one of its accepted values.
+        """
+        return cls(
+            device=check_device(device),
+            dtype=check_dtype(dtype),
+            gradient_method=check_gradient_method(gradient_method),
+            max_memory=check_max_memory(max_memory),
+            kernels=check_kernel_mode(kernels),
+        )
+
+    @property
+    def complex_dtype(self) -> np.dtype:
+        """The statevectors' NumPy dtype."""
+        return DTYPES[self.dtype]

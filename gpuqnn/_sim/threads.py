@@ -1,0 +1,110 @@
+"""The process-wide pieces of the CPU passes, made explicit: one worker pool and one BLAS limit.
+
+NumPy's kernels release the GIL, so chunks of rows run on worker threads in parallel. Two things
+are process-wide by nature, and this module is their one home:
+
+- **The worker pool** (:func:`worker_pool`): one ``ThreadPoolExecutor`` for every simulator in
+  the process, created on first use. Simulators share it (a primitive may cache 32 of them; one
+  pool each would leave hundreds of idle threads). Tasks of two simulators running at once
+  interleave on it; each task is independent.
+- **The BLAS limit** (:func:`blas_limited`): while our workers run, BLAS (OpenBLAS, MKL) is held
+  to one thread per call, because its own spinning threads would take the cores from our
+  workers (measured: a 12-qubit backward went from 35 ms to 4.5 s). BLAS thread counts are
+  process state, so the limit is reference-counted under a lock: the first pass that needs it
+  sets it, the last one to finish restores the user's setting. Two networks in two threads do
+  not undo each other's limit midway, and between calls the user's own NumPy/torch work runs
+  with its own BLAS threads. The libraries are re-scanned after new imports (SciPy brings a
+  second OpenBLAS beside NumPy's).
+
+Both are reset in a ``fork()``ed child (``os.register_at_fork``): the child has none of the
+parent's threads, so it gets a fresh pool, fresh locks and no count of the parent's passes.
+(A fork taken by another thread while a pass holds the BLAS limit leaves the child's BLAS at
+one thread: the limit is process state that the child inherits.)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+MAX_WORKERS = 8
+"""Most worker threads one process uses."""
+
+
+def available_cores() -> int:
+    """The CPU cores this process may use (its affinity), at most :data:`MAX_WORKERS`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
+class _Shared:
+    """The pool and the BLAS limit's state; one instance per process (see :func:`_reset`)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pool: ThreadPoolExecutor | None = None
+        self.controller: Any = None  # threadpoolctl.ThreadpoolController, built on first use
+        self.modules = 0  # len(sys.modules) when the controller was built
+        self.limiter: Any = None
+        self.users = 0
+
+
+_shared = _Shared()
+
+
+def _reset() -> None:
+    """In a forked child: forget the parent's pool, locks and count of running passes. Nothing
+    else is called here (a fork handler must not start threads or take locks)."""
+    global _shared
+    _shared = _Shared()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset)
+
+
+def _controller(shared: _Shared) -> Any:
+    """threadpoolctl's controller of the BLAS libraries loaded now (rebuilt after imports,
+    which may load another BLAS, e.g. SciPy's beside NumPy's); call under ``shared.lock``."""
+    if shared.controller is None or shared.modules != len(sys.modules):
+        from threadpoolctl import ThreadpoolController  # noqa: PLC0415 - scans libraries
+
+        shared.controller = ThreadpoolController()
+        shared.modules = len(sys.modules)
+    return shared.controller
+
+
+def worker_pool() -> ThreadPoolExecutor:
+    """The process's worker pool, with :func:`available_cores` threads (created on first use)."""
+    shared = _shared
+    with shared.lock:
+        if shared.pool is None:
+            shared.pool = ThreadPoolExecutor(available_cores(), thread_name_prefix="gpuqnn")
+        return shared.pool
+
+
+@contextmanager
+def blas_limited() -> Iterator[None]:
+    """Hold BLAS to one thread while the block runs; the user's setting is back once the last
+    concurrent holder leaves."""
+    shared = _shared
+    with shared.lock:
+        if shared.users == 0:
+            shared.limiter = _controller(shared).limit(limits=1, user_api="blas")
+        shared.users += 1
+    try:
+        yield
+    finally:
+        with shared.lock:
+            shared.users -= 1
+            if shared.users == 0 and shared.limiter is not None:
+                shared.limiter.restore_original_limits()
+                shared.limiter = None

@@ -1,0 +1,233 @@
+"""The process-wide pieces of the CPU passes: the shared worker pool, the BLAS limit, fork safety
+and options checked once at the boundary."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+from gpuqnn import EstimatorQNN, SamplerQNN
+from gpuqnn._internals import simulator_of
+from gpuqnn._sim import threads
+from gpuqnn.examples import parity, zz_real_amplitudes
+
+QUBITS = 10
+BATCH = 256  # 10 qubits x 256 samples: enough states for every core to get a worker
+
+
+def _network(**kwargs) -> EstimatorQNN:
+    qc, feature_map, ansatz = zz_real_amplitudes(QUBITS, reps=1)
+    return EstimatorQNN(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        input_gradients=True,
+        **kwargs,
+    )
+
+
+def _data(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, np.pi, (BATCH, QUBITS)), rng.uniform(0, np.pi, 2 * QUBITS)
+
+
+def _blas_threads() -> list[int]:
+    return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+
+def test_a_pass_uses_several_workers_here() -> None:
+    """The tests below exercise the pool only if a pass takes more than one worker."""
+    if threads.available_cores() < 2:
+        pytest.skip("one core: passes run on the calling thread")
+    network = _network()
+    sizing = simulator_of(network).executor.sizing(1 << 20, None, "a row", BATCH, states=1)
+    assert sizing.workers >= 2
+
+
+def test_two_networks_in_two_threads_give_the_serial_results() -> None:
+    first, second = _network(), _network(gradient_method="parameter_shift")
+    data = [_data(1), _data(2)]
+    serial = [
+        (first.forward(*data[0]), first.backward(*data[0])),
+        (second.forward(*data[1]), second.backward(*data[1])),
+    ]
+    results: list = [None, None]
+    errors: list = []
+    barrier = threading.Barrier(2)
+
+    def work(i: int, network: EstimatorQNN) -> None:
+        try:
+            barrier.wait(timeout=30)
+            for _ in range(3):
+                results[i] = (network.forward(*data[i]), network.backward(*data[i]))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(i, n)) for i, n in enumerate((first, second))]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert not errors and all(not w.is_alive() for w in workers)
+    for (out, (gi, gw)), (ref_out, (ref_gi, ref_gw)) in zip(results, serial, strict=True):
+        # chunk sizes follow the free memory, so only the rounding may differ
+        np.testing.assert_allclose(out, ref_out, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(gi, ref_gi, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(gw, ref_gw, rtol=0, atol=1e-12)
+
+
+def _multi_threaded_blas() -> list[int]:
+    threads_now = _blas_threads()
+    if not threads_now or max(threads_now) < 2:
+        pytest.skip("BLAS runs one thread here: there is no limit to observe")
+    return threads_now
+
+
+def test_workers_run_single_threaded_blas_and_the_user_keeps_their_setting() -> None:
+    before = _multi_threaded_blas()
+    _network().backward(*_data(3))  # a multi-worker pass
+    assert _blas_threads() == before
+    with threads.blas_limited():
+        in_worker = threads.worker_pool().submit(_blas_threads).result(timeout=30)
+    assert set(in_worker) == {1}
+    assert _blas_threads() == before
+
+
+def test_a_pass_ending_in_one_thread_keeps_the_limit_for_another_still_running() -> None:
+    """The limit is reference-counted: held until the last concurrent pass ends. (Observed
+    through the count and the limiter: OpenBLAS's own reading of a count set from another
+    thread is not reliable across builds.)"""
+    before = _multi_threaded_blas()
+    entered, release = threading.Event(), threading.Event()
+
+    def long_pass() -> None:
+        with threads.blas_limited():
+            entered.set()
+            release.wait(timeout=30)
+
+    other = threading.Thread(target=long_pass)
+    other.start()
+    assert entered.wait(timeout=30)
+    with threads.blas_limited():
+        assert threads._shared.users == 2
+    assert threads._shared.users == 1 and threads._shared.limiter is not None  # still held
+    release.set()
+    other.join(timeout=30)
+    assert threads._shared.users == 0 and threads._shared.limiter is None
+    assert _blas_threads() == before  # the last pass out restored the user's setting
+
+
+def test_simulators_share_one_pool() -> None:
+    _network().forward(*_data(4))
+    pool = threads.worker_pool()
+    _network(gradient_method="parameter_shift").backward(*_data(5))
+    assert threads.worker_pool() is pool
+
+
+# ---- fork ---------------------------------------------------------------------------------------
+_FORKED: dict = {}
+
+
+def _forward_in_child(seed: int) -> np.ndarray:
+    network = _FORKED["network"]
+    return network.forward(*_data(seed))
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform"
+)
+def test_a_forked_pool_computes_after_the_parent_used_its_workers() -> None:
+    network = _network()
+    expected = [network.forward(*_data(seed)) for seed in (6, 7)]  # the parent's workers ran
+    _FORKED["network"] = network
+    try:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            got = pool.map_async(_forward_in_child, (6, 7)).get(timeout=120)
+    finally:
+        _FORKED.clear()
+    for out, ref in zip(got, expected, strict=True):
+        np.testing.assert_allclose(out, ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform"
+)
+def test_a_dataloader_with_forked_workers_feeds_a_torch_connector_model() -> None:
+    """The dataset's workers run a network in forked children (features from a quantum layer),
+    and the parent trains a TorchConnector model on them afterwards."""
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader, Dataset  # noqa: PLC0415
+
+    from gpuqnn import TorchConnector  # noqa: PLC0415
+
+    features = _network()
+    inputs, weights = _data(8)
+    expected = features.forward(inputs, weights)  # the parent used its workers first
+
+    class QuantumFeatures(Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int):
+            rows = inputs[i * 64 : (i + 1) * 64]
+            return torch.from_numpy(features.forward(rows, weights)), i
+
+    loader = DataLoader(
+        QuantumFeatures(), batch_size=None, num_workers=2, multiprocessing_context="fork"
+    )
+    got = {i: batch for batch, i in loader}
+    for i in range(4):
+        np.testing.assert_allclose(
+            got[i].numpy(), expected[i * 64 : (i + 1) * 64], rtol=0, atol=1e-12
+        )
+    qc, feature_map, ansatz = zz_real_amplitudes(2, reps=1)
+    sampler = SamplerQNN(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        interpret=parity,
+        output_shape=2,
+        input_gradients=True,
+    )
+    model = torch.nn.Sequential(torch.nn.Linear(1, 2), TorchConnector(sampler))
+    loss = model(got[0].float()).sum()
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+# ---- options, checked once --------------------------------------------------------------------
+def test_integral_float_max_memory_is_accepted() -> None:
+    assert _network(max_memory=8e6).max_memory == 8_000_000
+    with pytest.raises(ValueError, match=r"max_memory must be a positive whole number.*8\.5"):
+        _network(max_memory=8.5)
+
+
+def test_device_cuda_means_the_current_device() -> None:
+    try:
+        network = _network(device="cuda")
+    except RuntimeError as exc:  # no GPU here: the reason, not a rejected option
+        assert "device='cuda' needs a CUDA GPU" in str(exc)
+    else:
+        assert network.device.startswith("cuda:")
+    with pytest.raises(ValueError, match=r"'cuda' or 'cuda:N', got 'cuda:x'"):
+        _network(device="cuda:x")
+
+
+def test_seeded_shots_repeat_per_call() -> None:
+    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
+    sampler = SamplerQNN(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        shots=100,
+        seed=7,
+    )
+    x, w = np.full((4, 3), 0.3), np.full(ansatz.num_parameters, 0.2)
+    first, second = sampler.forward(x, w), sampler.forward(x, w)
+    np.testing.assert_array_equal(first, second)
+    assert not np.allclose(first[0], first[1])  # rows still draw different shots
+    np.testing.assert_array_equal(sampler.backward(x, w)[1], sampler.backward(x, w)[1])
