@@ -73,16 +73,16 @@ def observables(num_qubits: int, rng: np.random.Generator) -> list[SparsePauliOp
     ]
 
 
-def assert_same_passes(ours, reference, inputs, weights, atol: float) -> None:
-    """``ours`` and ``reference`` agree on forward values and both gradients, to ``atol``:
-    same shapes, float64 results, ``None`` gradients alike."""
+def assert_same_passes(ours, reference, inputs, weights, atol: float, rtol: float = 0.0) -> None:
+    """``ours`` and ``reference`` agree on forward values and both gradients, to ``atol`` (and
+    ``rtol``): same shapes, float64 results, ``None`` gradients alike."""
     forward = ours.forward(inputs, weights)
     assert forward.dtype == np.float64
-    np.testing.assert_allclose(forward, reference.forward(inputs, weights), rtol=0, atol=atol)
+    np.testing.assert_allclose(forward, reference.forward(inputs, weights), rtol=rtol, atol=atol)
     backward = zip(ours.backward(inputs, weights), reference.backward(inputs, weights), strict=True)
     for a, b in backward:
         if b is None:
             assert a is None
             continue
         assert a.dtype == np.float64
-        np.testing.assert_allclose(a, b, rtol=0, atol=atol)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)

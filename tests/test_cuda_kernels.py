@@ -19,7 +19,7 @@ from qiskit.circuit.library import RXGate, RXXGate, RYGate, RYYGate, RZGate, RZX
 from qiskit.quantum_info import Pauli, SparsePauliOp, random_unitary
 
 from gpuqnn import EstimatorQNN, SamplerQNN
-from gpuqnn._compile import Op, Program
+from gpuqnn._compile import Op, OpKind, Program
 from gpuqnn._compile.angles import AngleTable
 from gpuqnn._cuda import program as tables
 from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
@@ -57,7 +57,7 @@ def _random_op(rng: np.random.Generator, n: int, kind: str, slot: int) -> Op:
     dim = 1 << k
     if kind == "dense":
         return Op(
-            "dense",
+            OpKind.DENSE,
             targets,
             controls,
             ctrl_state,
@@ -65,11 +65,11 @@ def _random_op(rng: np.random.Generator, n: int, kind: str, slot: int) -> Op:
         )
     if kind == "diag":
         return Op(
-            "diag", targets, controls, ctrl_state, np.exp(1j * rng.uniform(0, 2 * np.pi, dim))
+            OpKind.DIAG, targets, controls, ctrl_state, np.exp(1j * rng.uniform(0, 2 * np.pi, dim))
         )
     if kind == "perm":
         return Op(
-            "perm",
+            OpKind.PERM,
             targets,
             controls,
             ctrl_state,
@@ -78,7 +78,7 @@ def _random_op(rng: np.random.Generator, n: int, kind: str, slot: int) -> Op:
         )
     if kind == "phase":
         mask = rng.integers(0, 2, dim).astype(float)
-        return Op("phase", targets, controls, ctrl_state, mask, slot=slot)
+        return Op(OpKind.PHASE, targets, controls, ctrl_state, mask, slot=slot)
     if k <= 2 and rng.random() < 0.8:
         candidates = [g for g in _ROTATIONS if g(0.0).num_qubits == k]
         generator = 1j * candidates[int(rng.integers(len(candidates)))](np.pi).to_matrix()
@@ -87,7 +87,7 @@ def _random_op(rng: np.random.Generator, n: int, kind: str, slot: int) -> Op:
         generator = Pauli(label).to_matrix()
     source = np.argmax(np.abs(generator) > 0.5, axis=1)
     coeffs = -1j * generator[np.arange(dim), source]
-    return Op("rot", targets, controls, ctrl_state, coeffs, source, slot)
+    return Op(OpKind.ROT, targets, controls, ctrl_state, coeffs, source, slot)
 
 
 def random_program(seed: int, n: int, num_ops: int = 24) -> Program:
@@ -103,7 +103,7 @@ def random_program(seed: int, n: int, num_ops: int = 24) -> Program:
         ops.append(op)
     if n >= 2:  # the compiler's fused cx-p-cx: a phase on the parity of two qubits
         a, b = (int(q) for q in rng.permutation(n)[:2])
-        ops.append(Op("phase", (a, b), (), 0, np.array([0.0, 1.0, 1.0, 0.0]), slot=slots))
+        ops.append(Op(OpKind.PHASE, (a, b), (), 0, np.array([0.0, 1.0, 1.0, 0.0]), slot=slots))
         slots += 1
     params = list(ParameterVector("t", slots))
     slot_ops = np.array([i for i, op in enumerate(ops) if op.slot >= 0], dtype=np.int64)
@@ -343,7 +343,7 @@ def _program_with(ops: tuple[Op, ...], n: int) -> Program:
 
 
 def test_unsupported_programs_are_refused() -> None:
-    dense4 = Op("dense", (0, 1, 2, 3), (), 0, random_unitary(16, seed=1).data)
+    dense4 = Op(OpKind.DENSE, (0, 1, 2, 3), (), 0, random_unitary(16, seed=1).data)
     program = _program_with((dense4,), 4)
     reason = unsupported_reason(program)
     assert reason is not None and "4 targets" in reason
@@ -354,7 +354,7 @@ def test_unsupported_programs_are_refused() -> None:
         encode_program(program, readout)
     big = Program(31, np.arange(31), (), AngleTable([], []), np.zeros(0, np.int64))
     assert "31 qubits" in unsupported_reason(big)
-    diag5 = Op("diag", (0, 1, 2, 3, 4), (), 0, np.exp(1j * np.arange(32.0)))
+    diag5 = Op(OpKind.DIAG, (0, 1, 2, 3, 4), (), 0, np.exp(1j * np.arange(32.0)))
     assert unsupported_reason(_program_with((diag5,), 5)) is None
 
 
@@ -370,7 +370,7 @@ def test_unsupported_programs_are_refused() -> None:
 def test_fused_shared_memory_limit(n: int, dtype: str, fits: bool) -> None:
     """About 13 qubits fit 227 KiB of shared memory in complex128, one more in complex64."""
     ops = tuple(
-        Op("dense", (q,), (), 0, np.array([[1, 1], [1, -1]]) / np.sqrt(2)) for q in range(n)
+        Op(OpKind.DENSE, (q,), (), 0, np.array([[1, 1], [1, -1]]) / np.sqrt(2)) for q in range(n)
     )
     readout = PauliReadout([SparsePauliOp("Z" * n)], np.arange(n), n, select_backend("cpu", dtype))
     kp = encode_program(_program_with(ops, n), readout)
@@ -413,7 +413,7 @@ def test_tables_mirror_the_kernel_source() -> None:
         "GQ_PAULI": tables.READOUT_PAULI,
         "GQ_PROB_DIRECT": tables.READOUT_PROB_DIRECT,
         "GQ_PROB_PIECES": tables.READOUT_PROB_PIECES,
-        **{f"GQ_{kind.upper()}": code for kind, code in tables.KIND_CODES.items()},
+        **{f"GQ_{kind.name}": int(kind) for kind in OpKind},
     }
     assert {name: int(enums[name]) for name in expected} == expected
     assert f"#define GQ_MAX_THREADS {tables.MAX_THREADS}" in source

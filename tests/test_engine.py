@@ -19,6 +19,8 @@ from gpuqnn._compile import compile_circuit
 from gpuqnn._sim.backend import select_backend
 from gpuqnn._sim.fused import FusedCircuit
 
+from circuits import assert_same_passes
+
 TOL = {"complex128": 1e-10, "complex64": 2e-5}
 STANDARD = sorted(
     name
@@ -176,11 +178,7 @@ def test_random_estimator_network_matches_qml(seed: int) -> None:
     ours, ref = EstimatorQNN(**kwargs), QmlEstimatorQNN(**kwargs)
     rng = np.random.default_rng(seed)
     inputs, weights = rng.uniform(-2, 2, (3, 2)), rng.uniform(-2, 2, 4)
-    np.testing.assert_allclose(
-        ours.forward(inputs, weights), ref.forward(inputs, weights), atol=1e-9, rtol=0
-    )
-    for a, b in zip(ours.backward(inputs, weights), ref.backward(inputs, weights), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-9, rtol=0)
+    assert_same_passes(ours, ref, inputs, weights, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(4, 7))
@@ -197,11 +195,7 @@ def test_random_sampler_network_matches_qml(seed: int) -> None:
     ours, ref = SamplerQNN(**kwargs), QmlSamplerQNN(**kwargs)
     rng = np.random.default_rng(seed)
     inputs, weights = rng.uniform(-2, 2, (2, 2)), rng.uniform(-2, 2, 4)
-    np.testing.assert_allclose(
-        ours.forward(inputs, weights), ref.forward(inputs, weights), atol=1e-9, rtol=0
-    )
-    for a, b in zip(ours.backward(inputs, weights), ref.backward(inputs, weights), strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-9, rtol=0)
+    assert_same_passes(ours, ref, inputs, weights, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(7, 12))
@@ -243,13 +237,7 @@ def test_complex64_agrees_with_complex128(seed: int) -> None:
     single, double = EstimatorQNN(**kwargs, dtype="complex64"), EstimatorQNN(**kwargs)
     rng = np.random.default_rng(seed)
     inputs, weights = rng.uniform(-2, 2, (3, 2)), rng.uniform(-2, 2, 4)
-    out = single.forward(inputs, weights)
-    assert out.dtype == np.float64
-    np.testing.assert_allclose(out, double.forward(inputs, weights), atol=1e-4, rtol=1e-4)
-    for a, b in zip(
-        single.backward(inputs, weights), double.backward(inputs, weights), strict=True
-    ):
-        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+    assert_same_passes(single, double, inputs, weights, atol=1e-4, rtol=1e-4)
 
 
 _GATES_1Q = ["h", "x", "y", "z", "s", "sdg", "t", "tdg", "sx", "sxdg", "rx", "ry", "rz", "p", "u"]

@@ -44,7 +44,7 @@ from qiskit.quantum_info import Operator
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
 from .angles import AngleTable
-from .program import Op, Program
+from .program import Op, OpKind, Program
 
 _ROTATIONS = {
     "rx": RXGate,
@@ -257,7 +257,7 @@ class _Emitter:
         source = np.argmax(np.abs(generator) > 0.5, axis=1)
         coeffs = -1j * generator[np.arange(len(source)), source]
         self._append(
-            Op("rot", targets, controls, ctrl_state, coeffs, source, self._new_slot(angle))
+            Op(OpKind.ROT, targets, controls, ctrl_state, coeffs, source, self._new_slot(angle))
         )
 
     def _emit_phase(self, angle, target: int, controls: tuple[int, ...], ctrl_state: int) -> None:
@@ -268,18 +268,18 @@ class _Emitter:
                 self._append(op)
             return
         self._append(
-            Op("phase", (target,), controls, ctrl_state, _P_MASK, slot=self._new_slot(angle))
+            Op(OpKind.PHASE, (target,), controls, ctrl_state, _P_MASK, slot=self._new_slot(angle))
         )
 
 
 def _is_cx(op: Op) -> bool:
     return (
-        op.kind == "perm"
+        op.kind is OpKind.PERM
         and len(op.targets) == 1
         and len(op.controls) == 1
         and op.ctrl_state == 1
         and op.source[0] == 1
-        and np.allclose(op.matrix, 1.0)
+        and np.allclose(op.phases, 1.0)
     )
 
 
@@ -293,7 +293,7 @@ def _fuse_parity_phases(ops: list[Op]) -> list[Op]:
         if i + 2 < len(ops) and _is_cx(a):
             p, b = ops[i + 1], ops[i + 2]
             if (
-                p.kind == "phase"
+                p.kind is OpKind.PHASE
                 and not p.controls
                 and p.targets == a.targets
                 and _is_cx(b)
@@ -301,7 +301,14 @@ def _fuse_parity_phases(ops: list[Op]) -> list[Op]:
                 and b.controls == a.controls
             ):
                 out.append(
-                    Op("phase", (a.targets[0], a.controls[0]), (), 0, _PARITY_MASK, slot=p.slot)
+                    Op(
+                        OpKind.PHASE,
+                        (a.targets[0], a.controls[0]),
+                        (),
+                        0,
+                        _PARITY_MASK,
+                        slot=p.slot,
+                    )
                 )
                 i += 3
                 continue
@@ -319,12 +326,12 @@ def _constant_op(
         diag = np.diag(matrix).copy()
         if np.allclose(diag, 1.0, atol=_ATOL, rtol=0):
             return None
-        return Op("diag", targets, controls, ctrl_state, diag)
+        return Op(OpKind.DIAG, targets, controls, ctrl_state, diag)
     if _is_permutation(matrix):
         source = np.argmax(np.abs(matrix) > _ATOL, axis=1)
         phases = matrix[np.arange(len(source)), source].copy()
-        return Op("perm", targets, controls, ctrl_state, phases, source)
-    return Op("dense", targets, controls, ctrl_state, matrix)
+        return Op(OpKind.PERM, targets, controls, ctrl_state, phases, source)
+    return Op(OpKind.DENSE, targets, controls, ctrl_state, matrix)
 
 
 def _controlled_block(matrix: np.ndarray, n_ctrl: int, ctrl_state: int) -> np.ndarray | None:

@@ -1,21 +1,23 @@
 """A compiled circuit: a :class:`Program` of native ops and an angle table, made once by
 :func:`gpuqnn._compile.compile_circuit`.
 
-Native op kinds (all act on ``targets``, optionally only where ``controls`` hold ``ctrl_state``):
+Native op kinds (:class:`OpKind`; all act on ``targets``, optionally only where ``controls``
+hold ``ctrl_state``):
 
-- ``dense``: a constant 2**k x 2**k matrix;
-- ``diag``: a constant diagonal;
-- ``perm``: a constant permutation with phases (x, cx, swap, ccx, y, ...): index moves only;
-- ``rot``: ``exp(-i theta/2 G)`` for an involutory generator G with one non-zero per row
+- ``DENSE``: a constant 2**k x 2**k matrix;
+- ``DIAG``: a constant diagonal;
+- ``PERM``: a constant permutation with phases (x, cx, swap, ccx, y, ...): index moves only;
+- ``ROT``: ``exp(-i theta/2 G)`` for an involutory generator G with one non-zero per row
   (rx, ry, rz, rxx, ryy, rzz, rzx and their controlled versions), angle from one slot;
-- ``phase``: ``exp(i theta)`` on the sub-blocks its 0/1 mask selects (p, u1, controlled
+- ``PHASE``: ``exp(i theta)`` on the sub-blocks its 0/1 mask selects (p, u1, controlled
   phases, and ``cx p cx`` fused into one phase on the parity of two qubits), one slot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
 
 import numpy as np
 
@@ -29,37 +31,84 @@ _C2 = (np.sqrt(2) - 1) / (4 * np.sqrt(2))
 _FOUR_TERM = ((_C1, np.pi / 2), (-_C1, -np.pi / 2), (-_C2, 3 * np.pi / 2), (_C2, -3 * np.pi / 2))
 
 
+class OpKind(IntEnum):
+    """The native op kinds. The values are the CUDA kernels' codes (``GQ_*`` in
+    ``gpuqnn/_cuda/statevector.cuh``)."""
+
+    DENSE = 0
+    """A constant 2**k x 2**k matrix (:attr:`Op.matrix`)."""
+    DIAG = 1
+    """A constant diagonal (:attr:`Op.diagonal`)."""
+    PERM = 2
+    """A constant permutation with phases (:attr:`Op.source`, :attr:`Op.phases`)."""
+    ROT = 3
+    """``exp(-i theta/2 G)``, G involutory with one non-zero per row (:attr:`Op.source`,
+    :attr:`Op.coefficients`); angle from a slot."""
+    PHASE = 4
+    """``exp(i theta)`` on the sub-blocks :attr:`Op.mask` selects; angle from a slot."""
+
+
 @dataclass(frozen=True, eq=False)
 class Op:
-    """One native op of a program.
+    """One native op of a program. Read its data through the field named for its kind
+    (``matrix``, ``diagonal``, ``phases``, ``coefficients``, ``mask``); ``data`` is the same
+    array, for code that treats every kind alike (the kernels' encoder).
 
     Attributes:
-        kind: ``"dense"``, ``"diag"``, ``"perm"``, ``"rot"`` or ``"phase"``.
+        kind: the :class:`OpKind`.
         targets: target qubits; ``targets[t]`` is bit t of the op's matrix index.
         controls: control qubits.
         ctrl_state: required control bits, bit i for ``controls[i]``.
-        matrix: ``dense``: (2**k, 2**k) complex; ``diag``: (2**k,) complex;
-            ``perm``: (2**k,) complex phases with ``source``; ``rot``: (2**k,) complex
-            ``-i G[j, source[j]]``; ``phase``: (2**k,) 0/1 mask of the phased sub-blocks.
-        source: ``perm``/``rot``: (2**k,) int, the index each output amplitude comes from.
-        slot: angle slot of ``rot``/``phase`` ops, else -1.
+        data: the kind's array (see the named fields).
+        source: ``PERM``/``ROT``: (2**k,) int, the index each output amplitude comes from.
+        slot: angle slot of ``ROT``/``PHASE`` ops, else -1.
     """
 
-    kind: str
+    kind: OpKind
     targets: tuple[int, ...]
     controls: tuple[int, ...] = ()
     ctrl_state: int = 0
-    matrix: np.ndarray | None = None
+    data: np.ndarray | None = None
     source: np.ndarray | None = None
     slot: int = -1
 
+    def _field(self, kind: OpKind, name: str) -> np.ndarray:
+        if self.kind is not kind:
+            raise AttributeError(f"a {self.kind.name} op has no {name} (only {kind.name} ops)")
+        return self.data
+
     @property
-    def diagonal(self) -> bool:
+    def matrix(self) -> np.ndarray:
+        """``DENSE``: the (2**k, 2**k) complex matrix."""
+        return self._field(OpKind.DENSE, "matrix")
+
+    @property
+    def diagonal(self) -> np.ndarray:
+        """``DIAG``: the (2**k,) complex diagonal."""
+        return self._field(OpKind.DIAG, "diagonal")
+
+    @property
+    def phases(self) -> np.ndarray:
+        """``PERM``: (2**k,) complex phase of each output amplitude (moved from ``source``)."""
+        return self._field(OpKind.PERM, "phases")
+
+    @property
+    def coefficients(self) -> np.ndarray:
+        """``ROT``: (2**k,) complex ``-i G[j, source[j]]``."""
+        return self._field(OpKind.ROT, "coefficients")
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``PHASE``: (2**k,) 0/1 mask of the phased sub-blocks."""
+        return self._field(OpKind.PHASE, "mask")
+
+    @property
+    def is_diagonal(self) -> bool:
         """Whether the op is diagonal in the computational basis (then it commutes with every
-        other diagonal op; see :mod:`gpuqnn._fusion`)."""
-        if self.kind in ("diag", "phase"):
+        other diagonal op; see :mod:`gpuqnn._sim.fusion`)."""
+        if self.kind in (OpKind.DIAG, OpKind.PHASE):
             return True
-        return self.kind == "rot" and bool(np.all(self.source == np.arange(len(self.source))))
+        return self.kind is OpKind.ROT and bool(np.all(self.source == np.arange(len(self.source))))
 
     @property
     def qubits(self) -> tuple[int, ...]:
@@ -69,20 +118,16 @@ class Op:
     @property
     def shift_rule(self) -> tuple[tuple[float, float], ...]:
         """The parameter-shift rule for this op's slot."""
-        if self.kind == "rot" and self.controls:
+        if self.kind is OpKind.ROT and self.controls:
             return _FOUR_TERM
         return _TWO_TERM
 
     def remap(self, mapping: Sequence[int]) -> Op:
         """The same op on qubits renamed by ``mapping``."""
-        return Op(
-            self.kind,
-            tuple(mapping[q] for q in self.targets),
-            tuple(mapping[q] for q in self.controls),
-            self.ctrl_state,
-            self.matrix,
-            self.source,
-            self.slot,
+        return replace(
+            self,
+            targets=tuple(mapping[q] for q in self.targets),
+            controls=tuple(mapping[q] for q in self.controls),
         )
 
 

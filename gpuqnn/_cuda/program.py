@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._compile import Op, Program
+from .._compile import Op, OpKind, Program
 from .._sim.readout import PauliReadout, ProbabilityReadout
 
 # Mirrors of the enums in statevector.cuh.
@@ -29,7 +29,6 @@ HEADER = 8
 H_QUBITS, H_NUM_OPS, H_OPS, H_READOUT, H_OUTPUTS, H_ITEMS, H_TABLES = range(7)
 OP_FIELDS = 10
 (F_KIND, F_TARGETS, F_SLOT, F_CVAL, F_NPOS, F_POS, F_TGT, F_DATA, F_SRC, F_OFF) = range(10)
-KIND_CODES = {"dense": 0, "diag": 1, "perm": 2, "rot": 3, "phase": 4}
 READOUT_PAULI, READOUT_PROB_DIRECT, READOUT_PROB_PIECES = 0, 1, 2
 MAX_THREADS = 512  # GQ_MAX_THREADS: the kernels' launch bound
 
@@ -37,7 +36,7 @@ MAX_GROUP_TARGETS = 3
 """Most targets of a ``dense``, ``perm`` or ``rot`` op that the kernels apply."""
 MAX_QUBITS = 30
 """Most simulated qubits the kernels support."""
-GROUPED_KINDS = ("dense", "perm", "rot")
+GROUPED_KINDS = (OpKind.DENSE, OpKind.PERM, OpKind.ROT)
 
 DEFAULT_SHARED_LIMIT = 227 * 1024
 """Dynamic shared memory one block may opt into on an H100/H200 (sm_90), in bytes."""
@@ -75,12 +74,10 @@ def unsupported_reason(program: Program) -> str | None:
             f"most {MAX_QUBITS}"
         )
     for i, op in enumerate(program.ops):
-        if op.kind not in KIND_CODES:
-            return f"op {i} has kind {op.kind!r}, which the kernels do not implement"
         if op.kind in GROUPED_KINDS and len(op.targets) > MAX_GROUP_TARGETS:
             return (
-                f"op {i} ({op.kind}) has {len(op.targets)} targets; the kernels apply "
-                f"{op.kind} ops of at most {MAX_GROUP_TARGETS} targets"
+                f"op {i} ({op.kind.name}) has {len(op.targets)} targets; the kernels apply "
+                f"{op.kind.name} ops of at most {MAX_GROUP_TARGETS} targets"
             )
     return None
 
@@ -252,11 +249,11 @@ def _encode_op(op: Op, builder: _TableBuilder, data_at: int) -> tuple[list[int],
     pos_at = builder.add(positions)
     tgt_at = builder.add(op.targets)
     off_at = builder.add(offsets)
-    src_at = builder.add(op.source) if op.kind in ("perm", "rot") else -1
-    matrix = np.asarray(op.matrix, dtype=complex)
-    entries = matrix.reshape(-1) if op.kind == "dense" else matrix.reshape(1 << k)
+    src_at = builder.add(op.source) if op.kind in (OpKind.PERM, OpKind.ROT) else -1
+    data = np.asarray(op.data, dtype=complex)
+    entries = data.reshape(-1) if op.kind is OpKind.DENSE else data.reshape(1 << k)
     record = [
-        KIND_CODES[op.kind],
+        int(op.kind),  # OpKind values are the kernels' codes
         k,
         op.slot,
         cval,

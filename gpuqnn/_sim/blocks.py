@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .._compile import Op, Program
+from .._compile import Op, OpKind, Program
 from .backend import Backend
 from .buffers import Buffers
 from .fusion import GATE, LAYER, PHASE, BlockSpec
@@ -112,26 +112,26 @@ class PhaseBlock:
         slots: list[int] = []
         for op in ops:
             local, match = _local_index(op, basis)
-            if op.kind == "perm":
+            if op.kind is OpKind.PERM:
                 new_local = op.source[local]
                 moved = basis.copy()
                 for t, q in enumerate(op.targets):
                     moved &= ~(1 << q)
                     moved |= ((new_local >> t) & 1) << q
                 src_full = np.where(match, moved, basis)
-                const = np.where(match, op.matrix[local], 1.0) * const[src_full]
+                const = np.where(match, op.phases[local], 1.0) * const[src_full]
                 rows = [row[src_full] for row in rows]
                 src = src[src_full]
-            elif op.kind == "diag":
-                const = const * np.where(match, op.matrix[local], 1.0)
-            elif op.kind == "phase":
-                rows.append(np.where(match, op.matrix[local].real, 0.0))
+            elif op.kind is OpKind.DIAG:
+                const = const * np.where(match, op.diagonal[local], 1.0)
+            elif op.kind is OpKind.PHASE:
+                rows.append(np.where(match, op.mask[local].real, 0.0))
                 slots.append(op.slot)
-            elif op.kind == "rot":  # diagonal generator: coeff_j = -i g_j, g_j = +-1
-                rows.append(np.where(match, op.matrix[local].imag * 0.5, 0.0))
+            elif op.kind is OpKind.ROT:  # diagonal generator: coeff_j = -i g_j, g_j = +-1
+                rows.append(np.where(match, op.coefficients[local].imag * 0.5, 0.0))
                 slots.append(op.slot)
             else:
-                raise ValueError(f"op kind {op.kind!r} is not diagonal or a permutation")
+                raise ValueError(f"op kind {op.kind.name} is not diagonal or a permutation")
         real = backend.real_dtype
         table = np.array(rows).reshape(len(rows), dim)
         self.slots = np.asarray(slots, dtype=np.int64)
@@ -308,7 +308,7 @@ class LayerBlock:
             if op.slot >= 0:
                 slots.append(op.slot)
                 matrix, position = None, len(slots) - 1
-                real &= op.kind == "rot" and bool(np.all(np.abs(op.matrix.imag) < 1e-15))
+                real &= op.kind is OpKind.ROT and bool(np.all(np.abs(op.coefficients.imag) < 1e-15))
             else:
                 matrix, position = _constant_matrix(op), -1
                 real &= bool(np.all(np.abs(matrix.imag) < 1e-15))
@@ -325,14 +325,14 @@ class LayerBlock:
                     continue
                 self._where[factor.slot_position] = (q, i)
                 op = factor.op
-                if op.kind == "rot":
+                if op.kind is OpKind.ROT:
                     generator = np.zeros((2, 2), dtype=complex)
-                    generator[np.arange(2), op.source] = op.matrix
+                    generator[np.arange(2), op.source] = op.coefficients
                     rot_slots.append(factor.slot_position)
                     rot_gens.append(generator)
                 else:
                     phase_slots.append(factor.slot_position)
-                    phase_masks.append(op.matrix.real)
+                    phase_masks.append(op.mask.real)
         # all rotations of the layer at once: M = cos(t/2) I + sin(t/2) C, C[j, src j] = coeff_j
         self._rot_slots = np.asarray(rot_slots, dtype=np.int64)
         self._rot_gens = backend.asarray(
@@ -561,12 +561,12 @@ class LayerBlock:
         q, index = self._where[local]
         op = self.factors[q][index].op
         shift = np.zeros((2, 2), dtype=complex)
-        if op.kind == "rot":
-            shift[np.arange(2), op.source] = np.sin(value / 2) * op.matrix
+        if op.kind is OpKind.ROT:
+            shift[np.arange(2), op.source] = np.sin(value / 2) * op.coefficients
             shift += np.cos(value / 2) * np.eye(2)
         else:
             shift[np.arange(2), np.arange(2)] = np.where(
-                op.matrix.real > 0.5, np.exp(1j * value), 1.0
+                op.mask.real > 0.5, np.exp(1j * value), 1.0
             )
         matrix = xp.asarray(shift.real if self.real else shift, dtype=self.dtype)[None]
         after = prep.qubit_factors[q][index + 1 :] if prep is not None else ()
@@ -670,24 +670,24 @@ class LayerBlock:
         sin coeff_j a_source(j)), i diag(mask) for a phase; shape (1, 2, 2) complex."""
         op = factor.op
         h = np.zeros((2, 2), dtype=complex)
-        if op.kind == "rot":
-            h[np.arange(2), op.source] = 0.5 * op.matrix
+        if op.kind is OpKind.ROT:
+            h[np.arange(2), op.source] = 0.5 * op.coefficients
         else:
-            h[np.arange(2), np.arange(2)] = 1j * op.matrix.real
+            h[np.arange(2), np.arange(2)] = 1j * op.mask.real
         return self.xp.asarray(h, dtype=self.backend.dtype)[None]
 
 
 def _constant_matrix(op: Op) -> np.ndarray:
     """The 2 x 2 matrix of a constant single-qubit op."""
-    if op.kind == "dense":
+    if op.kind is OpKind.DENSE:
         return np.asarray(op.matrix, dtype=complex)
-    if op.kind == "diag":
-        return np.diag(op.matrix).astype(complex)
-    if op.kind == "perm":
+    if op.kind is OpKind.DIAG:
+        return np.diag(op.diagonal).astype(complex)
+    if op.kind is OpKind.PERM:
         matrix = np.zeros((2, 2), dtype=complex)
-        matrix[np.arange(2), op.source] = op.matrix
+        matrix[np.arange(2), op.source] = op.phases
         return matrix
-    raise ValueError(f"op kind {op.kind!r} is not constant")
+    raise ValueError(f"op kind {op.kind.name} is not constant")
 
 
 def _groups(qubits: Sequence[int], max_group: int) -> tuple[_Group, ...]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .._compile import Op
+from .._compile import Op, OpKind
 
 PHASE, LAYER, GATE = "phase", "layer", "gate"
 
@@ -46,12 +46,12 @@ class BlockSpec:
 
 def is_diagonal(op: Op) -> bool:
     """Whether ``op`` is diagonal in the computational basis."""
-    return op.diagonal
+    return op.is_diagonal
 
 
 def is_permutation(op: Op) -> bool:
     """Whether ``op`` maps basis states to basis states (with phases)."""
-    return op.kind == "perm" or op.diagonal
+    return op.kind is OpKind.PERM or op.is_diagonal
 
 
 def _single_qubit(op: Op) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .._compile import Op
+from .._compile import Op, OpKind
 
 _EPS = 1e-15
 
@@ -73,16 +73,16 @@ def sub_blocks(psi: Any, plan: Plan) -> list[Any]:
 def inverse_op(op: Op) -> Op:
     """The inverse of a constant op (``dense``/``diag``/``perm``); parametric ops are inverted
     by negating their angle."""
-    if op.kind == "dense":
-        return Op("dense", op.targets, op.controls, op.ctrl_state, op.matrix.conj().T.copy())
-    if op.kind == "diag":
-        return Op("diag", op.targets, op.controls, op.ctrl_state, op.matrix.conj())
-    if op.kind == "perm":
+    if op.kind is OpKind.DENSE:
+        return Op(OpKind.DENSE, op.targets, op.controls, op.ctrl_state, op.matrix.conj().T.copy())
+    if op.kind is OpKind.DIAG:
+        return Op(OpKind.DIAG, op.targets, op.controls, op.ctrl_state, op.diagonal.conj())
+    if op.kind is OpKind.PERM:
         inverse = np.argsort(op.source)
         return Op(
-            "perm", op.targets, op.controls, op.ctrl_state, op.matrix[inverse].conj(), inverse
+            OpKind.PERM, op.targets, op.controls, op.ctrl_state, op.phases[inverse].conj(), inverse
         )
-    raise ValueError(f"op kind {op.kind!r} is parametric; invert it by negating its angle")
+    raise ValueError(f"op kind {op.kind.name} is parametric; invert it by negating its angle")
 
 
 def apply_op(xp: Any, op: Op, plan: Plan, psi: Any, theta: Any | None) -> None:
@@ -111,14 +111,14 @@ def generator_overlap(xp: Any, op: Op, plan: Plan, lam: Any, phi: Any) -> Any:
     lam_blocks = sub_blocks(lam, plan)
     phi_blocks = sub_blocks(_expand_like(phi, lam), plan)
     total = None
-    if op.kind == "rot":
+    if op.kind is OpKind.ROT:
         for j, k in enumerate(op.source):
             # G[j, source(j)] = i * coeff_j, so dU U^dagger = -i/2 G contributes coeff_j / 2
             term = _sum_sub_block(xp, xp.conj(lam_blocks[j]) * phi_blocks[int(k)], plan)
-            term = term * (0.5 * op.matrix[j])
+            term = term * (0.5 * op.coefficients[j])
             total = term if total is None else total + term
     else:  # phase
-        for j, selected in enumerate(op.matrix):
+        for j, selected in enumerate(op.mask):
             if selected:
                 term = _sum_sub_block(xp, xp.conj(lam_blocks[j]) * phi_blocks[j], plan) * 1j
                 total = term if total is None else total + term
@@ -151,7 +151,7 @@ def _rot(xp: Any, op: Op, blocks: list[Any], theta: Any) -> None:
     half = theta * 0.5
     c = _per_row(xp.cos(half), ndim)
     s = xp.sin(half)
-    coeffs, source = op.matrix, op.source
+    coeffs, source = op.coefficients, op.source
     done = set()
     for j, k in enumerate(source):
         if j in done:
@@ -182,20 +182,20 @@ def _coefficient(s: Any, coeff: complex, ndim: int) -> Any:
 def _phase(xp: Any, op: Op, blocks: list[Any], theta: Any) -> None:
     """exp(i theta) on the sub-blocks the op's mask selects."""
     factor = _per_row(xp.exp(1j * theta), blocks[0].ndim)
-    for j, selected in enumerate(op.matrix):
+    for j, selected in enumerate(op.mask):
         if selected:
             blocks[j] *= factor
 
 
 def _const_diag(op: Op, blocks: list[Any]) -> None:
-    for j, d in enumerate(op.matrix):
+    for j, d in enumerate(op.diagonal):
         if abs(d - 1.0) > _EPS:
             blocks[j] *= d.real if abs(d.imag) < _EPS else d
 
 
 def _const_perm(op: Op, blocks: list[Any]) -> None:
     """new_j = phase_j * a_source(j), one temporary per cycle."""
-    source, phases = op.source, op.matrix
+    source, phases = op.source, op.phases
     seen = set()
     for start in range(len(source)):
         if start in seen:
@@ -250,5 +250,5 @@ def _const_dense(op: Op, blocks: list[Any]) -> None:
             blocks[i][...] = value
 
 
-_PARAM_KERNELS = {"rot": _rot, "phase": _phase}
-_CONST_KERNELS = {"diag": _const_diag, "perm": _const_perm, "dense": _const_dense}
+_PARAM_KERNELS = {OpKind.ROT: _rot, OpKind.PHASE: _phase}
+_CONST_KERNELS = {OpKind.DIAG: _const_diag, OpKind.PERM: _const_perm, OpKind.DENSE: _const_dense}
