@@ -1,6 +1,6 @@
-"""Which user-supplied primitives and gradients the engine can stand in for.
+"""Which user-supplied primitives and gradients the simulator can stand in for.
 
-The engine computes exact statevector results. It serves a network only when the primitives the
+The simulator computes exact statevector results. It serves a network only when the primitives the
 user passed (or the defaults) would compute those same exact values; anything else (shots,
 hardware, noisy simulators, stochastic gradients) runs through qiskit-machine-learning's code.
 gpuqnn's own primitives count as exact in their exact modes (``Estimator`` with

@@ -51,14 +51,14 @@ class SimulatorNetwork:
         )
         self._sim: Simulator | None = None
         self._program: Program | None = None
-        if self._engine_serves_forward():
+        if self._simulator_serves_forward():
             self._build_simulator()
 
     # ---- what subclasses provide ------------------------------------------------------------
-    def _engine_serves_forward(self) -> bool:
+    def _simulator_serves_forward(self) -> bool:
         raise NotImplementedError
 
-    def _engine_serves_backward(self) -> bool:
+    def _simulator_serves_backward(self) -> bool:
         raise NotImplementedError
 
     def _make_readout(self, program: Program) -> Readout:
@@ -93,7 +93,7 @@ class SimulatorNetwork:
     def resolved_gradient_method(self) -> str | None:
         """The method the next ``backward`` uses with the current ``input_gradients``:
         ``"adjoint"`` or ``"parameter_shift"``; None when the parent's code path runs."""
-        if not self._engine_serves_backward():
+        if not self._simulator_serves_backward():
             return None
         first = 0 if self._input_gradients else self.num_inputs
         columns = range(first, self.num_inputs + self.num_weights)
@@ -166,7 +166,7 @@ class SimulatorNetwork:
         self._set_backend(select_backend(self._options.device, self._options.dtype))
 
     def __repr__(self) -> str:
-        engine = "engine" if self._engine_serves_forward() else "delegating to qiskit primitives"
+        engine = "engine" if self._simulator_serves_forward() else "delegating to qiskit primitives"
         method = f"'{self.gradient_method}'"
         resolved = self.resolved_gradient_method()
         if self.gradient_method == "auto" and resolved is not None:
@@ -260,7 +260,7 @@ class SimulatorNetwork:
             return super().forward(input_data, weights)
         inputs, shape = self._device_inputs(input_data)
         weights_ = self._checked_weights(weights, self._backend.xp)
-        if not self._engine_serves_forward():
+        if not self._simulator_serves_forward():
             host = self._backend.to_host
             output = self._forward(
                 None if inputs is None else host(inputs),
@@ -278,7 +278,7 @@ class SimulatorNetwork:
             return super().backward(input_data, weights)
         inputs, shape = self._device_inputs(input_data)
         weights_ = self._checked_weights(weights, self._backend.xp)
-        if not self._engine_serves_backward():
+        if not self._simulator_serves_backward():
             host = self._backend.to_host
             grads = self._backward(
                 None if inputs is None else host(inputs),
@@ -291,14 +291,14 @@ class SimulatorNetwork:
 
     # ---- passes -----------------------------------------------------------------------------
     def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> Any:
-        if not self._engine_serves_forward():
+        if not self._simulator_serves_forward():
             return super()._forward(input_data, weights)
         return self._simulated_forward(input_data, weights, np)
 
     def _backward(
         self, input_data: np.ndarray | None, weights: np.ndarray | None
     ) -> tuple[Any, Any]:
-        if not self._engine_serves_backward():
+        if not self._simulator_serves_backward():
             return super()._backward(input_data, weights)
         return self._simulated_backward(input_data, weights, np)
 

@@ -1,4 +1,4 @@
-"""gpuqnn's EstimatorQNN: qiskit-machine-learning's EstimatorQNN on the batched engine."""
+"""gpuqnn's EstimatorQNN: qiskit-machine-learning's EstimatorQNN on the batched simulator."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
 
     Same arguments, properties, shapes and values as
     :class:`qiskit_machine_learning.neural_networks.EstimatorQNN`; exact expectation values and
-    parameter-shift gradients come from gpuqnn's batched statevector engine whenever the
+    parameter-shift gradients come from gpuqnn's batched statevector simulator whenever the
     estimator and gradient are exact statevector ones (the defaults). A user-supplied estimator
-    or gradient that the engine cannot stand in for (shots, hardware, noise, SPSA) is used as
+    or gradient that the simulator cannot stand in for (shots, hardware, noise, SPSA) is used as
     qiskit-machine-learning would use it.
 
     Args:
@@ -37,7 +37,7 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         weight_params: trainable parameters.
         gradient: optional estimator gradient (default: parameter shift).
         input_gradients: whether ``backward`` also returns gradients by the inputs.
-        default_precision: precision passed to a non-exact estimator; the engine is exact.
+        default_precision: precision passed to a non-exact estimator; the simulator is exact.
         pass_manager: optional pass manager the circuit is transpiled with once.
         device: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda"`` (the current CUDA device) or
             ``"cuda:N"``; ``"auto"`` falls back to the CPU without error when CuPy or a CUDA
@@ -91,11 +91,11 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         ]
         self._init_simulator(options)
 
-    def _engine_serves_forward(self) -> bool:
+    def _simulator_serves_forward(self) -> bool:
         return exact_estimator(self.estimator, self._default_precision)
 
-    def _engine_serves_backward(self) -> bool:
-        return self._engine_serves_forward() and exact_estimator_gradient(self.gradient)
+    def _simulator_serves_backward(self) -> bool:
+        return self._simulator_serves_forward() and exact_estimator_gradient(self.gradient)
 
     def _make_readout(self, program: Program) -> PauliReadout:
         return PauliReadout(

@@ -1,4 +1,4 @@
-"""gpuqnn's SamplerQNN: qiskit-machine-learning's SamplerQNN on the batched engine."""
+"""gpuqnn's SamplerQNN: qiskit-machine-learning's SamplerQNN on the batched simulator."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
 
     Same arguments, properties, shapes and values as
     :class:`qiskit_machine_learning.neural_networks.SamplerQNN`; exact probabilities and
-    parameter-shift gradients come from gpuqnn's batched statevector engine whenever the sampler
-    and gradient are exact (the defaults). A user-supplied sampler or gradient that the engine
+    parameter-shift gradients come from gpuqnn's batched statevector simulator whenever the sampler
+    and gradient are exact (the defaults). A user-supplied sampler or gradient that the simulator
     cannot stand in for (shots, hardware, noise) is used as qiskit-machine-learning would use it.
 
     Unlike qiskit-machine-learning 0.9.1, a circuit that measures into its own classical
@@ -115,7 +115,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
 
     @property
     def shots(self) -> int | None:
-        """Shots sampled per row by the engine, or None for exact probabilities."""
+        """Shots sampled per row by the simulator, or None for exact probabilities."""
         return self._shots
 
     def set_interpret(
@@ -141,11 +141,11 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         if getattr(self, "_program", None) is not None:
             self._rebuild_readout()
 
-    def _engine_serves_forward(self) -> bool:
+    def _simulator_serves_forward(self) -> bool:
         return exact_sampler(self.sampler)
 
-    def _engine_serves_backward(self) -> bool:
-        return self._engine_serves_forward() and exact_sampler_gradient(self.gradient)
+    def _simulator_serves_backward(self) -> bool:
+        return self._simulator_serves_forward() and exact_sampler_gradient(self.gradient)
 
     def _make_readout(self, program: Program) -> ProbabilityReadout:
         key_bits = [

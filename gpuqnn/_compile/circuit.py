@@ -1,14 +1,7 @@
 """Compile a qiskit circuit once into a :class:`Program` of native ops and an angle table.
 
-Native op kinds (all act on ``targets``, optionally only where ``controls`` hold ``ctrl_state``):
-
-- ``dense``: a constant 2**k x 2**k matrix;
-- ``diag``: a constant diagonal;
-- ``perm``: a constant permutation with phases (x, cx, swap, ccx, y, ...): index moves only;
-- ``rot``: ``exp(-i theta/2 G)`` for an involutory generator G with one non-zero per row
-  (rx, ry, rz, rxx, ryy, rzz, rzx and their controlled versions), angle from one slot;
-- ``phase``: ``exp(i theta)`` on the sub-blocks its 0/1 mask selects (p, u1, controlled
-  phases, and ``cx p cx`` fused into one phase on the parity of two qubits), one slot.
+The native op kinds are :class:`~.program.OpKind`'s: constant dense, diagonal and permutation ops,
+parametric rotations ``exp(-i theta/2 G)`` and phases, each optionally controlled.
 
 Gates outside this set are rewritten once through their qiskit definitions; ``u``/``u3``/``u2``
 become ``rz ry rz`` (global phases are dropped, which no output can observe). Gates whose

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._compile import Op, OpKind, Program
+from .._options import DTYPES
 from .._sim.readout import PauliReadout, ProbabilityReadout
 
 # Mirrors of the enums in statevector.cuh.
@@ -41,11 +42,10 @@ GROUPED_KINDS = (OpKind.DENSE, OpKind.PERM, OpKind.ROT)
 DEFAULT_SHARED_LIMIT = 227 * 1024
 """Dynamic shared memory one block may opt into on an H100/H200 (sm_90), in bytes."""
 
-_DTYPES = {"complex64": np.dtype(np.complex64), "complex128": np.dtype(np.complex128)}
-
 
 def check_kernel_dtype(dtype: object) -> np.dtype:
-    """The complex dtype named by ``dtype``.
+    """The complex dtype named by ``dtype`` (the runners' own argument: they are built below
+    the networks' boundary, but tests and benchmarks build them directly too).
 
     Raises:
         ValueError: ``dtype`` is not complex64 or complex128.
@@ -54,7 +54,7 @@ def check_kernel_dtype(dtype: object) -> np.dtype:
         resolved = np.dtype(dtype)
     except TypeError:
         resolved = None
-    if resolved is None or resolved.name not in _DTYPES:
+    if resolved is None or resolved.name not in DTYPES:
         raise ValueError(f"dtype must be complex64 or complex128, got {dtype!r}")
     return resolved
 
