@@ -18,6 +18,10 @@
 - **Shapes.** Inputs with several batch axes and networks with a multi-dimensional
   ``output_shape`` get correct gradients (qiskit-machine-learning 0.9.1 returns gradients of the
   wrong shape there).
+- **Gradients.** For gpuqnn networks, ``backward`` asks the network for ONE vector-Jacobian
+  product (:meth:`~gpuqnn.EstimatorQNN.vjp`) instead of every per-sample Jacobian, so a training
+  step costs about one forward and one reverse sweep whatever the number of outputs. Other
+  networks' Jacobians are contracted as qiskit-machine-learning does.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import torch
 from qiskit_machine_learning.connectors import TorchConnector as _QmlTorchConnector
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 from qiskit_machine_learning.neural_networks import NeuralNetwork
+
+from ._network import SimulatorNetwork
 
 _DTYPE_NAMES = {
     "float16": torch.float16,
@@ -173,6 +179,8 @@ class _ConnectorFunction(torch.autograd.Function):
         if not (need_input or need_weights):
             return None, None, None
         network = plan.network
+        if isinstance(network, SimulatorNetwork):
+            return _vjp_gradients(ctx, grad_output, input_data, weights, plan)
         input_grad, weight_grad = network.backward(
             to_engine(input_data, plan), to_engine(weights, plan)
         )
@@ -199,6 +207,38 @@ class _ConnectorFunction(torch.autograd.Function):
             )
             result_weights = _place(result_weights, weights)
         return result_input, result_weights, None
+
+
+def _vjp_gradients(
+    ctx: Any,
+    grad_output: torch.Tensor,
+    input_data: torch.Tensor,
+    weights: torch.Tensor,
+    plan: _Plan,
+) -> tuple:
+    """The gradients of a gpuqnn network from ONE vector-Jacobian product (no per-sample
+    Jacobians): what ``backward`` returns for gpuqnn networks, dense or sparse."""
+    network = plan.network
+    cotangent = grad_output.to_dense() if grad_output.layout != torch.strided else grad_output
+    cotangent = (
+        cotangent.detach().to(torch.float64).reshape(-1, *network.output_shape)
+        if input_data.ndim == 1
+        else cotangent.detach().to(torch.float64)
+    )
+    input_grad, weight_grad = network.vjp(
+        to_engine(input_data, plan), to_engine(weights, plan), to_engine(cotangent, plan)
+    )
+    results = []
+    for needed, grad, like in (
+        (ctx.needs_input_grad[0], input_grad, input_data),
+        (ctx.needs_input_grad[1], weight_grad, weights),
+    ):
+        if not needed or grad is None:
+            results.append(None)
+            continue
+        tensor = from_engine(grad)
+        results.append(_place(tensor.to_sparse() if plan.sparse else tensor, like))
+    return results[0], results[1], None
 
 
 def _chain(

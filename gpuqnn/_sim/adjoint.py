@@ -33,19 +33,22 @@ def adjoint_gradients(
     slots: Sequence[int],
     checkpoints: bool,
     work: Buffers | None = None,
+    cotangent: Any = None,
 ) -> Any:
-    """Derivatives of every output by the selected slots.
+    """Derivatives of every output by the selected slots, or their vector-Jacobian product.
 
     Args:
         circuit: the fused program.
-        readout: the outputs' readout (its ``adjoint_states``).
+        readout: the outputs' readout (its ``adjoint_states`` or ``cotangent_state``).
         angles: (R, K) real angle table on the backend.
         slots: the S slot indices to differentiate by (each in some parametric block).
         checkpoints: keep every block's output from the forward sweep (memory for speed).
         work: buffers to reuse (default: fresh ones).
+        cotangent: None for every output's derivatives; else (R, O) real ``g`` on the backend,
+            for ``sum_o g[r, o] d out_o / d theta_s`` from ONE adjoint state per row.
 
     Returns:
-        (R, O, S) real derivatives on the backend.
+        (R, O, S) real derivatives on the backend, or (R, 1, S) with a cotangent.
     """
     xp = circuit.backend.xp
     work = Buffers(xp) if work is None else work
@@ -74,7 +77,10 @@ def adjoint_gradients(
             psi, spare = spare, psi
     phi = psi
 
-    lam = readout.adjoint_states(phi[0])[None]  # (1, R, O, D)
+    if cotangent is None:
+        lam = readout.adjoint_states(phi[0])[None]  # (1, R, O, D)
+    else:
+        lam = readout.cotangent_state(phi[0], cotangent)[None, :, None]  # (1, R, 1, D)
     lam_spare = work.get("lam_spare", lam.shape, dtype)
     lam_scratch = work.get("lam_scratch", lam.shape, dtype)
     grads = xp.zeros((rows, lam.shape[2], len(slots)), dtype=circuit.backend.real_dtype)
@@ -147,9 +153,12 @@ class AdjointStrategy:
         )
         self._gradient_bytes = max((block.gradient_bytes() for block in circuit.blocks), default=0)
 
-    def sample_bytes(self, slots: Sequence[int], columns: Sequence[int], checkpoints: bool) -> int:
-        """Peak bytes per sample of the pass, with or without checkpoints."""
-        outputs = self.readout.num_outputs
+    def sample_bytes(
+        self, slots: Sequence[int], columns: Sequence[int], checkpoints: bool, vjp: bool = False
+    ) -> int:
+        """Peak bytes per sample of the pass, with or without checkpoints; ``vjp``: one adjoint
+        state per sample (a cotangent's) instead of one per output."""
+        outputs = 1 if vjp else self.readout.num_outputs
         states = ADJOINT_STATES + ADJOINT_PER_OUTPUT * outputs
         if checkpoints:
             states += len(self.circuit.blocks) - int(self.circuit.slot_block[slots].min())
@@ -160,17 +169,23 @@ class AdjointStrategy:
         )
         return states * self.executor.state_bytes + fixed
 
-    def fits(self, slots: Sequence[int], columns: Sequence[int], max_memory: int | None) -> bool:
+    def fits(
+        self,
+        slots: Sequence[int],
+        columns: Sequence[int],
+        max_memory: int | None,
+        vjp: bool = False,
+    ) -> bool:
         """Whether one sample's pass (without checkpoints) fits the budget."""
         budget = self.executor.budget(max_memory)
-        return self.sample_bytes(slots, columns, checkpoints=False) <= budget
+        return self.sample_bytes(slots, columns, checkpoints=False, vjp=vjp) <= budget
 
-    def cost(self, slots: Sequence[int]) -> float:
-        """Relative cost per sample (with checkpoints), in the block engine's units."""
+    def cost(self, slots: Sequence[int], vjp: bool = False) -> float:
+        """Relative cost per sample (with checkpoints), in the block engine's units; ``vjp``:
+        one adjoint state per sample whatever the number of outputs."""
         first = int(self.circuit.slot_block[slots].min())
-        return adjoint_cost(
-            self.circuit.block_costs(), first, self.readout.num_outputs, checkpoints=True
-        )
+        outputs = 1 if vjp else self.readout.num_outputs
+        return adjoint_cost(self.circuit.block_costs(), first, outputs, checkpoints=True)
 
     def run(
         self,
@@ -179,20 +194,25 @@ class AdjointStrategy:
         columns: Sequence[int],
         max_memory: int | None,
         grad: Any,
+        cotangent: Any = None,
     ) -> None:
-        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``."""
+        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``; or,
+        with a (B, O) ``cotangent`` on the backend, their (B, 1, J) vector-Jacobian product."""
         executor = self.executor
         batch = params.shape[0]
-        with_checkpoints = self.sample_bytes(slots, columns, checkpoints=True)
+        vjp = cotangent is not None
+        with_checkpoints = self.sample_bytes(slots, columns, True, vjp)
         enough = min(batch, CHECKPOINT_MIN_SAMPLES)
         checkpoints = executor.budget(max_memory) // with_checkpoints >= enough
-        per_sample = with_checkpoints if checkpoints else self.sample_bytes(slots, columns, False)
+        per_sample = (
+            with_checkpoints if checkpoints else self.sample_bytes(slots, columns, False, vjp)
+        )
         sizing = executor.sizing(
             per_sample,
             max_memory,
             "an adjoint pass over one sample",
             batch,
-            states=1 + self.readout.num_outputs,
+            states=2 if vjp else 1 + self.readout.num_outputs,
         )
 
         def task(start: int, stop: int) -> None:
@@ -204,6 +224,7 @@ class AdjointStrategy:
                 slots,
                 checkpoints,
                 executor.buffers(),
+                None if cotangent is None else cotangent[start:stop],
             )
             grad[start:stop] += dslot @ self.angle_map.jacobian(chunk, slots, columns)
 

@@ -152,12 +152,15 @@ class ParameterShiftStrategy:
         max_memory: int | None,
         grad: Any,
         sample: Callable[[Any], Any] | None = None,
+        cotangent: Any = None,
     ) -> None:
         """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``.
 
         Args:
             sample: optional map of (R, O) exact outputs on the backend to sampled ones (shots);
                 chunks then run in turn, so that shots draw in a fixed order.
+            cotangent: optional (B, O) real ``g`` on the backend: then ``grad`` is (B, 1, J)
+                and gets ``sum_o g[b, o] d out_o``, contracted chunk by chunk.
         """
         executor = self.executor
         batch = params.shape[0]
@@ -180,6 +183,8 @@ class ParameterShiftStrategy:
             def task(start: int, stop: int, plan: ShiftPlan = plan) -> None:
                 chunk = params[start:stop]
                 dslot = self._slot_derivatives(self.angle_map.angles(chunk), plan, sample)
+                if cotangent is not None:  # (nb, O, S) -> (nb, 1, S)
+                    dslot = cotangent[start:stop, None, :] @ dslot
                 grad[start:stop] += dslot @ self.angle_map.jacobian(chunk, plan.slots, columns)
 
             executor.run(task, batch, sizing, max_memory)
