@@ -26,6 +26,7 @@ from ._sim.protocols import Readout
 from ._sim.runners import state_row_bytes
 from ._sim.shots import ShotSampler
 from ._sim.simulator import Simulator
+from ._sim.tape import Tape
 
 
 class SimulatorNetwork:
@@ -326,10 +327,9 @@ class SimulatorNetwork:
     def _simulated_backward(self, input_data: Any, weights: Any, xp: Any) -> tuple[Any, Any]:
         """The simulator's gradients, as arrays of ``xp`` (the caller's array module)."""
         params = self._parameter_matrix(input_data, weights, xp)
-        if params.size == 0 or (not self._input_gradients and self.num_weights == 0):
+        columns = self._trained_columns()
+        if params.size == 0 or columns is None:
             return None, None
-        first = 0 if self._input_gradients else self.num_inputs
-        columns = range(first, params.shape[1])
         sample = None if self._shot_sampler is None else self._shot_sampler.for_call()
         grad = self._to_caller(self._simulator().backward(params, columns, sample), xp)
         input_grad = None
@@ -364,17 +364,16 @@ class SimulatorNetwork:
             ValueError: ``cotangent`` has the wrong shape or non-finite values (besides the
                 checks of ``forward``).
         """
+        return self._vjp(input_data, weights, cotangent, None)
+
+    def _vjp(self, input_data: Any, weights: Any, cotangent: Any, tape: Tape | None) -> tuple:
+        """:meth:`vjp`, from the ``tape`` of :meth:`_forward_for_training` when it serves."""
         xp = self._backend.xp if self._device_call(input_data, weights, cotangent) else np
-        if xp is np:
-            inputs, shape = self._validate_input(input_data)
-            weights_ = self._validate_weights(weights)
-        else:
-            inputs, shape = self._device_inputs(input_data)
-            weights_ = self._checked_weights(weights, xp)
+        inputs, shape, weights_ = self._checked_call(input_data, weights, xp)
         batch = 1 if inputs is None else inputs.shape[0]
         g = self._checked_cotangent(cotangent, batch, shape, xp)
         if self._simulator_serves_backward():
-            input_grad, weight_grad = self._simulated_vjp(inputs, weights_, g, xp)
+            input_grad, weight_grad = self._simulated_vjp(inputs, weights_, g, xp, tape)
         else:
             input_grad, weight_grad = self._contracted_vjp(inputs, weights_, g, xp)
         if input_grad is not None:
@@ -399,12 +398,44 @@ class SimulatorNetwork:
             )
         return array.reshape(batch, -1)
 
-    def _simulated_vjp(self, inputs: Any, weights: Any, g: Any, xp: Any) -> tuple[Any, Any]:
-        params = self._parameter_matrix(inputs, weights, xp)
+    def _checked_call(self, input_data: Any, weights: Any, xp: Any) -> tuple[Any, Any, Any]:
+        """(inputs (N, num_inputs) or None, the inputs' given shape, weights) checked as
+        ``forward`` checks them, as arrays of ``xp``."""
+        if xp is np:
+            inputs, shape = self._validate_input(input_data)
+            return inputs, shape, self._validate_weights(weights)
+        inputs, shape = self._device_inputs(input_data)
+        return inputs, shape, self._checked_weights(weights, xp)
+
+    def _trained_columns(self) -> range | None:
+        """The parameter columns a training step differentiates by, or None for none."""
         if not self._input_gradients and self.num_weights == 0:
-            return None, None
+            return None
         first = 0 if self._input_gradients else self.num_inputs
-        grad = self._simulator().vjp(params, range(first, params.shape[1]), g)
+        return range(first, self.num_inputs + self.num_weights)
+
+    def _forward_for_training(self, input_data: Any, weights: Any) -> tuple[Any, Tape | None]:
+        """``forward``, also returning the tape of the forward sweep for the :meth:`_vjp` that
+        follows (None where the simulator does not keep one: see
+        :meth:`~gpuqnn._sim.simulator.Simulator.forward_taped`)."""
+        xp = self._backend.xp if self._device_call(input_data, weights) else np
+        columns = self._trained_columns()
+        if not self._simulator_serves_backward() or self._shot_sampler is not None or not columns:
+            return self.forward(input_data, weights), None
+        inputs, shape, weights_ = self._checked_call(input_data, weights, xp)
+        params = self._parameter_matrix(inputs, weights_, xp)
+        values, tape = self._simulator().forward_taped(params, columns)
+        output = self._format(self._to_caller(values, xp), gradient=False)
+        return self._validate_forward_output(output, shape), tape
+
+    def _simulated_vjp(
+        self, inputs: Any, weights: Any, g: Any, xp: Any, tape: Tape | None = None
+    ) -> tuple[Any, Any]:
+        params = self._parameter_matrix(inputs, weights, xp)
+        columns = self._trained_columns()
+        if columns is None:
+            return None, None
+        grad = self._simulator().vjp(params, columns, g, tape)
         grad = self._to_caller(grad, xp)
         input_grad = grad[:, : self.num_inputs] if self._input_gradients else None
         weight_grad = None

@@ -19,9 +19,11 @@
   ``output_shape`` get correct gradients (qiskit-machine-learning 0.9.1 returns gradients of the
   wrong shape there).
 - **Gradients.** For gpuqnn networks, ``backward`` asks the network for ONE vector-Jacobian
-  product (:meth:`~gpuqnn.EstimatorQNN.vjp`) instead of every per-sample Jacobian, so a training
-  step costs about one forward and one reverse sweep whatever the number of outputs. Other
-  networks' Jacobians are contracted as qiskit-machine-learning does.
+  product (:meth:`~gpuqnn.EstimatorQNN.vjp`) instead of every per-sample Jacobian, and a forward
+  pass under autograd keeps its sweep (checkpoints within ``max_memory``) for it, so a training
+  step costs one forward and one reverse sweep whatever the number of outputs. Under
+  ``torch.no_grad()`` nothing is kept. Other networks' Jacobians are contracted as
+  qiskit-machine-learning does.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class _Plan:
             sparse output.
         xp: The network's array module (``numpy`` or ``cupy``).
         device: The torch device the network's engine runs on.
+        keep_forward: Whether a backward pass will follow (autograd records the call), so
+            that a gpuqnn network should keep its forward sweep for it.
     """
 
     network: NeuralNetwork
@@ -80,6 +84,7 @@ class _Plan:
     out_dtype: torch.dtype | None
     xp: ModuleType
     device: torch.device
+    keep_forward: bool = False
 
 
 def engine_location(network: NeuralNetwork) -> tuple[ModuleType, torch.device]:
@@ -156,7 +161,13 @@ class _ConnectorFunction(torch.autograd.Function):
             )
         ctx.plan = plan
         ctx.save_for_backward(input_data, weights)
-        result = network.forward(to_engine(input_data, plan), to_engine(weights, plan))
+        ctx.tape = None
+        arrays = to_engine(input_data, plan), to_engine(weights, plan)
+        if isinstance(network, SimulatorNetwork) and plan.keep_forward:
+            # keep the forward sweep for backward's one reverse sweep
+            result, ctx.tape = network._forward_for_training(*arrays)
+        else:
+            result = network.forward(*arrays)
         if plan.sparse:
             if not network.sparse:
                 raise RuntimeError(
@@ -225,8 +236,9 @@ def _vjp_gradients(
         if input_data.ndim == 1
         else cotangent.detach().to(torch.float64)
     )
-    input_grad, weight_grad = network.vjp(
-        to_engine(input_data, plan), to_engine(weights, plan), to_engine(cotangent, plan)
+    tape, ctx.tape = ctx.tape, None  # a tape serves one reverse sweep
+    input_grad, weight_grad = network._vjp(
+        to_engine(input_data, plan), to_engine(weights, plan), to_engine(cotangent, plan), tape
     )
     results = []
     for needed, grad, like in (
@@ -421,5 +433,6 @@ class TorchConnector(_QmlTorchConnector):
                 stacklevel=2,
             )
         xp, device = engine_location(network)
-        plan = _Plan(network, bool(self._sparse), self._output_dtype(input_data), xp, device)
+        keep = torch.is_grad_enabled() and (input_data.requires_grad or self._weights.requires_grad)
+        plan = _Plan(network, bool(self._sparse), self._output_dtype(input_data), xp, device, keep)
         return _ConnectorFunction.apply(input_data, self._weights, plan)

@@ -189,6 +189,14 @@ def test_cpu_float64_data_path_shares_memory(three_qubit, monkeypatch) -> None:
         return seen["output"]
 
     monkeypatch.setattr(qnn, "forward", spy)
+    for_training = qnn._forward_for_training  # the path under autograd (the weight needs grad)
+
+    def spy_training(input_data, weights):
+        seen["input"], seen["weights"] = input_data, weights
+        seen["output"], tape = for_training(input_data, weights)
+        return seen["output"], tape
+
+    monkeypatch.setattr(qnn, "_forward_for_training", spy_training)
     model = TorchConnector(qnn, dtype=torch.float64)
     x = torch.rand(4, 2, dtype=torch.float64)
     output = model(x)

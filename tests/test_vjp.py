@@ -226,3 +226,71 @@ def test_the_connector_uses_one_vjp_not_the_jacobians(kind: str, monkeypatch) ->
     model(inputs).sum().backward()
     np.testing.assert_allclose(inputs.grad.numpy(), expected_input, rtol=0, atol=1e-10)
     np.testing.assert_allclose(model.weight.grad.numpy(), expected_weight, rtol=0, atol=1e-10)
+
+
+# ---- the forward pass kept for the reverse sweep ------------------------------------------------
+def _taped_model(kind: str, **options):
+    from gpuqnn import TorchConnector  # noqa: PLC0415
+
+    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
+    kwargs = {
+        "circuit": qc,
+        "input_params": feature_map.parameters,
+        "weight_params": ansatz.parameters,
+        "input_gradients": True,
+        **options,
+    }
+    network = EstimatorQNN(**kwargs) if kind == "estimator" else SamplerQNN(**kwargs)
+    return network, TorchConnector(network, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("kind", ["estimator", "sampler"])
+def test_a_training_step_reverses_the_kept_forward_pass(kind: str, monkeypatch) -> None:
+    network, model = _taped_model(kind)
+    simulator = simulator_of(network)
+    inputs = torch.rand(6, 3, dtype=torch.float64, requires_grad=True)
+    cotangent = torch.randn(6, *network.output_shape, dtype=torch.float64)
+    expected_input, expected_weight = _contracted(
+        network, inputs.detach().numpy(), model.weight.detach().numpy(), cotangent.numpy()
+    )
+    forward_sweeps = []
+    monkeypatch.setattr(
+        simulator.adjoint, "run", lambda *a, **k: forward_sweeps.append(1) or pytest.fail()
+    )
+    for _ in range(2):  # the second step reuses the first one's buffers
+        inputs.grad = None
+        model.zero_grad()
+        (model(inputs) * cotangent).sum().backward()
+        np.testing.assert_allclose(inputs.grad.numpy(), expected_input, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(model.weight.grad.numpy(), expected_weight, rtol=0, atol=1e-10)
+    assert not forward_sweeps  # every product was one reverse sweep of a kept forward pass
+
+
+def test_no_grad_keeps_nothing_and_a_tape_serves_once() -> None:
+    network, model = _taped_model("estimator")
+    simulator = simulator_of(network)
+    calls = []
+    original = simulator.forward_taped
+    simulator.forward_taped = lambda *a: calls.append(1) or original(*a)
+    inputs = torch.rand(4, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        model(inputs)
+    assert not calls
+    out = model(inputs)
+    assert calls
+    loss = out.sum()
+    loss.backward(retain_graph=True)
+    first = inputs.grad.clone()
+    loss.backward()  # the tape is used up: the product sweeps forward again, same values
+    np.testing.assert_allclose(inputs.grad.numpy(), 2 * first.numpy(), rtol=0, atol=1e-12)
+
+
+def test_a_forward_pass_too_large_to_keep_is_recomputed_and_logged(caplog) -> None:
+    network, _ = _taped_model("estimator", max_memory=200_000)
+    simulator = simulator_of(network)
+    params = np.random.default_rng(1).uniform(-1, 1, (64, 3 + network.num_weights))
+    columns = range(params.shape[1])
+    with caplog.at_level("INFO", logger="gpuqnn._sim.simulator"):
+        out, tape = simulator.forward_taped(params, columns)
+    assert tape is None and "will sweep forward again" in caplog.text
+    np.testing.assert_allclose(out, simulator.forward(params), rtol=0, atol=1e-12)

@@ -15,6 +15,7 @@ Shapes: R rows (samples), O outputs, D = 2**n, K angle slots, S differentiated s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,39 +27,35 @@ from .parameters import AngleMap
 from .protocols import Readout
 
 
-def adjoint_gradients(
-    circuit: FusedCircuit,
-    readout: Readout,
-    angles: Any,
-    slots: Sequence[int],
-    checkpoints: bool,
-    work: Buffers | None = None,
-    cotangent: Any = None,
-) -> Any:
-    """Derivatives of every output by the selected slots, or their vector-Jacobian product.
+@dataclass
+class Sweep:
+    """What a forward sweep over R rows keeps for the reverse sweep.
 
-    Args:
-        circuit: the fused program.
-        readout: the outputs' readout (its ``adjoint_states`` or ``cotangent_state``).
-        angles: (R, K) real angle table on the backend.
-        slots: the S slot indices to differentiate by (each in some parametric block).
-        checkpoints: keep every block's output from the forward sweep (memory for speed).
-        work: buffers to reuse (default: fresh ones).
-        cotangent: None for every output's derivatives; else (R, O) real ``g`` on the backend,
-            for ``sum_o g[r, o] d out_o / d theta_s`` from ONE adjoint state per row.
-
-    Returns:
-        (R, O, S) real derivatives on the backend, or (R, 1, S) with a cotangent.
+    Attributes:
+        first: index of the first block the reverse sweep differentiates.
+        preps: per block, its per-sample data (None before ``first``).
+        states: with checkpoints, (1, R, D) outputs of the blocks from ``first`` on; else
+            empty.
+        phi: (1, R, D) complex final states.
+        work: the buffers that hold them (and the reverse sweep's own).
     """
-    xp = circuit.backend.xp
-    work = Buffers(xp) if work is None else work
+
+    first: int
+    preps: list[Any]
+    states: list[Any]
+    phi: Any
+    work: Buffers
+
+
+def forward_sweep(
+    circuit: FusedCircuit, angles: Any, first: int, checkpoints: bool, work: Buffers
+) -> Sweep:
+    """Evolve (R, K) real ``angles`` through every block, keeping what the reverse sweep
+    from block ``first`` needs (each block's output from there on, with ``checkpoints``)."""
     blocks = circuit.blocks
     dtype = circuit.backend.dtype
     angles = angles.astype(circuit.backend.real_dtype, copy=False)
-    rows, dim = angles.shape[0], circuit.dim
-    first = int(min(circuit.slot_block[k] for k in slots))
-
-    shape = (1, rows, dim)  # one copy of the samples (see gpuqnn._sim.blocks)
+    shape = (1, angles.shape[0], circuit.dim)  # one copy of the samples (see .blocks)
     psi = work.get("psi", shape, dtype)
     psi[...] = circuit.initial
     spare, scratch = work.get("spare", shape, dtype), work.get("scratch", shape, dtype)
@@ -75,33 +72,82 @@ def adjoint_gradients(
             psi = result
         elif result is spare:
             psi, spare = spare, psi
-    phi = psi
+    return Sweep(first, preps, states, psi, work)
 
-    if cotangent is None:
-        lam = readout.adjoint_states(phi[0])[None]  # (1, R, O, D)
-    else:
-        lam = readout.cotangent_state(phi[0], cotangent)[None, :, None]  # (1, R, 1, D)
+
+def reverse_sweep(circuit: FusedCircuit, sweep: Sweep, slots: Sequence[int], lam: Any) -> Any:
+    """Derivatives by ``slots`` from the adjoint states ``lam`` (1, R, E, D) at the output:
+    the blocks from the last to ``sweep.first``, un-applied to ``lam`` (and, without
+    checkpoints, to the state).
+
+    Returns:
+        (R, E, S) real derivatives on the backend.
+    """
+    xp = circuit.backend.xp
+    blocks, work, first = circuit.blocks, sweep.work, sweep.first
+    dtype = circuit.backend.dtype
+    phi = sweep.phi
+    spare, scratch = work.get("spare", phi.shape, dtype), work.get("scratch", phi.shape, dtype)
     lam_spare = work.get("lam_spare", lam.shape, dtype)
     lam_scratch = work.get("lam_scratch", lam.shape, dtype)
-    grads = xp.zeros((rows, lam.shape[2], len(slots)), dtype=circuit.backend.real_dtype)
+    grads = xp.zeros((lam.shape[1], lam.shape[2], len(slots)), dtype=circuit.backend.real_dtype)
     for j in range(len(blocks) - 1, first - 1, -1):
         block = blocks[j]
         mine = [s for s, k in enumerate(slots) if circuit.slot_block[k] == j]
         if mine:
-            local = block.gradient(lam, phi, preps[j])[0]  # (R, O, Kb)
+            local = block.gradient(lam, phi, sweep.preps[j])[0]  # (R, E, Kb)
             grads[..., np.array(mine)] = local[..., circuit.slot_local[np.array(slots)[mine]]]
         if j == first:
             break
-        result = block.apply_adjoint(lam, lam_spare, lam_scratch, preps[j], True)
+        result = block.apply_adjoint(lam, lam_spare, lam_scratch, sweep.preps[j], True)
         if result is lam_spare:
             lam, lam_spare = lam_spare, lam
-        if checkpoints:
-            phi = states[j - 1 - first]
+        if sweep.states:
+            phi = sweep.states[j - 1 - first]
         else:
-            result = block.apply_adjoint(phi, spare, scratch, preps[j], True)
+            result = block.apply_adjoint(phi, spare, scratch, sweep.preps[j], True)
             if result is spare:
                 phi, spare = spare, phi
     return grads
+
+
+def adjoint_states(readout: Readout, phi: Any, cotangent: Any = None) -> Any:
+    """(1, R, O, D) adjoint states of every output at the (1, R, D) final states ``phi``, or
+    (1, R, 1, D) for a (R, O) real ``cotangent``."""
+    if cotangent is None:
+        return readout.adjoint_states(phi[0])[None]
+    return readout.cotangent_state(phi[0], cotangent)[None, :, None]
+
+
+def adjoint_gradients(
+    circuit: FusedCircuit,
+    readout: Readout,
+    angles: Any,
+    slots: Sequence[int],
+    checkpoints: bool,
+    work: Buffers | None = None,
+    cotangent: Any = None,
+) -> Any:
+    """Derivatives of every output by the selected slots, or their vector-Jacobian product:
+    a forward sweep, then a reverse sweep.
+
+    Args:
+        circuit: the fused program.
+        readout: the outputs' readout (its ``adjoint_states`` or ``cotangent_state``).
+        angles: (R, K) real angle table on the backend.
+        slots: the S slot indices to differentiate by (each in some parametric block).
+        checkpoints: keep every block's output from the forward sweep (memory for speed).
+        work: buffers to reuse (default: fresh ones).
+        cotangent: None for every output's derivatives; else (R, O) real ``g`` on the backend,
+            for ``sum_o g[r, o] d out_o / d theta_s`` from ONE adjoint state per row.
+
+    Returns:
+        (R, O, S) real derivatives on the backend, or (R, 1, S) with a cotangent.
+    """
+    work = Buffers(circuit.backend.xp) if work is None else work
+    first = int(min(circuit.slot_block[k] for k in slots))
+    sweep = forward_sweep(circuit, angles, first, checkpoints, work)
+    return reverse_sweep(circuit, sweep, slots, adjoint_states(readout, sweep.phi, cotangent))
 
 
 def adjoint_cost(costs: np.ndarray, first: int, num_outputs: int, checkpoints: bool) -> float:

@@ -21,13 +21,14 @@ Shapes: B samples, P parameters, K angle slots, O outputs, J differentiated colu
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._compile import Program
 from .._cuda.select import RunnerFactory, cuda_runner
 from .._options import SimulatorOptions
-from .adjoint import AdjointStrategy
+from .adjoint import AdjointStrategy, adjoint_states, forward_sweep, reverse_sweep
 from .backend import Backend
 from .executor import ChunkExecutor
 from .fused import FusedCircuit
@@ -35,6 +36,9 @@ from .parameters import AngleMap
 from .protocols import Readout, Runner
 from .runners import BlockRunner
 from .shift import ParameterShiftStrategy
+from .tape import BufferPool, Tape
+
+logger = logging.getLogger(__name__)
 
 
 class Simulator:
@@ -81,6 +85,7 @@ class Simulator:
         self.parameter_shift = ParameterShiftStrategy(
             self.circuit, self.runner, self.executor, self.angle_map, rules
         )
+        self._tape_buffers = BufferPool(backend.xp)
         self.row_bytes = engine.row_bytes() + engine.sample_bytes()
         """Bytes of one forward row on the block engine: what must fit for the network at all."""
 
@@ -174,7 +179,56 @@ class Simulator:
             self.parameter_shift.run(params, slots, columns, self.max_memory, grad, sample)
         return grad
 
-    def vjp(self, params: Any, columns: Sequence[int], cotangent: Any) -> Any:
+    def forward_taped(self, params: Any, columns: Sequence[int]) -> tuple[Any, Tape | None]:
+        """Outputs for a batch, keeping the forward sweep for a :meth:`vjp` by ``columns``
+        when the adjoint method on the block engine will run it and the whole batch's
+        checkpoints fit the memory budget; otherwise a plain :meth:`forward` (and the product
+        will sweep forward again; logged at INFO).
+
+        Args:
+            params: (B, P) float64 parameter values (host or backend array, or SampleRows).
+            columns: the J parameter columns the product will differentiate by.
+
+        Returns:
+            (B, O) float64 outputs on the backend, and the tape or None.
+        """
+        batch = params.shape[0]
+        slots = self.differentiated_slots(columns)
+        if (
+            batch == 0
+            or not slots
+            or self.runner.name != "engine"
+            or self.method(columns, vjp=True) != "adjoint"
+        ):
+            return self.forward(params), None
+        per_sample = self.adjoint.sample_bytes(slots, columns, checkpoints=True, vjp=True)
+        if batch * per_sample > self.executor.budget(self.max_memory):
+            logger.info(
+                "not keeping the forward pass of %d samples (%d bytes each) within the memory "
+                "budget: the vector-Jacobian product will sweep forward again",
+                batch,
+                per_sample,
+            )
+            return self.forward(params), None
+        sizing = self.executor.sizing(
+            per_sample, self.max_memory, "an adjoint pass over one sample", batch, states=2
+        )
+        tape = Tape(columns, slots, batch, sizing)
+        first = int(self.circuit.slot_block[slots].min())
+        out = self.backend.xp.empty((batch, self.num_outputs), dtype="float64")
+
+        def task(start: int, stop: int) -> None:
+            angles = self.angle_map.angles(params[start:stop])
+            sweep = forward_sweep(self.circuit, angles, first, True, self._tape_buffers.take())
+            out[start:stop] = self.readout(sweep.phi[0])
+            tape.add(start, sweep)
+
+        self.executor.run(task, batch, sizing, self.max_memory)
+        return out, tape
+
+    def vjp(
+        self, params: Any, columns: Sequence[int], cotangent: Any, tape: Tape | None = None
+    ) -> Any:
         """The vector-Jacobian product ``sum_o g[b, o] d out[b, o] / d params[b, j]``: what
         training needs, at the cost of about one forward and one reverse sweep per sample on
         the adjoint method, whatever the number of outputs.
@@ -184,6 +238,8 @@ class Simulator:
                 :class:`~.parameters.SampleRows`.
             columns: the J parameter columns to differentiate by.
             cotangent: (B, O) float64 ``g``, a host or backend array.
+            tape: the forward pass of these ``params`` from :meth:`forward_taped`, if kept:
+                then the product is one reverse sweep (a tape serves once).
 
         Returns:
             (B, J) float64 per-sample products on the backend.
@@ -195,9 +251,27 @@ class Simulator:
         if not slots or batch == 0:
             return grad[:, 0]
         g = self.backend.asarray(cotangent, dtype="float64")
+        if tape is not None and tape.serves(columns, batch):
+            self._reverse(params, columns, g, tape, grad)
+            return grad[:, 0]
         strategy = self.adjoint if self.method(columns, vjp=True) == "adjoint" else None
         if strategy is not None:
             strategy.run(params, slots, columns, self.max_memory, grad, cotangent=g)
         else:
             self.parameter_shift.run(params, slots, columns, self.max_memory, grad, cotangent=g)
         return grad[:, 0]
+
+    def _reverse(self, params: Any, columns: Sequence[int], g: Any, tape: Tape, grad: Any) -> None:
+        """The (B, 1, J) product from a tape: one reverse sweep per chunk."""
+        slots = tape.slots
+
+        def task(start: int, stop: int) -> None:
+            sweep = tape.sweeps[start]
+            lam = adjoint_states(self.readout, sweep.phi, g[start:stop])
+            dslot = reverse_sweep(self.circuit, sweep, slots, lam)
+            grad[start:stop] += dslot @ self.angle_map.jacobian(params[start:stop], slots, columns)
+
+        try:
+            self.executor.run(task, tape.batch, tape.sizing, self.max_memory)
+        finally:
+            self._tape_buffers.give(tape.take(), keep=self.max_memory is None)
