@@ -192,7 +192,7 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
 
     def _finish(self, values: np.ndarray, gradient: bool) -> Any:
         if not gradient and self._shots is not None:
-            values = self._sample(values)
+            values = self._sample(values, self._call_rng())
         shape = (values.shape[0], *self._output_shape) + ((values.shape[-1],) if gradient else ())
         values = values.reshape(shape)
         if self._sparse:
@@ -217,16 +217,22 @@ class SamplerQNN(EngineNetwork, _QmlSamplerQNN):
         return self._shots is not None
 
     def _backward_options(self) -> dict:
-        return {"sample": self._sample} if self._shots is not None else {}
+        if self._shots is None:
+            return {}
+        rng = self._call_rng()  # one generator for all chunks of this call: no repeated draws
+        return {"sample": lambda probabilities: self._sample(probabilities, rng)}
 
-    def _sample(self, probabilities: np.ndarray) -> np.ndarray:
+    def _call_rng(self) -> np.random.Generator:
+        """The generator of one forward or backward call: a fresh one from the seed (as
+        ``StatevectorSampler(seed=...)`` per run, so calls repeat), or the network's unseeded
+        one."""
+        return self._rng if self._seed is None else np.random.default_rng(self._seed)
+
+    def _sample(self, probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(R, O) exact probabilities -> (R, O) frequencies of ``shots`` samples per row."""
         probs = np.clip(probabilities, 0.0, 1.0)
         rest = np.clip(1.0 - probs.sum(axis=1, keepdims=True), 0.0, 1.0)
         pvals = np.concatenate([probs, rest], axis=1)
         pvals /= pvals.sum(axis=1, keepdims=True)
-        # a fresh generator per call when seeded (as StatevectorSampler(seed=...) and gpuqnn's
-        # Sampler): the same inputs, weights and seed give the same samples on every call
-        rng = self._rng if self._seed is None else np.random.default_rng(self._seed)
         counts = rng.multinomial(self._shots, pvals)
         return counts[:, :-1] / self._shots

@@ -222,3 +222,20 @@ def test_interpret_may_return_numpy_integers():
     x, w = np.array([[0.4, 1.3]]), np.array([0.9])
     expected = _clbit_distribution(qc, {X[0]: 0.4, X[1]: 1.3, W: 0.9}).reshape(2, 2).T
     np.testing.assert_allclose(qnn.forward(x, w)[0], expected, atol=1e-12)
+
+
+def test_seeded_backward_draws_once_per_call_not_once_per_chunk():
+    """A backward pass in many chunks (small max_memory) still draws every chunk's shots from
+    one generator: identical samples get independent estimates, and the call repeats."""
+    x, w = np.tile([[0.4, 1.3]], (8, 1)), np.array([0.9])
+    qnn = SamplerQNN(
+        circuit=_measured_circuit(2),
+        input_params=list(X),
+        weight_params=[W],
+        shots=100,
+        seed=3,
+        max_memory=2000,
+    )
+    _, grad = qnn.backward(x, w)
+    assert len({tuple(row) for row in np.round(grad[:, :, 0], 9)}) == len(x)
+    np.testing.assert_array_equal(qnn.backward(x, w)[1], grad)
