@@ -1,7 +1,7 @@
 """Inline a circuit's composite instructions into one flat stream of operations.
 
 ``qc.append(other_circuit, ...)``, ``to_instruction()``, library circuits appended whole
-(``zz_feature_map``, ``RealAmplitudes``, ``GMS``, ``QNNCircuit``, ...), ``initialize`` and
+(``zz_feature_map``, ``RealAmplitudes``, ``GMS``, ``qnn_circuit``, ...), ``initialize`` and
 ``Isometry`` are :class:`~qiskit.circuit.Instruction` objects that are not :class:`Gate`\\ s:
 their effect is their ``definition``, a circuit that may itself hold measurements, resets and
 further composite instructions. :func:`flatten` walks the definitions recursively and returns
