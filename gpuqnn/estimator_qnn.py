@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from qiskit.circuit import Parameter, QuantumCircuit
 from qiskit.primitives import BaseEstimatorV2
 from qiskit.quantum_info import Pauli, SparsePauliOp
@@ -51,7 +52,8 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
     Raises:
         QiskitMachineLearningError: the circuit cannot be simulated (mid-circuit measurement,
             reset, classical control), or invalid network settings.
-        ValueError: inconsistent parameters or observables, or invalid options.
+        ValueError: inconsistent parameters, observables on the wrong number of qubits or not
+            Hermitian, or invalid options.
         RuntimeError: ``device="gpu"``/``"cuda:N"`` without CuPy or a CUDA device.
     """
 
@@ -118,5 +120,12 @@ def _as_sparse_pauli(observable: BaseOperator, index: int, num_qubits: int) -> S
         raise ValueError(
             f"observables[{index}] acts on {observable.num_qubits} qubits, but the circuit has "
             f"{num_qubits}"
+        )
+    anti = (observable - observable.adjoint()).simplify(atol=0)
+    scale = max(1.0, float(np.max(np.abs(observable.coeffs), initial=0.0)))
+    if np.any(np.abs(anti.coeffs) > 1e-10 * scale):
+        raise ValueError(
+            f"observables[{index}] is not Hermitian ({observable}): its expectation values "
+            "are not real; pass a Hermitian observable (e.g. real coefficients of Paulis)"
         )
     return observable

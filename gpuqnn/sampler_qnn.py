@@ -33,7 +33,9 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
     cannot stand in for (shots, hardware, noise) is used as qiskit-machine-learning would use it.
 
     Unlike qiskit-machine-learning 0.9.1, a circuit that measures into its own classical
-    register gets each sample's own probabilities (0.9.1 returns the batch mean in every row).
+    register gets each sample's own probabilities (0.9.1 returns the batch mean in every row),
+    and a transpiled circuit with its own measurements gets the distribution of its clbits as
+    those measurements define them (0.9.1 remaps them through the layout a second time).
 
     Args:
         circuit: the parametrized circuit; without classical bits, every qubit is measured.
@@ -41,8 +43,11 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         input_params: parameters fed by the input data.
         weight_params: trainable parameters.
         sparse: return ``sparse.COO`` arrays (needs the ``sparse`` package).
-        interpret: maps a measured integer to an int or a tuple of ints (an output index).
-        output_shape: shape of the interpreted output (required with ``interpret``).
+        interpret: maps a measured integer (the clbits, clbit j as bit j) to an int or a
+            tuple of ints (an output index).
+        output_shape: shape of the interpreted output (required with ``interpret``); without
+            ``interpret`` it is ``2**num_qubits``, or ``2**num_clbits`` when the circuit has more
+            clbits than (logical) qubits.
         gradient: optional sampler gradient (default: parameter shift).
         input_gradients: whether ``backward`` also returns gradients by the inputs.
         pass_manager: optional pass manager the circuit is transpiled with once; outputs are
@@ -64,7 +69,8 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         QiskitMachineLearningError: the circuit cannot be simulated, or ``interpret`` without
             ``output_shape``.
         ValueError: inconsistent parameters, an ``interpret`` that returns an index outside
-            ``output_shape``, or invalid options.
+            ``output_shape`` or something else than an int or a tuple of ints, or invalid
+            options.
         RuntimeError: ``device="gpu"``/``"cuda:N"`` without CuPy or a CUDA device.
     """
 
@@ -136,6 +142,11 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         super().set_interpret(interpret, output_shape)
         if interpret is None:
             self._interpret = _identity  # the parent's lambda cannot be pickled
+            num_clbits = self._org_circuit.num_clbits
+            if num_clbits > self.num_virtual_qubits:
+                # every outcome of the measured clbits gets its column, so that rows sum to 1
+                # (qiskit-machine-learning 0.9.1 keeps 2**num_qubits and drops the rest)
+                self._output_shape = (2**num_clbits,)
         self._output_shape = tuple(int(n) for n in self._output_shape)
         self._user_interpret = interpret
         if getattr(self, "_program", None) is not None:
@@ -153,17 +164,20 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
             for c in range(program.num_clbits)
         ]
         layout = getattr(self._org_circuit, "layout", None)
-        key_limit: int | None = 2**self.num_virtual_qubits
-        if layout is not None:
+        if layout is not None and self._org_circuit.num_clbits == 0:
+            # the network measured every physical qubit of the transpiled circuit (clbit p reads
+            # qubit p): key bit i is the final position of logical qubit i, ancillas dropped
             physical = layout.final_index_layout(filter_ancillas=True)
             key_bits = [key_bits[p] if p < len(key_bits) else -1 for p in physical]
-            key_limit = None
+        # otherwise the circuit's own measurements define the key: clbit j is bit j, wherever
+        # layout and routing put the measured qubit (qiskit-machine-learning 0.9.1 remaps these
+        # keys through the layout once more, which gives wrong distributions)
         return ProbabilityReadout(
             key_bits,
             program.num_qubits,
             self._user_interpret,
             self._output_shape,
-            key_limit,
+            None,
             self._backend,
         )
 

@@ -190,6 +190,15 @@ class _ConnectorFunction(torch.autograd.Function):
         if not (need_input or need_weights):
             return None, None, None
         network = plan.network
+        if input_data.ndim > 1 and input_data.shape[:-1].numel() == 0:
+            # an empty batch: nothing depends on the weights (or inputs), zero gradients
+            # rather than None, so that optimizers and gradient checks see the weights' shape
+            zero_input = torch.zeros_like(input_data) if network.input_gradients else None
+            return (
+                zero_input if need_input else None,
+                torch.zeros_like(weights) if need_weights else None,
+                None,
+            )
         if isinstance(network, SimulatorNetwork):
             return _vjp_gradients(ctx, grad_output, input_data, weights, plan)
         input_grad, weight_grad = network.backward(

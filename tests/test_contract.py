@@ -839,6 +839,47 @@ def test_observable_on_wrong_number_of_qubits(observables, three_qubit) -> None:
 
 
 @pytest.mark.parametrize(
+    ("observables", "index"),
+    [
+        (1j * SparsePauliOp("ZII"), 0),
+        ([SparsePauliOp("ZZZ"), SparsePauliOp(["XII", "YII"], [1.0, 0.5j])], 1),
+        ([SparsePauliOp("ZZZ"), SparsePauliOp("ZII") @ SparsePauliOp("XII")], 1),  # iY
+    ],
+    ids=["imaginary-coefficient", "complex-second-of-two", "product-of-paulis"],
+)
+def test_non_hermitian_observable_is_refused(observables, index, three_qubit) -> None:
+    """qiskit-machine-learning and StatevectorEstimator raise; the real part is no answer."""
+    with pytest.raises(ValueError, match=words(f"observables[{index}]", "Hermitian")):
+        EstimatorQNN(
+            circuit=three_qubit.circuit,
+            input_params=three_qubit.inputs,
+            weight_params=three_qubit.weights,
+            observables=observables,
+        )
+
+
+def test_hermitian_observables_with_phases_are_accepted(three_qubit) -> None:
+    """Y = iXZ and products whose phases cancel are Hermitian: values as Statevector's."""
+    observables = [
+        SparsePauliOp("YII") + 0.5 * SparsePauliOp("ZZY"),
+        SparsePauliOp("XII") @ SparsePauliOp("YII") * -1j,  # XY = iZ, times -i: Z
+    ]
+    qnn = EstimatorQNN(
+        circuit=three_qubit.circuit,
+        input_params=three_qubit.inputs,
+        weight_params=three_qubit.weights,
+        observables=observables,
+    )
+    x, w = np.array([[0.3, -1.1]]), np.array([0.4, 1.2, -0.7])
+    bound = three_qubit.circuit.assign_parameters(
+        dict(zip(three_qubit.inputs + three_qubit.weights, [*x[0], *w], strict=True))
+    )
+    state = Statevector(bound)
+    expected = [state.expectation_value(o).real for o in observables]
+    np.testing.assert_allclose(qnn.forward(x, w)[0], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize(
     "interpret,output_shape",
     [(lambda b: b, 4), (lambda b: (b % 2, b), (2, 3)), (lambda b: -1 if b == 5 else 0, 2)],
     ids=["index-too-large", "tuple-index-too-large", "negative-index"],

@@ -115,10 +115,14 @@ def test_gradients_match_finite_differences(method: str, dtype: str) -> None:
         np.testing.assert_allclose(weight_grad[:, :, j], fd, atol=atol, rtol=0)
 
 
-def test_non_hermitian_observable_gradient_is_that_of_the_real_part() -> None:
-    """The network returns Re <psi|O|psi>; its gradient is that of the real part."""
+def test_observable_with_pauli_phases_gradient() -> None:
+    """A Hermitian observable written with phased Pauli products (-i XY = Z) and Y terms:
+    gradients by both methods match finite differences. (Non-Hermitian observables are
+    refused at construction, see test_contract.py.)"""
     qc, x, w = layered_network(31, 3)
-    observable = SparsePauliOp.from_list([("XYZ", 0.5 + 0.7j), ("ZZI", -0.3j), ("IIX", 1.0)])
+    observable = SparsePauliOp.from_list([("XYZ", 0.5), ("ZZI", -0.3), ("IIX", 1.0)]) + (
+        -1j * (SparsePauliOp("IXI") @ SparsePauliOp("IYI")) * 0.7
+    )
     rng = np.random.default_rng(31)
     inputs, weights = rng.uniform(-2, 2, (2, 2)), rng.uniform(-2, 2, 5)
     for method in METHODS:

@@ -69,6 +69,57 @@ def test_main_job_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "speed-up" not in out
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--qubits", "30", "--batch", "0", "--no-reference"],
+        ["--qubits", "20"],
+        ["--qubits", "1"],
+    ],
+)
+def test_main_job_refuses_widths_it_cannot_time_before_any_work(argv, capsys) -> None:
+    """A one-line error (argparse's usage and error lines), no traceback, nothing run."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "Traceback" not in captured.err
+    errors = [line for line in captured.err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "--qubits" in errors[0] and "16" in errors[0]
+
+
+def test_main_job_help_states_the_qubit_limit(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "2 to 16" in " ".join(capsys.readouterr().out.split())
+
+
+def test_every_network_is_compared_and_printed_after_a_mismatch(monkeypatch, capsys) -> None:
+    """One network disagreeing (here both SamplerQNNs, the second and third network) must not
+    stop the comparison of the others: all four are printed, and the job fails."""
+    import gpuqnn._cli.main as main_module  # noqa: PLC0415
+
+    class WrongSampler(main_module.SamplerQNN):
+        def _forward(self, input_data, weights):
+            return super()._forward(input_data, weights) + 0.01
+
+    monkeypatch.setattr(main_module, "SamplerQNN", WrongSampler)
+    assert main(["--batch", "0", "--epochs", "0"]) == 1
+    out = capsys.readouterr().out
+    for example in main_module.tutorial_examples():
+        assert out.count(example.title + "\n") == 1
+    assert "MISMATCH" in out
+    tables = out.split("observables [Y, Z]\n")[1]
+    assert "forward" in tables and "d/d weights" in tables  # the last network's rows too
+
+
+def test_reference_epoch_shows_progress_per_chunk(capsys) -> None:
+    assert main(["--batch", "0", "--epochs", "2", "--samples", "20", "--qubits", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "20/20 samples" in err
+
+
 def test_main_job_reports_missing_gpu(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--device", "gpu", "--batch", "0"]) == 2
     assert "gpu" in capsys.readouterr().err.lower()

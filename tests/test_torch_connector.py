@@ -299,3 +299,27 @@ def test_cuda_tensors() -> None:
         else:
             for ours, ref in zip(current, reference, strict=True):
                 torch.testing.assert_close(ours, ref, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["estimator", "sampler", "sampler-2d"])
+@pytest.mark.parametrize("input_gradients", [True, False])
+def test_empty_batch_gives_zero_gradients(kind, input_gradients, three_qubit) -> None:
+    """An empty batch: the output has no rows, and the gradients are zeros of the weights' and
+    inputs' shapes (not None), as the sum over no samples of per-sample gradients."""
+    model = TorchConnector(
+        network(kind, three_qubit, input_gradients=input_gradients),
+        initial_weights=np.full(3, 0.2),
+    )
+    x = torch.zeros(0, 2, dtype=torch.float64, requires_grad=True)
+    out = model(x)
+    assert out.shape == (0, *model.neural_network.output_shape)
+    out.sum().backward()
+    assert model.weight.grad is not None
+    torch.testing.assert_close(model.weight.grad, torch.zeros(3, dtype=model.weight.dtype))
+    if input_gradients:
+        torch.testing.assert_close(x.grad, torch.zeros(0, 2, dtype=torch.float64))
+    # and a non-empty batch afterwards still gets real gradients
+    model.weight.grad = None
+    out = model(torch.full((2, 2), 0.3, dtype=torch.float64)).reshape(2, -1)
+    (out * torch.linspace(0.0, 1.0, out.shape[1])).sum().backward()  # probabilities sum to 1
+    assert model.weight.grad.abs().max() > 1e-3

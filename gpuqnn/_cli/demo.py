@@ -21,6 +21,10 @@ from ..estimator_qnn import EstimatorQNN
 from ..examples import two_feature_classifier_circuit, two_moons
 from .progress import ProgressBar
 
+_REFERENCE_CHUNKS = 10
+"""qiskit-machine-learning's reference epoch runs in this many chunks of samples (one progress
+step each)."""
+
 
 @dataclass(frozen=True)
 class TrainingReport:
@@ -62,7 +66,12 @@ def _epoch(network, inputs: np.ndarray, weights: np.ndarray) -> float:
 
 def _squared_error(network, inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> float:
     """The classifier's loss: mean over samples of the summed squared error."""
-    outputs = network.forward(inputs, weights).reshape(len(targets), -1)
+    return _loss(network.forward(inputs, weights), targets)
+
+
+def _loss(outputs: np.ndarray, targets: np.ndarray) -> float:
+    """Mean over samples of the summed squared error of (N, ...) outputs and (N,) targets."""
+    outputs = outputs.reshape(len(targets), -1)
     return float(np.mean(np.sum((outputs - targets.reshape(len(targets), -1)) ** 2, axis=1)))
 
 
@@ -119,13 +128,17 @@ def run_training(
     reference_seconds = difference = None
     if reference:
         ref = ReferenceEstimatorQNN(circuit=circuit, input_params=inputs, weight_params=weights)
-        with ProgressBar(2, "  qiskit-ml ", stream) as bar:
+        # in chunks of samples, so that the bar moves during a slow reference epoch
+        chunks = np.array_split(np.arange(num_samples), min(num_samples, _REFERENCE_CHUNKS))
+        outputs = []
+        with ProgressBar(len(chunks), "  qiskit-ml ", stream) as bar:
             start = time.perf_counter()
-            ref_loss = _squared_error(ref, x, targets, initial)
-            bar.update(note="forward")
-            ref.backward(x, initial)
+            for rows in chunks:
+                outputs.append(ref.forward(x[rows], initial))
+                ref.backward(x[rows], initial)
+                bar.update(note=f"{rows[-1] + 1}/{num_samples} samples")
             reference_seconds = time.perf_counter() - start
-            bar.update(note="backward")
+        ref_loss = _loss(np.concatenate(outputs), targets)
         difference = abs(ref_loss - _squared_error(network, x, targets, initial))
     return TrainingReport(
         network.device,

@@ -37,6 +37,11 @@ from .progress import ProgressBar
 _REPEAT = 3
 """gpuqnn timings are the best of this many runs (after one warm-up)."""
 
+MAX_QUBITS = 16
+"""Widest training network: at 16 qubits qiskit-machine-learning's reference epoch already
+takes minutes on a laptop (it grows about 2x per qubit), and gpuqnn's training run of the
+default 100 samples and 30 epochs more than a minute on two cores."""
+
 
 @dataclass(frozen=True)
 class Example:
@@ -212,7 +217,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--qubits",
         type=int,
         default=4,
-        help="qubits of the training run's classifier circuit (default 4, at least 2)",
+        help=f"qubits of the training run's classifier circuit (default 4; 2 to {MAX_QUBITS}: "
+        "beyond that the training run and qiskit-machine-learning's reference epoch take too "
+        "long to time)",
     )
     parser.add_argument(
         "--samples",
@@ -237,8 +244,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--batch must not be negative")
     if args.epochs < 0:
         parser.error("--epochs must not be negative")
-    if args.qubits < 2:
-        parser.error("--qubits must be at least 2")
+    if not 2 <= args.qubits <= MAX_QUBITS:
+        parser.error(f"--qubits must be between 2 and {MAX_QUBITS}, got {args.qubits}")
     if args.samples < 2:
         parser.error("--samples must be at least 2")
     return args
@@ -327,7 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"gpuqnn {__version__}")
     print(device_line(args.device, device, args.dtype))
     print("\nqiskit's QNN tutorial networks, gpuqnn vs qiskit-machine-learning defaults:\n")
-    agree = all(compare(example, ours, ref, atol) for example, ours, ref in pairs)
+    # every network is compared and printed, also after a mismatch (no short-circuit)
+    agreements = [compare(example, ours, ref, atol) for example, ours, ref in pairs]
+    agree = all(agreements)
     print(
         f"all results agree within {atol:g}"
         if agree
@@ -342,16 +351,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"\ntraining: NeuralNetworkClassifier (L-BFGS-B, up to {args.epochs} iterations) "
             f"on {args.samples} two-moons points, EstimatorQNN on {args.qubits} qubits"
         )
-        report = run_training(
-            device=args.device,
-            dtype=args.dtype,
-            num_qubits=args.qubits,
-            num_samples=args.samples,
-            epochs=args.epochs,
-            seed=args.seed,
-            reference=not args.no_reference,
-            stream=sys.stderr,
-        )
+        try:
+            report = run_training(
+                device=args.device,
+                dtype=args.dtype,
+                num_qubits=args.qubits,
+                num_samples=args.samples,
+                epochs=args.epochs,
+                seed=args.seed,
+                reference=not args.no_reference,
+                stream=sys.stderr,
+            )
+        except (ValueError, RuntimeError, MemoryError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print_training(report)
         if report.reference_loss_difference is not None:
             agree &= report.reference_loss_difference <= max(atol, 1e-8) * 100

@@ -81,6 +81,10 @@ class AngleTable:
         import sympy  # noqa: PLC0415 - only needed at compile time
 
         sym = expr.sympify()
+        # parameters take real values: with real symbols, abs() and conjugate() of them have
+        # derivatives sympy can write down (sign(x), 1) instead of unprintable Derivative(re(x))
+        real = {s: sympy.Symbol(s.name, real=True) for s in sym.free_symbols}
+        sym = sym.xreplace(real)
         symbols = {s.name: s for s in sym.free_symbols}
         # qiskit keeps parameters that cancel (x - x, from some gate definitions); sympy drops
         # them: their derivative is zero and the slot does not depend on them

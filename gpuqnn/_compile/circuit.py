@@ -37,6 +37,7 @@ from qiskit.quantum_info import Operator
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
 from .angles import AngleTable
+from .inline import Leaf, flatten, is_composite
 from .program import Op, OpKind, Program
 
 _ROTATIONS = {
@@ -65,34 +66,48 @@ def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter]) ->
     Returns:
         The program.
 
+    Composite instructions (appended circuits, library circuits, ``initialize``, ...) are
+    inlined by their definitions (see :mod:`gpuqnn._compile.inline`); a reset of a qubit that no
+    gate has acted on yet is a no-op.
+
     Raises:
-        QiskitMachineLearningError: the circuit holds a mid-circuit measurement, a reset,
-            classical control flow, or a gate that cannot be simulated.
+        QiskitMachineLearningError: the circuit holds a gate after a measurement on its qubit,
+            a reset after gates acted on its qubit, classical control flow, or an instruction
+            that cannot be simulated; the message names the user's instruction.
     """
     emitter = _Emitter()
     measured: dict[int, int] = {}
     measured_qubits: set[int] = set()
-    for inst in circuit.data:
-        op = inst.operation
-        qubits = [circuit.find_bit(q).index for q in inst.qubits]
+    touched: set[int] = set()  # qubits some gate has acted on: no longer certainly |0>
+    for leaf in flatten(circuit):
+        op, qubits, where = leaf.operation, list(leaf.qubits), _where(leaf)
         if op.name == "measure":
-            clbit = circuit.find_bit(inst.clbits[0]).index
-            measured[clbit] = qubits[0]
+            measured[leaf.clbits[0]] = qubits[0]
             measured_qubits.add(qubits[0])
             continue
         if op.name in _SKIPPED:
             continue
         if isinstance(op, ControlFlowOp):
             raise QiskitMachineLearningError(
-                f"circuit contains the classically controlled instruction '{op.name}', which "
+                f"circuit contains the classically controlled instruction {where}, which "
                 "the statevector engine cannot simulate; remove it from the circuit"
             )
-        touched = measured_qubits.intersection(qubits)
-        if touched:
+        after_measure = measured_qubits.intersection(qubits)
+        if after_measure:
             raise QiskitMachineLearningError(
-                f"circuit applies '{op.name}' to qubit {min(touched)} after a 'measure' on it: "
-                "mid-circuit measurements are not supported (only final measurements are)"
+                f"circuit applies {where} to qubit {min(after_measure)} after a 'measure' on "
+                "it: mid-circuit measurements are not supported (only final measurements are)"
             )
+        if op.name == "reset":
+            if touched.intersection(qubits):
+                raise QiskitMachineLearningError(
+                    f"circuit applies {where} to qubit {qubits[0]} after gates acted on it: a "
+                    "reset is not unitary there (only a reset of a qubit still in |0>, e.g. at "
+                    "the start or by 'initialize', can be simulated)"
+                )
+            continue  # the qubit is still |0>: the reset does nothing
+        touched.update(qubits)
+        emitter.origin = leaf.origin
         emitter.emit(op, qubits)
     ops = _fuse_parity_phases(emitter.finish())
     used = sorted({q for op in ops for q in op.qubits})
@@ -111,6 +126,7 @@ class _Emitter:
     """Turns gates into native ops, fusing constant single-qubit gates per qubit."""
 
     def __init__(self) -> None:
+        self.origin = "the circuit"  # the user's instruction being emitted, for errors
         self.ops: list[Op] = []
         self.slot_exprs: list[ParameterExpression] = []
         self._pending: dict[int, np.ndarray] = {}
@@ -134,20 +150,28 @@ class _Emitter:
 
     def emit(self, gate, qubits: list[int]) -> None:
         name = gate.name
-        if name == "reset":
-            raise QiskitMachineLearningError(
-                "circuit contains a 'reset', which the statevector engine cannot simulate"
-            )
         if name in _SKIPPED:
             return
+        if name in ("reset", "measure") or isinstance(gate, ControlFlowOp):
+            raise QiskitMachineLearningError(
+                f"{self.origin} contains '{name}' inside a gate definition, which the "
+                "statevector engine cannot simulate"
+            )
         if isinstance(gate, AnnotatedOperation):
             self._emit_annotated(gate, qubits)
             return
         if not isinstance(gate, Gate):
-            raise QiskitMachineLearningError(
-                f"circuit contains the instruction '{name}', which is not a unitary gate and "
-                "cannot be simulated by the statevector engine"
-            )
+            # a composite instruction inside a gate's definition (e.g. UCGate's): its own
+            # definition is unitary if it holds gates only, which the recursion checks
+            if not is_composite(gate) or not isinstance(gate.definition, QuantumCircuit):
+                raise QiskitMachineLearningError(
+                    f"circuit contains the instruction '{name}'"
+                    + ("" if self.origin == f"'{name}'" else f" (inside {self.origin})")
+                    + ", which is not a unitary gate and cannot be simulated by the statevector "
+                    "engine"
+                )
+            self._emit_definition(gate, qubits)
+            return
         if not _is_symbolic(gate.params):
             matrix = _try_matrix(gate)
             if matrix is not None:
@@ -174,16 +198,22 @@ class _Emitter:
             else:
                 self._emit_rotation(gate.base_gate.name, angle, targets, controls, gate.ctrl_state)
             return
-        definition = gate.definition
-        if definition is None:
+        if gate.definition is None:
             raise QiskitMachineLearningError(
-                f"gate '{name}' has neither a matrix nor a definition and cannot be simulated"
+                f"gate '{name}'"
+                + ("" if self.origin == f"'{name}'" else f" (inside {self.origin})")
+                + " has neither a matrix nor a definition and cannot be simulated"
             )
+        self._emit_definition(gate, qubits)
+
+    def _emit_definition(self, gate, qubits: list[int]) -> None:
+        definition = gate.definition
         for inst in definition.data:
             sub_qubits = [qubits[definition.find_bit(q).index] for q in inst.qubits]
-            if inst.clbits or inst.operation.name == "measure":
+            if inst.clbits:
                 raise QiskitMachineLearningError(
-                    f"gate '{name}' contains '{inst.operation.name}', which cannot be simulated"
+                    f"{self.origin} contains '{inst.operation.name}' on classical bits inside "
+                    f"'{gate.name}', which the statevector engine cannot simulate"
                 )
             self.emit(inst.operation, sub_qubits)
 
@@ -223,10 +253,10 @@ class _Emitter:
             self._pending[q] = matrix if previous is None else matrix @ previous
             return
         if len(qubits) > 3 and not (_is_diagonal(matrix) or _is_permutation(matrix)):
-            if gate.definition is not None:
-                for inst in gate.definition.data:
-                    sub = [qubits[gate.definition.find_bit(q).index] for q in inst.qubits]
-                    self.emit(inst.operation, sub)
+            # many-qubit dense matrices are slow to apply: use the definition's smaller gates
+            # when it is exact (e.g. not UCGate(up_to_diagonal=True)'s, which is not)
+            if _definition_matches(gate, matrix):
+                self._emit_definition(gate, qubits)
                 return
         op = _constant_op(matrix, tuple(qubits), (), 0)
         if op is not None:
@@ -263,6 +293,12 @@ class _Emitter:
         self._append(
             Op(OpKind.PHASE, (target,), controls, ctrl_state, _P_MASK, slot=self._new_slot(angle))
         )
+
+
+def _where(leaf: Leaf) -> str:
+    """The offending leaf, and the user's instruction it comes from when that is another."""
+    name = f"'{leaf.operation.name}'"
+    return name if leaf.origin == name else f"{name} (inside {leaf.origin})"
 
 
 def _is_cx(op: Op) -> bool:
@@ -360,6 +396,22 @@ def _number(value) -> complex:
     if isinstance(value, ParameterExpression):
         return complex(value)
     return value
+
+
+def _definition_matches(gate, matrix: np.ndarray) -> bool:
+    """Whether ``gate``'s definition implements ``matrix`` up to a global phase."""
+    definition = gate.definition
+    if not isinstance(definition, QuantumCircuit) or definition.parameters:
+        return False
+    try:
+        implemented = Operator(definition).data
+    except Exception:  # a definition with non-unitary parts has no operator
+        return False
+    overlap = np.vdot(implemented.ravel(), matrix.ravel())
+    if abs(overlap) < _ATOL:
+        return False
+    phase = overlap / abs(overlap)
+    return bool(np.allclose(implemented * phase, matrix, atol=1e-9, rtol=0))
 
 
 def _try_matrix(gate) -> np.ndarray | None:

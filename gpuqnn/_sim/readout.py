@@ -198,12 +198,12 @@ class ProbabilityReadout:
         num_qubits: simulated qubits n (D = 2**n).
         interpret: maps a key (int) to an int or a tuple of ints; None for the identity.
         output_shape: the shape of one sample's output.
-        key_limit: keys at or above this are dropped (qiskit-machine-learning keeps keys below
-            2**num_virtual_qubits when there is no layout), or None to keep all.
+        key_limit: keys at or above this are dropped, or None to keep all.
         backend: where the index table lives.
 
     Raises:
-        ValueError: ``interpret`` returns an index outside ``output_shape``.
+        ValueError: ``interpret`` returns an index outside ``output_shape``, or something else
+            than an int or a tuple of ints.
     """
 
     def __init__(
@@ -310,7 +310,12 @@ def _flat_index(interpret: Callable | None, key: int, output_shape: tuple[int, .
         value: Any = key
     else:
         value = interpret(key)
-    index = (int(value),) if isinstance(value, Integral) else tuple(int(v) for v in value)
+    index = _as_index(value)
+    if index is None:
+        raise ValueError(
+            f"interpret({key}) returned {value!r} of type {type(value).__name__}: interpret must "
+            f"return an int or a tuple of ints, an index into output_shape {output_shape}"
+        )
     if len(index) != len(output_shape) or any(
         not 0 <= i < n for i, n in zip(index, output_shape, strict=True)
     ):
@@ -321,3 +326,13 @@ def _flat_index(interpret: Callable | None, key: int, output_shape: tuple[int, .
             f"output_shape {output_shape}"
         )
     return int(np.ravel_multi_index(index, output_shape))
+
+
+def _as_index(value: Any) -> tuple[int, ...] | None:
+    """``value`` as an index tuple if it is an int or a sequence of ints, else None (a digit
+    string or a float is not an index, though ``int()`` would take it)."""
+    if isinstance(value, Integral):
+        return (int(value),)
+    if isinstance(value, (tuple, list, np.ndarray)) and all(isinstance(v, Integral) for v in value):
+        return tuple(int(v) for v in value)
+    return None
