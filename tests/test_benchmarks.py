@@ -306,6 +306,25 @@ def test_gpu_benchmark_skips_cleanly_without_a_device(
     assert "GPU benchmark skipped" in capsys.readouterr().out
 
 
+def test_gpu_plan_prints_without_a_device(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench_gpu, "gpu_unavailable", lambda: "no driver")
+    assert bench_gpu.main(["--plan", "--peers"]) == 0
+    out = capsys.readouterr().out
+    assert "plan zz8-estimator at batch 4096" in out and "plan zz16-estimator" in out
+    assert "skipped" not in out.split("(no CUDA")[0]
+
+
+def test_quick_dry_run_leaves_out_the_16_qubit_reference(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert bench_gpu.main(["--device", "cpu", "--quick", "--plan", "--peers"]) == 0
+    out = capsys.readouterr().out
+    assert "skip zz16-estimator in the quick dry run" in out
+    assert "plan zz12-estimator" in out and "plan zz16-estimator" not in out
+
+
 def test_gpu_benchmark_plan_and_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
     variants = bench_gpu.gpu_variants(device="cpu")
     assert [v.name for v in variants][:3] == ["gpu-auto", "fused-shift", "per-op-shift"]
