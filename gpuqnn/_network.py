@@ -27,6 +27,7 @@ from ._sim.runners import state_row_bytes
 from ._sim.shots import ShotSampler
 from ._sim.simulator import Simulator
 from ._sim.tape import Tape
+from ._sim.threads import default_threads
 
 
 class SimulatorNetwork:
@@ -85,6 +86,14 @@ class SimulatorNetwork:
         """The gradient method asked for: ``"auto"``, ``"adjoint"`` or ``"parameter_shift"``
         (see :meth:`resolved_gradient_method` for what ``"auto"`` picks)."""
         return self._options.gradient_method
+
+    @property
+    def threads(self) -> int:
+        """Worker threads of the passes: the ``threads`` option or its default on the CPU
+        (``OMP_NUM_THREADS`` if set, else the cores this process may use); one on a GPU."""
+        if self._backend.is_gpu:
+            return 1
+        return self._options.threads or default_threads()
 
     @property
     def max_memory(self) -> int | None:

@@ -92,6 +92,14 @@ def check_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def check_threads(threads: Any) -> int | None:
+    """None (the default: ``OMP_NUM_THREADS`` if set, else the CPU cores this process may use)
+    or a positive int of worker threads."""
+    if threads is None:
+        return None
+    return check_positive_int(threads, "threads")
+
+
 def check_shots(shots: Any, name: str = "shots") -> int | None:
     """None (exact) or a positive int of shots."""
     if shots is None:
@@ -170,6 +178,8 @@ class SimulatorOptions:
         max_memory: bound in bytes on what a pass holds at once, or None for half of the
             free memory at call time.
         kernels: one of :data:`KERNEL_MODES` (GPU backends only).
+        threads: worker threads on the CPU, or None for the default (see
+            :func:`gpuqnn._sim.threads.default_threads`).
     """
 
     device: str = "auto"
@@ -177,6 +187,7 @@ class SimulatorOptions:
     gradient_method: str = "auto"
     max_memory: int | None = None
     kernels: str = "auto"
+    threads: int | None = None
 
     @classmethod
     def checked(
@@ -186,6 +197,7 @@ class SimulatorOptions:
         gradient_method: Any = "auto",
         max_memory: Any = None,
         kernels: Any = "auto",
+        threads: Any = None,
     ) -> SimulatorOptions:
         """The options after every check.
 
@@ -198,6 +210,7 @@ class SimulatorOptions:
             gradient_method=check_gradient_method(gradient_method),
             max_memory=check_max_memory(max_memory),
             kernels=check_kernel_mode(kernels),
+            threads=check_threads(threads),
         )
 
     @property

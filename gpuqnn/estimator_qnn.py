@@ -48,6 +48,8 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
             model over the fused circuit), ``"adjoint"`` or ``"parameter_shift"``.
         max_memory: bound in bytes on the statevectors held at once (rows are processed in
             chunks), or ``"auto"``/None for half of the free memory.
+        threads: worker threads on the CPU (default None: ``OMP_NUM_THREADS`` when set, as
+            ``torchrun``, Ray and Dask set it, else the cores this process may use, at most 8).
 
     Raises:
         QiskitMachineLearningError: the circuit cannot be simulated (mid-circuit measurement,
@@ -73,8 +75,11 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         dtype: str = "complex128",
         gradient_method: str = "auto",
         max_memory: int | str | None = None,
+        threads: int | None = None,
     ) -> None:
-        options = SimulatorOptions.checked(device, dtype, gradient_method, max_memory)
+        options = SimulatorOptions.checked(
+            device, dtype, gradient_method, max_memory, threads=threads
+        )
         check_parameters(circuit, input_params, weight_params)
         super().__init__(
             circuit=circuit,

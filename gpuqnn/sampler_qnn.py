@@ -58,6 +58,8 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         gradient_method: ``"auto"`` (the cheaper of the two by a cost model; parameter shift
             with shots), ``"adjoint"`` (exact only) or ``"parameter_shift"``.
         max_memory: bound in bytes on the statevectors held at once, or ``"auto"``/None.
+        threads: worker threads on the CPU (default None: ``OMP_NUM_THREADS`` when set, as
+            ``torchrun``, Ray and Dask set it, else the cores this process may use, at most 8).
         shots: None for exact probabilities; an int to sample that many shots per row
             (forward rows and every shifted row of the backward pass) from the exact states.
         seed: seed of the shot sampling (None, an int or a NumPy Generator). With an int, each
@@ -91,10 +93,13 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         dtype: str = "complex128",
         gradient_method: str = "auto",
         max_memory: int | str | None = None,
+        threads: int | None = None,
         shots: int | None = None,
         seed: int | None = None,
     ) -> None:
-        options = SimulatorOptions.checked(device, dtype, gradient_method, max_memory)
+        options = SimulatorOptions.checked(
+            device, dtype, gradient_method, max_memory, threads=threads
+        )
         check_parameters(circuit, input_params, weight_params)
         shots = check_shots(shots)
         check_seed(seed)

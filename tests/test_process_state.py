@@ -231,3 +231,69 @@ def test_seeded_shots_repeat_per_call() -> None:
     np.testing.assert_array_equal(first, second)
     assert not np.allclose(first[0], first[1])  # rows still draw different shots
     np.testing.assert_array_equal(sampler.backward(x, w)[1], sampler.backward(x, w)[1])
+
+
+# ---- threads, BLAS on every big pass, devices under torchrun -----------------------------------
+def test_threads_option_and_omp_num_threads(monkeypatch) -> None:
+    assert _network(threads=1).threads == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what torchrun, Ray and Dask set
+    one = _network()
+    assert one.threads == 1
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert _network().threads == threads.available_cores()
+    with pytest.raises(ValueError, match="threads must be a positive int, got 0"):
+        _network(threads=0)
+    reference = _network(threads=2)
+    x, w = _data(9)
+    np.testing.assert_allclose(one.forward(x, w), reference.forward(x, w), rtol=0, atol=1e-12)
+    for a, b in zip(one.backward(x, w), reference.backward(x, w), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_a_single_worker_pass_also_holds_blas_to_one_thread(monkeypatch) -> None:
+    import gpuqnn._sim.executor as executor_module  # noqa: PLC0415
+
+    seen = []
+    original = executor_module.blas_limited
+
+    def spy():
+        seen.append(1)
+        return original()
+
+    monkeypatch.setattr(executor_module, "blas_limited", spy)
+    network = _network(threads=1)
+    x, w = _data(10)
+    network.backward(x, w)  # 10 qubits x 256 samples: a big pass on one worker
+    assert seen
+    seen.clear()
+    network.forward(x[:1], w)  # one small state: not worth a BLAS call
+    assert not seen
+
+
+def test_gpus_under_torchrun_follow_the_local_rank() -> None:
+    from gpuqnn._sim.backend import default_cuda_device, processes_per_device  # noqa: PLC0415
+
+    assert default_cuda_device(4, current=0, env={}) == 0
+    assert default_cuda_device(4, current=2, env={}) == 2  # the current device otherwise
+    assert default_cuda_device(4, current=0, env={"LOCAL_RANK": "3"}) == 3
+    assert default_cuda_device(2, current=0, env={"LOCAL_RANK": "3"}) == 1
+    narrowed = {"LOCAL_RANK": "3", "CUDA_VISIBLE_DEVICES": "5"}
+    assert default_cuda_device(1, current=0, env=narrowed) == 0  # already narrowed to one
+    ranks = {"LOCAL_WORLD_SIZE": "8"}
+    assert processes_per_device(4, gpu=True, env=ranks) == 2
+    assert processes_per_device(8, gpu=True, env=ranks) == 1
+    assert processes_per_device(1, gpu=True, env={**ranks, "CUDA_VISIBLE_DEVICES": "2"}) == 1
+    assert processes_per_device(1, gpu=False, env=ranks) == 8
+    assert processes_per_device(1, gpu=False, env={}) == 1
+
+
+def test_the_default_budget_is_a_share_of_the_free_memory() -> None:
+    from dataclasses import replace  # noqa: PLC0415
+
+    from gpuqnn._sim.executor import ChunkExecutor  # noqa: PLC0415
+
+    backend = simulator_of(_network()).backend
+    alone = ChunkExecutor(backend, QUBITS)
+    shared = ChunkExecutor(replace(backend, share=4), QUBITS)
+    assert shared.budget(None) <= alone.budget(None) / 3  # free memory moves a little
+    assert shared.budget(1 << 20) == alone.budget(1 << 20)  # an explicit bound is per process

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -17,7 +18,6 @@ import numpy as np
 
 from .._options import CUDA_DEVICE, DTYPES
 from .expi import ExpI
-from .threads import available_cores
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +35,15 @@ class Backend:
         xp: The array module, ``numpy`` or ``cupy``.
         name: ``"cpu"`` or ``"cuda:N"``.
         dtype: Complex dtype of the statevectors (``complex128`` or ``complex64``).
+        share: see below.
     """
 
     xp: ModuleType
     name: str
     dtype: np.dtype
+    share: int = 1
+    """Processes of this node expected to use the device at once (torchrun's ranks): the
+    default memory budget is each one's share of the free memory."""
 
     @property
     def real_dtype(self) -> np.dtype:
@@ -57,13 +61,6 @@ class Backend:
         cache. On a GPU, one big tensor is best.
         """
         return None if self.is_gpu else 64 << 20
-
-    @property
-    def workers(self) -> int:
-        """Threads that work on separate chunks of rows at once: the CPU cores this process
-        may use (at most 8), since NumPy's kernels run on one core each and release the GIL;
-        one on a GPU, which is fed by one stream."""
-        return 1 if self.is_gpu else available_cores()
 
     @property
     def is_gpu(self) -> bool:
@@ -160,12 +157,54 @@ def load_cupy(device_index: int | None) -> tuple[ModuleType | None, str]:
     return cupy, ""
 
 
+def _positive_env(name: str, env: Mapping[str, str]) -> int | None:
+    value = env.get(name, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _visible_devices(env: Mapping[str, str]) -> int | None:
+    """How many devices ``CUDA_VISIBLE_DEVICES`` names, or None when it is not set."""
+    value = env.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    return len([d for d in value.split(",") if d.strip()])
+
+
+def default_cuda_device(count: int, current: int, env: Mapping[str, str] = os.environ) -> int:
+    """The device ``"auto"``/``"gpu"``/``"cuda"`` mean: under ``torchrun`` (``LOCAL_RANK`` set)
+    with several devices visible, the local rank's device (``LOCAL_RANK mod count``), so that
+    ranks do not all compute on one GPU; else the current device.
+
+    Args:
+        count: CUDA devices visible to the process.
+        current: the current CUDA device.
+        env: the environment (``os.environ``).
+    """
+    local_rank = _positive_env("LOCAL_RANK", env)
+    if local_rank is not None and count > 1:
+        return local_rank % count
+    return current
+
+
+def processes_per_device(count: int, gpu: bool, env: Mapping[str, str] = os.environ) -> int:
+    """How many of this node's processes (``LOCAL_WORLD_SIZE`` under ``torchrun``, else 1)
+    share one device: all of them share the host; on GPUs, the ranks spread over the ``count``
+    visible devices (one each when ``CUDA_VISIBLE_DEVICES`` narrows every rank to one)."""
+    local = _positive_env("LOCAL_WORLD_SIZE", env) or 1
+    if not gpu:
+        return local
+    if _visible_devices(env) == 1:
+        return 1
+    return max(1, -(-local // max(1, count)))
+
+
 def select_backend(device: str = "auto", dtype: str = "complex128") -> Backend:
     """The backend for a checked ``device`` and ``dtype`` (see :mod:`gpuqnn._options`).
 
     Args:
         device: ``"auto"`` (CuPy on a working CUDA device, else NumPy, silently), ``"cpu"``,
-            ``"gpu"`` (CUDA device 0), ``"cuda"`` (the current CUDA device) or ``"cuda:N"``.
+            ``"gpu"`` or ``"cuda"`` (the current CUDA device, or under ``torchrun`` the local
+            rank's, see :func:`default_cuda_device`) or ``"cuda:N"``.
         dtype: ``"complex128"`` or ``"complex64"``.
 
     Returns:
@@ -175,17 +214,20 @@ def select_backend(device: str = "auto", dtype: str = "complex128") -> Backend:
         RuntimeError: a GPU was asked for explicitly but CuPy or a device is missing.
     """
     complex_dtype = DTYPES[dtype]
+    cpu = Backend(np, "cpu", complex_dtype, processes_per_device(1, gpu=False))
     if device == "cpu":
-        return Backend(np, "cpu", complex_dtype)
-    index = None if device == "cuda" else _device_index(device)
+        return cpu
+    index = _device_index(device) if device.startswith("cuda:") else None
     cupy, reason = load_cupy(index)
     if cupy is None:
         if device == "auto":
             logger.info("device='auto': using NumPy on the CPU because %s", reason)
-            return Backend(np, "cpu", complex_dtype)
+            return cpu
         hint = _INSTALL_HINT if "importable" in reason else "check the NVIDIA driver and device"
         raise RuntimeError(f"device={device!r} needs a CUDA GPU, but {reason}; {hint}")
+    count = int(cupy.cuda.runtime.getDeviceCount())
     if index is None:
-        index = int(cupy.cuda.runtime.getDevice())
+        index = default_cuda_device(count, int(cupy.cuda.runtime.getDevice()))
     logger.info("using CuPy on cuda:%d", index)
-    return Backend(cupy, f"cuda:{index}", complex_dtype)
+    share = processes_per_device(count, gpu=True)
+    return Backend(cupy, f"cuda:{index}", complex_dtype, share)

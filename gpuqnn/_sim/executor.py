@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import NamedTuple
 
 from .backend import Backend
 from .buffers import Buffers
-from .threads import blas_limited, worker_pool
+from .threads import blas_limited, default_threads, worker_pool
 
 MARGIN = 0.8
 """Share of the memory budget the chunks are sized for, leaving room for what the byte models
@@ -32,10 +33,14 @@ speed an 8-qubit one up by 20%)."""
 
 
 class Sizing(NamedTuple):
-    """Rows (or samples) per chunk, and the worker threads that run chunks at once."""
+    """Rows (or samples) per chunk, the worker threads that run chunks at once, and whether
+    the pass is big enough to hold BLAS to one thread (every pass that parallelises, and
+    every pass with at least :data:`WORKER_STATE_BYTES` of states: BLAS's own threads would
+    compete with ours, or oversubscribe a process pinned to fewer cores)."""
 
     chunk: int
     workers: int
+    limit_blas: bool = False
 
 
 class ChunkExecutor:
@@ -44,14 +49,18 @@ class ChunkExecutor:
     Args:
         backend: where the states live (its preferred chunk bytes and worker count).
         num_qubits: simulated qubits (for the messages of errors and the thread rule).
-        workers: most worker threads (default: the backend's).
+        workers: most worker threads on the CPU (default: :func:`.threads.default_threads`);
+            one on a GPU, which one stream feeds.
     """
 
     def __init__(self, backend: Backend, num_qubits: int, workers: int | None = None) -> None:
         self.backend = backend
         self.num_qubits = num_qubits
         self.state_bytes = 2**num_qubits * backend.dtype.itemsize
-        self.workers = backend.workers if workers is None else workers
+        if backend.is_gpu:
+            self.workers = 1
+        else:
+            self.workers = default_threads() if workers is None else workers
         self._local = threading.local()
         self._all_buffers: list[Buffers] = []
         self._lock = threading.Lock()
@@ -75,9 +84,13 @@ class ChunkExecutor:
                     buffers.clear()
 
     def budget(self, max_memory: int | None) -> int:
-        """Bytes the chunks are sized for: :data:`MARGIN` of ``max_memory`` (or of half the
-        free memory)."""
-        limit = max_memory if max_memory is not None else self.backend.free_memory() // 2
+        """Bytes the chunks are sized for: :data:`MARGIN` of ``max_memory``, or of half the
+        free memory divided among the node's processes that share the device
+        (:attr:`~.backend.Backend.share`)."""
+        if max_memory is not None:
+            limit = max_memory
+        else:
+            limit = self.backend.free_memory() // (2 * max(1, self.backend.share))
         return int(limit * MARGIN)
 
     def sizing(
@@ -118,7 +131,9 @@ class ChunkExecutor:
         preferred = self.backend.work_chunk_bytes
         if preferred is not None:
             rows = min(rows, max(1, preferred // per_row))
-        return Sizing(int(min(rows, max(1, -(-total // workers)))), workers)
+        big = workers > 1 or total * states * self.state_bytes >= WORKER_STATE_BYTES
+        chunk = int(min(rows, max(1, -(-total // workers))))
+        return Sizing(chunk, workers, big and not self.backend.is_gpu)
 
     def _workers_for(self, states: int, fit: int) -> int:
         """Workers worth using for a pass that sweeps ``states`` statevectors when ``fit``
@@ -136,20 +151,20 @@ class ChunkExecutor:
         """Run ``task(start, stop)`` over ``range(0, total, sizing.chunk)``, chunks on
         ``sizing.workers`` threads of the shared pool (every ``workers``-th chunk in one
         thread, so each thread reuses its buffers); release buffers after."""
-        chunk, workers = sizing
+        chunk, workers, limit_blas = sizing
         ranges = [(start, min(start + chunk, total)) for start in range(0, total, chunk)]
         try:
-            if len(ranges) <= 1 or workers == 1:
-                for start, stop in ranges:
-                    task(start, stop)
-                return
+            with blas_limited() if limit_blas else nullcontext():
+                if len(ranges) <= 1 or workers == 1:
+                    for start, stop in ranges:
+                        task(start, stop)
+                    return
 
-            def share(first: int) -> None:
-                for start, stop in ranges[first::workers]:
-                    task(start, stop)
+                def share(first: int) -> None:
+                    for start, stop in ranges[first::workers]:
+                        task(start, stop)
 
-            pool = worker_pool()
-            with blas_limited():
+                pool = worker_pool()
                 futures = [pool.submit(share, first) for first in range(min(workers, len(ranges)))]
                 for future in futures:
                     future.result()

@@ -72,7 +72,7 @@ class Simulator:
         self.options = options if options is not None else SimulatorOptions()
         self.num_outputs = readout.num_outputs
         self.circuit = FusedCircuit(program, backend)
-        self.executor = ChunkExecutor(backend, program.num_qubits)
+        self.executor = ChunkExecutor(backend, program.num_qubits, self.options.threads)
         self.angle_map = AngleMap(program.angles, backend, self.num_outputs)
         engine = BlockRunner(self.circuit, readout)
         kernels = None

@@ -33,7 +33,20 @@ from contextlib import contextmanager
 from typing import Any
 
 MAX_WORKERS = 8
-"""Most worker threads one process uses."""
+"""Most worker threads one process uses by default."""
+
+POOL_THREADS = 64
+"""Most threads the shared pool ever starts (it starts them only as passes ask for them)."""
+
+
+def default_threads() -> int:
+    """Worker threads when the user sets none: ``OMP_NUM_THREADS`` when it is set to a
+    positive int (``torchrun``, Ray and Dask set it to 1 per worker), else
+    :func:`available_cores`."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return min(int(value), POOL_THREADS)
+    return available_cores()
 
 
 def available_cores() -> int:
@@ -83,11 +96,12 @@ def _controller(shared: _Shared) -> Any:
 
 
 def worker_pool() -> ThreadPoolExecutor:
-    """The process's worker pool, with :func:`available_cores` threads (created on first use)."""
+    """The process's worker pool (created on first use; threads start as passes need them,
+    up to :data:`POOL_THREADS`)."""
     shared = _shared
     with shared.lock:
         if shared.pool is None:
-            shared.pool = ThreadPoolExecutor(available_cores(), thread_name_prefix="gpuqnn")
+            shared.pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="gpuqnn")
         return shared.pool
 
 

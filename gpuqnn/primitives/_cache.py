@@ -85,6 +85,7 @@ class SimulatorCache:
         dtype: ``"complex128"`` or ``"complex64"``.
         max_memory: bound in bytes on the statevectors held at once, or None/"auto".
         cache_size: how many compiled circuits (and, separately, simulators) to keep.
+        threads: worker threads on the CPU, or None for the default.
 
     Raises:
         ValueError: an invalid option.
@@ -92,9 +93,16 @@ class SimulatorCache:
     """
 
     def __init__(
-        self, device: str, dtype: str, max_memory: int | str | None, cache_size: int
+        self,
+        device: str,
+        dtype: str,
+        max_memory: int | str | None,
+        cache_size: int,
+        threads: int | None = None,
     ) -> None:
-        self.options = SimulatorOptions.checked(device, dtype, max_memory=max_memory)
+        self.options = SimulatorOptions.checked(
+            device, dtype, max_memory=max_memory, threads=threads
+        )
         self.cache_size = check_positive_int(cache_size, "cache_size")
         self.backend: Backend = select_backend(self.options.device, self.options.dtype)
         self._programs: OrderedDict[str, Program] = OrderedDict()
@@ -107,10 +115,17 @@ class SimulatorCache:
             "dtype": self.options.dtype,
             "max_memory": self.options.max_memory,
             "cache_size": self.cache_size,
+            "threads": self.options.threads,
         }
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["device"], state["dtype"], state["max_memory"], state["cache_size"])
+        self.__init__(
+            state["device"],
+            state["dtype"],
+            state["max_memory"],
+            state["cache_size"],
+            state.get("threads"),
+        )
 
     def keys(self, circuits: Sequence[QuantumCircuit]) -> list[str]:
         """The structural key of each circuit, computed once per distinct circuit object."""

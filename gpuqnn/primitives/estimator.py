@@ -43,6 +43,8 @@ class Estimator(SimulatorOwner, BaseEstimatorV2):
         device: ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda:N"``.
         dtype: ``"complex128"`` (default) or ``"complex64"``.
         max_memory: bound in bytes on the statevectors held at once, or ``"auto"``/None.
+        threads: worker threads on the CPU (default None: ``OMP_NUM_THREADS`` when set, as
+            ``torchrun``, Ray and Dask set it, else the cores this process may use, at most 8).
         cache_size: how many compiled circuits to keep.
 
     Raises:
@@ -60,11 +62,12 @@ class Estimator(SimulatorOwner, BaseEstimatorV2):
         dtype: str = "complex128",
         max_memory: int | str | None = None,
         cache_size: int = 32,
+        threads: int | None = None,
     ) -> None:
         self._default_precision = check_precision(default_precision, "default_precision")
         check_seed(seed)
         self._seed = seed
-        self._cache = SimulatorCache(device, dtype, max_memory, cache_size)
+        self._cache = SimulatorCache(device, dtype, max_memory, cache_size, threads)
 
     @property
     def default_precision(self) -> float:
