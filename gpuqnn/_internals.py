@@ -6,12 +6,14 @@ instead of private attributes, so that the simulator's layout can change behind 
 - :func:`simulator_of`: the network's :class:`~gpuqnn._sim.simulator.Simulator` (its fused
   ``circuit``, ``runner``, ``executor``, ``method()``, ...).
 - :func:`use_kernels`: rebuild with another CUDA kernel choice, to compare the GPU variants.
-- :func:`use_backend`: rebuild on another backend, optionally with a runner factory (tests run
-  the whole GPU path on the CPU with an emulated backend and the kernels' host build).
+- :func:`use_backend`: rebuild on another backend (or several, sharded), optionally with a
+  runner factory (tests run the whole GPU path on the CPU with an emulated backend and the
+  kernels' host build, and the multi-device path over CPU backends).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ._cuda.select import RunnerFactory
@@ -47,8 +49,12 @@ def use_kernels(network: Any, mode: str) -> None:
 
 
 def use_backend(
-    network: Any, backend: Backend, runner_factory: RunnerFactory | None = None
+    network: Any,
+    backend: Backend | Sequence[Backend],
+    runner_factory: RunnerFactory | None = None,
 ) -> None:
-    """Rebuild ``network``'s simulator on ``backend``, with ``runner_factory`` building its
-    kernel runner when the backend is a GPU's."""
-    _network(network)._reconfigure(backend=backend, runner_factory=runner_factory)
+    """Rebuild ``network``'s simulator on ``backend`` (or shard it over several backends:
+    tests shard over CPU backends to check the multi-device path), with ``runner_factory``
+    building its kernel runners on GPU backends."""
+    backends = (backend,) if isinstance(backend, Backend) else tuple(backend)
+    _network(network)._reconfigure(backends=backends, runner_factory=runner_factory)

@@ -11,6 +11,7 @@ calls, or leaves them on the device for calls with CuPy arrays.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -20,10 +21,11 @@ from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 from ._compile import Program, compile_circuit
 from ._cuda.select import RunnerFactory
 from ._options import SimulatorOptions
-from ._sim.backend import Backend, select_backend
+from ._sim.backend import Backend, select_backends
 from ._sim.parameters import SampleRows
 from ._sim.protocols import Readout
 from ._sim.runners import state_row_bytes
+from ._sim.sharded import ShardedSimulator
 from ._sim.shots import ShotSampler
 from ._sim.simulator import Simulator
 from ._sim.tape import Tape
@@ -33,7 +35,14 @@ from ._sim.threads import default_threads
 class SimulatorNetwork:
     """Mixin: simulator options, boundary checks and routing between simulator and parent."""
 
-    _unpicklable = ("_backend", "_sim", "_program", "_shot_sampler", "_runner_factory")
+    _unpicklable = (
+        "_backend",
+        "_backends",
+        "_sim",
+        "_program",
+        "_shot_sampler",
+        "_runner_factory",
+    )
 
     def _init_simulator(
         self, options: SimulatorOptions, shots: int | None = None, seed: Any = None
@@ -44,10 +53,18 @@ class SimulatorNetwork:
         self._shots = shots
         self._seed = seed
         self._runner_factory: RunnerFactory | None = None
-        self._set_backend(select_backend(options.device, options.dtype))
+        self._set_backends(select_backends(options.device, options.dtype))
 
-    def _set_backend(self, backend: Backend) -> None:
-        self._backend = backend
+    def _set_backends(self, backends: Sequence[Backend]) -> None:
+        """Run on ``backends``: one, or several that each pass's samples are sharded over
+        (the first is home: arrays come back there)."""
+        if len(backends) > 1 and self._shots is not None:
+            raise ValueError(
+                f"shots are sampled on one device, but device={self._options.device!r} names "
+                f"{len(backends)}; use one device with shots"
+            )
+        self._backends = tuple(backends)
+        backend = self._backend = self._backends[0]
         self._shot_sampler = (
             None if self._shots is None else ShotSampler(self._shots, self._seed, backend)
         )
@@ -63,7 +80,7 @@ class SimulatorNetwork:
     def _simulator_serves_backward(self) -> bool:
         raise NotImplementedError
 
-    def _make_readout(self, program: Program) -> Readout:
+    def _make_readout(self, program: Program, backend: Backend) -> Readout:
         raise NotImplementedError
 
     def _format(self, values: Any, gradient: bool) -> Any:
@@ -75,6 +92,11 @@ class SimulatorNetwork:
     def device(self) -> str:
         """Where the simulator runs: ``"cpu"`` or ``"cuda:N"``."""
         return self._backend.name
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """Every device the passes run on: ``(device,)``, or the shards' devices."""
+        return tuple(backend.name for backend in self._backends)
 
     @property
     def dtype(self) -> str:
@@ -131,14 +153,18 @@ class SimulatorNetwork:
         self._program = program
         self._sim = simulator
 
-    def _new_simulator(self, program: Program) -> Simulator:
-        return Simulator(
-            program,
-            self._make_readout(program),
-            self._backend,
-            self._options,
-            self._runner_factory,
-        )
+    def _new_simulator(self, program: Program) -> Simulator | ShardedSimulator:
+        simulators = [
+            Simulator(
+                program,
+                self._make_readout(program, backend),
+                backend,
+                self._options,
+                self._runner_factory,
+            )
+            for backend in self._backends
+        ]
+        return simulators[0] if len(simulators) == 1 else ShardedSimulator(simulators)
 
     def _simulator(self) -> Simulator:
         """The simulator, built on first use."""
@@ -153,16 +179,16 @@ class SimulatorNetwork:
     def _reconfigure(
         self,
         kernels: str | None = None,
-        backend: Backend | None = None,
+        backends: Sequence[Backend] | None = None,
         runner_factory: RunnerFactory | None = None,
     ) -> None:
-        """Rebuild the simulator with another CUDA kernel mode, backend or runner factory
+        """Rebuild the simulator with another CUDA kernel mode, backends or runner factory
         (see :mod:`gpuqnn._internals`)."""
         if kernels is not None:
             self._options = replace(self._options, kernels=kernels)
         if runner_factory is not None:
             self._runner_factory = runner_factory
-        self._set_backend(self._backend if backend is None else backend)
+        self._set_backends(self._backends if backends is None else backends)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
@@ -173,7 +199,7 @@ class SimulatorNetwork:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         self._runner_factory = None
-        self._set_backend(select_backend(self._options.device, self._options.dtype))
+        self._set_backends(select_backends(self._options.device, self._options.dtype))
 
     def __repr__(self) -> str:
         engine = "engine" if self._simulator_serves_forward() else "delegating to qiskit primitives"

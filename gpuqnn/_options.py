@@ -29,14 +29,32 @@ block engine only (``none``); see :mod:`gpuqnn._cuda.select`."""
 CUDA_DEVICE = re.compile(r"^cuda(?::(\d+))?$")
 """``cuda`` (the current CUDA device) or ``cuda:N``."""
 
+CUDA_INDEX = re.compile(r"^cuda:\d+$")
+"""``cuda:N`` only."""
 
-def check_device(device: Any) -> str:
-    """``device`` itself; raise ValueError unless it is 'auto', 'cpu', 'gpu', 'cuda' or
-    'cuda:N'."""
+
+def check_device(device: Any) -> str | tuple[str, ...]:
+    """``device`` checked: 'auto', 'cpu', 'gpu', 'cuda', 'cuda:N', 'cuda:all' (every visible
+    CUDA device), or a list of two or more distinct 'cuda:N' (returned as a tuple)."""
+    if isinstance(device, (list, tuple)):
+        names = tuple(device)
+        if (
+            len(names) < 2
+            or not all(isinstance(d, str) and CUDA_INDEX.match(d) for d in names)
+            or len(set(names)) != len(names)
+        ):
+            raise ValueError(
+                "device as a list must name two or more distinct CUDA devices such as "
+                f"['cuda:0', 'cuda:1'], got {device!r}"
+            )
+        return names
     if not isinstance(device, str) or not (
-        device in ("auto", "cpu", "gpu") or CUDA_DEVICE.match(device)
+        device in ("auto", "cpu", "gpu", "cuda:all") or CUDA_DEVICE.match(device)
     ):
-        raise ValueError(f"device must be 'auto', 'cpu', 'gpu', 'cuda' or 'cuda:N', got {device!r}")
+        raise ValueError(
+            "device must be 'auto', 'cpu', 'gpu', 'cuda', 'cuda:N', 'cuda:all' or a list of "
+            f"'cuda:N', got {device!r}"
+        )
     return device
 
 
@@ -171,8 +189,9 @@ class SimulatorOptions:
     """The simulator's options, checked (build with :meth:`checked`).
 
     Attributes:
-        device: the device asked for: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda"`` or
-            ``"cuda:N"`` (resolved to a backend by :func:`gpuqnn._sim.backend.select_backend`).
+        device: the device asked for: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda"``,
+            ``"cuda:N"``, ``"cuda:all"`` or a tuple of ``"cuda:N"`` (resolved to backends by
+            :func:`gpuqnn._sim.backend.select_backends`).
         dtype: ``"complex128"`` or ``"complex64"``.
         gradient_method: one of :data:`GRADIENT_METHODS`.
         max_memory: bound in bytes on what a pass holds at once, or None for half of the
@@ -182,7 +201,7 @@ class SimulatorOptions:
             :func:`gpuqnn._sim.threads.default_threads`).
     """
 
-    device: str = "auto"
+    device: str | tuple[str, ...] = "auto"
     dtype: str = "complex128"
     gradient_method: str = "auto"
     max_memory: int | None = None

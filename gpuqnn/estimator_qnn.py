@@ -17,6 +17,7 @@ from ._compile import Program
 from ._exact import exact_estimator, exact_estimator_gradient
 from ._network import SimulatorNetwork
 from ._options import SimulatorOptions, check_parameters
+from ._sim.backend import Backend
 from ._sim.readout import PauliReadout
 
 
@@ -104,10 +105,8 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
     def _simulator_serves_backward(self) -> bool:
         return self._simulator_serves_forward() and exact_estimator_gradient(self.gradient)
 
-    def _make_readout(self, program: Program) -> PauliReadout:
-        return PauliReadout(
-            self._pauli_observables, program.qubit_map, program.num_qubits, self._backend
-        )
+    def _make_readout(self, program: Program, backend: Backend) -> PauliReadout:
+        return PauliReadout(self._pauli_observables, program.qubit_map, program.num_qubits, backend)
 
 
 def _as_sparse_pauli(observable: BaseOperator, index: int, num_qubits: int) -> SparsePauliOp:

@@ -15,6 +15,7 @@ from ._compile import Program
 from ._exact import exact_sampler, exact_sampler_gradient
 from ._network import SimulatorNetwork
 from ._options import SimulatorOptions, check_parameters, check_seed, check_shots
+from ._sim.backend import Backend
 from ._sim.readout import ProbabilityReadout
 
 
@@ -163,7 +164,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
     def _simulator_serves_backward(self) -> bool:
         return self._simulator_serves_forward() and exact_sampler_gradient(self.gradient)
 
-    def _make_readout(self, program: Program) -> ProbabilityReadout:
+    def _make_readout(self, program: Program, backend: Backend) -> ProbabilityReadout:
         key_bits = [
             int(program.qubit_map[program.measurements[c]]) if c in program.measurements else -1
             for c in range(program.num_clbits)
@@ -183,7 +184,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
             self._user_interpret,
             self._output_shape,
             None,
-            self._backend,
+            backend,
         )
 
     def _format(self, values: Any, gradient: bool) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -71,6 +72,13 @@ class Backend:
         """Whether ``value`` is an array of this backend's device (a CuPy array on a GPU);
         always False on the CPU, whose arrays are NumPy's."""
         return self.is_gpu and isinstance(value, self.xp.ndarray)
+
+    def activate(self) -> Any:
+        """A context in which this backend's device is CuPy's current device (nothing on the
+        CPU)."""
+        if self.is_gpu:
+            return self.xp.cuda.Device(_device_index(self.name))
+        return nullcontext()
 
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Copy a host array to the backend's device (no copy on the CPU backend)."""
@@ -231,3 +239,23 @@ def select_backend(device: str = "auto", dtype: str = "complex128") -> Backend:
     logger.info("using CuPy on cuda:%d", index)
     share = processes_per_device(count, gpu=True)
     return Backend(cupy, f"cuda:{index}", complex_dtype, share)
+
+
+def select_backends(
+    device: str | tuple[str, ...] = "auto", dtype: str = "complex128"
+) -> tuple[Backend, ...]:
+    """The backends of a checked ``device``: one, or one per CUDA device for ``"cuda:all"``
+    (every visible device) and for a tuple of ``"cuda:N"``.
+
+    Raises:
+        RuntimeError: CUDA devices were asked for but CuPy or a device is missing.
+    """
+    if isinstance(device, str) and device != "cuda:all":
+        return (select_backend(device, dtype),)
+    cupy, reason = load_cupy(None)
+    if cupy is None:
+        hint = _INSTALL_HINT if "importable" in reason else "check the NVIDIA driver and devices"
+        raise RuntimeError(f"device={device!r} needs CUDA GPUs, but {reason}; {hint}")
+    count = int(cupy.cuda.runtime.getDeviceCount())
+    names = [f"cuda:{i}" for i in range(count)] if device == "cuda:all" else list(device)
+    return tuple(select_backend(name, dtype) for name in names)

@@ -103,6 +103,11 @@ class SimulatorCache:
         self.options = SimulatorOptions.checked(
             device, dtype, max_memory=max_memory, threads=threads
         )
+        if not isinstance(self.options.device, str) or self.options.device == "cuda:all":
+            raise ValueError(
+                f"the primitives run on one device, got device={self.options.device!r}; shard "
+                "over devices with the networks (EstimatorQNN/SamplerQNN)"
+            )
         self.cache_size = check_positive_int(cache_size, "cache_size")
         self.backend: Backend = select_backend(self.options.device, self.options.dtype)
         self._programs: OrderedDict[str, Program] = OrderedDict()
