@@ -254,13 +254,13 @@ def test_a_single_worker_pass_also_holds_blas_to_one_thread(monkeypatch) -> None
     import gpuqnn._sim.executor as executor_module  # noqa: PLC0415
 
     seen = []
-    original = executor_module.blas_limited
+    original = executor_module.pass_limits
 
     def spy():
         seen.append(1)
         return original()
 
-    monkeypatch.setattr(executor_module, "blas_limited", spy)
+    monkeypatch.setattr(executor_module, "pass_limits", spy)
     network = _network(threads=1)
     x, w = _data(10)
     network.backward(x, w)  # 10 qubits x 256 samples: a big pass on one worker
@@ -297,3 +297,26 @@ def test_the_default_budget_is_a_share_of_the_free_memory() -> None:
     shared = ChunkExecutor(replace(backend, share=4), QUBITS)
     assert shared.budget(None) <= alone.budget(None) / 3  # free memory moves a little
     assert shared.budget(1 << 20) == alone.budget(1 << 20)  # an explicit bound is per process
+
+
+def test_malloc_thresholds_from_the_environment_are_held_during_passes(monkeypatch) -> None:
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    assert threads._Malloc.from_environment() is None  # nothing set: malloc is left alone
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # what Dask's workers set
+    found = threads._Malloc.from_environment()
+    if found is None:
+        pytest.skip("not glibc")
+    assert (found.trim, found.mmap) == (65536, 128 * 1024)
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        threads._shared,
+        "malloc",
+        threads._Malloc(lambda option, value: calls.append((option, value)) or 1, 65536, 131072),
+    )
+    with threads.malloc_held():
+        with threads.malloc_held():  # a second pass at once changes nothing
+            assert len(calls) == 2
+        assert len(calls) == 2  # still held for the first
+    assert calls == [(-3, 64 << 20), (-1, 1 << 30), (-1, 65536), (-3, 131072)]
+    assert threads._shared.malloc_users == 0

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from .backend import Backend
 from .buffers import Buffers
-from .threads import blas_limited, default_threads, worker_pool
+from .threads import default_threads, pass_limits, worker_pool
 
 MARGIN = 0.8
 """Share of the memory budget the chunks are sized for, leaving room for what the byte models
@@ -34,9 +34,10 @@ speed an 8-qubit one up by 20%)."""
 
 class Sizing(NamedTuple):
     """Rows (or samples) per chunk, the worker threads that run chunks at once, and whether
-    the pass is big enough to hold BLAS to one thread (every pass that parallelises, and
-    every pass with at least :data:`WORKER_STATE_BYTES` of states: BLAS's own threads would
-    compete with ours, or oversubscribe a process pinned to fewer cores)."""
+    the pass is big enough for :func:`.threads.pass_limits` (every pass that parallelises,
+    and every pass with at least :data:`WORKER_STATE_BYTES` of states: BLAS's own threads
+    would compete with ours, or oversubscribe a process pinned to fewer cores; malloc's
+    thresholds set by the environment would page-fault its temporaries)."""
 
     chunk: int
     workers: int
@@ -154,7 +155,7 @@ class ChunkExecutor:
         chunk, workers, limit_blas = sizing
         ranges = [(start, min(start + chunk, total)) for start in range(0, total, chunk)]
         try:
-            with blas_limited() if limit_blas else nullcontext():
+            with pass_limits() if limit_blas else nullcontext():
                 if len(ranges) <= 1 or workers == 1:
                     for start, stop in ranges:
                         task(start, stop)

@@ -16,6 +16,14 @@ are process-wide by nature, and this module is their one home:
   with its own BLAS threads. The libraries are re-scanned after new imports (SciPy brings a
   second OpenBLAS beside NumPy's).
 
+- **glibc's malloc thresholds** (:func:`malloc_held`), only where the environment sets them
+  (``MALLOC_TRIM_THRESHOLD_`` / ``MALLOC_MMAP_THRESHOLD_``, as Dask's workers do): then every
+  large NumPy temporary of a pass is a fresh ``mmap`` or a trimmed heap page, and a backward
+  pass costs 2.4x the CPU time in page faults (measured, 8 qubits). While passes run, the
+  thresholds are raised (64 MiB mmap, 1 GiB trim), reference-counted like the BLAS limit, and
+  the environment's values are restored when the last pass ends, so memory is returned to the
+  system as the user asked at the next ``free``. Without those variables malloc is left alone.
+
 Both are reset in a ``fork()``ed child (``os.register_at_fork``): the child has none of the
 parent's threads, so it gets a fresh pool, fresh locks and no count of the parent's passes.
 (A fork taken by another thread while a pass holds the BLAS limit leaves the child's BLAS at
@@ -68,6 +76,8 @@ class _Shared:
         self.modules = 0  # len(sys.modules) when the controller was built
         self.limiter: Any = None
         self.users = 0
+        self.malloc: _Malloc | None | bool = False  # False: not looked up yet
+        self.malloc_users = 0
 
 
 _shared = _Shared()
@@ -122,3 +132,80 @@ def blas_limited() -> Iterator[None]:
             if shared.users == 0 and shared.limiter is not None:
                 shared.limiter.restore_original_limits()
                 shared.limiter = None
+
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_GLIBC_DEFAULT_THRESHOLD = 128 * 1024
+_PASS_MMAP_THRESHOLD = 64 << 20
+_PASS_TRIM_THRESHOLD = 1 << 30
+
+
+class _Malloc:
+    """glibc's ``mallopt`` and the thresholds the environment asked for."""
+
+    def __init__(self, mallopt: Any, trim: int, mmap: int) -> None:
+        self.mallopt = mallopt
+        self.trim = trim
+        self.mmap = mmap
+
+    @classmethod
+    def from_environment(cls) -> _Malloc | None:
+        """The thresholds to restore, or None where the environment sets none (or the C
+        library is not glibc)."""
+        values = {}
+        for name in ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"):
+            value = os.environ.get(name, "").strip()
+            if value.isdigit():
+                values[name] = int(value)
+        if not values or not sys.platform.startswith("linux"):
+            return None
+        try:
+            import ctypes  # noqa: PLC0415 - only where the variables are set
+            import ctypes.util  # noqa: PLC0415
+
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            mallopt = libc.mallopt
+        except (OSError, AttributeError):
+            return None
+        return cls(
+            mallopt,
+            values.get("MALLOC_TRIM_THRESHOLD_", _GLIBC_DEFAULT_THRESHOLD),
+            values.get("MALLOC_MMAP_THRESHOLD_", _GLIBC_DEFAULT_THRESHOLD),
+        )
+
+
+@contextmanager
+def malloc_held() -> Iterator[None]:
+    """Keep a pass's temporaries in the heap where the environment set malloc thresholds (see
+    the module's notes); the environment's values are back once the last concurrent pass
+    leaves. Does nothing where they are not set."""
+    shared = _shared
+    with shared.lock:
+        if shared.malloc is False:
+            shared.malloc = _Malloc.from_environment()
+        malloc = shared.malloc
+        if malloc is None:
+            held = False
+        else:
+            if shared.malloc_users == 0:
+                malloc.mallopt(_M_MMAP_THRESHOLD, _PASS_MMAP_THRESHOLD)
+                malloc.mallopt(_M_TRIM_THRESHOLD, _PASS_TRIM_THRESHOLD)
+            shared.malloc_users += 1
+            held = True
+    try:
+        yield
+    finally:
+        if held:
+            with shared.lock:
+                shared.malloc_users -= 1
+                if shared.malloc_users == 0:
+                    malloc.mallopt(_M_TRIM_THRESHOLD, malloc.trim)
+                    malloc.mallopt(_M_MMAP_THRESHOLD, malloc.mmap)
+
+
+@contextmanager
+def pass_limits() -> Iterator[None]:
+    """What a pass worth it holds while it runs: the BLAS limit and the malloc thresholds."""
+    with blas_limited(), malloc_held():
+        yield
