@@ -407,9 +407,9 @@ class SimulatorNetwork:
         inputs, shape, weights_ = self._checked_call(input_data, weights, xp)
         batch = 1 if inputs is None else inputs.shape[0]
         g = self._checked_cotangent(cotangent, batch, shape, xp)
-        if self._simulator_serves_backward():
+        if self._simulator_serves_backward() and self._shot_sampler is None:
             input_grad, weight_grad = self._simulated_vjp(inputs, weights_, g, xp, tape)
-        else:
+        else:  # delegated primitives, or shots: the (sampled) Jacobians, contracted
             input_grad, weight_grad = self._contracted_vjp(inputs, weights_, g, xp)
         if input_grad is not None:
             input_grad = input_grad.reshape(
@@ -479,7 +479,8 @@ class SimulatorNetwork:
         return input_grad, weight_grad
 
     def _contracted_vjp(self, inputs: Any, weights: Any, g: Any, xp: Any) -> tuple[Any, Any]:
-        """The parent's Jacobians (delegated primitives) contracted with ``g``."""
+        """``_backward``'s Jacobians contracted with ``g``: the parent's (delegated primitives)
+        or the simulator's parameter shift on sampled rows (shots)."""
         host = self._backend.to_host
         input_jac, weight_jac = self._backward(
             None if inputs is None else host(inputs), None if weights is None else host(weights)

@@ -8,6 +8,7 @@ against the NumPy engine and qiskit-machine-learning."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -46,6 +47,19 @@ class EmulatedGpu(Backend):
 
     def is_array(self, value: Any) -> bool:
         return isinstance(value, np.ndarray)
+
+    @contextmanager
+    def activate(self):
+        """Make this emulated device current (recorded in CURRENT_DEVICE, like CuPy's)."""
+        CURRENT_DEVICE.append(self.name)
+        try:
+            yield
+        finally:
+            CURRENT_DEVICE.pop()
+
+
+CURRENT_DEVICE: list[str] = ["cuda:0"]
+"""The emulated current device (last entry), as ``cupy.cuda.Device`` keeps it."""
 
 
 class Emulation:
@@ -237,3 +251,50 @@ def test_unsupported_programs_fall_back_to_the_engine(emulated_gpu) -> None:
     emulated_gpu("fused")
     with pytest.raises(ValueError, match="kernels='fused' cannot run this circuit"):
         emulated_gpu.build(EstimatorQNN, circuit=qc, weight_params=[theta])
+
+
+def test_a_network_on_cuda_1_builds_and_runs_its_kernels_on_cuda_1(kernels) -> None:
+    """Runners bind to the current device when built and launch on it: the simulator makes
+    its own device current for both (issue 11's wrong-device finding, for cuda:N, N > 0)."""
+    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
+    seen = []
+
+    class Recording(HostFusedRunner):
+        def __init__(self, *args, **kwargs) -> None:
+            seen.append(("build", CURRENT_DEVICE[-1]))
+            super().__init__(*args, **kwargs)
+
+        def run(self, *args):
+            seen.append(("run", CURRENT_DEVICE[-1]))
+            return super().run(*args)
+
+    def factory(circuit, readout, backend, mode):
+        return select_runner(
+            circuit,
+            readout,
+            backend,
+            "fused",
+            make_fused=partial(Recording, kernels),
+            make_per_op=partial(HostPerOpRunner, kernels),
+            shared_limit=lambda: 227 * 1024,
+        )
+
+    network = EstimatorQNN(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        gradient_method="parameter_shift",
+        device="cpu",
+    )
+    reference = EstimatorQNN(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        device="cpu",
+    )
+    use_backend(network, EmulatedGpu(np, "cuda:1", np.dtype("complex128")), factory)
+    rng = np.random.default_rng(8)
+    inputs, weights = rng.uniform(0, 1, (3, 3)), rng.uniform(0, 1, ansatz.num_parameters)
+    assert_same_passes(network, reference, inputs, weights, 1e-10)
+    assert seen and all(device == "cuda:1" for _what, device in seen)
+    assert {what for what, _device in seen} == {"build", "run"}

@@ -11,6 +11,7 @@ one costs.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import NamedTuple
@@ -63,7 +64,7 @@ class ChunkExecutor:
         else:
             self.workers = default_threads() if workers is None else workers
         self._local = threading.local()
-        self._all_buffers: list[Buffers] = []
+        self._all_buffers: weakref.WeakSet[Buffers] = weakref.WeakSet()  # die with threads
         self._lock = threading.Lock()
 
     def buffers(self) -> Buffers:
@@ -72,7 +73,7 @@ class ChunkExecutor:
         if buffers is None:
             buffers = self._local.buffers = Buffers(self.backend.xp)
             with self._lock:
-                self._all_buffers.append(buffers)
+                self._all_buffers.add(buffers)
         return buffers
 
     def release(self, max_memory: int | None) -> None:

@@ -107,12 +107,23 @@ class Runner(Protocol):
 
 
 class GradientStrategy(Protocol):
-    """A way to differentiate the outputs by the angle slots, for a chunk of samples."""
+    """A way to differentiate the outputs by the angle slots (:class:`~.adjoint.
+    AdjointStrategy`, :class:`~.shift.ParameterShiftStrategy`): ``Simulator.method`` compares
+    their costs, then runs the cheaper one."""
 
     name: str
 
-    def bytes_per_sample(self, slots: Sequence[int], host: int, budget: int, batch: int) -> int:
-        """Peak bytes one sample of the pass needs (``host``: its host-side bytes)."""
-
     def cost(self, slots: Sequence[int]) -> float:
-        """Relative cost per sample on the runner that executes the strategy."""
+        """Relative cost per sample on the runner that executes the strategy, in the block
+        engine's units (passes over one state)."""
+
+    def run(
+        self,
+        params: Any,
+        slots: list[int],
+        columns: Sequence[int],
+        max_memory: int | None,
+        grad: Any,
+    ) -> None:
+        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``
+        (or, given a (B, O) ``cotangent`` keyword, their (B, 1, J) product)."""

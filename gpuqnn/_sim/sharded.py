@@ -39,14 +39,6 @@ def shard_bounds(total: int, shards: int) -> list[int]:
     return [int(b) for b in np.linspace(0, total, shards + 1).round()]
 
 
-def rows_of(params: Any, start: int, stop: int) -> Any:
-    """Rows ``start:stop`` of (B, P) ``params`` (an array or SampleRows), still lazy for
-    SampleRows."""
-    if isinstance(params, SampleRows):
-        return SampleRows(params.inputs[start:stop], params.weights, params.xp)
-    return params[start:stop]
-
-
 class ShardedSimulator:
     """The :class:`~.simulator.Simulator` interface over one simulator per device.
 
@@ -115,6 +107,28 @@ class ShardedSimulator:
             out[start:stop] = self._home(sim, values)
         return out
 
+    def _rows(self, simulator: Simulator, params: Any, start: int, stop: int) -> Any:
+        """Rows ``start:stop`` of (B, P) ``params`` (an array or SampleRows) for a shard:
+        host arrays as they are (the shard's simulator copies them to its device); arrays of
+        the home device copied to the shard's, through the host."""
+        moves = (
+            simulator.backend.is_gpu
+            and simulator.backend is not self.backend
+            and (
+                params.xp is not np
+                if isinstance(params, SampleRows)
+                else self.backend.is_array(params)
+            )
+        )
+
+        def place(array: Any) -> Any:
+            return simulator.backend.asarray(self.backend.to_host(array)) if moves else array
+
+        if isinstance(params, SampleRows):
+            xp = simulator.backend.xp if moves else params.xp
+            return SampleRows(place(params.inputs[start:stop]), place(params.weights), xp)
+        return place(params[start:stop])
+
     def _home(self, simulator: Simulator, values: Any) -> Any:
         """A shard's result as an array of the home backend."""
         if simulator.backend is self.backend or not simulator.backend.is_gpu:
@@ -126,7 +140,7 @@ class ShardedSimulator:
         return self._gather(
             (self.num_outputs,),
             params.shape[0],
-            lambda sim, a, b, _i: sim.forward(rows_of(params, a, b)),
+            lambda sim, a, b, _i: sim.forward(self._rows(sim, params, a, b)),
         )
 
     def backward(self, params: Any, columns: Sequence[int], sample: Any = None) -> Any:
@@ -140,7 +154,7 @@ class ShardedSimulator:
         return self._gather(
             (self.num_outputs, len(columns)),
             params.shape[0],
-            lambda sim, a, b, _i: sim.backward(rows_of(params, a, b), columns),
+            lambda sim, a, b, _i: sim.backward(self._rows(sim, params, a, b), columns),
         )
 
     def forward_taped(self, params: Any, columns: Sequence[int]) -> tuple[Any, ShardedTape]:
@@ -149,7 +163,7 @@ class ShardedSimulator:
         tapes: list[Tape | None] = [None] * len(self.simulators)
 
         def run(sim: Simulator, a: int, b: int, i: int) -> Any:
-            out, tapes[i] = sim.forward_taped(rows_of(params, a, b), columns)
+            out, tapes[i] = sim.forward_taped(self._rows(sim, params, a, b), columns)
             return out
 
         out = self._gather((self.num_outputs,), batch, run)
@@ -168,5 +182,7 @@ class ShardedSimulator:
         return self._gather(
             (len(columns),),
             batch,
-            lambda sim, a, b, i: sim.vjp(rows_of(params, a, b), columns, cotangent[a:b], tapes[i]),
+            lambda sim, a, b, i: sim.vjp(
+                self._rows(sim, params, a, b), columns, cotangent[a:b], tapes[i]
+            ),
         )

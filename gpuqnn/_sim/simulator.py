@@ -21,9 +21,11 @@ Shapes: B samples, P parameters, K angle slots, O outputs, J differentiated colu
 
 from __future__ import annotations
 
+import functools
 import logging
+import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from .._compile import Program
 from .._cuda.select import RunnerFactory, cuda_runner
@@ -36,9 +38,23 @@ from .parameters import AngleMap
 from .protocols import Readout, Runner
 from .runners import BlockRunner
 from .shift import ParameterShiftStrategy
-from .tape import BufferPool, Tape
+from .tape import BufferPool, Tape, TapeLedger
 
 logger = logging.getLogger(__name__)
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def on_device(method: _Method) -> _Method:
+    """Run a simulator method with its backend's device current (CuPy allocates and launches
+    on the current device: without this, ``cuda:1`` work would land on device 0)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Simulator, *args: Any, **kwargs: Any) -> Any:
+        with self.backend.activate():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class Simulator:
@@ -71,23 +87,25 @@ class Simulator:
         self.backend = backend
         self.options = options if options is not None else SimulatorOptions()
         self.num_outputs = readout.num_outputs
-        self.circuit = FusedCircuit(program, backend)
-        self.executor = ChunkExecutor(backend, program.num_qubits, self.options.threads)
-        self.angle_map = AngleMap(program.angles, backend, self.num_outputs)
-        engine = BlockRunner(self.circuit, readout)
-        kernels = None
-        if backend.is_gpu:
-            factory = cuda_runner if runner_factory is None else runner_factory
-            kernels = factory(self.circuit, readout, backend, self.options.kernels)
-        self.runner: Runner = engine if kernels is None else kernels
-        self.adjoint = AdjointStrategy(self.circuit, readout, self.executor, self.angle_map)
-        rules = [program.ops[i].shift_rule for i in program.slot_ops]
-        self.parameter_shift = ParameterShiftStrategy(
-            self.circuit, self.runner, self.executor, self.angle_map, rules
-        )
-        self._tape_buffers = BufferPool(backend.xp)
-        self.row_bytes = engine.row_bytes() + engine.sample_bytes()
-        """Bytes of one forward row on the block engine: what must fit for the network at all."""
+        with backend.activate():  # runners and tables bind to the current device
+            self.circuit = FusedCircuit(program, backend)
+            self.executor = ChunkExecutor(backend, program.num_qubits, self.options.threads)
+            self.angle_map = AngleMap(program.angles, backend, self.num_outputs)
+            engine = BlockRunner(self.circuit, readout)
+            kernels = None
+            if backend.is_gpu:
+                factory = cuda_runner if runner_factory is None else runner_factory
+                kernels = factory(self.circuit, readout, backend, self.options.kernels)
+            self.runner: Runner = engine if kernels is None else kernels
+            self.adjoint = AdjointStrategy(self.circuit, readout, self.executor, self.angle_map)
+            rules = [program.ops[i].shift_rule for i in program.slot_ops]
+            self.parameter_shift = ParameterShiftStrategy(
+                self.circuit, self.runner, self.executor, self.angle_map, rules
+            )
+            self._tape_buffers = BufferPool(backend.xp)
+            self._tapes_held = TapeLedger()
+            # bytes of one forward row on the block engine: what must fit for the network at all
+            self.row_bytes = engine.row_bytes() + engine.sample_bytes()
 
     @property
     def max_memory(self) -> int | None:
@@ -95,6 +113,7 @@ class Simulator:
         return self.options.max_memory
 
     # ---- forward ------------------------------------------------------------------------------
+    @on_device
     def forward(self, params: Any) -> Any:
         """Outputs for a batch.
 
@@ -150,6 +169,7 @@ class Simulator:
             return "adjoint"
         return "parameter_shift"
 
+    @on_device
     def backward(
         self,
         params: Any,
@@ -179,6 +199,7 @@ class Simulator:
             self.parameter_shift.run(params, slots, columns, self.max_memory, grad, sample)
         return grad
 
+    @on_device
     def forward_taped(self, params: Any, columns: Sequence[int]) -> tuple[Any, Tape | None]:
         """Outputs for a batch, keeping the forward sweep for a :meth:`vjp` by ``columns``
         when the adjoint method on the block engine will run it and the whole batch's
@@ -202,10 +223,13 @@ class Simulator:
         ):
             return self.forward(params), None
         per_sample = self.adjoint.sample_bytes(slots, columns, checkpoints=True, vjp=True)
-        if batch * per_sample > self.executor.budget(self.max_memory):
+        budget = self.executor.budget(self.max_memory)
+        ticket = self._tapes_held.reserve(batch * per_sample, budget)
+        if ticket is None:
             logger.info(
                 "not keeping the forward pass of %d samples (%d bytes each) within the memory "
-                "budget: the vector-Jacobian product will sweep forward again",
+                "budget (with the tapes already kept): the vector-Jacobian product will sweep "
+                "forward again",
                 batch,
                 per_sample,
             )
@@ -214,6 +238,8 @@ class Simulator:
             per_sample, self.max_memory, "an adjoint pass over one sample", batch, states=2
         )
         tape = Tape(columns, slots, batch, sizing)
+        tape.ticket = ticket
+        weakref.finalize(tape, ticket.release)
         first = int(self.circuit.slot_block[slots].min())
         out = self.backend.xp.empty((batch, self.num_outputs), dtype="float64")
 
@@ -226,6 +252,7 @@ class Simulator:
         self.executor.run(task, batch, sizing, self.max_memory)
         return out, tape
 
+    @on_device
     def vjp(
         self, params: Any, columns: Sequence[int], cotangent: Any, tape: Tape | None = None
     ) -> Any:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .adjoint import Sweep
 from .buffers import Buffers
-from .executor import Sizing
+from .executor import RETAIN_BYTES, Sizing
 
 
 class BufferPool:
@@ -39,14 +39,17 @@ class BufferPool:
         return Buffers(self.xp)
 
     def give(self, buffers: Sequence[Buffers], keep: bool) -> None:
-        """Return a tape's buffers: kept for the next tape, or released (``keep=False``, when
-        an explicit ``max_memory`` bounds what stays allocated between calls)."""
-        if not keep:
-            for item in buffers:
+        """Return a tape's buffers: kept for the next tape up to :data:`RETAIN_BYTES` each,
+        as the executor keeps its own, or all released (``keep=False``, when an explicit
+        ``max_memory`` bounds what stays allocated between calls)."""
+        kept = []
+        for item in buffers:
+            if keep and item.nbytes <= RETAIN_BYTES:
+                kept.append(item)
+            else:
                 item.clear()
-            return
         with self._lock:
-            self._free.extend(buffers)
+            self._free.extend(kept)
 
 
 class Tape:
@@ -60,6 +63,7 @@ class Tape:
     """
 
     def __init__(self, columns: Sequence[int], slots: Sequence[int], batch: int, sizing: Sizing):
+        self.ticket: TapeTicket | None = None
         self.columns = tuple(columns)
         self.slots = list(slots)
         self.batch = batch
@@ -78,8 +82,45 @@ class Tape:
         return bool(self.sweeps) and self.columns == tuple(columns) and self.batch == batch
 
     def take(self) -> list[Buffers]:
-        """Mark the tape used and hand back its buffers."""
+        """Mark the tape used and hand back its buffers (and its bytes to the budget)."""
         with self._lock:
             buffers = [sweep.work for sweep in self.sweeps.values()]
             self.sweeps = {}
+        if self.ticket is not None:
+            self.ticket.release()
         return buffers
+
+
+class TapeLedger:
+    """The bytes that a simulator's live tapes hold, so that together they stay within the
+    memory budget (gradient accumulation keeps several forward passes before one backward)."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, nbytes: int, budget: int) -> TapeTicket | None:
+        """A ticket for ``nbytes`` more, or None when they would exceed ``budget``."""
+        with self._lock:
+            if self.held + nbytes > budget:
+                return None
+            self.held += nbytes
+        return TapeTicket(self, nbytes)
+
+    def _free(self, nbytes: int) -> None:
+        with self._lock:
+            self.held -= nbytes
+
+
+class TapeTicket:
+    """Bytes reserved for one tape, given back once: when the tape is used, or when it is
+    dropped unused (a finalizer)."""
+
+    def __init__(self, ledger: TapeLedger, nbytes: int) -> None:
+        self._ledger: TapeLedger | None = ledger
+        self.nbytes = nbytes
+
+    def release(self) -> None:
+        ledger, self._ledger = self._ledger, None
+        if ledger is not None:
+            ledger._free(self.nbytes)
