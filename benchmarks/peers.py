@@ -399,13 +399,17 @@ PEERS: Mapping[str, Peer] = MappingProxyType(
 """Every peer by name."""
 
 
-def available_peers(names: Sequence[str], options: Options) -> list[Peer]:
-    """The named peers that can run here; prints a line for each one skipped."""
+def available_peers(
+    names: Sequence[str], options: Options, known: Mapping[str, Peer] | None = None
+) -> list[Peer]:
+    """The named peers (of ``known``, default :data:`PEERS`) that can run here; prints a line
+    for each one skipped."""
+    known = PEERS if known is None else known
     peers = []
     for name in names:
-        reason = PEERS[name].unavailable(options)
+        reason = known[name].unavailable(options)
         if reason is None:
-            peers.append(PEERS[name])
+            peers.append(known[name])
         else:
             print(f"skip peer {name}: {reason}")
     return peers
