@@ -45,6 +45,7 @@ from benchmarks.report import (
     targets_table,
 )
 from benchmarks.runners import Options, Variant
+from benchmarks.threads import fix_threads
 from benchmarks.workloads import WORKLOADS, by_name
 
 DEFAULT_VARIANTS = ("auto/c128", "adjoint/c128", "shift/c128", "auto/c64")
@@ -178,6 +179,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         f"DTYPE c128|c64 (default: {' '.join(DEFAULT_VARIANTS)})",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="threads for every side: CPU affinity, XLA and torch (default 0: each side's "
+        "default on all cores)",
+    )
+    parser.add_argument(
         "--no-bound", action="store_true", help="skip the parameter-shift memory-bandwidth bound"
     )
     parser.add_argument(
@@ -211,9 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         0, or 1 when an implementation disagreed with the headline on some workload.
     """
     args = parse_args(argv)
+    try:
+        threads_line = fix_threads(args.threads or None)
+    except ValueError as exc:
+        print(exc)
+        return 2
     options = Options("cpu")
     variants = args.variants
     print(environment_line("cpu, gpuqnn NumPy engine"))
+    print(threads_line)
     peers = available_peers(args.peers, options)
     peer_names = [p.name for p in peers]
 

@@ -334,6 +334,7 @@ def bench_workload(
             _not_applicable(rows, peer.name, exc)
             continue
         scaled_from = peer.samples(spec, workload, batch, settings.ref_batch)
+        peer_atol = max(atol, peer.atol or 0.0)
         notes = []
         for row in rows:
             timing, got = time_pass(
@@ -341,12 +342,19 @@ def bench_workload(
             )
             row.cells[peer.name] = timing
             sample = inputs[: timing.measured]
-            notes.append(checker.check(runner, row.pass_name, got, sample, weights, atol))
+            notes.append(checker.check(runner, row.pass_name, got, sample, weights, peer_atol))
         kind = " (VJP)" if runner.gradients == VJP else ""
         print(
             f"check {workload.name}: {peer.name}{kind} vs {variants[0].name} on "
             f"{timing.measured} samples: {', '.join(notes)}"
         )
+        compiled = getattr(runner, "compile_seconds", None)
+        if compiled:
+            times = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in compiled.items())
+            print(
+                f"compile {workload.name}: {peer.name} (trace + XLA compile, first call of "
+                f"each pass, not in the table): {times}"
+            )
 
     for row in rows:
         row.agrees = checker.agrees

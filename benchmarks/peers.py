@@ -13,6 +13,9 @@ protocol.
   (one call over the whole batch costs O(B^2), see :attr:`LightningAdjoint.CHUNK`). Adjoint
   differentiation takes expectation values only, so sampler workloads are not supported.
   Measured on a few samples and scaled.
+- ``tensorcircuit-jax``, ``tensorcircuit-jax-c64``, ``pennylane-jax``: TensorCircuit-ng and
+  PennyLane on JAX (``jit``; ``jacrev`` per-sample Jacobians for TensorCircuit-ng, one VJP for
+  PennyLane), see :mod:`benchmarks.jax_peers`. Their compile times are printed apart.
 - ``qiskit-aer-gpu``: qiskit-machine-learning's EstimatorQNN on qiskit-aer's ``EstimatorV2``
   (exact statevector method, ``device="GPU"``; ``"CPU"`` in a CPU dry run), parameter-shift
   gradients. Aer's ``SamplerV2`` only samples shots, so sampler workloads are not supported.
@@ -59,6 +62,7 @@ class Peer:
         sample_cap: Most samples one call may hold (memory), for a full-batch peer; beyond
             it the peer is measured on that many samples and scaled.
         note: Shown after its name in tables and legends (``(VJP)`` for a VJP backward).
+        atol: Its own tolerance of the checks where looser than the headline's (complex64).
     """
 
     name: str
@@ -68,6 +72,7 @@ class Peer:
     ref_batch: int | None = None
     sample_cap: Callable[[QNNSpec], int] | None = None
     note: str = ""
+    atol: float | None = None
 
     @property
     def label(self) -> str:
@@ -329,6 +334,19 @@ def lightning_adjoint_runner(spec: QNNSpec, options: Options) -> Runner:
     return LightningAdjoint(spec)
 
 
+def _jax_peer(name: str) -> Callable[[QNNSpec, Options], Runner]:
+    """The factory ``name`` of :mod:`benchmarks.jax_peers`, imported when called (the module
+    needs no JAX to import, but keeps the JAX peers in one place)."""
+
+    def factory(spec: QNNSpec, options: Options) -> Runner:
+        from benchmarks import jax_peers  # noqa: PLC0415 - optional peers
+
+        return getattr(jax_peers, name)(spec, options)
+
+    factory.__name__ = name
+    return factory
+
+
 PEERS: Mapping[str, Peer] = MappingProxyType(
     {
         peer.name: peer
@@ -349,6 +367,26 @@ PEERS: Mapping[str, Peer] = MappingProxyType(
                 modules=("pennylane", "pennylane_lightning"),
             ),
             Peer(
+                "tensorcircuit-jax",
+                _jax_peer("tensorcircuit_jax_runner"),
+                scaled=False,
+                modules=("tensorcircuit", "jax", "cotengra"),
+            ),
+            Peer(
+                "tensorcircuit-jax-c64",
+                _jax_peer("tensorcircuit_jax_c64_runner"),
+                scaled=False,
+                modules=("tensorcircuit", "jax", "cotengra"),
+                atol=1e-4,
+            ),
+            Peer(
+                "pennylane-jax",
+                _jax_peer("pennylane_jax_runner"),
+                scaled=False,
+                modules=("pennylane", "jax"),
+                note="(VJP)",
+            ),
+            Peer(
                 "qiskit-aer-gpu",
                 qiskit_aer_runner,
                 scaled=True,
@@ -361,20 +399,27 @@ PEERS: Mapping[str, Peer] = MappingProxyType(
 """Every peer by name."""
 
 
-def available_peers(names: Sequence[str], options: Options) -> list[Peer]:
-    """The named peers that can run here; prints a line for each one skipped."""
+def available_peers(
+    names: Sequence[str], options: Options, known: Mapping[str, Peer] | None = None
+) -> list[Peer]:
+    """The named peers (of ``known``, default :data:`PEERS`) that can run here; prints a line
+    for each one skipped."""
+    known = PEERS if known is None else known
     peers = []
     for name in names:
-        reason = PEERS[name].unavailable(options)
+        reason = known[name].unavailable(options)
         if reason is None:
-            peers.append(PEERS[name])
+            peers.append(known[name])
         else:
             print(f"skip peer {name}: {reason}")
     return peers
 
 
-CPU_PEERS = ("qiskit-ml", "pennylane-backprop", "lightning-adjoint")
-"""The CPU benchmark's peers (the issue's)."""
+JAX_PEERS = ("tensorcircuit-jax", "tensorcircuit-jax-c64", "pennylane-jax")
+"""The JAX peers (issue 13), installed by the ``jax`` extra."""
+
+CPU_PEERS = ("qiskit-ml", "pennylane-backprop", "lightning-adjoint", *JAX_PEERS)
+"""The CPU benchmark's peers (issue 5's, then issue 13's JAX peers)."""
 
 GPU_PEERS = ("qiskit-aer-gpu", "pennylane-backprop", "qiskit-ml")
 """The GPU benchmark's peers (the issue's)."""

@@ -1,11 +1,12 @@
 """Translate a workload's qiskit circuit, observables and interpret into a PennyLane quantum
 function, gate by gate, for the PennyLane peers.
 
-Wires: qiskit qubit ``q`` is wire ``n - 1 - q``, so that ``qml.probs`` over wires ``0 .. n-1``
-is indexed by qiskit's integer bit strings and a ``SparsePauliOp`` label's i-th character acts
-on wire i. Gate angles are qiskit ``ParameterExpression``s; each is compiled once (from its sympy
-form) into a function of the parameters evaluated with the interface's array module (torch or
-PennyLane's autograd NumPy), so sums, products such as ZZFeatureMap's ``(pi - x0)(pi - x1)``,
+Wires: qiskit qubit ``q`` is wire ``n - 1 - q`` (see :mod:`benchmarks.translation`, which this
+shares with the TensorCircuit-ng peers), so that ``qml.probs`` over wires ``0 .. n-1`` is indexed
+by qiskit's integer bit strings and a ``SparsePauliOp`` label's i-th character acts on wire i.
+Gate angles are qiskit ``ParameterExpression``s; each is compiled once (from its sympy form) into
+a function of the parameters evaluated with the interface's array module (torch, ``jax.numpy``
+or PennyLane's autograd NumPy), so sums, products such as ZZFeatureMap's ``(pi - x0)(pi - x1)``,
 powers and elementary functions stay differentiable and broadcast over the batch.
 """
 
@@ -13,20 +14,32 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import pennylane as qml
-import sympy
-from qiskit.circuit import ParameterExpression
 
+from benchmarks.translation import (
+    SKIPPED,
+    Env,
+    compile_expression,
+    interpret_matrix,
+    pauli_terms,
+    require_inputs,
+    wires,
+)
 from benchmarks.workloads import QNNSpec
 
-Env = Mapping[str, Any]
-"""Parameter name -> value: a (B,) array for an input feature, a scalar for a weight."""
+__all__ = [
+    "compile_expression",
+    "interpret_matrix",
+    "observables",
+    "quantum_function",
+    "stack_outputs",
+    "translate_gates",
+]
 
 _GATES: dict[str, tuple[Callable[..., Any], int]] = {
     "h": (qml.Hadamard, 0),
@@ -59,61 +72,6 @@ _GATES: dict[str, tuple[Callable[..., Any], int]] = {
 """qiskit gate name -> (PennyLane operation with the same matrix in qiskit's qubit order
 mapped to reversed wires, number of angles)."""
 
-_SKIPPED = {"barrier", "id", "delay", "global_phase"}
-"""Instructions without an effect on the outputs (a global phase is unobservable)."""
-
-_FUNCTIONS = {
-    "sin": "sin",
-    "cos": "cos",
-    "tan": "tan",
-    "exp": "exp",
-    "log": "log",
-    "asin": "arcsin",
-    "acos": "arccos",
-    "atan": "arctan",
-    "Abs": "abs",
-}
-"""sympy function name -> the array module's function of the same meaning."""
-
-
-def compile_expression(expr: Any, math: ModuleType) -> Callable[[Env], Any]:
-    """A function ``env -> value`` computing ``expr`` with ``math``'s functions.
-
-    Args:
-        expr: a sympy expression (from ``ParameterExpression.sympify()``), a qiskit
-            ``ParameterExpression`` or a real number.
-        math: array module with ``sin``, ``cos``, ``exp``, ... (``torch`` or
-            ``pennylane.numpy``).
-
-    Raises:
-        ValueError: ``expr`` holds a complex constant or a function without a translation.
-    """
-    if isinstance(expr, ParameterExpression):
-        expr = expr.sympify()
-    if not isinstance(expr, sympy.Basic):
-        expr = sympy.sympify(expr)
-    if isinstance(expr, sympy.Symbol):
-        name = expr.name
-        return lambda env: env[name]
-    if expr.is_number:
-        if not expr.is_real:
-            raise ValueError(f"gate angle {expr} is not real")
-        value = float(expr)
-        return lambda env: value
-    args = [compile_expression(arg, math) for arg in expr.args]
-    if isinstance(expr, sympy.Add):
-        return lambda env: functools.reduce(operator.add, (f(env) for f in args))
-    if isinstance(expr, sympy.Mul):
-        return lambda env: functools.reduce(operator.mul, (f(env) for f in args))
-    if isinstance(expr, sympy.Pow):
-        base, exponent = args
-        return lambda env: base(env) ** exponent(env)
-    name = type(expr).__name__
-    if isinstance(expr, sympy.Function) and name in _FUNCTIONS and len(args) == 1:
-        function, (arg,) = getattr(math, _FUNCTIONS[name]), args
-        return lambda env: function(arg(env))
-    raise ValueError(f"cannot translate the parameter expression {expr} ({name}) to PennyLane")
-
 
 @dataclass(frozen=True)
 class _Gate:
@@ -132,11 +90,10 @@ def translate_gates(spec: QNNSpec, math: ModuleType) -> list[_Gate]:
             message) or a complex or untranslatable angle.
     """
     circuit = spec.circuit
-    n = circuit.num_qubits
     gates = []
     for instruction in circuit.data:
         name = instruction.operation.name
-        if name in _SKIPPED:
+        if name in SKIPPED:
             continue
         if name not in _GATES:
             raise ValueError(
@@ -149,18 +106,17 @@ def translate_gates(spec: QNNSpec, math: ModuleType) -> list[_Gate]:
             raise ValueError(
                 f"instruction {name!r} has {len(params)} parameters, expected {num_angles}"
             )
-        wires = tuple(n - 1 - circuit.find_bit(q).index for q in instruction.qubits)
         angles = tuple(compile_expression(p, math) for p in params)
-        gates.append(_Gate(operation, wires, angles))
+        gates.append(_Gate(operation, wires(circuit, instruction), angles))
     return gates
 
 
-def pauli_observable(label: str, coeff: complex = 1.0) -> Any:
+def pauli_observable(label: str, coeff: float = 1.0) -> Any:
     """The PennyLane operator of a Pauli label (character i on wire i) times ``coeff``."""
     paulis = {"X": qml.PauliX, "Y": qml.PauliY, "Z": qml.PauliZ}
     factors = [paulis[c](i) for i, c in enumerate(label) if c != "I"]
     term = functools.reduce(operator.matmul, factors) if factors else qml.Identity(0)
-    return term if coeff == 1.0 else qml.s_prod(float(np.real(coeff)), term)
+    return term if coeff == 1.0 else qml.s_prod(float(coeff), term)
 
 
 def observables(spec: QNNSpec) -> list[Any]:
@@ -169,29 +125,11 @@ def observables(spec: QNNSpec) -> list[Any]:
     Raises:
         ValueError: an observable has a complex coefficient (not Hermitian).
     """
-    if spec.observables is None:
-        return [pauli_observable("Z" * spec.num_qubits)]
     result = []
-    for observable in spec.observables:
-        coeffs = np.asarray(observable.coeffs)
-        if np.any(np.abs(coeffs.imag) > 1e-12):
-            raise ValueError(f"observable {observable} has complex coefficients")
-        terms = [
-            pauli_observable(label, c)
-            for label, c in zip(observable.paulis.to_labels(), coeffs.real, strict=True)
-        ]
+    for observable in pauli_terms(spec):
+        terms = [pauli_observable(label, c) for label, c in observable]
         result.append(terms[0] if len(terms) == 1 else qml.sum(*terms))
     return result
-
-
-def interpret_matrix(spec: QNNSpec) -> np.ndarray | None:
-    """The sampler's interpret as a (2**n, output_shape) 0/1 matrix, or None without one."""
-    if spec.interpret is None:
-        return None
-    matrix = np.zeros((2**spec.num_qubits, spec.output_shape))
-    for index in range(2**spec.num_qubits):
-        matrix[index, spec.interpret(index)] = 1.0
-    return matrix
 
 
 def quantum_function(spec: QNNSpec, math: ModuleType) -> Callable[[Any, Any], Any]:
@@ -205,15 +143,12 @@ def quantum_function(spec: QNNSpec, math: ModuleType) -> Callable[[Any, Any], An
         ValueError: the network has no inputs (the batch is carried by broadcasting them), or
             see :func:`translate_gates`.
     """
-    if not spec.input_params:
-        raise ValueError(
-            "the PennyLane peers broadcast the inputs over the batch; this network has none"
-        )
+    require_inputs(spec, "PennyLane")
     gates = translate_gates(spec, math)
     input_names = [p.name for p in spec.input_params]
     weight_names = [p.name for p in spec.weight_params]
     measured = observables(spec) if spec.kind == "estimator" else None
-    wires = list(range(spec.num_qubits))
+    all_wires = list(range(spec.num_qubits))
 
     def circuit(inputs: Any, weights: Any) -> Any:
         env = {name: inputs[:, i] for i, name in enumerate(input_names)}
@@ -221,7 +156,7 @@ def quantum_function(spec: QNNSpec, math: ModuleType) -> Callable[[Any, Any], An
         for gate in gates:
             gate.operation(*(angle(env) for angle in gate.angles), wires=gate.wires)
         if measured is None:
-            return qml.probs(wires=wires)
+            return qml.probs(wires=all_wires)
         return tuple(qml.expval(observable) for observable in measured)
 
     return circuit

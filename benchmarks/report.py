@@ -158,7 +158,17 @@ def targets_table(targets: Sequence[Target]) -> str:
     )
 
 
-PEER_DISTRIBUTIONS = ("pennylane", "pennylane-lightning", "torch", "qiskit-aer", "qiskit-aer-gpu")
+PEER_DISTRIBUTIONS = (
+    "pennylane",
+    "pennylane-lightning",
+    "torch",
+    "jax",
+    "jaxlib",
+    "tensorcircuit-ng",
+    "cotengra",
+    "qiskit-aer",
+    "qiskit-aer-gpu",
+)
 
 
 def environment_line(device: str) -> str:

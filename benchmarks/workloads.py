@@ -122,6 +122,13 @@ def zz_sampler_parity(num_qubits: int) -> QNNSpec:
     )
 
 
+def zz_sampler_probs(num_qubits: int) -> QNNSpec:
+    """ZZ feature map + RealAmplitudes SamplerQNN without interpret: all ``2**n``
+    probabilities are outputs."""
+    qc, feature_map, ansatz = zz_real_amplitudes(num_qubits)
+    return QNNSpec("sampler", qc, tuple(feature_map.parameters), tuple(ansatz.parameters))
+
+
 WORKLOADS: tuple[Workload, ...] = (
     Workload("tutorial-estimator", tutorial_estimator, batch=1024, ref_batch=1024),
     Workload("tutorial-sampler", tutorial_sampler, batch=1024, ref_batch=1024),
@@ -139,6 +146,16 @@ GPU_WORKLOADS: tuple[Workload, ...] = (
 )
 """The GPU benchmark's workloads: the issue's 8-qubit estimator at batch 4096 first; 12 qubits
 (the fused kernel's limit in complex128) and 16 qubits (per-op kernels) beside it."""
+
+
+TRAIN_WORKLOADS: tuple[Workload, ...] = (
+    Workload("zz8-estimator", lambda: zz_estimator(8), batch=256, ref_batch=16),
+    Workload("zz8-sampler-parity", lambda: zz_sampler_parity(8), batch=256, ref_batch=16),
+    Workload("zz8-sampler-probs", lambda: zz_sampler_probs(8), batch=256, ref_batch=16),
+    Workload("zz10-sampler-probs", lambda: zz_sampler_probs(10), batch=64, ref_batch=16),
+    Workload("zz12-estimator", lambda: zz_estimator(12), batch=64, ref_batch=16),
+)
+"""The training-step benchmark's workloads (issue 13): 1, 2, 256 and 1024 outputs per sample."""
 
 
 def by_name(workloads: tuple[Workload, ...], names: list[str]) -> list[Workload]:

@@ -351,3 +351,115 @@ def test_gpu_benchmark_plan_and_dry_run(capsys: pytest.CaptureFixture[str]) -> N
     out = capsys.readouterr().out
     assert "DRY RUN" in out and "| zz8-estimator" in out and "MISMATCH" not in out
     assert "under 50 ms" in out
+
+
+def test_tensorcircuit_translation_matches_qiskit_statevector() -> None:
+    pytest.importorskip("tensorcircuit")
+    pytest.importorskip("cotengra")
+    from benchmarks.jax_peers import jax_x64, tensorcircuit_dtype
+    from benchmarks.tensorcircuit_circuit import sample_function
+
+    jax = jax_x64()
+    import tensorcircuit as tc
+
+    tc.set_backend("jax")
+    qc, x, w = expression_circuit()
+    observable = SparsePauliOp.from_list([("ZXI", 0.7), ("IYY", -0.4), ("ZZZ", 1.1)])
+    rng = np.random.default_rng(5)
+    inputs, weights = rng.uniform(0, 2 * np.pi, (3, 2)), rng.uniform(0, 2 * np.pi, 3)
+    estimator = QNNSpec("estimator", qc, tuple(x), tuple(w), observables=(observable,))
+    sampler = QNNSpec("sampler", qc, tuple(x), tuple(w))
+    with tensorcircuit_dtype("complex128"):
+        values = jax.vmap(sample_function(estimator), in_axes=(0, None))(inputs, weights)
+        probs = jax.vmap(sample_function(sampler), in_axes=(0, None))(inputs, weights)
+    assert jax.config.jax_enable_x64  # the dtype switch leaves 64-bit mode on
+    for b in range(3):
+        state = bound_values(qc, x, w, inputs[b], weights)
+        assert values[b, 0] == pytest.approx(state.expectation_value(observable).real, abs=1e-12)
+        np.testing.assert_allclose(probs[b], state.probabilities(), atol=1e-12)
+
+
+def test_tensorcircuit_translation_names_what_it_cannot_translate() -> None:
+    pytest.importorskip("tensorcircuit")
+    pytest.importorskip("cotengra")
+    from qiskit.circuit import Parameter
+
+    from benchmarks.tensorcircuit_circuit import translate_gates
+
+    qc = QuantumCircuit(2)
+    qc.ecr(0, 1)  # no parameters: applied as its qiskit matrix
+    assert translate_gates(QNNSpec("estimator", qc, (), ()))[0].method == "unitary"
+    qc.rzx(Parameter("t"), 0, 1)
+    with pytest.raises(ValueError, match="'rzx'"):
+        translate_gates(QNNSpec("estimator", qc, (), ()))
+
+
+def test_jax_peers_agree_through_the_bench_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tensorcircuit")
+    pytest.importorskip("cotengra")
+    pytest.importorskip("pennylane")
+    workload = Workload("zz2", lambda: zz_estimator(2), batch=4, ref_batch=4)
+    names = ("tensorcircuit-jax", "tensorcircuit-jax-c64", "pennylane-jax")
+    rows = bench_workload(
+        workload,
+        [Variant.parse("auto/c128")],
+        [PEERS[n] for n in names],
+        Settings(batch=4, repeat=1),
+    )
+    out = capsys.readouterr().out
+    assert all(row.agrees for row in rows), out
+    assert "pennylane-jax (VJP)" in out and "MISMATCH" not in out
+    assert "compile zz2: tensorcircuit-jax (trace + XLA compile" in out
+
+
+def test_train_smoke_runs_and_skips_missing_peers() -> None:
+    import importlib.util
+    import subprocess
+    import sys
+
+    from benchmarks.bench_train import TRAIN_PEERS
+
+    # a subprocess: --threads pins the process's CPU affinity and torch's threads
+    peers = list(TRAIN_PEERS)
+    if importlib.util.find_spec("jax") is not None:  # compiles take minutes; tested above
+        peers = [p for p in peers if "jax" not in p]
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_train", "--quick", "--peers", *peers]
+        + ["--workloads", "zz8-estimator", "zz8-sampler-probs"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=300,
+        check=False,
+    )
+    out = result.stdout
+    assert result.returncode == 0, result.stderr + out
+    for peer in peers:  # timed, or skipped with a line
+        assert f"{peer} step s" in out or f"skip peer {peer}" in out
+    assert "threads: 1 for every side" in out
+    row = next(line for line in out.splitlines() if line.startswith("| zz8-sampler-probs "))
+    assert [c.strip() for c in row.split("|")[2:4]] == ["8", "256"]
+    assert "vs its network's Jacobians contracted with the cotangent" in out
+    assert "MISMATCH" not in out and "Targets (issue 13)" in out
+
+
+def test_train_step_pieces() -> None:
+    from benchmarks.bench_train import ConnectorStep, TrainRow, agreement, train_table
+
+    spec = zz_estimator(3)
+    inputs, weights = spec.random_data(5, 0)
+    step = ConnectorStep(spec)
+    input_grads, weight_grads = step.backward(inputs, weights, True)
+    expected = contract(step.network.backward(inputs, weights))
+    np.testing.assert_allclose(input_grads, expected[0], atol=1e-12)
+    np.testing.assert_allclose(weight_grads, expected[1], atol=1e-12)
+    assert step.forward(inputs, weights).shape == (5, 1)
+    big = np.full(3, 100.0)
+    assert agreement(big + 1e-7, big, 1e-8)[0]  # relative to the largest value above 1
+    assert not agreement(np.ones(3) + 1e-7, np.ones(3), 1e-8)[0]
+    row = TrainRow("w", 8, 2, step={"gpuqnn": 0.1, "p": 0.5}, forward=0.05)
+    row.compile["p"] = 3.0
+    row.skipped["q"] = "no"
+    table = train_table([row], ["p", "q"])
+    cells = [c.strip() for c in table.splitlines()[2].split("|")[1:-1]]
+    assert cells == ["w", "8", "2", "0.1", "0.05", "2x", "0.5", "3.0", "n/a", "n/a", "p", "5x"]

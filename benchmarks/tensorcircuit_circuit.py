@@ -1,0 +1,185 @@
+"""Translate a workload's qiskit circuit, observables and interpret into a TensorCircuit-ng
+function of one sample, gate by gate, for the TensorCircuit-ng peers.
+
+``sample_function(spec)`` returns ``f(x, w) -> (O,)`` outputs of one sample (``x``: ``(I,)``
+inputs, ``w``: ``(W,)`` weights), written with TensorCircuit-ng's backend (JAX in the peers), so
+``jax.vmap``, ``jax.jit``, ``jax.jacrev`` and ``jax.vjp`` apply. Wires as in
+:mod:`benchmarks.translation`: qiskit qubit ``q`` is wire ``n - 1 - q``, and TensorCircuit-ng's
+wire 0 is the most significant bit of its statevector, so ``Circuit.probability()`` is indexed by
+qiskit's integer bit strings. Gates with a TensorCircuit-ng method of the same matrix (checked
+against qiskit's ``Statevector`` in the tests) use it; any other gate without parameters is
+applied as its qiskit matrix (``Circuit.unitary``), with its wires in reverse order (qiskit's
+matrices put the last qubit in the most significant bit).
+
+Readout: an estimator's Pauli terms made of ``Z`` and ``I`` only are read from the
+probabilities with a precomputed +-1 vector (one pass over ``|psi|^2``); other terms by
+``Circuit.expectation_ps``. A sampler returns ``Circuit.probability()``, times the interpret
+matrix when it has one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorcircuit as tc
+from qiskit.quantum_info import Operator
+
+from benchmarks.translation import (
+    SKIPPED,
+    Env,
+    compile_expression,
+    interpret_matrix,
+    pauli_terms,
+    require_inputs,
+    wires,
+)
+from benchmarks.workloads import QNNSpec
+
+_GATES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "h": ("h", ()),
+    "x": ("x", ()),
+    "y": ("y", ()),
+    "z": ("z", ()),
+    "s": ("s", ()),
+    "sdg": ("sd", ()),
+    "t": ("t", ()),
+    "tdg": ("td", ()),
+    "cx": ("cnot", ()),
+    "cy": ("cy", ()),
+    "cz": ("cz", ()),
+    "swap": ("swap", ()),
+    "ccx": ("toffoli", ()),
+    "p": ("phase", ("theta",)),
+    "rx": ("rx", ("theta",)),
+    "ry": ("ry", ("theta",)),
+    "rz": ("rz", ("theta",)),
+    "u": ("u", ("theta", "phi", "lbd")),
+    "rxx": ("rxx", ("theta",)),
+    "ryy": ("ryy", ("theta",)),
+    "rzz": ("rzz", ("theta",)),
+    "crx": ("crx", ("theta",)),
+    "cry": ("cry", ("theta",)),
+    "crz": ("crz", ("theta",)),
+    "cp": ("cphase", ("theta",)),
+}
+"""qiskit gate name -> (TensorCircuit-ng ``Circuit`` method with the same matrix on the
+reversed wires, its angle keywords in qiskit's parameter order)."""
+
+
+@dataclass(frozen=True)
+class _Gate:
+    """One gate of the translated circuit: a named method with angles, or a fixed matrix."""
+
+    method: str
+    wires: tuple[int, ...]
+    angles: tuple[tuple[str, Callable[[Env], Any]], ...] = ()
+    matrix: np.ndarray | None = None
+
+
+def translate_gates(spec: QNNSpec) -> list[_Gate]:
+    """The circuit's gates on reversed wires.
+
+    Raises:
+        ValueError: the circuit holds a parametrized instruction without a translation (its
+            name is in the message) or a complex or untranslatable angle.
+    """
+    circuit = spec.circuit
+    gates = []
+    for instruction in circuit.data:
+        operation = instruction.operation
+        name = operation.name
+        if name in SKIPPED:
+            continue
+        on = wires(circuit, instruction)
+        if name in _GATES:
+            method, keywords = _GATES[name]
+            if len(operation.params) != len(keywords):
+                raise ValueError(
+                    f"instruction {name!r} has {len(operation.params)} parameters, "
+                    f"expected {len(keywords)}"
+                )
+            angles = tuple(
+                (keyword, compile_expression(p, tc.backend))
+                for keyword, p in zip(keywords, operation.params, strict=True)
+            )
+            gates.append(_Gate(method, on, angles))
+        elif not operation.params:
+            # qiskit's matrix is little-endian: its last qubit is the most significant
+            gates.append(_Gate("unitary", on[::-1], matrix=Operator(operation).data))
+        else:
+            raise ValueError(
+                f"the TensorCircuit-ng peers cannot translate the parametrized instruction "
+                f"{name!r}; known: {sorted(_GATES)} and any gate without parameters"
+            )
+    return gates
+
+
+def _z_signs(label: str) -> np.ndarray:
+    """The diagonal of a Z/I Pauli label (character i on wire i, wire 0 most significant)."""
+    n = len(label)
+    index = np.arange(2**n)
+    parity = np.zeros(2**n, dtype=np.int64)
+    for i, c in enumerate(label):
+        if c == "Z":
+            parity ^= (index >> (n - 1 - i)) & 1
+    return 1.0 - 2.0 * parity
+
+
+def sample_function(spec: QNNSpec) -> Callable[[Any, Any], Any]:
+    """``f(x, w) -> (O,)``: the network's outputs of one sample, in TensorCircuit-ng's
+    backend and dtype at the time ``f`` is traced (see :func:`tensorcircuit.runtime_dtype`).
+
+    Raises:
+        ValueError: the network has no inputs (the batch is carried by ``vmap`` over them), or
+            see :func:`translate_gates`.
+    """
+    require_inputs(spec, "TensorCircuit-ng")
+    gates = translate_gates(spec)
+    input_names = [p.name for p in spec.input_params]
+    weight_names = [p.name for p in spec.weight_params]
+    n = spec.num_qubits
+    terms = pauli_terms(spec) if spec.kind == "estimator" else None
+    interpret = interpret_matrix(spec)
+
+    def circuit(x: Any, w: Any) -> Any:
+        env = {name: x[i] for i, name in enumerate(input_names)}
+        env.update({name: w[j] for j, name in enumerate(weight_names)})
+        c = tc.Circuit(n)
+        for gate in gates:
+            if gate.matrix is not None:
+                c.unitary(*gate.wires, unitary=tc.backend.cast(gate.matrix, tc.dtypestr))
+            else:
+                keywords = {keyword: angle(env) for keyword, angle in gate.angles}
+                getattr(c, gate.method)(*gate.wires, **keywords)
+        return c
+
+    def outputs(x: Any, w: Any) -> Any:
+        c = circuit(x, w)
+        backend = tc.backend
+        if terms is None:
+            probs = backend.real(c.probability())
+            if interpret is not None:
+                probs = probs @ backend.cast(interpret, tc.rdtypestr)
+            return probs
+        probs = None
+        values = []
+        for observable in terms:
+            value = 0.0
+            for label, coeff in observable:
+                if set(label) <= {"Z", "I"}:
+                    if probs is None:
+                        probs = backend.real(c.probability())
+                    signs = backend.cast(_z_signs(label), tc.rdtypestr)
+                    value = value + coeff * backend.sum(probs * signs)
+                else:
+                    paulis = {k: [i for i, ch in enumerate(label) if ch == k] for k in "XYZ"}
+                    value = value + coeff * backend.real(
+                        c.expectation_ps(x=paulis["X"], y=paulis["Y"], z=paulis["Z"])
+                    )
+            values.append(value)
+        return backend.stack(values)
+
+    return outputs
