@@ -457,9 +457,18 @@ def test_train_step_pieces() -> None:
     big = np.full(3, 100.0)
     assert agreement(big + 1e-7, big, 1e-8)[0]  # relative to the largest value above 1
     assert not agreement(np.ones(3) + 1e-7, np.ones(3), 1e-8)[0]
-    row = TrainRow("w", 8, 2, step={"gpuqnn": 0.1, "p": 0.5}, forward=0.05)
+    row = TrainRow("w", 8, 2, step={"gpuqnn": 0.1, "gpuqnn c64": 0.05, "p": 0.5}, forward=0.05)
     row.compile["p"] = 3.0
     row.skipped["q"] = "no"
     table = train_table([row], ["p", "q"])
     cells = [c.strip() for c in table.splitlines()[2].split("|")[1:-1]]
-    assert cells == ["w", "8", "2", "0.1", "0.05", "2x", "0.5", "3.0", "n/a", "n/a", "p", "5x"]
+    assert cells == [
+        *("w", "8", "2", "0.1", "0.05", "2x", "0.05"),
+        *("0.5", "3.0", "n/a", "n/a", "p", "5x", "10x"),
+    ]
+    from benchmarks.bench_train import targets_lines  # noqa: PLC0415
+
+    assert targets_lines([row], ["p"]) == [
+        ["w (batch 8): step >= 5x p", "10x", "met"],
+        ["w (batch 8): step <= 4x forward", "2x", "met"],
+    ]
