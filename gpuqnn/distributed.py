@@ -534,6 +534,17 @@ def predict(
         free = resources.get("GPU", 0) / gpus if gpus > 0 else resources.get("CPU", 1) / cpus
         actors = max(1, int(free))
     actors = min(actors, math.ceil(source.num_rows / batch))
+    total = ray.cluster_resources()
+    wanted = {"CPU": actors * cpus, "GPU": actors * gpus}
+    short = [f"{wanted[k]:g} {k}s" for k in wanted if wanted[k] > total.get(k, 0)]
+    if short:
+        warnings.warn(
+            f"predict: {actors} actor(s) need {' and '.join(short)}, more than this Ray cluster "
+            f"has ({total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs): Ray waits until "
+            "an autoscaler adds nodes, else forever. Ask for fewer num_actors.",
+            UserWarning,
+            stacklevel=2,
+        )
     started = time.perf_counter()
     pool = _ActorPool(network, w, actors, gpus, cpus)
     bar = _progress(source.num_rows, progress)

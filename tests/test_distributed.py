@@ -366,6 +366,19 @@ def test_predict_streams_npy_and_parquet_into_a_memmap(ray_local: object, tmp_pa
         gd.predict(qnn, tmp_path / "x.parquet", w)
 
 
+def test_predict_warns_when_the_cluster_is_too_small(
+    ray_local: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More actors than the cluster's CPUs would wait forever on a fixed cluster: a warning
+    says so (here the cluster is made to look smaller than it is, so the run still ends)."""
+    qnn = estimator()
+    x, w = np.full((40, 3), 0.5), np.zeros(qnn.num_weights)
+    monkeypatch.setattr(ray_local, "cluster_resources", lambda: {"CPU": 1.0})
+    with pytest.warns(UserWarning, match=r"2 actor\(s\) need 2 CPUs, more than this Ray cluster"):
+        y = gd.predict(qnn, x, w, batch_size=10, num_actors=2, progress=False)
+    np.testing.assert_array_equal(y, blockwise(qnn, x, w, 10))
+
+
 def test_predict_reraises_an_actor_error(ray_local: object) -> None:
     qnn = estimator()
     x = np.zeros((10, 3))
