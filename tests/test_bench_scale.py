@@ -12,9 +12,11 @@ from benchmarks import bench_scale
 
 
 def test_quick_run_measures_one_process_against_two_ddp_ranks(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("torch")
+    for name, value in bench_scale.THREAD_ENV.items():  # main sets them; restored afterwards
+        monkeypatch.setenv(name, value)
     assert bench_scale.main(["--quick", "--no-ray"]) == 0
     out = capsys.readouterr().out
     assert "OMP_NUM_THREADS': '1'" in out

@@ -84,7 +84,8 @@ def test_ddp_on_two_gloo_ranks_trains_like_one_process(
     global batches (DistributedSampler + set_epoch over 2 epochs), to 1e-10; no shared-weight
     warning, since each rank builds its model."""
     pytest.importorskip("torch")
-    extra = ["--epochs", "2", "--steps", "6"]  # 4 steps per epoch: crosses an epoch boundary
+    # 4 steps per epoch: 6 cross an epoch boundary; on the CPU even where GPUs exist
+    extra = ["--epochs", "2", "--steps", "6", "--device", "cpu"]
     trained, stderr = run_torchrun(tmp_path, extra)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     for name in ("LOCAL_RANK", "LOCAL_WORLD_SIZE", "RANK", "WORLD_SIZE"):
@@ -115,7 +116,9 @@ def _spawned_rank(rank: int, model: object, init_file: str, out_dir: str) -> Non
     Path(out_dir, f"rank{rank}.txt").write_text(f"{shared}\n{len(lines)}\n" + "\n".join(lines))
 
 
-def test_model_passed_to_spawn_warns_in_each_rank(tmp_path: Path) -> None:
+def test_model_passed_to_spawn_warns_in_each_rank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """torch.multiprocessing.spawn moves a model's weights into shared memory: the connector
     says so in each rank, naming the fix."""
     torch = pytest.importorskip("torch")
@@ -131,7 +134,7 @@ def test_model_passed_to_spawn_warns_in_each_rank(tmp_path: Path) -> None:
         torch.nn.Linear(2, 2), TorchConnector(qnn, dtype="input"), torch.nn.Linear(1, 1)
     ).double()
     assert not model[1].weight.is_shared()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # inherited by the ranks
     mp.spawn(
         _spawned_rank,
         args=(model, str(tmp_path / "init"), str(tmp_path)),
