@@ -422,6 +422,9 @@ class TorchConnector(_QmlTorchConnector):
         Raises:
             QiskitMachineLearningError: the input's last dimension is not ``num_inputs``.
         """
+        from .distributed import check_shared_weights  # noqa: PLC0415 - warns on a shared weight
+
+        check_shared_weights(self)
         network = self._neural_network
         if input_data is None:
             input_data = torch.zeros(0, dtype=self._weights.dtype, device=self._weights.device)
