@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.cli import add_selection_arguments
 from benchmarks.measure import QUICK_BATCH, contract, max_abs_diff, vjp_cotangent
 from benchmarks.peers import Peer, available_peers, pennylane_backprop_runner
 from benchmarks.report import environment_line, render, seconds_text
@@ -379,24 +380,7 @@ def targets_lines(rows: Sequence[TrainRow], peers: Sequence[str] = ()) -> list[s
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    names = [w.name for w in TRAIN_WORKLOADS]
-    parser.add_argument(
-        "--workloads",
-        nargs="+",
-        choices=names,
-        default=names,
-        metavar="NAME",
-        help=f"workloads to run (default: all of {', '.join(names)})",
-    )
-    parser.add_argument(
-        "--peers",
-        nargs="*",
-        choices=list(TRAIN_PEERS),
-        default=list(TRAIN_PEERS),
-        metavar="NAME",
-        help=f"peers (default: those installed of {', '.join(TRAIN_PEERS)}; none: --peers "
-        "with no name)",
-    )
+    add_selection_arguments(parser, TRAIN_WORKLOADS, list(TRAIN_PEERS))
     parser.add_argument(
         "--rounds", type=int, default=5, help="interleaved timing rounds, best kept (default 5)"
     )

@@ -13,14 +13,10 @@ from benchmarks.runners import Options, Variant
 from benchmarks.workloads import Workload
 
 
-def add_common_arguments(
-    parser: argparse.ArgumentParser,
-    workloads: Sequence[Workload],
-    peers: Sequence[str],
-    repeat: int,
+def add_selection_arguments(
+    parser: argparse.ArgumentParser, workloads: Sequence[Workload], peers: Sequence[str]
 ) -> None:
-    """``--workloads``, ``--peers``, ``--ref-batch``, ``--quick``, ``--repeat``, ``--atol`` and
-    ``--seed``."""
+    """``--workloads`` and ``--peers``."""
     names = [w.name for w in workloads]
     parser.add_argument(
         "--workloads",
@@ -33,12 +29,23 @@ def add_common_arguments(
     parser.add_argument(
         "--peers",
         nargs="*",
-        choices=peers,
+        choices=list(peers),
         default=list(peers),
         metavar="NAME",
         help="implementations to compare with (default: those "
         f"installed of {', '.join(peers)}; none: --peers with no name)",
     )
+
+
+def add_common_arguments(
+    parser: argparse.ArgumentParser,
+    workloads: Sequence[Workload],
+    peers: Sequence[str],
+    repeat: int,
+) -> None:
+    """``--workloads``, ``--peers``, ``--ref-batch``, ``--quick``, ``--repeat``, ``--atol`` and
+    ``--seed``."""
+    add_selection_arguments(parser, workloads, peers)
     parser.add_argument(
         "--ref-batch",
         type=int,
