@@ -199,6 +199,28 @@ def test_a_dataloader_with_forked_workers_feeds_a_torch_connector_model() -> Non
     assert all(p.grad is not None for p in model.parameters())
 
 
+def _forward_in_child_with_the_lock_taken(seed: int) -> np.ndarray:
+    return _FORKED["network"].forward(*_data(seed))
+
+
+@pytest.mark.skipif(
+    "fork" not in multiprocessing.get_all_start_methods(), reason="no fork on this platform"
+)
+def test_a_child_forked_while_a_simulator_lock_is_held_gets_it_free() -> None:
+    """Another thread held the network's buffer lock at the fork: the child's copy of it must
+    not stay locked forever."""
+    network = _network()
+    expected = network.forward(*_data(11))
+    lock = simulator_of(network).executor._lock
+    _FORKED["network"] = network
+    try:
+        with lock, multiprocessing.get_context("fork").Pool(1) as pool:
+            got = pool.map_async(_forward_in_child_with_the_lock_taken, (11,)).get(timeout=60)
+    finally:
+        _FORKED.clear()
+    np.testing.assert_allclose(got[0], expected, rtol=0, atol=1e-12)
+
+
 # ---- options, checked once --------------------------------------------------------------------
 def test_integral_float_max_memory_is_accepted() -> None:
     assert _network(max_memory=8e6).max_memory == 8_000_000

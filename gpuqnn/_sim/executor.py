@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from .backend import Backend
 from .buffers import Buffers
-from .threads import default_threads, pass_limits, worker_pool
+from .threads import ForkSafeLock, default_threads, pass_limits, worker_pool
 
 MARGIN = 0.8
 """Share of the memory budget the chunks are sized for, leaving room for what the byte models
@@ -65,7 +65,7 @@ class ChunkExecutor:
             self.workers = default_threads() if workers is None else workers
         self._local = threading.local()
         self._all_buffers: weakref.WeakSet[Buffers] = weakref.WeakSet()  # die with threads
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     def buffers(self) -> Buffers:
         """This thread's reusable buffers (a thread never shares them with another)."""

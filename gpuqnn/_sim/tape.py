@@ -10,13 +10,13 @@ sweep has run, so the next step's forward pass reuses them instead of paying fre
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from typing import Any
 
 from .adjoint import Sweep
 from .buffers import Buffers
 from .executor import RETAIN_BYTES, Sizing
+from .threads import ForkSafeLock
 
 
 class BufferPool:
@@ -29,7 +29,7 @@ class BufferPool:
     def __init__(self, xp: Any) -> None:
         self.xp = xp
         self._free: list[Buffers] = []
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     def take(self) -> Buffers:
         """Buffers for one chunk of a tape (reused ones when any are free)."""
@@ -69,7 +69,7 @@ class Tape:
         self.batch = batch
         self.sizing = sizing
         self.sweeps: dict[int, Sweep] = {}
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     def add(self, start: int, sweep: Sweep) -> None:
         """Keep the sweep of the chunk that starts at sample ``start``."""
@@ -97,7 +97,7 @@ class TapeLedger:
 
     def __init__(self) -> None:
         self.held = 0
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     def reserve(self, nbytes: int, budget: int) -> TapeTicket | None:
         """A ticket for ``nbytes`` more, or None when they would exceed ``budget``."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -83,11 +84,36 @@ class _Shared:
 _shared = _Shared()
 
 
+class ForkSafeLock:
+    """A mutex that a ``fork()``ed child gets back unlocked.
+
+    A child has only the thread that forked; a lock another thread held at that instant would
+    stay held forever in the child. The simulators' own locks (buffers, tapes) are of this kind.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        _fork_safe_locks.add(self)
+
+    def __enter__(self) -> ForkSafeLock:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+_fork_safe_locks: weakref.WeakSet[ForkSafeLock] = weakref.WeakSet()
+
+
 def _reset() -> None:
-    """In a forked child: forget the parent's pool, locks and count of running passes. Nothing
-    else is called here (a fork handler must not start threads or take locks)."""
+    """In a forked child: forget the parent's pool, locks and count of running passes, and
+    give every :class:`ForkSafeLock` a fresh lock. Nothing else is called here (a fork handler
+    must not start threads or take locks)."""
     global _shared
     _shared = _Shared()
+    for lock in list(_fork_safe_locks):
+        lock._lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
