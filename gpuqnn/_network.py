@@ -294,8 +294,7 @@ class SimulatorNetwork:
         """
         if not self._device_call(input_data, weights):
             return super().forward(input_data, weights)
-        inputs, shape = self._device_inputs(input_data)
-        weights_ = self._checked_weights(weights, self._backend.xp)
+        inputs, shape, weights_ = self._checked_call(input_data, weights, self._backend.xp)
         if not self._simulator_serves_forward():
             host = self._backend.to_host
             output = self._forward(
@@ -312,8 +311,7 @@ class SimulatorNetwork:
         GPU backend (CuPy) in give CuPy arrays out."""
         if not self._device_call(input_data, weights):
             return super().backward(input_data, weights)
-        inputs, shape = self._device_inputs(input_data)
-        weights_ = self._checked_weights(weights, self._backend.xp)
+        inputs, shape, weights_ = self._checked_call(input_data, weights, self._backend.xp)
         if not self._simulator_serves_backward():
             host = self._backend.to_host
             grads = self._backward(
@@ -407,9 +405,9 @@ class SimulatorNetwork:
         inputs, shape, weights_ = self._checked_call(input_data, weights, xp)
         batch = 1 if inputs is None else inputs.shape[0]
         g = self._checked_cotangent(cotangent, batch, shape, xp)
-        if self._simulator_serves_backward() and self._shot_sampler is None:
+        if self._simulator_serves_backward():
             input_grad, weight_grad = self._simulated_vjp(inputs, weights_, g, xp, tape)
-        else:  # delegated primitives, or shots: the (sampled) Jacobians, contracted
+        else:
             input_grad, weight_grad = self._contracted_vjp(inputs, weights_, g, xp)
         if input_grad is not None:
             input_grad = input_grad.reshape(
@@ -470,7 +468,8 @@ class SimulatorNetwork:
         columns = self._trained_columns()
         if columns is None:
             return None, None
-        grad = self._simulator().vjp(params, columns, g, tape)
+        sample = None if self._shot_sampler is None else self._shot_sampler.for_call()
+        grad = self._simulator().vjp(params, columns, g, tape, sample)
         grad = self._to_caller(grad, xp)
         input_grad = grad[:, : self.num_inputs] if self._input_gradients else None
         weight_grad = None
@@ -479,8 +478,7 @@ class SimulatorNetwork:
         return input_grad, weight_grad
 
     def _contracted_vjp(self, inputs: Any, weights: Any, g: Any, xp: Any) -> tuple[Any, Any]:
-        """``_backward``'s Jacobians contracted with ``g``: the parent's (delegated primitives)
-        or the simulator's parameter shift on sampled rows (shots)."""
+        """The parent's Jacobians (delegated primitives) contracted with ``g``."""
         host = self._backend.to_host
         input_jac, weight_jac = self._backward(
             None if inputs is None else host(inputs), None if weights is None else host(weights)

@@ -294,3 +294,25 @@ def test_a_forward_pass_too_large_to_keep_is_recomputed_and_logged(caplog) -> No
         out, tape = simulator.forward_taped(params, columns)
     assert tape is None and "will sweep forward again" in caplog.text
     np.testing.assert_allclose(out, simulator.forward(params), rtol=0, atol=1e-12)
+
+
+def test_vjp_with_shots_contracts_the_sampled_jacobians() -> None:
+    """Shots: the product samples the same shifted rows as ``backward`` (the same seed, the
+    same draws), not the exact gradient."""
+    qc, feature_map, ansatz = zz_real_amplitudes(2, reps=1)
+    kwargs = {
+        "circuit": qc,
+        "input_params": feature_map.parameters,
+        "weight_params": ansatz.parameters,
+        "input_gradients": True,
+    }
+    sampled = SamplerQNN(**kwargs, shots=100, seed=1)
+    exact = SamplerQNN(**kwargs)
+    rng = np.random.default_rng(2)
+    inputs, weights = rng.uniform(0, np.pi, (5, 2)), rng.uniform(0, np.pi, ansatz.num_parameters)
+    cotangent = rng.normal(size=(5, 4))
+    input_grad, weight_grad = sampled.vjp(inputs, weights, cotangent)
+    expected_input, expected_weight = _contracted(sampled, inputs, weights, cotangent)
+    np.testing.assert_allclose(input_grad, expected_input, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(weight_grad, expected_weight, rtol=0, atol=1e-12)
+    assert not np.allclose(weight_grad, exact.vjp(inputs, weights, cotangent)[1], atol=1e-3)

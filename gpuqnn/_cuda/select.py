@@ -28,6 +28,7 @@ from .._sim.buffers import Buffers
 from .._sim.fused import FusedCircuit
 from .._sim.protocols import Readout
 from .._sim.readout import PauliReadout, ProbabilityReadout
+from .._sim.runners import engine_cost
 from .._sim.shift import ShiftPlan
 
 logger = logging.getLogger(__name__)
@@ -71,9 +72,9 @@ class KernelRunner:
         return 0
 
     def cost(self, rows_per_block: np.ndarray) -> float:
-        """The block engine's model (``rows_per_block @ block costs``): not yet calibrated for
-        the kernels."""
-        return float(np.asarray(rows_per_block) @ self.circuit.block_costs())
+        """The block engine's model (:func:`gpuqnn._sim.runners.engine_cost`): not yet
+        calibrated for the kernels."""
+        return engine_cost(self.circuit, rows_per_block)
 
     def forward(self, angles: Any, buffers: Buffers) -> Any:
         """(B, O) float64 outputs of (B, K) float64 ``angles``: one unshifted launch."""

@@ -231,14 +231,19 @@ def select_backend(device: str = "auto", dtype: str = "complex128") -> Backend:
         if device == "auto":
             logger.info("device='auto': using NumPy on the CPU because %s", reason)
             return cpu
-        hint = _INSTALL_HINT if "importable" in reason else "check the NVIDIA driver and device"
-        raise RuntimeError(f"device={device!r} needs a CUDA GPU, but {reason}; {hint}")
+        raise _no_gpu(device, reason, "a CUDA GPU")
     count = int(cupy.cuda.runtime.getDeviceCount())
     if index is None:
         index = default_cuda_device(count, int(cupy.cuda.runtime.getDevice()))
     logger.info("using CuPy on cuda:%d", index)
     share = processes_per_device(count, gpu=True)
     return Backend(cupy, f"cuda:{index}", complex_dtype, share)
+
+
+def _no_gpu(device: Any, reason: str, needed: str) -> RuntimeError:
+    """The error for an explicit GPU request without a usable GPU, naming what is missing."""
+    hint = _INSTALL_HINT if "importable" in reason else "check the NVIDIA driver and devices"
+    return RuntimeError(f"device={device!r} needs {needed}, but {reason}; {hint}")
 
 
 def select_backends(
@@ -254,8 +259,7 @@ def select_backends(
         return (select_backend(device, dtype),)
     cupy, reason = load_cupy(None)
     if cupy is None:
-        hint = _INSTALL_HINT if "importable" in reason else "check the NVIDIA driver and devices"
-        raise RuntimeError(f"device={device!r} needs CUDA GPUs, but {reason}; {hint}")
+        raise _no_gpu(device, reason, "CUDA GPUs")
     count = int(cupy.cuda.runtime.getDeviceCount())
     names = [f"cuda:{i}" for i in range(count)] if device == "cuda:all" else list(device)
     return tuple(select_backend(name, dtype) for name in names)

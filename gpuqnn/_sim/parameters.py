@@ -71,8 +71,8 @@ class AngleMap:
 
     def differentiated_slots(self, columns: Sequence[int]) -> list[int]:
         """The slots whose angles depend on any of the parameter ``columns``."""
-        cols = list(columns)
-        return [k for k in range(self.table.num_slots) if self.table.depends[k, cols].any()]
+        depends = self.table.depends[:, list(columns)].any(axis=1)
+        return [int(k) for k in np.flatnonzero(depends)]
 
     def host_bytes(self, slots: Sequence[int], columns: Sequence[int]) -> int:
         """Bytes per sample beside the states: its angles, its parameters, its Jacobian rows

@@ -28,6 +28,12 @@ def state_row_bytes(num_qubits: int, dtype: np.dtype) -> int:
     return 2**num_qubits * np.dtype(dtype).itemsize * FORWARD_STATES
 
 
+def engine_cost(circuit: FusedCircuit, rows_per_block: np.ndarray) -> float:
+    """``rows_per_block @ block costs``: passes over one state per sample on the block
+    engine (see :meth:`.protocols.Runner.cost`)."""
+    return float(np.asarray(rows_per_block) @ circuit.block_costs())
+
+
 class BlockRunner:
     """Runs passes through the fused blocks, then the readout.
 
@@ -54,8 +60,8 @@ class BlockRunner:
         return self._sample_bytes
 
     def cost(self, rows_per_block: np.ndarray) -> float:
-        """``rows_per_block @ block costs``: passes over one state per sample."""
-        return float(np.asarray(rows_per_block) @ self.circuit.block_costs())
+        """:func:`engine_cost`."""
+        return engine_cost(self.circuit, rows_per_block)
 
     def forward(self, angles: Any, buffers: Buffers) -> Any:
         """(B, O) float64 outputs of (B, K) real ``angles``."""

@@ -169,8 +169,21 @@ class ShardedSimulator:
         out = self._gather((self.num_outputs,), batch, run)
         return out, ShardedTape(shard_bounds(batch, len(self.simulators)), tapes)
 
-    def vjp(self, params: Any, columns: Sequence[int], cotangent: Any, tape: Any = None) -> Any:
-        """(B, J) float64 vector-Jacobian products on the home backend."""
+    def vjp(
+        self,
+        params: Any,
+        columns: Sequence[int],
+        cotangent: Any,
+        tape: Any = None,
+        sample: Any = None,
+    ) -> Any:
+        """(B, J) float64 vector-Jacobian products on the home backend.
+
+        Raises:
+            ValueError: ``sample`` is given (shots are sampled on one device).
+        """
+        if sample is not None:
+            raise ValueError("shots are sampled on one device: build the network with one")
         batch = params.shape[0]
         bounds = shard_bounds(batch, len(self.simulators))
         tapes = (

@@ -254,7 +254,12 @@ class Simulator:
 
     @on_device
     def vjp(
-        self, params: Any, columns: Sequence[int], cotangent: Any, tape: Tape | None = None
+        self,
+        params: Any,
+        columns: Sequence[int],
+        cotangent: Any,
+        tape: Tape | None = None,
+        sample: Callable[[Any], Any] | None = None,
     ) -> Any:
         """The vector-Jacobian product ``sum_o g[b, o] d out[b, o] / d params[b, j]``: what
         training needs, at the cost of about one forward and one reverse sweep per sample on
@@ -267,6 +272,8 @@ class Simulator:
             cotangent: (B, O) float64 ``g``, a host or backend array.
             tape: the forward pass of these ``params`` from :meth:`forward_taped`, if kept:
                 then the product is one reverse sweep (a tape serves once).
+            sample: optional map of (R, O) exact outputs to sampled ones (shots): parameter
+                shift on sampled rows, contracted chunk by chunk.
 
         Returns:
             (B, J) float64 per-sample products on the backend.
@@ -281,11 +288,12 @@ class Simulator:
         if tape is not None and tape.serves(columns, batch):
             self._reverse(params, columns, g, tape, grad)
             return grad[:, 0]
-        strategy = self.adjoint if self.method(columns, vjp=True) == "adjoint" else None
-        if strategy is not None:
-            strategy.run(params, slots, columns, self.max_memory, grad, cotangent=g)
+        if self.method(columns, sample is not None, vjp=True) == "adjoint":
+            self.adjoint.run(params, slots, columns, self.max_memory, grad, cotangent=g)
         else:
-            self.parameter_shift.run(params, slots, columns, self.max_memory, grad, cotangent=g)
+            self.parameter_shift.run(
+                params, slots, columns, self.max_memory, grad, sample, cotangent=g
+            )
         return grad[:, 0]
 
     def _reverse(self, params: Any, columns: Sequence[int], g: Any, tape: Tape, grad: Any) -> None:
