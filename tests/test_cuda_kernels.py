@@ -22,6 +22,7 @@ from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._compile import Op, OpKind, Program
 from gpuqnn._compile.angles import AngleTable
 from gpuqnn._cuda import program as tables
+from gpuqnn._cuda.codegen import ADJOINT_SIGNATURE, FORWARD_SIGNATURE, GeneratedKernel
 from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
 from gpuqnn._cuda.plan import SIGNATURES, Launch, make_launch
 from gpuqnn._cuda.program import (
@@ -31,6 +32,7 @@ from gpuqnn._cuda.program import (
 )
 from gpuqnn._cuda.source import kernel_source
 from gpuqnn._internals import simulator_of
+from gpuqnn._sim.adjoint import adjoint_gradients
 from gpuqnn._sim.backend import select_backend
 from gpuqnn._sim.fused import FusedCircuit
 from gpuqnn._sim.readout import PauliReadout, ProbabilityReadout
@@ -375,7 +377,11 @@ def test_fused_shared_memory_limit(n: int, dtype: str, fits: bool) -> None:
     readout = PauliReadout([SparsePauliOp("Z" * n)], np.arange(n), n, select_backend("cpu", dtype))
     kp = encode_program(_program_with(ops, n), readout)
     assert kp.fits_fused(dtype) is fits
-    expected = (1 << n) * np.dtype(dtype).itemsize + 8 * kp.fused_threads()
+    itemsize = np.dtype(dtype).itemsize
+    # the state, the one slot's angle, half-angle and full-angle (cos, sin), each segment
+    # 16-byte aligned, then the Pauli readout's scratch (one double per thread)
+    tables = 16 * (-(-itemsize // 2 // 16)) + 2 * 16 * (-(-itemsize // 16))
+    expected = (1 << n) * itemsize + tables + 8 * kp.fused_threads()
     assert kp.fused_shared_bytes(dtype) == expected
     if not fits:
         with pytest.raises(ValueError, match="shared memory"):
@@ -470,17 +476,17 @@ def test_host_build_detects_shared_memory_overflow(kernels: HostKernels) -> None
     program = random_program(2, 4)
     kp = encode_program(program, make_readout("pauli", 4, 2, "complex128"))
     runner = HostFusedRunner(kernels, kp, threads=32)
-    base = np.zeros((1, program.angles.num_slots))
-    out = np.zeros((1, 3))
-    launch = runner.plan.launch(
-        runner._device_tables(), base, 1, np.array([-1], np.int32), np.zeros(1), 1, out, 1
-    )
-    kernels.execute(launch, "double")
+    launches = []
+    runner._execute_generated = lambda kernel, launch: launches.append((kernel, launch))
+    runner.run(np.zeros((1, program.angles.num_slots)), np.array([-1], np.int32), np.zeros(1))
+    kernel, launch = launches[0]
+    kernels.specialised(kernel).execute(launch)
+    assert np.isfinite(launch.args[-1]).all()
     short = Launch(launch.kernel, 1, 32, launch.shared - 64, launch.args)
     with pytest.raises(RuntimeError, match="wrote past its dynamic shared memory"):
-        kernels.execute(short, "double")
+        kernels.specialised(kernel).execute(short)
     with pytest.raises(TypeError, match="takes 10 arguments"):
-        make_launch("gq_fused", 1, 32, 0, out)
+        make_launch("gq_apply", 1, 32, 0, launch.args[-1])
 
 
 def test_importing_the_kernels_does_not_import_cupy() -> None:
@@ -583,8 +589,26 @@ class _FakeCupy(types.ModuleType):
             def __exit__(self, *exc) -> None:
                 return None
 
+        class RawKernel:
+            """A generated kernel (codegen.py), built for the host on first call."""
+
+            def __init__(self, code: str, name: str, options: tuple) -> None:
+                assert "-std=c++17" in options
+                signature = {"gqs_forward": FORWARD_SIGNATURE, "gqs_adjoint": ADJOINT_SIGNATURE}
+                self.kernel = GeneratedKernel(code, name, 0, 0, signature[name], str(hash(code)), 0)
+                self.attributes = {"shared_size_bytes": 0}
+                self.max_dynamic_shared_size_bytes = 48 * 1024
+                fake.modules.append({"names": {name}})
+
+            def __call__(self, grid, block, args, shared_mem=0) -> None:
+                assert shared_mem <= max(self.max_dynamic_shared_size_bytes, 48 * 1024)
+                fake.launches += 1
+                launch = Launch(self.kernel.name, grid[0], block[0], shared_mem, tuple(args))
+                fake.kernels.specialised(self.kernel).execute(launch)
+
         null = _FakeStream(self)
         self.RawModule = RawModule
+        self.RawKernel = RawKernel
         self.cuda = types.SimpleNamespace(
             Device=Device,
             runtime=runtime,
@@ -634,6 +658,20 @@ def test_cupy_runners_control_flow(
         rtol=0,
     )
     assert fake.launches == 1 and len(fake.modules) == 1
+    slots = list(range(0, program.angles.num_slots, 2))
+    np.testing.assert_allclose(
+        fused.adjoint(base, slots),
+        adjoint_gradients(
+            FusedCircuit(program, readout.backend),
+            readout,
+            base.astype(readout.backend.real_dtype),
+            slots,
+            False,
+        ),
+        atol=10 * TOL[dtype],
+        rtol=0,
+    )
+    assert fake.launches == 2 and len(fake.modules) == 2
 
     per_op = PerOpRunner(kp, dtype, threads=64)
     per_call = 2 + kp.num_ops + 1  # init, the ops, the two readout kernels
@@ -649,7 +687,7 @@ def test_cupy_runners_control_flow(
     big = FusedRunner(
         encode_program(random_program(3, 13, 4), make_readout("pauli", 13, 3, dtype)), dtype
     )
-    assert big.plan.shared > 48 * 1024
+    assert big.forward_kernel.shared > 48 * 1024
     out = big.run(
         np.zeros((1, big.kernel_program.num_slots)), np.array([-1], np.int32), np.zeros(1)
     )

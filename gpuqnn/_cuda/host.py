@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from .codegen import GeneratedKernel
 from .plan import SIGNATURES, FusedRunnerBase, Launch, PerOpBuffers, PerOpRunnerBase
 from .program import KernelProgram
 from .source import kernel_source_path
@@ -67,15 +68,11 @@ class HostKernels:
                 "twin of the CUDA kernels"
             )
         library = Path(directory) / "libgpuqnn_kernels_host.so"
-        command = [executable, *HOST_FLAGS, str(kernel_source_path()), "-o", str(library)]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"host build of the kernels failed ({' '.join(command)}):\n"
-                f"{result.stdout}{result.stderr}"
-            )
         self.path = library
-        self._lib = ctypes.CDLL(str(library))
+        self.directory = Path(directory)
+        self.compiler = executable
+        self._specialised: dict[str, HostSpecialised] = {}
+        self._lib = _build(executable, kernel_source_path(), library)
         for kernel, kinds in SIGNATURES.items():
             for suffix in _SUFFIX.values():
                 function = getattr(self._lib, f"{kernel}_{suffix}")
@@ -86,6 +83,19 @@ class HostKernels:
                     ctypes.c_int,
                 ]
                 function.restype = ctypes.c_int
+
+    def specialised(self, kernel: GeneratedKernel) -> HostSpecialised:
+        """A generated kernel (:mod:`.codegen`) built for the host, once per source.
+
+        Raises:
+            RuntimeError: the build fails (its output is included).
+        """
+        built = self._specialised.get(kernel.key)
+        if built is None:
+            built = self._specialised[kernel.key] = HostSpecialised(
+                self.directory, kernel, self.compiler
+            )
+        return built
 
     def execute(self, launch: Launch, real_type: str, reverse: bool = False) -> None:
         """Run one launch: every block of its grid, with ``launch.block`` emulated threads.
@@ -99,23 +109,78 @@ class HostKernels:
             RuntimeError: the host entry point reported a failure.
         """
         function = getattr(self._lib, f"{launch.kernel}_{_SUFFIX[real_type]}")
-        args = []
-        for kind, value in zip(SIGNATURES[launch.kernel], launch.args, strict=True):
-            if kind == "ptr":
-                if not (isinstance(value, np.ndarray) and value.flags.c_contiguous):
-                    raise TypeError(
-                        f"{launch.kernel}: pointer arguments must be C-contiguous "
-                        f"NumPy arrays, got {type(value).__name__}"
-                    )
-                args.append(value.ctypes.data)
-            else:
-                args.append(int(value))
+        args = _host_args(launch.kernel, SIGNATURES[launch.kernel], launch.args)
         status = function(*args, launch.grid, launch.block, launch.shared, int(reverse))
         if status:
             raise RuntimeError(
                 f"{launch.kernel} (grid {launch.grid}, block {launch.block}, "
                 f"shared {launch.shared}) failed: {_STATUS.get(status, status)}"
             )
+
+
+def _build(compiler: str, source: Path, library: Path) -> ctypes.CDLL:
+    command = [compiler, *HOST_FLAGS, str(source), "-o", str(library)]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"host build of the kernels failed ({' '.join(command)}):\n"
+            f"{result.stdout}{result.stderr}"
+        )
+    return ctypes.CDLL(str(library))
+
+
+class HostSpecialised:
+    """One generated kernel built for the host and loaded.
+
+    Args:
+        directory: where to write the source and the shared library.
+        kernel: the generated kernel.
+        compiler: the C++ compiler's path.
+    """
+
+    def __init__(self, directory: Path, kernel: GeneratedKernel, compiler: str) -> None:
+        source = directory / f"gqs_{kernel.key}.cpp"
+        source.write_text(kernel.source)
+        self.kernel = kernel
+        self._lib = _build(compiler, source, directory / f"libgqs_{kernel.key}.so")
+        self._function = getattr(self._lib, kernel.name)
+        self._function.argtypes = [_CTYPES[k] for k in kernel.signature] + [
+            ctypes.c_longlong,
+            ctypes.c_int,
+            ctypes.c_longlong,
+            ctypes.c_int,
+        ]
+        self._function.restype = ctypes.c_int
+
+    def execute(self, launch: Launch, reverse: bool = False) -> None:
+        """Run one launch of the kernel (see :meth:`HostKernels.execute`)."""
+        status = self._function(
+            *_host_args(launch.kernel, self.kernel.signature, launch.args),
+            launch.grid,
+            launch.block,
+            launch.shared,
+            int(reverse),
+        )
+        if status:
+            raise RuntimeError(
+                f"{launch.kernel} (grid {launch.grid}, block {launch.block}, "
+                f"shared {launch.shared}) failed: {_STATUS.get(status, status)}"
+            )
+
+
+def _host_args(name: str, signature: tuple[str, ...], values: tuple) -> list:
+    args = []
+    for kind, value in zip(signature, values, strict=True):
+        if kind == "ptr":
+            if not (isinstance(value, np.ndarray) and value.flags.c_contiguous):
+                raise TypeError(
+                    f"{name}: pointer arguments must be C-contiguous "
+                    f"NumPy arrays, got {type(value).__name__}"
+                )
+            args.append(value.ctypes.data)
+        else:
+            args.append(int(value))
+    return args
 
 
 class _HostMemory:
@@ -138,6 +203,9 @@ class _HostMemory:
 
     def _execute(self, launch: Launch) -> None:
         self.kernels.execute(launch, self.real_type, self.reverse)
+
+    def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
+        self.kernels.specialised(kernel).execute(launch, self.reverse)
 
 
 class HostFusedRunner(_HostMemory, FusedRunnerBase):

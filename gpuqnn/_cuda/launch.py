@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .codegen import GeneratedKernel
 from .plan import FusedRunnerBase, Launch, PerOpBuffers, PerOpRunnerBase
 from .program import KernelProgram
 from .source import COMPILE_OPTIONS, kernel_source, name_expression, name_expressions
@@ -159,7 +160,43 @@ class FusedRunner(_CupyMemory, FusedRunnerBase):
         super().__init__(
             kernel_program, dtype, threads=threads, max_blocks=max_blocks, shared_limit=shared_limit
         )
+        if self.forward_kernel.threads < 32:
+            raise ValueError(
+                f"threads must be at least 32 (a warp) on a GPU, got {self.forward_kernel.threads}"
+            )
         self.module = module if module is not None else KernelModule()
+        self._compiled: dict[str, Any] = {}
+
+    def adjoint(self, base_angles: Any, slots: Any, cotangent: Any = None) -> Any:
+        """:meth:`FusedRunnerBase.adjoint` on the runner's device (a CuPy array)."""
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):
+            return super().adjoint(base_angles, slots, cotangent)
+
+    def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
+        function = self._generated_function(kernel)
+        function((launch.grid,), (launch.block,), launch.args, shared_mem=launch.shared)
+
+    def _generated_function(self, kernel: GeneratedKernel) -> Any:
+        """The compiled kernel: a ``RawKernel``, which CuPy compiles with NVRTC on first use and
+        caches on disk (``$CUPY_CACHE_DIR``, by default ``~/.cupy/kernel_cache``) under a hash
+        of the source, options, NVRTC version and the device's architecture, so a circuit's
+        kernels compile once per machine, not once per process."""
+        function = self._compiled.get(kernel.key)
+        if function is None:
+            cupy = _import_cupy()
+            function = cupy.RawKernel(kernel.source, kernel.name, options=COMPILE_OPTIONS)
+            static = int(function.attributes["shared_size_bytes"])
+            if kernel.shared + static > self.shared_limit:
+                raise ValueError(
+                    f"{kernel.name} needs {kernel.shared} bytes of dynamic and {static} of "
+                    f"static shared memory per block, more than the device's "
+                    f"{self.shared_limit}"
+                )
+            if kernel.shared > _STATIC_SHARED_LIMIT:
+                function.max_dynamic_shared_size_bytes = kernel.shared
+            self._compiled[kernel.key] = function
+        return function
 
     def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
         """Outputs of every (shift block, sample) row, in one launch on the current stream.

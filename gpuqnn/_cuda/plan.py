@@ -11,11 +11,13 @@ Shapes: B samples, K angle slots, S shift blocks, R = S * B rows, O outputs, D =
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .codegen import GeneratedKernel, generate_adjoint, generate_forward
 from .program import (
     DEFAULT_SHARED_LIMIT,
     F_NPOS,
@@ -213,72 +215,16 @@ class RunnerBase:
         return int(shape[0]), int(slot_shape[0])
 
 
-class FusedPlan:
-    """The fused kernel's launch for a program: threads, shared memory, grid.
-
-    Args:
-        kernel_program: the encoded program and readout.
-        dtype: the states' complex dtype.
-        threads: threads per block (default: ``kernel_program.fused_threads()``).
-        shared_limit: the device's dynamic shared memory limit per block, in bytes.
-
-    Raises:
-        ValueError: a row's state and scratch do not fit ``shared_limit``.
-    """
-
-    def __init__(
-        self, kernel_program: KernelProgram, dtype: np.dtype, threads: int | None, shared_limit: int
-    ) -> None:
-        self.threads = kernel_program.fused_threads() if threads is None else threads
-        self.shared = kernel_program.fused_shared_bytes(dtype, self.threads)
-        if self.shared > shared_limit:
-            raise ValueError(
-                f"the fused kernel needs {self.shared} bytes of shared memory per block for "
-                f"{kernel_program.num_qubits} qubits in {dtype.name}, more than the limit of "
-                f"{shared_limit}; use PerOpRunner"
-            )
-
-    def launch(
-        self,
-        tables: tuple[Any, Any, Any],
-        base: Any,
-        batch: int,
-        shift_slot: Any,
-        shift_value: Any,
-        shifts: int,
-        out: Any,
-        grid: int,
-    ) -> Launch:
-        """The launch that writes all S * B rows' outputs into ``out`` (R, O) float64."""
-        table, data, coeff = tables
-        slots = base.shape[1]
-        return make_launch(
-            "gq_fused",
-            grid,
-            self.threads,
-            self.shared,
-            table,
-            data,
-            coeff,
-            base,
-            batch,
-            slots,
-            shift_slot,
-            shift_value,
-            shifts,
-            out,
-        )
-
-
 class FusedRunnerBase(RunnerBase):
-    """The fused kernel: every row's whole program and readout in ONE launch, one block per
-    row, the state in shared memory.
+    """The specialised fused kernels (:mod:`.codegen`): every row's whole program and readout
+    in ONE launch, one block per row, the state in shared memory; and the fused adjoint kernel,
+    one launch per backward pass or vector-Jacobian product.
 
     Args:
         kernel_program: the encoded program and readout.
         dtype: complex64 or complex128.
-        threads: threads per block (default: ``kernel_program.fused_threads()``).
-        max_blocks: most blocks in the launch (rows beyond are strided over).
+        threads: threads per block (default: :func:`.codegen.default_threads`).
+        max_blocks: most blocks in a launch (rows beyond are strided over).
         shared_limit: the device's dynamic shared memory per block (bytes).
 
     Raises:
@@ -296,8 +242,24 @@ class FusedRunnerBase(RunnerBase):
         shared_limit: int = DEFAULT_SHARED_LIMIT,
     ) -> None:
         super().__init__(kernel_program, dtype, threads, max_blocks)
-        self.plan = FusedPlan(kernel_program, self.dtype, self.threads, shared_limit)
+        self.shared_limit = int(shared_limit)
+        self.forward_kernel = generate_forward(kernel_program, self.dtype, self.threads)
+        if self.forward_kernel.shared > self.shared_limit:
+            raise ValueError(
+                f"the fused kernel needs {self.forward_kernel.shared} bytes of shared memory per "
+                f"block for {kernel_program.num_qubits} qubits in {self.dtype.name}, more than "
+                f"the limit of {self.shared_limit}; use PerOpRunner"
+            )
+        self._adjoint: dict[tuple[tuple[int, ...], bool], GeneratedKernel | None] = {}
+        self._index: Any = None  # (D,) int32 probability index table, on the runner's memory
+        self._placeholder: Any = None  # for the cotangent argument of a Jacobian launch
 
+    # ---- hook -------------------------------------------------------------------------------
+    def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
+        """Run one launch of a generated kernel."""
+        raise NotImplementedError
+
+    # ---- forward ----------------------------------------------------------------------------
     def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
         """Outputs of every (shift block, sample) row, in one launch.
 
@@ -317,14 +279,115 @@ class FusedRunnerBase(RunnerBase):
         out = self._empty((rows, self.kernel_program.num_outputs), np.float64)
         if rows == 0:
             return out
-        base = self._to_device(base_angles)
-        slot = self._to_device(shift_slot)
-        value = self._to_device(shift_value)
-        grid = min(rows, self.max_blocks or self._default_max_blocks())
-        self._execute(
-            self.plan.launch(self._device_tables(), base, batch, slot, value, shifts, out, grid)
+        table, _data, coeff = self._device_tables()
+        kernel = self.forward_kernel
+        launch = Launch(
+            kernel.name,
+            self._grid(rows),
+            kernel.threads,
+            kernel.shared,
+            (
+                self._to_device(base_angles),
+                np.int64(batch),
+                self._to_device(shift_slot),
+                self._to_device(shift_value),
+                np.int64(shifts),
+                table,
+                coeff,
+                out,
+            ),
         )
+        self._execute_generated(kernel, launch)
         return out
+
+    # ---- adjoint ----------------------------------------------------------------------------
+    def adjoint_kernel(self, slots: Sequence[int], vjp: bool) -> GeneratedKernel | None:
+        """The fused adjoint kernel for ``slots`` (and a cotangent with ``vjp``), or None when
+        a row's state and adjoint state do not fit the shared memory limit."""
+        key = (tuple(int(s) for s in slots), bool(vjp))
+        if key not in self._adjoint:
+            self._adjoint[key] = generate_adjoint(
+                self.kernel_program, self.dtype, key[0], key[1], self.shared_limit, self.threads
+            )
+        return self._adjoint[key]
+
+    def adjoint(self, base_angles: Any, slots: Sequence[int], cotangent: Any = None) -> Any:
+        """Derivatives of the outputs by ``slots``, in ONE launch: per sample a forward sweep,
+        then a backward sweep per output (or one for the cotangent).
+
+        Args:
+            base_angles: (B, K) float64 angles of the samples.
+            slots: the S slots to differentiate by.
+            cotangent: None, or (B, O) float64 ``g`` for ``sum_o g[b, o] d out[b, o]``.
+
+        Returns:
+            (B, O, S) float64 derivatives, or (B, 1, S) with a cotangent.
+
+        Raises:
+            ValueError: an argument has the wrong shape or dtype, or a row does not fit (check
+                :meth:`adjoint_kernel` first).
+        """
+        kp = self.kernel_program
+        batch, _shifts = self._check_inputs(base_angles, _NO_SHIFT[0], _NO_SHIFT[1])
+        bad = [s for s in slots if not 0 <= int(s) < kp.num_slots]
+        if not len(slots) or bad:
+            raise ValueError(
+                f"slots must be a non-empty list of slots in [0, {kp.num_slots}), got {list(slots)}"
+            )
+        vjp = cotangent is not None
+        if vjp and (
+            getattr(cotangent, "shape", None) != (batch, kp.num_outputs)
+            or getattr(cotangent, "dtype", None) != np.float64
+        ):
+            raise ValueError(
+                f"cotangent must be float64 of shape ({batch}, {kp.num_outputs}), got "
+                f"{getattr(cotangent, 'dtype', None)} {getattr(cotangent, 'shape', None)}"
+            )
+        kernel = self.adjoint_kernel(slots, vjp)
+        if kernel is None:
+            raise ValueError(
+                f"the fused adjoint kernel does not fit {self.shared_limit} bytes of shared "
+                f"memory for {kp.num_qubits} qubits in {self.dtype.name}"
+            )
+        out = self._empty((batch, 1 if vjp else kp.num_outputs, len(slots)), np.float64)
+        if batch == 0:
+            return out
+        if self._index is None:
+            self._index = self._to_device(_probability_index(kp))
+        launch = Launch(
+            kernel.name,
+            self._grid(batch),
+            kernel.threads,
+            kernel.shared,
+            (
+                self._to_device(base_angles),
+                np.int64(batch),
+                self._to_device(cotangent) if vjp else self._index_placeholder(),
+                self._index,
+                out,
+            ),
+        )
+        self._execute_generated(kernel, launch)
+        return out
+
+    def _index_placeholder(self) -> Any:
+        if self._placeholder is None:
+            self._placeholder = self._to_device(np.zeros(1))
+        return self._placeholder
+
+    def _grid(self, rows: int) -> int:
+        return int(min(rows, self.max_blocks or self._default_max_blocks()))
+
+
+_NO_SHIFT = (np.full(1, -1, dtype=np.int32), np.zeros(1))
+
+
+def _probability_index(kp: KernelProgram) -> np.ndarray:
+    """(D,) int32 output of each basis state (-1: dropped) for probability readouts; else a
+    placeholder."""
+    if kp.readout_kind == READOUT_PAULI:
+        return np.zeros(1, dtype=np.int32)
+    return np.ascontiguousarray(np.asarray(kp.readout.index), dtype=np.int32)
 
 
 @dataclass

@@ -97,6 +97,8 @@ class KernelProgram:
         table: (table length,) int32 header, op records, index arrays and readout tables.
         data: (entries,) complex128 op constants (at least one entry).
         coeff: (2 T,) float64 Pauli coefficients as (re, im) pairs (at least one entry).
+        program: the program encoded (the specialised kernels' literals, :mod:`.codegen`).
+        readout: its readout.
     """
 
     num_qubits: int
@@ -108,6 +110,8 @@ class KernelProgram:
     table: np.ndarray
     data: np.ndarray
     coeff: np.ndarray
+    program: Program
+    readout: PauliReadout | ProbabilityReadout
 
     @property
     def dim(self) -> int:
@@ -115,9 +119,10 @@ class KernelProgram:
         return 1 << self.num_qubits
 
     def fused_threads(self) -> int:
-        """Threads per block of the fused kernel: a power of two in [32, MAX_THREADS], about
-        one per 8 amplitudes (enough items per thread to hide latency, few idle threads)."""
-        return int(min(MAX_THREADS, max(32, _next_pow2(self.dim // 8))))
+        """Threads per block of the fused kernels (:func:`.codegen.default_threads`)."""
+        from .codegen import default_threads  # noqa: PLC0415 - codegen imports this module
+
+        return default_threads(self.num_qubits)
 
     def fused_scratch_doubles(self, threads: int) -> int:
         """Doubles of readout scratch after the state in the fused kernel's shared memory."""
@@ -128,16 +133,16 @@ class KernelProgram:
         return 0
 
     def fused_shared_bytes(self, dtype: object, threads: int | None = None) -> int:
-        """Dynamic shared memory per block of the fused kernel: the row's state, then the
-        readout's scratch.
+        """Dynamic shared memory per block of the fused forward kernel: the row's state, its
+        angle tables and the readout's scratch (:func:`.codegen.forward_shared_bytes`).
 
         Args:
             dtype: complex64 or complex128.
             threads: threads per block (default: :meth:`fused_threads`).
         """
-        itemsize = check_kernel_dtype(dtype).itemsize
-        threads = self.fused_threads() if threads is None else threads
-        return self.dim * itemsize + 8 * self.fused_scratch_doubles(threads)
+        from .codegen import forward_shared_bytes  # noqa: PLC0415 - codegen imports this module
+
+        return forward_shared_bytes(self, dtype, threads)
 
     def fits_fused(
         self, dtype: object, shared_limit: int = DEFAULT_SHARED_LIMIT, threads: int | None = None
@@ -203,6 +208,8 @@ def encode_program(program: Program, readout: PauliReadout | ProbabilityReadout)
         table,
         flat.astype(np.complex128),
         coeff,
+        program,
+        readout,
     )
 
 

@@ -18,7 +18,7 @@ A :data:`RunnerFactory` is the seam between the simulator and this module: the d
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,6 +58,7 @@ class KernelRunner:
         self.kernels = kernels
         self.circuit = circuit
         self.name = "fused" if isinstance(kernels, FusedRunnerBase) else "per_op"
+        self.num_outputs = num_outputs
         outputs = 8 * num_outputs + 16
         state = 2 * 2**circuit.program.num_qubits * circuit.backend.dtype.itemsize
         self._row_bytes = outputs if self.name == "fused" else state + outputs
@@ -72,9 +73,42 @@ class KernelRunner:
         return 0
 
     def cost(self, rows_per_block: np.ndarray) -> float:
-        """The block engine's model (:func:`gpuqnn._sim.runners.engine_cost`): not yet
-        calibrated for the kernels."""
+        """Fused: every row of the pass (``rows_per_block[-1]``, the rows the last block
+        sweeps) makes every pass of the specialised kernel over its state, then the readout
+        (:meth:`adjoint_cost`'s units). Per-op: the block engine's model
+        (:func:`gpuqnn._sim.runners.engine_cost`), not calibrated for the kernels."""
+        if self.name == "fused":
+            rows = float(np.asarray(rows_per_block)[-1]) if len(rows_per_block) else 1.0
+            return rows * (self.kernels.forward_kernel.passes + 1)
         return engine_cost(self.circuit, rows_per_block)
+
+    def fused_adjoint(self, slots: Sequence[int], vjp: bool) -> bool:
+        """Whether the fused adjoint kernel serves a backward pass by ``slots`` (a
+        vector-Jacobian product with ``vjp``): the runner is fused and a row's state and
+        adjoint state(s) fit the device's shared memory."""
+        return self.name == "fused" and self.kernels.adjoint_kernel(slots, vjp) is not None
+
+    def adjoint_cost(self, slots: Sequence[int], vjp: bool) -> float:
+        """Passes over one state per sample of the fused adjoint kernel (the units of
+        :meth:`cost` for the fused runner): the forward sweep, then per output (one with
+        ``vjp``) the adjoint state and a backward sweep over two states, and without room to
+        keep the final state, a forward sweep again per further output."""
+        kernel = self.kernels.adjoint_kernel(slots, vjp)
+        outputs = 1 if vjp else self.num_outputs
+        passes = kernel.passes
+        again = 1 if kernel.keeps_final else passes
+        return passes + outputs * (1 + 2 * passes) + (outputs - 1) * again
+
+    def adjoint_row_bytes(self, vjp: bool, num_slots: int) -> int:
+        """Device bytes per sample of a fused adjoint launch: its derivatives, angles and
+        cotangent."""
+        outputs = 1 if vjp else self.num_outputs
+        return 8 * (outputs * num_slots + self.circuit.program.angles.num_slots + self.num_outputs)
+
+    def adjoint(self, angles: Any, slots: Sequence[int], cotangent: Any = None) -> Any:
+        """(B, O, S) float64 slot derivatives of (B, K) float64 ``angles``, or (B, 1, S) for a
+        (B, O) float64 ``cotangent``: one launch of the fused adjoint kernel."""
+        return self.kernels.adjoint(angles, slots, cotangent)
 
     def forward(self, angles: Any, buffers: Buffers) -> Any:
         """(B, O) float64 outputs of (B, K) float64 ``angles``: one unshifted launch."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from .plan import REAL_TYPES, SIGNATURES
-
 SOURCE_NAME = "statevector.cuh"
 COMPILE_OPTIONS = ("-std=c++17",)
 """Options for NVRTC and nvcc (the architecture is added by the caller)."""
@@ -29,4 +27,6 @@ def name_expression(kernel: str, real_type: str) -> str:
 
 def name_expressions() -> list[str]:
     """Every kernel for both real types, as ``RawModule(name_expressions=...)`` takes them."""
+    from .plan import REAL_TYPES, SIGNATURES  # noqa: PLC0415 - plan imports codegen, which imports us
+
     return [name_expression(k, t) for k in SIGNATURES for t in REAL_TYPES.values()]

@@ -81,6 +81,9 @@ inline void gq_sincos(float x, float* s, float* c) {
   *s = std::sin(x);
   *c = std::cos(x);
 }
+// Add v (one value per thread) into cells[warp of thread t]: threads run one after the other
+// here, so each adds its own value; on a GPU the warp's lanes are summed first (gq_warp_add).
+inline void gq_warp_add(double* cells, int t, double v) { cells[t >> 5] += v; }
 
 #else  // CUDA
 
@@ -100,6 +103,12 @@ struct gq_ctx {};
 GQ_DEVICE int gq_popc(unsigned long long v) { return __popcll(v); }
 GQ_DEVICE void gq_sincos(double x, double* s, double* c) { sincos(x, s, c); }
 GQ_DEVICE void gq_sincos(float x, float* s, float* c) { sincosf(x, s, c); }
+// Add v (one value per thread) into cells[warp of thread t]: the warp's lanes are summed with
+// shuffles, then lane 0 adds the sum. Every lane of the warp must call it.
+GQ_DEVICE void gq_warp_add(double* cells, int t, double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if ((t & 31) == 0) cells[t >> 5] += v;
+}
 
 #endif
 
@@ -691,6 +700,9 @@ int gq_host_launch(long long grid, int block, long long shared, int reverse, F b
 
 #endif
 
+// A specialised module (gpuqnn/_cuda/codegen.py) includes this source for its helpers and defines
+// GQ_SPECIALISED: it instantiates none of the generic kernels.
+#ifndef GQ_SPECIALISED
 GQ_KERNEL(gq_fused, GQ_FUSED_PARAMS, prog, data, rcoef, base, batch, slots, shift_slot,
           shift_value, shifts, out)
 GQ_KERNEL(gq_init, GQ_INIT_PARAMS, psi, n, rows)
@@ -701,5 +713,6 @@ GQ_KERNEL(gq_pauli_reduce, GQ_PAULI_REDUCE_PARAMS, prog, partial, rows, log_chun
 GQ_KERNEL(gq_prob_pieces, GQ_PROB_PIECES_PARAMS, prog, psi, rows, partial)
 GQ_KERNEL(gq_prob_reduce, GQ_PROB_REDUCE_PARAMS, prog, partial, rows, out)
 GQ_KERNEL(gq_prob_direct, GQ_PROB_DIRECT_PARAMS, prog, psi, rows, out)
+#endif  // GQ_SPECIALISED
 
 #endif  // GPUQNN_STATEVECTOR_CUH

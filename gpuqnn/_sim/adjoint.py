@@ -171,13 +171,16 @@ CHECKPOINT_MIN_SAMPLES = 16
 
 
 class AdjointStrategy:
-    """Adjoint differentiation of a chunk of samples on the block engine (any backend).
+    """Adjoint differentiation of a chunk of samples: the fused adjoint CUDA kernel where it
+    serves the pass, else the block engine (any backend).
 
     Args:
         circuit: the fused program.
         readout: the outputs' readout.
         executor: sizes and runs the chunks.
         angle_map: the program's angles and their Jacobian.
+        kernel: the fused CUDA kernels' runner (:class:`gpuqnn._cuda.select.KernelRunner`),
+            or None.
     """
 
     name = "adjoint"
@@ -188,11 +191,13 @@ class AdjointStrategy:
         readout: Readout,
         executor: ChunkExecutor,
         angle_map: AngleMap,
+        kernel: Any = None,
     ) -> None:
         self.circuit = circuit
         self.readout = readout
         self.executor = executor
         self.angle_map = angle_map
+        self.kernel = kernel
         preps = [block.prep_bytes() for block in circuit.blocks]
         self._prep_bytes = sum(kept for kept, _temp in preps) + max(
             (temp for _kept, temp in preps), default=0
@@ -247,6 +252,9 @@ class AdjointStrategy:
         executor = self.executor
         batch = params.shape[0]
         vjp = cotangent is not None
+        if self.kernel is not None and self.kernel.fused_adjoint(slots, vjp):
+            self._run_kernel(params, slots, columns, max_memory, grad, cotangent)
+            return
         with_checkpoints = self.sample_bytes(slots, columns, True, vjp)
         enough = min(batch, CHECKPOINT_MIN_SAMPLES)
         checkpoints = executor.budget(max_memory) // with_checkpoints >= enough
@@ -275,3 +283,30 @@ class AdjointStrategy:
             grad[start:stop] += dslot @ self.angle_map.jacobian(chunk, slots, columns)
 
         executor.run(task, batch, sizing, max_memory)
+
+    def _run_kernel(
+        self,
+        params: Any,
+        slots: list[int],
+        columns: Sequence[int],
+        max_memory: int | None,
+        grad: Any,
+        cotangent: Any,
+    ) -> None:
+        """:meth:`run` on the fused adjoint kernel: one launch per chunk."""
+        kernel = self.kernel
+        vjp = cotangent is not None
+        per_sample = kernel.adjoint_row_bytes(vjp, len(slots)) + self.angle_map.host_bytes(
+            slots, columns
+        )
+        sizing = self.executor.sizing(
+            per_sample, max_memory, "a fused adjoint launch over one sample", params.shape[0]
+        )
+
+        def task(start: int, stop: int) -> None:
+            chunk = params[start:stop]
+            g = None if cotangent is None else cotangent[start:stop]
+            dslot = kernel.adjoint(self.angle_map.angles(chunk), slots, g)
+            grad[start:stop] += dslot @ self.angle_map.jacobian(chunk, slots, columns)
+
+        self.executor.run(task, params.shape[0], sizing, max_memory)

@@ -13,8 +13,11 @@ A thin coordinator over its parts:
 
 ``gradient_method="auto"`` compares the strategies' costs per sample for the runners that will
 execute them; parameter shift when shots are sampled or when not one sample's adjoint pass fits
-the memory budget. Slot derivatives are chained to parameters through the angle table's
-Jacobian. Every result is an array of the backend (NumPy, or CuPy on a GPU); callers convert.
+the memory budget. On the fused CUDA kernels it chooses between the fused adjoint kernel (where
+a row's state and adjoint state fit shared memory) and the fused parameter-shift kernel by the
+kernels' own cost model, never the block engine. Slot derivatives are chained to parameters
+through the angle table's Jacobian. Every result is an array of the backend (NumPy, or CuPy on
+a GPU); callers convert.
 
 Shapes: B samples, P parameters, K angle slots, O outputs, J differentiated columns.
 """
@@ -97,7 +100,13 @@ class Simulator:
                 factory = cuda_runner if runner_factory is None else runner_factory
                 kernels = factory(self.circuit, readout, backend, self.options.kernels)
             self.runner: Runner = engine if kernels is None else kernels
-            self.adjoint = AdjointStrategy(self.circuit, readout, self.executor, self.angle_map)
+            self.adjoint = AdjointStrategy(
+                self.circuit,
+                readout,
+                self.executor,
+                self.angle_map,
+                kernel=kernels if kernels is not None and kernels.name == "fused" else None,
+            )
             rules = [program.ops[i].shift_rule for i in program.slot_ops]
             self.parameter_shift = ParameterShiftStrategy(
                 self.circuit, self.runner, self.executor, self.angle_map, rules
@@ -163,6 +172,13 @@ class Simulator:
         slots = self.differentiated_slots(columns)
         if not slots:
             return "adjoint"
+        kernel = self.adjoint.kernel
+        if kernel is not None:  # the fused kernels: adjoint where it fits, else fused shift
+            if kernel.fused_adjoint(slots, vjp) and kernel.adjoint_cost(
+                slots, vjp
+            ) <= self.parameter_shift.cost(slots):
+                return "adjoint"
+            return "parameter_shift"
         if not self.adjoint.fits(slots, columns, self.max_memory, vjp):
             return "parameter_shift"
         if self.adjoint.cost(slots, vjp) <= self.parameter_shift.cost(slots):

@@ -1,0 +1,768 @@
+"""Generate CUDA C++ specialised to one program, readout and dtype: every op's kind, targets,
+control masks and constants become literals, so the kernels have no dispatch switch and load
+no op tables. NVRTC compiles the source at run time (:mod:`.launch`); a C++ compiler builds the
+same source for the host with ``-DGPUQNN_HOST`` (:mod:`.host`), where tests check it.
+
+Two kernels, each one block per row with the row's state in shared memory:
+
+- ``gqs_forward``: the outputs of every (shift block, sample) row, as the generic fused kernel
+  (forward passes and fused parameter shift);
+- ``gqs_adjoint``: the derivatives of the outputs by a chosen list of slots, per sample: the
+  forward sweep, then for each output (or once, for a vector-Jacobian product's cotangent) the
+  adjoint state and a backward sweep that un-applies every pass to the state and the adjoint
+  state and accumulates each slot's derivative. It writes only the (B, O or 1, S) derivatives.
+
+Every row computes each slot's ``cos``/``sin`` once (not per op and thread). Phase ops gather
+into runs applied in one pass (:mod:`.passes`). Per-thread derivative partials are summed per
+warp with shuffles and per block once per output sweep.
+
+The source includes ``statevector.cuh`` (its helpers and host emulation) with
+``GQ_SPECIALISED`` defined. Shapes: B samples, K slots, S differentiated slots, O outputs,
+D = 2**n amplitudes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._compile import Op, OpKind
+from .passes import Pass, PhaseRun, plan_passes
+from .program import READOUT_PAULI, KernelProgram, check_kernel_dtype
+from .source import kernel_source
+
+REGISTER_BUDGET = 64
+"""Registers per thread the kernels are built for (``__launch_bounds__``' minimum blocks)."""
+_REGISTERS_PER_SM = 65536
+_CHUNK = 8  # amplitudes per thread held at once by a phase run's backward pass
+_ALIGN = 16
+
+FORWARD_KERNEL = "gqs_forward"
+ADJOINT_KERNEL = "gqs_adjoint"
+
+FORWARD_SIGNATURE = ("ptr", "i64", "ptr", "ptr", "i64", "ptr", "ptr", "ptr")
+"""``gqs_forward(base, batch, shift_slot, shift_value, shifts, prog, rcoef, out)``."""
+ADJOINT_SIGNATURE = ("ptr", "i64", "ptr", "ptr", "ptr")
+"""``gqs_adjoint(base, batch, cotangent, pidx, out)``."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Offsets (bytes) of a specialised kernel's dynamic shared memory, and its size."""
+
+    psi: int
+    lam: int
+    final: int
+    theta: int
+    half: int
+    full: int
+    cot: int
+    cells: int
+    scratch: int
+    size: int
+
+
+@dataclass(frozen=True)
+class GeneratedKernel:
+    """A generated kernel: its source, name, launch shape and parameter kinds.
+
+    Attributes:
+        source: the whole CUDA C++ translation unit.
+        name: the ``extern "C"`` kernel name.
+        threads: threads per block the code is written for.
+        shared: dynamic shared memory per block, in bytes.
+        signature: parameter kinds (``ptr``, ``i32``, ``i64``) in order.
+        key: a hash of the source (the compiled module's cache key).
+        passes: passes over the state per forward sweep.
+        keeps_final: (adjoint) the final state is kept in shared memory between outputs rather
+            than recomputed.
+    """
+
+    source: str
+    name: str
+    threads: int
+    shared: int
+    signature: tuple[str, ...]
+    key: str
+    passes: int
+    keeps_final: bool = False
+
+
+def default_threads(num_qubits: int) -> int:
+    """Threads per block: a power of two in [32, 512], about one per 4 amplitudes."""
+    return int(min(512, max(32, (1 << num_qubits) // 4)))
+
+
+def _real(dtype: np.dtype) -> str:
+    return "float" if dtype == np.complex64 else "double"
+
+
+def _lit(value: float, real: str) -> str:
+    value = float(value)
+    if real == "float":
+        text = repr(float(np.float32(value)))
+        return f"{text}f" if ("." in text or "e" in text) else f"{text}.0f"
+    text = repr(value)
+    return text if ("." in text or "e" in text or "n" in text) else f"{text}.0"
+
+
+def _cmul_lit(coeff: complex, var: str, real: str) -> tuple[str, str] | None:
+    """(re, im) C expressions of ``coeff * var`` for a complex literal ``coeff`` (None if 0)."""
+    cr, ci = float(np.real(coeff)), float(np.imag(coeff))
+    if cr == 0.0 and ci == 0.0:
+        return None
+
+    def scaled(c: float, x: str) -> str | None:
+        if c == 0.0:
+            return None
+        if c == 1.0:
+            return x
+        if c == -1.0:
+            return f"-{x}"
+        return f"{_lit(c, real)} * {x}"
+
+    re_terms = [t for t in (scaled(cr, f"{var}.re"), scaled(-ci, f"{var}.im")) if t]
+    im_terms = [t for t in (scaled(cr, f"{var}.im"), scaled(ci, f"{var}.re")) if t]
+    return _join(re_terms), _join(im_terms)
+
+
+def _join(terms: Sequence[str]) -> str:
+    if not terms:
+        return "(real)0"
+    text = terms[0]
+    for t in terms[1:]:
+        text += f" - {t[1:]}" if t.startswith("-") else f" + {t}"
+    return text
+
+
+def _spread(positions: Sequence[int], var: str) -> str:
+    """C expression: ``var`` with a zero bit inserted at each of ``positions`` (ascending)."""
+    expr = var
+    for p in sorted(positions):
+        low = (1 << p) - 1
+        expr = f"((({expr}) >> {p}) << {p + 1} | (({expr}) & {low}))"
+    return expr
+
+
+def _offsets(op: Op) -> list[int]:
+    """Amplitude offset of each of the op's 2**k local indices."""
+    out = []
+    for j in range(1 << len(op.targets)):
+        off = 0
+        for t, q in enumerate(op.targets):
+            off |= ((j >> t) & 1) << int(q)
+        out.append(off)
+    return out
+
+
+def _cval(op: Op) -> int:
+    value = 0
+    for i, q in enumerate(op.controls):
+        value |= ((op.ctrl_state >> i) & 1) << int(q)
+    return value
+
+
+def _cmask(op: Op) -> int:
+    value = 0
+    for q in op.controls:
+        value |= 1 << int(q)
+    return value
+
+
+class _Code:
+    """Lines of C with indentation."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.depth = 0
+
+    def __call__(self, line: str) -> None:
+        self.lines.append("  " * self.depth + line)
+
+    def open(self, line: str) -> None:
+        self(line + " {")
+        self.depth += 1
+
+    def close(self, tail: str = "") -> None:
+        self.depth -= 1
+        self("}" + tail)
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+class _Generator:
+    """Writes the kernel bodies of one program, readout and dtype."""
+
+    def __init__(
+        self,
+        kp: KernelProgram,
+        dtype: np.dtype,
+        threads: int,
+        slots: Sequence[int] = (),
+        vjp: bool = False,
+    ) -> None:
+        self.kp = kp
+        self.program = kp.program
+        self.real = _real(dtype)
+        self.csize = dtype.itemsize
+        self.threads = threads
+        self.warps = max(1, threads // 32)
+        self.n = kp.num_qubits
+        self.dim = kp.dim
+        self.passes = plan_passes(self.program)
+        self.slots = list(slots)
+        self.position = {int(s): i for i, s in enumerate(self.slots)}
+        self.vjp = vjp
+        self.code = _Code()
+
+    # ---- shared memory --------------------------------------------------------------------
+    def layout(self, states: int, cells: int, scratch: int) -> Layout:
+        at = 0
+
+        def take(size: int) -> int:
+            nonlocal at
+            start = at
+            at = -(-(at + size) // _ALIGN) * _ALIGN
+            return start
+
+        state = self.dim * self.csize
+        k = max(1, self.kp.num_slots)
+        real = self.csize // 2
+        psi = take(state)
+        lam = take(state if states >= 2 else 0)
+        final = take(state if states >= 3 else 0)
+        theta = take(k * real)
+        half = take(k * self.csize)
+        full = take(k * self.csize)
+        cot = take(8 * self.kp.num_outputs if self.vjp else 0)
+        cell = take(8 * cells)
+        scr = take(8 * scratch)
+        return Layout(psi, lam, final, theta, half, full, cot, cell, scr, max(at, _ALIGN))
+
+    def pointers(self, layout: Layout, names: Sequence[str]) -> None:
+        c = self.code
+        types = {
+            "psi": "cplx",
+            "lam": "cplx",
+            "final": "cplx",
+            "theta": "real",
+            "half": "cplx",
+            "full": "cplx",
+            "cot": "double",
+            "cells": "double",
+            "scratch": "double",
+        }
+        for name in names:
+            c(
+                f"{types[name]}* GQ_RESTRICT {name} = reinterpret_cast<{types[name]}*>"
+                f"(smem + {getattr(layout, name)});"
+            )
+
+    # ---- per-row angles ---------------------------------------------------------------------
+    def angles(self, shifted: bool) -> None:
+        c = self.code
+        k = self.kp.num_slots
+        if k == 0:
+            return
+        c.open(f"GQ_BLOCK_FOR(k, {k})")
+        c(f"double a = base[sample * {k} + k];")
+        if shifted:
+            c("if (shift_slot[shift] == (int)k) a += shift_value[shift];")
+        c("theta[k] = (real)a;")
+        c("double s, co;  // in double whatever the dtype: once per slot and row")
+        c("gq_sincos(a * 0.5, &s, &co);")
+        c("half[k] = gq_make<real>((real)co, (real)s);")
+        c("gq_sincos(a, &s, &co);")
+        c("full[k] = gq_make<real>((real)co, (real)s);")
+        c.close()
+
+    # ---- passes -----------------------------------------------------------------------------
+    def init_state(self) -> None:
+        one = "gq_make<real>(i == 0 ? (real)1 : (real)0, (real)0)"
+        self.code(f"GQ_BLOCK_FOR(i, {self.dim}) psi[i] = {one};")
+
+    def forward_sweep(self) -> None:
+        for p in self.passes:
+            self.apply(p, ["psi"], inverse=False, derivative=False)
+            self.code("GQ_SYNC();")
+
+    def backward_sweep(self) -> None:
+        """Derivatives and un-apply, from the last pass to the first differentiated one."""
+        wanted = [i for i, p in enumerate(self.passes) if self._differentiated(p)]
+        first = min(wanted)
+        for i in range(len(self.passes) - 1, first - 1, -1):
+            p = self.passes[i]
+            self.apply(p, ["psi", "lam"] if i > first else [], inverse=True, derivative=True)
+            self.code("GQ_SYNC();")
+
+    def _differentiated(self, p: Pass) -> bool:
+        return any(op.slot >= 0 and int(op.slot) in self.position for op in p.ops)
+
+    def apply(self, p: Pass, states: list[str], inverse: bool, derivative: bool) -> None:
+        c = self.code
+        c.open("GQ_EACH_THREAD(t)")
+        if isinstance(p, PhaseRun):
+            self._phase_run(p, states, inverse, derivative)
+        else:
+            if derivative and self._differentiated(p):
+                c.open("")
+                self._derivative(p.op)
+                c.close()
+            for name in states:
+                c.open("")
+                self._op(p.op, name, inverse)
+                c.close()
+        c.close()
+
+    # ---- one op -------------------------------------------------------------------------------
+    def _items(self, op: Op) -> tuple[list[int], int]:
+        positions = sorted(int(q) for q in op.targets + op.controls)
+        return positions, self.dim >> len(positions)
+
+    def _loop(self, op: Op) -> None:
+        positions, items = self._items(op)
+        c = self.code
+        c.open(f"for (int i = t; i < {items}; i += {self.threads})")
+        cval = _cval(op)
+        spread = _spread(positions, "i")
+        c(f"const int b = {spread} | {cval};" if cval else f"const int b = {spread};")
+        c("(void)b;")
+
+    def _op(self, op: Op, name: str, inverse: bool) -> None:
+        c = self.code
+        kind = op.kind
+        k = len(op.targets)
+        offs = _offsets(op)
+        dim = 1 << k
+        if kind is OpKind.ROT:
+            c(f"const real rc = half[{op.slot}].re;")
+            c(f"const real rs = {'-' if inverse else ''}half[{op.slot}].im;")
+        if kind is OpKind.PHASE:
+            c(f"const gq_cplx<real> ph = full[{op.slot}];")
+            c("(void)ph;")
+        self._loop(op)
+        if kind is OpKind.PHASE:
+            mask = np.asarray(op.data).real
+            sign = "-" if inverse else ""
+            for j in range(dim):
+                if mask[j] != 0:
+                    c(
+                        f"{name}[b | {offs[j]}] = gq_mul<real>(gq_make<real>(ph.re, {sign}ph.im), "
+                        f"{name}[b | {offs[j]}]);"
+                    )
+        elif kind is OpKind.DIAG:
+            diag = np.asarray(op.data, dtype=complex)
+            for j in range(dim):
+                d = np.conj(diag[j]) if inverse else diag[j]
+                if d == 1:
+                    continue
+                c(f"{{ const cplx v = {name}[b | {offs[j]}];")
+                re, im = _cmul_lit(d, "v", self.real) or ("(real)0", "(real)0")
+                c(f"  {name}[b | {offs[j]}] = gq_make<real>({re}, {im}); }}")
+        else:
+            for j in range(dim):
+                c(f"const cplx a{j} = {name}[b | {offs[j]}];")
+            for j in range(dim):
+                terms = self._row(op, j, inverse)
+                re = _join([t[0] for t in terms])
+                im = _join([t[1] for t in terms])
+                c(f"{name}[b | {offs[j]}] = gq_make<real>({re}, {im});")
+        c.close()
+
+    def _row(self, op: Op, j: int, inverse: bool) -> list[tuple[str, str]]:
+        """(re, im) terms of output amplitude j of the op (or its inverse) from a0..a{2^k-1}."""
+        kind = op.kind
+        dim = 1 << len(op.targets)
+        terms: list[tuple[str, str]] = []
+
+        def add(coeff: complex, var: str) -> None:
+            expr = _cmul_lit(coeff, var, self.real)
+            if expr is not None:
+                terms.append(expr)
+
+        if kind is OpKind.DENSE:
+            matrix = np.asarray(op.data, dtype=complex)
+            matrix = matrix.conj().T if inverse else matrix
+            for i in range(dim):
+                add(matrix[j, i], f"a{i}")
+        elif kind is OpKind.PERM:
+            source = [int(s) for s in op.source]
+            phases = np.asarray(op.data, dtype=complex)
+            if inverse:  # out[source[m]] = conj(phase[m]) a[m]
+                m = source.index(j)
+                add(np.conj(phases[m]), f"a{m}")
+            else:
+                add(phases[j], f"a{source[j]}")
+        else:  # ROT: c a_j + s coeff_j a_source(j)
+            coeff = complex(np.asarray(op.data)[j])
+            src = int(op.source[j])
+            terms.append((f"rc * a{j}.re", f"rc * a{j}.im"))
+            scaled = _cmul_lit(coeff, f"a{src}", self.real)
+            if scaled is not None:
+                terms.append((f"rs * ({scaled[0]})", f"rs * ({scaled[1]})"))
+        return terms
+
+    def _derivative(self, op: Op) -> None:
+        """This thread's part of 2 Re <lam| d U / d theta |psi_before>, from psi and lam after
+        the op, added to its slot's warp cell."""
+        c = self.code
+        offs = _offsets(op)
+        dim = 1 << len(op.targets)
+        c("double acc = 0.0;")
+        self._loop(op)
+        if op.kind is OpKind.PHASE:  # -2 Im sum_selected conj(lam) psi
+            mask = np.asarray(op.data).real
+            for j in range(dim):
+                if mask[j] != 0:
+                    c(f"{{ const cplx p = psi[b | {offs[j]}]; const cplx l = lam[b | {offs[j]}];")
+                    c("  acc -= 2.0 * ((double)l.re * p.im - (double)l.im * p.re); }")
+        else:  # ROT: Re <lam| C psi>, (C psi)_j = coeff_j psi_source(j)
+            for j in range(dim):
+                coeff = complex(np.asarray(op.data)[j])
+                src = int(op.source[j])
+                expr = _cmul_lit(coeff, "p", self.real)
+                if expr is None:
+                    continue
+                c(f"{{ const cplx p = psi[b | {offs[src]}]; const cplx l = lam[b | {offs[j]}];")
+                c(f"  acc += (double)l.re * ({expr[0]}) + (double)l.im * ({expr[1]}); }}")
+        c.close()
+        pos = self.position[int(op.slot)]
+        c(f"gq_warp_add(cells + {pos * self.warps}, t, acc);")
+
+    # ---- phase runs ---------------------------------------------------------------------------
+    def _selected(self, op: Op, b: str) -> str:
+        """C condition: amplitude ``b`` is phased by ``op``."""
+        conds = []
+        if op.controls:
+            conds.append(f"(({b}) & {_cmask(op)}) == {_cval(op)}")
+        mask = [int(v != 0) for v in np.asarray(op.data).real]
+        targets = [int(q) for q in op.targets]
+        if all(mask):
+            pass
+        elif len(targets) == 1 and mask == [0, 1]:
+            conds.append(f"(({b}) >> {targets[0]}) & 1")
+        elif len(targets) == 2 and mask == [0, 1, 1, 0]:
+            conds.append(f"((({b}) >> {targets[0]}) ^ (({b}) >> {targets[1]})) & 1")
+        else:
+            bits = sum(1 << j for j, v in enumerate(mask) if v)
+            index = " | ".join(f"(((({b}) >> {q}) & 1) << {t})" for t, q in enumerate(targets))
+            conds.append(f"({bits}u >> ({index})) & 1u")
+        return " && ".join(f"({cond})" for cond in conds) if conds else "true"
+
+    def _run_angle(self, run: PhaseRun, b: str) -> None:
+        c = self.code
+        c("real ang = (real)0;")
+        for op in run.ops:
+            c(f"if ({self._selected(op, b)}) ang += theta[{op.slot}];")
+
+    def _phase_run(self, run: PhaseRun, states: list[str], inverse: bool, derivative: bool) -> None:
+        c = self.code
+        per_thread = max(1, self.dim // self.threads)
+        guard = self.dim < self.threads
+        if derivative and self._differentiated(run):
+            chunk = min(per_thread, _CHUNK)
+            c.open(f"for (int r0 = 0; r0 < {per_thread}; r0 += {chunk})")
+            c(f"double w[{chunk}];")
+            c("GQ_UNROLL")
+            c.open(f"for (int r = 0; r < {chunk}; ++r)")
+            c(f"const int b = t + (r0 + r) * {self.threads};")
+            cond = f"b < {self.dim} ? " if guard else ""
+            c(
+                f"w[r] = {cond}((double)lam[b].re * psi[b].im - (double)lam[b].im * psi[b].re)"
+                + (" : 0.0;" if guard else ";")
+            )
+            c.close()
+            for op in run.ops:
+                if op.slot < 0 or int(op.slot) not in self.position:
+                    continue
+                c.open("")
+                c("double acc = 0.0;")
+                c("GQ_UNROLL")
+                c.open(f"for (int r = 0; r < {chunk}; ++r)")
+                c(f"const int b = t + (r0 + r) * {self.threads};")
+                c(f"if ({self._selected(op, 'b')}) acc += w[r];")
+                c.close()
+                pos = self.position[int(op.slot)]
+                c(f"gq_warp_add(cells + {pos * self.warps}, t, -2.0 * acc);")
+                c.close()
+            c.close()
+        if not states:
+            return
+        c.open(f"for (int r = 0; r < {per_thread}; ++r)")
+        c(f"const int b = t + r * {self.threads};")
+        if guard:
+            c(f"if (b >= {self.dim}) continue;")
+        self._run_angle(run, "b")
+        c("real s, co;")
+        c("gqs_run_sincos(ang, &s, &co);")
+        if inverse:
+            c("s = -s;")
+        for name in states:
+            c(f"{name}[b] = gq_mul<real>(gq_make<real>(co, s), {name}[b]);")
+        c.close()
+
+    # ---- adjoint states -------------------------------------------------------------------------
+    def adjoint_state(self) -> None:
+        """lam = H_o psi (or sum_o g_o H_o psi), and zero the derivative cells."""
+        c = self.code
+        kp = self.kp
+        cells = len(self.slots) * self.warps
+        c.open("GQ_EACH_THREAD(t)")
+        c(f"for (int i = t; i < {cells}; i += {self.threads}) cells[i] = 0.0;")
+        c.open(f"for (int b = t; b < {self.dim}; b += {self.threads})")
+        if kp.readout_kind == READOUT_PAULI:
+            terms = kp.readout.terms
+            c("double are = 0.0, aim = 0.0;")
+            for x, z, coeff, out in zip(
+                terms.xmask, terms.zmask, terms.coeff, terms.output, strict=True
+            ):
+                x, z, out = int(x), int(z), int(out)
+                weight = f"cot[{out}]" if self.vjp else None
+                guard = "" if self.vjp else f"if (o == {out}) "
+                c(f"{guard}{{")
+                c(f"  const cplx v = psi[b ^ {x}];")
+                parity = "gq_popc((unsigned long long)({})) & 1"
+                c(f"  const double s1 = ({parity.format(f'(b ^ {x}) & {z}')}) ? -1.0 : 1.0;")
+                c(f"  const double s2 = ({parity.format(f'b & {z}')}) ? -1.0 : 1.0;")
+                cr, ci = float(np.real(coeff)), float(np.imag(coeff))
+                c(f"  const double hre = {0.5 * cr!r} * (s1 + s2);")
+                c(f"  const double him = {0.5 * ci!r} * (s1 - s2);")
+                w = f"{weight} * " if weight else ""
+                c(f"  are += {w}(hre * v.re - him * v.im);")
+                c(f"  aim += {w}(hre * v.im + him * v.re);")
+                c("}")
+            c("lam[b] = gq_make<real>((real)are, (real)aim);")
+        else:
+            c("const int idx = pidx[b];")
+            if self.vjp:
+                c("const real wt = idx < 0 ? (real)0 : (real)cot[idx];")
+            else:
+                c("const real wt = idx == o ? (real)1 : (real)0;")
+            c("lam[b] = gq_make<real>(wt * psi[b].re, wt * psi[b].im);")
+        c.close()
+        c.close()
+        c("GQ_SYNC();")
+
+
+_RUN_SINCOS = """
+// A phase run's per-amplitude sincos. In float on a GPU: reduce to [-pi, pi], then the fast
+// intrinsic (absolute error about 4e-7 there), so no slow-path reduction and no stack frame.
+#if defined(GPUQNN_HOST)
+GQ_DEVICE void gqs_run_sincos(real x, real* s, real* c) { gq_sincos(x, s, c); }
+#else
+GQ_DEVICE void gqs_run_sincos(double x, double* s, double* c) { sincos(x, s, c); }
+GQ_DEVICE void gqs_run_sincos(float x, float* s, float* c) {
+  __sincosf(x - 6.28318530717958647692f * rintf(x * 0.15915494309189533577f), s, c);
+}
+#endif
+"""
+
+
+def _prelude(real: str) -> str:
+    return (
+        "#define GQ_SPECIALISED 1\n"
+        + kernel_source()
+        + f"\ntypedef {real} real;\ntypedef gq_cplx<real> cplx;\n"
+        + _RUN_SINCOS
+    )
+
+
+def _entry(name: str, params: list[tuple[str, str]], threads: int) -> str:
+    """The host and CUDA entry points calling ``{name}_body``."""
+    decl = ", ".join(f"{t} {n}" for t, n in params)
+    args = ", ".join(n for _t, n in params)
+    min_blocks = max(1, _REGISTERS_PER_SM // (threads * REGISTER_BUDGET))
+    return f"""
+#ifdef GPUQNN_HOST
+extern "C" int {name}({decl}, long long grid, int block, long long shared, int reverse) {{
+  if (block != {threads}) return 1;
+  return gq_host_launch(grid, block, shared, reverse, [&](const gq_ctx& ctx, unsigned char* smem) {{
+    {name}_body(ctx, smem, {args});
+  }});
+}}
+#else
+extern "C" __global__ void __launch_bounds__({threads}, {min_blocks}) {name}({decl}) {{
+  extern __shared__ __align__(16) unsigned char gq_smem[];
+  {name}_body(gq_ctx(), gq_smem, {args});
+}}
+#endif
+"""
+
+
+def _key(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:24]
+
+
+def generate_forward(
+    kp: KernelProgram, dtype: object, threads: int | None = None
+) -> GeneratedKernel:
+    """The specialised forward kernel ``gqs_forward(base (B, K) float64, batch, shift_slot (S,)
+    int32, shift_value (S,) float64, shifts, prog, rcoef, out (S * B, O) float64)``: row
+    ``s * B + b`` is sample b with block s's shift (as the generic fused kernel).
+
+    Args:
+        kp: the encoded program and readout.
+        dtype: complex64 or complex128.
+        threads: threads per block (default: :func:`default_threads`).
+    """
+    dtype = check_kernel_dtype(dtype)
+    threads = default_threads(kp.num_qubits) if threads is None else int(threads)
+    g = _Generator(kp, dtype, threads)
+    layout = g.layout(states=1, cells=0, scratch=kp.fused_scratch_doubles(threads))
+    c = g.code
+    params = [
+        ("const double* GQ_RESTRICT", "base"),
+        ("long long", "batch"),
+        ("const int* GQ_RESTRICT", "shift_slot"),
+        ("const double* GQ_RESTRICT", "shift_value"),
+        ("long long", "shifts"),
+        ("const int* GQ_RESTRICT", "prog"),
+        ("const double* GQ_RESTRICT", "rcoef"),
+        ("double* GQ_RESTRICT", "out"),
+    ]
+    decl = ", ".join(f"{t} {n}" for t, n in params)
+    c.open(f"GQ_DEVICE void {FORWARD_KERNEL}_body(const gq_ctx& ctx, unsigned char* smem, {decl})")
+    g.pointers(layout, ["psi", "theta", "half", "full", "scratch"])
+    c("(void)theta; (void)half; (void)full;")
+    c.open("GQ_BLOCK_ITEMS(row, shifts * batch)")
+    c("const long long shift = row / batch;")
+    c("const long long sample = row - shift * batch;")
+    c("(void)sample;")
+    g.init_state()
+    c("GQ_SYNC();")
+    g.angles(shifted=True)
+    c("GQ_SYNC();")
+    g.forward_sweep()
+    c(
+        f"gq_readout_block<real>(ctx, psi, {kp.num_qubits}, prog, rcoef, scratch, "
+        f"out + row * {kp.num_outputs});"
+    )
+    c("GQ_SYNC();")
+    c.close()
+    c.close()
+    source = _prelude(_real(dtype)) + c.text() + _entry(FORWARD_KERNEL, params, threads)
+    return GeneratedKernel(
+        source, FORWARD_KERNEL, threads, layout.size, FORWARD_SIGNATURE, _key(source), len(g.passes)
+    )
+
+
+def forward_shared_bytes(kp: KernelProgram, dtype: object, threads: int | None = None) -> int:
+    """Dynamic shared memory of :func:`generate_forward`'s kernel, in bytes: the state, the
+    row's angle tables and the readout's scratch."""
+    dtype = check_kernel_dtype(dtype)
+    threads = default_threads(kp.num_qubits) if threads is None else int(threads)
+    g = _Generator(kp, dtype, threads)
+    return g.layout(states=1, cells=0, scratch=kp.fused_scratch_doubles(threads)).size
+
+
+def adjoint_shared_bytes(
+    kp: KernelProgram,
+    dtype: object,
+    slots: int,
+    vjp: bool,
+    keep_final: bool,
+    threads: int | None = None,
+) -> int:
+    """Dynamic shared memory of :func:`generate_adjoint`'s kernel, in bytes."""
+    dtype = check_kernel_dtype(dtype)
+    threads = default_threads(kp.num_qubits) if threads is None else int(threads)
+    g = _Generator(kp, dtype, threads, (), vjp)
+    states = 3 if keep_final and not vjp and kp.num_outputs > 1 else 2
+    return g.layout(states, slots * g.warps, 0).size
+
+
+def generate_adjoint(
+    kp: KernelProgram,
+    dtype: object,
+    slots: Sequence[int],
+    vjp: bool,
+    shared_limit: int,
+    threads: int | None = None,
+) -> GeneratedKernel | None:
+    """The specialised adjoint kernel ``gqs_adjoint(base (B, K) float64, batch, cotangent
+    (B, O) float64 (vjp; else unused), pidx (D,) int32 (probability readouts; else unused),
+    out (B, O or 1, S) float64)``, or None when a row's two states do not fit ``shared_limit``.
+
+    Args:
+        kp: the encoded program and readout.
+        dtype: complex64 or complex128.
+        slots: the S slots to differentiate by (each an op's slot), in the output's order.
+        vjp: one adjoint state per sample from the cotangent, instead of one per output.
+        shared_limit: dynamic shared memory per block, in bytes.
+        threads: threads per block (default: :func:`default_threads`).
+    """
+    dtype = check_kernel_dtype(dtype)
+    threads = default_threads(kp.num_qubits) if threads is None else int(threads)
+    slots = [int(s) for s in slots]
+    if not slots:
+        raise ValueError("slots must name at least one slot to differentiate by")
+    many = not vjp and kp.num_outputs > 1
+    keep = many and adjoint_shared_bytes(kp, dtype, len(slots), vjp, True, threads) <= shared_limit
+    if adjoint_shared_bytes(kp, dtype, len(slots), vjp, keep, threads) > shared_limit:
+        return None
+    g = _Generator(kp, dtype, threads, slots, vjp)
+    layout = g.layout(3 if keep else 2, len(slots) * g.warps, 0)
+    outputs = 1 if vjp else kp.num_outputs
+    c = g.code
+    params = [
+        ("const double* GQ_RESTRICT", "base"),
+        ("long long", "batch"),
+        ("const double* GQ_RESTRICT", "cotangent"),
+        ("const int* GQ_RESTRICT", "pidx"),
+        ("double* GQ_RESTRICT", "out"),
+    ]
+    decl = ", ".join(f"{t} {n}" for t, n in params)
+    c.open(f"GQ_DEVICE void {ADJOINT_KERNEL}_body(const gq_ctx& ctx, unsigned char* smem, {decl})")
+    names = ["psi", "lam", "theta", "half", "full", "cells"]
+    names += ["final"] if keep else []
+    names += ["cot"] if vjp else []
+    g.pointers(layout, names)
+    c("(void)cotangent; (void)pidx; (void)theta; (void)half; (void)full;")
+    c.open("GQ_BLOCK_ITEMS(sample, batch)")
+    g.angles(shifted=False)
+    c("GQ_SYNC();")
+    if vjp:
+        o = kp.num_outputs
+        c(f"GQ_BLOCK_FOR(j, {o}) cot[j] = cotangent[sample * {o} + j];")
+        c("GQ_SYNC();")
+    c.open(f"for (int o = 0; o < {outputs}; ++o)")
+    c("(void)o;")
+    if keep:
+        c.open("if (o == 0)")
+    g.init_state()
+    c("GQ_SYNC();")
+    g.forward_sweep()
+    if keep:
+        c(f"GQ_BLOCK_FOR(i, {kp.dim}) final[i] = psi[i];")
+        c.close(" else {")
+        c.depth += 1
+        c(f"GQ_BLOCK_FOR(i, {kp.dim}) psi[i] = final[i];")
+        c.close()
+        c("GQ_SYNC();")
+    g.adjoint_state()
+    g.backward_sweep()
+    s, w = len(slots), g.warps
+    c.open(f"GQ_BLOCK_FOR(j, {s})")
+    c("double sum = 0.0;")
+    c(f"for (int v = 0; v < {w}; ++v) sum += cells[j * {w} + v];")
+    c(f"out[(sample * {outputs} + o) * {s} + j] = sum;")
+    c.close()
+    c("GQ_SYNC();")
+    c.close()
+    c.close()
+    c.close()
+    source = _prelude(_real(dtype)) + c.text() + _entry(ADJOINT_KERNEL, params, threads)
+    return GeneratedKernel(
+        source,
+        ADJOINT_KERNEL,
+        threads,
+        layout.size,
+        ADJOINT_SIGNATURE,
+        _key(source),
+        len(g.passes),
+        keep,
+    )
