@@ -1,0 +1,270 @@
+"""The specialised kernels (gpuqnn/_cuda/codegen.py) on the CPU: the generated source built for
+the host (``GPUQNN_HOST``), launch by launch against the NumPy engine's adjoint method and
+finite differences; the phase-run planning; and what ``gradient_method="auto"`` picks on the
+emulated GPU backend for the 8-, 12- and 13-qubit workloads and for programs that do not fit."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pytest
+from qiskit.quantum_info import SparsePauliOp, Statevector
+
+from gpuqnn import EstimatorQNN, SamplerQNN
+from gpuqnn._compile import OpKind
+from gpuqnn._cuda.codegen import adjoint_shared_bytes, generate_adjoint, generate_forward
+from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
+from gpuqnn._cuda.passes import OpPass, PhaseRun, plan_passes
+from gpuqnn._cuda.program import encode_program
+from gpuqnn._cuda.select import select_runner
+from gpuqnn._internals import simulator_of, use_backend
+from gpuqnn._sim.adjoint import adjoint_gradients
+from gpuqnn._sim.fused import FusedCircuit
+from gpuqnn.examples import zz_real_amplitudes
+
+from test_cuda_kernels import make_readout, random_program
+from test_gpu_integration import EmulatedGpu
+
+pytestmark = pytest.mark.gpu_logic
+
+TOL = {"complex128": 1e-10, "complex64": 5e-5}
+H200_SHARED = 227 * 1024
+
+
+def _reference(program, readout, dtype, base, slots, cotangent=None) -> np.ndarray:
+    """The NumPy engine's adjoint method (no checkpoints)."""
+    circuit = FusedCircuit(program, readout.backend)
+    angles = base.astype(readout.backend.real_dtype)
+    g = None if cotangent is None else cotangent.astype(readout.backend.real_dtype)
+    return np.asarray(adjoint_gradients(circuit, readout, angles, slots, False, cotangent=g))
+
+
+CASES = [(seed, n) for seed, n in enumerate([1, 2, 4, 6])]
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("vjp", [False, True], ids=["jacobian", "vjp"])
+@pytest.mark.parametrize("readout_kind", ["pauli", "direct", "pieces"])
+@pytest.mark.parametrize("dtype", ["complex128", "complex64"])
+@pytest.mark.parametrize(("seed", "n"), CASES, ids=[f"n{n}" for _s, n in CASES])
+def test_fused_adjoint_matches_the_numpy_adjoint(
+    kernels: HostKernels, seed: int, n: int, dtype: str, readout_kind: str, vjp: bool, reverse: bool
+) -> None:
+    """Every op kind (1-3 targets, controls, wide diagonals, parity phases), every readout,
+    a subset of slots in a shuffled order, both threads orders: one launch per pass."""
+    program = random_program(seed, n)
+    readout = make_readout(readout_kind, n, seed, dtype)
+    kp = encode_program(program, readout)
+    runner = HostFusedRunner(kernels, kp, dtype, max_blocks=2, reverse=reverse)
+    rng = np.random.default_rng(seed)
+    k = program.angles.num_slots
+    slots = [int(s) for s in rng.permutation(k)[: max(1, (2 * k) // 3)]]
+    base = rng.uniform(-np.pi, np.pi, (3, k))
+    cotangent = rng.normal(size=(3, kp.num_outputs)) if vjp else None
+    launches = []
+    run = runner._execute_generated
+    runner._execute_generated = lambda kernel, launch: (
+        launches.append(launch),
+        run(kernel, launch),
+    )
+    got = runner.adjoint(base, slots, cotangent)
+    expected = _reference(program, readout, dtype, base, slots, cotangent)
+    assert got.shape == expected.shape == (3, 1 if vjp else kp.num_outputs, len(slots))
+    assert len(launches) == 1 and launches[0].grid == 2  # rows strided over 2 blocks
+    np.testing.assert_allclose(got, expected, atol=TOL[dtype] * max(1, np.abs(expected).max()))
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["final-kept", "final-recomputed"])
+def test_outputs_beyond_the_first_recompute_or_restore_the_final_state(
+    kernels: HostKernels, keep: bool
+) -> None:
+    """With room for a third state the final state is kept between outputs; without it the
+    forward sweep runs again per output: both give the same derivatives."""
+    program = random_program(7, 5)
+    readout = make_readout("pauli", 5, 7, "complex128")
+    kp = encode_program(program, readout)
+    slots = list(range(program.angles.num_slots))
+    two = adjoint_shared_bytes(kp, "complex128", len(slots), False, False)
+    three = adjoint_shared_bytes(kp, "complex128", len(slots), False, True)
+    assert three > two
+    limit = three if keep else three - 16
+    runner = HostFusedRunner(kernels, kp, "complex128", shared_limit=limit)
+    assert runner.adjoint_kernel(slots, False).keeps_final is keep
+    base = np.random.default_rng(7).uniform(-2, 2, (2, len(slots)))
+    np.testing.assert_allclose(
+        runner.adjoint(base, slots),
+        _reference(program, readout, "complex128", base, slots),
+        atol=1e-10,
+    )
+    assert generate_adjoint(kp, "complex128", slots, False, two - 16) is None
+
+
+def test_fused_adjoint_matches_finite_differences(kernels: HostKernels) -> None:
+    """Against central differences of qiskit's Statevector, independent of the NumPy engine."""
+    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=2)
+    observable = SparsePauliOp(["ZZI", "XIY"], [0.7, -0.4])
+    network = EstimatorQNN(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        observables=observable,
+    )
+    sim = simulator_of(network)
+    runner = HostFusedRunner(kernels, encode_program(sim.program, sim.readout))
+    rng = np.random.default_rng(3)
+    x, w = rng.uniform(0, 1, 3), rng.uniform(-1, 1, ansatz.num_parameters)
+    params = np.concatenate([x, w])[None]
+    slots = list(range(sim.program.angles.num_slots))
+    dslot = runner.adjoint(np.asarray(sim.angle_map.angles(params)), slots)
+    grad = dslot @ np.asarray(sim.angle_map.jacobian(params, slots, list(range(params.shape[1]))))
+    ordered = list(feature_map.parameters) + list(ansatz.parameters)
+
+    def value(p: np.ndarray) -> float:
+        bound = qc.assign_parameters(dict(zip(ordered, p, strict=True)))
+        return float(np.real(Statevector(bound).expectation_value(observable)))
+
+    eps = 1e-6
+    fd = [
+        (value(params[0] + eps * e) - value(params[0] - eps * e)) / (2 * eps)
+        for e in np.eye(params.shape[1])
+    ]
+    np.testing.assert_allclose(grad[0, 0], fd, atol=1e-7)
+
+
+def test_phase_ops_gather_into_runs_without_changing_the_circuit() -> None:
+    """h(0) p(0) h(1) p(1) ... : the Hadamards move ahead, every phase joins one run; an op on
+    a run's qubit closes the run."""
+    qc, _feature_map, _ansatz = zz_real_amplitudes(4, reps=1)
+    network = EstimatorQNN(
+        circuit=qc, input_params=_feature_map.parameters, weight_params=_ansatz.parameters
+    )
+    program = simulator_of(network).program
+    passes = plan_passes(program)
+    runs = [p for p in passes if isinstance(p, PhaseRun)]
+    assert len(runs) == 1 and len(runs[0].ops) == sum(op.kind is OpKind.PHASE for op in program.ops)
+    assert all(op.kind is OpKind.DENSE for p in passes[:4] for op in p.ops)
+    assert sorted(id(op) for p in passes for op in p.ops) == sorted(id(op) for op in program.ops)
+    assert isinstance(passes[-1], OpPass)
+
+
+def test_generated_source_has_no_op_tables() -> None:
+    """The ops are literals: the generated kernel bodies read no op table and dispatch on no
+    kind, and each slot's cos/sin is computed once per row, not per op."""
+    qc, feature_map, ansatz = zz_real_amplitudes(4, reps=1)
+    network = EstimatorQNN(
+        circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
+    )
+    sim = simulator_of(network)
+    kp = encode_program(sim.program, sim.readout)
+    for kernel in (
+        generate_forward(kp, "complex128"),
+        generate_adjoint(kp, "complex128", [0, 5], True, H200_SHARED),
+    ):
+        body = kernel.source.split("#define GQ_SPECIALISED 1", 1)[1].split("GQ_SPECIALISED\n")[-1]
+        generated = body[body.index(f"GQ_DEVICE void {kernel.name}_body") :]
+        assert "gq_load_op" not in generated and "switch" not in generated
+        assert generated.count("gq_sincos(") == 2  # half and full angle, once per slot and row
+
+
+# ---- what auto picks on the emulated GPU ------------------------------------------------------
+def _emulated(kernels: HostKernels, network, dtype: str, shared: int = H200_SHARED):
+    """Move ``network`` to the emulated GPU with host-built kernels in mode 'auto'."""
+    built = []
+
+    def factory(circuit, readout, backend, _mode):
+        runner = select_runner(
+            circuit,
+            readout,
+            backend,
+            "auto",
+            make_fused=partial(HostFusedRunner, kernels, shared_limit=shared),
+            make_per_op=partial(HostPerOpRunner, kernels),
+            shared_limit=lambda: shared,
+        )
+        built.append(runner)
+        return runner
+
+    use_backend(network, EmulatedGpu(np, "cuda:0", np.dtype(dtype)), factory)
+    return simulator_of(network), built[0]
+
+
+@pytest.mark.parametrize(
+    ("n", "dtype", "runner", "backward", "vjp"),
+    [
+        (8, "complex128", "fused", "adjoint", "adjoint"),
+        (8, "complex64", "fused", "adjoint", "adjoint"),
+        (12, "complex128", "fused", "adjoint", "adjoint"),
+        (13, "complex64", "fused", "adjoint", "adjoint"),
+        # 13 qubits in complex128: one state (128 KiB) fits, two do not: fused shift
+        (13, "complex128", "fused", "parameter_shift", "parameter_shift"),
+    ],
+)
+def test_auto_picks_the_fused_kernels(
+    kernels: HostKernels, n: int, dtype: str, runner: str, backward: str, vjp: str
+) -> None:
+    qc, feature_map, ansatz = zz_real_amplitudes(n, reps=3)
+    network = EstimatorQNN(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        input_gradients=True,
+        dtype=dtype,
+    )
+    sim, built = _emulated(kernels, network, dtype)
+    assert built is not None and built.name == runner
+    columns = list(range(network.num_inputs + network.num_weights))
+    assert sim.method(columns) == backward
+    assert sim.method(columns, vjp=True) == vjp
+    weights = list(range(network.num_inputs, network.num_inputs + network.num_weights))
+    assert sim.method(weights) == backward
+
+
+def test_auto_on_programs_that_do_not_fit_shared_memory(kernels: HostKernels) -> None:
+    """Beyond the fused kernels: the per-op kernels for parameter shift and the block engine
+    for adjoint, chosen by the block engine's cost model (a 6-qubit program on a device
+    emulated with 1 KiB of shared memory)."""
+    qc, feature_map, ansatz = zz_real_amplitudes(6, reps=2)
+    network = EstimatorQNN(
+        circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
+    )
+    sim, built = _emulated(kernels, network, "complex128", shared=1024)
+    assert built.name == "per_op" and sim.adjoint.kernel is None
+    weights = list(range(network.num_inputs, network.num_inputs + network.num_weights))
+    assert sim.method(weights) == "adjoint"  # engine adjoint beats per-row shift here
+    rng = np.random.default_rng(0)
+    x, w = rng.uniform(0, 1, (4, network.num_inputs)), rng.uniform(0, 1, network.num_weights)
+    reference = EstimatorQNN(
+        circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
+    )
+    np.testing.assert_allclose(network.backward(x, w)[1], reference.backward(x, w)[1], atol=1e-10)
+
+
+@pytest.mark.parametrize("cls", [EstimatorQNN, SamplerQNN])
+def test_a_backward_pass_is_one_fused_adjoint_launch(kernels: HostKernels, cls) -> None:
+    """On the fused kernels a network's backward (input and weight gradients) and a
+    vector-Jacobian product are one launch each, with the CPU engine's values."""
+    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
+    kwargs = dict(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        input_gradients=True,
+    )
+    if cls is SamplerQNN:
+        qc.measure_all()
+        kwargs.update(interpret=lambda key: key % 3, output_shape=3)
+    network, reference = cls(**kwargs), cls(**kwargs)
+    sim, built = _emulated(kernels, network, "complex128")
+    calls = []
+    adjoint = built.kernels.adjoint
+    built.kernels.adjoint = lambda *a, **k: (calls.append(a), adjoint(*a, **k))[1]
+    rng = np.random.default_rng(5)
+    x, w = rng.uniform(0, 1, (5, 3)), rng.uniform(0, 1, ansatz.num_parameters)
+    got, expected = network.backward(x, w), reference.backward(x, w)
+    np.testing.assert_allclose(got[0], expected[0], atol=1e-10)
+    np.testing.assert_allclose(got[1], expected[1], atol=1e-10)
+    assert len(calls) == 1
+    g = rng.normal(size=(5, network.output_shape[0]))
+    np.testing.assert_allclose(network.vjp(x, w, g)[1], reference.vjp(x, w, g)[1], atol=1e-10)
+    assert len(calls) == 2
