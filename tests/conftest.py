@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import numpy as np
@@ -69,6 +70,20 @@ def kernels(tmp_path_factory: pytest.TempPathFactory) -> HostKernels:
         if "not found" in str(exc):
             pytest.skip(str(exc))
         raise
+
+
+def require_nvrtc() -> None:
+    """Skip unless CuPy loads NVRTC; in CI (``CI`` set) fail instead: the ``test`` extra installs
+    CuPy and NVRTC there, so that the NVRTC compile tests run rather than skip unnoticed."""
+    try:
+        from cupy.cuda import nvrtc  # noqa: PLC0415 - optional dependency
+
+        nvrtc.getVersion()
+    except Exception as exc:  # ImportError, or cuda-pathfinder's DynamicLibNotFoundError
+        reason = f"CuPy's NVRTC is not available ({type(exc).__name__}: {exc})"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; the test extra installs CuPy and NVRTC for CI")
+        pytest.skip(reason)
 
 
 def cuda_device_available() -> bool:

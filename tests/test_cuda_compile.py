@@ -1,7 +1,8 @@
 """The CUDA kernels compile for the device: with nvcc for sm_80 and sm_90 (every template
 instantiation, warnings and register spills as errors) where nvcc is on the machine, and with
-NVRTC through CuPy (the RawModule path, without a device) where CuPy and NVRTC are importable.
-Each test skips, saying why, when its compiler is missing."""
+NVRTC through CuPy (the RawModule path and gpuqnn's own wrapper, without a device) where CuPy
+and NVRTC are importable. Each test skips, saying why, when its compiler is missing; the NVRTC
+ones fail instead in CI, whose test extra installs CuPy and NVRTC."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from gpuqnn._cuda.nvrtc import compile_cubin
 from gpuqnn._cuda.plan import REAL_TYPES, SIGNATURES
 from gpuqnn._cuda.source import (
     COMPILE_OPTIONS,
@@ -19,14 +21,17 @@ from gpuqnn._cuda.source import (
     name_expressions,
 )
 
+from conftest import require_nvrtc
+
 pytestmark = pytest.mark.gpu_logic
 
 ARCHITECTURES = ["80", "90"]
 
 
-def _instantiations() -> str:
-    """A .cu that includes the source and instantiates every kernel for float and double."""
-    lines = [f'#include "{kernel_source_path()}"']
+def _instantiations(inline: bool = False) -> str:
+    """A .cu that includes the source (or holds it, ``inline``: NVRTC has no file system) and
+    instantiates every kernel for float and double."""
+    lines = [kernel_source() if inline else f'#include "{kernel_source_path()}"']
     for kernel in SIGNATURES:
         params = f"GQ_{kernel[3:].upper()}_PARAMS"
         for real in REAL_TYPES.values():
@@ -64,15 +69,10 @@ def test_nvcc_compiles_every_kernel(arch: str, tmp_path: Path) -> None:
 
 
 def _nvrtc():
-    """CuPy's compiler module, or skip when CuPy or the NVRTC library is missing."""
-    try:
-        from cupy.cuda import compiler  # noqa: PLC0415 - optional dependency
-    except Exception as exc:  # ImportError, or a broken CUDA install raising at import
-        pytest.skip(f"CuPy is not importable ({type(exc).__name__}: {exc})")
-    try:
-        compiler._get_nvrtc_version()
-    except Exception as exc:  # the NVRTC shared library is not installed
-        pytest.skip(f"NVRTC is not available to CuPy ({type(exc).__name__}: {exc})")
+    """CuPy's compiler module; skips (fails in CI) when CuPy or the NVRTC library is missing."""
+    require_nvrtc()
+    from cupy.cuda import compiler  # noqa: PLC0415 - optional dependency
+
     if not hasattr(compiler, "_NVRTCProgram"):
         pytest.skip("this CuPy has no _NVRTCProgram (the RawModule compile path changed)")
     return compiler
@@ -95,3 +95,20 @@ def test_nvrtc_compiles_every_kernel(arch: str) -> None:
     for name in names:
         kernel, real = name[:-1].split("<")
         assert mapping[name].startswith(f"_Z{len(kernel)}{kernel}I{real[0]}"), name
+
+
+def test_nvrtc_kernels_do_not_spill_on_sm_90() -> None:
+    """gpuqnn's NVRTC wrapper on the real source, for sm_90 without a device: every
+    instantiation is in ptxas's report, none spills registers (what ``-warn-spills`` checks in
+    the nvcc test) and none uses static shared memory (the fused kernel's is dynamic)."""
+    require_nvrtc()
+    result = compile_cubin(_instantiations(inline=True), "sm_90", COMPILE_OPTIONS, "statevector.cu")
+    assert result.cubin.startswith(b"\x7fELF")
+    assert len(result.resources) == len(SIGNATURES) * len(REAL_TYPES)
+    for kernel in SIGNATURES:
+        for real in REAL_TYPES.values():
+            prefix = f"_Z{len(kernel)}{kernel}I{real[0]}"
+            (name,) = [n for n in result.resources if n.startswith(prefix)]
+            usage = result.resources[name]
+            assert usage.spill_stores == usage.spill_loads == 0, (name, usage, result.log)
+            assert 0 < usage.registers <= 255 and usage.shared_static == 0, (name, usage)

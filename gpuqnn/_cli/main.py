@@ -257,9 +257,8 @@ def device_line(device_request: str, device: str, dtype: str) -> str:
         return f"device: {device} (CuPy), {dtype}"
     if device_request != "auto":
         return f"device: cpu (NumPy), {dtype}"
-    _cupy, reason = load_cupy(0)
-    hint = ' (for a GPU: pip install "gpuqnn[cuda12]")' if "importable" in reason else ""
-    return f"device: cpu (NumPy), {dtype}; no GPU: {reason}{hint}"
+    _cupy, reason = load_cupy(0)  # the reason names what is missing and what to install
+    return f"device: cpu (NumPy), {dtype}; no GPU: {reason}"
 
 
 def time_networks(pairs: list, batch: int, reference: bool) -> None:

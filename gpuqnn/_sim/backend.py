@@ -26,6 +26,7 @@ _EXPI = ExpI()
 """Immutable after construction (a table of roots of unity), so sharing it is safe."""
 
 _INSTALL_HINT = 'install the CUDA extra: pip install "gpuqnn[cuda12]" or "gpuqnn[cuda13]"'
+_DRIVER_HINT = "check the NVIDIA driver and devices (nvidia-smi)"
 
 
 @dataclass(frozen=True)
@@ -144,25 +145,165 @@ def _device_index(name: str) -> int:
     return int(match.group(1)) if match and match.group(1) is not None else 0
 
 
-def load_cupy(device_index: int | None) -> tuple[ModuleType | None, str]:
-    """Import CuPy and check that a CUDA device answers: ``device_index``, or the current
-    device when None. Returns (cupy, "") or (None, the reason it is not usable): an import
-    error, no driver, no such device (CuPy may import and still raise on every array
-    operation, e.g. without a driver)."""
+def _import_cupy() -> ModuleType:
+    import cupy  # noqa: PLC0415 - lazy on purpose: import gpuqnn never imports CuPy
+
+    return cupy
+
+
+def cuda_major(cupy: ModuleType) -> int | None:
+    """The CUDA major version CuPy was built for (12, 13), read without a driver; None if
+    CuPy cannot say."""
     try:
-        import cupy  # noqa: PLC0415 - lazy on purpose: import gpuqnn never imports CuPy
+        return int(cupy.cuda.runtime.runtimeGetVersion()) // 1000
+    except Exception:  # noqa: BLE001 - a CuPy that cannot say: the hint names both extras
+        return None
+
+
+def install_hint(major: int | None) -> str:
+    """What to install for CuPy's CUDA ``major``: the matching extra, or both when unknown."""
+    if major in (12, 13):
+        return f'install the CUDA extra: pip install "gpuqnn[cuda{major}]"'
+    return _INSTALL_HINT
+
+
+_LIBRARIES = {"nvrtc": "NVRTC", "cublas": "cuBLAS"}
+"""The CUDA libraries the GPU path loads through CuPy besides the driver: NVRTC compiles every
+CuPy and gpuqnn kernel, cuBLAS runs the matmuls. Neither ships in CuPy's own wheel."""
+
+
+def _load_library(cupy: ModuleType, library: str) -> None:
+    """Make CuPy load ``library`` (no device needed); raises what CuPy raises."""
+    if library == "nvrtc":
+        cupy.cuda.nvrtc.getVersion()
+    else:
+        cupy.cuda.cublas  # noqa: B018 - CuPy loads libcublas on this first access
+
+
+def library_problem(cupy: ModuleType, libraries: tuple[str, ...] = tuple(_LIBRARIES)) -> str | None:
+    """None when CuPy loads every one of ``libraries`` (keys of ``_LIBRARIES``), else which
+    not and what to install, e.g. ``NVRTC (libnvrtc.so.13) not found: install the CUDA extra:
+    pip install "gpuqnn[cuda13]"``."""
+    major = cuda_major(cupy)
+    missing, failed = [], []
+    for library in libraries:
+        try:
+            _load_library(cupy, library)
+        except Exception as exc:  # cuda-pathfinder's DynamicLibNotFoundError, ImportError...
+            soname = f"lib{library}.so" + (f".{major}" if major else "")
+            logger.debug("loading %s failed: %s: %s", soname, type(exc).__name__, exc)
+            what = f"{_LIBRARIES[library]} ({soname})"
+            if isinstance(exc, ImportError | OSError) or "NotFound" in type(exc).__name__:
+                missing.append(what)
+            else:
+                first = (str(exc).strip().splitlines() or [""])[0]
+                failed.append(f"{what} could not be loaded ({type(exc).__name__}: {first})")
+    if not missing and not failed:
+        return None
+    found = [" and ".join(missing) + " not found"] if missing else []
+    return f"{'; '.join(found + failed)}: {install_hint(major)}"
+
+
+def _device_problem(cupy: ModuleType, device_index: int | None) -> tuple[str | None, bool]:
+    """(None, True) when the driver answers and CUDA device ``device_index`` (or the current
+    one) exists, else (what is wrong with a hint, whether a GPU is there all the same: a driver
+    too old for CuPy's CUDA)."""
+    runtime = cupy.cuda.runtime
+    try:
+        driver = int(runtime.driverGetVersion())
+    except Exception:  # noqa: BLE001 - getDeviceCount below says what is wrong
+        driver = -1
+    if driver == 0:  # CUDA's answer when no driver library is installed
+        return f"no NVIDIA driver found: {_DRIVER_HINT}", False
+    major = cuda_major(cupy)
+    if 0 < driver and major is not None and driver // 1000 < major:
+        supported = f"{driver // 1000}.{driver % 1000 // 10}"
+        return (
+            f"the NVIDIA driver supports CUDA {supported} but CuPy is built for CUDA {major}: "
+            f"update the driver, or install the extra for CUDA {driver // 1000}: pip install "
+            f'"gpuqnn[cuda{driver // 1000}]" (after pip uninstall cupy-cuda{major}x)'
+        ), True
+    try:
+        count = int(runtime.getDeviceCount())
+        index = int(runtime.getDevice()) if device_index is None else device_index
+    except Exception as exc:  # CUDARuntimeError: no device, driver too old, ...
+        return f"no usable CUDA device ({type(exc).__name__}: {exc}): {_DRIVER_HINT}", False
+    if index >= count:
+        hint = f"use cuda:0 to cuda:{count - 1}" if count else _DRIVER_HINT
+        return f"CUDA device {index} does not exist ({count} device(s) found): {hint}", False
+    return None, True
+
+
+@dataclass(frozen=True)
+class CupyProbe:
+    """What :func:`probe_cupy` found.
+
+    Attributes:
+        cupy: the CuPy module when a device is usable, else None.
+        problems: what stands in the way, each with what to do (empty when usable).
+        gpu_present: whether an NVIDIA GPU is there: the device answered (only the CUDA
+            libraries or the first computation failed), or the driver is too old for CuPy's
+            CUDA. Then the install, not the machine, is what is missing.
+    """
+
+    cupy: ModuleType | None
+    problems: tuple[str, ...]
+    gpu_present: bool
+
+    @property
+    def reason(self) -> str:
+        """The problems in one line."""
+        return "; ".join(self.problems)
+
+
+def probe_cupy(device_index: int | None) -> CupyProbe:
+    """Import CuPy, load NVRTC and cuBLAS, and check that CUDA device ``device_index`` (or the
+    current one) answers and computes. CuPy may import and still fail on every array
+    operation: without a driver, or without NVRTC (every kernel is compiled with it)."""
+    try:
+        cupy = _import_cupy()
     except Exception as exc:  # ImportError, or a broken CUDA install raising at import
-        return None, f"CuPy is not importable ({type(exc).__name__}: {exc})"
+        return CupyProbe(
+            None, (f"CuPy is not importable ({type(exc).__name__}: {exc}): {_INSTALL_HINT}",), False
+        )
+    libraries = library_problem(cupy)
+    device, gpu_present = _device_problem(cupy, device_index)
+    if device is not None:
+        return CupyProbe(None, (device, *filter(None, [libraries])), gpu_present)
+    if libraries is not None:
+        return CupyProbe(None, (libraries,), True)
+    index = int(cupy.cuda.runtime.getDevice()) if device_index is None else device_index
     try:
-        count = cupy.cuda.runtime.getDeviceCount()
-        index = cupy.cuda.runtime.getDevice() if device_index is None else device_index
-        if index >= count:
-            return None, f"CUDA device {index} does not exist ({count} device(s) found)"
         with cupy.cuda.Device(index):
             cupy.zeros(1).sum().item()
-    except Exception as exc:  # CUDARuntimeError without a driver, and similar
-        return None, f"no usable CUDA device ({type(exc).__name__}: {exc})"
-    return cupy, ""
+    except Exception as exc:  # noqa: BLE001 - anything else the first kernel runs into
+        problem = f"CUDA device {index} failed a first computation ({type(exc).__name__}: {exc})"
+        return CupyProbe(None, (f"{problem}: {_DRIVER_HINT}",), True)
+    return CupyProbe(cupy, (), True)
+
+
+def load_cupy(device_index: int | None) -> tuple[ModuleType | None, str]:
+    """(cupy, "") when CUDA device ``device_index`` (or the current one) is usable, else
+    (None, what is missing and what to do); see :func:`probe_cupy`."""
+    probe = probe_cupy(device_index)
+    return probe.cupy, probe.reason
+
+
+_warned: set[str] = set()
+
+
+def _log_fallback(probe: CupyProbe) -> None:
+    """``device="auto"`` falling back to NumPy: a WARNING (once per reason) when a GPU is there
+    but the install cannot use it (a CUDA library missing, a driver too old for CuPy's CUDA),
+    which would otherwise run on the CPU unnoticed; else INFO, the normal state of a machine
+    without a GPU (CuPy missing, or installed without a driver as in CI), which must not warn on
+    every network built."""
+    message = "device='auto': using NumPy on the CPU because %s"
+    if probe.gpu_present and probe.reason not in _warned:
+        _warned.add(probe.reason)
+        logger.warning(message, probe.reason)
+    else:
+        logger.info(message, probe.reason)
 
 
 def _positive_env(name: str, env: Mapping[str, str]) -> int | None:
@@ -210,7 +351,8 @@ def select_backend(device: str = "auto", dtype: str = "complex128") -> Backend:
     """The backend for a checked ``device`` and ``dtype`` (see :mod:`gpuqnn._options`).
 
     Args:
-        device: ``"auto"`` (CuPy on a working CUDA device, else NumPy, silently), ``"cpu"``,
+        device: ``"auto"`` (CuPy on a working CUDA device, else NumPy; a log record says
+            why, see :func:`_log_fallback`), ``"cpu"``,
             ``"gpu"`` or ``"cuda"`` (the current CUDA device, or under ``torchrun`` the local
             rank's, see :func:`default_cuda_device`) or ``"cuda:N"``.
         dtype: ``"complex128"`` or ``"complex64"``.
@@ -226,12 +368,13 @@ def select_backend(device: str = "auto", dtype: str = "complex128") -> Backend:
     if device == "cpu":
         return cpu
     index = _device_index(device) if device.startswith("cuda:") else None
-    cupy, reason = load_cupy(index)
+    probe = probe_cupy(index)
+    cupy = probe.cupy
     if cupy is None:
         if device == "auto":
-            logger.info("device='auto': using NumPy on the CPU because %s", reason)
+            _log_fallback(probe)
             return cpu
-        raise _no_gpu(device, reason, "a CUDA GPU")
+        raise _no_gpu(device, probe.reason, "a CUDA GPU")
     count = int(cupy.cuda.runtime.getDeviceCount())
     if index is None:
         index = default_cuda_device(count, int(cupy.cuda.runtime.getDevice()))
@@ -241,9 +384,9 @@ def select_backend(device: str = "auto", dtype: str = "complex128") -> Backend:
 
 
 def _no_gpu(device: Any, reason: str, needed: str) -> RuntimeError:
-    """The error for an explicit GPU request without a usable GPU, naming what is missing."""
-    hint = _INSTALL_HINT if "importable" in reason else "check the NVIDIA driver and devices"
-    return RuntimeError(f"device={device!r} needs {needed}, but {reason}; {hint}")
+    """The error for an explicit GPU request without a usable GPU: ``reason`` names what is
+    missing (CuPy, a CUDA library, the driver, the device) and what to do."""
+    return RuntimeError(f"device={device!r} needs {needed}, but {reason}")
 
 
 def select_backends(
