@@ -112,3 +112,56 @@ def test_nvrtc_kernels_do_not_spill_on_sm_90() -> None:
             usage = result.resources[name]
             assert usage.spill_stores == usage.spill_loads == 0, (name, usage, result.log)
             assert 0 < usage.registers <= 255 and usage.shared_static == 0, (name, usage)
+
+
+def _workload_kernels(num_qubits: int, dtype: str, which: tuple[str, ...]) -> list:
+    """The generated kernels of the benchmarks' zz workload (zz_feature_map + real_amplitudes
+    reps=3, Z^n): ``forward``, ``jacobian`` (the fused adjoint by every slot), ``vjp``."""
+    from gpuqnn import EstimatorQNN  # noqa: PLC0415
+    from gpuqnn._cuda.codegen import generate_adjoint, generate_forward  # noqa: PLC0415
+    from gpuqnn._cuda.program import DEFAULT_SHARED_LIMIT, encode_program  # noqa: PLC0415
+    from gpuqnn._internals import simulator_of  # noqa: PLC0415
+    from gpuqnn.examples import zz_real_amplitudes  # noqa: PLC0415
+
+    qc, feature_map, ansatz = zz_real_amplitudes(num_qubits, reps=3)
+    sim = simulator_of(
+        EstimatorQNN(
+            circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
+        )
+    )
+    kp = encode_program(sim.program, sim.readout)
+    slots = list(range(kp.num_slots))
+    make = {
+        "forward": lambda: generate_forward(kp, dtype),
+        "jacobian": lambda: generate_adjoint(kp, dtype, slots, False, DEFAULT_SHARED_LIMIT),
+        "vjp": lambda: generate_adjoint(kp, dtype, slots, True, DEFAULT_SHARED_LIMIT),
+    }
+    return [make[name]() for name in which]
+
+
+REGISTER_CASES = [
+    pytest.param(8, "complex128", ("forward", "jacobian", "vjp"), id="zz8-complex128"),
+    pytest.param(8, "complex64", ("forward", "jacobian", "vjp"), id="zz8-complex64"),
+    pytest.param(12, "complex128", ("forward", "jacobian"), id="zz12-complex128"),
+    pytest.param(12, "complex64", ("forward", "jacobian"), id="zz12-complex64"),
+    pytest.param(12, "complex128", ("vjp",), id="zz12-complex128-vjp", marks=pytest.mark.slow),
+    pytest.param(12, "complex64", ("vjp",), id="zz12-complex64-vjp", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("num_qubits", "dtype", "which"), REGISTER_CASES)
+def test_generated_kernels_take_64_registers_and_never_spill(
+    num_qubits: int, dtype: str, which: tuple[str, ...]
+) -> None:
+    """Issue 11's bound: the specialised kernels of the 8- and 12-qubit workloads, compiled by
+    NVRTC for sm_90 as CuPy compiles them at run time, use at most 64 registers per thread (so
+    that a 512-thread block leaves room for a second one per SM) with no spills, no local
+    stack frame and no static shared memory."""
+    require_nvrtc()
+    for kernel in _workload_kernels(num_qubits, dtype, which):
+        result = compile_cubin(kernel.source, "sm_90", COMPILE_OPTIONS)
+        usage = result.resources[kernel.name]
+        assert usage.registers <= 64, (kernel.name, usage)
+        assert usage.spill_stores == usage.spill_loads == 0, (kernel.name, usage, result.log)
+        assert usage.shared_static == 0, (kernel.name, usage)
+        assert "stack frame" not in result.log or " 0 bytes stack frame" in result.log

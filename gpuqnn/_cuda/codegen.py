@@ -24,6 +24,7 @@ D = 2**n amplitudes.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ from .source import kernel_source
 REGISTER_BUDGET = 64
 """Registers per thread the kernels are built for (``__launch_bounds__``' minimum blocks)."""
 _REGISTERS_PER_SM = 65536
-_CHUNK = 8  # amplitudes per thread held at once by a phase run's backward pass
+_CHUNK = 4  # amplitudes per thread held at once by a phase run's backward pass
 _ALIGN = 16
 
 FORWARD_KERNEL = "gqs_forward"
@@ -274,9 +275,9 @@ class _Generator:
             c("if (shift_slot[shift] == (int)k) a += shift_value[shift];")
         c("theta[k] = (real)a;")
         c("double s, co;  // in double whatever the dtype: once per slot and row")
-        c("gq_sincos(a * 0.5, &s, &co);")
+        c("gqs_sincos(a * 0.5, &s, &co);")
         c("half[k] = gq_make<real>((real)co, (real)s);")
-        c("gq_sincos(a, &s, &co);")
+        c("gqs_sincos(a, &s, &co);")
         c("full[k] = gq_make<real>((real)co, (real)s);")
         c.close()
 
@@ -326,6 +327,7 @@ class _Generator:
     def _loop(self, op: Op) -> None:
         positions, items = self._items(op)
         c = self.code
+        c("GQS_ITEM_UNROLL")
         c.open(f"for (int i = t; i < {items}; i += {self.threads})")
         cval = _cval(op)
         spread = _spread(positions, "i")
@@ -444,9 +446,12 @@ class _Generator:
         if all(mask):
             pass
         elif len(targets) == 1 and mask == [0, 1]:
-            conds.append(f"(({b}) >> {targets[0]}) & 1")
+            conds.append(f"(({b}) & {1 << targets[0]}) != 0")
         elif len(targets) == 2 and mask == [0, 1, 1, 0]:
-            conds.append(f"((({b}) >> {targets[0]}) ^ (({b}) >> {targets[1]})) & 1")
+            # one AND and a popcount per op: no per-qubit bits that the compiler would share
+            # between the run's ops and keep live in registers
+            both = (1 << targets[0]) | (1 << targets[1])
+            conds.append(f"gq_popc((unsigned long long)(({b}) & {both})) & 1")
         else:
             bits = sum(1 << j for j, v in enumerate(mask) if v)
             index = " | ".join(f"(((({b}) >> {q}) & 1) << {t})" for t, q in enumerate(targets))
@@ -465,6 +470,7 @@ class _Generator:
         guard = self.dim < self.threads
         if derivative and self._differentiated(run):
             chunk = min(per_thread, _CHUNK)
+            c("GQS_NO_UNROLL")
             c.open(f"for (int r0 = 0; r0 < {per_thread}; r0 += {chunk})")
             c(f"double w[{chunk}];")
             c("GQ_UNROLL")
@@ -480,10 +486,11 @@ class _Generator:
                 if op.slot < 0 or int(op.slot) not in self.position:
                     continue
                 c.open("")
+                c("const int tv = GQS_TID(t);  // read anew: keeps the ops' selections apart")
                 c("double acc = 0.0;")
                 c("GQ_UNROLL")
                 c.open(f"for (int r = 0; r < {chunk}; ++r)")
-                c(f"const int b = t + (r0 + r) * {self.threads};")
+                c(f"const int b = tv + (r0 + r) * {self.threads};")
                 c(f"if ({self._selected(op, 'b')}) acc += w[r];")
                 c.close()
                 pos = self.position[int(op.slot)]
@@ -492,13 +499,14 @@ class _Generator:
             c.close()
         if not states:
             return
+        c("GQS_ITEM_UNROLL")
         c.open(f"for (int r = 0; r < {per_thread}; ++r)")
         c(f"const int b = t + r * {self.threads};")
         if guard:
             c(f"if (b >= {self.dim}) continue;")
         self._run_angle(run, "b")
         c("real s, co;")
-        c("gqs_run_sincos(ang, &s, &co);")
+        c("gqs_sincos(ang, &s, &co);")
         if inverse:
             c("s = -s;")
         for name in states:
@@ -548,18 +556,63 @@ class _Generator:
         c("GQ_SYNC();")
 
 
-_RUN_SINCOS = """
-// A phase run's per-amplitude sincos. In float on a GPU: reduce to [-pi, pi], then the fast
-// intrinsic (absolute error about 4e-7 there), so no slow-path reduction and no stack frame.
-#if defined(GPUQNN_HOST)
-GQ_DEVICE void gqs_run_sincos(real x, real* s, real* c) { gq_sincos(x, s, c); }
+def _horner(coefficients: list[float]) -> str:
+    """``c0 + r2 * (c1 + r2 * (...))`` as C, one coefficient per line."""
+    text = repr(coefficients[-1])
+    for c in reversed(coefficients[:-1]):
+        text = f"{c!r} + r2 * (\n      {text})"
+    return text
+
+
+_SIN = _horner([(-1) ** k / math.factorial(2 * k + 1) for k in range(9)])
+_COS = _horner([(-1) ** k / math.factorial(2 * k) for k in range(10)])
+
+_SINCOS = """
+// An op's item loop is unrolled at most twice: more items in flight would hold more amplitudes
+// than 64 registers (the budget the kernels are built for) and spill.
+// GQS_TID(t): the thread index read anew (a volatile read on a GPU), so that the compiler
+// computes what depends on it where it is used instead of hoisting it for a whole phase.
+#ifdef GPUQNN_HOST
+#define GQS_ITEM_UNROLL
+#define GQS_NO_UNROLL
+#define GQS_TID(t) (t)
 #else
-GQ_DEVICE void gqs_run_sincos(double x, double* s, double* c) { sincos(x, s, c); }
-GQ_DEVICE void gqs_run_sincos(float x, float* s, float* c) {
+#define GQS_ITEM_UNROLL _Pragma("unroll 2")
+#define GQS_NO_UNROLL _Pragma("unroll 1")
+#define GQS_TID(t) gq_thread_index()
+#endif
+// sin and cos of a double with no slow path (CUDA's sincos has one, whose local array and
+// registers make a long kernel spill): Cody-Waite reduction by pi/2 with an FMA (accurate for
+// |x| up to about 1e6), then Taylor polynomials on [-pi/4, pi/4] (truncation below 1e-17).
+// Host and device run this same code.
+GQ_DEVICE void gqs_sincos(double x, double* s, double* c) {
+#ifdef GPUQNN_HOST
+  using std::fma;
+  using std::rint;
+#endif
+  const double q = rint(x * 0.63661977236758134308);
+  double r = fma(-q, 1.5707963267948966192, x);
+  r = fma(-q, 6.123233995736766036e-17, r);
+  const double r2 = r * r;
+  const double sr = r * ({_SIN});
+  const double cr = {_COS};
+  switch (((int)(long long)q) & 3) {
+    case 0: *s = sr; *c = cr; break;
+    case 1: *s = cr; *c = -sr; break;
+    case 2: *s = -sr; *c = -cr; break;
+    default: *s = -cr; *c = sr; break;
+  }
+}
+// A phase run's per-amplitude sincos in float: on a GPU, reduce to [-pi, pi], then the fast
+// intrinsic (absolute error about 4e-7 there); on the host, the standard functions.
+#if defined(GPUQNN_HOST)
+GQ_DEVICE void gqs_sincos(float x, float* s, float* c) { gq_sincos(x, s, c); }
+#else
+GQ_DEVICE void gqs_sincos(float x, float* s, float* c) {
   __sincosf(x - 6.28318530717958647692f * rintf(x * 0.15915494309189533577f), s, c);
 }
 #endif
-"""
+""".replace("{_SIN}", _SIN).replace("{_COS}", _COS)
 
 
 def _prelude(real: str) -> str:
@@ -567,7 +620,7 @@ def _prelude(real: str) -> str:
         "#define GQ_SPECIALISED 1\n"
         + kernel_source()
         + f"\ntypedef {real} real;\ntypedef gq_cplx<real> cplx;\n"
-        + _RUN_SINCOS
+        + _SINCOS
     )
 
 

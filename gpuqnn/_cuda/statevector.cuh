@@ -95,8 +95,15 @@ struct gq_ctx {};
 #define GQ_BLOCK ((long long)blockIdx.x)
 #define GQ_NUM_BLOCKS ((long long)gridDim.x)
 #define GQ_NUM_THREADS ((long long)blockDim.x)
-// The body runs once, as this thread t.
-#define GQ_EACH_THREAD(t) for (int t = (int)threadIdx.x, gq_once_ = 1; gq_once_; gq_once_ = 0)
+// The body runs once, as this thread t. The thread index is read anew in every phase (a volatile
+// read): otherwise the compiler hoists every phase's per-thread index arithmetic out of the row
+// loop and keeps it live in registers (about 160 per thread in a generated kernel, see codegen.py).
+GQ_DEVICE int gq_thread_index() {
+  int t;
+  asm volatile("mov.u32 %0, %%tid.x;" : "=r"(t));
+  return t;
+}
+#define GQ_EACH_THREAD(t) for (int t = gq_thread_index(), gq_once_ = 1; gq_once_; gq_once_ = 0)
 #define GQ_SYNC() __syncthreads()
 #define GQ_UNREACHABLE() __trap()
 
