@@ -11,9 +11,10 @@ calls, or leaves them on the device for calls with CuPy arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
@@ -30,6 +31,21 @@ from ._sim.shots import ShotSampler
 from ._sim.simulator import Simulator
 from ._sim.tape import Tape
 from ._sim.threads import default_threads
+
+_Call = TypeVar("_Call", bound=Callable[..., Any])
+
+
+def _on_device(method: _Call) -> _Call:
+    """Run a network call with its backend's device current, so that every array the call
+    allocates (a list of weights made a CuPy array, a zeros table, the outputs) lands on the
+    network's device, not on whichever device the caller has current."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._backend.activate():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class SimulatorNetwork:
@@ -216,7 +232,10 @@ class SimulatorNetwork:
 
     # ---- boundary checks --------------------------------------------------------------------
     def _checked(self, name: str, value: Any, xp: Any) -> Any:
-        """``value`` as a float64 array of ``xp``, checked to be real and finite."""
+        """``value`` as a float64 array of ``xp``, checked to be real and finite (and, for a
+        device array, to be on the network's device)."""
+        if xp is not np:
+            self._backend.check_device(name, value)
         try:
             array = xp.asarray(value, dtype=float)
         except (TypeError, ValueError) as exc:
@@ -286,6 +305,7 @@ class SimulatorNetwork:
             array = array.reshape(-1, shape[-1])
         return array, shape
 
+    @_on_device
     def forward(self, input_data: Any, weights: Any) -> Any:
         """Forward pass; see qiskit-machine-learning's ``NeuralNetwork.forward``.
 
@@ -306,6 +326,7 @@ class SimulatorNetwork:
             output = self._simulated_forward(inputs, weights_, self._backend.xp)
         return self._validate_forward_output(output, shape)
 
+    @_on_device
     def backward(self, input_data: Any, weights: Any) -> tuple[Any, Any]:
         """Backward pass; see qiskit-machine-learning's ``NeuralNetwork.backward``. Arrays of a
         GPU backend (CuPy) in give CuPy arrays out."""
@@ -399,6 +420,7 @@ class SimulatorNetwork:
         """
         return self._vjp(input_data, weights, cotangent, None)
 
+    @_on_device
     def _vjp(self, input_data: Any, weights: Any, cotangent: Any, tape: Tape | None) -> tuple:
         """:meth:`vjp`, from the ``tape`` of :meth:`_forward_for_training` when it serves."""
         xp = self._backend.xp if self._device_call(input_data, weights, cotangent) else np
@@ -447,6 +469,7 @@ class SimulatorNetwork:
         first = 0 if self._input_gradients else self.num_inputs
         return range(first, self.num_inputs + self.num_weights)
 
+    @_on_device
     def _forward_for_training(self, input_data: Any, weights: Any) -> tuple[Any, Tape | None]:
         """``forward``, also returning the tape of the forward sweep for the :meth:`_vjp` that
         follows (None where the simulator does not keep one: see

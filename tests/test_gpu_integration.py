@@ -8,6 +8,7 @@ against the NumPy engine and qiskit-machine-learning."""
 
 from __future__ import annotations
 
+import types
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -298,3 +299,137 @@ def test_a_network_on_cuda_1_builds_and_runs_its_kernels_on_cuda_1(kernels) -> N
     assert_same_passes(network, reference, inputs, weights, 1e-10)
     assert seen and all(device == "cuda:1" for _what, device in seen)
     assert {what for what, _device in seen} == {"build", "run"}
+
+
+# ---- two emulated devices: everything of a cuda:1 network stays on cuda:1 ---------------------
+class DeviceArray(np.ndarray):
+    """A NumPy array that remembers the emulated device it was made on (``device.id``, as a
+    CuPy array's); views and results of operations inherit it from their first operand."""
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self._tag = getattr(obj, "_tag", None)
+
+    @property
+    def device(self) -> Any:
+        return self._tag
+
+
+def _on_current(array: Any) -> DeviceArray:
+    tagged = np.asarray(array).view(DeviceArray)
+    tagged._tag = types.SimpleNamespace(id=int(CURRENT_DEVICE[-1].split(":")[1]))
+    return tagged
+
+
+class TaggingNumpy:
+    """``numpy`` for an emulated GPU backend: arrays it creates are DeviceArrays of the current
+    emulated device; everything else is numpy's."""
+
+    _MAKERS = ("empty", "zeros", "ones", "full", "asarray", "ascontiguousarray", "array")
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(np, name)
+        if name in self._MAKERS:
+            return lambda *args, **kwargs: _on_current(value(*args, **kwargs))
+        return value
+
+
+def _device_of(array: Any) -> int | None:
+    device = getattr(array, "device", None)
+    return getattr(device, "id", None)
+
+
+class _BoundRunner:
+    """Host runner hooks that make arrays on the current emulated device and check, at every
+    launch, that the current device is the runner's and that every array argument lives on it."""
+
+    device: int
+
+    def _to_device(self, array):
+        return _on_current(np.ascontiguousarray(array))
+
+    def _empty(self, shape, dtype):
+        return _on_current(super()._empty(shape, dtype))
+
+    def _check(self, launch) -> None:
+        assert CURRENT_DEVICE[-1] == f"cuda:{self.device}", (launch.kernel, CURRENT_DEVICE)
+        for arg in launch.args:
+            if isinstance(arg, np.ndarray):
+                assert _device_of(arg) == self.device, (launch.kernel, _device_of(arg))
+        LAUNCHES.append(launch.kernel)
+
+    def _execute(self, launch) -> None:
+        self._check(launch)
+        super()._execute(launch)
+
+    def _execute_generated(self, kernel, launch) -> None:
+        self._check(launch)
+        super()._execute_generated(kernel, launch)
+
+
+LAUNCHES: list[str] = []
+
+
+@pytest.mark.parametrize("mode", ["fused", "per_op"])
+@pytest.mark.parametrize("method", ["adjoint", "parameter_shift"])
+def test_a_cuda_1_network_never_touches_device_0(kernels, mode: str, method: str) -> None:
+    """Two emulated devices: a network on cuda:1, called while cuda:0 is current, builds its
+    runners, tables, buffers and outputs on cuda:1 and launches every kernel there (forward,
+    backward, vector-Jacobian product), and gives cuda:1 arrays back; an input on cuda:0 is
+    refused before any work, naming both devices."""
+
+    class Fused(_BoundRunner, HostFusedRunner):
+        device = 1
+
+    class PerOp(_BoundRunner, HostPerOpRunner):
+        device = 1
+
+    def factory(circuit, readout, backend, _mode):
+        return select_runner(
+            circuit,
+            readout,
+            backend,
+            mode,
+            make_fused=partial(Fused, kernels),
+            make_per_op=partial(PerOp, kernels),
+            shared_limit=lambda: 227 * 1024,
+        )
+
+    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
+    kwargs = dict(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        input_gradients=True,
+    )
+    network = EstimatorQNN(**kwargs, gradient_method=method, device="cpu")
+    reference = EstimatorQNN(**kwargs, device="cpu")
+    use_backend(network, EmulatedGpu(TaggingNumpy(), "cuda:1", np.dtype("complex128")), factory)
+    rng = np.random.default_rng(4)
+    x, w = rng.uniform(0, 1, (4, 3)), rng.uniform(0, 1, ansatz.num_parameters)
+    g = rng.normal(size=(4, 1))
+    CURRENT_DEVICE.append("cuda:1")  # the caller makes its arrays on cuda:1 ...
+    try:
+        x1, w1, g1 = _on_current(x), _on_current(w), _on_current(g)
+    finally:
+        CURRENT_DEVICE.pop()  # ... then calls with cuda:0 current
+    LAUNCHES.clear()
+    out = network.forward(x1, w1)
+    grads = network.backward(x1, w1)
+    products = network.vjp(x1, w1, g1)
+    assert LAUNCHES, "no kernel ran"
+    for value in (out, *grads, *products):
+        assert _device_of(value) == 1
+    np.testing.assert_allclose(np.asarray(out), reference.forward(x, w), atol=1e-10)
+    for got, expected in zip(grads, reference.backward(x, w), strict=True):
+        np.testing.assert_allclose(np.asarray(got), expected, atol=1e-10)
+    for got, expected in zip(products, reference.vjp(x, w, g), strict=True):
+        np.testing.assert_allclose(np.asarray(got), expected, atol=1e-10)
+    x0 = _on_current(x)  # made with cuda:0 current
+    LAUNCHES.clear()
+    with pytest.raises(
+        ValueError, match=r"input_data is on cuda:0, but the network runs on cuda:1"
+    ):
+        network.forward(x0, w1)
+    with pytest.raises(ValueError, match=r"weights is on cuda:0.*device='cuda:0'"):
+        network.backward(x1, _on_current(w))
+    assert not LAUNCHES

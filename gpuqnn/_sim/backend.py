@@ -74,6 +74,25 @@ class Backend:
         always False on the CPU, whose arrays are NumPy's."""
         return self.is_gpu and isinstance(value, self.xp.ndarray)
 
+    def check_device(self, name: str, value: Any) -> None:
+        """Refuse an array of another CUDA device: ``value`` (a CuPy array, or anything with a
+        ``device.id``) must live on this backend's device. Nothing is copied between devices
+        behind the caller's back, as PyTorch refuses tensors of two devices in one operation.
+
+        Raises:
+            ValueError: ``value`` is on another device (the message names both and the fix).
+        """
+        index = getattr(getattr(value, "device", None), "id", None)
+        if not self.is_gpu or index is None or not self.is_array(value):
+            return
+        mine = _device_index(self.name)
+        if int(index) != mine:
+            raise ValueError(
+                f"{name} is on cuda:{index}, but the network runs on {self.name}: move it "
+                f"there first (cupy: copy it inside `with cupy.cuda.Device({mine}):`; torch: "
+                f"tensor.to('{self.name}')), or build the network with device='cuda:{index}'"
+            )
+
     def activate(self) -> Any:
         """A context in which this backend's device is CuPy's current device (nothing on the
         CPU)."""
