@@ -472,3 +472,29 @@ def test_train_step_pieces() -> None:
         ["w (batch 8): step >= 5x p", "10x", "met"],
         ["w (batch 8): step <= 4x forward", "2x", "met"],
     ]
+
+
+def test_gpu_model_counts_shared_traffic_and_is_labelled_a_model() -> None:
+    """The GPU time model (benchmarks/gpu_model.py): each uncontrolled op on a row moves every
+    amplitude in and out of shared memory, a CX half of them; complex64 moves half the bytes
+    of complex128; every report says it is a model."""
+    from qiskit import QuantumCircuit  # noqa: PLC0415
+    from qiskit.circuit import Parameter  # noqa: PLC0415
+
+    from benchmarks.gpu_model import forward_row, model_report  # noqa: PLC0415
+    from gpuqnn import EstimatorQNN  # noqa: PLC0415
+    from gpuqnn._internals import simulator_of  # noqa: PLC0415
+
+    theta = Parameter("t")
+    qc = QuantumCircuit(3)
+    qc.h([0, 1, 2])
+    qc.ry(theta, 0)
+    qc.cx(0, 1)
+    program = simulator_of(EstimatorQNN(circuit=qc, weight_params=[theta])).program
+    row = forward_row(program, 16)
+    assert row.shared_bytes == (4 * 2 * 8 + 2 * 4) * 16 and row.barriers == 5
+    wide, narrow = model_report("complex128"), model_report("complex64")
+    assert "MODEL" in wide["label"] and "not measured" in wide["label"]
+    for a, b in zip(wide["targets"], narrow["targets"], strict=True):
+        assert a["shared_bytes_per_row"] == 2 * b["shared_bytes_per_row"]
+        assert 0 < b["model_ms"] <= a["model_ms"]

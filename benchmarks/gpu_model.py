@@ -1,0 +1,204 @@
+"""A MODEL of the fused kernels' time on an H100/H200 (sm_90), from the generated kernel's
+shared-memory traffic and FP64 instruction counts, for issue 11's targets. Not a measurement:
+no GPU has run these kernels; every figure this module gives is labelled as a model.
+
+Per row (one block, one sample) the model counts, pass by pass of the specialised kernel
+(:mod:`gpuqnn._cuda.passes`):
+
+- shared-memory bytes: each op reads and writes the amplitudes it touches (all of them for an
+  uncontrolled op, a 2**-c share under c controls, the masked ones for a phase op); a phase run
+  reads and writes every amplitude once; the adjoint's backward sweep un-applies every pass to
+  two states and reads both again for each differentiated pass's derivative;
+- floating-point operations (an FMA counts one; FP64 for complex128, FP32 for complex64): a
+  dense 2**k matrix 4 * 4**k per group, a rotation 8 per amplitude, a permutation 0, a phase
+  4, a phase run's sincos (30) and multiply (4) per amplitude, a derivative 4 per amplitude;
+- barriers: one per pass.
+
+A row costs ``max(bytes / (SHARED_BW * SHARED_EFFICIENCY), flops / FP_RATE) + passes *
+BARRIER_CYCLES / blocks per SM`` cycles of its SM, and the batch is spread over every SM. The
+host side of a call (angles, the Jacobian's chain rule, Python) is added as a fixed
+``HOST_OVERHEAD_MS``. The constants are the public sm_90 figures and stated assumptions.
+
+Run: ``python -m benchmarks.gpu_model`` (prints the JSON report).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from gpuqnn import EstimatorQNN
+from gpuqnn._compile import Op, OpKind
+from gpuqnn._cuda.codegen import adjoint_shared_bytes, default_threads
+from gpuqnn._cuda.passes import PhaseRun, plan_passes
+from gpuqnn._cuda.program import encode_program
+from gpuqnn._internals import simulator_of
+from gpuqnn.examples import zz_real_amplitudes
+
+SMS = 132
+"""Multiprocessors of an H100 SXM / H200 (GH100)."""
+CLOCK_HZ = 1.98e9
+"""Boost clock of an H100 SXM / H200."""
+SHARED_BYTES_PER_CYCLE = 128
+"""Shared-memory bandwidth per SM per cycle (32 banks of 4 bytes)."""
+SHARED_EFFICIENCY = 0.5
+"""Assumed share of that bandwidth a kernel of 16-byte amplitude loads and stores reaches
+(bank conflicts on the low qubits, address arithmetic): an assumption, not a measurement."""
+FP64_PER_CYCLE = 64
+"""FP64 FMAs per SM per cycle (no tensor cores); complex64 kernels run FP32 at twice that."""
+BARRIER_CYCLES = 60
+"""Cycles a __syncthreads() and the pass's loop prologue cost a block (assumed)."""
+SHARED_PER_SM = 228 * 1024
+MAX_BLOCKS_PER_SM = 32
+HOST_OVERHEAD_MS = 0.3
+"""Assumed host-side time per call: the angle table and the chain rule (a few CuPy kernels),
+argument checks and one launch."""
+SINCOS_OPS = 30
+
+
+@dataclass(frozen=True)
+class RowCost:
+    """One row's work in one kernel."""
+
+    shared_bytes: float
+    fp64_ops: float
+    barriers: int
+
+
+def _touched(op: Op, dim: int) -> float:
+    """Amplitudes an op reads and writes in one row."""
+    share = dim / 2 ** len(op.controls)
+    if op.kind is OpKind.PHASE:
+        mask = np.asarray(op.data).real
+        return share * float(np.count_nonzero(mask)) / len(mask)
+    if op.kind is OpKind.DIAG:
+        diag = np.asarray(op.data)
+        return share * float(np.count_nonzero(diag != 1)) / len(diag)
+    return share
+
+
+def _fp64(op: Op, dim: int) -> float:
+    """FP64 operations of one op on one row."""
+    touched = _touched(op, dim)
+    k = len(op.targets)
+    if op.kind is OpKind.DENSE:
+        return touched / 2**k * 4 * 4**k
+    if op.kind is OpKind.ROT:
+        return touched * 8
+    if op.kind in (OpKind.PHASE, OpKind.DIAG):
+        return touched * 4
+    return 0.0
+
+
+def pass_costs(program, itemsize: int) -> list[tuple[float, float, bool]]:
+    """(shared bytes, FP64 ops, parametric) of each forward pass over one row."""
+    dim = 1 << program.num_qubits
+    out = []
+    for p in plan_passes(program):
+        if isinstance(p, PhaseRun):
+            out.append((2.0 * dim * itemsize, dim * (SINCOS_OPS + 4 + len(p.ops)), True))
+        else:
+            (op,) = p.ops
+            out.append((2.0 * _touched(op, dim) * itemsize, _fp64(op, dim), op.slot >= 0))
+    return out
+
+
+def forward_row(program, itemsize: int) -> RowCost:
+    costs = pass_costs(program, itemsize)
+    return RowCost(sum(c[0] for c in costs), sum(c[1] for c in costs), len(costs))
+
+
+def adjoint_row(program, itemsize: int, outputs: int) -> RowCost:
+    """The fused adjoint kernel (final state kept between outputs)."""
+    costs = pass_costs(program, itemsize)
+    dim = 1 << program.num_qubits
+    forward = RowCost(sum(c[0] for c in costs), sum(c[1] for c in costs), len(costs))
+    back_bytes = sum(2 * b + (b if parametric else 0) for b, _f, parametric in costs)
+    back_fp = sum(2 * f + (f / 2 if parametric else 0) for _b, f, parametric in costs)
+    lam = 2.0 * dim * itemsize
+    return RowCost(
+        forward.shared_bytes + outputs * (back_bytes + lam),
+        forward.fp64_ops + outputs * back_fp,
+        forward.barriers + outputs * (len(costs) + 2),
+    )
+
+
+def kernel_ms(row: RowCost, rows: int, shared_per_block: int, itemsize: int = 16) -> dict:
+    """Modelled milliseconds of one launch over ``rows`` rows, and the bound that sets it."""
+    blocks_per_sm = max(1, min(MAX_BLOCKS_PER_SM, SHARED_PER_SM // max(1, shared_per_block)))
+    shared_cycles = row.shared_bytes / (SHARED_BYTES_PER_CYCLE * SHARED_EFFICIENCY)
+    fp_cycles = row.fp64_ops / (FP64_PER_CYCLE * (2 if itemsize == 8 else 1))
+    barrier_cycles = row.barriers * BARRIER_CYCLES / blocks_per_sm
+    per_row = max(shared_cycles, fp_cycles) + barrier_cycles
+    cycles = per_row * rows / SMS
+    return {
+        "kernel_ms": cycles / CLOCK_HZ * 1e3,
+        "bound": "shared memory" if shared_cycles >= fp_cycles else "floating point",
+        "blocks_per_sm": blocks_per_sm,
+        "shared_bytes_per_row": row.shared_bytes,
+        "fp64_ops_per_row": row.fp64_ops,
+        "barriers_per_row": row.barriers,
+    }
+
+
+def _workload(num_qubits: int):
+    qc, feature_map, ansatz = zz_real_amplitudes(num_qubits, reps=3)
+    network = EstimatorQNN(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        input_gradients=True,
+    )
+    return simulator_of(network)
+
+
+def model_report(dtype: str = "complex128") -> dict:
+    """The model's times for issue 11's targets on one H100/H200, labelled as a model."""
+    itemsize = np.dtype(dtype).itemsize
+    targets = []
+    for num_qubits, batch, target_ms in ((8, 4096, 2.0), (12, 1024, 20.0)):
+        sim = _workload(num_qubits)
+        program = sim.program
+        kp = encode_program(program, sim.readout)
+        slots = program.angles.num_slots
+        shared = adjoint_shared_bytes(kp, dtype, slots, False, True)
+        row = adjoint_row(program, itemsize, kp.num_outputs)
+        kernel = kernel_ms(row, batch, shared, itemsize)
+        targets.append(
+            {
+                "workload": f"zz{num_qubits} backward with input gradients, batch {batch}",
+                "dtype": dtype,
+                "target_ms": target_ms,
+                "model_ms": kernel["kernel_ms"] + HOST_OVERHEAD_MS,
+                "passes_per_sweep": len(plan_passes(program)),
+                "threads_per_block": default_threads(num_qubits),
+                "shared_bytes_per_block": shared,
+                **kernel,
+            }
+        )
+    return {
+        "label": "MODEL (not measured): H100/H200 sm_90 from shared-memory traffic and FP64 counts",
+        "assumptions": {
+            "sms": SMS,
+            "clock_hz": CLOCK_HZ,
+            "shared_bytes_per_cycle": SHARED_BYTES_PER_CYCLE,
+            "shared_efficiency": SHARED_EFFICIENCY,
+            "fp64_fma_per_cycle": FP64_PER_CYCLE,
+            "barrier_cycles": BARRIER_CYCLES,
+            "host_overhead_ms": HOST_OVERHEAD_MS,
+        },
+        "targets": targets,
+        "peer_ratios": "not modelled: the 20x qiskit-aer-gpu and 5x PennyLane targets need the "
+        "peers measured side by side on the GPU (benchmarks/bench_gpu.py)",
+    }
+
+
+def main() -> None:
+    report = {dtype: model_report(dtype) for dtype in ("complex128", "complex64")}
+    print(json.dumps(report, indent=2))  # noqa: T201 - a command-line report
+
+
+if __name__ == "__main__":
+    main()
