@@ -692,3 +692,30 @@ def test_cupy_runners_control_flow(
         np.zeros((1, big.kernel_program.num_slots)), np.array([-1], np.int32), np.zeros(1)
     )
     assert np.isfinite(out).all()
+
+
+def test_fused_runner_copies_a_shift_plan_to_the_device_once(kernels: HostKernels) -> None:
+    """The parameter-shift tables of a plan are copied once (a copy from pageable host memory
+    synchronises the stream); later chunks with the same plan copy only their angles."""
+    program = random_program(5, 3)
+    runner = HostFusedRunner(
+        kernels, encode_program(program, make_readout("pauli", 3, 5, "complex128"))
+    )
+    copies = []
+    to_device = runner._to_device
+    runner._to_device = lambda array: (copies.append(array.dtype), to_device(array))[1]
+    rng = np.random.default_rng(5)
+    slot, value = random_shifts(rng, program.angles.num_slots, 4)
+    base = rng.uniform(-1, 1, (3, program.angles.num_slots))
+    first = runner.run(base, slot, value)
+    before = len(copies)
+    second = runner.run(base, slot.copy(), value.copy())
+    assert copies[before:] == [np.dtype(np.float64)]  # the angles only
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_allclose(
+        first,
+        engine_outputs(
+            program, make_readout("pauli", 3, 5, "complex128"), "complex128", base, slot, value
+        ),
+        atol=1e-10,
+    )

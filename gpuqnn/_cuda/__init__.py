@@ -1,5 +1,12 @@
-"""Custom CUDA kernels for the GPU path: one source, ``statevector.cuh``, built by NVRTC (CuPy)
-for the device and by a C++ compiler for the host (tests).
+"""Custom CUDA kernels for the GPU path, built by NVRTC (CuPy) for the device and by a C++
+compiler for the host (tests):
+
+- the fused kernels (:mod:`.codegen`): CUDA source generated per program, readout and dtype,
+  with the ops as literals; one block per row with the state in shared memory. ``gqs_forward``
+  runs forward and parameter-shift passes, ``gqs_adjoint`` a whole backward pass (or a
+  vector-Jacobian product) in one launch;
+- the per-op kernels (``statevector.cuh``): a (R, D) state tensor in global memory, one launch
+  per op, for rows too large for shared memory.
 
 Use from the simulator::
 
@@ -10,6 +17,7 @@ Use from the simulator::
     else:
         runner = PerOpRunner(kp, dtype)           # per-op launches, replayed as a CUDA graph
     out = runner.run(base_angles, shift_slot, shift_value)   # (S * B, O) float64 on the device
+    grad = runner.adjoint(base_angles, slots)     # FusedRunner: (B, O, len(slots)), one launch
 
 ``base_angles`` (B, K) float64 are the samples' angles; row ``s * B + b`` of ``out`` is sample b
 with ``shift_value[s]`` added to slot ``shift_slot[s]`` (-1: unshifted). A forward pass is

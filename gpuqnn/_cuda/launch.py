@@ -1,7 +1,8 @@
 """The CuPy side of the kernels: compile ``statevector.cuh`` lazily with NVRTC and run it.
 
-- :class:`FusedRunner`: the whole program and readout of every row in ONE launch, one block
-  per row, the state in shared memory (programs where :meth:`KernelProgram.fits_fused`).
+- :class:`FusedRunner`: the generated kernels (:mod:`.codegen`), compiled per circuit: the
+  whole program and readout of every row in ONE launch, one block per row, the state in shared
+  memory (programs where :meth:`KernelProgram.fits_fused`), and the fused adjoint kernel.
 - :class:`PerOpRunner`: a (R, D) state tensor in global memory, one launch per op and two for
   the readout; the launches of a (B, S) shape are captured once in a CUDA graph (from the
   second call of that shape on) and replayed.
@@ -54,7 +55,7 @@ class KernelModule:
         shared memory.
 
         Args:
-            kernel: a kernel name of ``statevector.cuh`` (e.g. ``"gq_fused"``).
+            kernel: a kernel name of ``statevector.cuh`` (e.g. ``"gq_apply"``).
             real_type: ``"float"`` or ``"double"``.
             shared: dynamic shared memory the launch will ask for, in bytes.
         """
@@ -135,7 +136,6 @@ class FusedRunner(_CupyMemory, FusedRunnerBase):
         max_blocks: most blocks in the launch (default: 32 per multiprocessor).
         shared_limit: dynamic shared memory per block, in bytes (default: the device's opt-in
             limit).
-        module: a compiled module to share with other runners (default: a new one).
 
     Raises:
         RuntimeError: CuPy is not importable.
@@ -150,7 +150,6 @@ class FusedRunner(_CupyMemory, FusedRunnerBase):
         threads: int | None = None,
         max_blocks: int | None = None,
         shared_limit: int | None = None,
-        module: KernelModule | None = None,
     ) -> None:
         cupy = _import_cupy()
         self.device_id = int(cupy.cuda.Device().id)
@@ -164,7 +163,6 @@ class FusedRunner(_CupyMemory, FusedRunnerBase):
             raise ValueError(
                 f"threads must be at least 32 (a warp) on a GPU, got {self.forward_kernel.threads}"
             )
-        self.module = module if module is not None else KernelModule()
         self._compiled: dict[str, Any] = {}
 
     def adjoint(self, base_angles: Any, slots: Any, cotangent: Any = None) -> Any:

@@ -31,7 +31,6 @@ from .program import (
 )
 
 SIGNATURES: dict[str, tuple[str, ...]] = {
-    "gq_fused": ("ptr", "ptr", "ptr", "ptr", "i64", "i32", "ptr", "ptr", "i64", "ptr"),
     "gq_init": ("ptr", "i32", "i64"),
     "gq_apply": ("ptr", "ptr", "i32", "ptr", "i64", "i32", "ptr", "ptr", "i64", "ptr"),
     "gq_pauli_partial": ("ptr", "ptr", "ptr", "i64", "i32", "ptr"),
@@ -253,6 +252,7 @@ class FusedRunnerBase(RunnerBase):
         self._adjoint: dict[tuple[tuple[int, ...], bool], GeneratedKernel | None] = {}
         self._index: Any = None  # (D,) int32 probability index table, on the runner's memory
         self._placeholder: Any = None  # for the cotangent argument of a Jacobian launch
+        self._shifts: dict[tuple[bytes, bytes], tuple[Any, Any]] = {}  # host tables -> device
 
     # ---- hook -------------------------------------------------------------------------------
     def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
@@ -289,8 +289,7 @@ class FusedRunnerBase(RunnerBase):
             (
                 self._to_device(base_angles),
                 np.int64(batch),
-                self._to_device(shift_slot),
-                self._to_device(shift_value),
+                *self._shift_tables(shift_slot, shift_value),
                 np.int64(shifts),
                 table,
                 coeff,
@@ -299,6 +298,23 @@ class FusedRunnerBase(RunnerBase):
         )
         self._execute_generated(kernel, launch)
         return out
+
+    def _shift_tables(self, shift_slot: Any, shift_value: Any) -> tuple[Any, Any]:
+        """The shift tables in the runner's memory. Host tables are copied once and kept (a
+        parameter-shift pass launches the same plan for every chunk; a copy from pageable host
+        memory would synchronise the stream each time)."""
+        if not (isinstance(shift_slot, np.ndarray) and isinstance(shift_value, np.ndarray)):
+            return self._to_device(shift_slot), self._to_device(shift_value)
+        key = (shift_slot.tobytes(), shift_value.tobytes())
+        tables = self._shifts.get(key)
+        if tables is None:
+            if len(self._shifts) >= _KEPT_SHIFT_TABLES:
+                self._shifts.pop(next(iter(self._shifts)))
+            tables = self._shifts[key] = (
+                self._to_device(shift_slot),
+                self._to_device(shift_value),
+            )
+        return tables
 
     # ---- adjoint ----------------------------------------------------------------------------
     def adjoint_kernel(self, slots: Sequence[int], vjp: bool) -> GeneratedKernel | None:
@@ -380,6 +396,7 @@ class FusedRunnerBase(RunnerBase):
 
 
 _NO_SHIFT = (np.full(1, -1, dtype=np.int32), np.zeros(1))
+_KEPT_SHIFT_TABLES = 8  # the shift plans a fused runner keeps on the device (oldest dropped)
 
 
 def _probability_index(kp: KernelProgram) -> np.ndarray:

@@ -21,7 +21,7 @@ def kernel_source() -> str:
 
 
 def name_expression(kernel: str, real_type: str) -> str:
-    """The C++ name of one instantiation, e.g. ``gq_fused<double>``."""
+    """The C++ name of one instantiation, e.g. ``gq_apply<double>``."""
     return f"{kernel}<{real_type}>"
 
 

@@ -347,15 +347,6 @@ GQ_DEVICE void gq_item(gq_cplx<T>* GQ_RESTRICT psi, long long item, const gq_op&
     default: GQ_UNREACHABLE();                                                 \
   }
 
-// One op on one row held by this block (fused kernel).
-template <typename T, int KIND, int K>
-GQ_DEVICE void gq_op_block(const gq_ctx& ctx, gq_cplx<T>* GQ_RESTRICT psi, int n,
-                           const gq_op& op, const gq_cplx<T>* GQ_RESTRICT data,
-                           gq_factor<T> f) {
-  const gq_offsets<K> o = gq_load_offsets<KIND, K>(op);
-  GQ_BLOCK_FOR(i, 1LL << (n - op.npos)) gq_item<T, KIND, K>(psi, i, op, o, data, f);
-}
-
 // One op on all rows of a global (rows, 2**n) tensor (per-op kernel).
 template <typename T, int KIND, int K>
 GQ_DEVICE void gq_op_grid(const gq_ctx& ctx, gq_cplx<T>* GQ_RESTRICT psi, int n, long long rows,
@@ -423,7 +414,8 @@ GQ_DEVICE double gq_range_sum(const double* GQ_RESTRICT values, long long lo, lo
   return acc;
 }
 
-// The readout of one row held by this block (fused kernel); out: the row's (O,) outputs.
+// The readout of one row held by this block (the generated fused kernel, codegen.py); out: the
+// row's (O,) outputs.
 template <typename T>
 GQ_DEVICE void gq_readout_block(const gq_ctx& ctx, const gq_cplx<T>* GQ_RESTRICT psi, int n,
                                 const int* GQ_RESTRICT prog, const double* GQ_RESTRICT rcoef,
@@ -461,43 +453,7 @@ GQ_DEVICE void gq_readout_block(const gq_ctx& ctx, const gq_cplx<T>* GQ_RESTRICT
   }
 }
 
-// ---- kernel bodies ----------------------------------------------------------------------------
-// Fused: one block per row (block-stride over the S * B rows). The row's state lives in dynamic
-// shared memory (D complex), followed by the readout's scratch (doubles); the block starts it
-// in |0...0>, applies every op, then the readout, and writes only the row's O outputs.
-template <typename T>
-GQ_DEVICE void gq_fused_body(const gq_ctx& ctx, unsigned char* smem, const int* GQ_RESTRICT prog,
-                             const gq_cplx<T>* GQ_RESTRICT data, const double* GQ_RESTRICT rcoef,
-                             const double* GQ_RESTRICT base, long long batch, int slots,
-                             const int* GQ_RESTRICT shift_slot,
-                             const double* GQ_RESTRICT shift_value, long long shifts,
-                             double* GQ_RESTRICT out) {
-  const int n = prog[GQ_H_QUBITS];
-  const long long dim = 1LL << n;
-  const int num_ops = prog[GQ_H_NUM_OPS];
-  const int num_out = prog[GQ_H_OUTPUTS];
-  gq_cplx<T>* psi = reinterpret_cast<gq_cplx<T>*>(smem);
-  double* scratch = reinterpret_cast<double*>(smem + dim * (long long)sizeof(gq_cplx<T>));
-  gq_angles ang;
-  ang.base = base;
-  ang.batch = batch;
-  ang.slots = slots;
-  ang.shift_slot = shift_slot;
-  ang.shift_value = shift_value;
-  GQ_BLOCK_ITEMS(row, shifts * batch) {
-    GQ_BLOCK_FOR(i, dim) psi[i] = gq_make<T>(i == 0 ? (T)1 : (T)0, (T)0);
-    GQ_SYNC();
-    for (int index = 0; index < num_ops; ++index) {
-      const gq_op op = gq_load_op(prog, index);
-      const gq_factor<T> f = gq_op_factor<T>(op, ang, row);
-      GQ_DISPATCH(gq_op_block, T, op, ctx, psi, n, op, data, f);
-      GQ_SYNC();
-    }
-    gq_readout_block<T>(ctx, psi, n, prog, rcoef, scratch, out + row * num_out);
-    GQ_SYNC();
-  }
-}
-
+// ---- kernel bodies (the per-op path; the fused kernels are generated: codegen.py) ----------
 // Per-op: |0...0> in every row of psi (rows, D).
 template <typename T>
 GQ_DEVICE void gq_init_body(const gq_ctx& ctx, unsigned char* smem, gq_cplx<T>* GQ_RESTRICT psi,
@@ -620,11 +576,6 @@ GQ_DEVICE void gq_prob_direct_body(const gq_ctx& ctx, unsigned char* smem,
 }
 
 // ---- entry points -----------------------------------------------------------------------------
-#define GQ_FUSED_PARAMS(T)                                                                 \
-  const int *GQ_RESTRICT prog, const gq_cplx<T> *GQ_RESTRICT data,                         \
-      const double *GQ_RESTRICT rcoef, const double *GQ_RESTRICT base, long long batch,    \
-      int slots, const int *GQ_RESTRICT shift_slot, const double *GQ_RESTRICT shift_value, \
-      long long shifts, double *GQ_RESTRICT out
 #define GQ_INIT_PARAMS(T) gq_cplx<T> *GQ_RESTRICT psi, int n, long long rows
 #define GQ_APPLY_PARAMS(T)                                                                 \
   const int *GQ_RESTRICT prog, const gq_cplx<T> *GQ_RESTRICT data, int index,              \
@@ -710,8 +661,6 @@ int gq_host_launch(long long grid, int block, long long shared, int reverse, F b
 // A specialised module (gpuqnn/_cuda/codegen.py) includes this source for its helpers and defines
 // GQ_SPECIALISED: it instantiates none of the generic kernels.
 #ifndef GQ_SPECIALISED
-GQ_KERNEL(gq_fused, GQ_FUSED_PARAMS, prog, data, rcoef, base, batch, slots, shift_slot,
-          shift_value, shifts, out)
 GQ_KERNEL(gq_init, GQ_INIT_PARAMS, psi, n, rows)
 GQ_KERNEL(gq_apply, GQ_APPLY_PARAMS, prog, data, index, base, batch, slots, shift_slot,
           shift_value, shifts, psi)
