@@ -14,14 +14,15 @@ from test_cuda_kernels import make_readout, random_program
 from test_gpu_integration import EmulatedGpu
 
 from gpuqnn import EstimatorQNN, SamplerQNN
-from gpuqnn._compile import OpKind
+from gpuqnn._compile import OpKind, Program
 from gpuqnn._cuda.codegen import adjoint_shared_bytes, generate_adjoint, generate_forward
 from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
-from gpuqnn._cuda.passes import OpPass, PhaseRun, plan_passes
+from gpuqnn._cuda.passes import PhaseRun, plan_passes
 from gpuqnn._cuda.program import encode_program
 from gpuqnn._cuda.select import select_runner
 from gpuqnn._internals import simulator_of, use_backend
 from gpuqnn._sim.adjoint import adjoint_gradients
+from gpuqnn._sim.backend import select_backend
 from gpuqnn._sim.fused import FusedCircuit
 from gpuqnn.examples import zz_real_amplitudes
 
@@ -131,20 +132,40 @@ def test_fused_adjoint_matches_finite_differences(kernels: HostKernels) -> None:
     np.testing.assert_allclose(grad[0, 0], fd, atol=1e-7)
 
 
-def test_phase_ops_gather_into_runs_without_changing_the_circuit() -> None:
-    """h(0) p(0) h(1) p(1) ... : the Hadamards move ahead, every phase joins one run; an op on
-    a run's qubit closes the run."""
-    qc, _feature_map, _ansatz = zz_real_amplitudes(4, reps=1)
+def test_passes_gather_phases_and_multiply_constant_runs() -> None:
+    """h(0) p(0) h(1) p(1) ... : the Hadamards move ahead of one phase run and multiply into
+    dense ops of at most three qubits; the parametric ops stay, each once, in order; the
+    passes give the program's state."""
+    qc, feature_map, ansatz = zz_real_amplitudes(4, reps=1)
     network = EstimatorQNN(
-        circuit=qc, input_params=_feature_map.parameters, weight_params=_ansatz.parameters
+        circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
     )
     program = simulator_of(network).program
     passes = plan_passes(program)
     runs = [p for p in passes if isinstance(p, PhaseRun)]
-    assert len(runs) == 1 and len(runs[0].ops) == sum(op.kind is OpKind.PHASE for op in program.ops)
-    assert all(op.kind is OpKind.DENSE for p in passes[:4] for op in p.ops)
-    assert sorted(id(op) for p in passes for op in p.ops) == sorted(id(op) for op in program.ops)
-    assert isinstance(passes[-1], OpPass)
+    phases = [op for op in program.ops if op.kind is OpKind.PHASE]
+    assert len(runs) == 1 and list(runs[0].ops) == phases
+    assert isinstance(passes[2], PhaseRun)  # h(0) h(1) h(2), then h(3), then the run
+    assert [len(p.ops[0].targets) for p in passes[:2]] == [3, 1]
+    parametric = [op for p in passes for op in p.ops if op.slot >= 0]
+    assert parametric == [op for op in program.ops if op.slot >= 0]
+    assert all(len(op.qubits) <= 3 for p in passes for op in p.ops)
+    cx = [p.ops[0] for p in passes[3:] if p.ops[0].slot < 0]  # the chain cx(2,3) cx(1,2) cx(0,1)
+    assert [(op.kind, len(op.qubits)) for op in cx] == [(OpKind.DENSE, 3), (OpKind.PERM, 2)]
+    x = np.random.default_rng(2).uniform(-1, 1, program.angles.num_slots)
+    flat = Program(
+        program.num_qubits,
+        program.qubit_map,
+        tuple(op for p in passes for op in p.ops),
+        program.angles,
+        program.slot_ops,
+    )
+    backend = select_backend("cpu", "complex128")
+    np.testing.assert_allclose(
+        FusedCircuit(flat, backend).evolve(x[None])[:1],
+        FusedCircuit(program, backend).evolve(x[None])[:1],
+        atol=1e-12,
+    )
 
 
 def test_generated_source_has_no_op_tables() -> None:

@@ -327,7 +327,8 @@ class _Generator:
     def _loop(self, op: Op) -> None:
         positions, items = self._items(op)
         c = self.code
-        c("GQS_ITEM_UNROLL")
+        # an 8-amplitude group in flight is 32 registers in complex128: one item at a time
+        c("GQS_NO_UNROLL" if len(op.targets) >= 3 else "GQS_ITEM_UNROLL")
         c.open(f"for (int i = t; i < {items}; i += {self.threads})")
         cval = _cval(op)
         spread = _spread(positions, "i")

@@ -1,22 +1,31 @@
 """The passes a specialised kernel makes over a row's state: a program's ops, reordered so that
-diagonal phase ops gather into runs, and each run applied in ONE pass over the state.
+diagonal phase ops gather into runs, each run applied in ONE pass over the state, and runs of
+constant ops on at most three qubits multiplied into one dense op.
 
 A :class:`PhaseRun` is a run of ``PHASE`` ops: every amplitude's phase is the sum of the
 angles of the ops that select it, so the run is one ``sincos`` and one complex multiply per
 amplitude instead of one pass per op. An op that acts on none of a pending run's qubits is
 moved ahead of the run (the two commute), so that e.g. ``h(0) p(0) h(1) p(1)`` becomes
 ``h(0) h(1) [p(0) p(1)]``. Everything else is one :class:`OpPass` per op, with its constants
-as literals in the generated code (:mod:`.codegen`).
+as literals in the generated code (:mod:`.codegen`); consecutive constant ops (dense, diagonal,
+permutation) whose qubits together number at most :data:`MAX_FUSED_QUBITS` become one dense op
+(one pass instead of several; the generated code skips the product's zero entries, so fused
+permutations stay moves).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .._compile import Op, OpKind, Program
 
 MIN_RUN = 2
 """Phase ops in a run at least; a lone phase op is applied as an :class:`OpPass`."""
+MAX_FUSED_QUBITS = 3
+"""Most qubits of a product of constant ops (the kernels' largest dense op)."""
+_CONSTANT = (OpKind.DENSE, OpKind.DIAG, OpKind.PERM)
 
 
 @dataclass(frozen=True)
@@ -80,4 +89,77 @@ def plan_passes(program: Program) -> list[Pass]:
             flush()
             passes.append(OpPass(op))
     flush()
-    return passes
+    return _fuse_constants(passes)
+
+
+def _fuse_constants(passes: list[Pass]) -> list[Pass]:
+    """Multiply runs of consecutive constant op passes on at most MAX_FUSED_QUBITS qubits."""
+    out: list[Pass] = []
+    group: list[Op] = []
+    qubits: list[int] = []
+
+    def flush() -> None:
+        if len(group) == 1:
+            out.append(OpPass(group[0]))
+        elif group:
+            out.append(OpPass(_product(group, qubits)))
+        group.clear()
+        qubits.clear()
+
+    for p in passes:
+        op = p.ops[0] if isinstance(p, OpPass) else None
+        if op is None or op.kind not in _CONSTANT:
+            flush()
+            out.append(p)
+            continue
+        union = qubits + [int(q) for q in op.qubits if int(q) not in qubits]
+        if len(union) > MAX_FUSED_QUBITS:
+            flush()
+            union = [int(q) for q in op.qubits]
+        group.append(op)
+        qubits[:] = union
+    flush()
+    return out
+
+
+def _product(ops: list[Op], qubits: list[int]) -> Op:
+    """One dense op on ``qubits`` (bit i of its index is ``qubits[i]``): ``ops`` in order."""
+    matrix = np.eye(1 << len(qubits), dtype=complex)
+    for op in ops:
+        matrix = local_matrix(op, qubits) @ matrix
+    return Op(OpKind.DENSE, tuple(qubits), (), 0, matrix)
+
+
+def local_matrix(op: Op, qubits: list[int]) -> np.ndarray:
+    """The (2**m, 2**m) matrix of a constant op on ``qubits`` (which hold its targets and
+    controls; bit i of an index is ``qubits[i]``)."""
+    size = 1 << len(qubits)
+    where = {q: i for i, q in enumerate(qubits)}
+    matrix = np.zeros((size, size), dtype=complex)
+    data = np.asarray(op.data, dtype=complex)
+    for x in range(size):
+        bits = [(x >> where[int(q)]) & 1 for q in op.qubits]
+        targets, controls = bits[: len(op.targets)], bits[len(op.targets) :]
+        held = all(
+            c == (op.ctrl_state >> i) & 1 for i, c in enumerate(controls)
+        )
+        if not held:
+            matrix[x, x] = 1.0
+            continue
+        j = sum(b << t for t, b in enumerate(targets))
+        rest = x
+        for q in op.targets:
+            rest &= ~(1 << where[int(q)])
+        for i in range(1 << len(op.targets)):  # output local index i from input j
+            if op.kind is OpKind.DENSE:
+                value = data[i, j]
+            elif op.kind is OpKind.DIAG:
+                value = data[j] if i == j else 0.0
+            else:  # PERM: out[i] = phases[i] * in[source[i]]
+                value = data[i] if int(op.source[i]) == j else 0.0
+            if value != 0:
+                y = rest
+                for t, q in enumerate(op.targets):
+                    y |= ((i >> t) & 1) << where[int(q)]
+                matrix[y, x] += value
+    return matrix
