@@ -290,3 +290,20 @@ def test_a_backward_pass_is_one_fused_adjoint_launch(kernels: HostKernels, cls) 
     g = rng.normal(size=(5, network.output_shape[0]))
     np.testing.assert_allclose(network.vjp(x, w, g)[1], reference.vjp(x, w, g)[1], atol=1e-10)
     assert len(calls) == 2
+
+
+def test_a_run_op_that_phases_every_amplitude(kernels: HostKernels) -> None:
+    """A phase op whose mask selects every basis state inside a run (seed 1034 draws one)
+    builds for the host with -Werror and differentiates like the NumPy adjoint."""
+    program = random_program(1034, 2, 24)
+    run_ops = [op for p in plan_passes(program) if isinstance(p, PhaseRun) for op in p.ops]
+    assert any(np.all(np.asarray(op.data).real != 0) for op in run_ops)
+    readout = make_readout("pauli", 2, 1034, "complex128")
+    runner = HostFusedRunner(kernels, encode_program(program, readout))
+    slots = list(range(program.angles.num_slots))
+    base = np.random.default_rng(0).uniform(-1, 1, (2, len(slots)))
+    np.testing.assert_allclose(
+        runner.adjoint(base, slots),
+        _reference(program, readout, "complex128", base, slots),
+        atol=1e-12,
+    )

@@ -492,6 +492,7 @@ class _Generator:
                 c("GQ_UNROLL")
                 c.open(f"for (int r = 0; r < {chunk}; ++r)")
                 c(f"const int b = tv + (r0 + r) * {self.threads};")
+                c("(void)b;  // unused when the op phases every amplitude")
                 c(f"if ({self._selected(op, 'b')}) acc += w[r];")
                 c.close()
                 pos = self.position[int(op.slot)]
