@@ -19,7 +19,7 @@ report is rewritten as each stage starts and ends:
 5. ``pytest``: ``pytest -m gpu -q``.
 6. ``timings``: the 8-qubit workload at batch 4096 and the 12-qubit one at 1024, forward and
    backward, with qiskit-aer-gpu and PennyLane + torch on the same GPU where installed, and the
-   targets; plus ``benchmarks/gpu_model.py``'s model where that exists.
+   targets; plus ``benchmarks/gpu_model.py``'s model, labelled a model.
 7. ``sanitizer``: compute-sanitizer memcheck and racecheck on a 3-qubit launch of each kernel.
 
 A global deadline (``--budget-s``) bounds the run: a stage that would start after it, or whose

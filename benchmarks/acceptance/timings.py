@@ -1,7 +1,7 @@
 """Stage 6: gpuqnn's forward and backward times on the GPU workloads, side by side with
 qiskit-aer-gpu and PennyLane + torch backprop on the same GPU (the GPU benchmark's peers,
 ``benchmarks/peers.py``), each checked against gpuqnn before it counts; the targets; and, where
-``benchmarks/gpu_model.py`` exists, its model of the expected GPU times (labelled a model).
+``benchmarks/gpu_model.py``'s model of the expected GPU times (labelled a model).
 
 Timing as in ``bench_gpu.py`` (``benchmarks/measure.py``): a warm-up call, then the best of
 several calls, each bracketed by a device synchronisation; peers marked ``scaled`` are measured
@@ -10,9 +10,9 @@ on fewer samples and scaled linearly to the batch.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
+from benchmarks import gpu_model
 from benchmarks.acceptance.plan import Plan
 from benchmarks.acceptance.runner import StageContext, error_record
 
@@ -149,13 +149,10 @@ def _verdict(met: bool) -> str:
 
 
 def model_part(ctx: StageContext) -> dict[str, Any]:
-    """``benchmarks.gpu_model.model_report()``, labelled a model, where that module exists."""
-    if importlib.util.find_spec("benchmarks.gpu_model") is None:
-        return {"status": "skipped", "reason": "benchmarks/gpu_model.py is not in this checkout"}
+    """``benchmarks.gpu_model.model_report()`` for both dtypes, labelled a model."""
     try:
-        from benchmarks import gpu_model  # noqa: PLC0415 - optional module
-
-        return {"status": "ok", "label": MODEL_LABEL, "report": gpu_model.model_report()}
+        report = {dtype: gpu_model.model_report(dtype) for dtype in ("complex128", "complex64")}
+        return {"status": "ok", "label": MODEL_LABEL, "report": report}
     except Exception as exc:
         ctx.fail(f"gpu_model.model_report() raised {type(exc).__name__}: {exc}")
         return {"status": "failed", "label": MODEL_LABEL, "error": error_record(exc)}

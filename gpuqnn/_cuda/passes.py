@@ -140,9 +140,7 @@ def local_matrix(op: Op, qubits: list[int]) -> np.ndarray:
     for x in range(size):
         bits = [(x >> where[int(q)]) & 1 for q in op.qubits]
         targets, controls = bits[: len(op.targets)], bits[len(op.targets) :]
-        held = all(
-            c == (op.ctrl_state >> i) & 1 for i, c in enumerate(controls)
-        )
+        held = all(c == (op.ctrl_state >> i) & 1 for i, c in enumerate(controls))
         if not held:
             matrix[x, x] = 1.0
             continue
