@@ -3,28 +3,27 @@ Jacobian, adjoint VJP, in both dtypes): source size, threads, shared memory, and
 and spills ptxas reports for sm_90 (H100/H200).
 
 Compilers: nvcc (``-cubin -Xptxas -v``) where it is on PATH or in ``/usr/local/cuda/bin``, and
-NVRTC through ``gpuqnn._cuda.nvrtc`` (``compile_cubin``, ``kernel_resources``) where that module
-exists and NVRTC loads; the GPU path compiles with NVRTC at run time, so where both are at hand
-both are recorded. Compiles run in parallel, one per core (NVRTC releases the GIL).
+NVRTC through ``gpuqnn._cuda.nvrtc`` (``compile_cubin``; ``kernel_resources`` reads nvcc's
+report too) where NVRTC loads; the GPU path compiles with NVRTC at run time, so where both are
+at hand both are recorded. Compiles run in parallel, one per core (NVRTC releases the GIL).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.acceptance.environment import find_tool, run_command
 from benchmarks.acceptance.plan import Plan
 from benchmarks.acceptance.runner import StageContext
+from gpuqnn._cuda.nvrtc import compile_cubin, kernel_resources
 
 ARCH = "sm_90"
 """The architecture the statistics are for (H100/H200)."""
@@ -104,46 +103,6 @@ def generate_kernels(qubits: int, dtype: str, shared_limit: int) -> list[KernelS
     return sources
 
 
-_ENTRY = re.compile(r"Compiling entry function '(?P<name>[^']+)'")
-_PROPERTIES = re.compile(r"Function properties for (?P<name>\S+)")
-_FRAME = re.compile(
-    r"(?P<stack>\d+) bytes stack frame, (?P<stores>\d+) bytes spill stores, "
-    r"(?P<loads>\d+) bytes spill loads"
-)
-_USED = re.compile(r"Used (?P<registers>\d+) registers")
-_SMEM = re.compile(r"(?P<smem>\d+) bytes smem")
-
-
-def ptxas_resources(log: str) -> dict[str, dict[str, int]]:
-    """Registers, spills, stack frame and static shared memory per entry kernel, from
-    ptxas's verbose report (``nvcc -Xptxas -v``)."""
-    found: dict[str, dict[str, int]] = {}
-    entry = properties = None
-    frame: dict[str, int] = {}
-    for line in log.splitlines():
-        if match := _ENTRY.search(line):
-            entry, properties, frame = match["name"], None, {}
-        elif match := _PROPERTIES.search(line):
-            properties = match["name"]
-        elif (match := _FRAME.search(line)) and entry is not None and properties == entry:
-            frame = {
-                "stack_frame": int(match["stack"]),
-                "spill_stores": int(match["stores"]),
-                "spill_loads": int(match["loads"]),
-            }
-        elif (match := _USED.search(line)) and entry is not None:
-            smem = _SMEM.search(line)
-            found[entry] = {
-                "registers": int(match["registers"]),
-                "spill_stores": frame.get("spill_stores", 0),
-                "spill_loads": frame.get("spill_loads", 0),
-                "stack_frame": frame.get("stack_frame", 0),
-                "shared_static": int(smem["smem"]) if smem else 0,
-            }
-            entry = None
-    return found
-
-
 class Nvcc:
     """nvcc ``-cubin -arch=sm_90 -Xptxas -v``."""
 
@@ -176,7 +135,8 @@ class Nvcc:
             return {"status": "skipped", "reason": f"ran past the stage's time ({timeout:.0f} s)"}
         if result.returncode != 0:
             raise RuntimeError(f"nvcc exited {result.returncode}:\n{result.stderr[-3000:]}")
-        return {"status": "ok", "resources": ptxas_resources(result.stdout + result.stderr)}
+        resources = kernel_resources(result.stdout + result.stderr)
+        return {"status": "ok", "resources": {k: asdict(v) for k, v in resources.items()}}
 
 
 class Nvrtc:
@@ -184,20 +144,14 @@ class Nvrtc:
 
     key = "nvrtc"
 
-    def __init__(self, helper: Any, version: str) -> None:
-        self.helper = helper
+    def __init__(self, version: str) -> None:
         self.name = f"NVRTC {version} (gpuqnn._cuda.nvrtc)"
 
     def compile(self, source: str, workdir: Path, timeout: float) -> dict[str, Any]:
         """Resources of ``source``'s kernels (NVRTC cannot be stopped: ``timeout`` unused)."""
         del workdir, timeout
-        result = self.helper.compile_cubin(source, ARCH)
-        resources = self.helper.kernel_resources(getattr(result, "log", ""))
-        return {"status": "ok", "resources": {k: _as_dict(v) for k, v in resources.items()}}
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    return asdict(value) if is_dataclass(value) else dict(value)
+        result = compile_cubin(source, ARCH)
+        return {"status": "ok", "resources": {k: asdict(v) for k, v in result.resources.items()}}
 
 
 def compilers() -> tuple[list[Any], dict[str, str]]:
@@ -209,19 +163,14 @@ def compilers() -> tuple[list[Any], dict[str, str]]:
         missing["nvcc"] = "not on PATH nor in /usr/local/cuda/bin"
     else:
         found.append(Nvcc(nvcc))
-    if importlib.util.find_spec("gpuqnn._cuda.nvrtc") is None:
-        missing["nvrtc"] = "gpuqnn._cuda.nvrtc does not exist in this checkout"
-        return found, missing
     try:
         from cupy.cuda import nvrtc as library  # noqa: PLC0415 - optional
-
-        from gpuqnn._cuda import nvrtc as helper  # noqa: PLC0415 - optional helper
 
         version = ".".join(str(v) for v in library.getVersion())
     except Exception as exc:  # CuPy or the NVRTC library missing
         missing["nvrtc"] = f"NVRTC does not load ({type(exc).__name__}: {exc})"
     else:
-        found.append(Nvrtc(helper, version))
+        found.append(Nvrtc(version))
     return found, missing
 
 
