@@ -1,5 +1,5 @@
-"""The CUDA kernels compile for the device: with nvcc for sm_80 and sm_90 (every template
-instantiation, warnings and register spills as errors) where nvcc is on the machine, and with
+"""The CUDA kernels compile for the device: with nvcc for sm_80 and sm_90 (every entry point,
+warnings and register spills as errors) where nvcc is on the machine, and with
 NVRTC through CuPy (the RawModule path and gpuqnn's own wrapper, without a device) where CuPy
 and NVRTC are importable. Each test skips, saying why, when its compiler is missing; the NVRTC
 ones fail instead in CI, whose test extra installs CuPy and NVRTC."""
@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 
 from gpuqnn._cuda.nvrtc import compile_cubin
-from gpuqnn._cuda.plan import REAL_TYPES, SIGNATURES
 from gpuqnn._cuda.source import (
     COMPILE_OPTIONS,
+    kernel_names,
     kernel_source,
     kernel_source_path,
-    name_expressions,
 )
 
 from conftest import require_nvrtc
@@ -28,24 +27,11 @@ pytestmark = pytest.mark.gpu_logic
 ARCHITECTURES = ["80", "90"]
 
 
-def _instantiations(inline: bool = False) -> str:
-    """A .cu that includes the source (or holds it, ``inline``: NVRTC has no file system) and
-    instantiates every kernel for float and double."""
-    lines = [kernel_source() if inline else f'#include "{kernel_source_path()}"']
-    for kernel in SIGNATURES:
-        params = f"GQ_{kernel[3:].upper()}_PARAMS"
-        for real in REAL_TYPES.values():
-            lines.append(f"template __global__ void {kernel}<{real}>({params}({real}));")
-    return "\n".join(lines) + "\n"
-
-
 @pytest.mark.parametrize("arch", ARCHITECTURES, ids=[f"sm_{a}" for a in ARCHITECTURES])
 def test_nvcc_compiles_every_kernel(arch: str, tmp_path: Path) -> None:
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc is not on PATH")
-    unit = tmp_path / "kernels.cu"
-    unit.write_text(_instantiations())
     cubin = tmp_path / "kernels.cubin"
     command = [
         nvcc,
@@ -58,14 +44,15 @@ def test_nvcc_compiles_every_kernel(arch: str, tmp_path: Path) -> None:
         "-warn-spills",
         "-o",
         str(cubin),
-        str(unit),
+        "-x",
+        "cu",
+        str(kernel_source_path()),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}{result.stderr}"
     binary = cubin.read_bytes()
-    for kernel in SIGNATURES:  # both instantiations are in the cubin (mangled names)
-        for real in REAL_TYPES.values():
-            assert f"_Z{len(kernel)}{kernel}I{real[0]}".encode() in binary, (kernel, real)
+    for name in kernel_names():  # every entry point, under its plain extern "C" name
+        assert name.encode() + b"\x00" in binary, name
 
 
 def _nvrtc():
@@ -80,38 +67,30 @@ def _nvrtc():
 
 @pytest.mark.parametrize("arch", ARCHITECTURES, ids=[f"sm_{a}" for a in ARCHITECTURES])
 def test_nvrtc_compiles_every_kernel(arch: str) -> None:
-    """The path ``cupy.RawModule(code=..., options=COMPILE_OPTIONS, name_expressions=...)``
-    takes, with the architecture given instead of read from a device: CuPy's NVRTC program
-    with the same source, options and name expressions, compiled to a cubin."""
+    """The path ``cupy.RawModule(code=..., options=COMPILE_OPTIONS)`` takes, with the
+    architecture given instead of read from a device: CuPy's NVRTC program with the same source
+    and options, compiled to a cubin that holds every entry point by its plain name (no name
+    expressions: what lets CuPy cache the module on disk)."""
     compiler = _nvrtc()
-    names = name_expressions()
-    program = compiler._NVRTCProgram(
-        kernel_source(), "statevector.cu", (), (), name_expressions=names, method="cubin"
-    )
+    program = compiler._NVRTCProgram(kernel_source(), "statevector.cu", (), (), method="cubin")
     options = (*COMPILE_OPTIONS, f"-arch=sm_{arch}", "--device-as-default-execution-space")
-    cubin, mapping = program.compile(options)
+    cubin, _mapping = program.compile(options)
     assert len(cubin) > 10_000
-    assert set(mapping) == set(names)
-    for name in names:
-        kernel, real = name[:-1].split("<")
-        assert mapping[name].startswith(f"_Z{len(kernel)}{kernel}I{real[0]}"), name
+    for name in kernel_names():
+        assert name.encode() + b"\x00" in cubin, name
 
 
 def test_nvrtc_kernels_do_not_spill_on_sm_90() -> None:
-    """gpuqnn's NVRTC wrapper on the real source, for sm_90 without a device: every
-    instantiation is in ptxas's report, none spills registers (what ``-warn-spills`` checks in
-    the nvcc test) and none uses static shared memory (the fused kernel's is dynamic)."""
+    """gpuqnn's NVRTC wrapper on the real source, for sm_90 without a device: every entry
+    point is in ptxas's report, none spills registers (what ``-warn-spills`` checks in the nvcc
+    test) and none uses static shared memory."""
     require_nvrtc()
-    result = compile_cubin(_instantiations(inline=True), "sm_90", COMPILE_OPTIONS, "statevector.cu")
+    result = compile_cubin(kernel_source(), "sm_90", COMPILE_OPTIONS, "statevector.cu")
     assert result.cubin.startswith(b"\x7fELF")
-    assert len(result.resources) == len(SIGNATURES) * len(REAL_TYPES)
-    for kernel in SIGNATURES:
-        for real in REAL_TYPES.values():
-            prefix = f"_Z{len(kernel)}{kernel}I{real[0]}"
-            (name,) = [n for n in result.resources if n.startswith(prefix)]
-            usage = result.resources[name]
-            assert usage.spill_stores == usage.spill_loads == 0, (name, usage, result.log)
-            assert 0 < usage.registers <= 255 and usage.shared_static == 0, (name, usage)
+    assert set(result.resources) == set(kernel_names())
+    for name, usage in result.resources.items():
+        assert usage.spill_stores == usage.spill_loads == 0, (name, usage, result.log)
+        assert 0 < usage.registers <= 255 and usage.shared_static == 0, (name, usage)
 
 
 def _workload_kernels(num_qubits: int, dtype: str, which: tuple[str, ...]) -> list:

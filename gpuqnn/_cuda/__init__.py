@@ -37,7 +37,7 @@ from .program import (
     encode_program,
     unsupported_reason,
 )
-from .source import kernel_source, kernel_source_path, name_expressions
+from .source import kernel_names, kernel_source, kernel_source_path
 
 __all__ = [
     "DEFAULT_SHARED_LIMIT",
@@ -50,7 +50,7 @@ __all__ = [
     "encode_program",
     "kernel_source",
     "kernel_source_path",
-    "name_expressions",
+    "kernel_names",
     "shared_memory_limit",
     "unsupported_reason",
 ]

@@ -24,7 +24,7 @@ import numpy as np
 from .codegen import GeneratedKernel
 from .plan import FusedRunnerBase, Launch, PerOpBuffers, PerOpRunnerBase
 from .program import KernelProgram
-from .source import COMPILE_OPTIONS, kernel_source, name_expression, name_expressions
+from .source import COMPILE_OPTIONS, kernel_name, kernel_source
 
 _STATIC_SHARED_LIMIT = 48 * 1024  # above this a kernel must opt in to dynamic shared memory
 _BLOCKS_PER_SM = 32
@@ -43,7 +43,9 @@ def _import_cupy() -> ModuleType:
 
 class KernelModule:
     """``statevector.cuh`` as one CuPy ``RawModule`` holding every kernel for float and double,
-    compiled on first use. Several runners may share one.
+    compiled on first use. Its entry points are plain ``extern "C"`` names, so CuPy caches the
+    binary on disk (``$CUPY_CACHE_DIR``) and later processes load it instead of compiling.
+    Several runners may share one.
     """
 
     def __init__(self) -> None:
@@ -51,7 +53,7 @@ class KernelModule:
         self._functions: dict[str, Any] = {}
 
     def function(self, kernel: str, real_type: str, shared: int = 0) -> Any:
-        """The compiled kernel ``kernel<real_type>``, allowed ``shared`` bytes of dynamic
+        """The compiled kernel ``kernel`` for ``real_type``, allowed ``shared`` bytes of dynamic
         shared memory.
 
         Args:
@@ -59,16 +61,12 @@ class KernelModule:
             real_type: ``"float"`` or ``"double"``.
             shared: dynamic shared memory the launch will ask for, in bytes.
         """
-        name = name_expression(kernel, real_type)
+        name = kernel_name(kernel, real_type)
         function = self._functions.get(name)
         if function is None:
             if self._module is None:
                 cupy = _import_cupy()
-                self._module = cupy.RawModule(
-                    code=kernel_source(),
-                    options=COMPILE_OPTIONS,
-                    name_expressions=name_expressions(),
-                )
+                self._module = cupy.RawModule(code=kernel_source(), options=COMPILE_OPTIONS)
             function = self._functions[name] = self._module.get_function(name)
         if shared > _STATIC_SHARED_LIMIT and function.max_dynamic_shared_size_bytes < shared:
             function.max_dynamic_shared_size_bytes = shared

@@ -32,7 +32,8 @@ from .program import (
 
 SIGNATURES: dict[str, tuple[str, ...]] = {
     "gq_init": ("ptr", "i32", "i64"),
-    "gq_apply": ("ptr", "ptr", "i32", "ptr", "i64", "i32", "ptr", "ptr", "i64", "ptr"),
+    "gq_factors": ("ptr", "i64", "i32", "ptr", "ptr", "i64", "ptr"),
+    "gq_apply": ("ptr", "ptr", "i32", "ptr", "i32", "i64", "ptr"),
     "gq_pauli_partial": ("ptr", "ptr", "ptr", "i64", "i32", "ptr"),
     "gq_pauli_reduce": ("ptr", "ptr", "i64", "i32", "ptr"),
     "gq_prob_pieces": ("ptr", "ptr", "i64", "ptr"),
@@ -418,6 +419,7 @@ class PerOpBuffers:
         shift_slot: (S,) int32 buffer.
         shift_value: (S,) float64 buffer.
         psi: (R, D) complex states.
+        factors: (R * K * 2,) complex (cos, sin) of each row's slot half angles and angles.
         partial: (partials,) float64 readout partial sums (at least one element).
         out: (R, O) float64 outputs.
         launches: the launches, in order, that fill ``out`` from the input buffers.
@@ -429,6 +431,7 @@ class PerOpBuffers:
     shift_slot: Any
     shift_value: Any
     psi: Any
+    factors: Any
     partial: Any
     out: Any
     launches: list[Launch]
@@ -513,9 +516,23 @@ class PerOpRunnerBase(RunnerBase):
         slot = self._empty((shifts,), np.int32)
         value = self._empty((shifts,), np.float64)
         psi = self._empty((rows, dim), self.dtype)
+        factors = self._empty((max(1, rows * kp.num_slots * 2),), self.dtype)
         out = self._empty((rows, kp.num_outputs), np.float64)
         launches = [
-            make_launch("gq_init", self._blocks(rows * dim, threads), threads, 0, psi, n, rows)
+            make_launch("gq_init", self._blocks(rows * dim, threads), threads, 0, psi, n, rows),
+            make_launch(
+                "gq_factors",
+                self._blocks(rows * kp.num_slots, threads),
+                threads,
+                0,
+                base,
+                batch,
+                kp.num_slots,
+                slot,
+                value,
+                shifts,
+                factors,
+            ),
         ]
         for i in range(kp.num_ops):
             npos = int(kp.table[int(kp.table[H_OPS]) + OP_FIELDS * i + F_NPOS])
@@ -529,12 +546,9 @@ class PerOpRunnerBase(RunnerBase):
                     table,
                     data,
                     i,
-                    base,
-                    batch,
+                    factors,
                     kp.num_slots,
-                    slot,
-                    value,
-                    shifts,
+                    rows,
                     psi,
                 )
             )
@@ -611,4 +625,4 @@ class PerOpRunnerBase(RunnerBase):
                     out,
                 )
             )
-        return PerOpBuffers(batch, shifts, base, slot, value, psi, partial, out, launches)
+        return PerOpBuffers(batch, shifts, base, slot, value, psi, factors, partial, out, launches)

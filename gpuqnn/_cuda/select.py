@@ -60,12 +60,14 @@ class KernelRunner:
         self.name = "fused" if isinstance(kernels, FusedRunnerBase) else "per_op"
         self.num_outputs = num_outputs
         outputs = 8 * num_outputs + 16
-        state = 2 * 2**circuit.program.num_qubits * circuit.backend.dtype.itemsize
-        self._row_bytes = outputs if self.name == "fused" else state + outputs
+        itemsize = circuit.backend.dtype.itemsize
+        state = 2 * 2**circuit.program.num_qubits * itemsize
+        factors = 2 * circuit.program.angles.num_slots * itemsize
+        self._row_bytes = outputs if self.name == "fused" else state + factors + outputs
 
     def row_bytes(self) -> int:
         """Device bytes per row: the outputs for the fused kernel; the state, its readout
-        partials and the outputs for the per-op kernels."""
+        partials, its angle factors and the outputs for the per-op kernels."""
         return self._row_bytes
 
     def sample_bytes(self) -> int:

@@ -1,4 +1,4 @@
-"""Where the kernel source lives, and the names of its template instantiations."""
+"""Where the kernel source lives, and the names of its entry points."""
 
 from __future__ import annotations
 
@@ -20,13 +20,14 @@ def kernel_source() -> str:
     return resources.files(__package__).joinpath(SOURCE_NAME).read_text(encoding="utf-8")
 
 
-def name_expression(kernel: str, real_type: str) -> str:
-    """The C++ name of one instantiation, e.g. ``gq_apply<double>``."""
-    return f"{kernel}<{real_type}>"
+def kernel_name(kernel: str, real_type: str) -> str:
+    """The entry point of one kernel for one real type, e.g. ``gq_apply_f64`` (the same name in
+    the CUDA and the host build)."""
+    return f"{kernel}_{'f32' if real_type == 'float' else 'f64'}"
 
 
-def name_expressions() -> list[str]:
-    """Every kernel for both real types, as ``RawModule(name_expressions=...)`` takes them."""
+def kernel_names() -> list[str]:
+    """Every kernel's entry point for both real types."""
     from .plan import REAL_TYPES, SIGNATURES  # noqa: PLC0415 - plan imports codegen, which imports us
 
-    return [name_expression(k, t) for k in SIGNATURES for t in REAL_TYPES.values()]
+    return [kernel_name(k, t) for k in SIGNATURES for t in REAL_TYPES.values()]

@@ -1,10 +1,11 @@
 // gpuqnn's batched statevector kernels.
 //
 // One source, built three ways:
-//   - CUDA with nvcc or NVRTC (CuPy RawModule): every kernel NAME is a `__global__` template on
-//     the real type T (float for complex64 states, double for complex128);
-//   - plain C++ for the host when GPUQNN_HOST is defined: every kernel becomes the extern "C"
-//     functions NAME_f32 / NAME_f64, which run the same body for each block of an emulated grid,
+//   - CUDA with nvcc or NVRTC (CuPy RawModule): every kernel NAME is the two extern "C"
+//     `__global__` functions NAME_f32 / NAME_f64, its body templated on the real type T (float
+//     for complex64 states, double for complex128);
+//   - plain C++ for the host when GPUQNN_HOST is defined: the same names are extern "C"
+//     functions that run the body for each block of an emulated grid,
 //     with an emulated number of threads per block, so tests execute the same index arithmetic,
 //     strided loops and reduction trees on the CPU.
 // Nothing outside `#ifdef GPUQNN_HOST` includes a header: NVRTC has no standard library.
@@ -216,15 +217,6 @@ GQ_DEVICE gq_op gq_load_op(const int* prog, int index) {
   return op;
 }
 
-// Where each row finds its angles.
-struct gq_angles {
-  const double* base;
-  long long batch;
-  int slots;
-  const int* shift_slot;
-  const double* shift_value;
-};
-
 // rot: (cos(theta/2), sin(theta/2)); phase: (cos theta, sin theta); constant ops: (1, 0).
 template <typename T>
 struct gq_factor {
@@ -232,18 +224,17 @@ struct gq_factor {
   T s;
 };
 
+// An op's factor in a row, from the (rows, slots, 2) table gq_factors wrote.
 template <typename T>
-GQ_DEVICE gq_factor<T> gq_op_factor(const gq_op& op, const gq_angles& a, long long row) {
+GQ_DEVICE gq_factor<T> gq_op_factor(const gq_op& op, const gq_cplx<T>* GQ_RESTRICT factors,
+                                    int slots, long long row) {
   gq_factor<T> f;
   f.c = (T)1;
   f.s = (T)0;
   if (op.slot < 0) return f;
-  const long long block = row / a.batch;
-  double angle = a.base[(row - block * a.batch) * a.slots + op.slot];
-  if (a.shift_slot[block] == op.slot) angle += a.shift_value[block];
-  T theta = (T)angle;
-  if (op.kind == GQ_ROT) theta = theta * (T)0.5;
-  gq_sincos(theta, &f.s, &f.c);
+  const gq_cplx<T> z = factors[(row * slots + op.slot) * 2 + (op.kind == GQ_ROT ? 0 : 1)];
+  f.c = z.re;
+  f.s = z.im;
   return f;
 }
 
@@ -351,14 +342,14 @@ GQ_DEVICE void gq_item(gq_cplx<T>* GQ_RESTRICT psi, long long item, const gq_op&
 template <typename T, int KIND, int K>
 GQ_DEVICE void gq_op_grid(const gq_ctx& ctx, gq_cplx<T>* GQ_RESTRICT psi, int n, long long rows,
                           const gq_op& op, const gq_cplx<T>* GQ_RESTRICT data,
-                          const gq_angles& ang) {
+                          const gq_cplx<T>* GQ_RESTRICT factors, int slots) {
   const gq_offsets<K> o = gq_load_offsets<KIND, K>(op);
   const int log_items = n - op.npos;
   const long long mask = (1LL << log_items) - 1;
   GQ_GRID_FOR(w, rows << log_items) {
     const long long row = w >> log_items;
     gq_item<T, KIND, K>(psi + (row << n), w & mask, op, o, data,
-                        gq_op_factor<T>(op, ang, row));
+                        gq_op_factor<T>(op, factors, slots, row));
   }
 }
 
@@ -463,24 +454,39 @@ GQ_DEVICE void gq_init_body(const gq_ctx& ctx, unsigned char* smem, gq_cplx<T>* 
   GQ_GRID_FOR(w, rows << n) psi[w] = gq_make<T>((w & mask) == 0 ? (T)1 : (T)0, (T)0);
 }
 
-// Per-op: op `index` on every row of psi (S * B, D).
+// Per-op: every row's (cos, sin) of each slot's half angle (rot) and angle (phase), once per
+// call: factors[(row * slots + k) * 2 + 0 or 1], row r = s * B + b with block s's shift.
+template <typename T>
+GQ_DEVICE void gq_factors_body(const gq_ctx& ctx, unsigned char* smem,
+                               const double* GQ_RESTRICT base, long long batch, int slots,
+                               const int* GQ_RESTRICT shift_slot,
+                               const double* GQ_RESTRICT shift_value, long long shifts,
+                               gq_cplx<T>* GQ_RESTRICT factors) {
+  (void)smem;
+  GQ_GRID_FOR(w, shifts * batch * slots) {
+    const long long row = w / slots;
+    const int k = (int)(w - row * slots);
+    const long long block = row / batch;
+    double angle = base[(row - block * batch) * slots + k];
+    if (shift_slot[block] == k) angle += shift_value[block];
+    double s, c;
+    gq_sincos(angle * 0.5, &s, &c);
+    factors[2 * w] = gq_make<T>((T)c, (T)s);
+    gq_sincos(angle, &s, &c);
+    factors[2 * w + 1] = gq_make<T>((T)c, (T)s);
+  }
+}
+
+// Per-op: op `index` on every row of psi (rows, D), its angle factors from gq_factors.
 template <typename T>
 GQ_DEVICE void gq_apply_body(const gq_ctx& ctx, unsigned char* smem, const int* GQ_RESTRICT prog,
                              const gq_cplx<T>* GQ_RESTRICT data, int index,
-                             const double* GQ_RESTRICT base, long long batch, int slots,
-                             const int* GQ_RESTRICT shift_slot,
-                             const double* GQ_RESTRICT shift_value, long long shifts,
+                             const gq_cplx<T>* GQ_RESTRICT factors, int slots, long long rows,
                              gq_cplx<T>* GQ_RESTRICT psi) {
   (void)smem;
   const int n = prog[GQ_H_QUBITS];
   const gq_op op = gq_load_op(prog, index);
-  gq_angles ang;
-  ang.base = base;
-  ang.batch = batch;
-  ang.slots = slots;
-  ang.shift_slot = shift_slot;
-  ang.shift_value = shift_value;
-  GQ_DISPATCH(gq_op_grid, T, op, ctx, psi, n, shifts * batch, op, data, ang);
+  GQ_DISPATCH(gq_op_grid, T, op, ctx, psi, n, rows, op, data, factors, slots);
 }
 
 // Per-op Pauli readout, step 1: one block per (row, term, chunk of 2**(n - log_chunks)
@@ -577,11 +583,14 @@ GQ_DEVICE void gq_prob_direct_body(const gq_ctx& ctx, unsigned char* smem,
 
 // ---- entry points -----------------------------------------------------------------------------
 #define GQ_INIT_PARAMS(T) gq_cplx<T> *GQ_RESTRICT psi, int n, long long rows
+#define GQ_FACTORS_PARAMS(T)                                                               \
+  const double *GQ_RESTRICT base, long long batch, int slots,                              \
+      const int *GQ_RESTRICT shift_slot, const double *GQ_RESTRICT shift_value,            \
+      long long shifts, gq_cplx<T> *GQ_RESTRICT factors
 #define GQ_APPLY_PARAMS(T)                                                                 \
   const int *GQ_RESTRICT prog, const gq_cplx<T> *GQ_RESTRICT data, int index,              \
-      const double *GQ_RESTRICT base, long long batch, int slots,                          \
-      const int *GQ_RESTRICT shift_slot, const double *GQ_RESTRICT shift_value,            \
-      long long shifts, gq_cplx<T> *GQ_RESTRICT psi
+      const gq_cplx<T> *GQ_RESTRICT factors, int slots, long long rows,                    \
+      gq_cplx<T> *GQ_RESTRICT psi
 #define GQ_PAULI_PARTIAL_PARAMS(T)                                                         \
   const int *GQ_RESTRICT prog, const double *GQ_RESTRICT rcoef,                            \
       const gq_cplx<T> *GQ_RESTRICT psi, long long rows, int log_chunks,                   \
@@ -649,12 +658,16 @@ int gq_host_launch(long long grid, int block, long long shared, int reverse, F b
 
 #else  // CUDA
 
-#define GQ_KERNEL(NAME, PARAMS, ...)                                          \
-  template <typename T>                                                       \
-  __global__ void __launch_bounds__(GQ_MAX_THREADS) NAME(PARAMS(T)) {         \
-    extern __shared__ __align__(16) unsigned char gq_smem[];                  \
-    NAME##_body<T>(gq_ctx(), gq_smem, __VA_ARGS__);                           \
+// extern "C" entry points with the host build's names (NAME_f32, NAME_f64): a module of plain
+// names needs no name expressions, so CuPy caches its binary on disk.
+#define GQ_DEVICE_ENTRY(NAME, SUFFIX, T, PARAMS, ...)                                   \
+  extern "C" __global__ void __launch_bounds__(GQ_MAX_THREADS) NAME##_##SUFFIX(PARAMS(T)) { \
+    extern __shared__ __align__(16) unsigned char gq_smem[];                            \
+    NAME##_body<T>(gq_ctx(), gq_smem, __VA_ARGS__);                                     \
   }
+#define GQ_KERNEL(NAME, PARAMS, ...)                         \
+  GQ_DEVICE_ENTRY(NAME, f32, float, PARAMS, __VA_ARGS__)     \
+  GQ_DEVICE_ENTRY(NAME, f64, double, PARAMS, __VA_ARGS__)
 
 #endif
 
@@ -662,8 +675,9 @@ int gq_host_launch(long long grid, int block, long long shared, int reverse, F b
 // GQ_SPECIALISED: it instantiates none of the generic kernels.
 #ifndef GQ_SPECIALISED
 GQ_KERNEL(gq_init, GQ_INIT_PARAMS, psi, n, rows)
-GQ_KERNEL(gq_apply, GQ_APPLY_PARAMS, prog, data, index, base, batch, slots, shift_slot,
-          shift_value, shifts, psi)
+GQ_KERNEL(gq_factors, GQ_FACTORS_PARAMS, base, batch, slots, shift_slot, shift_value, shifts,
+          factors)
+GQ_KERNEL(gq_apply, GQ_APPLY_PARAMS, prog, data, index, factors, slots, rows, psi)
 GQ_KERNEL(gq_pauli_partial, GQ_PAULI_PARTIAL_PARAMS, prog, rcoef, psi, rows, log_chunks, partial)
 GQ_KERNEL(gq_pauli_reduce, GQ_PAULI_REDUCE_PARAMS, prog, partial, rows, log_chunks, out)
 GQ_KERNEL(gq_prob_pieces, GQ_PROB_PIECES_PARAMS, prog, psi, rows, partial)
