@@ -307,3 +307,50 @@ def test_a_run_op_that_phases_every_amplitude(kernels: HostKernels) -> None:
         _reference(program, readout, "complex128", base, slots),
         atol=1e-12,
     )
+
+
+def test_complex64_phase_runs_stay_accurate_for_large_angles(kernels: HostKernels) -> None:
+    """Feature-map angles can be large (products of unnormalised inputs): a phase run sums its
+    ops' angles in the state's precision, so each is first reduced modulo 2 pi in double."""
+    qc, feature_map, ansatz = zz_real_amplitudes(4, reps=1)
+    kwargs = dict(circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters)
+    sim = simulator_of(EstimatorQNN(**kwargs, dtype="complex64"))
+    exact = simulator_of(EstimatorQNN(**kwargs))
+    runner = HostFusedRunner(kernels, encode_program(sim.program, sim.readout), "complex64")
+    rng = np.random.default_rng(9)
+    base = rng.uniform(-1, 1, (4, sim.program.angles.num_slots))
+    phases = [op.slot for op in sim.program.ops if op.kind is OpKind.PHASE]
+    base[:, phases] = rng.uniform(300, 1000, (4, len(phases)))
+    out = runner.run(base, np.array([-1], np.int32), np.zeros(1))
+    reference = exact.readout(exact.circuit.evolve(base))
+    np.testing.assert_allclose(out, reference, atol=2e-6)
+    slots = list(range(sim.program.angles.num_slots))
+    expected = _reference(exact.program, exact.readout, "complex128", base, slots)
+    np.testing.assert_allclose(runner.adjoint(base, slots), expected, atol=1e-5)
+
+
+def test_bad_adjoint_arguments_are_refused(kernels: HostKernels) -> None:
+    program = random_program(3, 3)
+    runner = HostFusedRunner(
+        kernels, encode_program(program, make_readout("pauli", 3, 3, "complex128"))
+    )
+    base = np.zeros((2, program.angles.num_slots))
+    with pytest.raises(ValueError, match="distinct slots"):
+        runner.adjoint(base, [0, 0])
+    with pytest.raises(ValueError, match="non-empty list"):
+        runner.adjoint(base, [])
+    with pytest.raises(ValueError, match=r"cotangent must be float64 of shape \(2, 3\)"):
+        runner.adjoint(base, [0], np.zeros((2, 2)))
+
+
+def test_fused_shift_cost_counts_every_shifted_row(kernels: HostKernels) -> None:
+    """On the fused kernel every shifted row runs the whole circuit: a parameter-shift pass by
+    S slots of two-term rules costs (1 + 2 S) rows of (passes + readout)."""
+    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
+    network = EstimatorQNN(
+        circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
+    )
+    sim, built = _emulated(kernels, network, "complex128")
+    slots = list(range(sim.program.angles.num_slots))
+    passes = built.kernels.forward_kernel.passes
+    assert sim.parameter_shift.cost(slots) == (1 + 2 * len(slots)) * (passes + 1)

@@ -273,7 +273,10 @@ class _Generator:
         c(f"double a = base[sample * {k} + k];")
         if shifted:
             c("if (shift_slot[shift] == (int)k) a += shift_value[shift];")
-        c("theta[k] = (real)a;")
+        if self.real == "float":  # a run sums these in float: reduce them first (period 2 pi)
+            c("theta[k] = (real)(a - 6.283185307179586 * rint(a * 0.15915494309189535));")
+        else:
+            c("theta[k] = (real)a;")
         c("double s, co;  // in double whatever the dtype: once per slot and row")
         c("gqs_sincos(a * 0.5, &s, &co);")
         c("half[k] = gq_make<real>((real)co, (real)s);")
@@ -630,7 +633,8 @@ def _entry(name: str, params: list[tuple[str, str]], threads: int) -> str:
     """The host and CUDA entry points calling ``{name}_body``."""
     decl = ", ".join(f"{t} {n}" for t, n in params)
     args = ", ".join(n for _t, n in params)
-    min_blocks = max(1, _REGISTERS_PER_SM // (threads * REGISTER_BUDGET))
+    # at most 16: the fewest resident blocks per SM among the architectures CuPy supports
+    min_blocks = max(1, min(16, _REGISTERS_PER_SM // (threads * REGISTER_BUDGET)))
     return f"""
 #ifdef GPUQNN_HOST
 extern "C" int {name}({decl}, long long grid, int block, long long shared, int reverse) {{

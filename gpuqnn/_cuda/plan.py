@@ -11,6 +11,7 @@ Shapes: B samples, K angle slots, S shift blocks, R = S * B rows, O outputs, D =
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -254,6 +255,7 @@ class FusedRunnerBase(RunnerBase):
         self._index: Any = None  # (D,) int32 probability index table, on the runner's memory
         self._placeholder: Any = None  # for the cotangent argument of a Jacobian launch
         self._shifts: dict[tuple[bytes, bytes], tuple[Any, Any]] = {}  # host tables -> device
+        self._lock = threading.Lock()
 
     # ---- hook -------------------------------------------------------------------------------
     def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
@@ -307,14 +309,15 @@ class FusedRunnerBase(RunnerBase):
         if not (isinstance(shift_slot, np.ndarray) and isinstance(shift_value, np.ndarray)):
             return self._to_device(shift_slot), self._to_device(shift_value)
         key = (shift_slot.tobytes(), shift_value.tobytes())
-        tables = self._shifts.get(key)
-        if tables is None:
-            if len(self._shifts) >= _KEPT_SHIFT_TABLES:
-                self._shifts.pop(next(iter(self._shifts)))
-            tables = self._shifts[key] = (
-                self._to_device(shift_slot),
-                self._to_device(shift_value),
-            )
+        with self._lock:  # user threads may share a network
+            tables = self._shifts.get(key)
+            if tables is None:
+                if len(self._shifts) >= _KEPT_SHIFT_TABLES:
+                    self._shifts.pop(next(iter(self._shifts)))
+                tables = self._shifts[key] = (
+                    self._to_device(shift_slot),
+                    self._to_device(shift_value),
+                )
         return tables
 
     # ---- adjoint ----------------------------------------------------------------------------
@@ -347,9 +350,10 @@ class FusedRunnerBase(RunnerBase):
         kp = self.kernel_program
         batch, _shifts = self._check_inputs(base_angles, _NO_SHIFT[0], _NO_SHIFT[1])
         bad = [s for s in slots if not 0 <= int(s) < kp.num_slots]
-        if not len(slots) or bad:
+        if not len(slots) or bad or len(set(int(s) for s in slots)) != len(slots):
             raise ValueError(
-                f"slots must be a non-empty list of slots in [0, {kp.num_slots}), got {list(slots)}"
+                f"slots must be a non-empty list of distinct slots in [0, {kp.num_slots}), "
+                f"got {list(slots)}"
             )
         vjp = cotangent is not None
         if vjp and (

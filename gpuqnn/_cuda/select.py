@@ -74,14 +74,13 @@ class KernelRunner:
         """Nothing per sample beyond the rows (the tables are shared)."""
         return 0
 
-    def cost(self, rows_per_block: np.ndarray) -> float:
-        """Fused: every row of the pass (``rows_per_block[-1]``, the rows the last block
-        sweeps) makes every pass of the specialised kernel over its state, then the readout
+    def cost(self, rows_per_block: np.ndarray, rows: int = 1) -> float:
+        """Fused: every one of the pass's ``rows`` rows per sample (base and shifted) makes
+        every pass of the generated kernel over its state from the start, then the readout
         (:meth:`adjoint_cost`'s units). Per-op: the block engine's model
         (:func:`gpuqnn._sim.runners.engine_cost`), not calibrated for the kernels."""
         if self.name == "fused":
-            rows = float(np.asarray(rows_per_block)[-1]) if len(rows_per_block) else 1.0
-            return rows * (self.kernels.forward_kernel.passes + 1)
+            return float(rows) * (self.kernels.forward_kernel.passes + 1)
         return engine_cost(self.circuit, rows_per_block)
 
     def fused_adjoint(self, slots: Sequence[int], vjp: bool) -> bool:

@@ -75,9 +75,10 @@ class Backend:
         return self.is_gpu and isinstance(value, self.xp.ndarray)
 
     def check_device(self, name: str, value: Any) -> None:
-        """Refuse an array of another CUDA device: ``value`` (a CuPy array, or anything with a
-        ``device.id``) must live on this backend's device. Nothing is copied between devices
-        behind the caller's back, as PyTorch refuses tensors of two devices in one operation.
+        """Refuse an array of another CUDA device: a CuPy array ``value`` must live on this
+        backend's device (other values are converted on it by the caller). Nothing is copied
+        between devices behind the caller's back, as PyTorch refuses tensors of two devices in
+        one operation.
 
         Raises:
             ValueError: ``value`` is on another device (the message names both and the fix).

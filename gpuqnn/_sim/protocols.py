@@ -94,9 +94,11 @@ class Runner(Protocol):
     def sample_bytes(self) -> int:
         """Bytes per sample held once for all its rows (per-sample block data)."""
 
-    def cost(self, rows_per_block: np.ndarray) -> float:
-        """Relative cost per sample of a pass whose block j sweeps ``rows_per_block[j]`` rows
-        (a forward pass: all ones), in the block engine's units (passes over one state)."""
+    def cost(self, rows_per_block: np.ndarray, rows: int = 1) -> float:
+        """Relative cost per sample of a pass of ``rows`` rows per sample (the base row and the
+        shifted ones; a forward pass: 1) whose block j sweeps ``rows_per_block[j]`` of them on
+        the block engine (a shifted row branches off after its slot's block), in passes over one
+        state."""
 
     def forward(self, angles: Any, buffers: Buffers) -> Any:
         """(B, O) float64 outputs of (B, K) real ``angles``."""

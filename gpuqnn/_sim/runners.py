@@ -59,8 +59,8 @@ class BlockRunner:
         """The largest block's per-sample data and its temporaries."""
         return self._sample_bytes
 
-    def cost(self, rows_per_block: np.ndarray) -> float:
-        """:func:`engine_cost`."""
+    def cost(self, rows_per_block: np.ndarray, rows: int = 1) -> float:
+        """:func:`engine_cost` (``rows`` is implied by ``rows_per_block`` here)."""
         return engine_cost(self.circuit, rows_per_block)
 
     def forward(self, angles: Any, buffers: Buffers) -> Any:

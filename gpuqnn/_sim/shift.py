@@ -142,7 +142,7 @@ class ParameterShiftStrategy:
         rows = np.ones(len(self.circuit.blocks))
         for k in slots:
             rows[int(self.circuit.slot_block[k]) + 1 :] += len(self.rules[k])
-        return self.runner.cost(rows)
+        return self.runner.cost(rows, 1 + sum(len(self.rules[k]) for k in slots))
 
     def run(
         self,
