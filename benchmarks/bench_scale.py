@@ -78,17 +78,11 @@ class Result:
 
 
 def _network(qubits: int, device: str) -> Any:
+    from benchmarks.workloads import zz_estimator  # noqa: PLC0415
     from gpuqnn import EstimatorQNN  # noqa: PLC0415
-    from gpuqnn.examples import zz_real_amplitudes  # noqa: PLC0415
 
-    circuit, feature_map, ansatz = zz_real_amplitudes(qubits, reps=3)
-    return EstimatorQNN(
-        circuit=circuit,
-        input_params=feature_map.parameters,
-        weight_params=ansatz.parameters,
-        input_gradients=True,
-        device=device,
-    )
+    spec = zz_estimator(qubits)
+    return EstimatorQNN(**spec.qiskit_kwargs(), input_gradients=True, device=device)
 
 
 def _model(qubits: int, device: str) -> Any:

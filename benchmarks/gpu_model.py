@@ -29,13 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpuqnn import EstimatorQNN
+from benchmarks.workloads import zz_kernel_program
 from gpuqnn._compile import Op, OpKind
 from gpuqnn._cuda.codegen import adjoint_shared_bytes, default_threads
 from gpuqnn._cuda.passes import PhaseRun, plan_passes
-from gpuqnn._cuda.program import encode_program
-from gpuqnn._internals import simulator_of
-from gpuqnn.examples import zz_real_amplitudes
 
 SMS = 132
 """Multiprocessors of an H100 SXM / H200 (GH100)."""
@@ -92,11 +89,11 @@ def _fp64(op: Op, dim: int) -> float:
     return 0.0
 
 
-def pass_costs(program, itemsize: int) -> list[tuple[float, float, bool]]:
-    """(shared bytes, FP64 ops, parametric) of each forward pass over one row."""
-    dim = 1 << program.num_qubits
+def pass_costs(passes: list, num_qubits: int, itemsize: int) -> list[tuple[float, float, bool]]:
+    """(shared bytes, floating-point ops, parametric) of each forward pass over one row."""
+    dim = 1 << num_qubits
     out = []
-    for p in plan_passes(program):
+    for p in passes:
         if isinstance(p, PhaseRun):
             out.append((2.0 * dim * itemsize, dim * (SINCOS_OPS + 4 + len(p.ops)), True))
         else:
@@ -105,19 +102,24 @@ def pass_costs(program, itemsize: int) -> list[tuple[float, float, bool]]:
     return out
 
 
-def forward_row(program, itemsize: int) -> RowCost:
-    costs = pass_costs(program, itemsize)
+def _sweep(costs: list[tuple[float, float, bool]]) -> RowCost:
     return RowCost(sum(c[0] for c in costs), sum(c[1] for c in costs), len(costs))
 
 
-def adjoint_row(program, itemsize: int, outputs: int) -> RowCost:
-    """The fused adjoint kernel (final state kept between outputs)."""
-    costs = pass_costs(program, itemsize)
-    dim = 1 << program.num_qubits
-    forward = RowCost(sum(c[0] for c in costs), sum(c[1] for c in costs), len(costs))
+def forward_row(program, itemsize: int) -> RowCost:
+    """A forward sweep of ``program`` over one row."""
+    return _sweep(pass_costs(plan_passes(program), program.num_qubits, itemsize))
+
+
+def adjoint_row(kp, itemsize: int) -> RowCost:
+    """The fused adjoint kernel of a kernel program over one row (final state kept between
+    outputs)."""
+    costs = pass_costs(kp.passes, kp.num_qubits, itemsize)
+    forward = _sweep(costs)
     back_bytes = sum(2 * b + (b if parametric else 0) for b, _f, parametric in costs)
     back_fp = sum(2 * f + (f / 2 if parametric else 0) for _b, f, parametric in costs)
-    lam = 2.0 * dim * itemsize
+    lam = 2.0 * kp.dim * itemsize
+    outputs = kp.num_outputs
     return RowCost(
         forward.shared_bytes + outputs * (back_bytes + lam),
         forward.fp64_ops + outputs * back_fp,
@@ -143,28 +145,14 @@ def kernel_ms(row: RowCost, rows: int, shared_per_block: int, itemsize: int = 16
     }
 
 
-def _workload(num_qubits: int):
-    qc, feature_map, ansatz = zz_real_amplitudes(num_qubits, reps=3)
-    network = EstimatorQNN(
-        circuit=qc,
-        input_params=feature_map.parameters,
-        weight_params=ansatz.parameters,
-        input_gradients=True,
-    )
-    return simulator_of(network)
-
-
 def model_report(dtype: str = "complex128") -> dict:
     """The model's times for issue 11's targets on one H100/H200, labelled as a model."""
     itemsize = np.dtype(dtype).itemsize
     targets = []
     for num_qubits, batch, target_ms in ((8, 4096, 2.0), (12, 1024, 20.0)):
-        sim = _workload(num_qubits)
-        program = sim.program
-        kp = encode_program(program, sim.readout)
-        slots = program.angles.num_slots
-        shared = adjoint_shared_bytes(kp, dtype, slots, False, True)
-        row = adjoint_row(program, itemsize, kp.num_outputs)
+        kp, slots = zz_kernel_program(num_qubits, dtype)
+        shared = adjoint_shared_bytes(kp, dtype, len(slots), False, True)
+        row = adjoint_row(kp, itemsize)
         kernel = kernel_ms(row, batch, shared, itemsize)
         targets.append(
             {
@@ -172,7 +160,7 @@ def model_report(dtype: str = "complex128") -> dict:
                 "dtype": dtype,
                 "target_ms": target_ms,
                 "model_ms": kernel["kernel_ms"] + HOST_OVERHEAD_MS,
-                "passes_per_sweep": len(plan_passes(program)),
+                "passes_per_sweep": len(kp.passes),
                 "threads_per_block": default_threads(num_qubits),
                 "shared_bytes_per_block": shared,
                 **kernel,

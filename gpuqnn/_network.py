@@ -11,10 +11,9 @@ calls, or leaves them on the device for calls with CuPy arrays.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
@@ -22,7 +21,7 @@ from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 from ._compile import Program, compile_circuit
 from ._cuda.select import RunnerFactory
 from ._options import SimulatorOptions
-from ._sim.backend import Backend, select_backends
+from ._sim.backend import Backend, on_device, select_backends
 from ._sim.parameters import SampleRows
 from ._sim.protocols import Readout
 from ._sim.runners import state_row_bytes
@@ -31,21 +30,6 @@ from ._sim.shots import ShotSampler
 from ._sim.simulator import Simulator
 from ._sim.tape import Tape
 from ._sim.threads import default_threads
-
-_Call = TypeVar("_Call", bound=Callable[..., Any])
-
-
-def _on_device(method: _Call) -> _Call:
-    """Run a network call with its backend's device current, so that every array the call
-    allocates (a list of weights made a CuPy array, a zeros table, the outputs) lands on the
-    network's device, not on whichever device the caller has current."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with self._backend.activate():
-            return method(self, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 class SimulatorNetwork:
@@ -305,7 +289,7 @@ class SimulatorNetwork:
             array = array.reshape(-1, shape[-1])
         return array, shape
 
-    @_on_device
+    @on_device("_backend")
     def forward(self, input_data: Any, weights: Any) -> Any:
         """Forward pass; see qiskit-machine-learning's ``NeuralNetwork.forward``.
 
@@ -326,7 +310,7 @@ class SimulatorNetwork:
             output = self._simulated_forward(inputs, weights_, self._backend.xp)
         return self._validate_forward_output(output, shape)
 
-    @_on_device
+    @on_device("_backend")
     def backward(self, input_data: Any, weights: Any) -> tuple[Any, Any]:
         """Backward pass; see qiskit-machine-learning's ``NeuralNetwork.backward``. Arrays of a
         GPU backend (CuPy) in give CuPy arrays out."""
@@ -420,7 +404,7 @@ class SimulatorNetwork:
         """
         return self._vjp(input_data, weights, cotangent, None)
 
-    @_on_device
+    @on_device("_backend")
     def _vjp(self, input_data: Any, weights: Any, cotangent: Any, tape: Tape | None) -> tuple:
         """:meth:`vjp`, from the ``tape`` of :meth:`_forward_for_training` when it serves."""
         xp = self._backend.xp if self._device_call(input_data, weights, cotangent) else np
@@ -469,7 +453,7 @@ class SimulatorNetwork:
         first = 0 if self._input_gradients else self.num_inputs
         return range(first, self.num_inputs + self.num_weights)
 
-    @_on_device
+    @on_device("_backend")
     def _forward_for_training(self, input_data: Any, weights: Any) -> tuple[Any, Tape | None]:
         """``forward``, also returning the tape of the forward sweep for the :meth:`_vjp` that
         follows (None where the simulator does not keep one: see

@@ -5,22 +5,19 @@ emulated GPU backend for the 8-, 12- and 13-qubit workloads and for programs tha
 
 from __future__ import annotations
 
-from functools import partial
-
 import numpy as np
 import pytest
 from qiskit.quantum_info import SparsePauliOp, Statevector
 from test_cuda_kernels import make_readout, random_program
-from test_gpu_integration import EmulatedGpu
+from test_gpu_integration import Emulation
 
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._compile import OpKind, Program
 from gpuqnn._cuda.codegen import adjoint_shared_bytes, generate_adjoint, generate_forward
-from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
+from gpuqnn._cuda.host import HostFusedRunner, HostKernels
 from gpuqnn._cuda.passes import PhaseRun, plan_passes
 from gpuqnn._cuda.program import encode_program
-from gpuqnn._cuda.select import select_runner
-from gpuqnn._internals import simulator_of, use_backend
+from gpuqnn._internals import simulator_of
 from gpuqnn._sim.adjoint import adjoint_gradients
 from gpuqnn._sim.backend import select_backend
 from gpuqnn._sim.fused import FusedCircuit
@@ -190,25 +187,12 @@ def test_generated_source_has_no_op_tables() -> None:
 
 
 # ---- what auto picks on the emulated GPU ------------------------------------------------------
-def _emulated(kernels: HostKernels, network, dtype: str, shared: int = H200_SHARED):
-    """Move ``network`` to the emulated GPU with host-built kernels in mode 'auto'."""
-    built = []
-
-    def factory(circuit, readout, backend, _mode):
-        runner = select_runner(
-            circuit,
-            readout,
-            backend,
-            "auto",
-            make_fused=partial(HostFusedRunner, kernels, shared_limit=shared),
-            make_per_op=partial(HostPerOpRunner, kernels),
-            shared_limit=lambda: shared,
-        )
-        built.append(runner)
-        return runner
-
-    use_backend(network, EmulatedGpu(np, "cuda:0", np.dtype(dtype)), factory)
-    return simulator_of(network), built[0]
+def _emulated(kernels: HostKernels, network, shared: int = H200_SHARED):
+    """Move ``network`` to the emulated GPU with host-built kernels in mode 'auto'; its
+    simulator and runner."""
+    Emulation(kernels, shared_limit=shared).move(network)
+    sim = simulator_of(network)
+    return sim, sim.runner
 
 
 @pytest.mark.parametrize(
@@ -233,7 +217,7 @@ def test_auto_picks_the_fused_kernels(
         input_gradients=True,
         dtype=dtype,
     )
-    sim, built = _emulated(kernels, network, dtype)
+    sim, built = _emulated(kernels, network)
     assert built is not None and built.name == runner
     columns = list(range(network.num_inputs + network.num_weights))
     assert sim.method(columns) == backward
@@ -250,7 +234,7 @@ def test_auto_on_programs_that_do_not_fit_shared_memory(kernels: HostKernels) ->
     network = EstimatorQNN(
         circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
     )
-    sim, built = _emulated(kernels, network, "complex128", shared=1024)
+    sim, built = _emulated(kernels, network, shared=1024)
     assert built.name == "per_op" and sim.adjoint.kernel is None
     weights = list(range(network.num_inputs, network.num_inputs + network.num_weights))
     assert sim.method(weights) == "adjoint"  # engine adjoint beats per-row shift here
@@ -277,7 +261,7 @@ def test_a_backward_pass_is_one_fused_adjoint_launch(kernels: HostKernels, cls) 
         qc.measure_all()
         kwargs.update(interpret=lambda key: key % 3, output_shape=3)
     network, reference = cls(**kwargs), cls(**kwargs)
-    sim, built = _emulated(kernels, network, "complex128")
+    sim, built = _emulated(kernels, network)
     calls = []
     adjoint = built.kernels.adjoint
     built.kernels.adjoint = lambda *a, **k: (calls.append(a), adjoint(*a, **k))[1]
@@ -350,7 +334,7 @@ def test_fused_shift_cost_counts_every_shifted_row(kernels: HostKernels) -> None
     network = EstimatorQNN(
         circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
     )
-    sim, built = _emulated(kernels, network, "complex128")
+    sim, built = _emulated(kernels, network)
     slots = list(range(sim.program.angles.num_slots))
     passes = built.kernels.forward_kernel.passes
     assert sim.parameter_shift.cost(slots) == (1 + 2 * len(slots)) * (passes + 1)

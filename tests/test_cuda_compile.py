@@ -96,20 +96,11 @@ def test_nvrtc_kernels_do_not_spill_on_sm_90() -> None:
 def _workload_kernels(num_qubits: int, dtype: str, which: tuple[str, ...]) -> list:
     """The generated kernels of the benchmarks' zz workload (zz_feature_map + real_amplitudes
     reps=3, Z^n): ``forward``, ``jacobian`` (the fused adjoint by every slot), ``vjp``."""
-    from gpuqnn import EstimatorQNN  # noqa: PLC0415
+    from benchmarks.workloads import zz_kernel_program  # noqa: PLC0415
     from gpuqnn._cuda.codegen import generate_adjoint, generate_forward  # noqa: PLC0415
-    from gpuqnn._cuda.program import DEFAULT_SHARED_LIMIT, encode_program  # noqa: PLC0415
-    from gpuqnn._internals import simulator_of  # noqa: PLC0415
-    from gpuqnn.examples import zz_real_amplitudes  # noqa: PLC0415
+    from gpuqnn._cuda.program import DEFAULT_SHARED_LIMIT  # noqa: PLC0415
 
-    qc, feature_map, ansatz = zz_real_amplitudes(num_qubits, reps=3)
-    sim = simulator_of(
-        EstimatorQNN(
-            circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
-        )
-    )
-    kp = encode_program(sim.program, sim.readout)
-    slots = list(range(kp.num_slots))
+    kp, slots = zz_kernel_program(num_qubits, dtype)
     make = {
         "forward": lambda: generate_forward(kp, dtype),
         "jacobian": lambda: generate_adjoint(kp, dtype, slots, False, DEFAULT_SHARED_LIMIT),

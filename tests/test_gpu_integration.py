@@ -65,11 +65,20 @@ CURRENT_DEVICE: list[str] = ["cuda:0"]
 
 class Emulation:
     """Moves networks onto the emulated GPU backend through the runner seam
-    (:func:`gpuqnn._internals.use_backend`), with host-built kernels in the kernel mode set by
-    calling it; ``runners`` collects the host runners built (None: the block engine)."""
+    (:func:`gpuqnn._internals.use_backend`), with host-built kernels (of the classes given) in
+    the kernel mode set by calling it; ``runners`` collects the host runners built (None: the
+    block engine)."""
 
-    def __init__(self, kernels: HostKernels) -> None:
+    def __init__(
+        self,
+        kernels: HostKernels,
+        shared_limit: int = 227 * 1024,
+        fused: type = HostFusedRunner,
+        per_op: type = HostPerOpRunner,
+    ) -> None:
         self.kernels = kernels
+        self.shared_limit = shared_limit
+        self.fused, self.per_op = fused, per_op
         self.mode = "auto"
         self.runners: list = []
 
@@ -84,18 +93,24 @@ class Emulation:
             readout,
             backend,
             self.mode,
-            make_fused=partial(HostFusedRunner, self.kernels),
-            make_per_op=partial(HostPerOpRunner, self.kernels),
-            shared_limit=lambda: 227 * 1024,
+            make_fused=partial(self.fused, self.kernels, shared_limit=self.shared_limit),
+            make_per_op=partial(self.per_op, self.kernels),
+            shared_limit=lambda: self.shared_limit,
         )
         self.runners.append(None if runner is None else runner.kernels)
         return runner
+
+    def move(self, network, backend: Backend | None = None) -> None:
+        """Rebuild ``network``'s simulator on ``backend`` (default: an emulated cuda:0)."""
+        if backend is None:
+            backend = EmulatedGpu(np, "cuda:0", np.dtype(network.dtype))
+        use_backend(network, backend, self.factory)
 
     def build(self, cls, **kwargs):
         """A network of ``cls`` on the emulated GPU (built on the CPU, then moved)."""
         network = cls(**kwargs, device="cpu")
         self.runners.clear()
-        use_backend(network, EmulatedGpu(np, "cuda:0", np.dtype(network.dtype)), self.factory)
+        self.move(network)
         return network
 
 
@@ -269,17 +284,6 @@ def test_a_network_on_cuda_1_builds_and_runs_its_kernels_on_cuda_1(kernels) -> N
             seen.append(("run", CURRENT_DEVICE[-1]))
             return super().run(*args)
 
-    def factory(circuit, readout, backend, mode):
-        return select_runner(
-            circuit,
-            readout,
-            backend,
-            "fused",
-            make_fused=partial(Recording, kernels),
-            make_per_op=partial(HostPerOpRunner, kernels),
-            shared_limit=lambda: 227 * 1024,
-        )
-
     network = EstimatorQNN(
         circuit=qc,
         input_params=feature_map.parameters,
@@ -293,7 +297,9 @@ def test_a_network_on_cuda_1_builds_and_runs_its_kernels_on_cuda_1(kernels) -> N
         weight_params=ansatz.parameters,
         device="cpu",
     )
-    use_backend(network, EmulatedGpu(np, "cuda:1", np.dtype("complex128")), factory)
+    emulation = Emulation(kernels, fused=Recording)
+    emulation("fused")
+    emulation.move(network, EmulatedGpu(np, "cuda:1", np.dtype("complex128")))
     rng = np.random.default_rng(8)
     inputs, weights = rng.uniform(0, 1, (3, 3)), rng.uniform(0, 1, ansatz.num_parameters)
     assert_same_passes(network, reference, inputs, weights, 1e-10)
@@ -383,17 +389,6 @@ def test_a_cuda_1_network_never_touches_device_0(kernels, mode: str, method: str
     class PerOp(_BoundRunner, HostPerOpRunner):
         device = 1
 
-    def factory(circuit, readout, backend, _mode):
-        return select_runner(
-            circuit,
-            readout,
-            backend,
-            mode,
-            make_fused=partial(Fused, kernels),
-            make_per_op=partial(PerOp, kernels),
-            shared_limit=lambda: 227 * 1024,
-        )
-
     qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
     kwargs = dict(
         circuit=qc,
@@ -403,7 +398,9 @@ def test_a_cuda_1_network_never_touches_device_0(kernels, mode: str, method: str
     )
     network = EstimatorQNN(**kwargs, gradient_method=method, device="cpu")
     reference = EstimatorQNN(**kwargs, device="cpu")
-    use_backend(network, EmulatedGpu(TaggingNumpy(), "cuda:1", np.dtype("complex128")), factory)
+    emulation = Emulation(kernels, fused=Fused, per_op=PerOp)
+    emulation(mode)
+    emulation.move(network, EmulatedGpu(TaggingNumpy(), "cuda:1", np.dtype("complex128")))
     rng = np.random.default_rng(4)
     x, w = rng.uniform(0, 1, (4, 3)), rng.uniform(0, 1, ansatz.num_parameters)
     g = rng.normal(size=(4, 1))

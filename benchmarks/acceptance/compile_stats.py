@@ -23,6 +23,7 @@ from typing import Any
 from benchmarks.acceptance.environment import find_tool, run_command
 from benchmarks.acceptance.plan import Plan
 from benchmarks.acceptance.runner import StageContext
+from benchmarks.workloads import zz_kernel_program
 from gpuqnn._cuda.nvrtc import compile_cubin, kernel_resources
 
 ARCH = "sm_90"
@@ -65,27 +66,11 @@ class KernelSource:
         }
 
 
-def workload_program(qubits: int, dtype: str) -> tuple[Any, list[int]]:
-    """The encoded program of ``zz_estimator(qubits)`` and the slots a backward pass with
-    input gradients differentiates by."""
-    import gpuqnn  # noqa: PLC0415
-    from benchmarks.workloads import zz_estimator  # noqa: PLC0415
-    from gpuqnn._cuda.program import encode_program  # noqa: PLC0415
-    from gpuqnn._internals import simulator_of  # noqa: PLC0415
-
-    spec = zz_estimator(qubits)
-    network = gpuqnn.EstimatorQNN(**spec.qiskit_kwargs(), device="cpu", dtype=dtype)
-    simulator = simulator_of(network)
-    columns = range(len(spec.input_params) + len(spec.weight_params))
-    kp = encode_program(simulator.program, simulator.readout)
-    return kp, simulator.differentiated_slots(columns)
-
-
 def generate_kernels(qubits: int, dtype: str, shared_limit: int) -> list[KernelSource]:
     """The forward kernel and the adjoint kernels (Jacobian, VJP) of ``zz_estimator(qubits)``."""
     from gpuqnn._cuda.codegen import generate_adjoint, generate_forward  # noqa: PLC0415
 
-    kp, slots = workload_program(qubits, dtype)
+    kp, slots = zz_kernel_program(qubits, dtype)
     makers: dict[str, Callable[[], Any]] = {
         "forward": lambda: generate_forward(kp, dtype),
         "adjoint-jacobian": lambda: generate_adjoint(kp, dtype, slots, False, shared_limit),

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._compile import Op, OpKind
-from .passes import Pass, PhaseRun, plan_passes
+from .passes import Pass, PhaseRun
 from .program import READOUT_PAULI, KernelProgram, check_kernel_dtype
 from .source import kernel_source
 
@@ -64,6 +64,37 @@ class Layout:
     cells: int
     scratch: int
     size: int
+
+
+def _layout(
+    kp: KernelProgram, dtype: np.dtype, states: int, cells: int, scratch: int, vjp: bool
+) -> Layout:
+    """The dynamic shared memory of a kernel with ``states`` row states, ``cells`` derivative
+    cells and ``scratch`` readout doubles, each segment 16-byte aligned."""
+    at = 0
+
+    def take(size: int) -> int:
+        nonlocal at
+        start = at
+        at = -(-(at + size) // _ALIGN) * _ALIGN
+        return start
+
+    state = kp.dim * dtype.itemsize
+    k = max(1, kp.num_slots)
+    psi = take(state)
+    lam = take(state if states >= 2 else 0)
+    final = take(state if states >= 3 else 0)
+    theta = take(k * dtype.itemsize // 2)
+    half = take(k * dtype.itemsize)
+    full = take(k * dtype.itemsize)
+    cot = take(8 * kp.num_outputs if vjp else 0)
+    cell = take(8 * cells)
+    scr = take(8 * scratch)
+    return Layout(psi, lam, final, theta, half, full, cot, cell, scr, max(at, _ALIGN))
+
+
+def _warps(threads: int) -> int:
+    return max(1, threads // 32)
 
 
 @dataclass(frozen=True)
@@ -207,43 +238,17 @@ class _Generator:
         vjp: bool = False,
     ) -> None:
         self.kp = kp
-        self.program = kp.program
         self.real = _real(dtype)
-        self.csize = dtype.itemsize
         self.threads = threads
-        self.warps = max(1, threads // 32)
-        self.n = kp.num_qubits
+        self.warps = _warps(threads)
         self.dim = kp.dim
-        self.passes = plan_passes(self.program)
+        self.passes = kp.passes
         self.slots = list(slots)
         self.position = {int(s): i for i, s in enumerate(self.slots)}
         self.vjp = vjp
         self.code = _Code()
 
     # ---- shared memory --------------------------------------------------------------------
-    def layout(self, states: int, cells: int, scratch: int) -> Layout:
-        at = 0
-
-        def take(size: int) -> int:
-            nonlocal at
-            start = at
-            at = -(-(at + size) // _ALIGN) * _ALIGN
-            return start
-
-        state = self.dim * self.csize
-        k = max(1, self.kp.num_slots)
-        real = self.csize // 2
-        psi = take(state)
-        lam = take(state if states >= 2 else 0)
-        final = take(state if states >= 3 else 0)
-        theta = take(k * real)
-        half = take(k * self.csize)
-        full = take(k * self.csize)
-        cot = take(8 * self.kp.num_outputs if self.vjp else 0)
-        cell = take(8 * cells)
-        scr = take(8 * scratch)
-        return Layout(psi, lam, final, theta, half, full, cot, cell, scr, max(at, _ALIGN))
-
     def pointers(self, layout: Layout, names: Sequence[str]) -> None:
         c = self.code
         types = {
@@ -671,7 +676,7 @@ def generate_forward(
     dtype = check_kernel_dtype(dtype)
     threads = default_threads(kp.num_qubits) if threads is None else int(threads)
     g = _Generator(kp, dtype, threads)
-    layout = g.layout(states=1, cells=0, scratch=kp.fused_scratch_doubles(threads))
+    layout = _layout(kp, dtype, 1, 0, kp.fused_scratch_doubles(threads), False)
     c = g.code
     params = [
         ("const double* GQ_RESTRICT", "base"),
@@ -714,8 +719,7 @@ def forward_shared_bytes(kp: KernelProgram, dtype: object, threads: int | None =
     row's angle tables and the readout's scratch."""
     dtype = check_kernel_dtype(dtype)
     threads = default_threads(kp.num_qubits) if threads is None else int(threads)
-    g = _Generator(kp, dtype, threads)
-    return g.layout(states=1, cells=0, scratch=kp.fused_scratch_doubles(threads)).size
+    return _layout(kp, dtype, 1, 0, kp.fused_scratch_doubles(threads), False).size
 
 
 def adjoint_shared_bytes(
@@ -729,9 +733,8 @@ def adjoint_shared_bytes(
     """Dynamic shared memory of :func:`generate_adjoint`'s kernel, in bytes."""
     dtype = check_kernel_dtype(dtype)
     threads = default_threads(kp.num_qubits) if threads is None else int(threads)
-    g = _Generator(kp, dtype, threads, (), vjp)
     states = 3 if keep_final and not vjp and kp.num_outputs > 1 else 2
-    return g.layout(states, slots * g.warps, 0).size
+    return _layout(kp, dtype, states, slots * _warps(threads), 0, vjp).size
 
 
 def generate_adjoint(
@@ -764,7 +767,7 @@ def generate_adjoint(
     if adjoint_shared_bytes(kp, dtype, len(slots), vjp, keep, threads) > shared_limit:
         return None
     g = _Generator(kp, dtype, threads, slots, vjp)
-    layout = g.layout(3 if keep else 2, len(slots) * g.warps, 0)
+    layout = _layout(kp, dtype, 3 if keep else 2, len(slots) * g.warps, 0, vjp)
     outputs = 1 if vjp else kp.num_outputs
     c = g.code
     params = [

@@ -176,11 +176,11 @@ class RunnerBase:
         limit = self.max_blocks or self._default_max_blocks()
         return max(1, min(-(-items // threads), limit))
 
-    def _check_inputs(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> tuple[int, int]:
-        """(B, S) after checking the shapes, dtypes and slot values.
+    def _check_angles(self, base_angles: Any) -> int:
+        """B after checking that ``base_angles`` is (B, K) float64.
 
         Raises:
-            ValueError: an argument has the wrong shape, dtype or values.
+            ValueError: it is not.
         """
         slots = self.kernel_program.num_slots
         shape = getattr(base_angles, "shape", None)
@@ -193,6 +193,16 @@ class RunnerBase:
                 "base_angles must be float64, got "
                 f"{getattr(base_angles, 'dtype', type(base_angles).__name__)}"
             )
+        return int(shape[0])
+
+    def _check_inputs(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> tuple[int, int]:
+        """(B, S) after checking the shapes, dtypes and slot values.
+
+        Raises:
+            ValueError: an argument has the wrong shape, dtype or values.
+        """
+        batch = self._check_angles(base_angles)
+        slots = self.kernel_program.num_slots
         slot_shape = getattr(shift_slot, "shape", None)
         value_shape = getattr(shift_value, "shape", None)
         if slot_shape is None or len(slot_shape) != 1 or slot_shape[0] < 1:
@@ -213,7 +223,7 @@ class RunnerBase:
                 f"shift_slot values must be -1 (unshifted) or a slot in "
                 f"[0, {slots}), got values in [{values.min()}, {values.max()}]"
             )
-        return int(shape[0]), int(slot_shape[0])
+        return batch, int(slot_shape[0])
 
 
 class FusedRunnerBase(RunnerBase):
@@ -348,7 +358,7 @@ class FusedRunnerBase(RunnerBase):
                 :meth:`adjoint_kernel` first).
         """
         kp = self.kernel_program
-        batch, _shifts = self._check_inputs(base_angles, _NO_SHIFT[0], _NO_SHIFT[1])
+        batch = self._check_angles(base_angles)
         bad = [s for s in slots if not 0 <= int(s) < kp.num_slots]
         if not len(slots) or bad or len(set(int(s) for s in slots)) != len(slots):
             raise ValueError(
@@ -400,7 +410,6 @@ class FusedRunnerBase(RunnerBase):
         return int(min(rows, self.max_blocks or self._default_max_blocks()))
 
 
-_NO_SHIFT = (np.full(1, -1, dtype=np.int32), np.zeros(1))
 _KEPT_SHIFT_TABLES = 8  # the shift plans a fused runner keeps on the device (oldest dropped)
 
 

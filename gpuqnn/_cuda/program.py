@@ -17,6 +17,7 @@ Shapes: D = 2**n amplitudes, O outputs, T Pauli terms, W probability pieces.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,6 +113,14 @@ class KernelProgram:
     coeff: np.ndarray
     program: Program
     readout: PauliReadout | ProbabilityReadout
+
+    @functools.cached_property
+    def passes(self) -> list:
+        """The passes the fused kernels make over a row (:func:`.passes.plan_passes`), planned
+        once for every kernel generated for this program."""
+        from .passes import plan_passes  # noqa: PLC0415 - passes is only needed on a GPU
+
+        return plan_passes(self.program)
 
     @property
     def dim(self) -> int:

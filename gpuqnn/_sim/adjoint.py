@@ -227,13 +227,21 @@ class AdjointStrategy:
         max_memory: int | None,
         vjp: bool = False,
     ) -> bool:
-        """Whether one sample's pass (without checkpoints) fits the budget."""
+        """Whether ``gradient_method="auto"`` may choose this strategy: one sample's pass
+        (without checkpoints) fits the budget; on the fused CUDA kernels, the fused adjoint
+        kernel fits shared memory (where it does not, the fused parameter-shift launch serves
+        before the block engine, whose cost is not comparable with the kernels')."""
+        if self.kernel is not None:
+            return self.kernel.fused_adjoint(slots, vjp)
         budget = self.executor.budget(max_memory)
         return self.sample_bytes(slots, columns, checkpoints=False, vjp=vjp) <= budget
 
     def cost(self, slots: Sequence[int], vjp: bool = False) -> float:
-        """Relative cost per sample (with checkpoints), in the block engine's units; ``vjp``:
-        one adjoint state per sample whatever the number of outputs."""
+        """Relative cost per sample, in the units of the runner that executes it: the fused
+        adjoint kernel's passes where it serves, else the block engine's (with checkpoints);
+        ``vjp``: one adjoint state per sample whatever the number of outputs."""
+        if self.kernel is not None and self.kernel.fused_adjoint(slots, vjp):
+            return self.kernel.adjoint_cost(slots, vjp)
         first = int(self.circuit.slot_block[slots].min())
         outputs = 1 if vjp else self.readout.num_outputs
         return adjoint_cost(self.circuit.block_costs(), first, outputs, checkpoints=True)

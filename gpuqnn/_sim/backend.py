@@ -7,13 +7,14 @@ names that module, the device and the complex dtype; it is the only place where 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +28,25 @@ _EXPI = ExpI()
 
 _INSTALL_HINT = 'install the CUDA extra: pip install "gpuqnn[cuda12]" or "gpuqnn[cuda13]"'
 _DRIVER_HINT = "check the NVIDIA driver and devices (nvidia-smi)"
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def on_device(backend_attribute: str) -> Callable[[_Method], _Method]:
+    """Decorator: run a method with the device of ``getattr(self, backend_attribute)``
+    current. CuPy allocates and launches on the current device; without this, the work of a
+    ``cuda:1`` simulator or network would land on whichever device the caller has current."""
+
+    def decorate(method: _Method) -> _Method:
+        @functools.wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with getattr(self, backend_attribute).activate():
+                return method(self, *args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 @dataclass(frozen=True)

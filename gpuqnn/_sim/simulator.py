@@ -24,17 +24,16 @@ Shapes: B samples, P parameters, K angle slots, O outputs, J differentiated colu
 
 from __future__ import annotations
 
-import functools
 import logging
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from .._compile import Program
 from .._cuda.select import RunnerFactory, cuda_runner
 from .._options import SimulatorOptions
 from .adjoint import AdjointStrategy, adjoint_states, forward_sweep, reverse_sweep
-from .backend import Backend
+from .backend import Backend, on_device
 from .executor import ChunkExecutor
 from .fused import FusedCircuit
 from .parameters import AngleMap
@@ -44,20 +43,6 @@ from .shift import ParameterShiftStrategy
 from .tape import BufferPool, Tape, TapeLedger
 
 logger = logging.getLogger(__name__)
-
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-
-def on_device(method: _Method) -> _Method:
-    """Run a simulator method with its backend's device current (CuPy allocates and launches
-    on the current device: without this, ``cuda:1`` work would land on device 0)."""
-
-    @functools.wraps(method)
-    def wrapper(self: Simulator, *args: Any, **kwargs: Any) -> Any:
-        with self.backend.activate():
-            return method(self, *args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
 
 
 class Simulator:
@@ -122,7 +107,7 @@ class Simulator:
         return self.options.max_memory
 
     # ---- forward ------------------------------------------------------------------------------
-    @on_device
+    @on_device("backend")
     def forward(self, params: Any) -> Any:
         """Outputs for a batch.
 
@@ -172,20 +157,13 @@ class Simulator:
         slots = self.differentiated_slots(columns)
         if not slots:
             return "adjoint"
-        kernel = self.adjoint.kernel
-        if kernel is not None:  # the fused kernels: adjoint where it fits, else fused shift
-            if kernel.fused_adjoint(slots, vjp) and kernel.adjoint_cost(
-                slots, vjp
-            ) <= self.parameter_shift.cost(slots):
-                return "adjoint"
-            return "parameter_shift"
         if not self.adjoint.fits(slots, columns, self.max_memory, vjp):
             return "parameter_shift"
         if self.adjoint.cost(slots, vjp) <= self.parameter_shift.cost(slots):
             return "adjoint"
         return "parameter_shift"
 
-    @on_device
+    @on_device("backend")
     def backward(
         self,
         params: Any,
@@ -215,7 +193,7 @@ class Simulator:
             self.parameter_shift.run(params, slots, columns, self.max_memory, grad, sample)
         return grad
 
-    @on_device
+    @on_device("backend")
     def forward_taped(self, params: Any, columns: Sequence[int]) -> tuple[Any, Tape | None]:
         """Outputs for a batch, keeping the forward sweep for a :meth:`vjp` by ``columns``
         when the adjoint method on the block engine will run it and the whole batch's
@@ -268,7 +246,7 @@ class Simulator:
         self.executor.run(task, batch, sizing, self.max_memory)
         return out, tape
 
-    @on_device
+    @on_device("backend")
     def vjp(
         self,
         params: Any,
