@@ -2,8 +2,8 @@
 
 A statevector engine is bound by memory traffic: at the very least, every fused block reads and
 writes every row it is applied to once. The rows are counted as the engine runs them, by
-recording each ``FusedCircuit.evolve`` call (:mod:`gpuqnn._sim.fused`) of one (untimed) backward
-pass: block j
+recording each ``BlockCircuit.evolve`` call (:mod:`gpuqnn._sim.block_circuit`) of one
+(untimed) backward pass: block j
 of a call with ``P`` samples is applied to the ``P`` base rows plus ``P`` rows for every
 (slot, shift term) that branched after an earlier block (a shifted row starts as a copy of its
 sample's base row just after its slot's block). So the bound counts, per call,
@@ -35,7 +35,7 @@ from gpuqnn._internals import simulator_of
 
 @dataclass(frozen=True)
 class EvolveCall:
-    """One recorded ``FusedCircuit.evolve`` call.
+    """One recorded ``BlockCircuit.evolve`` call.
 
     Attributes:
         samples: P, the samples (base rows) of the call.

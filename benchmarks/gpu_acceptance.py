@@ -51,7 +51,7 @@ from benchmarks.acceptance.environment import (  # noqa: E402
 )
 from benchmarks.acceptance.kernels import kernel_stage  # noqa: E402
 from benchmarks.acceptance.networks import networks_stage  # noqa: E402
-from benchmarks.acceptance.plan import Plan, make_plan  # noqa: E402
+from benchmarks.acceptance.plan import Plan, make_view  # noqa: E402
 from benchmarks.acceptance.runner import Stage, StageRunner  # noqa: E402
 from benchmarks.acceptance.subprocesses import (  # noqa: E402
     pytest_stage,
@@ -66,11 +66,11 @@ DEFAULT_BUDGET_S = 450.0
 def shared_limit(plan: Plan) -> int:
     """The shared memory per block the kernels are generated for: the device's opt-in limit,
     or in the dry run the H100/H200's (227 KiB)."""
-    from gpuqnn._cuda.program import DEFAULT_SHARED_LIMIT  # noqa: PLC0415
+    from gpuqnn._cuda.tables import DEFAULT_SHARED_LIMIT  # noqa: PLC0415
 
     if plan.dry_run or cuda_unavailable(plan.device) is not None:
         return DEFAULT_SHARED_LIMIT
-    from gpuqnn._cuda.launch import shared_memory_limit  # noqa: PLC0415
+    from gpuqnn._cuda.cupy_launchers import shared_memory_limit  # noqa: PLC0415
 
     return shared_memory_limit()
 
@@ -157,7 +157,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the stages, write the report; 0, or 1 when a stage failed."""
     args = parse_args(argv)
-    plan = make_plan(args.device, args.quick)
+    plan = make_view(args.device, args.quick)
     meta = {
         "script": "benchmarks/gpu_acceptance.py",
         "device": args.device,

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks.workloads import zz_kernel_program
+from benchmarks.workloads import zz_kernel_tables
 from gpuqnn._compile import Op, OpKind
-from gpuqnn._cuda.codegen import adjoint_shared_bytes, default_threads
-from gpuqnn._cuda.passes import PhaseRun, plan_passes
+from gpuqnn._cuda.layout import adjoint_shared_bytes, default_threads
+from gpuqnn._cuda.passes import PhaseRun, build_passes
 
 SMS = 132
 """Multiprocessors of an H100 SXM / H200 (GH100)."""
@@ -108,7 +108,7 @@ def _sweep(costs: list[tuple[float, float, bool]]) -> RowCost:
 
 def forward_row(program, itemsize: int) -> RowCost:
     """A forward sweep of ``program`` over one row."""
-    return _sweep(pass_costs(plan_passes(program), program.num_qubits, itemsize))
+    return _sweep(pass_costs(build_passes(program), program.num_qubits, itemsize))
 
 
 def adjoint_row(kp, itemsize: int) -> RowCost:
@@ -150,7 +150,7 @@ def model_report(dtype: str = "complex128") -> dict:
     itemsize = np.dtype(dtype).itemsize
     targets = []
     for num_qubits, batch, target_ms in ((8, 4096, 2.0), (12, 1024, 20.0)):
-        kp, slots = zz_kernel_program(num_qubits, dtype)
+        kp, slots = zz_kernel_tables(num_qubits, dtype)
         shared = adjoint_shared_bytes(kp, dtype, len(slots), False, True)
         row = adjoint_row(kp, itemsize)
         kernel = kernel_ms(row, batch, shared, itemsize)

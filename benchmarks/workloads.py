@@ -129,18 +129,18 @@ def zz_sampler_probs(num_qubits: int) -> QNNSpec:
     return QNNSpec("sampler", qc, tuple(feature_map.parameters), tuple(ansatz.parameters))
 
 
-def zz_kernel_program(num_qubits: int, dtype: str = "complex128") -> tuple[Any, list[int]]:
+def zz_kernel_tables(num_qubits: int, dtype: str = "complex128") -> tuple[Any, list[int]]:
     """The CUDA kernels' encoded program of :func:`zz_estimator` (a
-    :class:`gpuqnn._cuda.program.KernelProgram`, built on the CPU) and the slots a backward
+    :class:`gpuqnn._cuda.tables.KernelTables`, built on the CPU) and the slots a backward
     pass with input gradients differentiates by (every slot)."""
     from gpuqnn import EstimatorQNN  # noqa: PLC0415 - workloads stay importable without it
-    from gpuqnn._cuda.program import encode_program  # noqa: PLC0415
+    from gpuqnn._cuda.tables import encode_tables  # noqa: PLC0415
     from gpuqnn._internals import simulator_of  # noqa: PLC0415
 
     spec = zz_estimator(num_qubits)
     simulator = simulator_of(EstimatorQNN(**spec.qiskit_kwargs(), device="cpu", dtype=dtype))
     columns = range(len(spec.input_params) + len(spec.weight_params))
-    kp = encode_program(simulator.program, simulator.readout)
+    kp = encode_tables(simulator.program, simulator.readout)
     return kp, simulator.differentiated_slots(columns)
 
 

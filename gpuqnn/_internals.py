@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._cuda.select import RunnerFactory
 from ._network import SimulatorNetwork
 from ._options import check_kernel_mode
 from ._sim.backend import Backend
+from ._sim.runners import RunnerFactory
 from ._sim.simulator import Simulator
 
 
@@ -38,7 +38,7 @@ def simulator_of(network: Any) -> Simulator:
 
 def use_kernels(network: Any, mode: str) -> None:
     """Rebuild ``network``'s simulator with the CUDA kernel choice ``mode`` (``"auto"``,
-    ``"fused"``, ``"per_op"`` or ``"none"``; see :mod:`gpuqnn._cuda.select`). No effect on the
+    ``"fused"``, ``"per_op"`` or ``"none"``; see :mod:`gpuqnn._cuda.runner`). No effect on the
     CPU.
 
     Raises:

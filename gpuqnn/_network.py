@@ -19,12 +19,12 @@ import numpy as np
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
 from ._compile import Program, compile_circuit
-from ._cuda.select import RunnerFactory
+from ._engines import runner_factory as default_runner_factory
 from ._options import SimulatorOptions
 from ._sim.backend import Backend, on_device, select_backends
 from ._sim.parameters import SampleRows
 from ._sim.protocols import Readout
-from ._sim.runners import state_row_bytes
+from ._sim.runners import RunnerFactory, state_row_bytes
 from ._sim.sharded import ShardedSimulator
 from ._sim.shots import ShotSampler
 from ._sim.simulator import Simulator
@@ -52,7 +52,7 @@ class SimulatorNetwork:
         self._options = options
         self._shots = shots
         self._seed = seed
-        self._runner_factory: RunnerFactory | None = None
+        self._runner_factory: RunnerFactory = default_runner_factory
         self._set_backends(select_backends(options.device, options.dtype))
 
     def _set_backends(self, backends: Sequence[Backend]) -> None:
@@ -198,7 +198,7 @@ class SimulatorNetwork:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._runner_factory = None
+        self._runner_factory = default_runner_factory
         self._set_backends(select_backends(self._options.device, self._options.dtype))
 
     def __repr__(self) -> str:

@@ -24,7 +24,7 @@ GRADIENT_METHODS = ("auto", "adjoint", "parameter_shift")
 
 KERNEL_MODES = ("auto", "fused", "per_op", "none")
 """CUDA kernel choices: fused where a row fits shared memory (``auto``), one kind only, or the
-block engine only (``none``); see :mod:`gpuqnn._cuda.select`."""
+block engine only (``none``); see :mod:`gpuqnn._cuda.runner`."""
 
 CUDA_DEVICE = re.compile(r"^cuda(?::(\d+))?$")
 """``cuda`` (the current CUDA device) or ``cuda:N``."""

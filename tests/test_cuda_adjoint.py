@@ -13,14 +13,15 @@ from test_gpu_integration import Emulation
 
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._compile import OpKind, Program
-from gpuqnn._cuda.codegen import adjoint_shared_bytes, generate_adjoint, generate_forward
-from gpuqnn._cuda.host import HostFusedRunner, HostKernels
-from gpuqnn._cuda.passes import PhaseRun, plan_passes
-from gpuqnn._cuda.program import encode_program
+from gpuqnn._cuda.codegen import generate_adjoint, generate_forward
+from gpuqnn._cuda.host import HostFusedLauncher, HostKernels
+from gpuqnn._cuda.layout import adjoint_shared_bytes
+from gpuqnn._cuda.passes import PhaseRun, build_passes
+from gpuqnn._cuda.tables import encode_tables
 from gpuqnn._internals import simulator_of
 from gpuqnn._sim.adjoint import adjoint_gradients
 from gpuqnn._sim.backend import select_backend
-from gpuqnn._sim.fused import FusedCircuit
+from gpuqnn._sim.block_circuit import BlockCircuit
 from gpuqnn.examples import zz_real_amplitudes
 
 pytestmark = pytest.mark.gpu_logic
@@ -31,7 +32,7 @@ H200_SHARED = 227 * 1024
 
 def _reference(program, readout, dtype, base, slots, cotangent=None) -> np.ndarray:
     """The NumPy engine's adjoint method (no checkpoints)."""
-    circuit = FusedCircuit(program, readout.backend)
+    circuit = BlockCircuit(program, readout.backend)
     angles = base.astype(readout.backend.real_dtype)
     g = None if cotangent is None else cotangent.astype(readout.backend.real_dtype)
     return np.asarray(adjoint_gradients(circuit, readout, angles, slots, False, cotangent=g))
@@ -52,8 +53,8 @@ def test_fused_adjoint_matches_the_numpy_adjoint(
     a subset of slots in a shuffled order, both threads orders: one launch per pass."""
     program = random_program(seed, n)
     readout = make_readout(readout_kind, n, seed, dtype)
-    kp = encode_program(program, readout)
-    runner = HostFusedRunner(kernels, kp, dtype, max_blocks=2, reverse=reverse)
+    kp = encode_tables(program, readout)
+    runner = HostFusedLauncher(kernels, kp, dtype, max_blocks=2, reverse=reverse)
     rng = np.random.default_rng(seed)
     k = program.angles.num_slots
     slots = [int(s) for s in rng.permutation(k)[: max(1, (2 * k) // 3)]]
@@ -80,13 +81,13 @@ def test_outputs_beyond_the_first_recompute_or_restore_the_final_state(
     forward sweep runs again per output: both give the same derivatives."""
     program = random_program(7, 5)
     readout = make_readout("pauli", 5, 7, "complex128")
-    kp = encode_program(program, readout)
+    kp = encode_tables(program, readout)
     slots = list(range(program.angles.num_slots))
     two = adjoint_shared_bytes(kp, "complex128", len(slots), False, False)
     three = adjoint_shared_bytes(kp, "complex128", len(slots), False, True)
     assert three > two
     limit = three if keep else three - 16
-    runner = HostFusedRunner(kernels, kp, "complex128", shared_limit=limit)
+    runner = HostFusedLauncher(kernels, kp, "complex128", shared_limit=limit)
     assert runner.adjoint_kernel(slots, False).keeps_final is keep
     base = np.random.default_rng(7).uniform(-2, 2, (2, len(slots)))
     np.testing.assert_allclose(
@@ -108,7 +109,7 @@ def test_fused_adjoint_matches_finite_differences(kernels: HostKernels) -> None:
         observables=observable,
     )
     sim = simulator_of(network)
-    runner = HostFusedRunner(kernels, encode_program(sim.program, sim.readout))
+    runner = HostFusedLauncher(kernels, encode_tables(sim.program, sim.readout))
     rng = np.random.default_rng(3)
     x, w = rng.uniform(0, 1, 3), rng.uniform(-1, 1, ansatz.num_parameters)
     params = np.concatenate([x, w])[None]
@@ -138,7 +139,7 @@ def test_passes_gather_phases_and_multiply_constant_runs() -> None:
         circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
     )
     program = simulator_of(network).program
-    passes = plan_passes(program)
+    passes = build_passes(program)
     runs = [p for p in passes if isinstance(p, PhaseRun)]
     phases = [op for op in program.ops if op.kind is OpKind.PHASE]
     assert len(runs) == 1 and list(runs[0].ops) == phases
@@ -159,8 +160,8 @@ def test_passes_gather_phases_and_multiply_constant_runs() -> None:
     )
     backend = select_backend("cpu", "complex128")
     np.testing.assert_allclose(
-        FusedCircuit(flat, backend).evolve(x[None])[:1],
-        FusedCircuit(program, backend).evolve(x[None])[:1],
+        BlockCircuit(flat, backend).evolve(x[None])[:1],
+        BlockCircuit(program, backend).evolve(x[None])[:1],
         atol=1e-12,
     )
 
@@ -173,7 +174,7 @@ def test_generated_source_has_no_op_tables() -> None:
         circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
     )
     sim = simulator_of(network)
-    kp = encode_program(sim.program, sim.readout)
+    kp = encode_tables(sim.program, sim.readout)
     for kernel in (
         generate_forward(kp, "complex128"),
         generate_adjoint(kp, "complex128", [0, 5], True, H200_SHARED),
@@ -218,7 +219,7 @@ def test_auto_picks_the_fused_kernels(
         dtype=dtype,
     )
     sim, built = _emulated(kernels, network)
-    assert built is not None and built.name == runner
+    assert built is not None and built.description == f"{runner} CUDA kernels"
     columns = list(range(network.num_inputs + network.num_weights))
     assert sim.method(columns) == backward
     assert sim.method(columns, vjp=True) == vjp
@@ -235,7 +236,7 @@ def test_auto_on_programs_that_do_not_fit_shared_memory(kernels: HostKernels) ->
         circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
     )
     sim, built = _emulated(kernels, network, shared=1024)
-    assert built.name == "per_op" and sim.adjoint.kernel is None
+    assert built.description == "per-op CUDA kernels" and sim.adjoint.runners == (sim.engine,)
     weights = list(range(network.num_inputs, network.num_inputs + network.num_weights))
     assert sim.method(weights) == "adjoint"  # engine adjoint beats per-row shift here
     rng = np.random.default_rng(0)
@@ -263,8 +264,8 @@ def test_a_backward_pass_is_one_fused_adjoint_launch(kernels: HostKernels, cls) 
     network, reference = cls(**kwargs), cls(**kwargs)
     sim, built = _emulated(kernels, network)
     calls = []
-    adjoint = built.kernels.adjoint
-    built.kernels.adjoint = lambda *a, **k: (calls.append(a), adjoint(*a, **k))[1]
+    adjoint = built.launcher.adjoint
+    built.launcher.adjoint = lambda *a, **k: (calls.append(a), adjoint(*a, **k))[1]
     rng = np.random.default_rng(5)
     x, w = rng.uniform(0, 1, (5, 3)), rng.uniform(0, 1, ansatz.num_parameters)
     got, expected = network.backward(x, w), reference.backward(x, w)
@@ -280,10 +281,10 @@ def test_a_run_op_that_phases_every_amplitude(kernels: HostKernels) -> None:
     """A phase op whose mask selects every basis state inside a run (seed 1034 draws one)
     builds for the host with -Werror and differentiates like the NumPy adjoint."""
     program = random_program(1034, 2, 24)
-    run_ops = [op for p in plan_passes(program) if isinstance(p, PhaseRun) for op in p.ops]
+    run_ops = [op for p in build_passes(program) if isinstance(p, PhaseRun) for op in p.ops]
     assert any(np.all(np.asarray(op.data).real != 0) for op in run_ops)
     readout = make_readout("pauli", 2, 1034, "complex128")
-    runner = HostFusedRunner(kernels, encode_program(program, readout))
+    runner = HostFusedLauncher(kernels, encode_tables(program, readout))
     slots = list(range(program.angles.num_slots))
     base = np.random.default_rng(0).uniform(-1, 1, (2, len(slots)))
     np.testing.assert_allclose(
@@ -300,7 +301,7 @@ def test_complex64_phase_runs_stay_accurate_for_large_angles(kernels: HostKernel
     kwargs = dict(circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters)
     sim = simulator_of(EstimatorQNN(**kwargs, dtype="complex64"))
     exact = simulator_of(EstimatorQNN(**kwargs))
-    runner = HostFusedRunner(kernels, encode_program(sim.program, sim.readout), "complex64")
+    runner = HostFusedLauncher(kernels, encode_tables(sim.program, sim.readout), "complex64")
     rng = np.random.default_rng(9)
     base = rng.uniform(-1, 1, (4, sim.program.angles.num_slots))
     phases = [op.slot for op in sim.program.ops if op.kind is OpKind.PHASE]
@@ -315,8 +316,8 @@ def test_complex64_phase_runs_stay_accurate_for_large_angles(kernels: HostKernel
 
 def test_bad_adjoint_arguments_are_refused(kernels: HostKernels) -> None:
     program = random_program(3, 3)
-    runner = HostFusedRunner(
-        kernels, encode_program(program, make_readout("pauli", 3, 3, "complex128"))
+    runner = HostFusedLauncher(
+        kernels, encode_tables(program, make_readout("pauli", 3, 3, "complex128"))
     )
     base = np.zeros((2, program.angles.num_slots))
     with pytest.raises(ValueError, match="distinct slots"):
@@ -336,5 +337,5 @@ def test_fused_shift_cost_counts_every_shifted_row(kernels: HostKernels) -> None
     )
     sim, built = _emulated(kernels, network)
     slots = list(range(sim.program.angles.num_slots))
-    passes = built.kernels.forward_kernel.passes
+    passes = built.launcher.forward_kernel.passes
     assert sim.parameter_shift.cost(slots) == (1 + 2 * len(slots)) * (passes + 1)

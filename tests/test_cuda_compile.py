@@ -96,11 +96,11 @@ def test_nvrtc_kernels_do_not_spill_on_sm_90() -> None:
 def _workload_kernels(num_qubits: int, dtype: str, which: tuple[str, ...]) -> list:
     """The generated kernels of the benchmarks' zz workload (zz_feature_map + real_amplitudes
     reps=3, Z^n): ``forward``, ``jacobian`` (the fused adjoint by every slot), ``vjp``."""
-    from benchmarks.workloads import zz_kernel_program  # noqa: PLC0415
+    from benchmarks.workloads import zz_kernel_tables  # noqa: PLC0415
     from gpuqnn._cuda.codegen import generate_adjoint, generate_forward  # noqa: PLC0415
-    from gpuqnn._cuda.program import DEFAULT_SHARED_LIMIT  # noqa: PLC0415
+    from gpuqnn._cuda.tables import DEFAULT_SHARED_LIMIT  # noqa: PLC0415
 
-    kp, slots = zz_kernel_program(num_qubits, dtype)
+    kp, slots = zz_kernel_tables(num_qubits, dtype)
     make = {
         "forward": lambda: generate_forward(kp, dtype),
         "jacobian": lambda: generate_adjoint(kp, dtype, slots, False, DEFAULT_SHARED_LIMIT),

@@ -21,27 +21,27 @@ from qiskit.quantum_info import Pauli, SparsePauliOp, random_unitary
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._compile import Op, OpKind, Program
 from gpuqnn._compile.angles import AngleTable
-from gpuqnn._cuda import program as tables
+from gpuqnn._cuda import tables
 from gpuqnn._cuda.codegen import ADJOINT_SIGNATURE, FORWARD_SIGNATURE, GeneratedKernel
-from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
-from gpuqnn._cuda.plan import SIGNATURES, Launch, make_launch
-from gpuqnn._cuda.program import (
-    KernelProgram,
-    encode_program,
+from gpuqnn._cuda.host import HostFusedLauncher, HostKernels, HostPerOpLauncher
+from gpuqnn._cuda.launchers import Launch, make_launch
+from gpuqnn._cuda.source import SIGNATURES, kernel_names, kernel_source
+from gpuqnn._cuda.tables import (
+    KernelTables,
+    encode_tables,
     unsupported_reason,
 )
-from gpuqnn._cuda.source import kernel_names, kernel_source
 from gpuqnn._internals import simulator_of
 from gpuqnn._sim.adjoint import adjoint_gradients
 from gpuqnn._sim.backend import select_backend
-from gpuqnn._sim.fused import FusedCircuit
+from gpuqnn._sim.block_circuit import BlockCircuit
 from gpuqnn._sim.readout import PauliReadout, ProbabilityReadout
 from gpuqnn.examples import zz_real_amplitudes
 
 pytestmark = pytest.mark.gpu_logic
 
 TOL = {"complex128": 1e-10, "complex64": 1e-4}
-RUNNERS = {"fused": HostFusedRunner, "per_op": HostPerOpRunner}
+RUNNERS = {"fused": HostFusedLauncher, "per_op": HostPerOpLauncher}
 _ROTATIONS = [RXGate, RYGate, RZGate, RXXGate, RYYGate, RZZGate, RZXGate]
 
 
@@ -159,7 +159,7 @@ def engine_outputs(
     for s, (slot, value) in enumerate(zip(shift_slot, shift_value, strict=True)):
         if slot >= 0:
             angles[s * batch : (s + 1) * batch, slot] += value
-    psi = FusedCircuit(program, select_backend("cpu", dtype)).evolve(angles)
+    psi = BlockCircuit(program, select_backend("cpu", dtype)).evolve(angles)
     return np.asarray(readout(psi), dtype=np.float64)
 
 
@@ -186,7 +186,7 @@ def test_runner_matches_engine(
     D = 2**n is below the thread count for n <= 4 (idle threads)."""
     program = random_program(seed, n)
     readout = make_readout(readout_kind, n, seed, dtype)
-    kp = encode_program(program, readout)
+    kp = encode_tables(program, readout)
     rng = np.random.default_rng(seed)
     base = rng.uniform(-np.pi, np.pi, (3, program.angles.num_slots))
     shift_slot, shift_value = random_shifts(rng, program.angles.num_slots, 5)
@@ -210,7 +210,7 @@ def test_rows_span_chunks_and_grid_strides(
     n = 10
     program = random_program(77, n, num_ops=16)
     readout = make_readout(readout_kind, n, 5, dtype)
-    kp = encode_program(program, readout)
+    kp = encode_tables(program, readout)
     rng = np.random.default_rng(3)
     base = rng.uniform(-np.pi, np.pi, (2, program.angles.num_slots))
     shift_slot, shift_value = random_shifts(rng, program.angles.num_slots, 3)
@@ -228,7 +228,7 @@ def test_thread_order_and_grid_size_do_not_change_results(
     """Bitwise: the order of a block's threads (a missing barrier would show) and the number
     of blocks (grid-stride loops) leave every output unchanged."""
     program = random_program(5, 5)
-    kp = encode_program(program, make_readout("pauli", 5, 5, "complex128"))
+    kp = encode_tables(program, make_readout("pauli", 5, 5, "complex128"))
     rng = np.random.default_rng(5)
     base = rng.uniform(-np.pi, np.pi, (4, program.angles.num_slots))
     shift_slot, shift_value = random_shifts(rng, program.angles.num_slots, 3)
@@ -248,7 +248,7 @@ def test_sample_chunks_give_identical_rows(kernels: HostKernels, runner: str) ->
     rows of those samples, bitwise. The per-op runner reuses its buffers for a repeated
     shape (chunks 2 and 3), so stale inputs would show."""
     program = random_program(9, 4)
-    kp = encode_program(program, make_readout("pieces", 4, 9, "complex128"))
+    kp = encode_tables(program, make_readout("pieces", 4, 9, "complex128"))
     rng = np.random.default_rng(9)
     base = rng.uniform(-np.pi, np.pi, (7, program.angles.num_slots))
     shift_slot, shift_value = random_shifts(rng, program.angles.num_slots, 4)
@@ -285,9 +285,9 @@ def _parameter_shift(
             shift_slot.append(k)
             shift_value.append(shift)
             coeffs.append((k, coeff))
-    kp = encode_program(program, readout)
+    kp = encode_tables(program, readout)
     base = table.angles(params)
-    runner = HostFusedRunner(kernels, kp, network.dtype, threads=32)
+    runner = HostFusedLauncher(kernels, kp, network.dtype, threads=32)
     out = runner.run(base, np.array(shift_slot, np.int32), np.array(shift_value))
     out = out.reshape(len(shift_slot), params.shape[0], -1)
     dslot = np.zeros((params.shape[0], out.shape[2], len(slots)))
@@ -353,7 +353,7 @@ def test_unsupported_programs_are_refused() -> None:
         [SparsePauliOp("ZZZZ")], np.arange(4), 4, select_backend("cpu", "complex128")
     )
     with pytest.raises(ValueError, match="cannot run on the CUDA kernels: op 0"):
-        encode_program(program, readout)
+        encode_tables(program, readout)
     big = Program(31, np.arange(31), (), AngleTable([], []), np.zeros(0, np.int64))
     assert "31 qubits" in unsupported_reason(big)
     diag5 = Op(OpKind.DIAG, (0, 1, 2, 3, 4), (), 0, np.exp(1j * np.arange(32.0)))
@@ -375,7 +375,7 @@ def test_fused_shared_memory_limit(n: int, dtype: str, fits: bool) -> None:
         Op(OpKind.DENSE, (q,), (), 0, np.array([[1, 1], [1, -1]]) / np.sqrt(2)) for q in range(n)
     )
     readout = PauliReadout([SparsePauliOp("Z" * n)], np.arange(n), n, select_backend("cpu", dtype))
-    kp = encode_program(_program_with(ops, n), readout)
+    kp = encode_tables(_program_with(ops, n), readout)
     assert kp.fits_fused(dtype) is fits
     itemsize = np.dtype(dtype).itemsize
     # the state, the one slot's angle, half-angle and full-angle (cos, sin), each segment
@@ -385,7 +385,7 @@ def test_fused_shared_memory_limit(n: int, dtype: str, fits: bool) -> None:
     assert kp.fused_shared_bytes(dtype) == expected
     if not fits:
         with pytest.raises(ValueError, match="shared memory"):
-            HostFusedRunner(None, kp, dtype)
+            HostFusedLauncher(None, kp, dtype)
 
 
 def test_tables_mirror_the_kernel_source() -> None:
@@ -444,8 +444,8 @@ def test_tables_mirror_the_kernel_source() -> None:
 
 def test_bad_inputs_are_refused(kernels: HostKernels) -> None:
     program = random_program(1, 3)
-    kp = encode_program(program, make_readout("pauli", 3, 1, "complex128"))
-    runner = HostPerOpRunner(kernels, kp)
+    kp = encode_tables(program, make_readout("pauli", 3, 1, "complex128"))
+    runner = HostPerOpLauncher(kernels, kp)
     k = program.angles.num_slots
     good = (np.zeros((2, k)), np.array([-1], np.int32), np.zeros(1))
     runner.run(*good)
@@ -460,12 +460,12 @@ def test_bad_inputs_are_refused(kernels: HostKernels) -> None:
     with pytest.raises(ValueError, match=rf"slot in \[0, {k}\)"):
         runner.run(good[0], np.array([k], np.int32), good[2])
     with pytest.raises(ValueError, match="threads must be a power of two"):
-        HostFusedRunner(kernels, kp, threads=48)
+        HostFusedLauncher(kernels, kp, threads=48)
     with pytest.raises(ValueError, match="dtype must be complex64 or complex128"):
-        HostFusedRunner(kernels, kp, "float64")
-    with pytest.raises(TypeError, match="kernel_program must be a KernelProgram"):
-        HostFusedRunner(kernels, program)
-    assert isinstance(kp, KernelProgram)
+        HostFusedLauncher(kernels, kp, "float64")
+    with pytest.raises(TypeError, match="tables must be a KernelTables"):
+        HostFusedLauncher(kernels, program)
+    assert isinstance(kp, KernelTables)
     empty = runner.run(np.zeros((0, k)), *good[1:])
     assert empty.shape == (0, 3)
 
@@ -474,8 +474,8 @@ def test_host_build_detects_shared_memory_overflow(kernels: HostKernels) -> None
     """A launch that gives the fused kernel less shared memory than the row needs fails
     loudly instead of corrupting memory."""
     program = random_program(2, 4)
-    kp = encode_program(program, make_readout("pauli", 4, 2, "complex128"))
-    runner = HostFusedRunner(kernels, kp, threads=32)
+    kp = encode_tables(program, make_readout("pauli", 4, 2, "complex128"))
+    runner = HostFusedLauncher(kernels, kp, threads=32)
     launches = []
     runner._execute_generated = lambda kernel, launch: launches.append((kernel, launch))
     runner.run(np.zeros((1, program.angles.num_slots)), np.array([-1], np.int32), np.zeros(1))
@@ -634,23 +634,23 @@ class _FakeCupy(types.ModuleType):
 def test_cupy_runners_control_flow(
     kernels: HostKernels, monkeypatch: pytest.MonkeyPatch, dtype: str
 ) -> None:
-    """FusedRunner and PerOpRunner (launch.py) on a stand-in CuPy whose kernels run on the host
+    """FusedLauncher and PerOpLauncher (launch.py) on a stand-in CuPy whose kernels run on the host
     build: one launch for the fused path; for the per-op path a direct first run, a graph
     captured on the second call of a shape and replayed (with the new inputs) after that, and a
     fresh workspace and graph for a new shape."""
     fake = _FakeCupy(kernels)
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    from gpuqnn._cuda.launch import FusedRunner, PerOpRunner, shared_memory_limit  # noqa: PLC0415
+    from gpuqnn._cuda.cupy_launchers import FusedLauncher, PerOpLauncher, shared_memory_limit  # noqa: PLC0415
 
     assert shared_memory_limit() == 227 * 1024
 
     program = random_program(31, 9)
     readout = make_readout("pauli", 9, 31, dtype)
-    kp = encode_program(program, readout)
+    kp = encode_tables(program, readout)
     rng = np.random.default_rng(31)
     slot, value = random_shifts(rng, program.angles.num_slots, 3)
 
-    fused = FusedRunner(kp, dtype, threads=64)
+    fused = FusedLauncher(kp, dtype, threads=64)
     base = rng.uniform(-np.pi, np.pi, (2, program.angles.num_slots))
     np.testing.assert_allclose(
         fused.run(base, slot, value),
@@ -663,7 +663,7 @@ def test_cupy_runners_control_flow(
     np.testing.assert_allclose(
         fused.adjoint(base, slots),
         adjoint_gradients(
-            FusedCircuit(program, readout.backend),
+            BlockCircuit(program, readout.backend),
             readout,
             base.astype(readout.backend.real_dtype),
             slots,
@@ -674,7 +674,7 @@ def test_cupy_runners_control_flow(
     )
     assert fake.launches == 2 and len(fake.modules) == 2
 
-    per_op = PerOpRunner(kp, dtype, threads=64)
+    per_op = PerOpLauncher(kp, dtype, threads=64)
     per_call = 4 + kp.num_ops  # init, the angle factors, the ops, the two readout kernels
     for call, batch in enumerate([2, 2, 2, 3, 3, 3]):
         base = rng.uniform(-np.pi, np.pi, (batch, program.angles.num_slots))
@@ -685,13 +685,11 @@ def test_cupy_runners_control_flow(
         )
         assert fake.launches - before == per_call
         assert fake.captures == (0, 1, 1, 1, 2, 2)[call]
-    big = FusedRunner(
-        encode_program(random_program(3, 13, 4), make_readout("pauli", 13, 3, dtype)), dtype
+    big = FusedLauncher(
+        encode_tables(random_program(3, 13, 4), make_readout("pauli", 13, 3, dtype)), dtype
     )
     assert big.forward_kernel.shared > 48 * 1024
-    out = big.run(
-        np.zeros((1, big.kernel_program.num_slots)), np.array([-1], np.int32), np.zeros(1)
-    )
+    out = big.run(np.zeros((1, big.tables.num_slots)), np.array([-1], np.int32), np.zeros(1))
     assert np.isfinite(out).all()
 
 
@@ -699,8 +697,8 @@ def test_fused_runner_copies_a_shift_plan_to_the_device_once(kernels: HostKernel
     """The parameter-shift tables of a plan are copied once (a copy from pageable host memory
     synchronises the stream); later chunks with the same plan copy only their angles."""
     program = random_program(5, 3)
-    runner = HostFusedRunner(
-        kernels, encode_program(program, make_readout("pauli", 3, 5, "complex128"))
+    runner = HostFusedLauncher(
+        kernels, encode_tables(program, make_readout("pauli", 3, 5, "complex128"))
     )
     copies = []
     to_device = runner._to_device

@@ -17,7 +17,7 @@ from qiskit_machine_learning.neural_networks import SamplerQNN as QmlSamplerQNN
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._compile import compile_circuit
 from gpuqnn._sim.backend import select_backend
-from gpuqnn._sim.fused import FusedCircuit
+from gpuqnn._sim.block_circuit import BlockCircuit
 
 from circuits import assert_same_passes
 
@@ -46,7 +46,7 @@ def _final_state(circuit: QuantumCircuit, values: dict, dtype: str) -> np.ndarra
     """Our engine's final state for one set of parameter values, in the circuit's qubits."""
     parameters = list(circuit.parameters)
     program = compile_circuit(circuit, parameters)
-    engine = FusedCircuit(program, select_backend("cpu", dtype))
+    engine = BlockCircuit(program, select_backend("cpu", dtype))
     angles = program.angles.angles(np.array([[values[p] for p in parameters]], dtype=float))
     psi = engine.evolve(angles)[0]
     # embed the simulated qubits back into the circuit's register (idle qubits are |0>)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.acceptance.kernels import TOLERANCE, kernel_stage
-from benchmarks.acceptance.plan import make_plan
+from benchmarks.acceptance.plan import make_view
 from benchmarks.acceptance.runner import Skip, Stage, StageContext, StageRunner
 from benchmarks.acceptance.subprocesses import pytest_summary
 
@@ -224,7 +224,7 @@ def test_pytest_summary_is_parsed() -> None:
 
 
 def test_kernel_stage_on_a_stand_in_cupy(kernels, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The GPU run's kernel stage (CuPy's FusedRunner and PerOpRunner) on the stand-in CuPy of
+    """The GPU run's kernel stage (CuPy's FusedLauncher and PerOpLauncher) on the stand-in CuPy of
     the kernel tests, whose launches run on the host build."""
     stand_in = getattr(pytest.importorskip("test_cuda_kernels"), "_FakeCupy", None)
     if stand_in is None:
@@ -238,7 +238,7 @@ def test_kernel_stage_on_a_stand_in_cupy(kernels, monkeypatch: pytest.MonkeyPatc
     fake_cupy.cuda.Device = Device
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
     plan = replace(
-        make_plan("cuda", quick=True),
+        make_view("cuda", quick=True),
         fused_forward=((3, "pauli"), (14, "pieces")),
         fused_adjoint=((4, "pieces"),),
         per_op=((5, "direct"),),
@@ -247,7 +247,7 @@ def test_kernel_stage_on_a_stand_in_cupy(kernels, monkeypatch: pytest.MonkeyPatc
     context = StageContext(time.monotonic() + 300)
     details = kernel_stage(plan)(context)
     assert context.failures == []
-    assert details["runners"].startswith("CuPy FusedRunner and PerOpRunner")
+    assert details["runners"].startswith("CuPy FusedLauncher and PerOpLauncher")
     statuses = {(c["path"], c["qubits"], c["dtype"]): c["status"] for c in details["cases"]}
     assert statuses.pop(("fused-forward", 14, "complex128")) == "n/a"  # beyond shared memory
     assert set(statuses.values()) == {"passed"} and len(statuses) == 9

@@ -20,8 +20,8 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit_machine_learning.neural_networks import EstimatorQNN as QmlEstimatorQNN
 
 from gpuqnn import EstimatorQNN, SamplerQNN
-from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
-from gpuqnn._cuda.select import select_runner
+from gpuqnn._cuda.host import HostFusedLauncher, HostKernels, HostPerOpLauncher
+from gpuqnn._cuda.runner import select_runner
 from gpuqnn._internals import use_backend
 from gpuqnn._sim.backend import Backend, host_available_memory
 from gpuqnn.examples import parity, zz_real_amplitudes
@@ -73,8 +73,8 @@ class Emulation:
         self,
         kernels: HostKernels,
         shared_limit: int = 227 * 1024,
-        fused: type = HostFusedRunner,
-        per_op: type = HostPerOpRunner,
+        fused: type = HostFusedLauncher,
+        per_op: type = HostPerOpLauncher,
     ) -> None:
         self.kernels = kernels
         self.shared_limit = shared_limit
@@ -87,7 +87,7 @@ class Emulation:
         self.runners.clear()
         return self.runners
 
-    def factory(self, circuit, readout, backend, _mode):
+    def factory(self, circuit, readout, backend, _options):
         runner = select_runner(
             circuit,
             readout,
@@ -97,7 +97,7 @@ class Emulation:
             make_per_op=partial(self.per_op, self.kernels),
             shared_limit=lambda: self.shared_limit,
         )
-        self.runners.append(None if runner is None else runner.kernels)
+        self.runners.append(None if runner is None else runner.launcher)
         return runner
 
     def move(self, network, backend: Backend | None = None) -> None:
@@ -142,7 +142,7 @@ def test_estimator_on_the_gpu_path_matches_the_cpu_engine(
     reference = EstimatorQNN(**{**kwargs, "dtype": "complex128"}, device="cpu")
     runners = emulated_gpu(mode)
     gpu = emulated_gpu.build(EstimatorQNN, **kwargs)
-    expected_runner = {"fused": HostFusedRunner, "per_op": HostPerOpRunner, "none": type(None)}
+    expected_runner = {"fused": HostFusedLauncher, "per_op": HostPerOpLauncher, "none": type(None)}
     assert isinstance(runners[0], expected_runner[mode])
     assert gpu.device == "cuda:0"
     tol = TOL[dtype]
@@ -275,7 +275,7 @@ def test_a_network_on_cuda_1_builds_and_runs_its_kernels_on_cuda_1(kernels) -> N
     qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
     seen = []
 
-    class Recording(HostFusedRunner):
+    class Recording(HostFusedLauncher):
         def __init__(self, *args, **kwargs) -> None:
             seen.append(("build", CURRENT_DEVICE[-1]))
             super().__init__(*args, **kwargs)
@@ -383,10 +383,10 @@ def test_a_cuda_1_network_never_touches_device_0(kernels, mode: str, method: str
     backward, vector-Jacobian product), and gives cuda:1 arrays back; an input on cuda:0 is
     refused before any work, naming both devices."""
 
-    class Fused(_BoundRunner, HostFusedRunner):
+    class Fused(_BoundRunner, HostFusedLauncher):
         device = 1
 
-    class PerOp(_BoundRunner, HostPerOpRunner):
+    class PerOp(_BoundRunner, HostPerOpLauncher):
         device = 1
 
     qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)

@@ -18,7 +18,7 @@ from qiskit_machine_learning.neural_networks import SamplerQNN as QmlSamplerQNN
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._compile import compile_circuit
 from gpuqnn._sim.backend import select_backend
-from gpuqnn._sim.fused import FusedCircuit
+from gpuqnn._sim.block_circuit import BlockCircuit
 from gpuqnn._sim.fusion import GATE, LAYER, PHASE, fuse
 from gpuqnn.examples import zz_real_amplitudes
 
@@ -241,7 +241,7 @@ def test_zz_network_fuses_into_phase_and_layer_blocks() -> None:
     fm_slots = {op.slot for i in specs[1].ops if (op := program.ops[i]).slot >= 0}
     assert len(fm_slots) == 6 + 15  # p(2 x_i) and every pair's phase
     assert sorted(i for spec in specs for i in spec.ops) == list(range(len(program.ops)))
-    engine = FusedCircuit(program, select_backend("cpu", "complex128"))
+    engine = BlockCircuit(program, select_backend("cpu", "complex128"))
     assert len(engine.blocks) == 6  # the Hadamard layer is folded into the initial state
     assert all(block.real for block in engine.blocks if block.kind == LAYER)
 
@@ -266,7 +266,7 @@ def test_fusion_keeps_non_commuting_order() -> None:
     kinds = {spec.kind for spec in fuse(program.ops, program.num_qubits)}
     assert kinds == {LAYER, PHASE, GATE}
     values = rng.uniform(-3, 3, len(qc.parameters))
-    engine = FusedCircuit(program, select_backend("cpu", "complex128"))
+    engine = BlockCircuit(program, select_backend("cpu", "complex128"))
     psi = engine.evolve(program.angles.angles(values[None]))[0]
     reference = Statevector(
         qc.assign_parameters(dict(zip(qc.parameters, values, strict=True)))

@@ -44,7 +44,7 @@ def test_a_pass_uses_several_workers_here() -> None:
     if threads.available_cores() < 2:
         pytest.skip("one core: passes run on the calling thread")
     network = _network()
-    sizing = simulator_of(network).executor.sizing(1 << 20, None, "a row", BATCH, states=1)
+    sizing = simulator_of(network).executor.sizing(1 << 20, "a row", BATCH, states=1)
     assert sizing.workers >= 2
 
 
@@ -317,8 +317,10 @@ def test_the_default_budget_is_a_share_of_the_free_memory() -> None:
     backend = simulator_of(_network()).backend
     alone = ChunkExecutor(backend, QUBITS)
     shared = ChunkExecutor(replace(backend, share=4), QUBITS)
-    assert shared.budget(None) <= alone.budget(None) / 3  # free memory moves a little
-    assert shared.budget(1 << 20) == alone.budget(1 << 20)  # an explicit bound is per process
+    assert shared.budget() <= alone.budget() / 3  # free memory moves a little
+    bounded_alone = ChunkExecutor(backend, QUBITS, max_memory=1 << 20)
+    bounded_shared = ChunkExecutor(replace(backend, share=4), QUBITS, max_memory=1 << 20)
+    assert bounded_shared.budget() == bounded_alone.budget()  # an explicit bound is per process
 
 
 def test_malloc_thresholds_from_the_environment_are_held_during_passes(monkeypatch) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from benchmarks.acceptance.environment import find_tool, run_command
 from benchmarks.acceptance.plan import Plan
 from benchmarks.acceptance.runner import StageContext
-from benchmarks.workloads import zz_kernel_program
+from benchmarks.workloads import zz_kernel_tables
 from gpuqnn._cuda.nvrtc import compile_cubin, kernel_resources
 
 ARCH = "sm_90"
@@ -70,7 +70,7 @@ def generate_kernels(qubits: int, dtype: str, shared_limit: int) -> list[KernelS
     """The forward kernel and the adjoint kernels (Jacobian, VJP) of ``zz_estimator(qubits)``."""
     from gpuqnn._cuda.codegen import generate_adjoint, generate_forward  # noqa: PLC0415
 
-    kp, slots = zz_kernel_program(qubits, dtype)
+    kp, slots = zz_kernel_tables(qubits, dtype)
     makers: dict[str, Callable[[], Any]] = {
         "forward": lambda: generate_forward(kp, dtype),
         "adjoint-jacobian": lambda: generate_adjoint(kp, dtype, slots, False, shared_limit),

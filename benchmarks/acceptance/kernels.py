@@ -51,54 +51,54 @@ class HostRunners:
 
     def __init__(self, directory: str) -> None:
         from gpuqnn._cuda.host import HostKernels  # noqa: PLC0415
-        from gpuqnn._cuda.program import DEFAULT_SHARED_LIMIT  # noqa: PLC0415
+        from gpuqnn._cuda.tables import DEFAULT_SHARED_LIMIT  # noqa: PLC0415
 
         self.kernels = HostKernels(directory)
         self.shared_limit = DEFAULT_SHARED_LIMIT
         self.name = (
-            "host build of the kernels (g++ -DGPUQNN_HOST): HostFusedRunner, HostPerOpRunner, "
+            "host build of the kernels (g++ -DGPUQNN_HOST): HostFusedLauncher, HostPerOpLauncher, "
             f"shared memory limit {self.shared_limit} bytes (H100/H200)"
         )
 
     def fused(self, kp: Any, dtype: str) -> Any:
-        from gpuqnn._cuda.host import HostFusedRunner  # noqa: PLC0415
+        from gpuqnn._cuda.host import HostFusedLauncher  # noqa: PLC0415
 
-        return HostFusedRunner(self.kernels, kp, dtype, shared_limit=self.shared_limit)
+        return HostFusedLauncher(self.kernels, kp, dtype, shared_limit=self.shared_limit)
 
     def per_op(self, kp: Any, dtype: str) -> Any:
-        from gpuqnn._cuda.host import HostPerOpRunner  # noqa: PLC0415
+        from gpuqnn._cuda.host import HostPerOpLauncher  # noqa: PLC0415
 
-        return HostPerOpRunner(self.kernels, kp, dtype)
+        return HostPerOpLauncher(self.kernels, kp, dtype)
 
     def to_host(self, array: Any) -> np.ndarray:
         return np.asarray(array)
 
 
 class CupyRunners:
-    """CuPy's FusedRunner and PerOpRunner on the current device (one shared module)."""
+    """CuPy's FusedLauncher and PerOpLauncher on the current device (one shared module)."""
 
     def __init__(self) -> None:
         import cupy  # noqa: PLC0415 - only with a GPU
 
-        from gpuqnn._cuda.launch import KernelModule, shared_memory_limit  # noqa: PLC0415
+        from gpuqnn._cuda.cupy_launchers import KernelModule, shared_memory_limit  # noqa: PLC0415
 
         self.cupy = cupy
         self.module = KernelModule()
         self.shared_limit = shared_memory_limit()
         self.name = (
-            f"CuPy FusedRunner and PerOpRunner on cuda:{cupy.cuda.Device().id}, shared "
+            f"CuPy FusedLauncher and PerOpLauncher on cuda:{cupy.cuda.Device().id}, shared "
             f"memory limit {self.shared_limit} bytes"
         )
 
     def fused(self, kp: Any, dtype: str) -> Any:
-        from gpuqnn._cuda.launch import FusedRunner  # noqa: PLC0415
+        from gpuqnn._cuda.cupy_launchers import FusedLauncher  # noqa: PLC0415
 
-        return FusedRunner(kp, dtype, shared_limit=self.shared_limit)
+        return FusedLauncher(kp, dtype, shared_limit=self.shared_limit)
 
     def per_op(self, kp: Any, dtype: str) -> Any:
-        from gpuqnn._cuda.launch import PerOpRunner  # noqa: PLC0415
+        from gpuqnn._cuda.cupy_launchers import PerOpLauncher  # noqa: PLC0415
 
-        return PerOpRunner(kp, dtype, module=self.module)
+        return PerOpLauncher(kp, dtype, module=self.module)
 
     def to_host(self, array: Any) -> np.ndarray:
         self.cupy.cuda.Device().synchronize()
@@ -178,13 +178,13 @@ class CaseRunner:
         """(program, complex128 reference readout, kernel program in ``case.dtype``, slots)."""
         key = (case.qubits, case.readout, case.dtype, case.seed)
         if key not in self._programs:
-            from gpuqnn._cuda.program import encode_program  # noqa: PLC0415
+            from gpuqnn._cuda.tables import encode_tables  # noqa: PLC0415
 
             h = self.helpers
             program = h.random_program(case.seed, case.qubits, case.ops)
             reference = h.make_readout(case.readout, case.qubits, case.seed, "complex128")
             readout = h.make_readout(case.readout, case.qubits, case.seed, case.dtype)
-            kp = encode_program(program, readout)
+            kp = encode_tables(program, readout)
             self._programs[key] = (program, reference, kp, program.angles.num_slots)
         return self._programs[key]
 
@@ -214,7 +214,7 @@ class CaseRunner:
 
     def _adjoint(self, case, program, reference, kp, base, rng) -> dict[str, Any]:
         from gpuqnn._sim.adjoint import adjoint_gradients  # noqa: PLC0415
-        from gpuqnn._sim.fused import FusedCircuit  # noqa: PLC0415
+        from gpuqnn._sim.block_circuit import BlockCircuit  # noqa: PLC0415
 
         slots = list(range(base.shape[1]))
         vjp = case.path.endswith("vjp")
@@ -228,7 +228,7 @@ class CaseRunner:
         cotangent = rng.uniform(0.5, 1.5, (case.samples, kp.num_outputs)) if vjp else None
         got = self.runners.to_host(runner.adjoint(base, slots, cotangent))
         expected = adjoint_gradients(
-            FusedCircuit(program, reference.backend),
+            BlockCircuit(program, reference.backend),
             reference,
             base,
             slots,
@@ -275,7 +275,7 @@ def kernel_stage(plan: Plan):
             records = _run_cases(CaseRunner(helpers, runners), kernel_cases(plan), ctx)
         details = {
             "runners": runners.name,
-            "reference": "NumPy engine in complex128: FusedCircuit.evolve and the readout for "
+            "reference": "NumPy engine in complex128: BlockCircuit.evolve and the readout for "
             "outputs, gpuqnn._sim.adjoint.adjoint_gradients for derivatives",
             "tolerance": TOLERANCE,
             "max_abs_error": _worst(records),

@@ -55,7 +55,7 @@ class Plan:
 ALL_KERNELS = ("forward", "adjoint-jacobian", "adjoint-vjp")
 
 
-def make_plan(device: str, quick: bool) -> Plan:
+def make_view(device: str, quick: bool) -> Plan:
     """The plan of a run on ``device`` (``"cuda"`` or ``"cpu"``)."""
     if device == "cuda":
         return _gpu_quick() if quick else _gpu()

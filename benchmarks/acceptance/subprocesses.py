@@ -141,8 +141,8 @@ def sanitizer_case() -> None:
     import cupy  # noqa: PLC0415 - only with a GPU
 
     import gpuqnn  # noqa: PLC0415
-    from gpuqnn._cuda.launch import FusedRunner, PerOpRunner  # noqa: PLC0415
-    from gpuqnn._cuda.program import encode_program  # noqa: PLC0415
+    from gpuqnn._cuda.cupy_launchers import FusedLauncher, PerOpLauncher  # noqa: PLC0415
+    from gpuqnn._cuda.tables import encode_tables  # noqa: PLC0415
     from gpuqnn._internals import simulator_of  # noqa: PLC0415
     from gpuqnn.examples import zz_real_amplitudes  # noqa: PLC0415
 
@@ -154,7 +154,7 @@ def sanitizer_case() -> None:
         device="cpu",
     )
     simulator = simulator_of(network)
-    kp = encode_program(simulator.program, simulator.readout)
+    kp = encode_tables(simulator.program, simulator.readout)
     rng = np.random.default_rng(7)
     params = rng.uniform(-np.pi, np.pi, (2, qc.num_parameters))
     base = np.ascontiguousarray(simulator.program.angles.angles(params), dtype=np.float64)
@@ -163,9 +163,9 @@ def sanitizer_case() -> None:
     shift_value = np.array([0.0, np.pi / 2, -np.pi / 2])
     cotangent = np.ones((2, kp.num_outputs))
     for dtype in ("complex128", "complex64"):
-        fused = FusedRunner(kp, dtype)
+        fused = FusedLauncher(kp, dtype)
         fused.run(base, shift_slot, shift_value)
         fused.adjoint(base, slots)
         fused.adjoint(base, slots, cotangent)
-        PerOpRunner(kp, dtype).run(base, shift_slot, shift_value)
+        PerOpLauncher(kp, dtype).run(base, shift_slot, shift_value)
     cupy.cuda.Device().synchronize()

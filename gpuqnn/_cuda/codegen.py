@@ -31,15 +31,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._compile import Op, OpKind
+from .layout import (
+    REGISTER_BUDGET,
+    REGISTERS_PER_SM,
+    Layout,
+    adjoint_shared_bytes,
+    default_threads,
+    shared_layout,
+    warps,
+)
 from .passes import Pass, PhaseRun
-from .program import READOUT_PAULI, KernelProgram, check_kernel_dtype
-from .source import kernel_source
+from .source import check_kernel_dtype, kernel_source
+from .tables import READOUT_PAULI, KernelTables
 
-REGISTER_BUDGET = 64
-"""Registers per thread the kernels are built for (``__launch_bounds__``' minimum blocks)."""
-_REGISTERS_PER_SM = 65536
 _CHUNK = 4  # amplitudes per thread held at once by a phase run's backward pass
-_ALIGN = 16
 
 FORWARD_KERNEL = "gqs_forward"
 ADJOINT_KERNEL = "gqs_adjoint"
@@ -48,53 +53,6 @@ FORWARD_SIGNATURE = ("ptr", "i64", "ptr", "ptr", "i64", "ptr", "ptr", "ptr")
 """``gqs_forward(base, batch, shift_slot, shift_value, shifts, prog, rcoef, out)``."""
 ADJOINT_SIGNATURE = ("ptr", "i64", "ptr", "ptr", "ptr")
 """``gqs_adjoint(base, batch, cotangent, pidx, out)``."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Offsets (bytes) of a specialised kernel's dynamic shared memory, and its size."""
-
-    psi: int
-    lam: int
-    final: int
-    theta: int
-    half: int
-    full: int
-    cot: int
-    cells: int
-    scratch: int
-    size: int
-
-
-def _layout(
-    kp: KernelProgram, dtype: np.dtype, states: int, cells: int, scratch: int, vjp: bool
-) -> Layout:
-    """The dynamic shared memory of a kernel with ``states`` row states, ``cells`` derivative
-    cells and ``scratch`` readout doubles, each segment 16-byte aligned."""
-    at = 0
-
-    def take(size: int) -> int:
-        nonlocal at
-        start = at
-        at = -(-(at + size) // _ALIGN) * _ALIGN
-        return start
-
-    state = kp.dim * dtype.itemsize
-    k = max(1, kp.num_slots)
-    psi = take(state)
-    lam = take(state if states >= 2 else 0)
-    final = take(state if states >= 3 else 0)
-    theta = take(k * dtype.itemsize // 2)
-    half = take(k * dtype.itemsize)
-    full = take(k * dtype.itemsize)
-    cot = take(8 * kp.num_outputs if vjp else 0)
-    cell = take(8 * cells)
-    scr = take(8 * scratch)
-    return Layout(psi, lam, final, theta, half, full, cot, cell, scr, max(at, _ALIGN))
-
-
-def _warps(threads: int) -> int:
-    return max(1, threads // 32)
 
 
 @dataclass(frozen=True)
@@ -121,11 +79,6 @@ class GeneratedKernel:
     key: str
     passes: int
     keeps_final: bool = False
-
-
-def default_threads(num_qubits: int) -> int:
-    """Threads per block: a power of two in [32, 512], about one per 4 amplitudes."""
-    return int(min(512, max(32, (1 << num_qubits) // 4)))
 
 
 def _real(dtype: np.dtype) -> str:
@@ -231,7 +184,7 @@ class _Generator:
 
     def __init__(
         self,
-        kp: KernelProgram,
+        kp: KernelTables,
         dtype: np.dtype,
         threads: int,
         slots: Sequence[int] = (),
@@ -240,7 +193,7 @@ class _Generator:
         self.kp = kp
         self.real = _real(dtype)
         self.threads = threads
-        self.warps = _warps(threads)
+        self.warps = warps(threads)
         self.dim = kp.dim
         self.passes = kp.passes
         self.slots = list(slots)
@@ -639,7 +592,7 @@ def _entry(name: str, params: list[tuple[str, str]], threads: int) -> str:
     decl = ", ".join(f"{t} {n}" for t, n in params)
     args = ", ".join(n for _t, n in params)
     # at most 16: the fewest resident blocks per SM among the architectures CuPy supports
-    min_blocks = max(1, min(16, _REGISTERS_PER_SM // (threads * REGISTER_BUDGET)))
+    min_blocks = max(1, min(16, REGISTERS_PER_SM // (threads * REGISTER_BUDGET)))
     return f"""
 #ifdef GPUQNN_HOST
 extern "C" int {name}({decl}, long long grid, int block, long long shared, int reverse) {{
@@ -662,7 +615,7 @@ def _key(source: str) -> str:
 
 
 def generate_forward(
-    kp: KernelProgram, dtype: object, threads: int | None = None
+    kp: KernelTables, dtype: object, threads: int | None = None
 ) -> GeneratedKernel:
     """The specialised forward kernel ``gqs_forward(base (B, K) float64, batch, shift_slot (S,)
     int32, shift_value (S,) float64, shifts, prog, rcoef, out (S * B, O) float64)``: row
@@ -676,7 +629,7 @@ def generate_forward(
     dtype = check_kernel_dtype(dtype)
     threads = default_threads(kp.num_qubits) if threads is None else int(threads)
     g = _Generator(kp, dtype, threads)
-    layout = _layout(kp, dtype, 1, 0, kp.fused_scratch_doubles(threads), False)
+    layout = shared_layout(kp, dtype, 1, 0, kp.fused_scratch_doubles(threads), False)
     c = g.code
     params = [
         ("const double* GQ_RESTRICT", "base"),
@@ -714,31 +667,8 @@ def generate_forward(
     )
 
 
-def forward_shared_bytes(kp: KernelProgram, dtype: object, threads: int | None = None) -> int:
-    """Dynamic shared memory of :func:`generate_forward`'s kernel, in bytes: the state, the
-    row's angle tables and the readout's scratch."""
-    dtype = check_kernel_dtype(dtype)
-    threads = default_threads(kp.num_qubits) if threads is None else int(threads)
-    return _layout(kp, dtype, 1, 0, kp.fused_scratch_doubles(threads), False).size
-
-
-def adjoint_shared_bytes(
-    kp: KernelProgram,
-    dtype: object,
-    slots: int,
-    vjp: bool,
-    keep_final: bool,
-    threads: int | None = None,
-) -> int:
-    """Dynamic shared memory of :func:`generate_adjoint`'s kernel, in bytes."""
-    dtype = check_kernel_dtype(dtype)
-    threads = default_threads(kp.num_qubits) if threads is None else int(threads)
-    states = 3 if keep_final and not vjp and kp.num_outputs > 1 else 2
-    return _layout(kp, dtype, states, slots * _warps(threads), 0, vjp).size
-
-
 def generate_adjoint(
-    kp: KernelProgram,
+    kp: KernelTables,
     dtype: object,
     slots: Sequence[int],
     vjp: bool,
@@ -767,7 +697,7 @@ def generate_adjoint(
     if adjoint_shared_bytes(kp, dtype, len(slots), vjp, keep, threads) > shared_limit:
         return None
     g = _Generator(kp, dtype, threads, slots, vjp)
-    layout = _layout(kp, dtype, 3 if keep else 2, len(slots) * g.warps, 0, vjp)
+    layout = shared_layout(kp, dtype, 3 if keep else 2, len(slots) * g.warps, 0, vjp)
     outputs = 1 if vjp else kp.num_outputs
     c = g.code
     params = [

@@ -1,9 +1,10 @@
 """The kernels built for the host: the same ``statevector.cuh`` compiled by a C++ compiler with
-``-DGPUQNN_HOST``, loaded with ctypes, and runners that mirror :class:`~.launch.FusedRunner`
-and :class:`~.launch.PerOpRunner` on NumPy arrays.
+``-DGPUQNN_HOST``, loaded with ctypes, and launchers that mirror
+:class:`~.cupy_launchers.FusedLauncher` and :class:`~.cupy_launchers.PerOpLauncher` on NumPy
+arrays.
 
-They exist to verify the kernels' logic without a GPU: the runners build exactly the launches
-the CuPy runners build (``plan.py``), and the host build executes each launch's grid block by
+They exist to verify the kernels' logic without a GPU: the launchers build exactly the launches
+the CuPy launchers build (``launchers.py``), and the host build executes each launch's grid block by
 block, with an emulated number of threads per block run one after the other (optionally in
 reverse order, to expose races inside a phase), a check that consecutive phases of a block are
 separated by a barrier, fresh NaN-filled shared memory per block and a guard that detects
@@ -23,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from .codegen import GeneratedKernel
-from .plan import SIGNATURES, FusedRunnerBase, Launch, PerOpBuffers, PerOpRunnerBase
-from .program import KernelProgram
+from .launchers import SIGNATURES, FusedLauncherBase, Launch, PerOpBuffers, PerOpLauncherBase
 from .source import kernel_source_path
+from .tables import KernelTables
 
 _CTYPES = {"ptr": ctypes.c_void_p, "i32": ctypes.c_int, "i64": ctypes.c_longlong}
 _SUFFIX = {"float": "f32", "double": "f64"}
@@ -184,7 +185,7 @@ def _host_args(name: str, signature: tuple[str, ...], values: tuple) -> list:
 
 
 class _HostMemory:
-    """The RunnerBase hooks on host memory; fresh arrays are filled with NaN or a sentinel."""
+    """The LauncherBase hooks on host memory; fresh arrays are filled with NaN or a sentinel."""
 
     kernels: HostKernels
     reverse: bool
@@ -208,14 +209,14 @@ class _HostMemory:
         self.kernels.specialised(kernel).execute(launch, self.reverse)
 
 
-class HostFusedRunner(_HostMemory, FusedRunnerBase):
-    """:class:`~.launch.FusedRunner` on the host build.
+class HostFusedLauncher(_HostMemory, FusedLauncherBase):
+    """:class:`~.cupy_launchers.FusedLauncher` on the host build.
 
     Args:
         kernels: the host build.
-        kernel_program: the encoded program and readout.
+        tables: the encoded program and readout.
         dtype: complex64 or complex128.
-        threads: emulated threads per block (default: the GPU runner's choice).
+        threads: emulated threads per block (default: the GPU launcher's choice).
         max_blocks: blocks of the emulated grid at most (rows beyond are strided over).
         shared_limit: shared memory limit per block that the plan must respect, in bytes.
         reverse: run each phase's threads in decreasing order.
@@ -224,7 +225,7 @@ class HostFusedRunner(_HostMemory, FusedRunnerBase):
     def __init__(
         self,
         kernels: HostKernels,
-        kernel_program: KernelProgram,
+        tables: KernelTables,
         dtype: object = "complex128",
         *,
         threads: int | None = None,
@@ -233,17 +234,17 @@ class HostFusedRunner(_HostMemory, FusedRunnerBase):
         reverse: bool = False,
     ) -> None:
         options = {} if shared_limit is None else {"shared_limit": shared_limit}
-        super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks, **options)
+        super().__init__(tables, dtype, threads=threads, max_blocks=max_blocks, **options)
         self.kernels = kernels
         self.reverse = reverse
 
 
-class HostPerOpRunner(_HostMemory, PerOpRunnerBase):
-    """:class:`~.launch.PerOpRunner` on the host build (its launches, without the graph).
+class HostPerOpLauncher(_HostMemory, PerOpLauncherBase):
+    """:class:`~.launch.PerOpLauncher` on the host build (its launches, without the graph).
 
     Args:
         kernels: the host build.
-        kernel_program: the encoded program and readout.
+        tables: the encoded program and readout.
         dtype: complex64 or complex128.
         threads: emulated threads per block (default 256).
         max_blocks: blocks of the emulated grid at most (grid-stride loops cover the rest).
@@ -253,14 +254,14 @@ class HostPerOpRunner(_HostMemory, PerOpRunnerBase):
     def __init__(
         self,
         kernels: HostKernels,
-        kernel_program: KernelProgram,
+        tables: KernelTables,
         dtype: object = "complex128",
         *,
         threads: int | None = None,
         max_blocks: int | None = None,
         reverse: bool = False,
     ) -> None:
-        super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks)
+        super().__init__(tables, dtype, threads=threads, max_blocks=max_blocks)
         self.kernels = kernels
         self.reverse = reverse
 

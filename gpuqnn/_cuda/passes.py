@@ -57,7 +57,7 @@ class PhaseRun:
 Pass = OpPass | PhaseRun
 
 
-def plan_passes(program: Program) -> list[Pass]:
+def build_passes(program: Program) -> list[Pass]:
     """The program's ops as passes, in an order equivalent to the program's.
 
     Args:

@@ -23,7 +23,7 @@
 // would hide a missing barrier between two phases, so the host build checks the last rule and
 // fails the launch when a phase starts while the previous one was not closed by a GQ_SYNC().
 //
-// Data layout (built by gpuqnn/_cuda/program.py; the enums below are its constants):
+// Data layout (built by gpuqnn/_cuda/tables.py; the enums below are its constants):
 //   prog: int32 table. Header (GQ_HEADER ints), then one record of GQ_OP_FIELDS ints per op, then
 //         the ops' index arrays, then the readout's tables. Offsets are from the table's start.
 //   data: complex (T pairs) op constants: dense matrices (row-major), diagonals, permutation
@@ -131,7 +131,7 @@ GQ_DEVICE void gq_warp_add(double* cells, int t, double v) {
 // Items (rows) w in [0, n) handled by whole blocks (block-stride); uniform inside a block.
 #define GQ_BLOCK_ITEMS(w, n) for (long long w = GQ_BLOCK; w < (n); w += GQ_NUM_BLOCKS)
 
-// ---- table layout (mirrored by gpuqnn/_cuda/program.py) --------------------------------------
+// ---- table layout (mirrored by gpuqnn/_cuda/tables.py) --------------------------------------
 enum gq_header {
   GQ_H_QUBITS = 0,   // n: simulated qubits, D = 2**n
   GQ_H_NUM_OPS = 1,  // ops in the program

@@ -1,4 +1,5 @@
-"""Adjoint differentiation, batched: one forward sweep and one backward sweep for all rows.
+"""Adjoint differentiation on the block engine, batched: one forward sweep and one backward sweep
+for all rows (the strategy that chooses and runs it is :mod:`.adjoint_strategy`).
 
 For outputs ``f_o = <psi|H_o|psi>`` (expectations, or probabilities with ``H_o`` a projector), the
 derivative by slot k is ``2 Re <lam_o| d psi / d theta_k>`` with ``lam_o = H_o psi``. Sweeping the
@@ -20,15 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from .block_circuit import BlockCircuit
 from .buffers import Buffers
-from .executor import ChunkExecutor
-from .fused import FusedCircuit
-from .parameters import AngleMap
 from .protocols import Readout
 
 
 @dataclass
-class Sweep:
+class BlockSweep:
     """What a forward sweep over R rows keeps for the reverse sweep.
 
     Attributes:
@@ -48,8 +47,8 @@ class Sweep:
 
 
 def forward_sweep(
-    circuit: FusedCircuit, angles: Any, first: int, checkpoints: bool, work: Buffers
-) -> Sweep:
+    circuit: BlockCircuit, angles: Any, first: int, checkpoints: bool, work: Buffers
+) -> BlockSweep:
     """Evolve (R, K) real ``angles`` through every block, keeping what the reverse sweep
     from block ``first`` needs (each block's output from there on, with ``checkpoints``)."""
     blocks = circuit.blocks
@@ -72,10 +71,10 @@ def forward_sweep(
             psi = result
         elif result is spare:
             psi, spare = spare, psi
-    return Sweep(first, preps, states, psi, work)
+    return BlockSweep(first, preps, states, psi, work)
 
 
-def reverse_sweep(circuit: FusedCircuit, sweep: Sweep, slots: Sequence[int], lam: Any) -> Any:
+def reverse_sweep(circuit: BlockCircuit, sweep: BlockSweep, slots: Sequence[int], lam: Any) -> Any:
     """Derivatives by ``slots`` from the adjoint states ``lam`` (1, R, E, D) at the output:
     the blocks from the last to ``sweep.first``, un-applied to ``lam`` (and, without
     checkpoints, to the state).
@@ -120,7 +119,7 @@ def adjoint_states(readout: Readout, phi: Any, cotangent: Any = None) -> Any:
 
 
 def adjoint_gradients(
-    circuit: FusedCircuit,
+    circuit: BlockCircuit,
     readout: Readout,
     angles: Any,
     slots: Sequence[int],
@@ -170,151 +169,10 @@ CHECKPOINT_MIN_SAMPLES = 16
 """Checkpoints are kept when at least this many samples (or the whole batch) fit with them."""
 
 
-class AdjointStrategy:
-    """Adjoint differentiation of a chunk of samples: the fused adjoint CUDA kernel where it
-    serves the pass, else the block engine (any backend).
+ADJOINT_STATES = 5
+"""States per sample of an adjoint pass besides checkpoints, adjoint states and the blocks'
+per-sample data: the state, its spare and scratch, and two for the readout's temporaries."""
 
-    Args:
-        circuit: the fused program.
-        readout: the outputs' readout.
-        executor: sizes and runs the chunks.
-        angle_map: the program's angles and their Jacobian.
-        kernel: the fused CUDA kernels' runner (:class:`gpuqnn._cuda.select.KernelRunner`),
-            or None.
-    """
-
-    name = "adjoint"
-
-    def __init__(
-        self,
-        circuit: FusedCircuit,
-        readout: Readout,
-        executor: ChunkExecutor,
-        angle_map: AngleMap,
-        kernel: Any = None,
-    ) -> None:
-        self.circuit = circuit
-        self.readout = readout
-        self.executor = executor
-        self.angle_map = angle_map
-        self.kernel = kernel
-        preps = [block.prep_bytes() for block in circuit.blocks]
-        self._prep_bytes = sum(kept for kept, _temp in preps) + max(
-            (temp for _kept, temp in preps), default=0
-        )
-        self._gradient_bytes = max((block.gradient_bytes() for block in circuit.blocks), default=0)
-
-    def sample_bytes(
-        self, slots: Sequence[int], columns: Sequence[int], checkpoints: bool, vjp: bool = False
-    ) -> int:
-        """Peak bytes per sample of the pass, with or without checkpoints; ``vjp``: one adjoint
-        state per sample (a cotangent's) instead of one per output."""
-        outputs = 1 if vjp else self.readout.num_outputs
-        states = ADJOINT_STATES + ADJOINT_PER_OUTPUT * outputs
-        if checkpoints:
-            states += len(self.circuit.blocks) - int(self.circuit.slot_block[slots].min())
-        fixed = (
-            self._prep_bytes
-            + self.angle_map.host_bytes(slots, columns)
-            + self._gradient_bytes * outputs
-        )
-        return states * self.executor.state_bytes + fixed
-
-    def fits(
-        self,
-        slots: Sequence[int],
-        columns: Sequence[int],
-        max_memory: int | None,
-        vjp: bool = False,
-    ) -> bool:
-        """Whether ``gradient_method="auto"`` may choose this strategy: one sample's pass
-        (without checkpoints) fits the budget; on the fused CUDA kernels, the fused adjoint
-        kernel fits shared memory (where it does not, the fused parameter-shift launch serves
-        before the block engine, whose cost is not comparable with the kernels')."""
-        if self.kernel is not None:
-            return self.kernel.fused_adjoint(slots, vjp)
-        budget = self.executor.budget(max_memory)
-        return self.sample_bytes(slots, columns, checkpoints=False, vjp=vjp) <= budget
-
-    def cost(self, slots: Sequence[int], vjp: bool = False) -> float:
-        """Relative cost per sample, in the units of the runner that executes it: the fused
-        adjoint kernel's passes where it serves, else the block engine's (with checkpoints);
-        ``vjp``: one adjoint state per sample whatever the number of outputs."""
-        if self.kernel is not None and self.kernel.fused_adjoint(slots, vjp):
-            return self.kernel.adjoint_cost(slots, vjp)
-        first = int(self.circuit.slot_block[slots].min())
-        outputs = 1 if vjp else self.readout.num_outputs
-        return adjoint_cost(self.circuit.block_costs(), first, outputs, checkpoints=True)
-
-    def run(
-        self,
-        params: Any,
-        slots: list[int],
-        columns: Sequence[int],
-        max_memory: int | None,
-        grad: Any,
-        cotangent: Any = None,
-    ) -> None:
-        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``; or,
-        with a (B, O) ``cotangent`` on the backend, their (B, 1, J) vector-Jacobian product."""
-        executor = self.executor
-        batch = params.shape[0]
-        vjp = cotangent is not None
-        if self.kernel is not None and self.kernel.fused_adjoint(slots, vjp):
-            self._run_kernel(params, slots, columns, max_memory, grad, cotangent)
-            return
-        with_checkpoints = self.sample_bytes(slots, columns, True, vjp)
-        enough = min(batch, CHECKPOINT_MIN_SAMPLES)
-        checkpoints = executor.budget(max_memory) // with_checkpoints >= enough
-        per_sample = (
-            with_checkpoints if checkpoints else self.sample_bytes(slots, columns, False, vjp)
-        )
-        sizing = executor.sizing(
-            per_sample,
-            max_memory,
-            "an adjoint pass over one sample",
-            batch,
-            states=2 if vjp else 1 + self.readout.num_outputs,
-        )
-
-        def task(start: int, stop: int) -> None:
-            chunk = params[start:stop]
-            dslot = adjoint_gradients(
-                self.circuit,
-                self.readout,
-                self.angle_map.angles(chunk),
-                slots,
-                checkpoints,
-                executor.buffers(),
-                None if cotangent is None else cotangent[start:stop],
-            )
-            grad[start:stop] += dslot @ self.angle_map.jacobian(chunk, slots, columns)
-
-        executor.run(task, batch, sizing, max_memory)
-
-    def _run_kernel(
-        self,
-        params: Any,
-        slots: list[int],
-        columns: Sequence[int],
-        max_memory: int | None,
-        grad: Any,
-        cotangent: Any,
-    ) -> None:
-        """:meth:`run` on the fused adjoint kernel: one launch per chunk."""
-        kernel = self.kernel
-        vjp = cotangent is not None
-        per_sample = kernel.adjoint_row_bytes(vjp, len(slots)) + self.angle_map.host_bytes(
-            slots, columns
-        )
-        sizing = self.executor.sizing(
-            per_sample, max_memory, "a fused adjoint launch over one sample", params.shape[0]
-        )
-
-        def task(start: int, stop: int) -> None:
-            chunk = params[start:stop]
-            g = None if cotangent is None else cotangent[start:stop]
-            dslot = kernel.adjoint(self.angle_map.angles(chunk), slots, g)
-            grad[start:stop] += dslot @ self.angle_map.jacobian(chunk, slots, columns)
-
-        self.executor.run(task, params.shape[0], sizing, max_memory)
+ADJOINT_PER_OUTPUT = 5
+"""States per output of a sample in an adjoint pass: the adjoint state, its spare and scratch
+buffers, and a block gradient's temporaries (a product and its imaginary part)."""

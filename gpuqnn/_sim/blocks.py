@@ -40,7 +40,7 @@ from .._compile import Op, OpKind, Program
 from .backend import Backend
 from .buffers import Buffers
 from .fusion import GATE, LAYER, PHASE, BlockSpec
-from .gates import Plan, apply_op, generator_overlap, inverse_op, make_plan
+from .gates import OpView, apply_op, generator_overlap, inverse_op, make_view
 
 MAX_GROUP_QUBITS = 4
 """Qubits per Kronecker factor of a layer: 16 x 16 per-sample matrices (measured fastest)."""
@@ -739,7 +739,7 @@ class GateBlock:
         self.xp = backend.xp
         self.backend = backend
         self.op = op
-        self.plan: Plan = make_plan(op, num_qubits)
+        self.view: OpView = make_view(op, num_qubits)
         self.inverse = None if op.slot >= 0 else inverse_op(op)
         self.slots = np.asarray([op.slot] if op.slot >= 0 else [], dtype=np.int64)
 
@@ -769,7 +769,7 @@ class GateBlock:
         target = psi if inplace else out
         if target is not psi:
             target[...] = psi
-        apply_op(self.xp, self.op, self.plan, target, prep)
+        apply_op(self.xp, self.op, self.view, target, prep)
         return target
 
     def apply_adjoint(self, psi: Any, out: Any, scratch: Any, prep: Any, inplace: bool) -> Any:
@@ -777,9 +777,9 @@ class GateBlock:
         if target is not psi:
             target[...] = psi
         if self.parametric:
-            apply_op(self.xp, self.op, self.plan, target, -prep)
+            apply_op(self.xp, self.op, self.view, target, -prep)
         else:
-            apply_op(self.xp, self.inverse, self.plan, target, None)
+            apply_op(self.xp, self.inverse, self.view, target, None)
         return target
 
     def plan_shifts(self, entries: Sequence[tuple[int, float]]) -> Shifts:
@@ -794,10 +794,10 @@ class GateBlock:
         """Row block e = the op at angle value_e applied to base: U(theta + s) = U(s) U(theta);
         one call for all branches (one angle per row block)."""
         rows[...] = base
-        apply_op(self.xp, self.op, self.plan, rows, shifts.fixed)
+        apply_op(self.xp, self.op, self.view, rows, shifts.fixed)
 
     def gradient(self, lam: Any, phi: Any, prep: Any) -> Any:
-        overlap = generator_overlap(self.xp, self.op, self.plan, lam, phi)
+        overlap = generator_overlap(self.xp, self.op, self.view, lam, phi)
         return (2.0 * overlap.real)[..., None]
 
 

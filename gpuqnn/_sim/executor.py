@@ -1,11 +1,11 @@
 """The chunk executor: how many rows a pass takes at once, on how many worker threads, with
 which buffers.
 
-A pass over B samples is split into chunks whose bytes fit the memory budget (``max_memory``, or
-half of the free memory) with every worker holding one chunk; chunks run on the shared worker
-pool (:mod:`.threads`) under the BLAS limit, each worker thread with its own reusable
-:class:`~.buffers.Buffers`. Nothing here knows what a row is: the strategies say how many bytes
-one costs.
+A pass over B samples is split into chunks whose bytes fit the memory budget (``max_memory``,
+or half of the free memory; the executor owns it) with every worker holding one chunk; chunks
+run on the shared worker pool (:mod:`.threads`) under the BLAS limit, each worker thread with
+its own reusable :class:`~.buffers.Buffers`. Nothing here knows what a row is: the strategies
+say how many bytes one costs.
 """
 
 from __future__ import annotations
@@ -46,18 +46,27 @@ class Sizing(NamedTuple):
 
 
 class ChunkExecutor:
-    """Sizes and runs the chunks of a pass.
+    """Sizes and runs the chunks of a pass within the memory budget it owns.
 
     Args:
         backend: where the states live (its preferred chunk bytes and worker count).
         num_qubits: simulated qubits (for the messages of errors and the thread rule).
         workers: most worker threads on the CPU (default: :func:`.threads.default_threads`);
             one on a GPU, which one stream feeds.
+        max_memory: the bound in bytes on every pass's peak memory, or None (half of the free
+            memory at call time, shared with the node's other processes on the device).
     """
 
-    def __init__(self, backend: Backend, num_qubits: int, workers: int | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        num_qubits: int,
+        workers: int | None = None,
+        max_memory: int | None = None,
+    ) -> None:
         self.backend = backend
         self.num_qubits = num_qubits
+        self.max_memory = max_memory
         self.state_bytes = 2**num_qubits * backend.dtype.itemsize
         if backend.is_gpu:
             self.workers = 1
@@ -76,35 +85,32 @@ class ChunkExecutor:
                 self._all_buffers.add(buffers)
         return buffers
 
-    def release(self, max_memory: int | None) -> None:
+    def release(self) -> None:
         """After a call: with an explicit ``max_memory`` drop every buffer (the bound covers
         whatever the process holds during the next call); else drop those grown past
         :data:`RETAIN_BYTES` (after a big batch, e.g. on a GPU)."""
         with self._lock:
             for buffers in self._all_buffers:
-                if max_memory is not None or buffers.nbytes > RETAIN_BYTES:
+                if self.max_memory is not None or buffers.nbytes > RETAIN_BYTES:
                     buffers.clear()
 
-    def budget(self, max_memory: int | None) -> int:
+    def budget(self) -> int:
         """Bytes the chunks are sized for: :data:`MARGIN` of ``max_memory``, or of half the
         free memory divided among the node's processes that share the device
         (:attr:`~.backend.Backend.share`)."""
-        if max_memory is not None:
-            limit = max_memory
+        if self.max_memory is not None:
+            limit = self.max_memory
         else:
             limit = self.backend.free_memory() // (2 * max(1, self.backend.share))
         return int(limit * MARGIN)
 
-    def sizing(
-        self, per_row: int, max_memory: int | None, what: str, total: int, states: int = 1
-    ) -> Sizing:
+    def sizing(self, per_row: int, what: str, total: int, states: int = 1) -> Sizing:
         """Rows of ``per_row`` bytes per chunk, and the workers that hold one each: what fits
         the budget with every worker holding a chunk, capped by the backend's preferred chunk,
         and small enough that ``total`` rows give every worker some.
 
         Args:
             per_row: bytes one row (a state, or a sample with all its states) needs.
-            max_memory: the bound, or None.
             what: what a row is, for the error message.
             total: rows in the pass.
             states: statevectors one row sweeps (a sample's shifted copies, or its adjoint
@@ -113,12 +119,12 @@ class ChunkExecutor:
         Raises:
             ValueError: not even one row fits the budget.
         """
-        limit = self.budget(max_memory)
+        limit = self.budget()
         rows = limit // per_row
         if rows < 1:
             budget = (
-                f"max_memory={max_memory} bytes"
-                if max_memory is not None
+                f"max_memory={self.max_memory} bytes"
+                if self.max_memory is not None
                 else (
                     f"half of the free memory ({limit / MARGIN:.0f} bytes; set max_memory to "
                     "choose)"
@@ -148,7 +154,6 @@ class ChunkExecutor:
         task: Callable[[int, int], None],
         total: int,
         sizing: Sizing,
-        max_memory: int | None,
     ) -> None:
         """Run ``task(start, stop)`` over ``range(0, total, sizing.chunk)``, chunks on
         ``sizing.workers`` threads of the shared pool (every ``workers``-th chunk in one
@@ -171,4 +176,4 @@ class ChunkExecutor:
                 for future in futures:
                     future.result()
         finally:
-            self.release(max_memory)
+            self.release()

@@ -23,7 +23,7 @@ _EPS = 1e-15
 
 
 @dataclass(frozen=True)
-class Plan:
+class OpView:
     """How to view a state for one op: the reshape of the amplitude axis and each sub-block.
 
     Attributes:
@@ -38,8 +38,8 @@ class Plan:
     reduce_axes: tuple[int, ...]
 
 
-def make_plan(op: Op, num_qubits: int) -> Plan:
-    """The view plan of ``op`` on an ``num_qubits``-qubit state."""
+def make_view(op: Op, num_qubits: int) -> OpView:
+    """The view of ``op`` on an ``num_qubits``-qubit state."""
     qubits = sorted(op.qubits, reverse=True)
     shape: list[int] = []
     axis: dict[int, int] = {}
@@ -61,13 +61,13 @@ def make_plan(op: Op, num_qubits: int) -> Plan:
             index[axis[q]] = (j >> t) & 1
         blocks.append((Ellipsis, *index))
     ndim_left = len(shape) - len(op.qubits)  # axes left after integer indexing
-    return Plan(tuple(shape), tuple(blocks), tuple(range(-ndim_left, 0)) if ndim_left else ())
+    return OpView(tuple(shape), tuple(blocks), tuple(range(-ndim_left, 0)) if ndim_left else ())
 
 
-def sub_blocks(psi: Any, plan: Plan) -> list[Any]:
+def sub_blocks(psi: Any, view: OpView) -> list[Any]:
     """Views of ``psi`` (R, *E, D) on each of the op's sub-blocks."""
-    view = psi.reshape(psi.shape[:-1] + plan.shape)
-    return [view[index] for index in plan.blocks]
+    shaped = psi.reshape(psi.shape[:-1] + view.shape)
+    return [shaped[index] for index in view.blocks]
 
 
 def inverse_op(op: Op) -> Op:
@@ -85,17 +85,17 @@ def inverse_op(op: Op) -> Op:
     raise ValueError(f"op kind {op.kind.name} is parametric; invert it by negating its angle")
 
 
-def apply_op(xp: Any, op: Op, plan: Plan, psi: Any, theta: Any | None) -> None:
+def apply_op(xp: Any, op: Op, view: OpView, psi: Any, theta: Any | None) -> None:
     """Apply ``op`` in place to ``psi`` (M, P, *E, D) with per-sample angles ``theta`` (1, P)
     (or (1, 1)) if parametric."""
-    blocks = sub_blocks(psi, plan)
+    blocks = sub_blocks(psi, view)
     if op.slot >= 0:
         _PARAM_KERNELS[op.kind](xp, op, blocks, theta)
     else:
         _CONST_KERNELS[op.kind](op, blocks)
 
 
-def generator_overlap(xp: Any, op: Op, plan: Plan, lam: Any, phi: Any) -> Any:
+def generator_overlap(xp: Any, op: Op, view: OpView, lam: Any, phi: Any) -> Any:
     """``<lam| dU/dtheta U^dagger |phi>`` for the parametric ``op``, per row and extra index.
 
     For ``rot`` (exp(-i theta/2 G) on the controlled subspace) that is ``-i/2 <lam|G|phi>``; for
@@ -108,19 +108,19 @@ def generator_overlap(xp: Any, op: Op, plan: Plan, lam: Any, phi: Any) -> Any:
     Returns:
         (M, P, *E) complex overlaps.
     """
-    lam_blocks = sub_blocks(lam, plan)
-    phi_blocks = sub_blocks(_expand_like(phi, lam), plan)
+    lam_blocks = sub_blocks(lam, view)
+    phi_blocks = sub_blocks(_expand_like(phi, lam), view)
     total = None
     if op.kind is OpKind.ROT:
         for j, k in enumerate(op.source):
             # G[j, source(j)] = i * coeff_j, so dU U^dagger = -i/2 G contributes coeff_j / 2
-            term = _sum_sub_block(xp, xp.conj(lam_blocks[j]) * phi_blocks[int(k)], plan)
+            term = _sum_sub_block(xp, xp.conj(lam_blocks[j]) * phi_blocks[int(k)], view)
             term = term * (0.5 * op.coefficients[j])
             total = term if total is None else total + term
     else:  # phase
         for j, selected in enumerate(op.mask):
             if selected:
-                term = _sum_sub_block(xp, xp.conj(lam_blocks[j]) * phi_blocks[j], plan) * 1j
+                term = _sum_sub_block(xp, xp.conj(lam_blocks[j]) * phi_blocks[j], view) * 1j
                 total = term if total is None else total + term
     return total
 
@@ -133,10 +133,10 @@ def _expand_like(phi: Any, lam: Any) -> Any:
     return phi.reshape(phi.shape[:-1] + (1,) * extra + phi.shape[-1:])
 
 
-def _sum_sub_block(xp: Any, values: Any, plan: Plan) -> Any:
-    if not plan.reduce_axes:
+def _sum_sub_block(xp: Any, values: Any, view: OpView) -> Any:
+    if not view.reduce_axes:
         return values
-    return xp.sum(values, axis=plan.reduce_axes)
+    return xp.sum(values, axis=view.reduce_axes)
 
 
 def _per_row(values: Any, ndim: int) -> Any:

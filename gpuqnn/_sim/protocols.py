@@ -1,7 +1,14 @@
 """The simulator's seams as typed protocols: what a block, a readout, a runner and a gradient
-strategy must provide. Implementations: blocks in :mod:`.blocks`, readouts in :mod:`.readout`,
-runners in :mod:`.runners` (the block engine) and :mod:`gpuqnn._cuda.select` (the CUDA kernels),
-strategies in :mod:`.adjoint` and :mod:`.shift`.
+strategy provide, and what the coordinator (:class:`~.simulator.Simulator`) calls. mypy checks
+every implementation against them (``tests/test_architecture.py`` runs it).
+
+Implementations: blocks in :mod:`.blocks`, readouts in :mod:`.readout`, the block engine's
+runner in :mod:`.runners`, strategies in :mod:`.adjoint` and :mod:`.shift`. Other engines (the
+CUDA kernels, :mod:`gpuqnn._cuda.runner`) implement :class:`Runner` outside this package and
+reach the simulator through a :data:`~.runners.RunnerFactory`; nothing here knows them.
+
+A runner declares what it can do in :attr:`Runner.capabilities`; the coordinator asks for a
+capability, never for a runner by name or type.
 
 Arrays are the backend's (NumPy, or CuPy on a GPU). Shape letters (see docs/architecture.md):
 B samples, R rows (samples x copies), M copies, E extra axes, O outputs, D = 2**n amplitudes,
@@ -10,15 +17,15 @@ K angle slots, Kb a block's slots, S differentiated slots, J differentiated para
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+import enum
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .blocks import Shifts
-    from .buffers import Buffers
-    from .shift import ShiftPlan
+from .blocks import Shifts
+from .buffers import Buffers
+from .shift_plan import ShiftPlan
 
 
 class Block(Protocol):
@@ -28,7 +35,6 @@ class Block(Protocol):
     output), D amplitudes; per-sample data (from ``prepare``) broadcasts over M and E.
     """
 
-    kind: str
     slots: np.ndarray
     """(Kb,) int64 angle slots of the block, in its local order."""
 
@@ -46,7 +52,8 @@ class Block(Protocol):
         """Bytes per sample and output of ``gradient``'s temporaries."""
 
     def prepare(self, angles: Any, work: Buffers | None = None, key: str = "") -> Any:
-        """Per-sample data of (P, K) real ``angles``, once per pass."""
+        """Per-sample data of (P, K) real ``angles`` (None for a block without slots), once per
+        pass."""
 
     def apply(self, psi: Any, out: Any, scratch: Any, prep: Any, inplace: bool) -> Any:
         """The block on ``psi``; returns the array holding the result (``psi`` or ``out``)."""
@@ -65,7 +72,7 @@ class Block(Protocol):
 
 
 class Readout(Protocol):
-    """Maps final states to real outputs."""
+    """Maps final states to real outputs, and gives the adjoint states of their derivatives."""
 
     num_outputs: int
 
@@ -76,17 +83,38 @@ class Readout(Protocol):
         """(R, D) complex states -> (R, O, D) states ``H_o psi`` whose overlaps give the
         outputs' derivatives (Hermitian part of each observable, or each output's projector)."""
 
+    def cotangent_state(self, psi: Any, cotangent: Any) -> Any:
+        """(R, D) complex states and (R, O) real ``g`` -> (R, D) ``sum_o g_o H_o psi``: ONE
+        adjoint state per row for a vector-Jacobian product."""
 
+
+class Capability(enum.Enum):
+    """What a :class:`Runner` can do besides forward passes."""
+
+    SHIFTED = "shifted"
+    """Parameter-shift rows in the same pass as the base rows (:meth:`Runner.shifted`)."""
+    ADJOINT = "adjoint"
+    """Adjoint derivatives of every output (:class:`AdjointRunner`)."""
+    VJP = "vjp"
+    """Adjoint vector-Jacobian products from one adjoint state per sample
+    (:class:`AdjointRunner` with a cotangent)."""
+    TAPE = "tape"
+    """Keeps a forward sweep for a later reverse sweep (:class:`TapeRunner`)."""
+
+
+@runtime_checkable
 class Runner(Protocol):
-    """Executes forward and parameter-shift passes of one chunk of samples: the block engine on
-    NumPy/CuPy, or the CUDA kernels.
+    """Executes passes of one chunk of samples on one engine: the block engine on NumPy/CuPy,
+    the CUDA kernels, ...
 
     Its byte counts size the chunks; its cost lets ``gradient_method="auto"`` compare strategies
-    for the runner that will execute them.
+    on the runner that will execute them.
     """
 
-    name: str
-    """``"engine"``, ``"fused"`` or ``"per_op"``."""
+    description: str
+    """What runs the passes, for messages and ``repr`` (e.g. ``"block engine"``)."""
+    capabilities: frozenset[Capability]
+    """What it can do besides :meth:`forward`."""
 
     def row_bytes(self) -> int:
         """Bytes per row of a pass (states and temporaries, or kernel outputs)."""
@@ -105,27 +133,83 @@ class Runner(Protocol):
 
     def shifted(self, angles: Any, plan: ShiftPlan, buffers: Buffers) -> Any:
         """((1 + T) B, O) float64 outputs: the samples, then one block of B rows per planned
-        shifted row block."""
+        shifted row block (:attr:`Capability.SHIFTED`)."""
+
+
+@runtime_checkable
+class AdjointRunner(Runner, Protocol):
+    """A runner with :attr:`Capability.ADJOINT` (and :attr:`Capability.VJP` where it takes a
+    cotangent): the adjoint method of a chunk, forward sweep and reverse sweep."""
+
+    def adjoint_fits(self, slots: Sequence[int], vjp: bool) -> bool:
+        """Whether its adjoint serves a pass by ``slots`` (a product with ``vjp``) at all, e.g.
+        the states fit the device's shared memory."""
+
+    def adjoint_cost(self, slots: Sequence[int], vjp: bool) -> float:
+        """Relative cost per sample, in the units of :meth:`Runner.cost`."""
+
+    def adjoint_sample_bytes(self, slots: Sequence[int], vjp: bool, checkpoints: bool) -> int:
+        """Peak bytes per sample of a pass, with or without checkpoints (each block's output
+        kept by the forward sweep); one adjoint state per sample with ``vjp``."""
+
+    def adjoint(
+        self,
+        angles: Any,
+        slots: Sequence[int],
+        buffers: Buffers,
+        checkpoints: bool,
+        cotangent: Any = None,
+    ) -> Any:
+        """(B, O, S) real derivatives of (B, K) real ``angles`` by ``slots``, or (B, 1, S) for a
+        (B, O) real ``cotangent``."""
+
+
+class Sweep(Protocol):
+    """A forward sweep kept for a reverse sweep (what a :class:`TapeRunner` returns)."""
+
+    phi: Any
+    """(1, R, D) complex final states."""
+    work: Buffers
+    """The buffers that hold the sweep (given back when the tape is used)."""
+
+
+@runtime_checkable
+class TapeRunner(AdjointRunner, Protocol):
+    """A runner with :attr:`Capability.TAPE`: its forward sweep is kept between a training
+    step's forward pass and its vector-Jacobian product."""
+
+    def sweep(self, angles: Any, slots: Sequence[int], buffers: Buffers) -> Sweep:
+        """Evolve (R, K) real ``angles`` keeping what a reverse sweep by ``slots`` needs (each
+        block's output from the first differentiated one on)."""
+
+    def reverse(self, sweep: Sweep, slots: Sequence[int], cotangent: Any) -> Any:
+        """(R, 1, S) real vector-Jacobian products by ``slots`` from a kept ``sweep`` and the
+        (R, O) real ``cotangent``."""
 
 
 class GradientStrategy(Protocol):
     """A way to differentiate the outputs by the angle slots (:class:`~.adjoint.
-    AdjointStrategy`, :class:`~.shift.ParameterShiftStrategy`): ``Simulator.method`` compares
-    their costs, then runs the cheaper one."""
+    AdjointStrategy`, :class:`~.shift.ParameterShiftStrategy`): ``Simulator.method`` asks each
+    whether it applies and what it costs, then runs the cheaper one."""
 
     name: str
+    """The ``gradient_method`` value that selects it."""
 
-    def cost(self, slots: Sequence[int]) -> float:
-        """Relative cost per sample on the runner that executes the strategy, in the block
-        engine's units (passes over one state)."""
+    def fits(self, slots: Sequence[int], columns: Sequence[int], vjp: bool = False) -> bool:
+        """Whether ``gradient_method="auto"`` may choose it for a pass by ``slots``."""
+
+    def cost(self, slots: Sequence[int], vjp: bool = False) -> float:
+        """Relative cost per sample on the runner that executes it, in passes over one state."""
 
     def run(
         self,
         params: Any,
-        slots: list[int],
+        slots: Sequence[int],
         columns: Sequence[int],
-        max_memory: int | None,
         grad: Any,
+        sample: Callable[[Any], Any] | None = None,
+        cotangent: Any = None,
     ) -> None:
-        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``
-        (or, given a (B, O) ``cotangent`` keyword, their (B, 1, J) product)."""
+        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``;
+        with a (B, O) ``cotangent``, their (B, 1, J) vector-Jacobian product. ``sample`` maps
+        exact outputs to sampled ones (shots), where the strategy supports it."""

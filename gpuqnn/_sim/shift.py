@@ -15,49 +15,18 @@ T shifted row blocks, J differentiated parameter columns.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .blocks import Shifts
+from .block_circuit import BlockCircuit
 from .executor import ChunkExecutor
-from .fused import FusedCircuit
 from .parameters import AngleMap
 from .protocols import Runner
-
-Rule = tuple[tuple[float, float], ...]
-"""A slot's shift rule: (coefficient, shift) pairs with ``d f = sum c * f(theta + shift)``."""
+from .shift_plan import Rule, ShiftPlan
 
 
-@dataclass(frozen=True)
-class ShiftPlan:
-    """A parameter-shift pass's rows, planned once for all its chunks.
-
-    Attributes:
-        slots: the S slots differentiated.
-        branches: block index -> its planned branches (the block engine's rows after the base
-            rows, in block order).
-        shift_slot: (1 + T,) int32 slot shifted in each row block, -1 for the base rows (the
-            kernels' table).
-        shift_value: (1 + T,) float64 shift of each row block.
-        weights: (T, S) coefficient of each shifted row block in each slot's derivative, on
-            the backend.
-    """
-
-    slots: list[int]
-    branches: dict[int, Shifts]
-    shift_slot: np.ndarray
-    shift_value: np.ndarray
-    weights: Any
-
-    @property
-    def rows_per_sample(self) -> int:
-        """1 + T: the base row and one per shifted row block."""
-        return int(self.shift_slot.shape[0])
-
-
-def plan_shifts(circuit: FusedCircuit, slots: Sequence[int], rules: Sequence[Rule]) -> ShiftPlan:
+def plan_shifts(circuit: BlockCircuit, slots: Sequence[int], rules: Sequence[Rule]) -> ShiftPlan:
     """The rows of a pass over ``slots`` with their ``rules``: after the base rows, the branches
     of each block in the order the block applies them."""
     by_block: dict[int, list[tuple[int, float, float]]] = {}  # block -> (s, coeff, shift)
@@ -124,7 +93,7 @@ class ParameterShiftStrategy:
 
     def __init__(
         self,
-        circuit: FusedCircuit,
+        circuit: BlockCircuit,
         runner: Runner,
         executor: ChunkExecutor,
         angle_map: AngleMap,
@@ -136,9 +105,13 @@ class ParameterShiftStrategy:
         self.angle_map = angle_map
         self.rules = list(rules)
 
-    def cost(self, slots: Sequence[int]) -> float:
+    def fits(self, slots: Sequence[int], columns: Sequence[int], vjp: bool = False) -> bool:
+        """Always: a pass by any slots splits into groups of shifted rows that fit."""
+        return True
+
+    def cost(self, slots: Sequence[int], vjp: bool = False) -> float:
         """Relative cost per sample on the runner: every block sweeps the base row and the
-        shifted rows branched off before it."""
+        shifted rows branched off before it (a product costs what every output costs)."""
         rows = np.ones(len(self.circuit.blocks))
         for k in slots:
             rows[int(self.circuit.slot_block[k]) + 1 :] += len(self.rules[k])
@@ -147,9 +120,8 @@ class ParameterShiftStrategy:
     def run(
         self,
         params: Any,
-        slots: list[int],
+        slots: Sequence[int],
         columns: Sequence[int],
-        max_memory: int | None,
         grad: Any,
         sample: Callable[[Any], Any] | None = None,
         cotangent: Any = None,
@@ -167,12 +139,11 @@ class ParameterShiftStrategy:
         rules = [self.rules[k] for k in slots]
         row = self.runner.row_bytes()
         fixed = self.runner.sample_bytes() + self.angle_map.host_bytes(slots, columns)
-        for group in slot_groups(rules, (executor.budget(max_memory) - fixed) // row):
+        for group in slot_groups(rules, (executor.budget() - fixed) // row):
             group_slots = [slots[g] for g, _terms in group]
             plan = plan_shifts(self.circuit, group_slots, [terms for _g, terms in group])
             sizing = executor.sizing(
                 plan.rows_per_sample * row + fixed,
-                max_memory,
                 "a parameter-shift step over one sample",
                 batch,
                 states=plan.rows_per_sample,
@@ -187,7 +158,7 @@ class ParameterShiftStrategy:
                     dslot = cotangent[start:stop, None, :] @ dslot
                 grad[start:stop] += dslot @ self.angle_map.jacobian(chunk, plan.slots, columns)
 
-            executor.run(task, batch, sizing, max_memory)
+            executor.run(task, batch, sizing)
 
     def _slot_derivatives(
         self, angles: Any, plan: ShiftPlan, sample: Callable[[Any], Any] | None

@@ -2,22 +2,22 @@
 
 A thin coordinator over its parts:
 
-- a :class:`~.fused.FusedCircuit` (the program fused into blocks for the backend);
-- a :class:`~.protocols.Runner` for forward and parameter-shift passes: the block engine
-  (:class:`~.runners.BlockRunner`) or, on a GPU, the CUDA kernels
-  (:class:`gpuqnn._cuda.select.KernelRunner`);
-- two gradient strategies, :class:`~.adjoint.AdjointStrategy` (always on the block engine) and
-  :class:`~.shift.ParameterShiftStrategy` (on the runner);
-- a :class:`~.executor.ChunkExecutor` that sizes chunks to the memory budget and runs them on the
-  shared worker pool.
+- a :class:`~.block_circuit.BlockCircuit` (the program fused into blocks for the backend);
+- a :class:`~.protocols.Runner` for its passes: the block engine's
+  (:class:`~.runners.BlockRunner`), or the one a :data:`~.runners.RunnerFactory` builds for
+  another engine (the CUDA kernels on a GPU); the block engine's runner stays as the fallback
+  for what that runner cannot do (its :attr:`~.protocols.Runner.capabilities`);
+- two gradient strategies (:class:`~.protocols.GradientStrategy`):
+  :class:`~.adjoint_strategy.AdjointStrategy` (on the first runner whose adjoint serves the pass)
+  and :class:`~.shift.ParameterShiftStrategy` (on the runner, if it shifts rows);
+- a :class:`~.executor.ChunkExecutor` that owns the memory budget, sizes chunks to it and runs
+  them on the shared worker pool.
 
-``gradient_method="auto"`` compares the strategies' costs per sample for the runners that will
-execute them; parameter shift when shots are sampled or when not one sample's adjoint pass fits
-the memory budget. On the fused CUDA kernels it chooses between the fused adjoint kernel (where
-a row's state and adjoint state fit shared memory) and the fused parameter-shift kernel by the
-kernels' own cost model, never the block engine. Slot derivatives are chained to parameters
-through the angle table's Jacobian. Every result is an array of the backend (NumPy, or CuPy on
-a GPU); callers convert.
+``gradient_method="auto"`` asks each strategy whether it applies and what it costs per sample
+on the runner that will execute it, and takes the cheaper; parameter shift when shots are
+sampled or when not one sample's adjoint pass fits the memory budget. Slot derivatives are
+chained to parameters through the angle table's Jacobian. Every result is an array of the
+backend (NumPy, or CuPy on a GPU); callers convert.
 
 Shapes: B samples, P parameters, K angle slots, O outputs, J differentiated columns.
 """
@@ -30,15 +30,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._compile import Program
-from .._cuda.select import RunnerFactory, cuda_runner
 from .._options import SimulatorOptions
-from .adjoint import AdjointStrategy, adjoint_states, forward_sweep, reverse_sweep
+from .adjoint_strategy import AdjointStrategy
 from .backend import Backend, on_device
+from .block_circuit import BlockCircuit
 from .executor import ChunkExecutor
-from .fused import FusedCircuit
 from .parameters import AngleMap
-from .protocols import Readout, Runner
-from .runners import BlockRunner
+from .protocols import AdjointRunner, Capability, GradientStrategy, Readout, Runner, TapeRunner
+from .runners import BlockRunner, RunnerFactory
 from .shift import ParameterShiftStrategy
 from .tape import BufferPool, Tape, TapeLedger
 
@@ -53,13 +52,14 @@ class Simulator:
         readout: maps (R, D) states to (R, O) real outputs, and gives the adjoint states.
         backend: array module, device and dtype.
         options: the checked options (gradient method, memory bound, kernel mode).
-        runner_factory: builds the CUDA kernel runner on a GPU backend (default: the CuPy
-            runners, :func:`gpuqnn._cuda.select.cuda_runner`); tests pass the host build's.
+        runner_factory: builds another engine's runner (the networks pass
+            :func:`gpuqnn._engines.runner_factory`; tests pass the kernels' host build); None or
+            a None result: the block engine runs everything.
 
     Attributes:
-        circuit: the fused program.
-        runner: what runs forward and parameter-shift passes.
-        executor: sizes and runs chunks.
+        circuit: the program fused into blocks.
+        runner: what runs forward passes (and the rest, as its capabilities allow).
+        executor: owns the memory budget, sizes and runs chunks.
     """
 
     def __init__(
@@ -76,35 +76,44 @@ class Simulator:
         self.options = options if options is not None else SimulatorOptions()
         self.num_outputs = readout.num_outputs
         with backend.activate():  # runners and tables bind to the current device
-            self.circuit = FusedCircuit(program, backend)
-            self.executor = ChunkExecutor(backend, program.num_qubits, self.options.threads)
-            self.angle_map = AngleMap(program.angles, backend, self.num_outputs)
-            engine = BlockRunner(self.circuit, readout)
-            kernels = None
-            if backend.is_gpu:
-                factory = cuda_runner if runner_factory is None else runner_factory
-                kernels = factory(self.circuit, readout, backend, self.options.kernels)
-            self.runner: Runner = engine if kernels is None else kernels
-            self.adjoint = AdjointStrategy(
-                self.circuit,
-                readout,
-                self.executor,
-                self.angle_map,
-                kernel=kernels if kernels is not None and kernels.name == "fused" else None,
+            self.circuit = BlockCircuit(program, backend)
+            self.executor = ChunkExecutor(
+                backend, program.num_qubits, self.options.threads, self.options.max_memory
             )
+            self.angle_map = AngleMap(program.angles, backend, self.num_outputs)
+            self.engine = BlockRunner(self.circuit, readout)
+            other = (
+                None
+                if runner_factory is None
+                else runner_factory(self.circuit, readout, backend, self.options)
+            )
+            self.runner: Runner = self.engine if other is None else other
+            self.adjoint = AdjointStrategy(
+                self._adjoint_runners(), self.num_outputs, self.executor, self.angle_map
+            )
+            shifter = self.runner if Capability.SHIFTED in self.runner.capabilities else self.engine
             rules = [program.ops[i].shift_rule for i in program.slot_ops]
             self.parameter_shift = ParameterShiftStrategy(
-                self.circuit, self.runner, self.executor, self.angle_map, rules
+                self.circuit, shifter, self.executor, self.angle_map, rules
             )
             self._tape_buffers = BufferPool(backend.xp)
             self._tapes_held = TapeLedger()
             # bytes of one forward row on the block engine: what must fit for the network at all
-            self.row_bytes = engine.row_bytes() + engine.sample_bytes()
+            self.row_bytes = self.engine.row_bytes() + self.engine.sample_bytes()
+
+    def _adjoint_runners(self) -> list[AdjointRunner]:
+        """The runners whose adjoint may serve a pass: the simulator's runner where it has
+        one, then the block engine's."""
+        runners: list[AdjointRunner] = []
+        if self.runner is not self.engine and Capability.ADJOINT in self.runner.capabilities:
+            assert isinstance(self.runner, AdjointRunner), "ADJOINT needs the AdjointRunner methods"
+            runners.append(self.runner)
+        return [*runners, self.engine]
 
     @property
     def max_memory(self) -> int | None:
         """The memory bound of every pass (None: half of the free memory at call time)."""
-        return self.options.max_memory
+        return self.executor.max_memory
 
     # ---- forward ------------------------------------------------------------------------------
     @on_device("backend")
@@ -124,14 +133,14 @@ class Simulator:
         per_row = (
             self.runner.row_bytes() + self.runner.sample_bytes() + self.angle_map.host_bytes([], [])
         )
-        what = "one statevector row" if self.runner.name == "engine" else "one kernel row"
-        sizing = self.executor.sizing(per_row, self.max_memory, what, batch)
+        what = f"one row of a forward pass ({self.runner.description})"
+        sizing = self.executor.sizing(per_row, what, batch)
 
         def task(start: int, stop: int) -> None:
             angles = self.angle_map.angles(params[start:stop])
             out[start:stop] = self.runner.forward(angles, self.executor.buffers())
 
-        self.executor.run(task, batch, sizing, self.max_memory)
+        self.executor.run(task, batch, sizing)
         return out
 
     # ---- backward -----------------------------------------------------------------------------
@@ -149,19 +158,22 @@ class Simulator:
             vjp: for a vector-Jacobian product (the adjoint sweeps one state per sample
                 whatever the number of outputs; parameter shift computes every output).
         """
+        return self._strategy(columns, shots, vjp).name
+
+    def _strategy(self, columns: Sequence[int], shots: bool, vjp: bool) -> GradientStrategy:
+        """The strategy of :meth:`method`: the one asked for, else the cheaper of those that
+        fit (the adjoint method on a tie)."""
         asked = self.options.gradient_method
         if shots or asked == "parameter_shift":
-            return "parameter_shift"
+            return self.parameter_shift
         if asked == "adjoint":
-            return "adjoint"
+            return self.adjoint
         slots = self.differentiated_slots(columns)
         if not slots:
-            return "adjoint"
-        if not self.adjoint.fits(slots, columns, self.max_memory, vjp):
-            return "parameter_shift"
-        if self.adjoint.cost(slots, vjp) <= self.parameter_shift.cost(slots):
-            return "adjoint"
-        return "parameter_shift"
+            return self.adjoint
+        strategies: list[GradientStrategy] = [self.adjoint, self.parameter_shift]
+        fitting = [s for s in strategies if s.fits(slots, columns, vjp)]
+        return min(fitting, key=lambda strategy: strategy.cost(slots, vjp))
 
     @on_device("backend")
     def backward(
@@ -187,10 +199,7 @@ class Simulator:
         slots = self.differentiated_slots(columns)
         if not slots or batch == 0:
             return grad
-        if self.method(columns, sample is not None) == "adjoint":
-            self.adjoint.run(params, slots, columns, self.max_memory, grad)
-        else:
-            self.parameter_shift.run(params, slots, columns, self.max_memory, grad, sample)
+        self._strategy(columns, sample is not None, False).run(params, slots, columns, grad, sample)
         return grad
 
     @on_device("backend")
@@ -209,15 +218,11 @@ class Simulator:
         """
         batch = params.shape[0]
         slots = self.differentiated_slots(columns)
-        if (
-            batch == 0
-            or not slots
-            or self.runner.name != "engine"
-            or self.method(columns, vjp=True) != "adjoint"
-        ):
+        runner = self._tape_runner(columns, slots)
+        if batch == 0 or not slots or runner is None:
             return self.forward(params), None
         per_sample = self.adjoint.sample_bytes(slots, columns, checkpoints=True, vjp=True)
-        budget = self.executor.budget(self.max_memory)
+        budget = self.executor.budget()
         ticket = self._tapes_held.reserve(batch * per_sample, budget)
         if ticket is None:
             logger.info(
@@ -229,22 +234,32 @@ class Simulator:
             )
             return self.forward(params), None
         sizing = self.executor.sizing(
-            per_sample, self.max_memory, "an adjoint pass over one sample", batch, states=2
+            per_sample, f"an adjoint pass over one sample ({runner.description})", batch, states=2
         )
-        tape = Tape(columns, slots, batch, sizing)
+        tape = Tape(runner, columns, slots, batch, sizing)
         tape.ticket = ticket
         weakref.finalize(tape, ticket.release)
-        first = int(self.circuit.slot_block[slots].min())
         out = self.backend.xp.empty((batch, self.num_outputs), dtype="float64")
 
         def task(start: int, stop: int) -> None:
             angles = self.angle_map.angles(params[start:stop])
-            sweep = forward_sweep(self.circuit, angles, first, True, self._tape_buffers.take())
+            sweep = runner.sweep(angles, slots, self._tape_buffers.take())
             out[start:stop] = self.readout(sweep.phi[0])
             tape.add(start, sweep)
 
-        self.executor.run(task, batch, sizing, self.max_memory)
+        self.executor.run(task, batch, sizing)
         return out, tape
+
+    def _tape_runner(self, columns: Sequence[int], slots: Sequence[int]) -> TapeRunner | None:
+        """The runner that keeps a training step's forward sweep: the one the adjoint method
+        of a product by ``slots`` runs on, where it has :attr:`~.protocols.Capability.TAPE`
+        and ``auto`` (or the user) chose the adjoint method."""
+        if not slots or self._strategy(columns, False, True) is not self.adjoint:
+            return None
+        runner = self.adjoint.runner(slots, vjp=True)
+        if Capability.TAPE not in runner.capabilities or not isinstance(runner, TapeRunner):
+            return None
+        return runner
 
     @on_device("backend")
     def vjp(
@@ -282,12 +297,8 @@ class Simulator:
         if tape is not None and tape.serves(columns, batch):
             self._reverse(params, columns, g, tape, grad)
             return grad[:, 0]
-        if self.method(columns, sample is not None, vjp=True) == "adjoint":
-            self.adjoint.run(params, slots, columns, self.max_memory, grad, cotangent=g)
-        else:
-            self.parameter_shift.run(
-                params, slots, columns, self.max_memory, grad, sample, cotangent=g
-            )
+        strategy = self._strategy(columns, sample is not None, True)
+        strategy.run(params, slots, columns, grad, sample, cotangent=g)
         return grad[:, 0]
 
     def _reverse(self, params: Any, columns: Sequence[int], g: Any, tape: Tape, grad: Any) -> None:
@@ -295,12 +306,10 @@ class Simulator:
         slots = tape.slots
 
         def task(start: int, stop: int) -> None:
-            sweep = tape.sweeps[start]
-            lam = adjoint_states(self.readout, sweep.phi, g[start:stop])
-            dslot = reverse_sweep(self.circuit, sweep, slots, lam)
+            dslot = tape.runner.reverse(tape.sweeps[start], slots, g[start:stop])
             grad[start:stop] += dslot @ self.angle_map.jacobian(params[start:stop], slots, columns)
 
         try:
-            self.executor.run(task, tape.batch, tape.sizing, self.max_memory)
+            self.executor.run(task, tape.batch, tape.sizing)
         finally:
             self._tape_buffers.give(tape.take(), keep=self.max_memory is None)

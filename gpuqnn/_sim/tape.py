@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .adjoint import Sweep
 from .buffers import Buffers
 from .executor import RETAIN_BYTES, Sizing
+from .protocols import Sweep, TapeRunner
 from .threads import ForkSafeLock
 
 
@@ -56,13 +56,22 @@ class Tape:
     """The forward sweeps of one pass, per chunk, for one reverse sweep by ``columns``.
 
     Args:
+        runner: the runner that swept forward and will sweep back.
         columns: the parameter columns the pass will be differentiated by.
         slots: the slots those columns reach.
         batch: B, the samples of the pass.
         sizing: the chunks the forward pass ran in (the reverse sweep runs in the same).
     """
 
-    def __init__(self, columns: Sequence[int], slots: Sequence[int], batch: int, sizing: Sizing):
+    def __init__(
+        self,
+        runner: TapeRunner,
+        columns: Sequence[int],
+        slots: Sequence[int],
+        batch: int,
+        sizing: Sizing,
+    ) -> None:
+        self.runner = runner
         self.ticket: TapeTicket | None = None
         self.columns = tuple(columns)
         self.slots = list(slots)

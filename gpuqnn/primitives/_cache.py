@@ -19,6 +19,7 @@ import numpy as np
 from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
 
 from .._compile import Program, compile_circuit
+from .._engines import runner_factory
 from .._options import SimulatorOptions, check_positive_int
 from .._sim.backend import Backend, select_backend
 from .._sim.simulator import Simulator
@@ -173,9 +174,8 @@ class SimulatorCache:
                 self._simulators.move_to_end(full_key)
                 return simulator
         program = self.program(key, circuit)
-        simulator = Simulator(
-            program, make_readout(program, self.backend), self.backend, self.options
-        )
+        readout = make_readout(program, self.backend)
+        simulator = Simulator(program, readout, self.backend, self.options, runner_factory)
         with self._lock:
             self._simulators[full_key] = simulator
             while len(self._simulators) > self.cache_size:

@@ -5,7 +5,7 @@ block is one batched update of all active rows. Blocks before the first parametr
 same for every row: they are run once, at construction, into the initial state. Rows may start
 late: a parameter-shift row is copied from its sample's base row just before the block that holds
 its shifted slot, so the common prefix is simulated once per sample (see
-:meth:`FusedCircuit.evolve`).
+:meth:`BlockCircuit.evolve`).
 
 Written once against the backend's array module, so NumPy and CuPy run the same code.
 
@@ -27,7 +27,7 @@ from .fusion import fuse
 from .protocols import Block
 
 
-class FusedCircuit:
+class BlockCircuit:
     """A program fused into blocks on a backend: the block engine.
 
     Args:

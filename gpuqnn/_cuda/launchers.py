@@ -1,6 +1,7 @@
-"""Launch plans shared by the CuPy runners (``launch.py``) and their host twins (``host.py``).
+"""Launches shared by the CuPy launchers (``cupy_launchers.py``) and their host twins
+(``host.py``).
 
-A runner turns ``(base angles, shift_slot, shift_value)`` into kernel launches: which kernel,
+A launcher turns ``(base angles, shift_slot, shift_value)`` into kernel launches: which kernel,
 what grid, block and shared memory, which arguments in which order. That logic is written
 once here, against four hooks that a subclass provides (copy to its memory, allocate, read
 back a small array, execute a launch), so the host build runs exactly the launches the GPU
@@ -19,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from .codegen import GeneratedKernel, generate_adjoint, generate_forward
-from .program import (
+from .source import REAL_TYPES, SIGNATURES, check_kernel_dtype
+from .tables import (
     DEFAULT_SHARED_LIMIT,
     F_NPOS,
     H_OPS,
@@ -27,24 +29,8 @@ from .program import (
     OP_FIELDS,
     READOUT_PAULI,
     READOUT_PROB_DIRECT,
-    KernelProgram,
-    check_kernel_dtype,
+    KernelTables,
 )
-
-SIGNATURES: dict[str, tuple[str, ...]] = {
-    "gq_init": ("ptr", "i32", "i64"),
-    "gq_factors": ("ptr", "i64", "i32", "ptr", "ptr", "i64", "ptr"),
-    "gq_apply": ("ptr", "ptr", "i32", "ptr", "i32", "i64", "ptr"),
-    "gq_pauli_partial": ("ptr", "ptr", "ptr", "i64", "i32", "ptr"),
-    "gq_pauli_reduce": ("ptr", "ptr", "i64", "i32", "ptr"),
-    "gq_prob_pieces": ("ptr", "ptr", "i64", "ptr"),
-    "gq_prob_reduce": ("ptr", "ptr", "i64", "ptr"),
-    "gq_prob_direct": ("ptr", "ptr", "i64", "ptr"),
-}
-"""Each kernel's parameters in order: ``ptr`` (an array), ``i32`` (int), ``i64`` (long long)."""
-
-REAL_TYPES = {"complex64": "float", "complex128": "double"}
-"""The kernels' template argument for each state dtype."""
 
 PER_OP_THREADS = 256
 DEFAULT_MAX_BLOCKS = 4096
@@ -106,34 +92,33 @@ def _check_blocks(value: int | None) -> int | None:
     return int(value)
 
 
-class RunnerBase:
-    """What both runners share: the tables on the target memory, input checks, hooks.
+class LauncherBase:
+    """What both launchers share: the tables on the target memory, input checks, hooks.
 
     Args:
-        kernel_program: the encoded program and readout.
+        tables: the encoded program and readout.
         dtype: complex64 or complex128, the states' dtype.
-        threads: threads per block (a power of two <= 512); default: the runner's choice.
+        threads: threads per block (a power of two <= 512); default: the launcher's choice.
         max_blocks: most blocks per launch (grid-stride loops cover the rest); default: the
             subclass's choice.
 
     Raises:
-        TypeError: ``kernel_program`` is not a KernelProgram.
+        TypeError: ``tables`` is not a KernelTables.
         ValueError: ``dtype``, ``threads`` or ``max_blocks`` is not an accepted value.
     """
 
     def __init__(
         self,
-        kernel_program: KernelProgram,
+        tables: KernelTables,
         dtype: object,
         threads: int | None,
         max_blocks: int | None,
     ) -> None:
-        if not isinstance(kernel_program, KernelProgram):
+        if not isinstance(tables, KernelTables):
             raise TypeError(
-                "kernel_program must be a KernelProgram (from encode_program), "
-                f"got {type(kernel_program).__name__}"
+                f"tables must be a KernelTables (from encode_tables), got {type(tables).__name__}"
             )
-        self.kernel_program = kernel_program
+        self.tables = tables
         self.dtype = check_kernel_dtype(dtype)
         self.real_type = REAL_TYPES[self.dtype.name]
         self.threads = _check_threads("threads", threads)
@@ -142,15 +127,15 @@ class RunnerBase:
 
     # ---- hooks ----------------------------------------------------------------------------
     def _to_device(self, array: np.ndarray) -> Any:
-        """Copy a host array to the runner's memory."""
+        """Copy a host array to the launcher's memory."""
         raise NotImplementedError
 
     def _empty(self, shape: tuple[int, ...], dtype: Any) -> Any:
-        """An uninitialised array in the runner's memory."""
+        """An uninitialised array in the launcher's memory."""
         raise NotImplementedError
 
     def _to_host(self, array: Any) -> np.ndarray:
-        """A host copy of a (small) array of the runner's memory or of the host."""
+        """A host copy of a (small) array of the launcher's memory or of the host."""
         raise NotImplementedError
 
     def _execute(self, launch: Launch) -> None:
@@ -162,9 +147,9 @@ class RunnerBase:
 
     # ---- shared logic ---------------------------------------------------------------------
     def _device_tables(self) -> tuple[Any, Any, Any]:
-        """(table, data, coeff) in the runner's memory, copied once."""
+        """(table, data, coeff) in the launcher's memory, copied once."""
         if self._tables is None:
-            kp = self.kernel_program
+            kp = self.tables
             self._tables = (
                 self._to_device(kp.table),
                 self._to_device(kp.data.astype(self.dtype)),
@@ -182,7 +167,7 @@ class RunnerBase:
         Raises:
             ValueError: it is not.
         """
-        slots = self.kernel_program.num_slots
+        slots = self.tables.num_slots
         shape = getattr(base_angles, "shape", None)
         if shape is None or len(shape) != 2 or shape[1] != slots:
             raise ValueError(
@@ -202,7 +187,7 @@ class RunnerBase:
             ValueError: an argument has the wrong shape, dtype or values.
         """
         batch = self._check_angles(base_angles)
-        slots = self.kernel_program.num_slots
+        slots = self.tables.num_slots
         slot_shape = getattr(shift_slot, "shape", None)
         value_shape = getattr(shift_value, "shape", None)
         if slot_shape is None or len(slot_shape) != 1 or slot_shape[0] < 1:
@@ -226,13 +211,13 @@ class RunnerBase:
         return batch, int(slot_shape[0])
 
 
-class FusedRunnerBase(RunnerBase):
+class FusedLauncherBase(LauncherBase):
     """The specialised fused kernels (:mod:`.codegen`): every row's whole program and readout
     in ONE launch, one block per row, the state in shared memory; and the fused adjoint kernel,
     one launch per backward pass or vector-Jacobian product.
 
     Args:
-        kernel_program: the encoded program and readout.
+        tables: the encoded program and readout.
         dtype: complex64 or complex128.
         threads: threads per block (default: :func:`.codegen.default_threads`).
         max_blocks: most blocks in a launch (rows beyond are strided over).
@@ -240,29 +225,29 @@ class FusedRunnerBase(RunnerBase):
 
     Raises:
         ValueError: the program's rows do not fit ``shared_limit`` (see
-            :meth:`KernelProgram.fits_fused`), or an option is not accepted.
+            :meth:`KernelTables.fits_fused`), or an option is not accepted.
     """
 
     def __init__(
         self,
-        kernel_program: KernelProgram,
+        tables: KernelTables,
         dtype: object = "complex128",
         *,
         threads: int | None = None,
         max_blocks: int | None = None,
         shared_limit: int = DEFAULT_SHARED_LIMIT,
     ) -> None:
-        super().__init__(kernel_program, dtype, threads, max_blocks)
+        super().__init__(tables, dtype, threads, max_blocks)
         self.shared_limit = int(shared_limit)
-        self.forward_kernel = generate_forward(kernel_program, self.dtype, self.threads)
+        self.forward_kernel = generate_forward(tables, self.dtype, self.threads)
         if self.forward_kernel.shared > self.shared_limit:
             raise ValueError(
                 f"the fused kernel needs {self.forward_kernel.shared} bytes of shared memory per "
-                f"block for {kernel_program.num_qubits} qubits in {self.dtype.name}, more than "
-                f"the limit of {self.shared_limit}; use PerOpRunner"
+                f"block for {tables.num_qubits} qubits in {self.dtype.name}, more than "
+                f"the limit of {self.shared_limit}; use PerOpLauncher"
             )
         self._adjoint: dict[tuple[tuple[int, ...], bool], GeneratedKernel | None] = {}
-        self._index: Any = None  # (D,) int32 probability index table, on the runner's memory
+        self._index: Any = None  # (D,) int32 probability index table, on the launcher's memory
         self._placeholder: Any = None  # for the cotangent argument of a Jacobian launch
         self._shifts: dict[tuple[bytes, bytes], tuple[Any, Any]] = {}  # host tables -> device
         self._lock = threading.Lock()
@@ -289,7 +274,7 @@ class FusedRunnerBase(RunnerBase):
         """
         batch, shifts = self._check_inputs(base_angles, shift_slot, shift_value)
         rows = batch * shifts
-        out = self._empty((rows, self.kernel_program.num_outputs), np.float64)
+        out = self._empty((rows, self.tables.num_outputs), np.float64)
         if rows == 0:
             return out
         table, _data, coeff = self._device_tables()
@@ -313,7 +298,7 @@ class FusedRunnerBase(RunnerBase):
         return out
 
     def _shift_tables(self, shift_slot: Any, shift_value: Any) -> tuple[Any, Any]:
-        """The shift tables in the runner's memory. Host tables are copied once and kept (a
+        """The shift tables in the launcher's memory. Host tables are copied once and kept (a
         parameter-shift pass launches the same plan for every chunk; a copy from pageable host
         memory would synchronise the stream each time)."""
         if not (isinstance(shift_slot, np.ndarray) and isinstance(shift_value, np.ndarray)):
@@ -337,7 +322,7 @@ class FusedRunnerBase(RunnerBase):
         key = (tuple(int(s) for s in slots), bool(vjp))
         if key not in self._adjoint:
             self._adjoint[key] = generate_adjoint(
-                self.kernel_program, self.dtype, key[0], key[1], self.shared_limit, self.threads
+                self.tables, self.dtype, key[0], key[1], self.shared_limit, self.threads
             )
         return self._adjoint[key]
 
@@ -357,7 +342,7 @@ class FusedRunnerBase(RunnerBase):
             ValueError: an argument has the wrong shape or dtype, or a row does not fit (check
                 :meth:`adjoint_kernel` first).
         """
-        kp = self.kernel_program
+        kp = self.tables
         batch = self._check_angles(base_angles)
         bad = [s for s in slots if not 0 <= int(s) < kp.num_slots]
         if not len(slots) or bad or len(set(int(s) for s in slots)) != len(slots):
@@ -410,10 +395,10 @@ class FusedRunnerBase(RunnerBase):
         return int(min(rows, self.max_blocks or self._default_max_blocks()))
 
 
-_KEPT_SHIFT_TABLES = 8  # the shift plans a fused runner keeps on the device (oldest dropped)
+_KEPT_SHIFT_TABLES = 8  # the shift plans a fused launcher keeps on the device (oldest dropped)
 
 
-def _probability_index(kp: KernelProgram) -> np.ndarray:
+def _probability_index(kp: KernelTables) -> np.ndarray:
     """(D,) int32 output of each basis state (-1: dropped) for probability readouts; else a
     placeholder."""
     if kp.readout_kind == READOUT_PAULI:
@@ -450,7 +435,7 @@ class PerOpBuffers:
     launches: list[Launch]
 
 
-class PerOpRunnerBase(RunnerBase):
+class PerOpLauncherBase(LauncherBase):
     """Per-op kernels over a (R, D) state tensor in global memory, for states too large for
     shared memory: one launch to initialise, one per op, then the readout's two launches.
 
@@ -458,7 +443,7 @@ class PerOpRunnerBase(RunnerBase):
     subclass can replay the same launches (a CUDA graph) on new input values.
 
     Args:
-        kernel_program: the encoded program and readout.
+        tables: the encoded program and readout.
         dtype: complex64 or complex128.
         threads: threads per block (default 256).
         max_blocks: most blocks per launch (grid-stride loops cover the rest).
@@ -466,13 +451,13 @@ class PerOpRunnerBase(RunnerBase):
 
     def __init__(
         self,
-        kernel_program: KernelProgram,
+        tables: KernelTables,
         dtype: object = "complex128",
         *,
         threads: int | None = None,
         max_blocks: int | None = None,
     ) -> None:
-        super().__init__(kernel_program, dtype, threads, max_blocks)
+        super().__init__(tables, dtype, threads, max_blocks)
         self._workspace: PerOpBuffers | None = None
 
     def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
@@ -492,7 +477,7 @@ class PerOpRunnerBase(RunnerBase):
         """
         batch, shifts = self._check_inputs(base_angles, shift_slot, shift_value)
         if batch == 0:
-            return self._empty((0, self.kernel_program.num_outputs), np.float64)
+            return self._empty((0, self.tables.num_outputs), np.float64)
         work = self._workspace
         if work is None or (work.batch, work.shifts) != (batch, shifts):
             self._workspace = None  # free the old buffers before allocating new ones
@@ -501,7 +486,7 @@ class PerOpRunnerBase(RunnerBase):
         self._run_buffers(work)
         return self._copy(work.out)
 
-    # ---- hooks beyond RunnerBase's -----------------------------------------------------------
+    # ---- hooks beyond LauncherBase's -----------------------------------------------------------
     def _fill(
         self, work: PerOpBuffers, base_angles: Any, shift_slot: Any, shift_value: Any
     ) -> None:
@@ -519,7 +504,7 @@ class PerOpRunnerBase(RunnerBase):
 
     # ---- the plan -------------------------------------------------------------------------
     def _make_buffers(self, batch: int, shifts: int) -> PerOpBuffers:
-        kp = self.kernel_program
+        kp = self.tables
         threads = self.threads or PER_OP_THREADS
         rows = batch * shifts
         n, dim = kp.num_qubits, kp.dim

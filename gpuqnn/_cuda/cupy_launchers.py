@@ -1,15 +1,15 @@
 """The CuPy side of the kernels: compile ``statevector.cuh`` lazily with NVRTC and run it.
 
-- :class:`FusedRunner`: the generated kernels (:mod:`.codegen`), compiled per circuit: the
+- :class:`FusedLauncher`: the generated kernels (:mod:`.codegen`), compiled per circuit: the
   whole program and readout of every row in ONE launch, one block per row, the state in shared
-  memory (programs where :meth:`KernelProgram.fits_fused`), and the fused adjoint kernel.
-- :class:`PerOpRunner`: a (R, D) state tensor in global memory, one launch per op and two for
+  memory (programs where :meth:`KernelTables.fits_fused`), and the fused adjoint kernel.
+- :class:`PerOpLauncher`: a (R, D) state tensor in global memory, one launch per op and two for
   the readout; the launches of a (B, S) shape are captured once in a CUDA graph (from the
   second call of that shape on) and replayed.
 
-CuPy is imported inside methods only: ``import gpuqnn`` never imports it. The runners hold
+CuPy is imported inside methods only: ``import gpuqnn`` never imports it. The launchers hold
 their compiled module, buffers and graph; nothing is cached at module level (CuPy's own
-compile cache keeps the binary across runners).
+compile cache keeps the binary across launchers).
 
 Shapes: B samples, K angle slots, S shift blocks, R = S * B rows, O outputs, D = 2**n.
 """
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from .codegen import GeneratedKernel
-from .plan import FusedRunnerBase, Launch, PerOpBuffers, PerOpRunnerBase
-from .program import KernelProgram
+from .launchers import FusedLauncherBase, Launch, PerOpBuffers, PerOpLauncherBase
 from .source import COMPILE_OPTIONS, kernel_name, kernel_source
+from .tables import KernelTables
 
 _STATIC_SHARED_LIMIT = 48 * 1024  # above this a kernel must opt in to dynamic shared memory
 _BLOCKS_PER_SM = 32
@@ -45,7 +45,7 @@ class KernelModule:
     """``statevector.cuh`` as one CuPy ``RawModule`` holding every kernel for float and double,
     compiled on first use. Its entry points are plain ``extern "C"`` names, so CuPy caches the
     binary on disk (``$CUPY_CACHE_DIR``) and later processes load it instead of compiling.
-    Several runners may share one.
+    Several launchers may share one.
     """
 
     def __init__(self) -> None:
@@ -74,7 +74,7 @@ class KernelModule:
 
 
 class _CupyMemory:
-    """The RunnerBase hooks on a CUDA device through CuPy."""
+    """The LauncherBase hooks on a CUDA device through CuPy."""
 
     module: KernelModule
     real_type: str
@@ -109,8 +109,8 @@ def _device_attribute(cupy: ModuleType, name: str, device_id: int) -> int:
 
 def shared_memory_limit(device_id: int | None = None) -> int:
     """Dynamic shared memory one block may opt into on a CUDA device, in bytes (227 KiB on an
-    H100/H200, 163 KiB on an A100): pass it to :meth:`KernelProgram.fits_fused` to choose
-    between :class:`FusedRunner` and :class:`PerOpRunner`.
+    H100/H200, 163 KiB on an A100): pass it to :meth:`KernelTables.fits_fused` to choose
+    between :class:`FusedLauncher` and :class:`PerOpLauncher`.
 
     Args:
         device_id: the device (default: CuPy's current device).
@@ -123,14 +123,14 @@ def shared_memory_limit(device_id: int | None = None) -> int:
     return _device_attribute(cupy, "cudaDevAttrMaxSharedMemoryPerBlockOptin", index)
 
 
-class FusedRunner(_CupyMemory, FusedRunnerBase):
+class FusedLauncher(_CupyMemory, FusedLauncherBase):
     """Every row's program and readout in ONE launch (one block per row, the state in shared
     memory), on the current CUDA device and stream.
 
     Args:
-        kernel_program: the encoded program and readout (``encode_program``).
+        tables: the encoded program and readout (``encode_tables``).
         dtype: ``"complex128"`` or ``"complex64"``, the states' dtype.
-        threads: threads per block (default: ``kernel_program.fused_threads()``).
+        threads: threads per block (default: ``tables.fused_threads()``).
         max_blocks: most blocks in the launch (default: 32 per multiprocessor).
         shared_limit: dynamic shared memory per block, in bytes (default: the device's opt-in
             limit).
@@ -142,7 +142,7 @@ class FusedRunner(_CupyMemory, FusedRunnerBase):
 
     def __init__(
         self,
-        kernel_program: KernelProgram,
+        tables: KernelTables,
         dtype: object = "complex128",
         *,
         threads: int | None = None,
@@ -155,7 +155,7 @@ class FusedRunner(_CupyMemory, FusedRunnerBase):
         if shared_limit is None:
             shared_limit = shared_memory_limit(self.device_id)
         super().__init__(
-            kernel_program, dtype, threads=threads, max_blocks=max_blocks, shared_limit=shared_limit
+            tables, dtype, threads=threads, max_blocks=max_blocks, shared_limit=shared_limit
         )
         if self.forward_kernel.threads < 32:
             raise ValueError(
@@ -164,7 +164,7 @@ class FusedRunner(_CupyMemory, FusedRunnerBase):
         self._compiled: dict[str, Any] = {}
 
     def adjoint(self, base_angles: Any, slots: Any, cotangent: Any = None) -> Any:
-        """:meth:`FusedRunnerBase.adjoint` on the runner's device (a CuPy array)."""
+        """:meth:`FusedLauncherBase.adjoint` on the launcher's device (a CuPy array)."""
         cupy = _import_cupy()
         with cupy.cuda.Device(self.device_id):
             return super().adjoint(base_angles, slots, cotangent)
@@ -213,22 +213,22 @@ class FusedRunner(_CupyMemory, FusedRunnerBase):
             return super().run(base_angles, shift_slot, shift_value)
 
 
-class PerOpRunner(_CupyMemory, PerOpRunnerBase):
+class PerOpLauncher(_CupyMemory, PerOpLauncherBase):
     """Per-op kernels over a (S * B, D) state tensor in global memory, for programs too large
     for the fused kernel. The first call of a (B, S) shape runs the launches directly; the
     second captures them in a CUDA graph, which later calls of that shape replay. Buffers and
     graph are kept for the last shape only.
 
-    Work runs on the runner's own stream, ordered after the caller's current stream, and the
+    Work runs on the launcher's own stream, ordered after the caller's current stream, and the
     caller's stream waits for the result.
 
     Args:
-        kernel_program: the encoded program and readout (``encode_program``).
+        tables: the encoded program and readout (``encode_tables``).
         dtype: ``"complex128"`` or ``"complex64"``, the states' dtype.
         threads: threads per block (default 256).
         max_blocks: most blocks per launch (default: 32 per multiprocessor).
         use_graph: replay a captured CUDA graph for repeated shapes.
-        module: a compiled module to share with other runners (default: a new one).
+        module: a compiled module to share with other launchers (default: a new one).
 
     Raises:
         RuntimeError: CuPy is not importable.
@@ -237,7 +237,7 @@ class PerOpRunner(_CupyMemory, PerOpRunnerBase):
 
     def __init__(
         self,
-        kernel_program: KernelProgram,
+        tables: KernelTables,
         dtype: object = "complex128",
         *,
         threads: int | None = None,
@@ -248,7 +248,7 @@ class PerOpRunner(_CupyMemory, PerOpRunnerBase):
         cupy = _import_cupy()
         self.device_id = int(cupy.cuda.Device().id)
         self._sm_count = _device_attribute(cupy, "cudaDevAttrMultiProcessorCount", self.device_id)
-        super().__init__(kernel_program, dtype, threads=threads, max_blocks=max_blocks)
+        super().__init__(tables, dtype, threads=threads, max_blocks=max_blocks)
         self.module = module if module is not None else KernelModule()
         self.use_graph = bool(use_graph)
         self._stream: Any = None

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._compile import Op, OpKind, Program
-from .._options import DTYPES
 from .._sim.readout import PauliReadout, ProbabilityReadout
+from .layout import default_threads, forward_shared_bytes
+from .passes import build_passes
+from .source import check_kernel_dtype
 
 # Mirrors of the enums in statevector.cuh.
 HEADER = 8
@@ -42,22 +44,6 @@ GROUPED_KINDS = (OpKind.DENSE, OpKind.PERM, OpKind.ROT)
 
 DEFAULT_SHARED_LIMIT = 227 * 1024
 """Dynamic shared memory one block may opt into on an H100/H200 (sm_90), in bytes."""
-
-
-def check_kernel_dtype(dtype: object) -> np.dtype:
-    """The complex dtype named by ``dtype`` (the runners' own argument: they are built below
-    the networks' boundary, but tests and benchmarks build them directly too).
-
-    Raises:
-        ValueError: ``dtype`` is not complex64 or complex128.
-    """
-    try:
-        resolved = np.dtype(dtype)
-    except TypeError:
-        resolved = None
-    if resolved is None or resolved.name not in DTYPES:
-        raise ValueError(f"dtype must be complex64 or complex128, got {dtype!r}")
-    return resolved
 
 
 def unsupported_reason(program: Program) -> str | None:
@@ -84,7 +70,7 @@ def unsupported_reason(program: Program) -> str | None:
 
 
 @dataclass(frozen=True, eq=False)
-class KernelProgram:
+class KernelTables:
     """A program and its readout as kernel tables.
 
     Attributes:
@@ -116,11 +102,9 @@ class KernelProgram:
 
     @functools.cached_property
     def passes(self) -> list:
-        """The passes the fused kernels make over a row (:func:`.passes.plan_passes`), planned
+        """The passes the fused kernels make over a row (:func:`.passes.build_passes`), planned
         once for every kernel generated for this program."""
-        from .passes import plan_passes  # noqa: PLC0415 - passes is only needed on a GPU
-
-        return plan_passes(self.program)
+        return build_passes(self.program)
 
     @property
     def dim(self) -> int:
@@ -128,9 +112,7 @@ class KernelProgram:
         return 1 << self.num_qubits
 
     def fused_threads(self) -> int:
-        """Threads per block of the fused kernels (:func:`.codegen.default_threads`)."""
-        from .codegen import default_threads  # noqa: PLC0415 - codegen imports this module
-
+        """Threads per block of the fused kernels (:func:`.layout.default_threads`)."""
         return default_threads(self.num_qubits)
 
     def fused_scratch_doubles(self, threads: int) -> int:
@@ -143,15 +125,13 @@ class KernelProgram:
 
     def fused_shared_bytes(self, dtype: object, threads: int | None = None) -> int:
         """Dynamic shared memory per block of the fused forward kernel: the row's state, its
-        angle tables and the readout's scratch (:func:`.codegen.forward_shared_bytes`).
+        angle tables and the readout's scratch (:func:`.layout.forward_shared_bytes`).
 
         Args:
             dtype: complex64 or complex128.
             threads: threads per block (default: :meth:`fused_threads`).
         """
-        from .codegen import forward_shared_bytes  # noqa: PLC0415 - codegen imports this module
-
-        return forward_shared_bytes(self, dtype, threads)
+        return forward_shared_bytes(self, check_kernel_dtype(dtype), threads)
 
     def fits_fused(
         self, dtype: object, shared_limit: int = DEFAULT_SHARED_LIMIT, threads: int | None = None
@@ -161,7 +141,7 @@ class KernelProgram:
         return self.fused_shared_bytes(dtype, threads) <= shared_limit
 
 
-def encode_program(program: Program, readout: PauliReadout | ProbabilityReadout) -> KernelProgram:
+def encode_tables(program: Program, readout: PauliReadout | ProbabilityReadout) -> KernelTables:
     """Encode ``program`` and ``readout`` for the kernels.
 
     Args:
@@ -207,7 +187,7 @@ def encode_program(program: Program, readout: PauliReadout | ProbabilityReadout)
         flat = np.zeros(1, dtype=complex)
     if coeff.size == 0:
         coeff = np.zeros(2)
-    return KernelProgram(
+    return KernelTables(
         n,
         len(program.ops),
         program.angles.num_slots,

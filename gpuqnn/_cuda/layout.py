@@ -1,0 +1,109 @@
+"""The fused kernels' launch shape and shared memory, from sizes alone: threads per block, the
+register budget, and the offsets of every segment of a kernel's dynamic shared memory. Used by
+the tables (does a program fit?) and by the code generator (where does each segment start?);
+imports neither.
+
+Shapes: D = 2**n amplitudes, K angle slots, O outputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+REGISTER_BUDGET = 64
+"""Registers per thread the kernels are built for (``__launch_bounds__``' minimum blocks)."""
+REGISTERS_PER_SM = 65536
+ALIGN = 16
+"""Every shared-memory segment starts at a multiple of this many bytes."""
+
+
+class TableSizes(Protocol):
+    """The sizes of an encoded program (:class:`.tables.KernelTables`) that its layout needs."""
+
+    num_qubits: int
+    num_slots: int
+    num_outputs: int
+
+    @property
+    def dim(self) -> int:
+        """D = 2**n amplitudes per row."""
+
+    def fused_scratch_doubles(self, threads: int) -> int:
+        """Doubles of readout scratch after the state."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Offsets (bytes) of a specialised kernel's dynamic shared memory, and its size."""
+
+    psi: int
+    lam: int
+    final: int
+    theta: int
+    half: int
+    full: int
+    cot: int
+    cells: int
+    scratch: int
+    size: int
+
+
+def shared_layout(
+    kp: TableSizes, dtype: np.dtype[Any], states: int, cells: int, scratch: int, vjp: bool
+) -> Layout:
+    """The dynamic shared memory of a kernel with ``states`` row states, ``cells`` derivative
+    cells and ``scratch`` readout doubles, each segment 16-byte aligned."""
+    at = 0
+
+    def take(size: int) -> int:
+        nonlocal at
+        start = at
+        at = -(-(at + size) // ALIGN) * ALIGN
+        return start
+
+    state = kp.dim * dtype.itemsize
+    k = max(1, kp.num_slots)
+    psi = take(state)
+    lam = take(state if states >= 2 else 0)
+    final = take(state if states >= 3 else 0)
+    theta = take(k * dtype.itemsize // 2)
+    half = take(k * dtype.itemsize)
+    full = take(k * dtype.itemsize)
+    cot = take(8 * kp.num_outputs if vjp else 0)
+    cell = take(8 * cells)
+    scr = take(8 * scratch)
+    return Layout(psi, lam, final, theta, half, full, cot, cell, scr, max(at, ALIGN))
+
+
+def warps(threads: int) -> int:
+    """Warps of a block of ``threads`` threads (at least one)."""
+    return max(1, threads // 32)
+
+
+def default_threads(num_qubits: int) -> int:
+    """Threads per block: a power of two in [32, 512], about one per 4 amplitudes."""
+    return int(min(512, max(32, (1 << num_qubits) // 4)))
+
+
+def forward_shared_bytes(kp: TableSizes, dtype: object, threads: int | None = None) -> int:
+    """Dynamic shared memory of :func:`.codegen.generate_forward`'s kernel, in bytes: the
+    state, the row's angle tables and the readout's scratch."""
+    threads = default_threads(kp.num_qubits) if threads is None else int(threads)
+    return shared_layout(kp, np.dtype(dtype), 1, 0, kp.fused_scratch_doubles(threads), False).size
+
+
+def adjoint_shared_bytes(
+    kp: TableSizes,
+    dtype: object,
+    slots: int,
+    vjp: bool,
+    keep_final: bool,
+    threads: int | None = None,
+) -> int:
+    """Dynamic shared memory of :func:`.codegen.generate_adjoint`'s kernel, in bytes."""
+    threads = default_threads(kp.num_qubits) if threads is None else int(threads)
+    states = 3 if keep_final and not vjp and kp.num_outputs > 1 else 2
+    return shared_layout(kp, np.dtype(dtype), states, slots * warps(threads), 0, vjp).size

@@ -1,0 +1,227 @@
+"""The CUDA kernels as an engine: which kernels serve a program on a GPU backend, behind the
+simulator's :class:`~gpuqnn._sim.protocols.Runner` protocol.
+
+On a CUDA device, forward passes and parameter-shift passes of a program the kernels support
+(:func:`gpuqnn._cuda.unsupported_reason`) run through them: the fused kernels (the whole program
+and readout of every row in ONE launch, the state in shared memory) when a row fits the
+device's shared memory, else the per-op kernels replayed as a CUDA graph. The fused kernels also
+run the adjoint method (one launch per backward pass or vector-Jacobian product) where a row's
+two states fit. What a runner cannot do (its ``capabilities``), the simulator runs on the block
+engine on CuPy.
+
+``kernels`` chooses: ``"auto"`` (fused where it fits, else per-op), ``"fused"``, ``"per_op"``
+(errors when they cannot serve the program), or ``"none"`` (the block engine only).
+
+:func:`cuda_runner` is this engine's :data:`~gpuqnn._sim.runners.RunnerFactory` (registered in
+:mod:`gpuqnn._engines`); tests build one over the kernels' host build with
+:func:`select_runner` (:mod:`gpuqnn._cuda.host`) to run the whole GPU path on the CPU.
+
+Shapes: B samples, K angle slots, O outputs, S differentiated slots, T shifted row blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._options import SimulatorOptions
+from .._sim.backend import Backend
+from .._sim.block_circuit import BlockCircuit
+from .._sim.buffers import Buffers
+from .._sim.protocols import Capability, Readout
+from .._sim.readout import PauliReadout, ProbabilityReadout
+from .._sim.runners import engine_cost
+from .._sim.shift_plan import ShiftPlan
+from .launchers import FusedLauncherBase, PerOpLauncherBase
+from .tables import KernelTables, encode_tables, unsupported_reason
+
+logger = logging.getLogger(__name__)
+
+_UNSHIFTED = (np.full(1, -1, dtype=np.int32), np.zeros(1))
+
+
+class KernelRunner:
+    """The per-op CUDA kernels (CuPy or the host build): forward and shifted passes.
+
+    Args:
+        launcher: issues the launches: ``run(base_angles (B, K) float64, shift_slot (S,)
+            int32, shift_value (S,) float64) -> (S * B, O) float64``.
+        circuit: the program fused into blocks (its block costs stand in for the kernels'
+            until the cost model is calibrated on a device).
+        num_outputs: O.
+    """
+
+    description = "per-op CUDA kernels"
+    capabilities = frozenset({Capability.SHIFTED})
+
+    def __init__(self, launcher: Any, circuit: BlockCircuit, num_outputs: int) -> None:
+        self.launcher = launcher
+        self.circuit = circuit
+        self.num_outputs = num_outputs
+        itemsize = circuit.backend.dtype.itemsize
+        state = 2 * circuit.dim * itemsize
+        factors = 2 * circuit.program.angles.num_slots * itemsize
+        self._row_bytes = state + factors + self._output_bytes()
+
+    def _output_bytes(self) -> int:
+        return 8 * self.num_outputs + 16
+
+    def row_bytes(self) -> int:
+        """Device bytes per row: the state, its readout partials, its angle factors and the
+        outputs."""
+        return self._row_bytes
+
+    def sample_bytes(self) -> int:
+        """Nothing per sample beyond the rows (the tables are shared)."""
+        return 0
+
+    def cost(self, rows_per_block: np.ndarray, rows: int = 1) -> float:
+        """The block engine's model (:func:`gpuqnn._sim.runners.engine_cost`), not calibrated
+        for the kernels."""
+        return engine_cost(self.circuit, rows_per_block)
+
+    def forward(self, angles: Any, buffers: Buffers) -> Any:
+        """(B, O) float64 outputs of (B, K) float64 ``angles``: one unshifted pass."""
+        return self.launcher.run(angles, *_UNSHIFTED)
+
+    def shifted(self, angles: Any, plan: ShiftPlan, buffers: Buffers) -> Any:
+        """((1 + T) B, O) float64 outputs: the plan's shift tables in one pass."""
+        return self.launcher.run(angles, plan.shift_slot, plan.shift_value)
+
+
+class FusedKernelRunner(KernelRunner):
+    """The fused CUDA kernels: forward, shifted and adjoint passes, each one launch.
+
+    Args:
+        launcher: a fused launcher (:class:`~.launchers.FusedLauncherBase`).
+        circuit: the program fused into blocks.
+        num_outputs: O.
+    """
+
+    description = "fused CUDA kernels"
+    capabilities = frozenset({Capability.SHIFTED, Capability.ADJOINT, Capability.VJP})
+
+    def __init__(self, launcher: FusedLauncherBase, circuit: BlockCircuit, num_outputs: int):
+        super().__init__(launcher, circuit, num_outputs)
+        self._row_bytes = self._output_bytes()
+
+    def row_bytes(self) -> int:
+        """Device bytes per row: its outputs (the state lives in shared memory)."""
+        return self._row_bytes
+
+    def cost(self, rows_per_block: np.ndarray, rows: int = 1) -> float:
+        """Every one of the pass's ``rows`` rows per sample (base and shifted) makes every pass
+        of the generated kernel over its state from the start, then the readout (the units of
+        :meth:`adjoint_cost`)."""
+        return float(rows) * (self.launcher.forward_kernel.passes + 1)
+
+    def adjoint_fits(self, slots: Sequence[int], vjp: bool) -> bool:
+        """Whether a row's state and adjoint state(s) fit the device's shared memory."""
+        return self.launcher.adjoint_kernel(slots, vjp) is not None
+
+    def adjoint_cost(self, slots: Sequence[int], vjp: bool) -> float:
+        """Passes over one state per sample of the fused adjoint kernel: the forward sweep, then
+        per output (one with ``vjp``) the adjoint state and a backward sweep over two states,
+        and without room to keep the final state, a forward sweep again per further output."""
+        kernel = self.launcher.adjoint_kernel(slots, vjp)
+        outputs = 1 if vjp else self.num_outputs
+        passes = kernel.passes
+        again = 1 if kernel.keeps_final else passes
+        return float(passes + outputs * (1 + 2 * passes) + (outputs - 1) * again)
+
+    def adjoint_sample_bytes(self, slots: Sequence[int], vjp: bool, checkpoints: bool) -> int:
+        """Device bytes per sample of a launch: its derivatives, angles and cotangent (the
+        states live in shared memory; ``checkpoints`` changes nothing)."""
+        outputs = 1 if vjp else self.num_outputs
+        num_slots = self.circuit.program.angles.num_slots
+        return 8 * (outputs * len(slots) + num_slots + self.num_outputs)
+
+    def adjoint(
+        self,
+        angles: Any,
+        slots: Sequence[int],
+        buffers: Buffers,
+        checkpoints: bool,
+        cotangent: Any = None,
+    ) -> Any:
+        """(B, O, S) float64 slot derivatives of (B, K) float64 ``angles``, or (B, 1, S) for a
+        (B, O) float64 ``cotangent``: one launch of the fused adjoint kernel."""
+        return self.launcher.adjoint(angles, slots, cotangent)
+
+
+def cuda_runner(
+    circuit: BlockCircuit, readout: Readout, backend: Backend, options: SimulatorOptions
+) -> KernelRunner | None:
+    """The CuPy runner that serves ``circuit`` with ``readout`` on ``backend`` (the kernels
+    ``options.kernels`` asks for), or None (the block engine serves it). See
+    :func:`select_runner`."""
+    if options.kernels == "none" or not backend.is_gpu:
+        return None
+    from .cupy_launchers import (  # noqa: PLC0415 - CuPy's launchers only on a GPU
+        FusedLauncher,
+        PerOpLauncher,
+        shared_memory_limit,
+    )
+
+    device = int(backend.name.split(":")[1])
+    return select_runner(
+        circuit,
+        readout,
+        backend,
+        options.kernels,
+        make_fused=FusedLauncher,
+        make_per_op=PerOpLauncher,
+        shared_limit=lambda: shared_memory_limit(device),
+    )
+
+
+def select_runner(
+    circuit: BlockCircuit,
+    readout: Readout,
+    backend: Backend,
+    mode: str,
+    *,
+    make_fused: Callable[[KernelTables, str], FusedLauncherBase],
+    make_per_op: Callable[[KernelTables, str], PerOpLauncherBase],
+    shared_limit: Callable[[], int],
+) -> KernelRunner | None:
+    """The kernel runner for ``circuit`` and ``readout``, or None.
+
+    Args:
+        circuit: the program fused into blocks.
+        readout: the network's readout.
+        backend: the (GPU) backend; its dtype is the kernels' dtype.
+        mode: one of :data:`gpuqnn._options.KERNEL_MODES`.
+        make_fused: builds a fused launcher from (kernel tables, dtype name).
+        make_per_op: builds a per-op launcher from (kernel tables, dtype name).
+        shared_limit: the device's shared memory per block, in bytes.
+
+    Raises:
+        ValueError: ``mode`` asks for kernels that cannot serve this program.
+    """
+    if mode == "none":
+        return None
+    program = circuit.program
+    reason = unsupported_reason(program)
+    if reason is None and not isinstance(readout, (PauliReadout, ProbabilityReadout)):
+        reason = f"the readout {type(readout).__name__} has no kernel"
+    if reason is not None:
+        if mode != "auto":
+            raise ValueError(f"kernels={mode!r} cannot run this circuit: {reason}")
+        logger.info("CUDA kernels not used (%s); the block engine runs on CuPy", reason)
+        return None
+    assert isinstance(readout, (PauliReadout, ProbabilityReadout))
+    tables = encode_tables(program, readout)
+    dtype = backend.dtype.name
+    if mode in ("auto", "fused"):
+        if tables.fits_fused(dtype, shared_limit()):
+            return FusedKernelRunner(make_fused(tables, dtype), circuit, readout.num_outputs)
+        if mode == "fused":
+            raise ValueError(
+                f"kernels='fused': a row of {program.num_qubits} qubits in {dtype} does not fit "
+                "the device's shared memory; use kernels='per_op' or 'auto'"
+            )
+    return KernelRunner(make_per_op(tables, dtype), circuit, readout.num_outputs)

@@ -1,0 +1,36 @@
+"""The engines a simulator may run on, registered in one place.
+
+An engine is one way to run a pass, with a :class:`~gpuqnn._sim.protocols.Runner` that declares
+its capabilities. The block engine (NumPy, or CuPy on a GPU) is always there: it is the
+simulator's own runner and the fallback for what another runner cannot do. Every other engine is
+a :data:`~gpuqnn._sim.runners.RunnerFactory` in :data:`FACTORIES`; the first that returns a
+runner for a circuit, readout, backend and options serves it.
+
+This module sits above both ``gpuqnn._sim`` (which knows no engine but the block engine) and
+``gpuqnn._cuda``: it is where the two meet.
+"""
+
+from __future__ import annotations
+
+from ._cuda.runner import cuda_runner
+from ._options import SimulatorOptions
+from ._sim.backend import Backend
+from ._sim.block_circuit import BlockCircuit
+from ._sim.protocols import Readout, Runner
+from ._sim.runners import RunnerFactory
+
+FACTORIES: tuple[RunnerFactory, ...] = (cuda_runner,)
+"""The engines besides the block engine, tried in order: the CUDA kernels (GPU backends)."""
+
+
+def runner_factory(
+    circuit: BlockCircuit, readout: Readout, backend: Backend, options: SimulatorOptions
+) -> Runner | None:
+    """The runner of the first registered engine that serves ``circuit`` with ``readout`` on
+    ``backend``, or None (the block engine serves it): the networks' and primitives' default
+    :data:`~gpuqnn._sim.runners.RunnerFactory`."""
+    for factory in FACTORIES:
+        runner = factory(circuit, readout, backend, options)
+        if runner is not None:
+            return runner
+    return None
