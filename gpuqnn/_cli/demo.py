@@ -19,7 +19,7 @@ from qiskit_machine_learning.optimizers import L_BFGS_B
 
 from ..estimator_qnn import EstimatorQNN
 from ..examples import two_feature_classifier_circuit, two_moons
-from .progress import ProgressBar
+from .._progress import ProgressBar
 
 _REFERENCE_CHUNKS = 10
 """qiskit-machine-learning's reference epoch runs in this many chunks of samples (one progress
