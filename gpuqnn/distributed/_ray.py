@@ -191,8 +191,10 @@ class _ActorPool:
         import ray  # noqa: PLC0415 - checked by the caller
 
         self._ray = ray
-        remote = ray.remote(num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor)(_PredictWorker)
-        self.actors = [remote.remote() for _ in range(num_actors)]
+        # Ray's actor handles are typed loosely: its own stubs cannot follow .remote()
+        options = ray.remote(num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor)
+        remote: Any = options(_PredictWorker)
+        self.actors: list[Any] = [remote.remote() for _ in range(num_actors)]
         try:
             placements = ray.get([a.placement.remote() for a in self.actors])
             boxed = [ray.put(network), ray.put(weights)]  # pickled once for every actor
