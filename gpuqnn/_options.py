@@ -17,7 +17,10 @@ from typing import Any, TypeVar
 import numpy as np
 from qiskit.circuit import Parameter, QuantumCircuit
 
-DTYPES = {"complex128": np.dtype(np.complex128), "complex64": np.dtype(np.complex64)}
+DTYPES: dict[str, np.dtype] = {
+    "complex128": np.dtype(np.complex128),
+    "complex64": np.dtype(np.complex64),
+}
 """The statevectors' dtypes by name; parameters and outputs are always float64."""
 
 GRADIENT_METHODS = ("auto", "adjoint", "parameter_shift")
@@ -176,10 +179,10 @@ def check_max_memory(max_memory: Any) -> int | None:
     whole = (
         not isinstance(max_memory, bool)
         and isinstance(max_memory, Real)
-        and np.isfinite(max_memory)
+        and np.isfinite(float(max_memory))
         and float(max_memory).is_integer()
     )
-    if not whole or max_memory <= 0:
+    if not whole or float(max_memory) <= 0:
         raise ValueError(
             "max_memory must be a positive whole number of bytes (e.g. 2**28 or 8e6) or 'auto', "
             f"got {max_memory!r}"
@@ -222,7 +225,7 @@ def check_precision(precision: Any, name: str) -> float:
     if (
         isinstance(precision, bool)
         or not isinstance(precision, Real)
-        or not (np.isfinite(precision) and precision >= 0)
+        or not (np.isfinite(float(precision)) and float(precision) >= 0)
     ):
         raise ValueError(f"{name} must be a finite number >= 0, got {precision!r}")
     return float(precision)
