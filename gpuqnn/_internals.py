@@ -17,13 +17,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._network import SimulatorNetwork
+from ._network.handle import AnySimulator
 from ._options import check_kernel_mode
 from ._sim.backend import Backend
 from ._sim.runners import RunnerFactory
-from ._sim.simulator import Simulator
 
 
-def _network(network: Any) -> Any:
+def _network(network: Any) -> SimulatorNetwork:
     if not isinstance(network, SimulatorNetwork):
         raise TypeError(
             f"network must be a gpuqnn EstimatorQNN or SamplerQNN, got {type(network).__name__}"
@@ -31,8 +31,10 @@ def _network(network: Any) -> Any:
     return network
 
 
-def simulator_of(network: Any) -> Simulator:
-    """The simulator of a gpuqnn network (built on first use)."""
+def simulator_of(network: Any) -> AnySimulator:
+    """The simulator of a gpuqnn network (built on first use): a
+    :class:`~gpuqnn._sim.simulator.Simulator`, or a
+    :class:`~gpuqnn._sim.sharded.ShardedSimulator` over several devices."""
     return _network(network)._simulator()
 
 

@@ -8,15 +8,19 @@ with the argument's name, what was expected and what came.
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from qiskit.circuit import Parameter, QuantumCircuit
 
-DTYPES = {"complex128": np.dtype(np.complex128), "complex64": np.dtype(np.complex64)}
+DTYPES: dict[str, np.dtype] = {
+    "complex128": np.dtype(np.complex128),
+    "complex64": np.dtype(np.complex64),
+}
 """The statevectors' dtypes by name; parameters and outputs are always float64."""
 
 GRADIENT_METHODS = ("auto", "adjoint", "parameter_shift")
@@ -31,6 +35,89 @@ CUDA_DEVICE = re.compile(r"^cuda(?::(\d+))?$")
 
 CUDA_INDEX = re.compile(r"^cuda:\d+$")
 """``cuda:N`` only."""
+
+
+OPTION_DOCS: dict[str, str] = {
+    "device": (
+        '``"auto"`` (default), ``"cpu"``, ``"gpu"``, ``"cuda"``, ``"cuda:N"``, ``"cuda:all"`` or '
+        'a list of ``"cuda:N"``. ``"auto"``, ``"gpu"`` and ``"cuda"`` mean the current CUDA '
+        "device, or under ``torchrun`` (``LOCAL_RANK`` set) the rank's device by the rule of "
+        ":func:`gpuqnn.distributed.local_device`: device 0 where one device is visible, else "
+        "device ``LOCAL_RANK``, and ``RuntimeError`` where ``LOCAL_RANK`` is not below the "
+        'number of visible devices. ``"auto"`` falls back to NumPy on the CPU (a ``logging`` '
+        "record says why) when CuPy, NVRTC, cuBLAS or a CUDA device is missing; an explicit GPU "
+        'request without one raises ``RuntimeError``. ``"cuda:all"`` (every visible device) or a '
+        "list shards each pass's samples over those devices: networks without shots only (the "
+        "primitives run on one device)."
+    ),
+    "dtype": (
+        '``"complex128"`` (default) or ``"complex64"``: the statevectors\' precision; '
+        "parameters and outputs are float64 either way."
+    ),
+    "gradient_method": (
+        '``"auto"`` (default: the cheaper of adjoint and parameter shift by a cost model over '
+        'the fused circuit; parameter shift with shots), ``"adjoint"`` (not with shots) or '
+        '``"parameter_shift"``.'
+    ),
+    "max_memory": (
+        "bound in bytes (an int, or a whole float such as ``8e6``) on what a pass holds at "
+        'once: rows are processed in chunks that fit; ``"auto"``/None (default): half of the '
+        "free memory, divided among the node's processes that share the device under "
+        "``torchrun`` (``LOCAL_WORLD_SIZE``). With several devices it applies per device."
+    ),
+    "threads": (
+        "worker threads of the CPU passes (one on a GPU); None (default): ``OMP_NUM_THREADS`` "
+        "when it is set (as ``torchrun``, Ray and Dask set it), else the cores this process may "
+        "use, at most 8."
+    ),
+    "shots": (
+        "None (default) for exact probabilities; a positive int to sample that many shots per "
+        "row (forward rows and every shifted row of the backward pass) from the exact states."
+    ),
+    "seed": (
+        "seed of the shot sampling: None, a non-negative int or a NumPy Generator. With an int, "
+        "each ``forward``/``backward`` call draws from a generator seeded alike, so a call "
+        "repeats its result for the same inputs and weights (like qiskit's "
+        "``StatevectorSampler(seed=...)``)."
+    ),
+}
+"""The one text of each simulator option, in the Google style of an ``Args`` entry: the
+networks' and primitives' docstrings are built from it by :func:`document_options`."""
+
+_OPTIONS_MARKER = re.compile(r"^(?P<indent>[ \t]*)\{options: (?P<names>[a-z_, ]+)\}[ \t]*$", re.M)
+
+_Documented = TypeVar("_Documented", bound=type)
+
+
+def document_options(cls: _Documented) -> _Documented:
+    """Class decorator: replace the line ``{options: device, dtype, ...}`` of the class's
+    docstring (inside its ``Args:`` section) by those options' :data:`OPTION_DOCS` entries,
+    indented like the line, so that ``help(cls)`` shows them.
+
+    Raises:
+        ValueError: the docstring has no such line, or names an option without a text.
+    """
+    if cls.__doc__ is None:  # python -OO strips docstrings
+        return cls
+    match = _OPTIONS_MARKER.search(cls.__doc__)
+    if match is None:
+        raise ValueError(f"{cls.__name__}'s docstring has no '{{options: ...}}' line")
+    indent = match.group("indent")
+    entries = []
+    for name in (n.strip() for n in match.group("names").split(",")):
+        if name not in OPTION_DOCS:
+            raise ValueError(f"{cls.__name__}'s docstring names {name!r}, which has no text")
+        entries.append(
+            textwrap.fill(
+                f"{name}: {OPTION_DOCS[name]}",
+                width=100,
+                initial_indent=indent,
+                subsequent_indent=indent + "    ",
+                break_on_hyphens=False,
+            )
+        )
+    cls.__doc__ = cls.__doc__[: match.start()] + "\n".join(entries) + cls.__doc__[match.end() :]
+    return cls
 
 
 def check_device(device: Any) -> str | tuple[str, ...]:
@@ -92,10 +179,10 @@ def check_max_memory(max_memory: Any) -> int | None:
     whole = (
         not isinstance(max_memory, bool)
         and isinstance(max_memory, Real)
-        and np.isfinite(max_memory)
+        and np.isfinite(float(max_memory))
         and float(max_memory).is_integer()
     )
-    if not whole or max_memory <= 0:
+    if not whole or float(max_memory) <= 0:
         raise ValueError(
             "max_memory must be a positive whole number of bytes (e.g. 2**28 or 8e6) or 'auto', "
             f"got {max_memory!r}"
@@ -138,7 +225,7 @@ def check_precision(precision: Any, name: str) -> float:
     if (
         isinstance(precision, bool)
         or not isinstance(precision, Real)
-        or not (np.isfinite(precision) and precision >= 0)
+        or not (np.isfinite(float(precision)) and float(precision) >= 0)
     ):
         raise ValueError(f"{name} must be a finite number >= 0, got {precision!r}")
     return float(precision)
@@ -188,17 +275,10 @@ def check_parameters(
 class SimulatorOptions:
     """The simulator's options, checked (build with :meth:`checked`).
 
-    Attributes:
-        device: the device asked for: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda"``,
-            ``"cuda:N"``, ``"cuda:all"`` or a tuple of ``"cuda:N"`` (resolved to backends by
-            :func:`gpuqnn._sim.backend.select_backends`).
-        dtype: ``"complex128"`` or ``"complex64"``.
-        gradient_method: one of :data:`GRADIENT_METHODS`.
-        max_memory: bound in bytes on what a pass holds at once, or None for half of the
-            free memory at call time.
-        kernels: one of :data:`KERNEL_MODES` (GPU backends only).
-        threads: worker threads on the CPU, or None for the default (see
-            :func:`gpuqnn._sim.threads.default_threads`).
+    The options are described once, in :data:`OPTION_DOCS`; here they are checked: ``device``
+    a string or a tuple of ``"cuda:N"`` (resolved to backends by
+    :func:`gpuqnn._sim.backend.select_backends`), ``max_memory`` an int or None, ``kernels``
+    one of :data:`KERNEL_MODES` (GPU backends only).
     """
 
     device: str | tuple[str, ...] = "auto"

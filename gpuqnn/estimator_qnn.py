@@ -16,11 +16,12 @@ from qiskit_machine_learning.neural_networks import EstimatorQNN as _QmlEstimato
 from ._compile import Program
 from ._exact import exact_estimator, exact_estimator_gradient
 from ._network import SimulatorNetwork
-from ._options import SimulatorOptions, check_parameters
+from ._options import SimulatorOptions, check_parameters, document_options
 from ._sim.backend import Backend
 from ._sim.readout import PauliReadout
 
 
+@document_options
 class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
     """Drop-in replacement for qiskit-machine-learning's ``EstimatorQNN``.
 
@@ -41,23 +42,15 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         input_gradients: whether ``backward`` also returns gradients by the inputs.
         default_precision: precision passed to a non-exact estimator; the simulator is exact.
         pass_manager: optional pass manager the circuit is transpiled with once.
-        device: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda"`` (the current CUDA device) or
-            ``"cuda:N"``; ``"auto"`` falls back to the CPU without error when CuPy or a CUDA
-            device is missing.
-        dtype: ``"complex128"`` (default) or ``"complex64"``.
-        gradient_method: ``"auto"`` (the cheaper of adjoint and parameter shift by a cost
-            model over the fused circuit), ``"adjoint"`` or ``"parameter_shift"``.
-        max_memory: bound in bytes on the statevectors held at once (rows are processed in
-            chunks), or ``"auto"``/None for half of the free memory.
-        threads: worker threads on the CPU (default None: ``OMP_NUM_THREADS`` when set, as
-            ``torchrun``, Ray and Dask set it, else the cores this process may use, at most 8).
+        {options: device, dtype, gradient_method, max_memory, threads}
 
     Raises:
         QiskitMachineLearningError: the circuit cannot be simulated (mid-circuit measurement,
             reset, classical control), or invalid network settings.
         ValueError: inconsistent parameters, observables on the wrong number of qubits or not
             Hermitian, or invalid options.
-        RuntimeError: ``device="gpu"``/``"cuda:N"`` without CuPy or a CUDA device.
+        RuntimeError: ``device="gpu"``/``"cuda"``/``"cuda:N"`` without CuPy or a CUDA device,
+            or under ``torchrun`` a ``LOCAL_RANK`` not below the number of visible devices.
     """
 
     def __init__(

@@ -14,7 +14,7 @@ from qiskit_machine_learning.neural_networks import SamplerQNN as _QmlSamplerQNN
 from ._compile import Program
 from ._exact import exact_sampler, exact_sampler_gradient
 from ._network import SimulatorNetwork
-from ._options import SimulatorOptions, check_parameters, check_seed, check_shots
+from ._options import SimulatorOptions, check_parameters, check_seed, check_shots, document_options
 from ._sim.backend import Backend
 from ._sim.readout import ProbabilityReadout
 
@@ -24,6 +24,7 @@ def _identity(key: int) -> int:
     return key
 
 
+@document_options
 class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
     """Drop-in replacement for qiskit-machine-learning's ``SamplerQNN``.
 
@@ -53,20 +54,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         input_gradients: whether ``backward`` also returns gradients by the inputs.
         pass_manager: optional pass manager the circuit is transpiled with once; outputs are
             over the logical qubits of the layout.
-        device: ``"auto"``, ``"cpu"``, ``"gpu"``, ``"cuda"`` (the current CUDA device) or
-            ``"cuda:N"``.
-        dtype: ``"complex128"`` (default) or ``"complex64"``.
-        gradient_method: ``"auto"`` (the cheaper of the two by a cost model; parameter shift
-            with shots), ``"adjoint"`` (exact only) or ``"parameter_shift"``.
-        max_memory: bound in bytes on the statevectors held at once, or ``"auto"``/None.
-        threads: worker threads on the CPU (default None: ``OMP_NUM_THREADS`` when set, as
-            ``torchrun``, Ray and Dask set it, else the cores this process may use, at most 8).
-        shots: None for exact probabilities; an int to sample that many shots per row
-            (forward rows and every shifted row of the backward pass) from the exact states.
-        seed: seed of the shot sampling (None, an int or a NumPy Generator). With an int, each
-            ``forward``/``backward`` call draws from a generator seeded alike, so a call
-            repeats its result for the same inputs and weights (like qiskit's
-            ``StatevectorSampler(seed=...)``).
+        {options: device, dtype, gradient_method, max_memory, threads, shots, seed}
 
     Raises:
         QiskitMachineLearningError: the circuit cannot be simulated, or ``interpret`` without
@@ -74,7 +62,8 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         ValueError: inconsistent parameters, an ``interpret`` that returns an index outside
             ``output_shape`` or something else than an int or a tuple of ints, or invalid
             options.
-        RuntimeError: ``device="gpu"``/``"cuda:N"`` without CuPy or a CUDA device.
+        RuntimeError: ``device="gpu"``/``"cuda"``/``"cuda:N"`` without CuPy or a CUDA device,
+            or under ``torchrun`` a ``LOCAL_RANK`` not below the number of visible devices.
     """
 
     def __init__(

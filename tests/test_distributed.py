@@ -194,14 +194,14 @@ def test_local_device(
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(gd, "_cuda_device_count", lambda: count)
+    monkeypatch.setattr(gd._torch, "_cuda_device_count", lambda: count)
     assert gd.local_device() == expected
 
 
 def test_local_device_refuses_more_ranks_than_devices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOCAL_RANK", "2")
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(gd, "_cuda_device_count", lambda: 2)
+    monkeypatch.setattr(gd._torch, "_cuda_device_count", lambda: 2)
     with pytest.raises(RuntimeError, match=r"LOCAL_RANK=2 .* 2 CUDA device.*nproc_per_node=2"):
         gd.local_device()
 

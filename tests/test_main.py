@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gpuqnn._cli.main import main
-from gpuqnn._cli.progress import ProgressBar
+from gpuqnn._progress import ProgressBar
 
 QUICK = ["--batch", "16", "--epochs", "4", "--samples", "16", "--qubits", "2"]
 

@@ -298,7 +298,8 @@ def test_gpus_under_torchrun_follow_the_local_rank() -> None:
     assert default_cuda_device(4, current=0, env={}) == 0
     assert default_cuda_device(4, current=2, env={}) == 2  # the current device otherwise
     assert default_cuda_device(4, current=0, env={"LOCAL_RANK": "3"}) == 3
-    assert default_cuda_device(2, current=0, env={"LOCAL_RANK": "3"}) == 1
+    with pytest.raises(RuntimeError, match="LOCAL_RANK=3"):  # the one rule: no wrap-around
+        default_cuda_device(2, current=0, env={"LOCAL_RANK": "3"})
     narrowed = {"LOCAL_RANK": "3", "CUDA_VISIBLE_DEVICES": "5"}
     assert default_cuda_device(1, current=0, env=narrowed) == 0  # already narrowed to one
     ranks = {"LOCAL_WORLD_SIZE": "8"}

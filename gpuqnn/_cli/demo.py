@@ -17,9 +17,9 @@ from qiskit_machine_learning.algorithms import NeuralNetworkClassifier
 from qiskit_machine_learning.neural_networks import EstimatorQNN as ReferenceEstimatorQNN
 from qiskit_machine_learning.optimizers import L_BFGS_B
 
+from .._progress import ProgressBar
 from ..estimator_qnn import EstimatorQNN
 from ..examples import two_feature_classifier_circuit, two_moons
-from .progress import ProgressBar
 
 _REFERENCE_CHUNKS = 10
 """qiskit-machine-learning's reference epoch runs in this many chunks of samples (one progress

@@ -29,10 +29,10 @@ from qiskit_machine_learning.neural_networks import NeuralNetwork
 from qiskit_machine_learning.neural_networks import SamplerQNN as ReferenceSamplerQNN
 
 from .. import EstimatorQNN, SamplerQNN, __version__
+from .._progress import ProgressBar
 from .._sim.backend import load_cupy
 from ..examples import parity, tutorial_estimator_circuit, tutorial_sampler_circuit
 from .demo import TrainingReport, run_training
-from .progress import ProgressBar
 
 _REPEAT = 3
 """gpuqnn timings are the best of this many runs (after one warm-up)."""

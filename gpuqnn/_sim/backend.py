@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from .._devices import local_rank_device
 from .._options import CUDA_DEVICE, DTYPES
 from .expi import ExpI
 
@@ -361,18 +362,21 @@ def _visible_devices(env: Mapping[str, str]) -> int | None:
 
 def default_cuda_device(count: int, current: int, env: Mapping[str, str] = os.environ) -> int:
     """The device ``"auto"``/``"gpu"``/``"cuda"`` mean: under ``torchrun`` (``LOCAL_RANK`` set)
-    with several devices visible, the local rank's device (``LOCAL_RANK mod count``), so that
-    ranks do not all compute on one GPU; else the current device.
+    the local rank's device by the one rule of :func:`gpuqnn._devices.local_rank_device` (the
+    rule :func:`gpuqnn.distributed.local_device` follows), so that ranks do not all compute on
+    one GPU; else the current device.
 
     Args:
         count: CUDA devices visible to the process.
         current: the current CUDA device.
         env: the environment (``os.environ``).
+
+    Raises:
+        RuntimeError: ``LOCAL_RANK`` >= ``count`` > 1 (more ranks per node than devices).
+        ValueError: ``LOCAL_RANK`` is not a non-negative integer.
     """
-    local_rank = _positive_env("LOCAL_RANK", env)
-    if local_rank is not None and count > 1:
-        return local_rank % count
-    return current
+    index = local_rank_device(count, env)
+    return current if index is None else index
 
 
 def processes_per_device(count: int, gpu: bool, env: Mapping[str, str] = os.environ) -> int:

@@ -82,11 +82,12 @@ class SimulatorCache:
     """The simulators of one primitive: its backend, compiled programs and simulators.
 
     Args:
-        device: ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda:N"``.
-        dtype: ``"complex128"`` or ``"complex64"``.
-        max_memory: bound in bytes on the statevectors held at once, or None/"auto".
+        device: one device (see :data:`gpuqnn._options.OPTION_DOCS` for this option and the
+            next ones).
+        dtype: the statevectors' dtype.
+        max_memory: the memory bound.
         cache_size: how many compiled circuits (and, separately, simulators) to keep.
-        threads: worker threads on the CPU, or None for the default.
+        threads: worker threads on the CPU.
 
     Raises:
         ValueError: an invalid option.

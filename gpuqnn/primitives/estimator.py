@@ -11,11 +11,12 @@ from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.primitive_job import PrimitiveJob
 from qiskit.providers import Options
 
-from .._options import check_precision, check_seed
+from .._options import check_precision, check_seed, document_options
 from ._cache import SimulatorCache, SimulatorOwner
 from ._evaluate import as_pauli_sum, check_finite, group_by_key, pauli_values
 
 
+@document_options
 class Estimator(SimulatorOwner, BaseEstimatorV2):
     """Exact (or seeded noisy) expectation values from gpuqnn's batched statevector cache.
 
@@ -40,17 +41,14 @@ class Estimator(SimulatorOwner, BaseEstimatorV2):
     Args:
         default_precision: 0 for exact values, > 0 for noisy values (see above).
         seed: seed (int or numpy Generator) of the noise; None for fresh entropy.
-        device: ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda:N"``.
-        dtype: ``"complex128"`` (default) or ``"complex64"``.
-        max_memory: bound in bytes on the statevectors held at once, or ``"auto"``/None.
-        threads: worker threads on the CPU (default None: ``OMP_NUM_THREADS`` when set, as
-            ``torchrun``, Ray and Dask set it, else the cores this process may use, at most 8).
+        {options: device, dtype, max_memory, threads}
         cache_size: how many compiled circuits to keep.
 
     Raises:
         ValueError: an invalid option.
         TypeError: an invalid seed.
-        RuntimeError: ``device="gpu"``/``"cuda:N"`` without a usable GPU.
+        RuntimeError: ``device="gpu"``/``"cuda"``/``"cuda:N"`` without a usable GPU, or under
+            ``torchrun`` a ``LOCAL_RANK`` not below the number of visible devices.
     """
 
     def __init__(

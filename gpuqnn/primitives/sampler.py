@@ -14,7 +14,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.primitives.primitive_job import PrimitiveJob
 from qiskit.providers import Options
 
-from .._options import check_positive_int, check_seed
+from .._options import check_positive_int, check_seed, document_options
 from ._cache import SimulatorCache, SimulatorOwner
 from ._containers import (
     ExactProbabilities,
@@ -40,6 +40,7 @@ def register_sources(circuit: QuantumCircuit, measured: list[int]) -> dict[str, 
     }
 
 
+@document_options
 class Sampler(SimulatorOwner, BaseSamplerV2):
     """Exact probabilities (or seeded shots) from gpuqnn's batched statevector cache.
 
@@ -65,17 +66,14 @@ class Sampler(SimulatorOwner, BaseSamplerV2):
     Args:
         shots: None for exact probabilities; a positive int for that many shots by default.
         seed: seed (int or numpy Generator) of the shots; None for fresh entropy.
-        device: ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"cuda:N"``.
-        dtype: ``"complex128"`` (default) or ``"complex64"``.
-        max_memory: bound in bytes on the statevectors held at once, or ``"auto"``/None.
-        threads: worker threads on the CPU (default None: ``OMP_NUM_THREADS`` when set, as
-            ``torchrun``, Ray and Dask set it, else the cores this process may use, at most 8).
+        {options: device, dtype, max_memory, threads}
         cache_size: how many compiled circuits to keep.
 
     Raises:
         ValueError: an invalid option.
         TypeError: an invalid seed.
-        RuntimeError: ``device="gpu"``/``"cuda:N"`` without a usable GPU.
+        RuntimeError: ``device="gpu"``/``"cuda"``/``"cuda:N"`` without a usable GPU, or under
+            ``torchrun`` a ``LOCAL_RANK`` not below the number of visible devices.
     """
 
     def __init__(

@@ -1,20 +1,7 @@
-"""Beyond one device: helpers for training under ``torch.distributed`` and batch inference on Ray.
+"""The Ray half of :mod:`gpuqnn.distributed`: :func:`predict`, batch inference on a pool of Ray
+actors, in input order and in bounded memory.
 
-gpuqnn parallelises over samples: every sample's statevector fits one device, so more devices
-mean more samples at once, never a bigger circuit. Two engines spread the samples:
-
-- **torch.distributed** (training): one process per device started by ``torchrun``, each
-  building its own model, with ``DistributedDataParallel`` averaging the gradients. Helpers:
-  :func:`local_device` (this rank's device), :func:`pin_local_cores` (this rank's share of the
-  node's CPU cores) and :func:`check_shared_weights` (called by
-  :class:`gpuqnn.TorchConnector` on every forward pass: warns when the weight sits in shared
-  memory inside a process group, the sign of a model passed to ``torch.multiprocessing.spawn``
-  instead of built in each rank).
-- **Ray** (inference): :func:`predict` evaluates a network on a large input array, a NumPy
-  memmap or a Parquet file, on a pool of Ray actors, in input order and in bounded memory.
-
-The recipe and the pitfalls are in ``docs/distributed.md``. Importing this module imports
-neither torch nor Ray: each is imported by the function that needs it.
+Imports no Ray at module level: :func:`predict` imports it when it runs.
 """
 
 from __future__ import annotations
@@ -32,162 +19,9 @@ from typing import Any
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["check_shared_weights", "local_device", "pin_local_cores", "predict"]
+logger = logging.getLogger("gpuqnn.distributed")
 
 _RAY_EXTRA = 'pip install "gpuqnn[ray]"'
-
-
-# ---- torch.distributed ---------------------------------------------------------------------
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
-
-
-def _cuda_device_count() -> int:
-    """CUDA devices this process sees (after ``CUDA_VISIBLE_DEVICES``): torch's count where
-    torch is installed (a CPU build counts 0), else CuPy's, else 0. Does not initialise CUDA."""
-    try:
-        import torch  # noqa: PLC0415 - optional
-
-        return int(torch.cuda.device_count())
-    except ImportError:
-        pass
-    try:
-        import cupy  # noqa: PLC0415 - optional
-
-        return int(cupy.cuda.runtime.getDeviceCount())
-    except Exception:  # noqa: BLE001 - no CuPy, no driver: no device
-        return 0
-
-
-def _visible_devices_narrowed_to_one() -> bool:
-    """Whether ``CUDA_VISIBLE_DEVICES`` names exactly one device (a scheduler gave this
-    process its own GPU, as Ray and Slurm do)."""
-    value = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if value is None:
-        return False
-    return len([d for d in value.split(",") if d.strip()]) == 1
-
-
-def local_device() -> str:
-    """This process's device under ``torchrun``: one device per rank.
-
-    torchrun sets ``RANK``/``WORLD_SIZE`` (global) and ``LOCAL_RANK``/``LOCAL_WORLD_SIZE``
-    (on this node) for every process it starts; rank ``LOCAL_RANK`` of a node takes that
-    node's CUDA device ``LOCAL_RANK``. Outside torchrun ``LOCAL_RANK`` counts as 0.
-
-    Returns:
-        ``"cpu"`` where no CUDA device is visible (no GPU, a CPU build of torch and no CuPy);
-        ``"cuda:0"`` where ``CUDA_VISIBLE_DEVICES`` already narrows the process to one device;
-        else ``"cuda:<LOCAL_RANK>"``. The string works both as gpuqnn's ``device=`` and as a
-        ``torch.device``.
-
-    Raises:
-        RuntimeError: ``LOCAL_RANK`` is not below the number of visible CUDA devices (more
-            ranks per node than devices).
-    """
-    local_rank = _env_int("LOCAL_RANK", 0)
-    count = _cuda_device_count()
-    if count == 0:
-        return "cpu"
-    if count == 1 and _visible_devices_narrowed_to_one():
-        return "cuda:0"
-    if local_rank >= count:
-        raise RuntimeError(
-            f"LOCAL_RANK={local_rank} but this process sees {count} CUDA device(s): start at "
-            f"most {count} ranks per node (torchrun --nproc_per_node={count}), or give each "
-            "rank its own device with CUDA_VISIBLE_DEVICES"
-        )
-    return f"cuda:{local_rank}"
-
-
-def pin_local_cores(
-    local_rank: int | None = None, local_world_size: int | None = None
-) -> set[int] | None:
-    """Pin this process to its share of the node's CPU cores, so that ranks do not compete.
-
-    gpuqnn's CPU engine starts one worker thread per core of the process's CPU affinity (at
-    most 8), so two ranks on one node would each start a thread per core of the whole node.
-    Call this first thing in each rank, before any network runs and before torch starts its
-    threads: rank ``local_rank`` keeps the ``local_rank``-th of ``local_world_size`` contiguous
-    slices of the cores it may use now (every rank keeps at least one core; with fewer cores
-    than ranks, ranks share them round-robin). Threads started afterwards inherit the
-    affinity.
-
-    Args:
-        local_rank: this process's rank on its node; None reads ``LOCAL_RANK`` (0 if unset).
-        local_world_size: processes on this node; None reads ``LOCAL_WORLD_SIZE`` (1 if unset).
-
-    Returns:
-        The cores kept, or None where the platform has no CPU affinity (macOS, Windows):
-        nothing is changed there.
-
-    Raises:
-        ValueError: ``local_rank`` outside ``[0, local_world_size)``.
-    """
-    rank = _env_int("LOCAL_RANK", 0) if local_rank is None else int(local_rank)
-    size = _env_int("LOCAL_WORLD_SIZE", 1) if local_world_size is None else int(local_world_size)
-    if size < 1 or not 0 <= rank < size:
-        raise ValueError(f"local_rank must be in [0, local_world_size), got {rank} of {size}")
-    if not hasattr(os, "sched_getaffinity"):
-        return None
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) >= size:
-        share = len(cores) // size
-        extra = len(cores) % size
-        start = rank * share + min(rank, extra)
-        kept = set(cores[start : start + share + (rank < extra)])
-    else:
-        kept = {cores[rank % len(cores)]}
-    os.sched_setaffinity(0, kept)
-    return kept
-
-
-def check_shared_weights(connector: Any) -> None:
-    """Warn (once per connector) when a connector's weight is in shared memory inside a
-    process group of several ranks.
-
-    ``torch.multiprocessing.spawn(fn, args=(model,))`` moves every CPU tensor it pickles into
-    shared memory, so all ranks then hold the SAME weight storage: each rank's optimizer steps
-    it, the steps add up, and training is silently wrong. The fix is to build the model inside
-    each rank. :class:`gpuqnn.TorchConnector` calls this on every forward pass; it costs two
-    attribute reads when nothing is wrong. CUDA weights are not checked (torch reports every
-    CUDA tensor as shared).
-
-    Args:
-        connector: a ``TorchConnector`` (anything with a ``weight`` tensor).
-    """
-    if getattr(connector, "_gpuqnn_shared_weights_checked", False):
-        return
-    weight = getattr(connector, "weight", None)
-    if weight is None or weight.device.type != "cpu" or not weight.is_shared():
-        return
-    import torch.distributed as dist  # noqa: PLC0415 - torch is loaded by the connector
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
-        return
-    connector._gpuqnn_shared_weights_checked = True
-    warnings.warn(
-        f"TorchConnector: rank {dist.get_rank()} of {dist.get_world_size()} holds its weight "
-        "in shared memory, so the ranks share ONE weight tensor and every rank's optimizer "
-        "steps it: training is silently wrong. This happens when the model is built before "
-        "torch.multiprocessing.spawn and passed to the ranks. Build the model (network, "
-        "connector, optimizer) inside each rank's function instead; see docs/distributed.md.",
-        UserWarning,
-        stacklevel=3,
-    )
-
-
-# ---- Ray: batch inference ------------------------------------------------------------------
 
 
 @dataclass
@@ -318,7 +152,7 @@ def _progress(total: int, enabled: bool) -> Any:
 
         return tqdm(total=total, desc="gpuqnn predict", unit="row", file=sys.stderr)
     except ImportError:
-        from ._cli.progress import ProgressBar  # noqa: PLC0415
+        from .._progress import ProgressBar  # noqa: PLC0415
 
         return ProgressBar(total, "gpuqnn predict", sys.stderr)
 
@@ -357,8 +191,10 @@ class _ActorPool:
         import ray  # noqa: PLC0415 - checked by the caller
 
         self._ray = ray
-        remote = ray.remote(num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor)(_PredictWorker)
-        self.actors = [remote.remote() for _ in range(num_actors)]
+        # Ray's actor handles are typed loosely: its own stubs cannot follow .remote()
+        options = ray.remote(num_cpus=cpus_per_actor, num_gpus=num_gpus_per_actor)
+        remote: Any = options(_PredictWorker)
+        self.actors: list[Any] = [remote.remote() for _ in range(num_actors)]
         try:
             placements = ray.get([a.placement.remote() for a in self.actors])
             boxed = [ray.put(network), ray.put(weights)]  # pickled once for every actor

@@ -1,6 +1,6 @@
-"""A tiny text progress bar for the command line (``python -m gpuqnn``), and for
-``gpuqnn.distributed.predict(progress=True)`` where tqdm is not installed; nothing draws it on
-import, so importing gpuqnn prints nothing."""
+"""A tiny text progress bar, library code: the command line (``python -m gpuqnn``) draws it,
+and so does ``gpuqnn.distributed.predict(progress=True)`` where tqdm is not installed. Nothing
+draws it on import, so importing gpuqnn prints nothing."""
 
 from __future__ import annotations
 

@@ -1,0 +1,222 @@
+"""The simulator handle of a gpuqnn network: its options, backends and simulator's life cycle.
+
+:class:`SimulatorHandle` builds the simulator for the network's checked options (compiling the
+circuit once), rebuilds it on another backend, kernel mode or readout, drops it on pickling and
+rebuilds it on unpickling. It declares the hooks each network provides (which passes the
+simulator serves, its readout, its output format).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from qiskit.circuit import QuantumCircuit
+
+from .._compile import Program, compile_circuit
+from .._engines import runner_factory as default_runner_factory
+from .._options import SimulatorOptions
+from .._sim.backend import Backend, select_backends
+from .._sim.protocols import Readout
+from .._sim.runners import RunnerFactory, state_row_bytes
+from .._sim.sharded import ShardedSimulator
+from .._sim.shots import ShotSampler
+from .._sim.simulator import Simulator
+from .._sim.threads import default_threads
+
+if TYPE_CHECKING:
+    # the mixins sit before qiskit-machine-learning's network class in the MRO
+    from qiskit_machine_learning.neural_networks import NeuralNetwork as _ParentNetwork
+else:
+    _ParentNetwork = object
+
+AnySimulator = Simulator | ShardedSimulator
+"""One device's simulator, or one sharded over several devices (same interface)."""
+
+
+class SimulatorHandle(_ParentNetwork):
+    """The network's simulator: options, backends, life cycle, pickling and ``repr``."""
+
+    _circuit: QuantumCircuit  # set by qiskit-machine-learning's EstimatorQNN / SamplerQNN
+
+    _unpicklable = (
+        "_backend",
+        "_backends",
+        "_sim",
+        "_program",
+        "_shot_sampler",
+        "_runner_factory",
+    )
+
+    def _init_simulator(
+        self, options: SimulatorOptions, shots: int | None = None, seed: Any = None
+    ) -> None:
+        """Set up the simulator for checked ``options`` (and, for a sampler, checked ``shots``
+        and ``seed``); build it now when the simulator serves forward passes."""
+        self._options = options
+        self._shots = shots
+        self._seed = seed
+        self._runner_factory: RunnerFactory = default_runner_factory
+        self._set_backends(select_backends(options.device, options.dtype))
+
+    def _set_backends(self, backends: Sequence[Backend]) -> None:
+        """Run on ``backends``: one, or several that each pass's samples are sharded over
+        (the first is home: arrays come back there)."""
+        if len(backends) > 1 and self._shots is not None:
+            raise ValueError(
+                f"shots are sampled on one device, but device={self._options.device!r} names "
+                f"{len(backends)}; use one device with shots"
+            )
+        self._backends = tuple(backends)
+        backend = self._backend = self._backends[0]
+        self._shot_sampler = (
+            None if self._shots is None else ShotSampler(self._shots, self._seed, backend)
+        )
+        self._sim: AnySimulator | None = None
+        self._program: Program | None = None
+        if self._simulator_serves_forward():
+            self._build_simulator()
+
+    # ---- what subclasses provide ------------------------------------------------------------
+    def _simulator_serves_forward(self) -> bool:
+        raise NotImplementedError
+
+    def _simulator_serves_backward(self) -> bool:
+        raise NotImplementedError
+
+    def _make_readout(self, program: Program, backend: Backend) -> Readout:
+        raise NotImplementedError
+
+    def _format(self, values: Any, gradient: bool) -> Any:
+        """Turn (B, O[, J]) values into the network's output format."""
+        return values
+
+    # ---- options ----------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        """Where the simulator runs: ``"cpu"`` or ``"cuda:N"``."""
+        return self._backend.name
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        """Every device the passes run on: ``(device,)``, or the shards' devices."""
+        return tuple(backend.name for backend in self._backends)
+
+    @property
+    def dtype(self) -> str:
+        """The statevectors' complex dtype."""
+        return str(self._backend.dtype.name)
+
+    @property
+    def gradient_method(self) -> str:
+        """The gradient method asked for: ``"auto"``, ``"adjoint"`` or ``"parameter_shift"``
+        (see :meth:`resolved_gradient_method` for what ``"auto"`` picks)."""
+        return self._options.gradient_method
+
+    @property
+    def threads(self) -> int:
+        """Worker threads of the passes: the ``threads`` option or its default on the CPU
+        (``OMP_NUM_THREADS`` if set, else the cores this process may use); one on a GPU."""
+        if self._backend.is_gpu:
+            return 1
+        return self._options.threads or default_threads()
+
+    @property
+    def max_memory(self) -> int | None:
+        """Bound on the bytes of statevectors held at once; None: half of free memory."""
+        return self._options.max_memory
+
+    def resolved_gradient_method(self) -> str | None:
+        """The method the next ``backward`` uses with the current ``input_gradients``:
+        ``"adjoint"`` or ``"parameter_shift"``; None when the parent's code path runs."""
+        if not self._simulator_serves_backward():
+            return None
+        first = 0 if self._input_gradients else self.num_inputs
+        columns = range(first, self.num_inputs + self.num_weights)
+        return self._simulator().method(columns, self._shot_sampler is not None)
+
+    # ---- the simulator's life cycle ---------------------------------------------------------
+    def _build_simulator(self) -> AnySimulator:
+        """Compile the circuit and build the simulator on the network's backends (checked
+        against the memory budget); returns it."""
+        parameters = list(self._circuit.parameters)
+        program = compile_circuit(self._circuit, parameters)
+        max_memory = self._options.max_memory
+        limit = max_memory or self._backend.free_memory()
+        bound = f"max_memory={limit}" if max_memory else f"the {limit} bytes free"
+        row_bytes = state_row_bytes(program.num_qubits, self._backend.dtype)
+        if row_bytes > limit:
+            raise ValueError(
+                f"the circuit simulates {program.num_qubits} qubits: one statevector row and "
+                f"its temporaries need about {row_bytes} bytes, more than {bound}"
+            )
+        simulator = self._new_simulator(program)
+        if simulator.row_bytes > limit:
+            raise ValueError(
+                f"the circuit simulates {program.num_qubits} qubits: one sample's statevector "
+                f"and the data of its fused blocks need about {simulator.row_bytes} bytes, more "
+                f"than {bound}"
+            )
+        self._program = program
+        self._sim = simulator
+        return simulator
+
+    def _new_simulator(self, program: Program) -> AnySimulator:
+        simulators = [
+            Simulator(
+                program,
+                self._make_readout(program, backend),
+                backend,
+                self._options,
+                self._runner_factory,
+            )
+            for backend in self._backends
+        ]
+        return simulators[0] if len(simulators) == 1 else ShardedSimulator(simulators)
+
+    def _simulator(self) -> AnySimulator:
+        """The simulator, built on first use."""
+        return self._build_simulator() if self._sim is None else self._sim
+
+    def _rebuild_readout(self) -> None:
+        if self._program is not None:
+            self._sim = self._new_simulator(self._program)
+
+    def _reconfigure(
+        self,
+        kernels: str | None = None,
+        backends: Sequence[Backend] | None = None,
+        runner_factory: RunnerFactory | None = None,
+    ) -> None:
+        """Rebuild the simulator with another CUDA kernel mode, backends or runner factory
+        (see :mod:`gpuqnn._internals`)."""
+        if kernels is not None:
+            self._options = replace(self._options, kernels=kernels)
+        if runner_factory is not None:
+            self._runner_factory = runner_factory
+        self._set_backends(self._backends if backends is None else backends)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in self._unpicklable:
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._runner_factory = default_runner_factory
+        self._set_backends(select_backends(self._options.device, self._options.dtype))
+
+    def __repr__(self) -> str:
+        engine = "engine" if self._simulator_serves_forward() else "delegating to qiskit primitives"
+        method = f"'{self.gradient_method}'"
+        resolved = self.resolved_gradient_method()
+        if self.gradient_method == "auto" and resolved is not None:
+            method += f" ({resolved})"
+        return (
+            f"{type(self).__name__}(num_qubits={self._circuit.num_qubits}, "
+            f"num_inputs={self.num_inputs}, num_weights={self.num_weights}, "
+            f"output_shape={self.output_shape}, device='{self.device}', "
+            f"dtype='{self.dtype}', gradient_method={method}, {engine})"
+        )
