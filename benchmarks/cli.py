@@ -101,21 +101,17 @@ def run_workloads(
     return rows
 
 
+def main_table_text(rows: Sequence[Row], variants: Sequence[Variant], peers: Sequence[Peer]) -> str:
+    """The main table of ``rows``."""
+    names = [v.name for v in variants]
+    return main_table(rows, names, [p.name for p in peers], {p.name: p.note for p in peers})
+
+
 def print_main_table(
     rows: Sequence[Row], variants: Sequence[Variant], peers: Sequence[Peer]
 ) -> None:
     """Print the main table and its legend."""
-    print()
-    print(
-        main_table(
-            rows,
-            [v.name for v in variants],
-            [p.name for p in peers],
-            {p.name: p.note for p in peers},
-        )
-    )
-    print()
-    print(LEGEND)
+    print(f"\n{main_table_text(rows, variants, peers)}\n\n{LEGEND}")
 
 
 def exit_status(rows: Sequence[Row]) -> int:
