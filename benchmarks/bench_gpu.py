@@ -40,6 +40,7 @@ from benchmarks.cli import (
     print_main_table,
     run_workloads,
 )
+from benchmarks.implementations import Options, Variant
 from benchmarks.measure import BACKWARD_PASSES, QUICK_BATCH, Row
 from benchmarks.peers import GPU_PEERS, Peer, available_peers
 from benchmarks.report import (
@@ -49,7 +50,6 @@ from benchmarks.report import (
     ratio_target,
     targets_table,
 )
-from benchmarks.runners import Options, Variant
 from benchmarks.workloads import GPU_WORKLOADS, Workload, by_name
 
 HEADLINE_WORKLOAD = ("zz8-estimator", 4096)

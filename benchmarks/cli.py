@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from benchmarks.implementations import Options, Variant
 from benchmarks.measure import QUICK_BATCH, QUICK_REF_BATCH, Row, Settings, bench_workload
 from benchmarks.peers import Peer
 from benchmarks.report import LEGEND, main_table
-from benchmarks.runners import Options, Variant
 from benchmarks.workloads import Workload
 
 
