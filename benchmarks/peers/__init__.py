@@ -126,7 +126,20 @@ def qiskit_ml_peer(spec: QNNSpec, options: Options) -> Implementation:
     return lazy("qiskit", "qiskit_ml")(spec, options)
 
 
-TC = ("tensorcircuit", "jax", "cotengra")
+def tensorcircuit_peer(dtype: str) -> Peer:
+    """TensorCircuit-ng + JAX in ``dtype``: Jacobians in the tables, a VJP in training."""
+    name = "tensorcircuit-jax-c64" if dtype == "complex64" else "tensorcircuit-jax"
+    return Peer(
+        name,
+        lazy("tensorcircuit", "jax_peer", dtype),
+        scaled=False,
+        modules=("tensorcircuit", "jax", "cotengra"),
+        atol=1e-4 if dtype == "complex64" else None,
+        train=lazy("tensorcircuit", "jax_peer", dtype, VJP),
+    )
+
+
+PL_JAX = lazy("pennylane", "jax_peer")
 PEERS: Mapping[str, Peer] = MappingProxyType(
     {
         peer.name: peer
@@ -147,29 +160,8 @@ PEERS: Mapping[str, Peer] = MappingProxyType(
                 scaled=True,
                 modules=("pennylane", "pennylane_lightning"),
             ),
-            Peer(
-                "tensorcircuit-jax",
-                lazy("tensorcircuit", "jax_peer", "complex128"),
-                scaled=False,
-                modules=TC,
-                train=lazy("tensorcircuit", "jax_peer", "complex128", VJP),
-            ),
-            Peer(
-                "tensorcircuit-jax-c64",
-                lazy("tensorcircuit", "jax_peer", "complex64"),
-                scaled=False,
-                modules=TC,
-                atol=1e-4,
-                train=lazy("tensorcircuit", "jax_peer", "complex64", VJP),
-            ),
-            Peer(
-                "pennylane-jax",
-                lazy("pennylane", "jax_peer"),
-                scaled=False,
-                modules=("pennylane", "jax"),
-                note="(VJP)",
-                train=lazy("pennylane", "jax_peer"),
-            ),
+            *(tensorcircuit_peer(dtype) for dtype in ("complex128", "complex64")),
+            Peer("pennylane-jax", PL_JAX, False, ("pennylane", "jax"), note="(VJP)", train=PL_JAX),
             Peer(
                 "qiskit-aer-gpu",
                 lazy("qiskit", "qiskit_aer"),

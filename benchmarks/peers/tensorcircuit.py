@@ -29,16 +29,8 @@ import tensorcircuit as tc
 from qiskit.quantum_info import Operator
 
 from benchmarks.implementations import JACOBIAN, Options, Unsupported
+from benchmarks.peers import translation as tr
 from benchmarks.peers.jax_common import JaxImplementation, jax_x64, versions
-from benchmarks.peers.translation import (
-    SKIPPED,
-    Env,
-    compile_expression,
-    interpret_matrix,
-    pauli_terms,
-    require_inputs,
-    wires,
-)
 from benchmarks.workloads import QNNSpec
 
 _GATES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -78,7 +70,7 @@ class _Gate:
 
     method: str
     wires: tuple[int, ...]
-    angles: tuple[tuple[str, Callable[[Env], Any]], ...] = ()
+    angles: tuple[tuple[str, Callable[[tr.Env], Any]], ...] = ()
     matrix: np.ndarray | None = None
 
 
@@ -94,9 +86,9 @@ def translate_gates(spec: QNNSpec) -> list[_Gate]:
     for instruction in circuit.data:
         operation = instruction.operation
         name = operation.name
-        if name in SKIPPED:
+        if name in tr.SKIPPED:
             continue
-        on = wires(circuit, instruction)
+        on = tr.wires(circuit, instruction)
         if name in _GATES:
             method, keywords = _GATES[name]
             if len(operation.params) != len(keywords):
@@ -105,7 +97,7 @@ def translate_gates(spec: QNNSpec) -> list[_Gate]:
                     f"expected {len(keywords)}"
                 )
             angles = tuple(
-                (keyword, compile_expression(p, tc.backend))
+                (keyword, tr.compile_expression(p, tc.backend))
                 for keyword, p in zip(keywords, operation.params, strict=True)
             )
             gates.append(_Gate(method, on, angles))
@@ -139,13 +131,13 @@ def sample_function(spec: QNNSpec) -> Callable[[Any, Any], Any]:
         ValueError: the network has no inputs (the batch is carried by ``vmap`` over them), or
             see :func:`translate_gates`.
     """
-    require_inputs(spec, "TensorCircuit-ng")
+    tr.require_inputs(spec, "TensorCircuit-ng")
     gates = translate_gates(spec)
     input_names = [p.name for p in spec.input_params]
     weight_names = [p.name for p in spec.weight_params]
     n = spec.num_qubits
-    terms = pauli_terms(spec) if spec.kind == "estimator" else None
-    interpret = interpret_matrix(spec)
+    terms = tr.pauli_terms(spec) if spec.kind == "estimator" else None
+    interpret = tr.interpret_matrix(spec)
 
     def circuit(x: Any, w: Any) -> Any:
         env = {name: x[i] for i, name in enumerate(input_names)}
