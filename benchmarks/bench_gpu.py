@@ -81,7 +81,7 @@ def gpu_variants(dtype: str = "complex128", device: str = "gpu") -> list[Variant
 
 def gpu_unavailable() -> str | None:
     """Why gpuqnn has no CUDA device here, or None when one answers."""
-    from gpuqnn._sim.backend import select_backend  # noqa: PLC0415 - documented internal API
+    from benchmarks.internals import select_backend  # noqa: PLC0415 - documented internal API
 
     try:
         select_backend("gpu")

@@ -12,8 +12,8 @@ import numpy as np
 from qiskit_machine_learning.neural_networks import NeuralNetwork
 
 import gpuqnn
+from benchmarks.internals import use_kernels
 from benchmarks.workloads import QNNSpec
-from gpuqnn._internals import use_kernels
 
 Gradients = tuple[np.ndarray | None, np.ndarray | None]
 """``(input gradients or None, weight gradients)``."""

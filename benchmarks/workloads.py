@@ -133,9 +133,11 @@ def zz_kernel_program(num_qubits: int, dtype: str = "complex128") -> tuple[Any, 
     """The CUDA kernels' encoded program of :func:`zz_estimator` (a
     :class:`gpuqnn._cuda.program.KernelProgram`, built on the CPU) and the slots a backward
     pass with input gradients differentiates by (every slot)."""
+    from benchmarks.internals import (
+        encode_program,  # noqa: PLC0415
+        simulator_of,  # noqa: PLC0415
+    )
     from gpuqnn import EstimatorQNN  # noqa: PLC0415 - workloads stay importable without it
-    from gpuqnn._cuda.program import encode_program  # noqa: PLC0415
-    from gpuqnn._internals import simulator_of  # noqa: PLC0415
 
     spec = zz_estimator(num_qubits)
     simulator = simulator_of(EstimatorQNN(**spec.qiskit_kwargs(), device="cpu", dtype=dtype))
