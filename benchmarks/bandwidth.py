@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from gpuqnn._internals import simulator_of
+from benchmarks.internals import simulator_of
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,9 @@ from benchmarks.cli import (
     print_main_table,
     run_workloads,
 )
+from benchmarks.implementations import Options, Variant
 from benchmarks.measure import BACKWARD_PASSES, QUICK_BATCH, Row
-from benchmarks.peers import GPU_PEERS, available_peers
+from benchmarks.peers import GPU_PEERS, Peer, available_peers
 from benchmarks.report import (
     Target,
     environment_line,
@@ -49,8 +50,7 @@ from benchmarks.report import (
     ratio_target,
     targets_table,
 )
-from benchmarks.runners import Options, Variant
-from benchmarks.workloads import GPU_WORKLOADS, by_name
+from benchmarks.workloads import GPU_WORKLOADS, Workload, by_name
 
 HEADLINE_WORKLOAD = ("zz8-estimator", 4096)
 """Issue 4's workload: the 8-qubit estimator at batch 4096."""
@@ -81,7 +81,7 @@ def gpu_variants(dtype: str = "complex128", device: str = "gpu") -> list[Variant
 
 def gpu_unavailable() -> str | None:
     """Why gpuqnn has no CUDA device here, or None when one answers."""
-    from gpuqnn._sim.backend import select_backend  # noqa: PLC0415 - documented internal API
+    from benchmarks.internals import select_backend  # noqa: PLC0415 - documented internal API
 
     try:
         select_backend("gpu")
@@ -139,6 +139,21 @@ def plan_lines(
     return lines
 
 
+def measure(
+    args: argparse.Namespace, workloads: Sequence[Workload]
+) -> tuple[list[Row], list[Variant], list[Peer]]:
+    """Check and time ``workloads`` as ``args`` (of :func:`parse_args`) say; prints the plan
+    and the check lines. Returns the rows, the variants (headline first) and the peers run."""
+    variants = gpu_variants(args.dtype, args.device)
+    options = Options(args.device)
+    peers = available_peers(args.peers, options)
+    for line in plan_lines(
+        [w.name for w in workloads], variants, [p.name for p in peers], args.quick
+    ):
+        print(line)
+    return run_workloads(workloads, args, variants, peers, options), variants, peers
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -194,19 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "CPU; these are not GPU numbers."
         )
         print(environment_line("cpu (dry run)"))
-    options = Options(args.device)
-    peers = available_peers(args.peers, options)
-    peer_names = [p.name for p in peers]
-    for line in plan_lines([w.name for w in workloads], variants, peer_names, args.quick):
-        print(line)
-    rows = run_workloads(workloads, args, variants, peers, options)
+    rows, variants, peers = measure(args, workloads)
     print_main_table(rows, variants, peers)
     print(
         "\nTargets (issue 4"
         + (", DRY RUN: not GPU numbers" if args.device == "cpu" else "")
         + "):\n"
     )
-    print(targets_table(gpu_targets(rows, variants[0].name, peer_names)))
+    print(targets_table(gpu_targets(rows, variants[0].name, [p.name for p in peers])))
     return exit_status(rows)
 
 

@@ -32,6 +32,7 @@ from benchmarks.cli import (
     print_main_table,
     run_workloads,
 )
+from benchmarks.implementations import Options, Variant
 from benchmarks.measure import BACKWARD_PASSES, Row
 from benchmarks.memory_check import MAX_MEMORY, SAMPLES, memory_table
 from benchmarks.memory_check import run_in_subprocess as memory_figures
@@ -44,7 +45,6 @@ from benchmarks.report import (
     seconds_text,
     targets_table,
 )
-from benchmarks.runners import Options, Variant
 from benchmarks.threads import fix_threads
 from benchmarks.workloads import WORKLOADS, by_name
 

@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 
 from benchmarks.cli import add_selection_arguments
+from benchmarks.implementations import VJP, Gradients, Implementation, Options, Unsupported
 from benchmarks.measure import QUICK_BATCH, contract, max_abs_diff, vjp_cotangent
-from benchmarks.peers import Peer, available_peers, pennylane_backprop_runner
+from benchmarks.peers import TRAIN_PEERS, Peer, available_peers
 from benchmarks.report import environment_line, render, seconds_text
-from benchmarks.runners import VJP, Gradients, Options, Runner, Unsupported
 from benchmarks.threads import fix_threads
 from benchmarks.workloads import TRAIN_WORKLOADS, QNNSpec, Workload, by_name
 
@@ -114,45 +114,6 @@ class ConnectorStep:
     def describe(self) -> str:
         """What it runs."""
         return f"gpuqnn.TorchConnector, float64 tensors, {self.dtype}"
-
-
-def _jax_step(dtype: str | None) -> Callable[[QNNSpec, Options], Runner]:
-    """A factory of :mod:`benchmarks.jax_peers`' VJP runner: TensorCircuit-ng of ``dtype``,
-    or PennyLane + JAX for None."""
-
-    def factory(spec: QNNSpec, options: Options) -> Runner:
-        from benchmarks import jax_peers  # noqa: PLC0415 - optional peers
-
-        if dtype is None:
-            return jax_peers.pennylane_jax_runner(spec, options)
-        return jax_peers.tensorcircuit_runner(spec, dtype, VJP)
-
-    return factory
-
-
-TC_MODULES = ("tensorcircuit", "jax", "cotengra")
-
-TRAIN_PEERS: dict[str, Peer] = {
-    peer.name: peer
-    for peer in (
-        Peer(
-            "pennylane-backprop",
-            pennylane_backprop_runner,
-            scaled=False,
-            modules=("pennylane", "torch"),
-        ),
-        Peer("tensorcircuit-jax", _jax_step("complex128"), scaled=False, modules=TC_MODULES),
-        Peer(
-            "tensorcircuit-jax-c64",
-            _jax_step("complex64"),
-            scaled=False,
-            modules=TC_MODULES,
-            atol=1e-4,
-        ),
-        Peer("pennylane-jax", _jax_step(None), scaled=False, modules=("pennylane", "jax")),
-    )
-}
-"""The training step's peers, each with its native VJP."""
 
 
 @dataclass
@@ -266,7 +227,7 @@ def bench_workload(
     }
     for peer in peers:
         try:
-            runner = peer.factory(spec, options)
+            runner = peer.train(spec, options)
         except Unsupported as exc:
             row.skipped[peer.name] = str(exc)
             print(f"skip {workload.name} on {peer.name}: {exc}")
@@ -294,7 +255,9 @@ def bench_workload(
     return row
 
 
-def _bound_step(runner: Runner, inputs: np.ndarray, weights: np.ndarray) -> Callable[[], Any]:
+def _bound_step(
+    runner: Implementation, inputs: np.ndarray, weights: np.ndarray
+) -> Callable[[], Any]:
     return lambda: runner.backward(inputs, weights, True)
 
 
@@ -380,7 +343,7 @@ def targets_lines(rows: Sequence[TrainRow], peers: Sequence[str] = ()) -> list[s
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_selection_arguments(parser, TRAIN_WORKLOADS, list(TRAIN_PEERS))
+    add_selection_arguments(parser, TRAIN_WORKLOADS, TRAIN_PEERS)
     parser.add_argument(
         "--rounds", type=int, default=5, help="interleaved timing rounds, best kept (default 5)"
     )
@@ -420,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = Options("cpu")
     print(environment_line("cpu, gpuqnn NumPy engine through gpuqnn.TorchConnector"))
     print(threads_line)
-    peers = available_peers(args.peers, options, TRAIN_PEERS)
+    peers = available_peers(args.peers, options)
     rounds = 1 if args.quick else args.rounds
     rows = []
     for workload in by_name(TRAIN_WORKLOADS, args.workloads):

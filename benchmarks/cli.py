@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from benchmarks.implementations import Options, Variant
 from benchmarks.measure import QUICK_BATCH, QUICK_REF_BATCH, Row, Settings, bench_workload
 from benchmarks.peers import Peer
 from benchmarks.report import LEGEND, main_table
-from benchmarks.runners import Options, Variant
 from benchmarks.workloads import Workload
 
 
@@ -101,21 +101,17 @@ def run_workloads(
     return rows
 
 
+def main_table_text(rows: Sequence[Row], variants: Sequence[Variant], peers: Sequence[Peer]) -> str:
+    """The main table of ``rows``."""
+    names = [v.name for v in variants]
+    return main_table(rows, names, [p.name for p in peers], {p.name: p.note for p in peers})
+
+
 def print_main_table(
     rows: Sequence[Row], variants: Sequence[Variant], peers: Sequence[Peer]
 ) -> None:
     """Print the main table and its legend."""
-    print()
-    print(
-        main_table(
-            rows,
-            [v.name for v in variants],
-            [p.name for p in peers],
-            {p.name: p.note for p in peers},
-        )
-    )
-    print()
-    print(LEGEND)
+    print(f"\n{main_table_text(rows, variants, peers)}\n\n{LEGEND}")
 
 
 def exit_status(rows: Sequence[Row]) -> int:

@@ -1,26 +1,25 @@
-"""The GPU acceptance run: one script, run once on a CUDA machine, that checks and measures the
-GPU path end to end and writes everything to one JSON report.
+"""The GPU acceptance run: one command, run once on a new CUDA machine, that checks and measures
+the GPU path end to end and writes one JSON report.
 
-Stages, in order (``benchmarks/acceptance/``), each recorded as ``ok``, ``failed`` (with the
-error, or the checks that failed) or ``skipped`` (with why), with its seconds and details; the
-report is rewritten as each stage starts and ends:
+It adds only what the test suite and the GPU benchmark do not already give, and runs those two
+for the rest. Stages, in order, each recorded as ``ok``, ``failed`` (with the error, or the checks
+that failed) or ``skipped`` (with why), with its seconds and details; the report is rewritten
+as each stage starts and ends (:mod:`benchmarks.harness`):
 
 1. ``environment``: Python, NumPy, qiskit, torch and CuPy versions, CUDA driver and runtime,
-   the device (name, SMs, shared memory opt-in, free memory), NVRTC, nvidia-smi,
+   the device (name, SMs, shared memory opt-in, free memory), NVRTC, nvidia-smi, nvcc,
    compute-sanitizer.
-2. ``compile``: the 8- and 12-qubit workloads' generated forward and adjoint (Jacobian, VJP)
-   kernels in both dtypes: source size, threads, shared memory, registers and spills (nvcc
-   ``-Xptxas -v`` for sm_90, else NVRTC through ``gpuqnn._cuda.nvrtc`` where it exists).
-3. ``kernels``: the fused forward, fused adjoint (Jacobian, VJP) and per-op kernels on random
-   programs (to 14 and 18 qubits), both dtypes, against the NumPy engine (max abs error at
-   most 1e-9 in complex128, 5e-4 in complex64).
-4. ``networks``: EstimatorQNN and SamplerQNN on the GPU against qiskit-machine-learning's, and
-   the TorchConnector with CUDA tensors against the CPU network.
-5. ``pytest``: ``pytest -m gpu -q``.
-6. ``timings``: the 8-qubit workload at batch 4096 and the 12-qubit one at 1024, forward and
-   backward, with qiskit-aer-gpu and PennyLane + torch on the same GPU where installed, and the
-   targets; plus ``benchmarks/gpu_model.py``'s model, labelled a model.
-7. ``sanitizer``: compute-sanitizer memcheck and racecheck on a 3-qubit launch of each kernel.
+2. ``timings``: the GPU benchmark's table (``benchmarks/bench_gpu.py``'s own functions) on the
+   8-qubit workload at batch 4096 and the 12-qubit one at 1024, with the acceptance targets;
+   plus ``benchmarks/gpu_model.py``'s model, labelled a model.
+3. ``compile``: the 8- and 12-qubit workloads' generated forward and adjoint (Jacobian, VJP)
+   kernels in both dtypes: source size, threads, shared memory, and the registers and spills
+   NVRTC reports for sm_90.
+4. ``kernels``: the fused forward, fused adjoint (Jacobian, VJP) and per-op kernels on the
+   kernel tests' random programs (to 14 and 18 qubits), both dtypes, against the NumPy engine.
+5. ``sanitizer``: compute-sanitizer memcheck and racecheck on a 3-qubit launch of each kernel.
+6. ``pytest``: ``pytest -m gpu -q`` (the networks, the TorchConnector and the kernels on the
+   device against the CPU engine), last.
 
 A global deadline (``--budget-s``) bounds the run: a stage that would start after it, or whose
 estimate does not fit the time left, is skipped; each stage keeps time for the ones after it.
@@ -30,99 +29,825 @@ build, the NumPy engine, tiny sizes): it checks the script and the kernels' logi
 Usage::
 
     python -m benchmarks.gpu_acceptance --out report.json          # on the GPU machine
-    python benchmarks/gpu_acceptance.py --out report.json           # the same
     python -m benchmarks.gpu_acceptance --device cpu --out dry.json # dry run, about a minute
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import importlib
+import importlib.util
+import io
+import itertools
+import os
+import platform
+import re
+import shutil
+import subprocess
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 if __package__ in (None, ""):  # run as a file: import this checkout's packages
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.acceptance.compile_stats import compile_stage  # noqa: E402
-from benchmarks.acceptance.environment import (  # noqa: E402
-    cuda_unavailable,
-    environment_stage,
-)
-from benchmarks.acceptance.kernels import kernel_stage  # noqa: E402
-from benchmarks.acceptance.networks import networks_stage  # noqa: E402
-from benchmarks.acceptance.plan import Plan, make_view  # noqa: E402
-from benchmarks.acceptance.runner import Stage, StageRunner  # noqa: E402
-from benchmarks.acceptance.subprocesses import (  # noqa: E402
-    pytest_stage,
-    sanitizer_reason,
-    sanitizer_stage,
-)
-from benchmarks.acceptance.timings import DRY_RUN_LABEL, timings_stage  # noqa: E402
+import numpy as np  # noqa: E402
 
+from benchmarks import bench_gpu, gpu_model  # noqa: E402
+from benchmarks.cli import main_table_text  # noqa: E402
+from benchmarks.harness import Harness, Skip, Stage, StageContext, error_record  # noqa: E402
+from benchmarks.report import find_row  # noqa: E402
+from benchmarks.workloads import GPU_WORKLOADS, by_name  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CUDA_HOME_BIN = Path("/usr/local/cuda/bin")
 DEFAULT_BUDGET_S = 450.0
+DTYPES = ("complex128", "complex64")
+TOLERANCE = {"complex128": 1e-9, "complex64": 5e-4}
+"""Largest absolute error accepted against the complex128 NumPy reference, per kernel dtype."""
+MIN_REFERENCE = 1e-3
+"""A kernel case whose reference outputs all stay below this checks nothing: it fails."""
+ARCH = "sm_90"
+"""The architecture of the compile statistics (H100/H200)."""
+ALL_KERNELS = ("forward", "adjoint-jacobian", "adjoint-vjp")
+OUTPUT_TAIL = 40
+"""Lines of a child process's output kept in the report."""
+DRY_RUN_LABEL = (
+    "DRY RUN on the CPU: gpuqnn's NumPy engine and CPU peers at tiny batches; these are not GPU "
+    "figures and no target is evaluated"
+)
+MODEL_LABEL = (
+    "MODEL, not a measurement: expected GPU times from the generated kernels' shared-memory "
+    "traffic and instruction counts (benchmarks/gpu_model.py)"
+)
+TARGET_PASS = "backward+input_grads"
+TARGETS = ((8, 4096, "seconds", 2e-3), (8, 4096, "qiskit-aer-gpu", 20.0))
+TARGETS += ((8, 4096, "pennylane-backprop", 5.0), (12, 1024, "seconds", 20e-3))
+"""The acceptance targets on the backward pass with input gradients, (qubits, batch, what,
+limit): seconds under a limit, or at least a ratio over a peer."""
+
+KernelCases = tuple[tuple[int, str] | tuple[int, str, int], ...]
+"""(qubits, readout) or (qubits, readout, seed), readouts as ``tests/test_cuda_kernels``'s
+``make_readout`` names them (``pauli``, ``direct``, ``pieces``); a seed where the default one's
+outputs hardly depend on the angles."""
 
 
-def shared_limit(plan: Plan) -> int:
+@dataclass(frozen=True)
+class Sizes:
+    """What one acceptance run does: the GPU run, its ``--quick`` form or the CPU dry run.
+
+    Attributes:
+        device: ``"cuda"`` or ``"cpu"`` (the dry run).
+        quick: the ``--quick`` form.
+        compile_kinds: per qubit count of ``zz_estimator(n)``, the kernels compiled (all three
+            are generated for 8 and 12 qubits).
+        fused_forward: the fused forward kernel's cases.
+        fused_adjoint: the fused adjoint kernel's cases (Jacobian and VJP each).
+        per_op: the per-op kernels' cases.
+        kernel_samples: samples per kernel case.
+        timing_args: ``bench_gpu``'s command line of the timings stage.
+        estimates: seconds each stage is expected to take, by stage name.
+    """
+
+    device: str
+    quick: bool
+    compile_kinds: dict[int, tuple[str, ...]]
+    fused_forward: KernelCases
+    fused_adjoint: KernelCases
+    per_op: KernelCases
+    kernel_samples: int
+    timing_args: tuple[str, ...]
+    estimates: dict[str, float]
+
+    @property
+    def dry_run(self) -> bool:
+        """Whether this is the CPU dry run (no GPU figures)."""
+        return self.device == "cpu"
+
+
+TIMED = ("--workloads", "zz8-estimator", "zz12-estimator", "--peers")
+TIMED += ("qiskit-aer-gpu", "pennylane-backprop", "--ref-batch", "64")
+
+
+def sizes_for(device: str, quick: bool) -> Sizes:
+    """The sizes of a run on ``device`` (``"cuda"`` or ``"cpu"``)."""
+    estimates = dict(environment=10, timings=150, compile=60, kernels=90, sanitizer=60, pytest=60)
+    if device == "cpu":  # about a minute on two slow cores: the host build runs thread by thread
+        return Sizes(
+            "cpu",
+            quick,
+            {8: ("forward",)},
+            ((3, "pauli"),) if quick else ((1, "pauli"), (3, "direct"), (6, "pieces")),
+            ((4, "pieces"),) if quick else ((3, "pauli"), (6, "pieces")),
+            ((6, "direct"),) if quick else ((2, "direct"), (5, "pieces"), (8, "pauli")),
+            2,
+            (*TIMED, "--device", "cpu", "--quick", "--repeat", "1"),
+            {**estimates, "timings": 40, "compile": 15, "kernels": 30, "sanitizer": 0},
+        )
+    if quick:
+        return Sizes(
+            "cuda",
+            True,
+            {8: ALL_KERNELS},
+            ((3, "pauli"), (8, "pieces"), (13, "direct")),
+            ((4, "pauli"), (10, "pieces")),
+            ((6, "direct"), (16, "pieces")),
+            3,
+            (*TIMED, "--repeat", "2"),
+            {**estimates, "timings": 100, "compile": 30, "kernels": 40},
+        )
+    return Sizes(
+        "cuda",
+        False,
+        {8: ALL_KERNELS, 12: ALL_KERNELS},
+        ((1, "pauli"), (4, "direct"), (7, "pieces"), (10, "pauli"), (12, "pieces")),
+        ((2, "pauli"), (5, "direct"), (8, "pieces"), (11, "pauli"), (13, "pieces", 4)),
+        ((3, "direct"), (8, "pieces"), (12, "direct"), (16, "pieces"), (18, "pieces")),
+        5,
+        (*TIMED, "--repeat", "5"),
+        estimates,
+    )
+
+
+# ---- probes the stages share ---------------------------------------------------------------
+def find_tool(name: str) -> str | None:
+    """``name`` on PATH, else in ``/usr/local/cuda/bin``, else None."""
+    found = shutil.which(name)
+    return (
+        str(CUDA_HOME_BIN / name) if found is None and (CUDA_HOME_BIN / name).is_file() else found
+    )
+
+
+@functools.cache
+def cuda_unavailable(device: str) -> str | None:
+    """Why the run has no CUDA device (``--device cpu``, or CuPy or a device missing); None
+    when one answers."""
+    if device == "cpu":
+        return "dry run on the CPU (--device cpu): no GPU"
+    from benchmarks.internals import load_cupy  # noqa: PLC0415
+
+    cupy, reason = load_cupy(None)
+    return None if cupy is not None else f"no CUDA device answers ({reason})"
+
+
+def run_child(command: list[str], timeout: float) -> dict[str, Any]:
+    """Run ``command`` in the checkout, this checkout first on ``PYTHONPATH``: return code
+    (None after a timeout), the output's tail and its lines."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    try:
+        result = subprocess.run(
+            command, cwd=REPO_ROOT, env=env, capture_output=True, timeout=timeout, check=False
+        )
+        code, raw = result.returncode, result.stdout + result.stderr
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        code, raw = None, getattr(exc, "stdout", None) or str(exc).encode()
+    lines = raw.decode(errors="replace").strip().splitlines()
+    tail = "\n".join(lines[-OUTPUT_TAIL:])
+    return {"command": " ".join(command), "returncode": code, "output_tail": tail, "lines": lines}
+
+
+def version(name: str) -> str:
+    """The installed version of distribution ``name``, or ``not installed``."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def probe(function: Callable[[], Any]) -> Any:
+    """``function()``, or why it failed (one missing fact must not hide the others)."""
+    try:
+        return function()
+    except Exception as exc:
+        return f"unavailable ({type(exc).__name__}: {exc})"
+
+
+# ---- 1. environment ------------------------------------------------------------------------
+def cuda_facts(cupy: Any) -> dict[str, Any]:
+    """Driver and runtime versions, device 0's name, compute capability, SMs, shared memory
+    opt-in and memory, as CuPy reports them."""
+    rt = cupy.cuda.runtime
+
+    def cuda_version(value: int) -> str:
+        return f"{value // 1000}.{value % 1000 // 10}"
+
+    def props(key: str) -> Any:
+        value = rt.getDeviceProperties(0)[key]
+        return value.decode() if isinstance(value, bytes) else value
+
+    attribute = functools.partial(rt.deviceGetAttribute, device=0)
+    probes = {
+        "driver_version": lambda: cuda_version(rt.driverGetVersion()),
+        "runtime_version": lambda: cuda_version(rt.runtimeGetVersion()),
+        "device_count": rt.getDeviceCount,
+        "device_name": lambda: props("name"),
+        "compute_capability": lambda: f"{props('major')}.{props('minor')}",
+        "sm_count": lambda: attribute(rt.cudaDevAttrMultiProcessorCount),
+        "shared_memory_per_block_optin": lambda: attribute(
+            rt.cudaDevAttrMaxSharedMemoryPerBlockOptin
+        ),
+        "memory_free_total_bytes": lambda: list(rt.memGetInfo()),
+    }
+    return {name: probe(function) for name, function in probes.items()}
+
+
+def torch_facts() -> dict[str, Any]:
+    """torch's version and whether it sees a CUDA device."""
+    if importlib.util.find_spec("torch") is None:
+        return {"version": "not installed"}
+    import torch  # noqa: PLC0415 - optional
+
+    facts = {"version": torch.__version__, "cuda": torch.version.cuda}
+    facts["cuda_available"] = bool(torch.cuda.is_available())
+    if facts["cuda_available"]:
+        facts["device_name"] = torch.cuda.get_device_name(0)
+    return facts
+
+
+def tool_facts() -> dict[str, Any]:
+    """nvidia-smi's output, and where nvcc, compute-sanitizer and g++ are (with versions)."""
+    smi = find_tool("nvidia-smi")
+    facts: dict[str, Any] = {
+        "nvidia_smi": run_child([smi], 30)["output_tail"] if smi else "not found"
+    }
+    for name, flag in (("nvcc", "--version"), ("compute-sanitizer", "--version"), ("g++", "-v")):
+        path = find_tool(name)
+        if path is None:
+            facts[name] = "not found (not on PATH nor in /usr/local/cuda/bin)"
+            continue
+        lines = run_child([path, flag], 30)["lines"]
+        release = [line for line in lines if "release" in line] or lines[-1:] or [""]
+        facts[name] = {"path": path, "version": release[0].strip()}
+    return facts
+
+
+def environment_stage(device: str) -> Callable[[StageContext], dict[str, Any]]:
+    """Versions, CUDA facts and tools; fails when ``device`` is ``cuda`` and no CUDA device
+    answers (every GPU stage would be skipped)."""
+
+    def run(ctx: StageContext) -> dict[str, Any]:
+        import gpuqnn  # noqa: PLC0415
+
+        git = ["git", "-C", str(REPO_ROOT)]
+        head = run_child([*git, "rev-parse", "HEAD"], 30)
+        details: dict[str, Any] = {
+            "python": sys.version.split()[0],
+            "executable": sys.executable,
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "gpuqnn": {
+                "path": str(Path(gpuqnn.__file__).parent),
+                "commit": head["output_tail"] if head["returncode"] == 0 else None,
+                "dirty": bool(run_child([*git, "status", "--porcelain"], 30)["lines"]),
+            },
+            **{
+                name: version(name)
+                for name in ("numpy", "qiskit", "qiskit-machine-learning", "pennylane")
+            },
+            "qiskit_aer": [f"{n} {version(n)}" for n in ("qiskit-aer", "qiskit-aer-gpu")],
+            "torch": torch_facts(),
+            "cupy": probe(lambda: importlib.import_module("cupy").__version__),
+            "nvrtc": probe(nvrtc_version),
+            "tools": tool_facts(),
+        }
+        reason = cuda_unavailable("cuda")
+        details["cuda_device"] = reason or "answers"
+        if reason is None:
+            details["cuda"] = cuda_facts(importlib.import_module("cupy"))
+            ctx.summary = (
+                f"{details['cuda']['device_name']}, driver {details['cuda']['driver_version']}, "
+                f"CuPy {details['cupy']}"
+            )
+        elif device == "cuda":
+            ctx.fail(f"--device cuda, but {reason}")
+        else:
+            ctx.summary = f"no GPU: {reason}"
+        return details
+
+    return run
+
+
+def nvrtc_version() -> str:
+    """The NVRTC library's version as CuPy loads it (no device needed)."""
+    from cupy.cuda import nvrtc  # noqa: PLC0415 - optional
+
+    return ".".join(str(v) for v in nvrtc.getVersion())
+
+
+# ---- 2. timings ----------------------------------------------------------------------------
+def timings_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
+    """The GPU benchmark's table through ``bench_gpu``'s own functions, the acceptance targets
+    on its rows, and the model. A disagreeing implementation fails the stage."""
+
+    def run(ctx: StageContext) -> dict[str, Any]:
+        args = bench_gpu.parse_args(list(sizes.timing_args))
+        workloads = by_name(GPU_WORKLOADS, args.workloads)
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            rows, variants, peers = bench_gpu.measure(args, workloads)
+        headline = variants[0].name
+        table = main_table_text(rows, variants, peers)
+        verdicts = {True: "met", False: "NOT met", None: "not measured"}
+        targets = [
+            {"target": t.target, "value": t.measured, "verdict": verdicts[t.met]}
+            for t in bench_gpu.gpu_targets(rows, headline, args.peers)
+        ]
+        targets += acceptance_targets(rows, headline)
+        for target in targets if sizes.dry_run else ():
+            target.update(verdict="not evaluated", reason="dry run on the CPU")
+        if not all(row.agrees for row in rows):
+            ctx.fail("an implementation disagreed with the headline (see the MISMATCH lines)")
+        met = sum(t["verdict"] == "met" for t in targets)
+        ctx.summary = f"{len(rows)} rows; targets met {met}/{len(targets)}"
+        if sizes.dry_run:
+            ctx.summary = f"DRY RUN (CPU, not GPU figures): {ctx.summary}"
+        return {
+            "label": DRY_RUN_LABEL if sizes.dry_run else "measured on the GPU",
+            "bench_gpu": ["python -m benchmarks.bench_gpu", *sizes.timing_args],
+            "lines": output.getvalue().splitlines(),
+            "table": table.splitlines(),
+            "rows": [
+                {"workload": r.workload, "pass": r.pass_name, "batch": r.batch, "agrees": r.agrees}
+                | {
+                    name: r.seconds(name) if r.seconds(name) else str(cell)
+                    for name, cell in r.cells.items()
+                }
+                for r in rows
+            ],
+            "targets": targets,
+            "model": model_part(ctx),
+        }
+
+    return run
+
+
+def acceptance_targets(rows: Sequence[Any], headline: str) -> list[dict[str, Any]]:
+    """Each of :data:`TARGETS` with its measured value and verdict (``met``, ``NOT met`` or
+    ``not measured``)."""
+    targets = []
+    for qubits, batch, what, limit in TARGETS:
+        workload = f"zz{qubits}-estimator"
+        if what == "seconds":
+            text = f"{workload} {TARGET_PASS} at batch {batch} under {limit * 1e3:g} ms"
+        else:
+            text = f"{workload} {TARGET_PASS} at batch {batch} at least {limit:g}x {what}"
+        row = find_row(rows, workload, TARGET_PASS)
+        ours = row.seconds(headline) if row is not None and row.batch == batch else None
+        theirs = row.seconds(what) if ours is not None and what != "seconds" else None
+        target: dict[str, Any] = {"target": text, "verdict": "not measured"}
+        if ours is not None and what == "seconds":
+            target.update(value=f"{ours * 1e3:.3g} ms", verdict=_verdict(ours < limit))
+        elif theirs is not None and row.agrees:
+            target.update(value=f"{theirs / ours:.3g}x", verdict=_verdict(theirs / ours >= limit))
+        targets.append(target)
+    return targets
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def model_part(ctx: StageContext) -> dict[str, Any]:
+    """``benchmarks.gpu_model.model_report()`` for both dtypes, labelled a model."""
+    try:
+        report = {dtype: gpu_model.model_report(dtype) for dtype in DTYPES}
+        return {"status": "ok", "label": MODEL_LABEL, "report": report}
+    except Exception as exc:
+        ctx.fail(f"gpu_model.model_report() raised {type(exc).__name__}: {exc}")
+        return {"status": "failed", "label": MODEL_LABEL, "error": error_record(exc)}
+
+
+# ---- 3. compile ----------------------------------------------------------------------------
+def compile_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
+    """Every kernel of the 8- and 12-qubit workloads generated; those of
+    ``sizes.compile_kinds`` compiled with NVRTC for sm_90 where NVRTC loads."""
+
+    def run(ctx: StageContext) -> dict[str, Any]:
+        from benchmarks import internals as gi  # noqa: PLC0415
+        from benchmarks.workloads import zz_kernel_tables  # noqa: PLC0415
+
+        limit, nvrtc = shared_limit(sizes), probe(nvrtc_version)
+        records, compiled = [], []
+        for qubits, dtype, kind in itertools.product((8, 12), DTYPES, ALL_KERNELS):
+            kp, slots = zz_kernel_tables(qubits, dtype)
+            start = time.perf_counter()
+            kernel = (
+                gi.generate_forward(kp, dtype)
+                if kind == "forward"
+                else gi.generate_adjoint(kp, dtype, slots, kind == "adjoint-vjp", limit)
+            )
+            record = {"workload": f"zz{qubits}-estimator", "dtype": dtype, "kernel": kind}
+            record.update(generate_s=time.perf_counter() - start, fits=kernel is not None)
+            records.append(record)
+            if kernel is None:
+                continue
+            record.update(source_bytes=len(kernel.source.encode()), threads=kernel.threads)
+            record.update(shared_bytes=kernel.shared, passes=kernel.passes)
+            record.update(source_lines=kernel.source.count("\n"), keeps_final=kernel.keeps_final)
+            if kind not in sizes.compile_kinds.get(qubits, ()):
+                record["nvrtc"] = "not compiled in this run's sizes"
+            elif nvrtc.startswith("unavailable"):
+                record["nvrtc"] = f"NVRTC does not load: {nvrtc}"
+            elif ctx.time_left() <= 0:
+                record["nvrtc"] = "the stage's time ran out first"
+            else:
+                record["nvrtc"] = nvrtc_resources(gi.compile_cubin, kernel.source, ctx, record)
+                compiled += list(record["nvrtc"].get("resources", {}).values())
+        registers = [k["registers"] for k in compiled]
+        spills = sum(bool(k.get("spill_stores") or k.get("spill_loads")) for k in compiled)
+        ctx.summary = f"{len(records)} kernels generated, {len(compiled)} compiled by NVRTC"
+        if registers:
+            ctx.summary += f", {min(registers)}-{max(registers)} registers, {spills} spilling"
+        return {"arch": ARCH, "nvrtc": nvrtc, "shared_limit_bytes": limit, "kernels": records}
+
+    return run
+
+
+def nvrtc_resources(compile_cubin: Any, source: str, ctx: StageContext, record: dict) -> dict:
+    """Registers and spills of ``source``'s kernels (a failed compile fails the stage)."""
+    start = time.perf_counter()
+    try:
+        result = compile_cubin(source, ARCH)
+    except Exception as exc:
+        ctx.fail(f"NVRTC: {record['workload']} {record['kernel']} {record['dtype']}: {exc}"[:400])
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+    resources = {k: asdict(v) for k, v in result.resources.items()}
+    return {
+        "status": "ok",
+        "seconds": round(time.perf_counter() - start, 3),
+        "resources": resources,
+    }
+
+
+def shared_limit(sizes: Sizes) -> int:
     """The shared memory per block the kernels are generated for: the device's opt-in limit,
-    or in the dry run the H100/H200's (227 KiB)."""
-    from gpuqnn._cuda.tables import DEFAULT_SHARED_LIMIT  # noqa: PLC0415
+    or without a device the H100/H200's (227 KiB)."""
+    from benchmarks.internals import DEFAULT_SHARED_LIMIT, shared_memory_limit  # noqa: PLC0415
 
-    if plan.dry_run or cuda_unavailable(plan.device) is not None:
+    if sizes.dry_run or cuda_unavailable(sizes.device) is not None:
         return DEFAULT_SHARED_LIMIT
-    from gpuqnn._cuda.cupy_launchers import shared_memory_limit  # noqa: PLC0415
-
     return shared_memory_limit()
 
 
-def stages(plan: Plan) -> list[Stage]:
-    """The seven stages of ``plan``, in order."""
+# ---- 4. kernels ----------------------------------------------------------------------------
+def kernel_test_helpers() -> ModuleType:
+    """``tests/test_cuda_kernels.py`` as a module: the random programs, readouts, shifts and
+    NumPy references of the kernel tests, so that the run checks the op shapes they do."""
+    path = REPO_ROOT / "tests" / "test_cuda_kernels.py"
+    spec = importlib.util.spec_from_file_location("_gpuqnn_acceptance_kernel_cases", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the kernel stage uses its random programs")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class Launchers:
+    """The fused and per-op kernel launchers of one run: CuPy's, or the host build's."""
+
+    name: str
+    shared_limit: int
+    fused: Callable[[Any, str], Any]
+    per_op: Callable[[Any, str], Any]
+    to_host: Callable[[Any], np.ndarray]
+
+
+def launchers(sizes: Sizes, directory: str) -> Launchers:
+    """The host build of the kernels (g++ ``-DGPUQNN_HOST``) in the dry run, else CuPy's."""
+    from benchmarks import internals as gi  # noqa: PLC0415
+
+    if sizes.dry_run:
+        host, limit = gi.HostKernels(directory), gi.DEFAULT_SHARED_LIMIT
+        return Launchers(
+            "host build of the kernels (g++ -DGPUQNN_HOST): HostFusedLauncher, HostPerOpLauncher, "
+            f"shared memory limit {limit} bytes (H100/H200)",
+            limit,
+            lambda kp, dtype: gi.HostFusedLauncher(host, kp, dtype, shared_limit=limit),
+            lambda kp, dtype: gi.HostPerOpLauncher(host, kp, dtype),
+            np.asarray,
+        )
+    import cupy  # noqa: PLC0415 - only with a GPU
+
+    module, limit = gi.KernelModule(), gi.shared_memory_limit()
+
+    def to_host(array: Any) -> np.ndarray:
+        cupy.cuda.Device().synchronize()
+        return cupy.asnumpy(array)
+
+    return Launchers(
+        f"CuPy FusedLauncher and PerOpLauncher on cuda:{cupy.cuda.Device().id}, shared memory "
+        f"limit {limit} bytes",
+        limit,
+        lambda kp, dtype: gi.FusedLauncher(kp, dtype, shared_limit=limit),
+        lambda kp, dtype: gi.PerOpLauncher(kp, dtype, module=module),
+        to_host,
+    )
+
+
+def kernel_case(h: ModuleType, run: Launchers, case: dict[str, Any]) -> dict[str, Any]:
+    """One case (``path``, ``qubits``, ``readout``, ``dtype``, ``samples``, ``seed``) against
+    the complex128 NumPy engine: max abs error, or why it does not apply."""
+    from benchmarks import internals as gi  # noqa: PLC0415
+
+    path, seed, dtype = case["path"], case["seed"], case["dtype"]
+    program = h.random_program(seed, case["qubits"], max(24, 3 * case["qubits"]))
+    reference = h.make_readout(case["readout"], case["qubits"], seed, "complex128")
+    kp = gi.encode_tables(program, h.make_readout(case["readout"], case["qubits"], seed, dtype))
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(-np.pi, np.pi, (case["samples"], program.angles.num_slots))
+    if path != "per-op-forward" and not kp.fits_fused(dtype, run.shared_limit):
+        need = kp.fused_shared_bytes(dtype)
+        return {
+            "status": "n/a",
+            "reason": f"a row needs {need} bytes of shared memory, more "
+            f"than the limit {run.shared_limit}",
+        }
+    if path.endswith("forward"):
+        shift_slot, shift_value = h.random_shifts(rng, base.shape[1], 4)
+        launcher = (run.fused if path == "fused-forward" else run.per_op)(kp, dtype)
+        got = run.to_host(launcher.run(base, shift_slot, shift_value))
+        expected = h.engine_outputs(program, reference, "complex128", base, shift_slot, shift_value)
+        return compare(got, expected, dtype)
+    slots, vjp = list(range(base.shape[1])), path.endswith("vjp")
+    launcher = run.fused(kp, dtype)
+    if launcher.adjoint_kernel(slots, vjp) is None:
+        return {
+            "status": "n/a",
+            "reason": "a row's state and adjoint state do not fit the shared memory limit",
+        }
+    cotangent = rng.uniform(0.5, 1.5, (case["samples"], kp.num_outputs)) if vjp else None
+    got = run.to_host(launcher.adjoint(base, slots, cotangent))
+    circuit = gi.BlockCircuit(program, reference.backend)
+    expected = gi.adjoint_gradients(circuit, reference, base, slots, False, cotangent=cotangent)
+    return compare(got, np.asarray(expected), dtype)
+
+
+def compare(got: np.ndarray, expected: np.ndarray, dtype: str) -> dict[str, Any]:
+    """``passed`` within :data:`TOLERANCE`, else ``FAILED``; also when the reference is too
+    small to check anything."""
+    if got.shape != expected.shape:
+        return {"status": "FAILED", "reason": f"shape {got.shape}, expected {expected.shape}"}
+    error = (
+        float(np.max(np.abs(got - expected), initial=0.0))
+        if np.isfinite(got).all()
+        else float("inf")
+    )
+    scale = float(np.max(np.abs(expected), initial=0.0))
+    record = {
+        "status": "passed" if error <= TOLERANCE[dtype] else "FAILED",
+        "max_abs_error": error,
+        "tolerance": TOLERANCE[dtype],
+        "reference_max_abs": scale,
+    }
+    if scale < MIN_REFERENCE:
+        record.update(
+            status="FAILED",
+            reason=f"the reference's largest value is {scale:.1e}: "
+            "the comparison checks nothing (choose another case)",
+        )
+    return record
+
+
+def kernel_cases(sizes: Sizes) -> list[dict[str, Any]]:
+    """Every case of ``sizes``, smallest programs first (cut first when time runs out)."""
+    groups = [
+        ("fused-forward", sizes.fused_forward),
+        ("fused-adjoint-jacobian", sizes.fused_adjoint),
+    ]
+    groups += [("fused-adjoint-vjp", sizes.fused_adjoint), ("per-op-forward", sizes.per_op)]
+    cases = [
+        {
+            "path": path,
+            "qubits": entry[0],
+            "readout": entry[1],
+            "dtype": dtype,
+            "samples": sizes.kernel_samples,
+            "seed": entry[2]
+            if len(entry) > 2
+            else 1000 + 17 * entry[0] + ("pauli", "direct", "pieces").index(entry[1]),
+        }
+        for path, entries in groups
+        for entry in entries
+        for dtype in DTYPES
+    ]
+    return sorted(cases, key=lambda c: c["qubits"])
+
+
+def kernel_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
+    """Every kernel case through its launcher, against NumPy; cases that would start past the
+    stage's time are listed as ``not run``."""
+
+    def run(ctx: StageContext) -> dict[str, Any]:
+        helpers, records = kernel_test_helpers(), []
+        with tempfile.TemporaryDirectory(prefix="gpuqnn-host-kernels-") as directory:
+            run_with = launchers(sizes, directory)
+            for case in kernel_cases(sizes):
+                record, start = dict(case), time.perf_counter()
+                if ctx.time_left() <= 0:
+                    records.append(
+                        {**record, "status": "not run", "reason": "the stage's time ran out"}
+                    )
+                    continue
+                try:
+                    record.update(kernel_case(helpers, run_with, case))
+                except Exception as exc:  # one broken case must not hide the others
+                    record.update(status="error", error=f"{type(exc).__name__}: {str(exc)[-4000:]}")
+                record["seconds"] = round(time.perf_counter() - start, 3)
+                if record["status"] in ("FAILED", "error"):
+                    why = record.get("error") or record.get("reason") or record["max_abs_error"]
+                    label = " ".join(str(case[k]) for k in ("path", "qubits", "readout", "dtype"))
+                    ctx.fail(f"{label}: {str(why)[-300:]}")
+                records.append(record)
+        worst: dict[str, float] = {}
+        for r in records:
+            if "max_abs_error" in r:
+                worst[r["dtype"]] = max(worst.get(r["dtype"], 0.0), r["max_abs_error"])
+        counts = {
+            s: sum(r["status"] == s for r in records)
+            for s in ("passed", "FAILED", "error", "n/a", "not run")
+        }
+        ctx.summary = (
+            ", ".join(f"{v} {k}" for k, v in counts.items())
+            + "; worst "
+            + ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+        )
+        return {
+            "runners": run_with.name,
+            "reference": "NumPy engine in complex128: BlockCircuit.evolve and the readout for "
+            "outputs, adjoint_gradients for derivatives",
+            "tolerance": TOLERANCE,
+            "max_abs_error": worst,
+            "counts": counts,
+            "cases": records,
+        }
+
+    return run
+
+
+# ---- 5. sanitizer and 6. pytest: child processes -------------------------------------------
+CASE_DONE = "gpuqnn sanitizer case done"
+SANITIZER_TOOLS = ("memcheck", "racecheck")
+
+
+def sanitizer_reason(device: str) -> str | None:
+    """Why the sanitizer stage cannot run: no GPU, or no compute-sanitizer."""
+    if (reason := cuda_unavailable(device)) is not None:
+        return reason
+    return (
+        None
+        if find_tool("compute-sanitizer")
+        else "compute-sanitizer is not on PATH (nor in /usr/local/cuda/bin)"
+    )
+
+
+def sanitizer_stage(ctx: StageContext) -> dict[str, Any]:
+    """:func:`sanitizer_case` in a child under compute-sanitizer's memcheck, then racecheck."""
+    sanitizer = find_tool("compute-sanitizer")
+    if sanitizer is None:
+        raise Skip("compute-sanitizer is not on PATH (nor in /usr/local/cuda/bin)")
+    code = "from benchmarks.gpu_acceptance import CASE_DONE, sanitizer_case as case; "
+    code += "case(); print(CASE_DONE)"
+    details: dict[str, Any] = {"sanitizer": sanitizer}
+    for index, tool in enumerate(SANITIZER_TOOLS):
+        timeout = max(10.0, ctx.time_left() / (len(SANITIZER_TOOLS) - index))
+        command = [sanitizer, "--tool", tool, "--error-exitcode", "86", sys.executable, "-c", code]
+        result = run_child(command, timeout)
+        lines = result.pop("lines")
+        result.update(
+            summary=[line for line in lines if "SUMMARY" in line], case_completed=CASE_DONE in lines
+        )
+        details[tool] = result
+        if result["returncode"] != 0 or not result["case_completed"]:
+            found = "; ".join(result["summary"]) or "no summary"
+            done = "" if result["case_completed"] else "; the case did not finish"
+            ctx.fail(f"{tool}: exit {result['returncode']}, {found}{done}")
+    ctx.summary = "; ".join(
+        f"{t} {'; '.join(details[t]['summary']) or details[t]['returncode']}"
+        for t in SANITIZER_TOOLS
+    )
+    return details
+
+
+def sanitizer_case() -> None:
+    """A tiny launch of every kind, for compute-sanitizer (run in the child): a 3-qubit
+    estimator's fused forward with shifts, fused adjoint (Jacobian and VJP) and per-op forward,
+    in both dtypes."""
+    import cupy  # noqa: PLC0415 - only with a GPU
+
+    import gpuqnn  # noqa: PLC0415
+    from benchmarks import internals as gi  # noqa: PLC0415
+    from gpuqnn.examples import zz_real_amplitudes  # noqa: PLC0415
+
+    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
+    network = gpuqnn.EstimatorQNN(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        device="cpu",
+    )
+    simulator = gi.simulator_of(network)
+    kp = gi.encode_tables(simulator.program, simulator.readout)
+    params = np.random.default_rng(7).uniform(-np.pi, np.pi, (2, qc.num_parameters))
+    base = np.ascontiguousarray(simulator.program.angles.angles(params), dtype=np.float64)
+    slots = list(range(kp.num_slots))
+    shift_slot = np.array([-1, 0, kp.num_slots - 1], dtype=np.int32)
+    shift_value = np.array([0.0, np.pi / 2, -np.pi / 2])
+    for dtype in DTYPES:
+        fused = gi.FusedLauncher(kp, dtype)
+        fused.run(base, shift_slot, shift_value)
+        fused.adjoint(base, slots)
+        fused.adjoint(base, slots, np.ones((2, kp.num_outputs)))
+        gi.PerOpLauncher(kp, dtype).run(base, shift_slot, shift_value)
+    cupy.cuda.Device().synchronize()
+
+
+_PYTEST_SUMMARY = re.compile(r"\b\d+ (passed|failed|skipped|errors?|deselected|xfailed)\b")
+
+
+def pytest_summary(lines: list[str]) -> str:
+    """pytest's final summary line (``3 passed, 1 skipped in 9.1s``), or ``""``."""
+    for line in reversed(lines):
+        if _PYTEST_SUMMARY.search(line) or "no tests ran" in line:
+            return line.strip("= ").strip()
+    return ""
+
+
+def pytest_stage(ctx: StageContext) -> dict[str, Any]:
+    """``pytest -m gpu -q`` in a child process, for the time the stage has."""
+    timeout = max(10.0, ctx.time_left())
+    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"]
+    result = run_child(command, timeout)
+    summary = result["summary"] = pytest_summary(result.pop("lines"))
+    ctx.summary = summary or "no summary line"
+    if result["returncode"] is None:
+        ctx.fail(f"timed out after {timeout:.0f} s (the stage's share of --budget-s)")
+    elif result["returncode"] != 0:
+        ctx.fail(f"pytest exited {result['returncode']}: {summary}")
+    elif " passed" not in f" {summary}":
+        ctx.fail(f"no gpu test passed ({summary}): does conftest see the device?")
+    return result
+
+
+# ---- the run -------------------------------------------------------------------------------
+def stages(sizes: Sizes) -> list[Stage]:
+    """The six stages of a run of ``sizes``, in order."""
 
     def needs_gpu() -> str | None:
-        return cuda_unavailable(plan.device)
+        return None if sizes.dry_run else cuda_unavailable(sizes.device)
 
-    estimate = plan.estimates
+    estimate = sizes.estimates
     return [
         Stage(
             "environment",
             "versions, CUDA driver and device, tools",
-            environment_stage(plan.device),
+            environment_stage(sizes.device),
             estimate["environment"],
+        ),
+        Stage(
+            "timings",
+            "bench_gpu's table on the 8- and 12-qubit workloads, targets, model",
+            timings_stage(sizes),
+            estimate["timings"],
+            needs_gpu,
         ),
         Stage(
             "compile",
             "generated kernels of the 8- and 12-qubit workloads: size, shared memory, registers",
-            compile_stage(plan, lambda: shared_limit(plan)),
+            compile_stage(sizes),
             estimate["compile"],
         ),
         Stage(
             "kernels",
             "fused forward, fused adjoint and per-op kernels against NumPy",
-            kernel_stage(plan),
+            kernel_stage(sizes),
             estimate["kernels"],
-            None if plan.dry_run else needs_gpu,
-        ),
-        Stage(
-            "networks",
-            "EstimatorQNN, SamplerQNN and TorchConnector against qiskit-machine-learning",
-            networks_stage(plan),
-            estimate["networks"],
-            None if plan.dry_run else needs_gpu,
-        ),
-        Stage("pytest", "pytest -m gpu -q", pytest_stage(), estimate["pytest"], needs_gpu),
-        Stage(
-            "timings",
-            "forward and backward times against the peers and the targets",
-            timings_stage(plan),
-            estimate["timings"],
-            None if plan.dry_run else needs_gpu,
+            needs_gpu,
         ),
         Stage(
             "sanitizer",
             "compute-sanitizer memcheck and racecheck on a 3-qubit launch",
-            sanitizer_stage(),
+            sanitizer_stage,
             estimate["sanitizer"],
-            lambda: sanitizer_reason(needs_gpu()),
+            lambda: sanitizer_reason(sizes.device),
+        ),
+        Stage(
+            "pytest",
+            "pytest -m gpu -q",
+            pytest_stage,
+            estimate["pytest"],
+            lambda: cuda_unavailable(sizes.device),
         ),
     ]
 
@@ -146,7 +871,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"seconds until the deadline; later stages are skipped (default {DEFAULT_BUDGET_S:g})",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="fewer kernel cases and compiles, smaller peers"
+        "--quick", action="store_true", help="fewer kernel cases and compiles, fewer repeats"
     )
     args = parser.parse_args(argv)
     if args.budget_s <= 0:
@@ -157,24 +882,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the stages, write the report; 0, or 1 when a stage failed."""
     args = parse_args(argv)
-    plan = make_view(args.device, args.quick)
-    meta = {
-        "script": "benchmarks/gpu_acceptance.py",
-        "device": args.device,
-        "quick": args.quick,
-        "dry_run": plan.dry_run,
-    }
-    if plan.dry_run:
+    sizes = sizes_for(args.device, args.quick)
+    meta = {"script": "benchmarks/gpu_acceptance.py", "device": args.device, "quick": args.quick}
+    meta["dry_run"] = sizes.dry_run
+    if sizes.dry_run:
         meta["label"] = DRY_RUN_LABEL
         print(DRY_RUN_LABEL)
-    runner = StageRunner(stages(plan), args.out, args.budget_s, meta, echo=print)
-    report = runner.run()
+    harness = Harness(stages(sizes), args.out, args.budget_s, meta, echo=print)
+    report = harness.run()
     summary = report["summary"]
     print(
         f"report: {args.out} ({report['elapsed_s']:.0f} s): {summary['ok']} ok, "
         f"{summary['failed']} failed, {summary['skipped']} skipped"
     )
-    return runner.exit_status
+    return harness.exit_status
 
 
 if __name__ == "__main__":

@@ -29,10 +29,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from benchmarks.internals import (
+    Op,
+    OpKind,
+    PhaseRun,
+    adjoint_shared_bytes,
+    build_passes,
+    default_threads,
+)
 from benchmarks.workloads import zz_kernel_tables
-from gpuqnn._compile import Op, OpKind
-from gpuqnn._cuda.layout import adjoint_shared_bytes, default_threads
-from gpuqnn._cuda.passes import PhaseRun, build_passes
 
 SMS = 132
 """Multiprocessors of an H100 SXM / H200 (GH100)."""

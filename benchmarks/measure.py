@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.runners import VJP, Gradients, Options, Runner, Unsupported, Variant
+from benchmarks.implementations import VJP, Gradients, Implementation, Options, Unsupported, Variant
 from benchmarks.workloads import Workload
 
 PASSES = ("forward", "backward", "backward+input_grads")
@@ -37,7 +37,7 @@ SAME_AS_HEADLINE = "="
 """Table cell of a variant whose forward pass is the headline's own code."""
 
 
-def run_pass(runner: Runner, name: str, inputs: np.ndarray, weights: np.ndarray) -> Any:
+def run_pass(runner: Implementation, name: str, inputs: np.ndarray, weights: np.ndarray) -> Any:
     """Run one of :data:`PASSES` and return its result."""
     if name == "forward":
         return runner.forward(inputs, weights)
@@ -75,8 +75,8 @@ def vjp_cotangent(shape: tuple[int, ...]) -> np.ndarray:
 
 def contract(gradients: Gradients) -> Gradients:
     """Per-sample Jacobians ``(B, *out, I)``, ``(B, *out, W)`` -> the VJP layout of
-    :data:`benchmarks.runners.VJP`: ``(B, I)`` (per sample, over the outputs) and ``(W,)`` (over
-    the batch and the outputs), both weighted by :func:`vjp_cotangent`."""
+    :data:`~benchmarks.implementations.VJP`: ``(B, I)`` (per sample, over the outputs) and
+    ``(W,)`` (over the batch and the outputs), both weighted by :func:`vjp_cotangent`."""
     result = []
     for k, jacobian in enumerate(gradients):
         if jacobian is None:
@@ -177,7 +177,7 @@ class Settings:
 class Checker:
     """Compares results with the headline's and collects one report line per implementation."""
 
-    def __init__(self, workload: str, headline: Runner, atol: float) -> None:
+    def __init__(self, workload: str, headline: Implementation, atol: float) -> None:
         self.workload = workload
         self.headline = headline
         self.atol = atol
@@ -197,7 +197,7 @@ class Checker:
 
     def check(
         self,
-        runner: Runner,
+        runner: Implementation,
         name: str,
         got: Any,
         inputs: np.ndarray,
@@ -215,7 +215,7 @@ class Checker:
         return f"{name} {'OK' if ok else 'MISMATCH'} (max |diff| {diff:.1e})"
 
 
-def resolved_methods(runner: Runner) -> str:
+def resolved_methods(runner: Implementation) -> str:
     """The gradient methods a gpuqnn runner's backward passes take (``auto`` resolved)."""
     network = runner.network
     methods = []
@@ -226,7 +226,7 @@ def resolved_methods(runner: Runner) -> str:
 
 
 def time_pass(
-    runner: Runner,
+    runner: Implementation,
     name: str,
     inputs: np.ndarray,
     weights: np.ndarray,

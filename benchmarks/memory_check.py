@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.implementations import Variant
 from benchmarks.report import render
-from benchmarks.runners import Variant
 from benchmarks.workloads import zz_estimator
 
 _ROOT = Path(__file__).resolve().parents[1]

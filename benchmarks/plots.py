@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bandwidth import shift_bound
+from benchmarks.implementations import Implementation, Options, Unsupported, Variant
 from benchmarks.measure import time_pass
 from benchmarks.peers import Peer
 from benchmarks.report import render, seconds_text
-from benchmarks.runners import Options, Runner, Unsupported, Variant
 from benchmarks.workloads import QNNSpec, zz_estimator
 
 PASS = "backward+input_grads"
@@ -77,7 +77,7 @@ class Contender:
     """
 
     name: str
-    build: Callable[[QNNSpec], Runner]
+    build: Callable[[QNNSpec], Implementation]
     samples: Callable[[QNNSpec, int], int | None]
     scaled: bool = False
 
@@ -93,7 +93,7 @@ def contenders(
         def samples(spec: QNNSpec, batch: int, peer: Peer = peer, ref: int = ref) -> int | None:
             return peer.samples(spec, None, batch, ref)
 
-        def build(spec: QNNSpec, peer: Peer = peer) -> Runner:
+        def build(spec: QNNSpec, peer: Peer = peer) -> Implementation:
             return peer.factory(spec, options)
 
         result.append(Contender(peer.label, build, samples, peer.scaled))

@@ -54,7 +54,7 @@ def fix_threads(threads: int | None) -> str:
         notes.append(f"torch {torch.get_num_threads()} intra-op")
     if "jax" in sys.modules:
         notes.append("XLA already started: its flags may not apply")
-    from gpuqnn._sim.threads import available_cores  # noqa: PLC0415
+    from benchmarks.internals import available_cores  # noqa: PLC0415
 
     return (
         f"threads: {threads} for every side (CPU affinity {available[:threads]}: gpuqnn "

@@ -133,9 +133,11 @@ def zz_kernel_tables(num_qubits: int, dtype: str = "complex128") -> tuple[Any, l
     """The CUDA kernels' encoded program of :func:`zz_estimator` (a
     :class:`gpuqnn._cuda.tables.KernelTables`, built on the CPU) and the slots a backward
     pass with input gradients differentiates by (every slot)."""
+    from benchmarks.internals import (
+        encode_tables,  # noqa: PLC0415
+        simulator_of,  # noqa: PLC0415
+    )
     from gpuqnn import EstimatorQNN  # noqa: PLC0415 - workloads stay importable without it
-    from gpuqnn._cuda.tables import encode_tables  # noqa: PLC0415
-    from gpuqnn._internals import simulator_of  # noqa: PLC0415
 
     spec = zz_estimator(num_qubits)
     simulator = simulator_of(EstimatorQNN(**spec.qiskit_kwargs(), device="cpu", dtype=dtype))

@@ -23,6 +23,7 @@ from benchmarks.bandwidth import (
     shift_bound,
     traffic,
 )
+from benchmarks.implementations import Unsupported, Variant
 from benchmarks.measure import (
     Row,
     Settings,
@@ -33,9 +34,8 @@ from benchmarks.measure import (
     vjp_cotangent,
 )
 from benchmarks.memory_check import memory_table, traced_peak
-from benchmarks.peers import PEERS, Peer, backprop_sample_cap, qiskit_ml_runner
+from benchmarks.peers import PEERS, Peer, backprop_sample_cap, qiskit_ml_peer
 from benchmarks.report import Target, main_table, ratio_target, targets_table
-from benchmarks.runners import Unsupported, Variant
 from benchmarks.workloads import WORKLOADS, QNNSpec, Workload, zz_estimator
 from gpuqnn._internals import simulator_of
 
@@ -80,7 +80,7 @@ def test_pennylane_translation_matches_qiskit_statevector() -> None:
     import pennylane as qml
     from pennylane import numpy as pnp
 
-    from benchmarks.pennylane_circuit import quantum_function, stack_outputs
+    from benchmarks.peers.pennylane import quantum_function, stack_outputs
 
     qc, x, w = expression_circuit()
     observable = SparsePauliOp.from_list([("ZXI", 0.7), ("IYY", -0.4), ("ZZZ", 1.1)])
@@ -103,7 +103,7 @@ def test_pennylane_translation_matches_qiskit_statevector() -> None:
 
 def test_pennylane_translation_names_what_it_cannot_translate() -> None:
     pytest.importorskip("pennylane")
-    from benchmarks.pennylane_circuit import compile_expression, translate_gates
+    from benchmarks.peers.pennylane import compile_expression, translate_gates
 
     qc = QuantumCircuit(2)
     qc.ecr(0, 1)
@@ -176,12 +176,12 @@ def test_lightning_peer_skips_samplers_and_agrees_on_estimators(
 def test_peer_sample_policies() -> None:
     spec = zz_estimator(4)
     workload = Workload("w", lambda: spec, batch=64, ref_batch=16)
-    scaled = Peer("s", qiskit_ml_runner, scaled=True)
+    scaled = Peer("s", qiskit_ml_peer, scaled=True)
     assert scaled.samples(spec, workload, 64) == 16
     assert scaled.samples(spec, workload, 64, ref_batch=4) == 4
     assert scaled.samples(spec, workload, 8) == 8
-    assert Peer("f", qiskit_ml_runner, scaled=False).samples(spec, workload, 64) is None
-    capped = Peer("c", qiskit_ml_runner, scaled=False, sample_cap=lambda s: 10)
+    assert Peer("f", qiskit_ml_peer, scaled=False).samples(spec, workload, 64) is None
+    capped = Peer("c", qiskit_ml_peer, scaled=False, sample_cap=lambda s: 10)
     assert capped.samples(spec, workload, 64) == 10
     assert backprop_sample_cap(zz_estimator(14)) < 64 < backprop_sample_cap(zz_estimator(8))
 
@@ -286,8 +286,8 @@ def test_memory_check_pieces() -> None:
 
 def test_plots_are_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
+    from benchmarks.implementations import Options
     from benchmarks.plots import write_plots
-    from benchmarks.runners import Options
 
     variants = [Variant.parse("auto/c128"), Variant.parse("shift/c128")]
     paths = write_plots(tmp_path, variants, [PEERS["qiskit-ml"]], Options(), quick=True, repeat=1)
@@ -356,8 +356,8 @@ def test_gpu_benchmark_plan_and_dry_run(capsys: pytest.CaptureFixture[str]) -> N
 def test_tensorcircuit_translation_matches_qiskit_statevector() -> None:
     pytest.importorskip("tensorcircuit")
     pytest.importorskip("cotengra")
-    from benchmarks.jax_peers import jax_x64, tensorcircuit_dtype
-    from benchmarks.tensorcircuit_circuit import sample_function
+    from benchmarks.peers.jax_common import jax_x64
+    from benchmarks.peers.tensorcircuit import sample_function, tensorcircuit_dtype
 
     jax = jax_x64()
     import tensorcircuit as tc
@@ -384,7 +384,7 @@ def test_tensorcircuit_translation_names_what_it_cannot_translate() -> None:
     pytest.importorskip("cotengra")
     from qiskit.circuit import Parameter
 
-    from benchmarks.tensorcircuit_circuit import translate_gates
+    from benchmarks.peers.tensorcircuit import translate_gates
 
     qc = QuantumCircuit(2)
     qc.ecr(0, 1)  # no parameters: applied as its qiskit matrix

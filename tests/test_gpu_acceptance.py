@@ -1,5 +1,5 @@
 """The GPU acceptance script (``benchmarks/gpu_acceptance.py``): its CPU dry run end to end, its
-stage runner (failures recorded, later stages still run, the deadline), its parsers, and the
+stage harness (failures recorded, later stages still run, the deadline), its parsers, and the
 kernel stage's CuPy path on a stand-in CuPy backed by the kernels' host build."""
 
 from __future__ import annotations
@@ -15,15 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.acceptance.kernels import TOLERANCE, kernel_stage
-from benchmarks.acceptance.plan import make_view
-from benchmarks.acceptance.runner import Skip, Stage, StageContext, StageRunner
-from benchmarks.acceptance.subprocesses import pytest_summary
+from benchmarks.gpu_acceptance import TOLERANCE, kernel_stage, pytest_summary, sizes_for
+from benchmarks.harness import Harness, Skip, Stage, StageContext
 
 pytestmark = pytest.mark.gpu_logic
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["environment", "compile", "kernels", "networks", "pytest", "timings", "sanitizer"]
+STAGES = ["environment", "timings", "compile", "kernels", "sanitizer", "pytest"]
 
 
 def test_dry_run_end_to_end(tmp_path: Path) -> None:
@@ -46,7 +44,7 @@ def test_dry_run_end_to_end(tmp_path: Path) -> None:
     assert [s["name"] for s in report["stages"]] == STAGES
     assert report["dry_run"] is True and report["summary"]["exit_status"] == 0
     assert all(s["status"] in ("ok", "skipped") for s in stages.values()), stages
-    for name in ("environment", "compile", "kernels", "networks", "timings"):
+    for name in ("environment", "timings", "compile", "kernels"):
         assert stages[name]["status"] == "ok", stages[name]
     for name in ("pytest", "sanitizer"):
         assert stages[name]["status"] == "skipped"
@@ -106,7 +104,7 @@ def test_a_failing_stage_is_recorded_and_later_stages_still_run(tmp_path: Path) 
         ctx.summary = "all good"
         return {"on_disk": on_disk}
 
-    runner = StageRunner(
+    runner = Harness(
         [
             _stage("boom", boom),
             _stage("check", check_fails),
@@ -172,7 +170,7 @@ def test_stages_past_the_deadline_or_too_long_for_it_are_skipped(tmp_path: Path)
         ran.append("never")
         return {}
 
-    runner = StageRunner(
+    runner = Harness(
         [
             _stage("slow", slow, estimate=10.0),
             _stage("too-long", never, estimate=40.0),
@@ -202,7 +200,7 @@ def test_stages_past_the_deadline_or_too_long_for_it_are_skipped(tmp_path: Path)
         return {}
 
     clock.now = 0.0
-    late = StageRunner(
+    late = Harness(
         [_stage("past", overruns), _stage("after", never)],
         tmp_path / "late.json",
         budget_s=100.0,
@@ -237,15 +235,15 @@ def test_kernel_stage_on_a_stand_in_cupy(kernels, monkeypatch: pytest.MonkeyPatc
 
     fake_cupy.cuda.Device = Device
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
-    plan = replace(
-        make_view("cuda", quick=True),
+    sizes = replace(
+        sizes_for("cuda", quick=True),
         fused_forward=((3, "pauli"), (14, "pieces")),
         fused_adjoint=((4, "pieces"),),
         per_op=((5, "direct"),),
         kernel_samples=2,
     )
     context = StageContext(time.monotonic() + 300)
-    details = kernel_stage(plan)(context)
+    details = kernel_stage(sizes)(context)
     assert context.failures == []
     assert details["runners"].startswith("CuPy FusedLauncher and PerOpLauncher")
     statuses = {(c["path"], c["qubits"], c["dtype"]): c["status"] for c in details["cases"]}

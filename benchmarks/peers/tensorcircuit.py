@@ -4,7 +4,7 @@ function of one sample, gate by gate, for the TensorCircuit-ng peers.
 ``sample_function(spec)`` returns ``f(x, w) -> (O,)`` outputs of one sample (``x``: ``(I,)``
 inputs, ``w``: ``(W,)`` weights), written with TensorCircuit-ng's backend (JAX in the peers), so
 ``jax.vmap``, ``jax.jit``, ``jax.jacrev`` and ``jax.vjp`` apply. Wires as in
-:mod:`benchmarks.translation`: qiskit qubit ``q`` is wire ``n - 1 - q``, and TensorCircuit-ng's
+:mod:`.translation`: qiskit qubit ``q`` is wire ``n - 1 - q``, and TensorCircuit-ng's
 wire 0 is the most significant bit of its statevector, so ``Circuit.probability()`` is indexed by
 qiskit's integer bit strings. Gates with a TensorCircuit-ng method of the same matrix (checked
 against qiskit's ``Statevector`` in the tests) use it; any other gate without parameters is
@@ -19,7 +19,8 @@ matrix when it has one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,15 +28,9 @@ import numpy as np
 import tensorcircuit as tc
 from qiskit.quantum_info import Operator
 
-from benchmarks.translation import (
-    SKIPPED,
-    Env,
-    compile_expression,
-    interpret_matrix,
-    pauli_terms,
-    require_inputs,
-    wires,
-)
+from benchmarks.implementations import JACOBIAN, Options, Unsupported
+from benchmarks.peers import translation as tr
+from benchmarks.peers.jax_common import JaxImplementation, jax_x64, versions
 from benchmarks.workloads import QNNSpec
 
 _GATES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -75,7 +70,7 @@ class _Gate:
 
     method: str
     wires: tuple[int, ...]
-    angles: tuple[tuple[str, Callable[[Env], Any]], ...] = ()
+    angles: tuple[tuple[str, Callable[[tr.Env], Any]], ...] = ()
     matrix: np.ndarray | None = None
 
 
@@ -91,9 +86,9 @@ def translate_gates(spec: QNNSpec) -> list[_Gate]:
     for instruction in circuit.data:
         operation = instruction.operation
         name = operation.name
-        if name in SKIPPED:
+        if name in tr.SKIPPED:
             continue
-        on = wires(circuit, instruction)
+        on = tr.wires(circuit, instruction)
         if name in _GATES:
             method, keywords = _GATES[name]
             if len(operation.params) != len(keywords):
@@ -102,7 +97,7 @@ def translate_gates(spec: QNNSpec) -> list[_Gate]:
                     f"expected {len(keywords)}"
                 )
             angles = tuple(
-                (keyword, compile_expression(p, tc.backend))
+                (keyword, tr.compile_expression(p, tc.backend))
                 for keyword, p in zip(keywords, operation.params, strict=True)
             )
             gates.append(_Gate(method, on, angles))
@@ -136,13 +131,13 @@ def sample_function(spec: QNNSpec) -> Callable[[Any, Any], Any]:
         ValueError: the network has no inputs (the batch is carried by ``vmap`` over them), or
             see :func:`translate_gates`.
     """
-    require_inputs(spec, "TensorCircuit-ng")
+    tr.require_inputs(spec, "TensorCircuit-ng")
     gates = translate_gates(spec)
     input_names = [p.name for p in spec.input_params]
     weight_names = [p.name for p in spec.weight_params]
     n = spec.num_qubits
-    terms = pauli_terms(spec) if spec.kind == "estimator" else None
-    interpret = interpret_matrix(spec)
+    terms = tr.pauli_terms(spec) if spec.kind == "estimator" else None
+    interpret = tr.interpret_matrix(spec)
 
     def circuit(x: Any, w: Any) -> Any:
         env = {name: x[i] for i, name in enumerate(input_names)}
@@ -183,3 +178,52 @@ def sample_function(spec: QNNSpec) -> Callable[[Any, Any], Any]:
         return backend.stack(values)
 
     return outputs
+
+
+@contextmanager
+def tensorcircuit_dtype(dtype: str) -> Iterator[None]:
+    """TensorCircuit-ng's dtype (its gates' and circuits') set to ``dtype`` in the block, with
+    JAX's 64-bit mode kept on: ``tc.set_dtype`` and ``tc.runtime_dtype`` switch
+    ``jax_enable_x64`` off for complex64 (and leave it so on exit), which would turn every
+    other peer's float64 arrays into float32."""
+    jax = jax_x64()
+    old = tc.dtypestr
+    tc.set_dtype(dtype)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        tc.set_dtype(old)
+        jax.config.update("jax_enable_x64", True)
+
+
+def jax_peer(
+    spec: QNNSpec, options: Options, dtype: str = "complex128", gradients: str = JACOBIAN
+) -> JaxImplementation:
+    """TensorCircuit-ng on JAX (the CPU): ``vmap`` of the one-sample function, ``jit``-ed;
+    per-sample Jacobians by ``jacrev``, or one ``jax.vjp`` with ``gradients=VJP``.
+
+    Raises:
+        Unsupported: the network cannot be translated (no inputs, an unknown gate).
+    """
+    del options  # on the CPU
+    jax = jax_x64()
+    tc.set_backend("jax")
+    try:
+        outputs = sample_function(spec)
+    except ValueError as exc:
+        raise Unsupported(str(exc)) from exc
+
+    def single(x: Any, w: Any) -> Any:
+        with tensorcircuit_dtype(dtype):  # read when traced: the dtype of this peer's circuits
+            return outputs(x, w)
+
+    style = "jacrev per sample" if gradients == JACOBIAN else "vjp"
+    return JaxImplementation(
+        jax.vmap(single, in_axes=(0, None)),
+        single,
+        spec.num_outputs,
+        gradients,
+        np.float32 if dtype == "complex64" else np.float64,
+        f"{versions('tensorcircuit-ng', 'jax')}: jit(vmap), {style}, {dtype}",
+    )

@@ -1,5 +1,5 @@
 """What the gate-by-gate translations of a workload (PennyLane in
-:mod:`benchmarks.pennylane_circuit`, TensorCircuit-ng in :mod:`benchmarks.tensorcircuit_circuit`)
+:mod:`benchmarks.peers.pennylane`, TensorCircuit-ng in :mod:`benchmarks.peers.tensorcircuit`)
 share, with no optional package: gate angles compiled from qiskit ``ParameterExpression``s into
 functions of an array module, the sampler's interpret as a matrix, the observables as Pauli
 terms, and the wire order.

@@ -1,17 +1,12 @@
-"""The acceptance script's stage runner: stages in order under one deadline, each recorded
-(status, seconds, details, error) in a JSON report that is rewritten as every stage starts and
-finishes, so that a run cut short still leaves a readable report.
+"""The acceptance run's harness: stages in order under one deadline, each recorded (status,
+seconds, details, error) in a JSON report rewritten as every stage starts and ends, so that a
+run cut short still leaves a readable report.
 
-A stage is a function of a :class:`StageContext` returning a dict of details. It ends:
-
-- ``ok``: it returned and recorded no failed check;
-- ``failed``: it raised (type, message and the traceback's tail are recorded; later stages
-  still run), or it called :meth:`StageContext.fail` for a check that did not pass (it goes on
-  and returns its details);
-- ``skipped``: its ``precheck`` gave a reason (e.g. no GPU), it would start after the deadline,
-  its estimated seconds do not fit the time left, or it raised :class:`Skip`.
-
-Nothing here prints: the caller passes ``echo`` (the script passes ``print``).
+A stage is a function of a :class:`StageContext` returning a dict of details. It ends ``ok``;
+``failed`` when it raised (type, message and the traceback's tail are recorded, later stages
+still run) or called :meth:`StageContext.fail`; ``skipped`` when its ``precheck`` gave a reason,
+it would start past the deadline, its estimate does not fit the time left, or it raised
+:class:`Skip`. Nothing here prints: the caller passes ``echo``.
 """
 
 from __future__ import annotations
@@ -43,8 +38,8 @@ class StageContext:
 
     Attributes:
         deadline: ``clock()`` time by which the stage should finish (it keeps time for the
-            stages after it): stages with optional work check :meth:`time_left` between parts.
-        clock: the runner's clock (seconds).
+            stages after it); stages with optional work check :meth:`time_left`.
+        clock: the harness's clock (seconds).
         failures: the checks that did not pass (see :meth:`fail`).
         summary: one line for the console and the report, set by the stage.
     """
@@ -65,16 +60,9 @@ class StageContext:
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage.
-
-    Attributes:
-        name: short identifier (the report's key).
-        title: what it checks, in a few words.
-        run: the stage; returns its details.
-        estimate_s: seconds it is expected to take; it is skipped when they do not fit the
-            time left, and this much is kept for it while earlier stages run.
-        precheck: returns why the stage cannot run here (then skipped), or None.
-    """
+    """One stage: ``name`` (the report's key), ``title`` (a few words), ``run`` (returns its
+    details), ``estimate_s`` (kept for it while earlier stages run; it is skipped when they do
+    not fit the time left) and ``precheck`` (why it cannot run here, or None)."""
 
     name: str
     title: str
@@ -94,17 +82,13 @@ def jsonable(value: Any) -> Any:
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
+    if isinstance(value, (np.ndarray, np.generic)):
         return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return jsonable(value.item())
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Path):
         return str(value)
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return repr(value)
+    return str(value) if isinstance(value, Path) else repr(value)
 
 
 def write_json(path: Path, report: dict[str, Any]) -> None:
@@ -118,14 +102,11 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
 def error_record(exc: BaseException) -> dict[str, str]:
     """Type, message and the traceback's last :data:`TRACEBACK_LINES` lines of ``exc``."""
     lines = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)).splitlines()
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "traceback_tail": "\n".join(lines[-TRACEBACK_LINES:]),
-    }
+    tail = "\n".join(lines[-TRACEBACK_LINES:])
+    return {"type": type(exc).__name__, "message": str(exc), "traceback_tail": tail}
 
 
-class StageRunner:
+class Harness:
     """Runs stages in order under a deadline and keeps the JSON report at ``out`` current.
 
     Args:
@@ -164,8 +145,8 @@ class StageRunner:
 
     def run(self) -> dict[str, Any]:
         """Run every stage (or skip it) and return the final report (also written)."""
-        self._start = start = self.clock()
-        deadline = start + self.budget_s
+        self._start = self.clock()
+        deadline = self._start + self.budget_s
         self._write()
         for index, stage in enumerate(self.stages):
             record = self.report["stages"][index]
@@ -186,7 +167,6 @@ class StageRunner:
         """0, or 1 when a stage failed."""
         return int(any(r["status"] == FAILED for r in self.report["stages"]))
 
-    # ---- one stage -------------------------------------------------------------------------
     def _run_stage(self, index: int, stage: Stage, record: dict[str, Any], deadline: float) -> None:
         label = f"[{index + 1}/{len(self.stages)}] {stage.name}"
         reason = self._skip_reason(stage, deadline)
@@ -195,9 +175,12 @@ class StageRunner:
             self.echo(f"{label}: skipped ({reason})")
             return
         now = self.clock()
-        reserve = self._reserve(index)
-        stage_deadline = min(deadline, max(now + stage.estimate_s, deadline - reserve))
-        context = StageContext(stage_deadline, self.clock)
+        # keep for the later stages that will run what they estimate
+        reserve = sum(
+            s.estimate_s for s in self.stages[index + 1 :] if s.reason_not_to_run() is None
+        )
+        context = StageContext(min(deadline, max(now + stage.estimate_s, deadline - reserve)))
+        context.clock = self.clock
         record.update(status=RUNNING, estimate_s=stage.estimate_s)
         self._write()
         self.echo(f"{label}: {stage.title} ...")
@@ -214,40 +197,20 @@ class StageRunner:
         record["seconds"] = round(self.clock() - now, 3)
         if context.summary:
             record["summary"] = context.summary
-        self.echo(f"{label}: {self._outcome(record)}")
+        self.echo(f"{label}: {_outcome(record)}")
 
     def _skip_reason(self, stage: Stage, deadline: float) -> str | None:
         reason = stage.reason_not_to_run()
-        if reason is not None:
-            return reason
         left = deadline - self.clock()
-        if left <= 0:
-            return f"past the deadline (--budget-s {self.budget_s:g} spent)"
-        if stage.estimate_s > left:
-            return (
+        if reason is None and left <= 0:
+            reason = f"past the deadline (--budget-s {self.budget_s:g} spent)"
+        elif reason is None and stage.estimate_s > left:
+            reason = (
                 f"its estimated {stage.estimate_s:.0f} s do not fit the {left:.0f} s left of "
                 f"--budget-s {self.budget_s:g}"
             )
-        return None
+        return reason
 
-    def _reserve(self, index: int) -> float:
-        """Seconds kept for the later stages that will run (their estimates)."""
-        return sum(s.estimate_s for s in self.stages[index + 1 :] if s.reason_not_to_run() is None)
-
-    @staticmethod
-    def _outcome(record: dict[str, Any]) -> str:
-        text = f"{record['status']} ({record.get('seconds', 0.0):.1f} s)"
-        if record["status"] == SKIPPED:
-            text += f": {record.get('reason', '')}"
-        elif "error" in record:
-            text += f": {record['error']['type']}: {record['error']['message']}"
-        elif record.get("failures"):
-            text += f": {'; '.join(record['failures'][:5])}"
-        if record.get("summary"):
-            text += f" -- {record['summary']}"
-        return text
-
-    # ---- the report ------------------------------------------------------------------------
     def _finish(self) -> None:
         statuses = [r["status"] for r in self.report["stages"]]
         self.report["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -260,3 +223,14 @@ class StageRunner:
     def _write(self) -> None:
         self.report["elapsed_s"] = round(self.clock() - self._start, 3)
         write_json(self.out, self.report)
+
+
+def _outcome(record: dict[str, Any]) -> str:
+    text = f"{record['status']} ({record.get('seconds', 0.0):.1f} s)"
+    if record["status"] == SKIPPED:
+        text += f": {record.get('reason', '')}"
+    elif "error" in record:
+        text += f": {record['error']['type']}: {record['error']['message']}"
+    elif record.get("failures"):
+        text += f": {'; '.join(record['failures'][:5])}"
+    return text + (f" -- {record['summary']}" if record.get("summary") else "")

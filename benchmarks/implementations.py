@@ -1,4 +1,4 @@
-"""What the benchmarks time: the :class:`Runner` protocol, and gpuqnn's configurations
+"""What the benchmarks time: the :class:`Implementation` protocol, and gpuqnn's configurations
 (:class:`Variant`) behind it. The peers (other implementations) are in :mod:`benchmarks.peers`.
 """
 
@@ -12,8 +12,8 @@ import numpy as np
 from qiskit_machine_learning.neural_networks import NeuralNetwork
 
 import gpuqnn
+from benchmarks.internals import use_kernels
 from benchmarks.workloads import QNNSpec
-from gpuqnn._internals import use_kernels
 
 Gradients = tuple[np.ndarray | None, np.ndarray | None]
 """``(input gradients or None, weight gradients)``."""
@@ -32,7 +32,7 @@ class Unsupported(Exception):
     """An implementation cannot run a workload (the message says why)."""
 
 
-class Runner(Protocol):
+class Implementation(Protocol):
     """One built network of one implementation.
 
     Attributes:
@@ -69,16 +69,13 @@ class Options:
     device: str = "cpu"
 
 
-RunnerFactory = Callable[[QNNSpec, Options], Runner]
-
-
 def _no_sync() -> None:
     """Nothing to wait for on the CPU."""
 
 
 @dataclass
-class NetworkRunner:
-    """A :class:`Runner` around a qiskit-machine-learning ``NeuralNetwork`` (or a subclass).
+class NetworkImplementation:
+    """A :class:`Implementation` around a qiskit-machine-learning ``NeuralNetwork`` (or a subclass).
 
     Attributes:
         network: The network.
@@ -161,7 +158,7 @@ class Variant:
         """Absolute tolerance of results in this variant's dtype."""
         return 1e-4 if self.dtype == "complex64" else 1e-8
 
-    def build(self, spec: QNNSpec, max_memory: int | None = None) -> NetworkRunner:
+    def build(self, spec: QNNSpec, max_memory: int | None = None) -> NetworkImplementation:
         """The gpuqnn network of ``spec`` in this configuration.
 
         Raises:
@@ -180,7 +177,7 @@ class Variant:
                 use_kernels(network, self.kernels)
             except ValueError as exc:  # e.g. a row too big for the fused kernel
                 raise Unsupported(str(exc)) from exc
-        return NetworkRunner(network, wait=_device_sync(network.device))
+        return NetworkImplementation(network, wait=_device_sync(network.device))
 
 
 def _device_sync(device: str) -> Callable[[], None]:

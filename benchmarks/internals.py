@@ -1,0 +1,53 @@
+"""The one door from ``benchmarks/`` into gpuqnn's private modules: every name the benchmarks
+and the acceptance run take from ``gpuqnn._sim``, ``gpuqnn._cuda`` and ``gpuqnn._compile`` is
+imported here (none of these imports needs CuPy), so that a rename inside the library is a
+change of this file only."""
+
+from __future__ import annotations
+
+from gpuqnn._compile import Op, OpKind
+from gpuqnn._cuda.codegen import generate_adjoint, generate_forward
+from gpuqnn._cuda.cupy_launchers import (
+    FusedLauncher,
+    KernelModule,
+    PerOpLauncher,
+    shared_memory_limit,
+)
+from gpuqnn._cuda.host import HostFusedLauncher, HostKernels, HostPerOpLauncher
+from gpuqnn._cuda.layout import adjoint_shared_bytes, default_threads
+from gpuqnn._cuda.nvrtc import compile_cubin
+from gpuqnn._cuda.passes import PhaseRun, build_passes
+from gpuqnn._cuda.tables import DEFAULT_SHARED_LIMIT, encode_tables
+from gpuqnn._internals import simulator_of, use_kernels
+from gpuqnn._sim.adjoint import adjoint_gradients
+from gpuqnn._sim.backend import load_cupy, select_backend
+from gpuqnn._sim.block_circuit import BlockCircuit
+from gpuqnn._sim.threads import available_cores
+
+__all__ = [
+    "DEFAULT_SHARED_LIMIT",
+    "BlockCircuit",
+    "FusedLauncher",
+    "HostFusedLauncher",
+    "HostKernels",
+    "HostPerOpLauncher",
+    "KernelModule",
+    "Op",
+    "OpKind",
+    "PerOpLauncher",
+    "PhaseRun",
+    "adjoint_gradients",
+    "adjoint_shared_bytes",
+    "available_cores",
+    "compile_cubin",
+    "default_threads",
+    "encode_tables",
+    "generate_adjoint",
+    "generate_forward",
+    "load_cupy",
+    "build_passes",
+    "select_backend",
+    "shared_memory_limit",
+    "simulator_of",
+    "use_kernels",
+]
