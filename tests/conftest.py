@@ -10,8 +10,9 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 
-from gpuqnn._cuda.host import HostKernels
 from gpuqnn.examples import zz_real_amplitudes
+
+from engines import ENGINES, HostKernels, OnEngine, build_host_kernels
 
 
 class QNNCircuit(NamedTuple):
@@ -64,12 +65,15 @@ def two_feature_data() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def kernels(tmp_path_factory: pytest.TempPathFactory) -> HostKernels:
     """The CUDA kernels built for the host (g++), once per session; skips without a compiler."""
-    try:
-        return HostKernels(tmp_path_factory.mktemp("kernels"))
-    except RuntimeError as exc:
-        if "not found" in str(exc):
-            pytest.skip(str(exc))
-        raise
+    return build_host_kernels(tmp_path_factory.mktemp("kernels"))
+
+
+@pytest.fixture(params=[engine.param() for engine in ENGINES])
+def engine(request: pytest.FixtureRequest) -> OnEngine:
+    """Each engine of :data:`engines.ENGINES` in turn (one test instance per engine, with its
+    marks); ``engine(cls, **kwargs)`` builds a network on it. Parametrise ``engine`` indirectly
+    with a subset of ``ENGINES`` to run a test on those only."""
+    return OnEngine(request.param, request)
 
 
 def require_nvrtc() -> None:

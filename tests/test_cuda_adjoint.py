@@ -8,8 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from qiskit.quantum_info import SparsePauliOp, Statevector
-from test_cuda_kernels import make_readout, random_program
-from test_gpu_integration import Emulation
 
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._compile import OpKind, Program
@@ -22,6 +20,9 @@ from gpuqnn._sim.adjoint import adjoint_gradients
 from gpuqnn._sim.backend import select_backend
 from gpuqnn._sim.fused import FusedCircuit
 from gpuqnn.examples import zz_real_amplitudes
+
+from engines import Emulation
+from programs import make_readout, random_program
 
 pytestmark = pytest.mark.gpu_logic
 

@@ -9,9 +9,6 @@ against the NumPy engine and qiskit-machine-learning."""
 from __future__ import annotations
 
 import types
-from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,98 +17,21 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit_machine_learning.neural_networks import EstimatorQNN as QmlEstimatorQNN
 
 from gpuqnn import EstimatorQNN, SamplerQNN
-from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
-from gpuqnn._cuda.select import select_runner
-from gpuqnn._internals import use_backend
-from gpuqnn._sim.backend import Backend, host_available_memory
 from gpuqnn.examples import parity, zz_real_amplitudes
 
 from circuits import assert_same_passes, layered_network, observables
+from engines import (
+    CURRENT_DEVICE,
+    EmulatedGpu,
+    Emulation,
+    HostFusedRunner,
+    HostKernels,
+    HostPerOpRunner,
+)
 
 pytestmark = pytest.mark.gpu_logic
 
 TOL = {"complex128": 1e-10, "complex64": 2e-4}
-
-
-@dataclass(frozen=True)
-class EmulatedGpu(Backend):
-    """A backend that takes the GPU code paths with NumPy arrays as its device arrays."""
-
-    def asarray(self, array: Any, dtype: Any = None) -> Any:
-        return np.asarray(array, dtype=dtype)
-
-    def to_host(self, array: Any) -> np.ndarray:
-        return np.asarray(array)
-
-    def free_memory(self) -> int:
-        return host_available_memory()
-
-    def is_array(self, value: Any) -> bool:
-        return isinstance(value, np.ndarray)
-
-    @contextmanager
-    def activate(self):
-        """Make this emulated device current (recorded in CURRENT_DEVICE, like CuPy's)."""
-        CURRENT_DEVICE.append(self.name)
-        try:
-            yield
-        finally:
-            CURRENT_DEVICE.pop()
-
-
-CURRENT_DEVICE: list[str] = ["cuda:0"]
-"""The emulated current device (last entry), as ``cupy.cuda.Device`` keeps it."""
-
-
-class Emulation:
-    """Moves networks onto the emulated GPU backend through the runner seam
-    (:func:`gpuqnn._internals.use_backend`), with host-built kernels (of the classes given) in
-    the kernel mode set by calling it; ``runners`` collects the host runners built (None: the
-    block engine)."""
-
-    def __init__(
-        self,
-        kernels: HostKernels,
-        shared_limit: int = 227 * 1024,
-        fused: type = HostFusedRunner,
-        per_op: type = HostPerOpRunner,
-    ) -> None:
-        self.kernels = kernels
-        self.shared_limit = shared_limit
-        self.fused, self.per_op = fused, per_op
-        self.mode = "auto"
-        self.runners: list = []
-
-    def __call__(self, mode: str) -> list:
-        self.mode = mode
-        self.runners.clear()
-        return self.runners
-
-    def factory(self, circuit, readout, backend, _mode):
-        runner = select_runner(
-            circuit,
-            readout,
-            backend,
-            self.mode,
-            make_fused=partial(self.fused, self.kernels, shared_limit=self.shared_limit),
-            make_per_op=partial(self.per_op, self.kernels),
-            shared_limit=lambda: self.shared_limit,
-        )
-        self.runners.append(None if runner is None else runner.kernels)
-        return runner
-
-    def move(self, network, backend: Backend | None = None) -> None:
-        """Rebuild ``network``'s simulator on ``backend`` (default: an emulated cuda:0)."""
-        if backend is None:
-            backend = EmulatedGpu(np, "cuda:0", np.dtype(network.dtype))
-        use_backend(network, backend, self.factory)
-
-    def build(self, cls, **kwargs):
-        """A network of ``cls`` on the emulated GPU (built on the CPU, then moved)."""
-        network = cls(**kwargs, device="cpu")
-        self.runners.clear()
-        self.move(network)
-        return network
 
 
 @pytest.fixture
