@@ -45,6 +45,7 @@ __all__ = [
     "HostPerOpRunner",
     "OnEngine",
     "build_host_kernels",
+    "engines_marked",
 ]
 
 KERNEL_MODES = ("fused", "per_op", "none")
@@ -232,3 +233,9 @@ ENGINES: tuple[Engine, ...] = (
     *(Engine(f"cupy-{mode}", _cupy(mode), (pytest.mark.gpu,)) for mode in KERNEL_MODES),
 )
 """Every engine, in one place: the conformance suite runs each test body on each of them."""
+
+
+def engines_marked(mark: str) -> list[Any]:
+    """The engines whose tests carry ``mark``, as ``pytest.param``s: parametrise the ``engine``
+    fixture indirectly with them to run a test on those engines only."""
+    return [engine.param() for engine in ENGINES if any(m.name == mark for m in engine.marks)]
