@@ -1,4 +1,6 @@
-"""Small circuits and data shared by the contract, ecosystem and tutorial tests."""
+"""Fixtures shared by the tests: small circuits and data (contract, ecosystem and tutorial
+tests), the CUDA kernels' host build, and ``engine``, the conformance suite's engine fixture over
+the table in ``engines.py``; the skipping of ``gpu`` tests where no CUDA device answers."""
 
 from __future__ import annotations
 

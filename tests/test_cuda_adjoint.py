@@ -12,7 +12,6 @@ from qiskit.quantum_info import SparsePauliOp, Statevector
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._compile import OpKind, Program
 from gpuqnn._cuda.codegen import adjoint_shared_bytes, generate_adjoint, generate_forward
-from gpuqnn._cuda.host import HostFusedRunner, HostKernels
 from gpuqnn._cuda.passes import PhaseRun, plan_passes
 from gpuqnn._cuda.program import encode_program
 from gpuqnn._internals import simulator_of
@@ -21,7 +20,7 @@ from gpuqnn._sim.backend import select_backend
 from gpuqnn._sim.fused import FusedCircuit
 from gpuqnn.examples import zz_real_amplitudes
 
-from engines import Emulation
+from engines import Emulation, HostFusedRunner, HostKernels
 from programs import make_readout, random_program
 
 pytestmark = pytest.mark.gpu_logic

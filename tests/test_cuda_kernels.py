@@ -22,7 +22,6 @@ from gpuqnn._compile import Op, OpKind, Program
 from gpuqnn._compile.angles import AngleTable
 from gpuqnn._cuda import program as tables
 from gpuqnn._cuda.codegen import ADJOINT_SIGNATURE, FORWARD_SIGNATURE, GeneratedKernel
-from gpuqnn._cuda.host import HostFusedRunner, HostKernels, HostPerOpRunner
 from gpuqnn._cuda.plan import SIGNATURES, Launch, make_launch
 from gpuqnn._cuda.program import (
     KernelProgram,
@@ -37,6 +36,7 @@ from gpuqnn._sim.fused import FusedCircuit
 from gpuqnn._sim.readout import PauliReadout
 from gpuqnn.examples import zz_real_amplitudes
 
+from engines import HostFusedRunner, HostKernels, HostPerOpRunner
 from programs import make_readout, random_program
 
 pytestmark = pytest.mark.gpu_logic
