@@ -1,4 +1,6 @@
-"""Small circuits and data shared by the contract, ecosystem and tutorial tests."""
+"""Fixtures shared by the tests: small circuits and data (contract, ecosystem and tutorial
+tests), the CUDA kernels' host build, and ``engine``, the conformance suite's engine fixture over
+the table in ``engines.py``; the skipping of ``gpu`` tests where no CUDA device answers."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import pytest
 from qiskit import QuantumCircuit
 from qiskit.circuit import ParameterVector
 
-from gpuqnn._cuda.host import HostKernels
 from gpuqnn.examples import zz_real_amplitudes
+
+from engines import ENGINES, HostKernels, OnEngine, build_host_kernels
 
 
 class QNNCircuit(NamedTuple):
@@ -64,12 +67,15 @@ def two_feature_data() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="session")
 def kernels(tmp_path_factory: pytest.TempPathFactory) -> HostKernels:
     """The CUDA kernels built for the host (g++), once per session; skips without a compiler."""
-    try:
-        return HostKernels(tmp_path_factory.mktemp("kernels"))
-    except RuntimeError as exc:
-        if "not found" in str(exc):
-            pytest.skip(str(exc))
-        raise
+    return build_host_kernels(tmp_path_factory.mktemp("kernels"))
+
+
+@pytest.fixture(params=[engine.param() for engine in ENGINES])
+def engine(request: pytest.FixtureRequest) -> OnEngine:
+    """Each engine of :data:`engines.ENGINES` in turn (one test instance per engine, with its
+    marks); ``engine(cls, **kwargs)`` builds a network on it. Parametrise ``engine`` indirectly
+    with a subset of ``ENGINES`` to run a test on those only."""
+    return OnEngine(request.param, request)
 
 
 def require_nvrtc() -> None:

@@ -8,13 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from qiskit.quantum_info import SparsePauliOp, Statevector
-from test_cuda_kernels import make_readout, random_program
-from test_gpu_integration import Emulation
 
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._compile import OpKind, Program
 from gpuqnn._cuda.codegen import generate_adjoint, generate_forward
-from gpuqnn._cuda.host import HostFusedLauncher, HostKernels
 from gpuqnn._cuda.layout import adjoint_shared_bytes
 from gpuqnn._cuda.passes import PhaseRun, build_passes
 from gpuqnn._cuda.tables import encode_tables
@@ -23,6 +20,9 @@ from gpuqnn._sim.adjoint import adjoint_gradients
 from gpuqnn._sim.backend import select_backend
 from gpuqnn._sim.block_circuit import BlockCircuit
 from gpuqnn.examples import zz_real_amplitudes
+
+from engines import Emulation, HostFusedLauncher, HostKernels
+from programs import make_readout, random_program
 
 pytestmark = pytest.mark.gpu_logic
 

@@ -1,6 +1,9 @@
-"""On a CUDA device (CuPy): the GPU variants (fused kernel, per-op kernels, block engine) against
-the NumPy engine, CuPy arrays in and out, device selection. Marked ``gpu``: skipped where no
-device answers (see conftest). On such a machine the rest of the suite runs on CuPy too, since
+"""On a CUDA device (CuPy), what is specific to it: CuPy arrays in and out, device selection,
+chunking on the device, the fused adjoint kernel that auto picks, and the GPU variants (fused
+kernel, per-op kernels, block engine) at workload sizes against the NumPy engine. The values and
+gradients of every variant against independent references are the conformance suite's
+(``test_conformance.py``, its ``cupy-*`` engines). Marked ``gpu``: skipped where no device
+answers (see conftest). On such a machine the rest of the suite runs on CuPy too, since
 ``device="auto"`` picks the GPU."""
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ import pytest
 from qiskit.quantum_info import SparsePauliOp
 
 from gpuqnn import EstimatorQNN, SamplerQNN
-from gpuqnn._internals import use_kernels
 from gpuqnn._sim.protocols import Capability
 from gpuqnn.examples import parity, zz_real_amplitudes
 
 from circuits import assert_same_passes, layered_network, observables
+from engines import engines_marked
 
 pytestmark = pytest.mark.gpu
 
@@ -27,10 +30,18 @@ def cupy():
     return cp
 
 
+def _matches_the_numpy_engine(engine, cls, kwargs, inputs, weights, atol: float) -> None:
+    """A network on the CuPy ``engine`` gives the NumPy engine's values and gradients."""
+    reference = cls(**{**kwargs, "dtype": "complex128"}, device="cpu")
+    assert_same_passes(engine(cls, **kwargs), reference, inputs, weights, atol)
+
+
+@pytest.mark.parametrize("engine", engines_marked("gpu"), indirect=True)
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
-@pytest.mark.parametrize("kernels", ["fused", "per_op", "none"])
 @pytest.mark.parametrize("method", ["parameter_shift", "adjoint"])
-def test_gpu_variants_match_the_cpu_engine(kernels: str, method: str, dtype: str) -> None:
+def test_gpu_variants_at_workload_size_estimator(engine, method: str, dtype: str) -> None:
+    """Each GPU variant on more qubits and samples than the conformance suite (which the
+    emulation could not afford) against the NumPy engine."""
     qc, x, w = layered_network(3, 6)
     rng = np.random.default_rng(3)
     kwargs = {
@@ -40,17 +51,15 @@ def test_gpu_variants_match_the_cpu_engine(kernels: str, method: str, dtype: str
         "weight_params": w,
         "input_gradients": True,
         "gradient_method": method,
+        "dtype": dtype,
     }
     inputs, weights = rng.uniform(-2, 2, (33, 2)), rng.uniform(-2, 2, 5)
-    reference = EstimatorQNN(**kwargs, device="cpu")
-    gpu = EstimatorQNN(**kwargs, device="gpu", dtype=dtype)
-    use_kernels(gpu, kernels)
-    assert gpu.device == "cuda:0"
-    assert_same_passes(gpu, reference, inputs, weights, TOL[dtype])
+    _matches_the_numpy_engine(engine, EstimatorQNN, kwargs, inputs, weights, TOL[dtype])
 
 
-@pytest.mark.parametrize("kernels", ["fused", "per_op", "none"])
-def test_gpu_sampler_matches_the_cpu_engine(kernels: str) -> None:
+@pytest.mark.parametrize("engine", engines_marked("gpu"), indirect=True)
+def test_gpu_variants_at_workload_size_sampler(engine) -> None:
+    """Each GPU variant on an 8-qubit sampler, 64 samples, against the NumPy engine."""
     qc, feature_map, ansatz = zz_real_amplitudes(8, reps=3)
     kwargs = {
         "circuit": qc,
@@ -63,10 +72,7 @@ def test_gpu_sampler_matches_the_cpu_engine(kernels: str) -> None:
     rng = np.random.default_rng(4)
     inputs = rng.uniform(0, 2 * np.pi, (64, 8))
     weights = rng.uniform(0, 2 * np.pi, ansatz.num_parameters)
-    reference = SamplerQNN(**kwargs, device="cpu")
-    gpu = SamplerQNN(**kwargs, device="gpu")
-    use_kernels(gpu, kernels)
-    assert_same_passes(gpu, reference, inputs, weights, 1e-10)
+    _matches_the_numpy_engine(engine, SamplerQNN, kwargs, inputs, weights, 1e-10)
 
 
 def test_cupy_arrays_in_give_cupy_arrays_out() -> None:

@@ -1,17 +1,15 @@
-"""The GPU path of the networks and the simulator, run on the CPU: an emulated GPU backend whose
-"device" arrays are NumPy arrays, with the CUDA kernels' host build standing in for the CuPy
-runners (the same launches, see gpuqnn/_cuda/host.py). This exercises everything gpuqnn does on
-a GPU except CuPy itself: runner selection, forward and parameter-shift passes through the fused
-and per-op kernels (shift tables, combining shifted rows, chunking), the block engine for the
-adjoint method, the device-array contract (device arrays in, device arrays out) and its shapes,
-against the NumPy engine and qiskit-machine-learning."""
+"""The GPU path of the networks and the simulator, run on the CPU, for what is specific to it:
+an emulated GPU backend whose "device" arrays are NumPy arrays, with the CUDA kernels' host build
+standing in for the CuPy runners (``engines.Emulation``; the same launches, see
+gpuqnn/_cuda/host.py). Checked here: the device-array contract (device arrays in, device arrays
+out, qiskit-machine-learning's shapes, checks before any work), chunking of the kernels' rows
+within max_memory, the fallback to the block engine, and two emulated devices (everything of a
+cuda:1 network stays on cuda:1). The values and gradients of every kernel variant against
+independent references are the conformance suite's (``test_conformance.py``)."""
 
 from __future__ import annotations
 
 import types
-from contextlib import contextmanager
-from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,98 +18,19 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit_machine_learning.neural_networks import EstimatorQNN as QmlEstimatorQNN
 
 from gpuqnn import EstimatorQNN, SamplerQNN
-from gpuqnn._cuda.host import HostFusedLauncher, HostKernels, HostPerOpLauncher
-from gpuqnn._cuda.runner import select_runner
-from gpuqnn._internals import use_backend
-from gpuqnn._sim.backend import Backend, host_available_memory
-from gpuqnn.examples import parity, zz_real_amplitudes
+from gpuqnn.examples import zz_real_amplitudes
 
-from circuits import assert_same_passes, layered_network, observables
+from circuits import assert_same_passes, layered_network
+from engines import (
+    CURRENT_DEVICE,
+    EmulatedGpu,
+    Emulation,
+    HostFusedLauncher,
+    HostKernels,
+    HostPerOpLauncher,
+)
 
 pytestmark = pytest.mark.gpu_logic
-
-TOL = {"complex128": 1e-10, "complex64": 2e-4}
-
-
-@dataclass(frozen=True)
-class EmulatedGpu(Backend):
-    """A backend that takes the GPU code paths with NumPy arrays as its device arrays."""
-
-    def asarray(self, array: Any, dtype: Any = None) -> Any:
-        return np.asarray(array, dtype=dtype)
-
-    def to_host(self, array: Any) -> np.ndarray:
-        return np.asarray(array)
-
-    def free_memory(self) -> int:
-        return host_available_memory()
-
-    def is_array(self, value: Any) -> bool:
-        return isinstance(value, np.ndarray)
-
-    @contextmanager
-    def activate(self):
-        """Make this emulated device current (recorded in CURRENT_DEVICE, like CuPy's)."""
-        CURRENT_DEVICE.append(self.name)
-        try:
-            yield
-        finally:
-            CURRENT_DEVICE.pop()
-
-
-CURRENT_DEVICE: list[str] = ["cuda:0"]
-"""The emulated current device (last entry), as ``cupy.cuda.Device`` keeps it."""
-
-
-class Emulation:
-    """Moves networks onto the emulated GPU backend through the runner seam
-    (:func:`gpuqnn._internals.use_backend`), with host-built kernels (of the classes given) in
-    the kernel mode set by calling it; ``runners`` collects the host runners built (None: the
-    block engine)."""
-
-    def __init__(
-        self,
-        kernels: HostKernels,
-        shared_limit: int = 227 * 1024,
-        fused: type = HostFusedLauncher,
-        per_op: type = HostPerOpLauncher,
-    ) -> None:
-        self.kernels = kernels
-        self.shared_limit = shared_limit
-        self.fused, self.per_op = fused, per_op
-        self.mode = "auto"
-        self.runners: list = []
-
-    def __call__(self, mode: str) -> list:
-        self.mode = mode
-        self.runners.clear()
-        return self.runners
-
-    def factory(self, circuit, readout, backend, _options):
-        runner = select_runner(
-            circuit,
-            readout,
-            backend,
-            self.mode,
-            make_fused=partial(self.fused, self.kernels, shared_limit=self.shared_limit),
-            make_per_op=partial(self.per_op, self.kernels),
-            shared_limit=lambda: self.shared_limit,
-        )
-        self.runners.append(None if runner is None else runner.launcher)
-        return runner
-
-    def move(self, network, backend: Backend | None = None) -> None:
-        """Rebuild ``network``'s simulator on ``backend`` (default: an emulated cuda:0)."""
-        if backend is None:
-            backend = EmulatedGpu(np, "cuda:0", np.dtype(network.dtype))
-        use_backend(network, backend, self.factory)
-
-    def build(self, cls, **kwargs):
-        """A network of ``cls`` on the emulated GPU (built on the CPU, then moved)."""
-        network = cls(**kwargs, device="cpu")
-        self.runners.clear()
-        self.move(network)
-        return network
 
 
 @pytest.fixture
@@ -119,59 +38,6 @@ def emulated_gpu(kernels: HostKernels) -> Emulation:
     """Set the kernel mode ('auto', 'fused', 'per_op', 'none') by calling it; build networks on
     the emulated GPU with its ``build``."""
     return Emulation(kernels)
-
-
-@pytest.mark.parametrize("dtype", ["complex128", "complex64"])
-@pytest.mark.parametrize("mode", ["fused", "per_op", "none"])
-@pytest.mark.parametrize("method", ["parameter_shift", "adjoint"])
-def test_estimator_on_the_gpu_path_matches_the_cpu_engine(
-    emulated_gpu, mode: str, method: str, dtype: str
-) -> None:
-    qc, x, w = layered_network(3, 4)
-    rng = np.random.default_rng(3)
-    kwargs = {
-        "circuit": qc,
-        "observables": observables(4, rng),
-        "input_params": x,
-        "weight_params": w,
-        "input_gradients": True,
-        "gradient_method": method,
-        "dtype": dtype,
-    }
-    inputs, weights = rng.uniform(-2, 2, (5, 2)), rng.uniform(-2, 2, 5)
-    reference = EstimatorQNN(**{**kwargs, "dtype": "complex128"}, device="cpu")
-    runners = emulated_gpu(mode)
-    gpu = emulated_gpu.build(EstimatorQNN, **kwargs)
-    expected_runner = {"fused": HostFusedLauncher, "per_op": HostPerOpLauncher, "none": type(None)}
-    assert isinstance(runners[0], expected_runner[mode])
-    assert gpu.device == "cuda:0"
-    tol = TOL[dtype]
-    # NumPy arrays are the emulated device's arrays: the device path
-    assert_same_passes(gpu, reference, inputs, weights, tol)
-    # lists are host data: the host path, NumPy out
-    out = gpu.forward(inputs.tolist(), weights.tolist())
-    np.testing.assert_allclose(out, reference.forward(inputs, weights), rtol=0, atol=tol)
-
-
-@pytest.mark.parametrize("mode", ["fused", "per_op"])
-def test_sampler_with_interpret_on_the_kernels(emulated_gpu, mode: str) -> None:
-    qc, feature_map, ansatz = zz_real_amplitudes(4, reps=2)
-    kwargs = {
-        "circuit": qc,
-        "input_params": feature_map.parameters,
-        "weight_params": ansatz.parameters,
-        "input_gradients": True,
-        "interpret": parity,
-        "output_shape": 2,
-        "gradient_method": "parameter_shift",
-    }
-    rng = np.random.default_rng(4)
-    inputs = rng.uniform(0, np.pi, (3, 4))
-    weights = rng.uniform(0, np.pi, ansatz.num_parameters)
-    reference = SamplerQNN(**kwargs, device="cpu")
-    emulated_gpu(mode)
-    gpu = emulated_gpu.build(SamplerQNN, **kwargs)
-    assert_same_passes(gpu, reference, inputs, weights, 1e-10)
 
 
 @pytest.mark.parametrize("shape", [(2,), (3, 2), (2, 3, 2)], ids=str)
