@@ -159,7 +159,7 @@ class AngleTable:
                     jac[:, position[item.slot], where[j]] = xp.real(deriv(*cols))
         return jac
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         raise TypeError("AngleTable is rebuilt from the circuit; it is not pickled")
 
 

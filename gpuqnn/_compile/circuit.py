@@ -12,6 +12,7 @@ qubit are fused into one matrix. Qubits that no gate touches are left out of the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from qiskit.circuit import (
@@ -109,11 +110,12 @@ def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter]) ->
         touched.update(qubits)
         emitter.origin = leaf.origin
         emitter.emit(op, qubits)
-    ops = _fuse_parity_phases(emitter.finish())
-    used = sorted({q for op in ops for q in op.qubits})
+    fused = _fuse_parity_phases(emitter.finish())
+    used = sorted({q for op in fused for q in op.qubits})
     qubit_map = np.full(circuit.num_qubits, -1, dtype=np.int64)
     qubit_map[used] = np.arange(len(used))
-    ops = tuple(op.remap(qubit_map) for op in ops)
+    mapping = [int(q) for q in qubit_map]
+    ops = tuple(op.remap(mapping) for op in fused)
     table = AngleTable(emitter.slot_exprs, parameters)
     slot_ops = np.zeros(len(emitter.slot_exprs), dtype=np.int64)
     for i, op in enumerate(ops):
@@ -148,7 +150,7 @@ class _Emitter:
             self._flush(q)
         self.ops.append(op)
 
-    def emit(self, gate, qubits: list[int]) -> None:
+    def emit(self, gate: Any, qubits: list[int]) -> None:
         name = gate.name
         if name in _SKIPPED:
             return
@@ -206,7 +208,7 @@ class _Emitter:
             )
         self._emit_definition(gate, qubits)
 
-    def _emit_definition(self, gate, qubits: list[int]) -> None:
+    def _emit_definition(self, gate: Any, qubits: list[int]) -> None:
         definition = gate.definition
         for inst in definition.data:
             sub_qubits = [qubits[definition.find_bit(q).index] for q in inst.qubits]
@@ -236,7 +238,7 @@ class _Emitter:
             )
         self._emit_constant(op, Operator(op).data, qubits)
 
-    def _emit_constant(self, gate, matrix: np.ndarray, qubits: list[int]) -> None:
+    def _emit_constant(self, gate: Any, matrix: np.ndarray, qubits: list[int]) -> None:
         if isinstance(gate, ControlledGate) and gate.num_ctrl_qubits:
             n_ctrl = gate.num_ctrl_qubits
             base = _controlled_block(matrix, n_ctrl, gate.ctrl_state)
@@ -262,16 +264,21 @@ class _Emitter:
         if op is not None:
             self._append(op)
 
-    def _new_slot(self, angle) -> int:
+    def _new_slot(self, angle: Any) -> int:
         self.slot_exprs.append(angle)
         return len(self.slot_exprs) - 1
 
     def _emit_rotation(
-        self, name: str, angle, targets: tuple[int, ...], controls: tuple[int, ...], ctrl_state: int
+        self,
+        name: str,
+        angle: Any,
+        targets: tuple[int, ...],
+        controls: tuple[int, ...],
+        ctrl_state: int,
     ) -> None:
         gate_cls = _ROTATIONS[name]
         if not _is_symbolic([angle]):
-            matrix = gate_cls(float(_number(angle))).to_matrix()
+            matrix = gate_cls(_real_number(angle)).to_matrix()
             op = _constant_op(matrix, targets, controls, ctrl_state)
             if op is not None:
                 self._append(op)
@@ -283,9 +290,11 @@ class _Emitter:
             Op(OpKind.ROT, targets, controls, ctrl_state, coeffs, source, self._new_slot(angle))
         )
 
-    def _emit_phase(self, angle, target: int, controls: tuple[int, ...], ctrl_state: int) -> None:
+    def _emit_phase(
+        self, angle: Any, target: int, controls: tuple[int, ...], ctrl_state: int
+    ) -> None:
         if not _is_symbolic([angle]):
-            matrix = np.diag([1.0, np.exp(1j * float(_number(angle)))])
+            matrix = np.diag([1.0, np.exp(1j * _real_number(angle))])
             op = _constant_op(matrix, (target,), controls, ctrl_state)
             if op is not None:
                 self._append(op)
@@ -307,7 +316,7 @@ def _is_cx(op: Op) -> bool:
         and len(op.targets) == 1
         and len(op.controls) == 1
         and op.ctrl_state == 1
-        and op.source[0] == 1
+        and op.index_source[0] == 1
         and np.allclose(op.phases, 1.0)
     )
 
@@ -370,7 +379,7 @@ def _controlled_block(matrix: np.ndarray, n_ctrl: int, ctrl_state: int) -> np.nd
     dim = matrix.shape[0]
     n_target = dim.bit_length() - 1 - n_ctrl
     inside = ctrl_state + (np.arange(2**n_target) << n_ctrl)
-    block = matrix[np.ix_(inside, inside)]
+    block: np.ndarray = matrix[np.ix_(inside, inside)]
     rest = np.setdiff1d(np.arange(dim), inside)
     expected = np.eye(dim, dtype=complex)
     expected[np.ix_(inside, inside)] = block
@@ -388,17 +397,25 @@ def _is_permutation(matrix: np.ndarray) -> bool:
     return bool(np.all(nonzero.sum(axis=0) == 1) and np.all(nonzero.sum(axis=1) == 1))
 
 
-def _is_symbolic(params: Sequence) -> bool:
+def _is_symbolic(params: Sequence[Any]) -> bool:
     return any(isinstance(p, ParameterExpression) and p.parameters for p in params)
 
 
-def _number(value) -> complex:
+def _number(value: Any) -> complex:
     if isinstance(value, ParameterExpression):
         return complex(value)
-    return value
+    return complex(value)
 
 
-def _definition_matches(gate, matrix: np.ndarray) -> bool:
+def _real_number(value: Any) -> float:
+    """A bound gate parameter as a float (a complex one with no imaginary part)."""
+    number = _number(value)
+    if number.imag != 0:
+        raise ValueError(f"gate parameter {value!r} is complex")
+    return number.real
+
+
+def _definition_matches(gate: Any, matrix: np.ndarray) -> bool:
     """Whether ``gate``'s definition implements ``matrix`` up to a global phase."""
     definition = gate.definition
     if not isinstance(definition, QuantumCircuit) or definition.parameters:
@@ -414,7 +431,7 @@ def _definition_matches(gate, matrix: np.ndarray) -> bool:
     return bool(np.allclose(implemented * phase, matrix, atol=1e-9, rtol=0))
 
 
-def _try_matrix(gate) -> np.ndarray | None:
+def _try_matrix(gate: Any) -> np.ndarray | None:
     try:
         matrix = gate.to_matrix()
     except Exception:  # gates without a matrix form, e.g. opaque or parameterised ones

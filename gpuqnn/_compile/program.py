@@ -73,9 +73,16 @@ class Op:
     slot: int = -1
 
     def _field(self, kind: OpKind, name: str) -> np.ndarray:
-        if self.kind is not kind:
+        if self.kind is not kind or self.data is None:
             raise AttributeError(f"a {self.kind.name} op has no {name} (only {kind.name} ops)")
         return self.data
+
+    @property
+    def index_source(self) -> np.ndarray:
+        """``PERM``/``ROT``: the (2**k,) int index each output amplitude comes from."""
+        if self.source is None:
+            raise AttributeError(f"a {self.kind.name} op has no source (only PERM and ROT ops)")
+        return self.source
 
     @property
     def matrix(self) -> np.ndarray:
@@ -108,7 +115,9 @@ class Op:
         other diagonal op; see :mod:`gpuqnn._sim.fusion`)."""
         if self.kind in (OpKind.DIAG, OpKind.PHASE):
             return True
-        return self.kind is OpKind.ROT and bool(np.all(self.source == np.arange(len(self.source))))
+        if self.kind is not OpKind.ROT:
+            return False
+        return bool(np.all(self.index_source == np.arange(len(self.index_source))))
 
     @property
     def qubits(self) -> tuple[int, ...]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._compile import Op, OpKind
+from .._sim.readout import PauliReadout
 from .layout import (
     REGISTER_BUDGET,
     REGISTERS_PER_SM,
@@ -42,7 +43,7 @@ from .layout import (
 )
 from .passes import Pass, PhaseRun
 from .source import check_kernel_dtype, kernel_source
-from .tables import READOUT_PAULI, KernelTables
+from .tables import KernelTables
 
 _CHUNK = 4  # amplitudes per thread held at once by a phase run's backward pass
 
@@ -354,7 +355,7 @@ class _Generator:
             for i in range(dim):
                 add(matrix[j, i], f"a{i}")
         elif kind is OpKind.PERM:
-            source = [int(s) for s in op.source]
+            source = [int(s) for s in op.index_source]
             phases = np.asarray(op.data, dtype=complex)
             if inverse:  # out[source[m]] = conj(phase[m]) a[m]
                 m = source.index(j)
@@ -363,7 +364,7 @@ class _Generator:
                 add(phases[j], f"a{source[j]}")
         else:  # ROT: c a_j + s coeff_j a_source(j)
             coeff = complex(np.asarray(op.data)[j])
-            src = int(op.source[j])
+            src = int(op.index_source[j])
             terms.append((f"rc * a{j}.re", f"rc * a{j}.im"))
             scaled = _cmul_lit(coeff, f"a{src}", self.real)
             if scaled is not None:
@@ -387,7 +388,7 @@ class _Generator:
         else:  # ROT: Re <lam| C psi>, (C psi)_j = coeff_j psi_source(j)
             for j in range(dim):
                 coeff = complex(np.asarray(op.data)[j])
-                src = int(op.source[j])
+                src = int(op.index_source[j])
                 expr = _cmul_lit(coeff, "p", self.real)
                 if expr is None:
                     continue
@@ -485,7 +486,7 @@ class _Generator:
         c.open("GQ_EACH_THREAD(t)")
         c(f"for (int i = t; i < {cells}; i += {self.threads}) cells[i] = 0.0;")
         c.open(f"for (int b = t; b < {self.dim}; b += {self.threads})")
-        if kp.readout_kind == READOUT_PAULI:
+        if isinstance(kp.readout, PauliReadout):
             terms = kp.readout.terms
             c("double are = 0.0, aim = 0.0;")
             for x, z, coeff, out in zip(

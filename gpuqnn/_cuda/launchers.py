@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .._sim.readout import ProbabilityReadout
 from .codegen import GeneratedKernel, generate_adjoint, generate_forward
 from .source import REAL_TYPES, SIGNATURES, check_kernel_dtype
 from .tables import (
@@ -401,7 +402,7 @@ _KEPT_SHIFT_TABLES = 8  # the shift plans a fused launcher keeps on the device (
 def _probability_index(kp: KernelTables) -> np.ndarray:
     """(D,) int32 output of each basis state (-1: dropped) for probability readouts; else a
     placeholder."""
-    if kp.readout_kind == READOUT_PAULI:
+    if not isinstance(kp.readout, ProbabilityReadout):
         return np.zeros(1, dtype=np.int32)
     return np.ascontiguousarray(np.asarray(kp.readout.index), dtype=np.int32)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 REGISTER_BUDGET = 64
 """Registers per thread the kernels are built for (``__launch_bounds__``' minimum blocks)."""
@@ -23,9 +24,17 @@ ALIGN = 16
 class TableSizes(Protocol):
     """The sizes of an encoded program (:class:`.tables.KernelTables`) that its layout needs."""
 
-    num_qubits: int
-    num_slots: int
-    num_outputs: int
+    @property
+    def num_qubits(self) -> int:
+        """n simulated qubits."""
+
+    @property
+    def num_slots(self) -> int:
+        """K angle slots."""
+
+    @property
+    def num_outputs(self) -> int:
+        """O outputs."""
 
     @property
     def dim(self) -> int:
@@ -88,7 +97,7 @@ def default_threads(num_qubits: int) -> int:
     return int(min(512, max(32, (1 << num_qubits) // 4)))
 
 
-def forward_shared_bytes(kp: TableSizes, dtype: object, threads: int | None = None) -> int:
+def forward_shared_bytes(kp: TableSizes, dtype: DTypeLike, threads: int | None = None) -> int:
     """Dynamic shared memory of :func:`.codegen.generate_forward`'s kernel, in bytes: the
     state, the row's angle tables and the readout's scratch."""
     threads = default_threads(kp.num_qubits) if threads is None else int(threads)
@@ -97,7 +106,7 @@ def forward_shared_bytes(kp: TableSizes, dtype: object, threads: int | None = No
 
 def adjoint_shared_bytes(
     kp: TableSizes,
-    dtype: object,
+    dtype: DTypeLike,
     slots: int,
     vjp: bool,
     keep_final: bool,

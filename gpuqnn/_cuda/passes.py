@@ -154,7 +154,7 @@ def local_matrix(op: Op, qubits: list[int]) -> np.ndarray:
             elif op.kind is OpKind.DIAG:
                 value = data[j] if i == j else 0.0
             else:  # PERM: out[i] = phases[i] * in[source[i]]
-                value = data[i] if int(op.source[i]) == j else 0.0
+                value = data[i] if int(op.index_source[i]) == j else 0.0
             if value != 0:
                 y = rest
                 for t, q in enumerate(op.targets):

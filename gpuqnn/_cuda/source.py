@@ -38,7 +38,7 @@ def check_kernel_dtype(dtype: object) -> np.dtype:
         ValueError: ``dtype`` is not complex64 or complex128.
     """
     try:
-        resolved = np.dtype(dtype)
+        resolved = np.dtype(dtype)  # type: ignore[call-overload]  # any object is checked here
     except TypeError:
         resolved = None
     if resolved is None or resolved.name not in DTYPES:

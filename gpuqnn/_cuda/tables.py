@@ -245,7 +245,7 @@ def _encode_op(op: Op, builder: _TableBuilder, data_at: int) -> tuple[list[int],
     pos_at = builder.add(positions)
     tgt_at = builder.add(op.targets)
     off_at = builder.add(offsets)
-    src_at = builder.add(op.source) if op.kind in (OpKind.PERM, OpKind.ROT) else -1
+    src_at = builder.add(op.index_source) if op.kind in (OpKind.PERM, OpKind.ROT) else -1
     data = np.asarray(op.data, dtype=complex)
     entries = data.reshape(-1) if op.kind is OpKind.DENSE else data.reshape(1 << k)
     record = [

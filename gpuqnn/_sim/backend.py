@@ -132,7 +132,8 @@ class Backend:
     def to_host(self, array: Any) -> np.ndarray:
         """Copy a backend array to a host NumPy array."""
         if self.is_gpu:
-            return self.xp.asnumpy(array)
+            host: np.ndarray = self.xp.asnumpy(array)
+            return host
         return np.asarray(array)
 
     def gather(self, array: Any, index: Any, out: Any) -> Any:
@@ -189,7 +190,8 @@ def _device_index(name: str) -> int:
 def _import_cupy() -> ModuleType:
     import cupy  # noqa: PLC0415 - lazy on purpose: import gpuqnn never imports CuPy
 
-    return cupy
+    module: ModuleType = cupy
+    return module
 
 
 def cuda_major(cupy: ModuleType) -> int | None:

@@ -80,7 +80,9 @@ class Shifts:
     fixed: Any
 
 
-def _in_given_order(entries: Sequence[tuple[int, float]]) -> tuple[tuple, tuple[int, ...]]:
+def _in_given_order(
+    entries: Sequence[tuple[int, float]],
+) -> tuple[tuple[tuple[int, float], ...], tuple[int, ...]]:
     return tuple(entries), tuple(range(len(entries)))
 
 
@@ -113,7 +115,7 @@ class PhaseBlock:
         for op in ops:
             local, match = _local_index(op, basis)
             if op.kind is OpKind.PERM:
-                new_local = op.source[local]
+                new_local = op.index_source[local]
                 moved = basis.copy()
                 for t, q in enumerate(op.targets):
                     moved &= ~(1 << q)
@@ -327,7 +329,7 @@ class LayerBlock:
                 op = factor.op
                 if op.kind is OpKind.ROT:
                     generator = np.zeros((2, 2), dtype=complex)
-                    generator[np.arange(2), op.source] = op.coefficients
+                    generator[np.arange(2), op.index_source] = op.coefficients
                     rot_slots.append(factor.slot_position)
                     rot_gens.append(generator)
                 else:
@@ -342,10 +344,10 @@ class LayerBlock:
         self._phase_slots = np.asarray(phase_slots, dtype=np.int64)
         self._phase_masks = backend.asarray(np.array(phase_masks).reshape(-1, 2))
         self._constants = {
-            (q, i): backend.asarray(f.matrix.real if real else f.matrix, dtype=self.dtype)[None]
+            (q, i): backend.asarray(m.real if real else m, dtype=self.dtype)[None]
             for q, factors in self.factors.items()
             for i, f in enumerate(factors)
-            if f.slot_position < 0
+            if f.slot_position < 0 and (m := f.matrix) is not None
         }
         self._slot_group = [  # slot position -> index of the Kronecker group of its qubit
             next(i for i, g in enumerate(self.groups) if g.low <= q < g.low + g.size)
@@ -382,7 +384,7 @@ class LayerBlock:
 
         def cross(group: _Group) -> int:  # a middle group's product keeps the axis above it
             middle = not self._bottom(group) and group.low + group.size < n
-            return 4**group.size * (2 ** (n - group.low - group.size) if middle else 1)
+            return int(4**group.size * (2 ** (n - group.low - group.size) if middle else 1))
 
         return 3 * complex_bytes * max(cross(group) for group in self.groups)
 
@@ -562,7 +564,7 @@ class LayerBlock:
         op = self.factors[q][index].op
         shift = np.zeros((2, 2), dtype=complex)
         if op.kind is OpKind.ROT:
-            shift[np.arange(2), op.source] = np.sin(value / 2) * op.coefficients
+            shift[np.arange(2), op.index_source] = np.sin(value / 2) * op.coefficients
             shift += np.cos(value / 2) * np.eye(2)
         else:
             shift[np.arange(2), np.arange(2)] = np.where(
@@ -671,7 +673,7 @@ class LayerBlock:
         op = factor.op
         h = np.zeros((2, 2), dtype=complex)
         if op.kind is OpKind.ROT:
-            h[np.arange(2), op.source] = 0.5 * op.coefficients
+            h[np.arange(2), op.index_source] = 0.5 * op.coefficients
         else:
             h[np.arange(2), np.arange(2)] = 1j * op.mask.real
         return self.xp.asarray(h, dtype=self.backend.dtype)[None]
@@ -685,7 +687,7 @@ def _constant_matrix(op: Op) -> np.ndarray:
         return np.diag(op.diagonal).astype(complex)
     if op.kind is OpKind.PERM:
         matrix = np.zeros((2, 2), dtype=complex)
-        matrix[np.arange(2), op.source] = op.phases
+        matrix[np.arange(2), op.index_source] = op.phases
         return matrix
     raise ValueError(f"op kind {op.kind.name} is not constant")
 
@@ -779,6 +781,7 @@ class GateBlock:
         if self.parametric:
             apply_op(self.xp, self.op, self.view, target, -prep)
         else:
+            assert self.inverse is not None, "a constant gate keeps its inverse"
             apply_op(self.xp, self.inverse, self.view, target, None)
         return target
 

@@ -67,7 +67,7 @@ class ChunkExecutor:
         self.backend = backend
         self.num_qubits = num_qubits
         self.max_memory = max_memory
-        self.state_bytes = 2**num_qubits * backend.dtype.itemsize
+        self.state_bytes = int(2**num_qubits * backend.dtype.itemsize)
         if backend.is_gpu:
             self.workers = 1
         else:

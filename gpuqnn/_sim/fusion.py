@@ -20,7 +20,7 @@ where a non-diagonal single-qubit op of the layer follows them on their qubit, s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._compile import Op, OpKind
@@ -117,7 +117,7 @@ def _absorb(
     frontier: set[int],
     waiting: list[int],
     succs: list[set[int]],
-    accepts,
+    accepts: Callable[[Op], bool],
     max_slots: int | None,
 ) -> list[int]:
     """The ops one block of a kind could take now, in a valid order (a dry run)."""

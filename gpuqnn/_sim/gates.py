@@ -78,7 +78,7 @@ def inverse_op(op: Op) -> Op:
     if op.kind is OpKind.DIAG:
         return Op(OpKind.DIAG, op.targets, op.controls, op.ctrl_state, op.diagonal.conj())
     if op.kind is OpKind.PERM:
-        inverse = np.argsort(op.source)
+        inverse = np.argsort(op.index_source)
         return Op(
             OpKind.PERM, op.targets, op.controls, op.ctrl_state, op.phases[inverse].conj(), inverse
         )
@@ -112,7 +112,7 @@ def generator_overlap(xp: Any, op: Op, view: OpView, lam: Any, phi: Any) -> Any:
     phi_blocks = sub_blocks(_expand_like(phi, lam), view)
     total = None
     if op.kind is OpKind.ROT:
-        for j, k in enumerate(op.source):
+        for j, k in enumerate(op.index_source):
             # G[j, source(j)] = i * coeff_j, so dU U^dagger = -i/2 G contributes coeff_j / 2
             term = _sum_sub_block(xp, xp.conj(lam_blocks[j]) * phi_blocks[int(k)], view)
             term = term * (0.5 * op.coefficients[j])
@@ -151,7 +151,7 @@ def _rot(xp: Any, op: Op, blocks: list[Any], theta: Any) -> None:
     half = theta * 0.5
     c = _per_row(xp.cos(half), ndim)
     s = xp.sin(half)
-    coeffs, source = op.coefficients, op.source
+    coeffs, source = op.coefficients, op.index_source
     done = set()
     for j, k in enumerate(source):
         if j in done:
@@ -195,7 +195,7 @@ def _const_diag(op: Op, blocks: list[Any]) -> None:
 
 def _const_perm(op: Op, blocks: list[Any]) -> None:
     """new_j = phase_j * a_source(j), one temporary per cycle."""
-    source, phases = op.source, op.phases
+    source, phases = op.index_source, op.phases
     seen = set()
     for start in range(len(source)):
         if start in seen:

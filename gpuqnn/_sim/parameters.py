@@ -35,7 +35,7 @@ class SampleRows:
 
     @property
     def size(self) -> int:
-        return self.shape[0] * self.shape[1]
+        return int(self.shape[0] * self.shape[1])
 
     def __getitem__(self, rows: slice) -> Any:
         chunk = self.inputs[rows]

@@ -241,8 +241,8 @@ class ProbabilityReadout:
             self._gather = True
         elif dim * self.num_outputs <= _ONE_HOT_LIMIT:
             one_hot = np.zeros((dim, self.num_outputs))
-            kept = index >= 0
-            one_hot[basis[kept], index[kept]] = 1.0
+            valid = index >= 0
+            one_hot[basis[valid], index[valid]] = 1.0
             self._one_hot = backend.asarray(one_hot, dtype=backend.real_dtype)
         else:
             kept = np.flatnonzero(index >= 0)
@@ -266,6 +266,7 @@ class ProbabilityReadout:
         if self._one_hot is not None:
             return probs @ self._one_hot
         xp = self.backend.xp
+        assert self._order is not None, "set with the index table at construction"
         order, starts, present = self._order
         out = xp.zeros((psi.shape[0], self.num_outputs), dtype=probs.dtype)
         out[:, present] = xp.add.reduceat(probs[:, order], self.backend.asarray(starts), axis=1)
@@ -305,7 +306,9 @@ class ProbabilityReadout:
         return psi * weights
 
 
-def _flat_index(interpret: Callable | None, key: int, output_shape: tuple[int, ...]) -> int:
+def _flat_index(
+    interpret: Callable[[int], Any] | None, key: int, output_shape: tuple[int, ...]
+) -> int:
     if interpret is None:
         value: Any = key
     else:

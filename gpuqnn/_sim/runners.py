@@ -47,7 +47,7 @@ gathered copy, its conjugate product and the real/imaginary parts); checked with
 
 def state_row_bytes(num_qubits: int, dtype: np.dtype[Any]) -> int:
     """Peak bytes one statevector row needs in a forward pass, temporaries included."""
-    return 2**num_qubits * np.dtype(dtype).itemsize * FORWARD_STATES
+    return int(2**num_qubits * np.dtype(dtype).itemsize * FORWARD_STATES)
 
 
 def engine_cost(circuit: BlockCircuit, rows_per_block: np.ndarray) -> float:
@@ -125,7 +125,7 @@ class BlockRunner:
         states = ADJOINT_STATES + ADJOINT_PER_OUTPUT * outputs
         if checkpoints:
             states += len(self.circuit.blocks) - self._first(slots)
-        return states * self._state_bytes + self._prep_bytes + self._gradient_bytes * outputs
+        return int(states * self._state_bytes + self._prep_bytes + self._gradient_bytes * outputs)
 
     def adjoint(
         self,

@@ -210,7 +210,7 @@ def malloc_held() -> Iterator[None]:
     with shared.lock:
         if shared.malloc is False:
             shared.malloc = _Malloc.from_environment()
-        malloc = shared.malloc
+        malloc = shared.malloc if isinstance(shared.malloc, _Malloc) else None
         if malloc is None:
             held = False
         else:
@@ -222,7 +222,7 @@ def malloc_held() -> Iterator[None]:
     try:
         yield
     finally:
-        if held:
+        if held and malloc is not None:
             with shared.lock:
                 shared.malloc_users -= 1
                 if shared.malloc_users == 0:
