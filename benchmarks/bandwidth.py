@@ -1,23 +1,7 @@
-"""The memory-bandwidth bound of a parameter-shift pass on the CPU engine.
-
-A statevector engine is bound by memory traffic: at the very least, every fused block reads and
-writes every row it is applied to once. The rows are counted as the engine runs them, by
-recording each ``BlockCircuit.evolve`` call (:mod:`gpuqnn._sim.block_circuit`) of one
-(untimed) backward pass: block j
-of a call with ``P`` samples is applied to the ``P`` base rows plus ``P`` rows for every
-(slot, shift term) that branched after an earlier block (a shifted row starts as a copy of its
-sample's base row just after its slot's block). So the bound counts, per call,
-
-    bytes = sum over blocks j of  active_rows(j) x D x itemsize x 2   (one read, one write)
-
-and leaves out what the engine moves beyond it (the copies that start shifted rows, a layer
-block's second pass over the state when it has more than one Kronecker group, the readout).
-
-The bandwidth is that of ``np.copyto`` between buffers of the size of the engine's state tensor
-(the largest ``(rows, D)`` block an ``evolve`` call worked on: the engine works in chunks of
-about ``Backend.work_chunk_bytes``), copied by as many threads at once as the engine ran chunks
-on. ``bound = bytes / bandwidth`` and the table reports ``measured / bound``.
-"""
+"""The memory-bandwidth bound of a parameter-shift pass on the CPU engine (README, "Memory-bandwidth
+bound of parameter shift"): every block reads and writes every row it is applied to at least
+once, counted from the recorded ``BlockCircuit.evolve`` calls of one backward pass, over the
+``np.copyto`` bandwidth at the engine's state size with as many threads as it ran chunks on."""
 
 from __future__ import annotations
 

@@ -1,13 +1,8 @@
 """The acceptance run's harness: stages in order under one deadline, each recorded (status,
-seconds, details, error) in a JSON report rewritten as every stage starts and ends, so that a
-run cut short still leaves a readable report.
-
-A stage is a function of a :class:`StageContext` returning a dict of details. It ends ``ok``;
-``failed`` when it raised (type, message and the traceback's tail are recorded, later stages
-still run) or called :meth:`StageContext.fail`; ``skipped`` when its ``precheck`` gave a reason,
-it would start past the deadline, its estimate does not fit the time left, or it raised
-:class:`Skip`. Nothing here prints: the caller passes ``echo``.
-"""
+seconds, details, error) in a JSON report rewritten as every stage starts and ends. A stage ends
+``ok``; ``failed`` when it raised or called :meth:`StageContext.fail` (later stages still run);
+``skipped`` when its precheck gave a reason, it would start past the deadline, its estimate does
+not fit the time left, or it raised :class:`Skip`."""
 
 from __future__ import annotations
 

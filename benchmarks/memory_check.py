@@ -1,14 +1,7 @@
-"""Peak memory of a big batch under ``max_memory``: the 8-qubit estimator's forward and backward
-(with input gradients) on 100,000 samples.
-
-Runs in a fresh Python process (``python -m benchmarks.memory_check``) so that the process's peak
-resident set size belongs to this measurement alone: ``VmHWM`` of ``/proc/self/status``, which
-starts afresh at ``exec`` (``resource.getrusage``'s ``ru_maxrss`` does not on Linux: a child keeps
-the peak its parent had when it forked; it is the fallback elsewhere). Each pass is run
-twice: once for its wall time, once under ``tracemalloc`` (NumPy reports its allocations to it)
-for the bytes it allocated at its peak beyond what it held before and the arrays it returns —
-what ``max_memory`` bounds.
-"""
+"""Peak memory of 100,000 samples under ``max_memory`` (``bench_qnn --memory``; README,
+"Memory"), in a fresh process (``python -m benchmarks.memory_check``) so that its peak RSS
+(``VmHWM``, which starts afresh at ``exec``) is this measurement's; each pass runs once for its
+time and once under ``tracemalloc``."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""Scaling sweeps and their log-log plots: the ZZ-feature-map estimator's backward pass with
-input gradients, time against batch size (8 qubits) and against qubit count (batch 64), for the
-gpuqnn variants, the peers and the parameter-shift memory-bandwidth bound.
-
-Full-batch implementations are timed at every point (best of ``repeat`` after a warm-up). Scaled
-peers are measured on a few samples and scaled linearly, and their legend says so: in the batch
-sweep they are measured once and drawn as a line proportional to the batch. A full-batch peer
-whose batch does not fit its memory cap (PennyLane backprop at many qubits) is measured on fewer
-samples and scaled, drawn with open markers.
-"""
+"""Scaling sweeps and their log-log plots (``bench_qnn --plots``; README, "Plots"): the ZZ
+estimator's backward with input gradients against batch size and qubit count, for the variants,
+the peers and the parameter-shift bound."""
 
 from __future__ import annotations
 
@@ -96,7 +89,7 @@ def contenders(
         def build(spec: QNNSpec, peer: Peer = peer) -> Implementation:
             return peer.factory(spec, options)
 
-        result.append(Contender(peer.label, build, samples, peer.scaled))
+        result.append(Contender(f"{peer.name} {peer.note}".strip(), build, samples, peer.scaled))
     return result
 
 
