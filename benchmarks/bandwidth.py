@@ -19,12 +19,8 @@ from benchmarks.internals import simulator_of
 
 @dataclass(frozen=True)
 class EvolveCall:
-    """One recorded ``BlockCircuit.evolve`` call.
-
-    Attributes:
-        samples: P, the samples (base rows) of the call.
-        branches: block index -> shifted row blocks appended after it.
-    """
+    """One recorded ``evolve`` call: its samples (base rows) and, per block index, the shifted
+    row blocks that branch after it."""
 
     samples: int
     branches: dict[int, int]
@@ -32,11 +28,8 @@ class EvolveCall:
 
 @contextlib.contextmanager
 def recorded_evolve(network: Any) -> Iterator[list[EvolveCall]]:
-    """Record every ``evolve`` call of a gpuqnn network's engine inside the block.
-
-    Yields:
-        The list the calls are appended to.
-    """
+    """Record every ``evolve`` call of a gpuqnn network's engine inside the block (yields the
+    list they are appended to)."""
     engine = simulator_of(network).circuit
     calls: list[EvolveCall] = []
     original = engine.evolve
@@ -57,14 +50,8 @@ def recorded_evolve(network: Any) -> Iterator[list[EvolveCall]]:
 
 @dataclass(frozen=True)
 class Traffic:
-    """The engine's minimum memory traffic over recorded calls.
-
-    Attributes:
-        bytes: Bytes read and written: every block's active rows once each way.
-        row_blocks: Rows times blocks applied (sum over calls and blocks of the active rows).
-        state_bytes: Bytes of the largest state tensor one call worked on.
-        calls: Number of ``evolve`` calls (chunks).
-    """
+    """The engine's minimum traffic over recorded calls: bytes read and written, rows times
+    blocks applied, the largest state tensor's bytes and the number of calls (chunks)."""
 
     bytes: int
     row_blocks: int
@@ -126,13 +113,8 @@ def copy_bandwidth(
 
 @dataclass(frozen=True)
 class Bound:
-    """A memory-bandwidth bound.
-
-    Attributes:
-        traffic: The counted traffic.
-        threads: Threads the bandwidth was measured with.
-        bandwidth: Measured copy bandwidth, bytes per second.
-    """
+    """A memory-bandwidth bound: the traffic over the copy bandwidth (bytes per second)
+    measured with ``threads`` threads."""
 
     traffic: Traffic
     threads: int

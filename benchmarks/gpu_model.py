@@ -23,24 +23,15 @@ from benchmarks.internals import (
 )
 from benchmarks.workloads import zz_kernel_tables
 
-SMS = 132
-"""Multiprocessors of an H100 SXM / H200 (GH100)."""
-CLOCK_HZ = 1.98e9
-"""Boost clock of an H100 SXM / H200."""
-SHARED_BYTES_PER_CYCLE = 128
-"""Shared-memory bandwidth per SM per cycle (32 banks of 4 bytes)."""
-SHARED_EFFICIENCY = 0.5
-"""Assumed share of that bandwidth a kernel of 16-byte amplitude loads and stores reaches
-(bank conflicts on the low qubits, address arithmetic): an assumption, not a measurement."""
-FP64_PER_CYCLE = 64
-"""FP64 FMAs per SM per cycle (no tensor cores); complex64 kernels run FP32 at twice that."""
-BARRIER_CYCLES = 60
-"""Cycles a __syncthreads() and the pass's loop prologue cost a block (assumed)."""
+SMS = 132  # multiprocessors of an H100 SXM / H200 (GH100)
+CLOCK_HZ = 1.98e9  # boost clock
+SHARED_BYTES_PER_CYCLE = 128  # per SM (32 banks of 4 bytes)
+SHARED_EFFICIENCY = 0.5  # ASSUMED share of it reached (bank conflicts, address arithmetic)
+FP64_PER_CYCLE = 64  # FP64 FMAs per SM per cycle; complex64 kernels run FP32 at twice that
+BARRIER_CYCLES = 60  # ASSUMED cost of a __syncthreads() and a pass's loop prologue
 SHARED_PER_SM = 228 * 1024
 MAX_BLOCKS_PER_SM = 32
-HOST_OVERHEAD_MS = 0.3
-"""Assumed host-side time per call: the angle table and the chain rule (a few CuPy kernels),
-argument checks and one launch."""
+HOST_OVERHEAD_MS = 0.3  # ASSUMED host time per call: angles, chain rule, checks, one launch
 SINCOS_OPS = 30
 
 

@@ -21,31 +21,11 @@ from benchmarks.peers.jax_common import JaxImplementation, jax_x64, versions
 from benchmarks.workloads import QNNSpec
 
 _GATES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "h": ("h", ()),
-    "x": ("x", ()),
-    "y": ("y", ()),
-    "z": ("z", ()),
-    "s": ("s", ()),
-    "sdg": ("sd", ()),
-    "t": ("t", ()),
-    "tdg": ("td", ()),
-    "cx": ("cnot", ()),
-    "cy": ("cy", ()),
-    "cz": ("cz", ()),
-    "swap": ("swap", ()),
-    "ccx": ("toffoli", ()),
-    "p": ("phase", ("theta",)),
-    "rx": ("rx", ("theta",)),
-    "ry": ("ry", ("theta",)),
-    "rz": ("rz", ("theta",)),
+    **{name: (name, ()) for name in ("h", "x", "y", "z", "s", "t", "cy", "cz", "swap")},
+    **{name: (name, ("theta",)) for name in ("rx", "ry", "rz", "rxx", "ryy", "rzz", "crx", "cry")},
+    **{"crz": ("crz", ("theta",)), "p": ("phase", ("theta",)), "cp": ("cphase", ("theta",))},
+    **{"sdg": ("sd", ()), "tdg": ("td", ()), "cx": ("cnot", ()), "ccx": ("toffoli", ())},
     "u": ("u", ("theta", "phi", "lbd")),
-    "rxx": ("rxx", ("theta",)),
-    "ryy": ("ryy", ("theta",)),
-    "rzz": ("rzz", ("theta",)),
-    "crx": ("crx", ("theta",)),
-    "cry": ("cry", ("theta",)),
-    "crz": ("crz", ("theta",)),
-    "cp": ("cphase", ("theta",)),
 }
 """qiskit gate name -> (``tc.Circuit`` method of the same matrix, its angle keywords)."""
 
