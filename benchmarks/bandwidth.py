@@ -1,23 +1,7 @@
-"""The memory-bandwidth bound of a parameter-shift pass on the CPU engine.
-
-A statevector engine is bound by memory traffic: at the very least, every fused block reads and
-writes every row it is applied to once. The rows are counted as the engine runs them, by
-recording each ``BlockCircuit.evolve`` call (:mod:`gpuqnn._sim.block_circuit`) of one
-(untimed) backward pass: block j
-of a call with ``P`` samples is applied to the ``P`` base rows plus ``P`` rows for every
-(slot, shift term) that branched after an earlier block (a shifted row starts as a copy of its
-sample's base row just after its slot's block). So the bound counts, per call,
-
-    bytes = sum over blocks j of  active_rows(j) x D x itemsize x 2   (one read, one write)
-
-and leaves out what the engine moves beyond it (the copies that start shifted rows, a layer
-block's second pass over the state when it has more than one Kronecker group, the readout).
-
-The bandwidth is that of ``np.copyto`` between buffers of the size of the engine's state tensor
-(the largest ``(rows, D)`` block an ``evolve`` call worked on: the engine works in chunks of
-about ``Backend.work_chunk_bytes``), copied by as many threads at once as the engine ran chunks
-on. ``bound = bytes / bandwidth`` and the table reports ``measured / bound``.
-"""
+"""The memory-bandwidth bound of a parameter-shift pass on the CPU engine (README, "Memory-bandwidth
+bound of parameter shift"): every block reads and writes every row it is applied to at least
+once, counted from the recorded ``BlockCircuit.evolve`` calls of one backward pass, over the
+``np.copyto`` bandwidth at the engine's state size with as many threads as it ran chunks on."""
 
 from __future__ import annotations
 
@@ -35,12 +19,8 @@ from benchmarks.internals import simulator_of
 
 @dataclass(frozen=True)
 class EvolveCall:
-    """One recorded ``BlockCircuit.evolve`` call.
-
-    Attributes:
-        samples: P, the samples (base rows) of the call.
-        branches: block index -> shifted row blocks appended after it.
-    """
+    """One recorded ``evolve`` call: its samples (base rows) and, per block index, the shifted
+    row blocks that branch after it."""
 
     samples: int
     branches: dict[int, int]
@@ -48,11 +28,8 @@ class EvolveCall:
 
 @contextlib.contextmanager
 def recorded_evolve(network: Any) -> Iterator[list[EvolveCall]]:
-    """Record every ``evolve`` call of a gpuqnn network's engine inside the block.
-
-    Yields:
-        The list the calls are appended to.
-    """
+    """Record every ``evolve`` call of a gpuqnn network's engine inside the block (yields the
+    list they are appended to)."""
     engine = simulator_of(network).circuit
     calls: list[EvolveCall] = []
     original = engine.evolve
@@ -73,14 +50,8 @@ def recorded_evolve(network: Any) -> Iterator[list[EvolveCall]]:
 
 @dataclass(frozen=True)
 class Traffic:
-    """The engine's minimum memory traffic over recorded calls.
-
-    Attributes:
-        bytes: Bytes read and written: every block's active rows once each way.
-        row_blocks: Rows times blocks applied (sum over calls and blocks of the active rows).
-        state_bytes: Bytes of the largest state tensor one call worked on.
-        calls: Number of ``evolve`` calls (chunks).
-    """
+    """The engine's minimum traffic over recorded calls: bytes read and written, rows times
+    blocks applied, the largest state tensor's bytes and the number of calls (chunks)."""
 
     bytes: int
     row_blocks: int
@@ -142,13 +113,8 @@ def copy_bandwidth(
 
 @dataclass(frozen=True)
 class Bound:
-    """A memory-bandwidth bound.
-
-    Attributes:
-        traffic: The counted traffic.
-        threads: Threads the bandwidth was measured with.
-        bandwidth: Measured copy bandwidth, bytes per second.
-    """
+    """A memory-bandwidth bound: the traffic over the copy bandwidth (bytes per second)
+    measured with ``threads`` threads."""
 
     traffic: Traffic
     threads: int

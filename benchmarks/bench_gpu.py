@@ -1,23 +1,11 @@
 """Time gpuqnn on a CUDA GPU: its CuPy variants against NumPy and the GPU peers, in one table.
 
-gpuqnn variants (all built with ``device="gpu"`` except ``numpy``; kernels chosen with
-``gpuqnn._internals.use_kernels``):
-
-- ``gpu-auto``: what a user gets (kernels ``auto``, gradient method ``auto``): the headline;
-- ``fused-shift``: the fused CUDA kernel (a row's whole program in one launch, the state in
-  shared memory), forced parameter shift, which the kernels serve;
-- ``per-op-shift``: the per-op CUDA kernels (CUDA graph), forced parameter shift;
-- ``engine-auto``: the block engine on CuPy (no custom kernels), gradient method ``auto``;
-- ``numpy-auto``: the NumPy engine on the host CPU.
-
-Peers: ``qiskit-aer-gpu`` (qiskit-machine-learning's EstimatorQNN on Aer's GPU statevector
-EstimatorV2), ``pennylane-backprop`` on ``torch.device("cuda")`` and ``qiskit-ml`` (default
-primitives, CPU, scaled); each only where installed and a device answers.
-
-Timing: every call is bracketed by a device synchronisation (CuPy / torch), after a full-batch
-warm-up call (the first call compiles the kernels). Where no CUDA device answers, the script says
-so and exits 0. ``--device cpu`` is a dry run of the same code on the CPU (every variant on NumPy,
-peers on their CPU devices): for testing the script, not for numbers.
+Variants (README, "The GPU table"): ``gpu-auto`` (the headline), ``fused-shift`` and
+``per-op-shift`` (the fused / per-op CUDA kernels, forced parameter shift), ``engine-auto`` (the
+block engine on CuPy) and ``numpy-auto`` (the host). Peers: ``qiskit-aer-gpu``,
+``pennylane-backprop`` on CUDA and ``qiskit-ml`` (CPU, scaled). Every timed call is bracketed by
+a device synchronisation, after a full-batch warm-up. Without a CUDA device it says so and exits
+0; ``--device cpu`` is a dry run of the same code on the CPU (not GPU numbers).
 
 Usage::
 
@@ -33,37 +21,17 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from benchmarks.cli import (
-    add_common_arguments,
-    check_counts,
-    exit_status,
-    print_main_table,
-    run_workloads,
-)
+from benchmarks import cli
 from benchmarks.implementations import Options, Variant
-from benchmarks.measure import BACKWARD_PASSES, QUICK_BATCH, Row
+from benchmarks.measure import BACKWARD_PASSES, Row
 from benchmarks.peers import GPU_PEERS, Peer, available_peers
-from benchmarks.report import (
-    Target,
-    environment_line,
-    find_row,
-    ratio_target,
-    targets_table,
-)
+from benchmarks.report import Target, environment_line, find_row, ratio_target, targets_table
 from benchmarks.workloads import GPU_WORKLOADS, Workload, by_name
 
-HEADLINE_WORKLOAD = ("zz8-estimator", 4096)
-"""Issue 4's workload: the 8-qubit estimator at batch 4096."""
-
-
+HEADLINE_WORKLOAD = ("zz8-estimator", 4096)  # issue 4's
 QUICK_DRY_RUN_QUBITS = 12
-"""Widest workload a quick dry run on the CPU takes by default: 16 qubits' qiskit-ml reference
-alone took 9 minutes."""
-
-
-def workloads_left_default(args: argparse.Namespace) -> bool:
-    """Whether ``--workloads`` was left at its default (every GPU workload)."""
-    return list(args.workloads) == [w.name for w in GPU_WORKLOADS]
+"""Widest workload of a quick dry run by default: 16 qubits' qiskit-ml reference took 9 min."""
+PEER_TARGETS = (("qiskit-ml", 1000), ("qiskit-aer-gpu", 20), ("pennylane-backprop", 3))
 
 
 def gpu_variants(dtype: str = "complex128", device: str = "gpu") -> list[Variant]:
@@ -81,7 +49,7 @@ def gpu_variants(dtype: str = "complex128", device: str = "gpu") -> list[Variant
 
 def gpu_unavailable() -> str | None:
     """Why gpuqnn has no CUDA device here, or None when one answers."""
-    from benchmarks.internals import select_backend  # noqa: PLC0415 - documented internal API
+    from benchmarks.internals import select_backend
 
     try:
         select_backend("gpu")
@@ -92,7 +60,7 @@ def gpu_unavailable() -> str | None:
 
 def gpu_name() -> str:
     """The CUDA device 0's name, as CuPy reports it."""
-    import cupy  # noqa: PLC0415 - only with a GPU
+    import cupy
 
     name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
     return f"cuda:0 ({name.decode() if isinstance(name, bytes) else name}), CuPy {cupy.__version__}"
@@ -110,33 +78,27 @@ def gpu_targets(rows: Sequence[Row], headline: str, peers: Sequence[str]) -> lis
             targets.append(Target(text, "not run at this batch", None))
         else:
             targets.append(Target(text, f"{seconds * 1e3:.1f} ms", seconds < 0.050))
-        for peer, minimum in (
-            ("qiskit-ml", 1000),
-            ("qiskit-aer-gpu", 20),
-            ("pennylane-backprop", 3),
-        ):
-            if peer in peers:
-                targets.append(
-                    ratio_target(rows, workload, pass_name, headline, [peer], minimum, batch)
-                )
+        targets += [
+            ratio_target(rows, workload, pass_name, headline, [peer], minimum, batch)
+            for peer, minimum in PEER_TARGETS
+            if peer in peers
+        ]
     return targets
 
 
-def plan_lines(
-    workloads: Sequence[str], variants: Sequence[Variant], peers: Sequence[str], quick: bool
-) -> list[str]:
+def print_plan(
+    workloads: Sequence[Workload], variants: Sequence[Variant], peers: Sequence[str], quick: bool
+) -> None:
     """What a run does, one line per workload: batch, variants and peers."""
-    lines = []
-    for workload in by_name(GPU_WORKLOADS, list(workloads)):
-        batch = min(workload.batch, QUICK_BATCH) if quick else workload.batch
-        lines.append(
-            f"plan {workload.name} at batch {batch}: "
-            + ", ".join(
-                f"{v.name} ({v.device}, kernels {v.kernels}, {v.gradient_method})" for v in variants
-            )
-            + (f"; peers {', '.join(peers)}" if peers else "; no peers")
+    runs = ", ".join(
+        f"{v.name} ({v.device}, kernels {v.kernels}, {v.gradient_method})" for v in variants
+    )
+    for workload in workloads:
+        batch = cli.quick_batch(workload, quick)
+        print(
+            f"plan {workload.name} at batch {batch}: {runs}; "
+            + (f"peers {', '.join(peers)}" if peers else "no peers")
         )
-    return lines
 
 
 def measure(
@@ -147,17 +109,13 @@ def measure(
     variants = gpu_variants(args.dtype, args.device)
     options = Options(args.device)
     peers = available_peers(args.peers, options)
-    for line in plan_lines(
-        [w.name for w in workloads], variants, [p.name for p in peers], args.quick
-    ):
-        print(line)
-    return run_workloads(workloads, args, variants, peers, options), variants, peers
+    print_plan(workloads, variants, [p.name for p in peers], args.quick)
+    return cli.run_workloads(workloads, args, variants, peers, options), variants, peers
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser, GPU_WORKLOADS, GPU_PEERS, repeat=5)
+    parser = cli.common_parser(__doc__, GPU_WORKLOADS, GPU_PEERS, repeat=5)
     parser.add_argument("--dtype", default="complex128", choices=["complex128", "complex64"])
     parser.add_argument(
         "--device",
@@ -166,22 +124,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="gpu (default), or cpu for a dry run of the script without a GPU",
     )
     parser.add_argument("--plan", action="store_true", help="print the plan and stop")
-    args = parser.parse_args(argv)
-    check_counts(parser, args)
-    return args
+    return cli.parse_checked(parser, argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the GPU benchmark and print its table.
-
-    Returns:
-        0 (also when no CUDA device answers), or 1 when an implementation disagreed with the
-        headline.
-    """
+    """Run the GPU benchmark and print its table; 0 (also when no CUDA device answers), or 1
+    when an implementation disagreed with the headline."""
     args = parse_args(argv)
-    variants = gpu_variants(args.dtype, args.device)
     workloads = by_name(GPU_WORKLOADS, args.workloads)
-    if args.quick and args.device == "cpu" and workloads_left_default(args):
+    if args.quick and args.device == "cpu" and args.workloads == [w.name for w in GPU_WORKLOADS]:
         for workload in workloads:
             if workload.build().num_qubits > QUICK_DRY_RUN_QUBITS:
                 print(
@@ -189,19 +140,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "reference takes minutes on a CPU (name it with --workloads to run it)"
                 )
         workloads = [w for w in workloads if w.build().num_qubits <= QUICK_DRY_RUN_QUBITS]
+    reason = gpu_unavailable() if args.device == "gpu" else None
     if args.plan:  # the plan needs no device: print it wherever the script runs
-        options = Options(args.device)
-        names = [p.name for p in available_peers(args.peers, options)]
-        for line in plan_lines([w.name for w in workloads], variants, names, args.quick):
-            print(line)
-        if args.device == "gpu" and (reason := gpu_unavailable()) is not None:
+        names = [p.name for p in available_peers(args.peers, Options(args.device))]
+        print_plan(workloads, gpu_variants(args.dtype, args.device), names, args.quick)
+        if reason is not None:
             print(f"(no CUDA device answers here: {reason}; the run itself would be skipped)")
         return 0
+    if reason is not None:
+        print(f"GPU benchmark skipped: no CUDA device answers ({reason}).")
+        return 0
     if args.device == "gpu":
-        reason = gpu_unavailable()
-        if reason is not None:
-            print(f"GPU benchmark skipped: no CUDA device answers ({reason}).")
-            return 0
         print(environment_line(gpu_name()))
     else:
         print(
@@ -210,14 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(environment_line("cpu (dry run)"))
     rows, variants, peers = measure(args, workloads)
-    print_main_table(rows, variants, peers)
-    print(
-        "\nTargets (issue 4"
-        + (", DRY RUN: not GPU numbers" if args.device == "cpu" else "")
-        + "):\n"
-    )
+    cli.print_main_table(rows, variants, peers)
+    dry = ", DRY RUN: not GPU numbers" if args.device == "cpu" else ""
+    print(f"\nTargets (issue 4{dry}):\n")
     print(targets_table(gpu_targets(rows, variants[0].name, [p.name for p in peers])))
-    return exit_status(rows)
+    return cli.exit_status(all(row.agrees for row in rows))
 
 
 if __name__ == "__main__":

@@ -1,27 +1,12 @@
 """Scaling over processes: training steps under DDP and inference on Ray actors, against one
-process, in samples/s and CPU-µs per sample.
+process, in samples/s and CPU-µs per sample (README, "bench_scale.py"; docs/distributed.md).
 
-Sides, each a separate process (or Ray actor) with its thread count fixed:
-
-- ``train 1 proc``: one process, training steps of ``--train-batch`` rows (Linear ->
-  TorchConnector(EstimatorQNN) -> Linear, adjoint VJP);
-- ``train DDP xK``: K ranks (gloo on the CPU, NCCL on GPUs), each ``--train-batch / K`` rows of
-  the same global batch;
-- ``infer 1 proc``: one process, ``network.forward`` over ``--infer-rows`` rows in blocks of
-  ``--infer-batch``;
-- ``infer Ray xK``: ``gpuqnn.distributed.predict``'s actor pool with K actors over the same
-  rows and blocks (kept across rounds, so actor start-up is not timed).
-
-On the CPU every process and actor is pinned to ONE core (so gpuqnn starts one worker thread),
-with ``OMP_NUM_THREADS=1`` and one torch thread: K = 1 and 2 workers compare like for like. The
-``1 proc x2 threads`` rows are one process on two cores, gpuqnn's own threading, for reference.
-With ``--gpus N`` (a CUDA machine) each side uses 1..N GPUs, one per rank/actor, and the table
-adds the scaling efficiency ``rate(K) / (K * rate(1))``; ``--gpus N --device cpu`` is a dry run
-of that code path on the CPU (numbers meaningless).
-
-For each qubit count, rounds are interleaved (every side once per round) and each side's best
-round is reported.
-CPU time: the workers' process CPU (Ray: the actors' time in ``forward`` plus the driver's).
+On the CPU every worker process or actor is pinned to ONE core with one thread
+(``OMP_NUM_THREADS=1``, one torch thread), so 1 and 2 workers compare like for like; ``1 proc
+x2 threads`` is one process on two cores for reference. ``--gpus N`` measures 1..N GPUs and adds
+the scaling efficiency ``rate(K) / (K * rate(1))`` (``--device cpu``: a dry run of that path).
+Per qubit count the rounds are interleaved (every side once per round); each side's best round
+is reported. CPU time: the workers' (Ray: the actors' time in ``forward`` plus the driver's).
 
 Usage::
 
@@ -40,26 +25,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from benchmarks.threads import cores as available
 
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 
 @dataclass(frozen=True)
 class Side:
-    """One measured configuration.
-
-    Attributes:
-        name: the table's label.
-        kind: ``"train"`` or ``"infer"``.
-        engine: ``"proc"`` (worker processes, DDP when several) or ``"ray"``.
-        workers: K, processes or actors.
-        devices: one device per worker (``"cpu"`` or ``"cuda:i"``).
-        cores: cores per worker (CPU affinity); None: leave it.
-    """
+    """One measured configuration: ``kind`` train or infer, ``engine`` proc (processes, DDP when
+    several) or ray, K ``workers`` with a device each and their cores (None: any)."""
 
     name: str
     kind: str
@@ -71,24 +50,25 @@ class Side:
 
 @dataclass
 class Result:
+    """A side's best round: rate, CPU time per sample and its workers' thread note."""
+
     samples_per_s: float = 0.0
     cpu_us_per_sample: float = float("nan")
     threads: str = ""
-    rounds: list[float] = field(default_factory=list)
 
 
 def _network(qubits: int, device: str) -> Any:
-    from benchmarks.workloads import zz_estimator  # noqa: PLC0415
-    from gpuqnn import EstimatorQNN  # noqa: PLC0415
+    from benchmarks.workloads import zz_estimator
+    from gpuqnn import EstimatorQNN
 
     spec = zz_estimator(qubits)
     return EstimatorQNN(**spec.qiskit_kwargs(), input_gradients=True, device=device)
 
 
 def _model(qubits: int, device: str) -> Any:
-    import torch  # noqa: PLC0415
+    import torch
 
-    from gpuqnn import TorchConnector  # noqa: PLC0415
+    from gpuqnn import TorchConnector
 
     qnn = _network(qubits, device)
     torch.manual_seed(0)
@@ -108,8 +88,8 @@ def _worker(
     ``(kind, qubits, rows, batch, steps)`` with ``(wall s, cpu s, threads note)`` until None."""
     if cores and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, set(cores))
-    import torch  # noqa: PLC0415
-    import torch.distributed as dist  # noqa: PLC0415
+    import torch
+    import torch.distributed as dist
 
     torch.set_num_threads(len(cores) if cores else torch.get_num_threads())
     if device.startswith("cuda"):
@@ -117,11 +97,8 @@ def _worker(
     if world > 1:
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend, init_method=f"file://{init}", rank=rank, world_size=world)
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = (
-        f"cores {affinity}, torch {torch.get_num_threads()}, "
-        f"OMP {os.environ.get('OMP_NUM_THREADS', '-')}"
-    )
+    threads = f"cores {len(available())}, torch {torch.get_num_threads()}, "
+    threads += f"OMP {os.environ.get('OMP_NUM_THREADS', '-')}"
     cache: dict[tuple, Any] = {}
     while True:
         command = conn.recv()
@@ -222,7 +199,7 @@ class RayPool:
         self.pools: dict[int, Any] = {}
 
     def run(self, command: tuple) -> tuple[float, float, str]:
-        from gpuqnn.distributed import _ActorPool, _NoProgress, _Source  # noqa: PLC0415
+        from benchmarks.internals import ActorPool, NoProgress, Source
 
         _kind, qubits, rows, batch, _steps = command
         gpus = 1 if self.side.devices[0].startswith("cuda") else 0
@@ -231,13 +208,13 @@ class RayPool:
             device = "auto" if gpus else "cpu"
             qnn = _network(qubits, device)
             w = np.random.default_rng(0).uniform(-1, 1, qnn.num_weights)
-            self.pools[qubits] = _ActorPool(qnn, w, self.side.workers, gpus, 1), qnn
+            self.pools[qubits] = ActorPool(qnn, w, self.side.workers, gpus, 1), qnn
         pool, qnn = self.pools[qubits]
         x = np.random.default_rng(0).uniform(0, np.pi, (rows, qubits))
         out = np.empty((rows, *qnn.output_shape))
-        pool.run(_Source(batch, qubits, array=x[:batch]), out[:batch], batch, _NoProgress())
+        pool.run(Source(batch, qubits, array=x[:batch]), out[:batch], batch, NoProgress())
         wall, cpu = time.perf_counter(), time.process_time()
-        actor_cpu = pool.run(_Source(rows, qubits, array=x), out, batch, _NoProgress())
+        actor_cpu = pool.run(Source(rows, qubits, array=x), out, batch, NoProgress())
         threads = f"actors pinned to {self.side.cores and len(self.side.cores[0])} core(s), OMP 1"
         return time.perf_counter() - wall, actor_cpu + time.process_time() - cpu, threads
 
@@ -265,7 +242,7 @@ def plan(args: argparse.Namespace) -> list[Side]:
                     continue  # inference over several GPUs is Ray's
                 sides.append(Side(f"{kind} {label} x{k} GPU", kind, engine, k, devices, None))
         return sides
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0, 1]
+    cores = available()
     one = ((cores[0],),)
     two = ((cores[0],), (cores[1 % len(cores)],))
     both = (tuple(cores[:2]),)
@@ -307,7 +284,6 @@ def measure(args: argparse.Namespace, sides: list[Side]) -> dict[tuple[str, int]
                     wall, cpu, threads = runners[side.name].run(command)
                     result = results.setdefault((side.name, qubits), Result())
                     rate = rows / wall
-                    result.rounds.append(rate)
                     if rate > result.samples_per_s:
                         result.samples_per_s = rate
                         result.cpu_us_per_sample = cpu / rows * 1e6
@@ -372,12 +348,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.update(THREAD_ENV)  # inherited by every spawned worker and Ray actor
     if not args.no_ray:
         try:
-            import ray  # noqa: PLC0415
+            import ray
         except ImportError:
             print("Ray is not installed: the Ray sides are left out", file=sys.stderr)
             args.no_ray = True
     if args.gpus and args.device == "cuda":
-        import torch  # noqa: PLC0415
+        import torch
 
         found = torch.cuda.device_count()
         if found < args.gpus:
@@ -386,19 +362,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     sides = plan(args)
     started_ray = False
     if not args.no_ray and not ray.is_initialized():
-        cpus = max(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=max(2, len(available())), include_dashboard=False, log_to_driver=False)
         started_ray = True
     try:
         results = measure(args, sides)
     finally:
         if started_ray:
             ray.shutdown()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "?"  # other jobs
     print(
-        f"bench_scale: {platform.processor() or platform.machine()}, {cores} cores, load "
-        f"{load}, "
+        f"bench_scale: {platform.processor() or platform.machine()}, {len(available())} "
+        f"cores, load {load}, "
         f"best of {args.rounds} interleaved round(s); train: {args.steps} steps of "
         f"{args.train_batch} rows (global); infer: {args.infer_rows} rows in blocks of "
         f"{args.infer_batch}; zz_real_amplitudes(n, reps=3); env {THREAD_ENV}"

@@ -1,30 +1,8 @@
-"""The GPU acceptance run: one command, run once on a new CUDA machine, that checks and measures
-the GPU path end to end and writes one JSON report.
-
-It adds only what the test suite and the GPU benchmark do not already give, and runs those two
-for the rest. Stages, in order, each recorded as ``ok``, ``failed`` (with the error, or the checks
-that failed) or ``skipped`` (with why), with its seconds and details; the report is rewritten
-as each stage starts and ends (:mod:`benchmarks.harness`):
-
-1. ``environment``: Python, NumPy, qiskit, torch and CuPy versions, CUDA driver and runtime,
-   the device (name, SMs, shared memory opt-in, free memory), NVRTC, nvidia-smi, nvcc,
-   compute-sanitizer.
-2. ``timings``: the GPU benchmark's table (``benchmarks/bench_gpu.py``'s own functions) on the
-   8-qubit workload at batch 4096 and the 12-qubit one at 1024, with the acceptance targets;
-   plus ``benchmarks/gpu_model.py``'s model, labelled a model.
-3. ``compile``: the 8- and 12-qubit workloads' generated forward and adjoint (Jacobian, VJP)
-   kernels in both dtypes: source size, threads, shared memory, and the registers and spills
-   NVRTC reports for sm_90.
-4. ``kernels``: the fused forward, fused adjoint (Jacobian, VJP) and per-op kernels on the
-   kernel tests' random programs (to 14 and 18 qubits), both dtypes, against the NumPy engine.
-5. ``sanitizer``: compute-sanitizer memcheck and racecheck on a 3-qubit launch of each kernel.
-6. ``pytest``: ``pytest -m gpu -q`` (the networks, the TorchConnector and the kernels on the
-   device against the CPU engine), last.
-
-A global deadline (``--budget-s``) bounds the run: a stage that would start after it, or whose
-estimate does not fit the time left, is skipped; each stage keeps time for the ones after it.
-Exit status 1 when a stage failed. ``--device cpu`` is a dry run on the CPU (the kernels' host
-build, the NumPy engine, tiny sizes): it checks the script and the kernels' logic, not the GPU.
+"""The GPU acceptance run: one command on a new CUDA machine checks and times the GPU path end
+to end and writes one JSON report. Stages (README, "The GPU acceptance run"): ``environment``,
+``timings`` (``bench_gpu``'s own functions and tables, the targets, the model), ``compile``,
+``kernels`` (against the NumPy engine), ``sanitizer``, ``pytest`` (``pytest -m gpu``), run by
+:mod:`benchmarks.harness` under ``--budget-s``. ``--device cpu`` is a dry run on the CPU.
 
 Usage::
 
@@ -62,10 +40,11 @@ if __package__ in (None, ""):  # run as a file: import this checkout's packages
 import numpy as np  # noqa: E402
 
 from benchmarks import bench_gpu, gpu_model  # noqa: E402
+from benchmarks import internals as gi  # noqa: E402
 from benchmarks.cli import main_table_text  # noqa: E402
 from benchmarks.harness import Harness, Skip, Stage, StageContext, error_record  # noqa: E402
-from benchmarks.report import find_row  # noqa: E402
-from benchmarks.workloads import GPU_WORKLOADS, by_name  # noqa: E402
+from benchmarks.report import VERDICTS, find_row  # noqa: E402
+from benchmarks.workloads import GPU_WORKLOADS, by_name, zz_kernel_tables  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CUDA_HOME_BIN = Path("/usr/local/cuda/bin")
@@ -75,11 +54,9 @@ TOLERANCE = {"complex128": 1e-9, "complex64": 5e-4}
 """Largest absolute error accepted against the complex128 NumPy reference, per kernel dtype."""
 MIN_REFERENCE = 1e-3
 """A kernel case whose reference outputs all stay below this checks nothing: it fails."""
-ARCH = "sm_90"
-"""The architecture of the compile statistics (H100/H200)."""
+ARCH = "sm_90"  # the compile statistics' architecture (H100/H200)
 ALL_KERNELS = ("forward", "adjoint-jacobian", "adjoint-vjp")
-OUTPUT_TAIL = 40
-"""Lines of a child process's output kept in the report."""
+OUTPUT_TAIL = 40  # lines of a child process's output kept in the report
 DRY_RUN_LABEL = (
     "DRY RUN on the CPU: gpuqnn's NumPy engine and CPU peers at tiny batches; these are not GPU "
     "figures and no target is evaluated"
@@ -91,31 +68,19 @@ MODEL_LABEL = (
 TARGET_PASS = "backward+input_grads"
 TARGETS = ((8, 4096, "seconds", 2e-3), (8, 4096, "qiskit-aer-gpu", 20.0))
 TARGETS += ((8, 4096, "pennylane-backprop", 5.0), (12, 1024, "seconds", 20e-3))
-"""The acceptance targets on the backward pass with input gradients, (qubits, batch, what,
-limit): seconds under a limit, or at least a ratio over a peer."""
+"""(qubits, batch, what, limit) on :data:`TARGET_PASS`: seconds under a limit, or at least a
+ratio over a peer."""
+NO_SANITIZER = "compute-sanitizer is not on PATH (nor in /usr/local/cuda/bin)"
 
 KernelCases = tuple[tuple[int, str] | tuple[int, str, int], ...]
-"""(qubits, readout) or (qubits, readout, seed), readouts as ``tests/test_cuda_kernels``'s
-``make_readout`` names them (``pauli``, ``direct``, ``pieces``); a seed where the default one's
-outputs hardly depend on the angles."""
+"""(qubits, readout) or (qubits, readout, seed); readouts as ``tests/test_cuda_kernels``'s
+``make_readout`` names them (``pauli``, ``direct``, ``pieces``)."""
 
 
 @dataclass(frozen=True)
 class Sizes:
-    """What one acceptance run does: the GPU run, its ``--quick`` form or the CPU dry run.
-
-    Attributes:
-        device: ``"cuda"`` or ``"cpu"`` (the dry run).
-        quick: the ``--quick`` form.
-        compile_kinds: per qubit count of ``zz_estimator(n)``, the kernels compiled (all three
-            are generated for 8 and 12 qubits).
-        fused_forward: the fused forward kernel's cases.
-        fused_adjoint: the fused adjoint kernel's cases (Jacobian and VJP each).
-        per_op: the per-op kernels' cases.
-        kernel_samples: samples per kernel case.
-        timing_args: ``bench_gpu``'s command line of the timings stage.
-        estimates: seconds each stage is expected to take, by stage name.
-    """
+    """What one run does: the kernels compiled per qubit count, the kernel cases, samples per
+    case, ``bench_gpu``'s command line and each stage's estimated seconds."""
 
     device: str
     quick: bool
@@ -181,33 +146,31 @@ def sizes_for(device: str, quick: bool) -> Sizes:
 def find_tool(name: str) -> str | None:
     """``name`` on PATH, else in ``/usr/local/cuda/bin``, else None."""
     found = shutil.which(name)
-    return (
-        str(CUDA_HOME_BIN / name) if found is None and (CUDA_HOME_BIN / name).is_file() else found
-    )
+    fallback = CUDA_HOME_BIN / name
+    return str(fallback) if found is None and fallback.is_file() else found
 
 
 @functools.cache
 def cuda_unavailable(device: str) -> str | None:
-    """Why the run has no CUDA device (``--device cpu``, or CuPy or a device missing); None
-    when one answers."""
+    """Why the run has no CUDA device, or None when one answers."""
     if device == "cpu":
         return "dry run on the CPU (--device cpu): no GPU"
-    from benchmarks.internals import load_cupy  # noqa: PLC0415
-
-    cupy, reason = load_cupy(None)
+    cupy, reason = gi.load_cupy(None)
     return None if cupy is not None else f"no CUDA device answers ({reason})"
 
 
 def run_child(command: list[str], timeout: float) -> dict[str, Any]:
-    """Run ``command`` in the checkout, this checkout first on ``PYTHONPATH``: return code
-    (None after a timeout), the output's tail and its lines."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    """Run ``command`` in the checkout (first on ``PYTHONPATH``): return code (None after a
+    timeout), the output's tail and its lines."""
+    path = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
     try:
         result = subprocess.run(
-            command, cwd=REPO_ROOT, env=env, capture_output=True, timeout=timeout, check=False
+            command,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": path},
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
         code, raw = result.returncode, result.stdout + result.stderr
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -215,14 +178,6 @@ def run_child(command: list[str], timeout: float) -> dict[str, Any]:
     lines = raw.decode(errors="replace").strip().splitlines()
     tail = "\n".join(lines[-OUTPUT_TAIL:])
     return {"command": " ".join(command), "returncode": code, "output_tail": tail, "lines": lines}
-
-
-def version(name: str) -> str:
-    """The installed version of distribution ``name``, or ``not installed``."""
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def probe(function: Callable[[], Any]) -> Any:
@@ -233,23 +188,34 @@ def probe(function: Callable[[], Any]) -> Any:
         return f"unavailable ({type(exc).__name__}: {exc})"
 
 
-# ---- 1. environment ------------------------------------------------------------------------
-def cuda_facts(cupy: Any) -> dict[str, Any]:
-    """Driver and runtime versions, device 0's name, compute capability, SMs, shared memory
-    opt-in and memory, as CuPy reports them."""
-    rt = cupy.cuda.runtime
+def nvrtc_version() -> str:
+    """The NVRTC library's version as CuPy loads it (no device needed)."""
+    from cupy.cuda import nvrtc
 
-    def cuda_version(value: int) -> str:
-        return f"{value // 1000}.{value % 1000 // 10}"
+    return ".".join(str(v) for v in nvrtc.getVersion())
+
+
+# ---- 1. environment ------------------------------------------------------------------------
+def version(name: str) -> str:
+    """The installed version of distribution ``name``, or ``not installed``."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cuda_facts(cupy: Any) -> dict[str, Any]:
+    """Driver and runtime versions and device 0's facts, as CuPy reports them."""
+    rt = cupy.cuda.runtime
+    attribute = functools.partial(rt.deviceGetAttribute, device=0)
 
     def props(key: str) -> Any:
         value = rt.getDeviceProperties(0)[key]
         return value.decode() if isinstance(value, bytes) else value
 
-    attribute = functools.partial(rt.deviceGetAttribute, device=0)
     probes = {
-        "driver_version": lambda: cuda_version(rt.driverGetVersion()),
-        "runtime_version": lambda: cuda_version(rt.runtimeGetVersion()),
+        "driver_version": rt.driverGetVersion,
+        "runtime_version": rt.runtimeGetVersion,
         "device_count": rt.getDeviceCount,
         "device_name": lambda: props("name"),
         "compute_capability": lambda: f"{props('major')}.{props('minor')}",
@@ -259,14 +225,18 @@ def cuda_facts(cupy: Any) -> dict[str, Any]:
         ),
         "memory_free_total_bytes": lambda: list(rt.memGetInfo()),
     }
-    return {name: probe(function) for name, function in probes.items()}
+    facts = {name: probe(function) for name, function in probes.items()}
+    for key in ("driver_version", "runtime_version"):  # 12040 -> "12.4"
+        if isinstance(facts[key], int):
+            facts[key] = f"{facts[key] // 1000}.{facts[key] % 1000 // 10}"
+    return facts
 
 
 def torch_facts() -> dict[str, Any]:
     """torch's version and whether it sees a CUDA device."""
     if importlib.util.find_spec("torch") is None:
         return {"version": "not installed"}
-    import torch  # noqa: PLC0415 - optional
+    import torch
 
     facts = {"version": torch.__version__, "cuda": torch.version.cuda}
     facts["cuda_available"] = bool(torch.cuda.is_available())
@@ -297,10 +267,11 @@ def environment_stage(device: str) -> Callable[[StageContext], dict[str, Any]]:
     answers (every GPU stage would be skipped)."""
 
     def run(ctx: StageContext) -> dict[str, Any]:
-        import gpuqnn  # noqa: PLC0415
+        import gpuqnn
 
         git = ["git", "-C", str(REPO_ROOT)]
         head = run_child([*git, "rev-parse", "HEAD"], 30)
+        packages = ("numpy", "qiskit", "qiskit-machine-learning", "pennylane")
         details: dict[str, Any] = {
             "python": sys.version.split()[0],
             "executable": sys.executable,
@@ -311,10 +282,7 @@ def environment_stage(device: str) -> Callable[[StageContext], dict[str, Any]]:
                 "commit": head["output_tail"] if head["returncode"] == 0 else None,
                 "dirty": bool(run_child([*git, "status", "--porcelain"], 30)["lines"]),
             },
-            **{
-                name: version(name)
-                for name in ("numpy", "qiskit", "qiskit-machine-learning", "pennylane")
-            },
+            **{name: version(name) for name in packages},
             "qiskit_aer": [f"{n} {version(n)}" for n in ("qiskit-aer", "qiskit-aer-gpu")],
             "torch": torch_facts(),
             "cupy": probe(lambda: importlib.import_module("cupy").__version__),
@@ -324,11 +292,9 @@ def environment_stage(device: str) -> Callable[[StageContext], dict[str, Any]]:
         reason = cuda_unavailable("cuda")
         details["cuda_device"] = reason or "answers"
         if reason is None:
-            details["cuda"] = cuda_facts(importlib.import_module("cupy"))
-            ctx.summary = (
-                f"{details['cuda']['device_name']}, driver {details['cuda']['driver_version']}, "
-                f"CuPy {details['cupy']}"
-            )
+            cuda = details["cuda"] = cuda_facts(importlib.import_module("cupy"))
+            ctx.summary = f"{cuda['device_name']}, driver {cuda['driver_version']}, "
+            ctx.summary += f"CuPy {details['cupy']}"
         elif device == "cuda":
             ctx.fail(f"--device cuda, but {reason}")
         else:
@@ -338,13 +304,6 @@ def environment_stage(device: str) -> Callable[[StageContext], dict[str, Any]]:
     return run
 
 
-def nvrtc_version() -> str:
-    """The NVRTC library's version as CuPy loads it (no device needed)."""
-    from cupy.cuda import nvrtc  # noqa: PLC0415 - optional
-
-    return ".".join(str(v) for v in nvrtc.getVersion())
-
-
 # ---- 2. timings ----------------------------------------------------------------------------
 def timings_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
     """The GPU benchmark's table through ``bench_gpu``'s own functions, the acceptance targets
@@ -352,15 +311,12 @@ def timings_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
 
     def run(ctx: StageContext) -> dict[str, Any]:
         args = bench_gpu.parse_args(list(sizes.timing_args))
-        workloads = by_name(GPU_WORKLOADS, args.workloads)
         output = io.StringIO()
         with contextlib.redirect_stdout(output):
-            rows, variants, peers = bench_gpu.measure(args, workloads)
+            rows, variants, peers = bench_gpu.measure(args, by_name(GPU_WORKLOADS, args.workloads))
         headline = variants[0].name
-        table = main_table_text(rows, variants, peers)
-        verdicts = {True: "met", False: "NOT met", None: "not measured"}
         targets = [
-            {"target": t.target, "value": t.measured, "verdict": verdicts[t.met]}
+            {"target": t.target, "value": t.measured, "verdict": VERDICTS[t.met]}
             for t in bench_gpu.gpu_targets(rows, headline, args.peers)
         ]
         targets += acceptance_targets(rows, headline)
@@ -376,13 +332,10 @@ def timings_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
             "label": DRY_RUN_LABEL if sizes.dry_run else "measured on the GPU",
             "bench_gpu": ["python -m benchmarks.bench_gpu", *sizes.timing_args],
             "lines": output.getvalue().splitlines(),
-            "table": table.splitlines(),
+            "table": main_table_text(rows, variants, peers).splitlines(),
             "rows": [
                 {"workload": r.workload, "pass": r.pass_name, "batch": r.batch, "agrees": r.agrees}
-                | {
-                    name: r.seconds(name) if r.seconds(name) else str(cell)
-                    for name, cell in r.cells.items()
-                }
+                | {name: r.seconds(name) or str(cell) for name, cell in r.cells.items()}
                 for r in rows
             ],
             "targets": targets,
@@ -393,29 +346,22 @@ def timings_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
 
 
 def acceptance_targets(rows: Sequence[Any], headline: str) -> list[dict[str, Any]]:
-    """Each of :data:`TARGETS` with its measured value and verdict (``met``, ``NOT met`` or
-    ``not measured``)."""
+    """Each of :data:`TARGETS` with its measured value and verdict."""
     targets = []
     for qubits, batch, what, limit in TARGETS:
         workload = f"zz{qubits}-estimator"
-        if what == "seconds":
-            text = f"{workload} {TARGET_PASS} at batch {batch} under {limit * 1e3:g} ms"
-        else:
-            text = f"{workload} {TARGET_PASS} at batch {batch} at least {limit:g}x {what}"
+        text = f"{workload} {TARGET_PASS} at batch {batch} "
+        text += f"under {limit * 1e3:g} ms" if what == "seconds" else f"at least {limit:g}x {what}"
         row = find_row(rows, workload, TARGET_PASS)
         ours = row.seconds(headline) if row is not None and row.batch == batch else None
         theirs = row.seconds(what) if ours is not None and what != "seconds" else None
-        target: dict[str, Any] = {"target": text, "verdict": "not measured"}
+        target: dict[str, Any] = {"target": text, "verdict": VERDICTS[None]}
         if ours is not None and what == "seconds":
-            target.update(value=f"{ours * 1e3:.3g} ms", verdict=_verdict(ours < limit))
+            target.update(value=f"{ours * 1e3:.3g} ms", verdict=VERDICTS[ours < limit])
         elif theirs is not None and row.agrees:
-            target.update(value=f"{theirs / ours:.3g}x", verdict=_verdict(theirs / ours >= limit))
+            target.update(value=f"{theirs / ours:.3g}x", verdict=VERDICTS[theirs / ours >= limit])
         targets.append(target)
     return targets
-
-
-def _verdict(met: bool) -> str:
-    return "met" if met else "NOT met"
 
 
 def model_part(ctx: StageContext) -> dict[str, Any]:
@@ -434,9 +380,6 @@ def compile_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
     ``sizes.compile_kinds`` compiled with NVRTC for sm_90 where NVRTC loads."""
 
     def run(ctx: StageContext) -> dict[str, Any]:
-        from benchmarks import internals as gi  # noqa: PLC0415
-        from benchmarks.workloads import zz_kernel_tables  # noqa: PLC0415
-
         limit, nvrtc = shared_limit(sizes), probe(nvrtc_version)
         records, compiled = [], []
         for qubits, dtype, kind in itertools.product((8, 12), DTYPES, ALL_KERNELS):
@@ -462,7 +405,7 @@ def compile_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
             elif ctx.time_left() <= 0:
                 record["nvrtc"] = "the stage's time ran out first"
             else:
-                record["nvrtc"] = nvrtc_resources(gi.compile_cubin, kernel.source, ctx, record)
+                record["nvrtc"] = nvrtc_resources(kernel.source, ctx, record)
                 compiled += list(record["nvrtc"].get("resources", {}).values())
         registers = [k["registers"] for k in compiled]
         spills = sum(bool(k.get("spill_stores") or k.get("spill_loads")) for k in compiled)
@@ -474,11 +417,11 @@ def compile_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
     return run
 
 
-def nvrtc_resources(compile_cubin: Any, source: str, ctx: StageContext, record: dict) -> dict:
+def nvrtc_resources(source: str, ctx: StageContext, record: dict) -> dict:
     """Registers and spills of ``source``'s kernels (a failed compile fails the stage)."""
     start = time.perf_counter()
     try:
-        result = compile_cubin(source, ARCH)
+        result = gi.compile_cubin(source, ARCH)
     except Exception as exc:
         ctx.fail(f"NVRTC: {record['workload']} {record['kernel']} {record['dtype']}: {exc}"[:400])
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
@@ -491,19 +434,16 @@ def nvrtc_resources(compile_cubin: Any, source: str, ctx: StageContext, record: 
 
 
 def shared_limit(sizes: Sizes) -> int:
-    """The shared memory per block the kernels are generated for: the device's opt-in limit,
-    or without a device the H100/H200's (227 KiB)."""
-    from benchmarks.internals import DEFAULT_SHARED_LIMIT, shared_memory_limit  # noqa: PLC0415
-
+    """The device's opt-in shared memory per block, or without one the H100/H200's."""
     if sizes.dry_run or cuda_unavailable(sizes.device) is not None:
-        return DEFAULT_SHARED_LIMIT
-    return shared_memory_limit()
+        return gi.DEFAULT_SHARED_LIMIT
+    return gi.shared_memory_limit()
 
 
 # ---- 4. kernels ----------------------------------------------------------------------------
 def kernel_test_helpers() -> ModuleType:
-    """``tests/test_cuda_kernels.py`` as a module: the random programs, readouts, shifts and
-    NumPy references of the kernel tests, so that the run checks the op shapes they do."""
+    """``tests/test_cuda_kernels.py`` as a module: the kernel tests' random programs, readouts,
+    shifts and NumPy references, so that the run checks the op shapes they do."""
     path = REPO_ROOT / "tests" / "test_cuda_kernels.py"
     spec = importlib.util.spec_from_file_location("_gpuqnn_acceptance_kernel_cases", path)
     if spec is None or spec.loader is None or not path.is_file():
@@ -526,8 +466,6 @@ class Launchers:
 
 def launchers(sizes: Sizes, directory: str) -> Launchers:
     """The host build of the kernels (g++ ``-DGPUQNN_HOST``) in the dry run, else CuPy's."""
-    from benchmarks import internals as gi  # noqa: PLC0415
-
     if sizes.dry_run:
         host, limit = gi.HostKernels(directory), gi.DEFAULT_SHARED_LIMIT
         return Launchers(
@@ -538,7 +476,7 @@ def launchers(sizes: Sizes, directory: str) -> Launchers:
             lambda kp, dtype: gi.HostPerOpLauncher(host, kp, dtype),
             np.asarray,
         )
-    import cupy  # noqa: PLC0415 - only with a GPU
+    import cupy
 
     module, limit = gi.KernelModule(), gi.shared_memory_limit()
 
@@ -559,21 +497,16 @@ def launchers(sizes: Sizes, directory: str) -> Launchers:
 def kernel_case(h: ModuleType, run: Launchers, case: dict[str, Any]) -> dict[str, Any]:
     """One case (``path``, ``qubits``, ``readout``, ``dtype``, ``samples``, ``seed``) against
     the complex128 NumPy engine: max abs error, or why it does not apply."""
-    from benchmarks import internals as gi  # noqa: PLC0415
-
-    path, seed, dtype = case["path"], case["seed"], case["dtype"]
-    program = h.random_program(seed, case["qubits"], max(24, 3 * case["qubits"]))
-    reference = h.make_readout(case["readout"], case["qubits"], seed, "complex128")
-    kp = gi.encode_tables(program, h.make_readout(case["readout"], case["qubits"], seed, dtype))
+    path, seed, dtype, qubits = case["path"], case["seed"], case["dtype"], case["qubits"]
+    program = h.random_program(seed, qubits, max(24, 3 * qubits))
+    reference = h.make_readout(case["readout"], qubits, seed, "complex128")
+    kp = gi.encode_tables(program, h.make_readout(case["readout"], qubits, seed, dtype))
     rng = np.random.default_rng(seed)
     base = rng.uniform(-np.pi, np.pi, (case["samples"], program.angles.num_slots))
     if path != "per-op-forward" and not kp.fits_fused(dtype, run.shared_limit):
         need = kp.fused_shared_bytes(dtype)
-        return {
-            "status": "n/a",
-            "reason": f"a row needs {need} bytes of shared memory, more "
-            f"than the limit {run.shared_limit}",
-        }
+        why = f"a row needs {need} bytes of shared memory, more than the limit {run.shared_limit}"
+        return {"status": "n/a", "reason": why}
     if path.endswith("forward"):
         shift_slot, shift_value = h.random_shifts(rng, base.shape[1], 4)
         launcher = (run.fused if path == "fused-forward" else run.per_op)(kp, dtype)
@@ -583,10 +516,8 @@ def kernel_case(h: ModuleType, run: Launchers, case: dict[str, Any]) -> dict[str
     slots, vjp = list(range(base.shape[1])), path.endswith("vjp")
     launcher = run.fused(kp, dtype)
     if launcher.adjoint_kernel(slots, vjp) is None:
-        return {
-            "status": "n/a",
-            "reason": "a row's state and adjoint state do not fit the shared memory limit",
-        }
+        why = "a row's state and adjoint state do not fit the shared memory limit"
+        return {"status": "n/a", "reason": why}
     cotangent = rng.uniform(0.5, 1.5, (case["samples"], kp.num_outputs)) if vjp else None
     got = run.to_host(launcher.adjoint(base, slots, cotangent))
     circuit = gi.BlockCircuit(program, reference.backend)
@@ -599,11 +530,8 @@ def compare(got: np.ndarray, expected: np.ndarray, dtype: str) -> dict[str, Any]
     small to check anything."""
     if got.shape != expected.shape:
         return {"status": "FAILED", "reason": f"shape {got.shape}, expected {expected.shape}"}
-    error = (
-        float(np.max(np.abs(got - expected), initial=0.0))
-        if np.isfinite(got).all()
-        else float("inf")
-    )
+    finite = np.isfinite(got).all()
+    error = float(np.max(np.abs(got - expected), initial=0.0)) if finite else float("inf")
     scale = float(np.max(np.abs(expected), initial=0.0))
     record = {
         "status": "passed" if error <= TOLERANCE[dtype] else "FAILED",
@@ -674,15 +602,10 @@ def kernel_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
         for r in records:
             if "max_abs_error" in r:
                 worst[r["dtype"]] = max(worst.get(r["dtype"], 0.0), r["max_abs_error"])
-        counts = {
-            s: sum(r["status"] == s for r in records)
-            for s in ("passed", "FAILED", "error", "n/a", "not run")
-        }
-        ctx.summary = (
-            ", ".join(f"{v} {k}" for k, v in counts.items())
-            + "; worst "
-            + ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
-        )
+        statuses = ("passed", "FAILED", "error", "n/a", "not run")
+        counts = {s: sum(r["status"] == s for r in records) for s in statuses}
+        ctx.summary = ", ".join(f"{v} {k}" for k, v in counts.items()) + "; worst "
+        ctx.summary += ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
         return {
             "runners": run_with.name,
             "reference": "NumPy engine in complex128: BlockCircuit.evolve and the readout for "
@@ -701,22 +624,11 @@ CASE_DONE = "gpuqnn sanitizer case done"
 SANITIZER_TOOLS = ("memcheck", "racecheck")
 
 
-def sanitizer_reason(device: str) -> str | None:
-    """Why the sanitizer stage cannot run: no GPU, or no compute-sanitizer."""
-    if (reason := cuda_unavailable(device)) is not None:
-        return reason
-    return (
-        None
-        if find_tool("compute-sanitizer")
-        else "compute-sanitizer is not on PATH (nor in /usr/local/cuda/bin)"
-    )
-
-
 def sanitizer_stage(ctx: StageContext) -> dict[str, Any]:
     """:func:`sanitizer_case` in a child under compute-sanitizer's memcheck, then racecheck."""
     sanitizer = find_tool("compute-sanitizer")
     if sanitizer is None:
-        raise Skip("compute-sanitizer is not on PATH (nor in /usr/local/cuda/bin)")
+        raise Skip(NO_SANITIZER)
     code = "from benchmarks.gpu_acceptance import CASE_DONE, sanitizer_case as case; "
     code += "case(); print(CASE_DONE)"
     details: dict[str, Any] = {"sanitizer": sanitizer}
@@ -726,7 +638,7 @@ def sanitizer_stage(ctx: StageContext) -> dict[str, Any]:
         result = run_child(command, timeout)
         lines = result.pop("lines")
         result.update(
-            summary=[line for line in lines if "SUMMARY" in line], case_completed=CASE_DONE in lines
+            summary=[x for x in lines if "SUMMARY" in x], case_completed=CASE_DONE in lines
         )
         details[tool] = result
         if result["returncode"] != 0 or not result["case_completed"]:
@@ -742,20 +654,16 @@ def sanitizer_stage(ctx: StageContext) -> dict[str, Any]:
 
 def sanitizer_case() -> None:
     """A tiny launch of every kind, for compute-sanitizer (run in the child): a 3-qubit
-    estimator's fused forward with shifts, fused adjoint (Jacobian and VJP) and per-op forward,
+    estimator's fused forward with shifts, fused adjoint (Jacobian, VJP) and per-op forward,
     in both dtypes."""
-    import cupy  # noqa: PLC0415 - only with a GPU
+    import cupy
 
-    import gpuqnn  # noqa: PLC0415
-    from benchmarks import internals as gi  # noqa: PLC0415
-    from gpuqnn.examples import zz_real_amplitudes  # noqa: PLC0415
+    import gpuqnn
+    from gpuqnn.examples import zz_real_amplitudes
 
     qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
     network = gpuqnn.EstimatorQNN(
-        circuit=qc,
-        input_params=feature_map.parameters,
-        weight_params=ansatz.parameters,
-        device="cpu",
+        circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
     )
     simulator = gi.simulator_of(network)
     kp = gi.encode_tables(simulator.program, simulator.readout)
@@ -801,69 +709,46 @@ def pytest_stage(ctx: StageContext) -> dict[str, Any]:
 
 
 # ---- the run -------------------------------------------------------------------------------
+TITLES = {
+    "environment": "versions, CUDA driver and device, tools",
+    "timings": "bench_gpu's table on the 8- and 12-qubit workloads, targets, model",
+    "compile": "generated kernels of the 8- and 12-qubit workloads: size, shared memory, registers",
+    "kernels": "fused forward, fused adjoint and per-op kernels against NumPy",
+    "sanitizer": "compute-sanitizer memcheck and racecheck on a 3-qubit launch",
+    "pytest": "pytest -m gpu -q",
+}
+
+
 def stages(sizes: Sizes) -> list[Stage]:
     """The six stages of a run of ``sizes``, in order."""
 
+    def no_cuda() -> str | None:
+        return cuda_unavailable(sizes.device)
+
     def needs_gpu() -> str | None:
-        return None if sizes.dry_run else cuda_unavailable(sizes.device)
+        return None if sizes.dry_run else no_cuda()
 
-    estimate = sizes.estimates
-    return [
-        Stage(
-            "environment",
-            "versions, CUDA driver and device, tools",
-            environment_stage(sizes.device),
-            estimate["environment"],
-        ),
-        Stage(
-            "timings",
-            "bench_gpu's table on the 8- and 12-qubit workloads, targets, model",
-            timings_stage(sizes),
-            estimate["timings"],
-            needs_gpu,
-        ),
-        Stage(
-            "compile",
-            "generated kernels of the 8- and 12-qubit workloads: size, shared memory, registers",
-            compile_stage(sizes),
-            estimate["compile"],
-        ),
-        Stage(
-            "kernels",
-            "fused forward, fused adjoint and per-op kernels against NumPy",
-            kernel_stage(sizes),
-            estimate["kernels"],
-            needs_gpu,
-        ),
-        Stage(
-            "sanitizer",
-            "compute-sanitizer memcheck and racecheck on a 3-qubit launch",
-            sanitizer_stage,
-            estimate["sanitizer"],
-            lambda: sanitizer_reason(sizes.device),
-        ),
-        Stage(
-            "pytest",
-            "pytest -m gpu -q",
-            pytest_stage,
-            estimate["pytest"],
-            lambda: cuda_unavailable(sizes.device),
-        ),
-    ]
+    def no_sanitizer() -> str | None:
+        return no_cuda() or (None if find_tool("compute-sanitizer") else NO_SANITIZER)
+
+    runs = {
+        "environment": (environment_stage(sizes.device), None),
+        "timings": (timings_stage(sizes), needs_gpu),
+        "compile": (compile_stage(sizes), None),
+        "kernels": (kernel_stage(sizes), needs_gpu),
+        "sanitizer": (sanitizer_stage, no_sanitizer),
+        "pytest": (pytest_stage, no_cuda),
+    }
+    return [Stage(n, TITLES[n], run, sizes.estimates[n], check) for n, (run, check) in runs.items()]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse the command line."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the stages, write the report; 0, or 1 when a stage failed."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--device",
-        choices=["cuda", "cpu"],
-        default="cuda",
-        help="cuda (default), or cpu for a dry run of the script without a GPU",
+        "--device", choices=["cuda", "cpu"], default="cuda", help="cpu: a dry run without a GPU"
     )
-    parser.add_argument(
-        "--out", type=Path, default=Path("gpu_acceptance.json"), help="the JSON report"
-    )
+    parser.add_argument("--out", type=Path, default=Path("gpu_acceptance.json"), help="the report")
     parser.add_argument(
         "--budget-s",
         type=float,
@@ -876,12 +761,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.budget_s <= 0:
         parser.error("--budget-s must be positive")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the stages, write the report; 0, or 1 when a stage failed."""
-    args = parse_args(argv)
     sizes = sizes_for(args.device, args.quick)
     meta = {"script": "benchmarks/gpu_acceptance.py", "device": args.device, "quick": args.quick}
     meta["dry_run"] = sizes.dry_run
@@ -890,10 +769,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(DRY_RUN_LABEL)
     harness = Harness(stages(sizes), args.out, args.budget_s, meta, echo=print)
     report = harness.run()
-    summary = report["summary"]
+    counts = report["summary"]
     print(
-        f"report: {args.out} ({report['elapsed_s']:.0f} s): {summary['ok']} ok, "
-        f"{summary['failed']} failed, {summary['skipped']} skipped"
+        f"report: {args.out} ({report['elapsed_s']:.0f} s): {counts['ok']} ok, "
+        f"{counts['failed']} failed, {counts['skipped']} skipped"
     )
     return harness.exit_status
 

@@ -1,26 +1,10 @@
-"""A MODEL of the fused kernels' time on an H100/H200 (sm_90), from the generated kernel's
-shared-memory traffic and FP64 instruction counts, for issue 11's targets. Not a measurement:
-no GPU has run these kernels; every figure this module gives is labelled as a model.
+"""A MODEL of the fused kernels' time on an H100/H200 (sm_90) for issue 11's targets, from the
+generated kernels' shared-memory bytes, floating-point operations and barriers per row (README,
+"A model of the GPU times"). Not a measurement: every figure it gives is labelled a model.
 
-Per row (one block, one sample) the model counts, pass by pass of the specialised kernel
-(:mod:`gpuqnn._cuda.passes`):
-
-- shared-memory bytes: each op reads and writes the amplitudes it touches (all of them for an
-  uncontrolled op, a 2**-c share under c controls, the masked ones for a phase op); a phase run
-  reads and writes every amplitude once; the adjoint's backward sweep un-applies every pass to
-  two states and reads both again for each differentiated pass's derivative;
-- floating-point operations (an FMA counts one; FP64 for complex128, FP32 for complex64): a
-  dense 2**k matrix 4 * 4**k per group, a rotation 8 per amplitude, a permutation 0, a phase
-  4, a phase run's sincos (30) and multiply (4) per amplitude, a derivative 4 per amplitude;
-- barriers: one per pass.
-
-A row costs ``max(bytes / (SHARED_BW * SHARED_EFFICIENCY), flops / FP_RATE) + passes *
-BARRIER_CYCLES / blocks per SM`` cycles of its SM, and the batch is spread over every SM. The
-host side of a call (angles, the Jacobian's chain rule, Python) is added as a fixed
-``HOST_OVERHEAD_MS``. The constants are the public sm_90 figures and stated assumptions.
-
-Run: ``python -m benchmarks.gpu_model`` (prints the JSON report).
-"""
+A row costs ``max(bytes / (shared bandwidth x efficiency), flops / FP rate) + barriers x
+BARRIER_CYCLES / blocks per SM`` cycles of its SM, the batch spread over every SM, plus
+``HOST_OVERHEAD_MS`` per call. Run: ``python -m benchmarks.gpu_model`` (prints JSON)."""
 
 from __future__ import annotations
 
@@ -39,24 +23,15 @@ from benchmarks.internals import (
 )
 from benchmarks.workloads import zz_kernel_tables
 
-SMS = 132
-"""Multiprocessors of an H100 SXM / H200 (GH100)."""
-CLOCK_HZ = 1.98e9
-"""Boost clock of an H100 SXM / H200."""
-SHARED_BYTES_PER_CYCLE = 128
-"""Shared-memory bandwidth per SM per cycle (32 banks of 4 bytes)."""
-SHARED_EFFICIENCY = 0.5
-"""Assumed share of that bandwidth a kernel of 16-byte amplitude loads and stores reaches
-(bank conflicts on the low qubits, address arithmetic): an assumption, not a measurement."""
-FP64_PER_CYCLE = 64
-"""FP64 FMAs per SM per cycle (no tensor cores); complex64 kernels run FP32 at twice that."""
-BARRIER_CYCLES = 60
-"""Cycles a __syncthreads() and the pass's loop prologue cost a block (assumed)."""
+SMS = 132  # multiprocessors of an H100 SXM / H200 (GH100)
+CLOCK_HZ = 1.98e9  # boost clock
+SHARED_BYTES_PER_CYCLE = 128  # per SM (32 banks of 4 bytes)
+SHARED_EFFICIENCY = 0.5  # ASSUMED share of it reached (bank conflicts, address arithmetic)
+FP64_PER_CYCLE = 64  # FP64 FMAs per SM per cycle; complex64 kernels run FP32 at twice that
+BARRIER_CYCLES = 60  # ASSUMED cost of a __syncthreads() and a pass's loop prologue
 SHARED_PER_SM = 228 * 1024
 MAX_BLOCKS_PER_SM = 32
-HOST_OVERHEAD_MS = 0.3
-"""Assumed host-side time per call: the angle table and the chain rule (a few CuPy kernels),
-argument checks and one launch."""
+HOST_OVERHEAD_MS = 0.3  # ASSUMED host time per call: angles, chain rule, checks, one launch
 SINCOS_OPS = 30
 
 

@@ -1,13 +1,8 @@
 """The acceptance run's harness: stages in order under one deadline, each recorded (status,
-seconds, details, error) in a JSON report rewritten as every stage starts and ends, so that a
-run cut short still leaves a readable report.
-
-A stage is a function of a :class:`StageContext` returning a dict of details. It ends ``ok``;
-``failed`` when it raised (type, message and the traceback's tail are recorded, later stages
-still run) or called :meth:`StageContext.fail`; ``skipped`` when its ``precheck`` gave a reason,
-it would start past the deadline, its estimate does not fit the time left, or it raised
-:class:`Skip`. Nothing here prints: the caller passes ``echo``.
-"""
+seconds, details, error) in a JSON report rewritten as every stage starts and ends. A stage ends
+``ok``; ``failed`` when it raised or called :meth:`StageContext.fail` (later stages still run);
+``skipped`` when its precheck gave a reason, it would start past the deadline, its estimate does
+not fit the time left, or it raised :class:`Skip`."""
 
 from __future__ import annotations
 
@@ -24,8 +19,7 @@ from typing import Any
 import numpy as np
 
 OK, FAILED, SKIPPED, PENDING, RUNNING = "ok", "failed", "skipped", "pending", "running"
-TRACEBACK_LINES = 25
-"""Lines of a failed stage's traceback kept in the report (its tail)."""
+TRACEBACK_LINES = 25  # of a failed stage's traceback kept in the report (its tail)
 
 
 class Skip(Exception):
@@ -34,15 +28,8 @@ class Skip(Exception):
 
 @dataclass
 class StageContext:
-    """What a running stage sees.
-
-    Attributes:
-        deadline: ``clock()`` time by which the stage should finish (it keeps time for the
-            stages after it); stages with optional work check :meth:`time_left`.
-        clock: the harness's clock (seconds).
-        failures: the checks that did not pass (see :meth:`fail`).
-        summary: one line for the console and the report, set by the stage.
-    """
+    """What a running stage sees: the ``clock()`` time by which it should finish (keeping time
+    for the later stages), the checks that failed and a one-line summary it sets."""
 
     deadline: float
     clock: Callable[[], float] = time.monotonic
@@ -60,9 +47,8 @@ class StageContext:
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage: ``name`` (the report's key), ``title`` (a few words), ``run`` (returns its
-    details), ``estimate_s`` (kept for it while earlier stages run; it is skipped when they do
-    not fit the time left) and ``precheck`` (why it cannot run here, or None)."""
+    """One stage: ``run`` returns its details, ``estimate_s`` is kept for it while earlier
+    stages run, ``precheck`` says why it cannot run here (or None)."""
 
     name: str
     title: str
@@ -70,14 +56,10 @@ class Stage:
     estimate_s: float
     precheck: Callable[[], str | None] | None = None
 
-    def reason_not_to_run(self) -> str | None:
-        """The precheck's reason, or None."""
-        return None if self.precheck is None else self.precheck()
-
 
 def jsonable(value: Any) -> Any:
-    """``value`` with NumPy scalars and arrays as Python numbers and lists, tuples as lists,
-    paths as strings, and non-finite floats as strings (strict JSON has no NaN or inf)."""
+    """``value`` as strict JSON: NumPy as Python, tuples as lists, non-finite floats and paths
+    as strings."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -107,16 +89,9 @@ def error_record(exc: BaseException) -> dict[str, str]:
 
 
 class Harness:
-    """Runs stages in order under a deadline and keeps the JSON report at ``out`` current.
-
-    Args:
-        stages: the stages, in order.
-        out: the report's path.
-        budget_s: seconds from :meth:`run`'s start to the deadline.
-        meta: top-level entries of the report (device, options, ...).
-        clock: monotonic seconds (tests pass a fake one).
-        echo: called with one line per stage as it starts and ends (default: silent).
-    """
+    """Runs stages in order under a deadline ``budget_s`` after :meth:`run` starts and keeps
+    the JSON report at ``out`` current; ``meta`` are its top-level entries, ``echo`` gets a line
+    per stage as it starts and ends."""
 
     def __init__(
         self,
@@ -176,9 +151,8 @@ class Harness:
             return
         now = self.clock()
         # keep for the later stages that will run what they estimate
-        reserve = sum(
-            s.estimate_s for s in self.stages[index + 1 :] if s.reason_not_to_run() is None
-        )
+        later = self.stages[index + 1 :]
+        reserve = sum(s.estimate_s for s in later if s.precheck is None or s.precheck() is None)
         context = StageContext(min(deadline, max(now + stage.estimate_s, deadline - reserve)))
         context.clock = self.clock
         record.update(status=RUNNING, estimate_s=stage.estimate_s)
@@ -200,7 +174,7 @@ class Harness:
         self.echo(f"{label}: {_outcome(record)}")
 
     def _skip_reason(self, stage: Stage, deadline: float) -> str | None:
-        reason = stage.reason_not_to_run()
+        reason = None if stage.precheck is None else stage.precheck()
         left = deadline - self.clock()
         if reason is None and left <= 0:
             reason = f"past the deadline (--budget-s {self.budget_s:g} spent)"

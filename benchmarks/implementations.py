@@ -1,6 +1,5 @@
 """What the benchmarks time: the :class:`Implementation` protocol, and gpuqnn's configurations
-(:class:`Variant`) behind it. The peers (other implementations) are in :mod:`benchmarks.peers`.
-"""
+(:class:`Variant`) behind it; the peers are in :mod:`benchmarks.peers`."""
 
 from __future__ import annotations
 
@@ -15,17 +14,9 @@ import gpuqnn
 from benchmarks.internals import use_kernels
 from benchmarks.workloads import QNNSpec
 
-Gradients = tuple[np.ndarray | None, np.ndarray | None]
-"""``(input gradients or None, weight gradients)``."""
-
-JACOBIAN = "jacobian"
-"""A runner whose ``backward`` returns per-sample Jacobians in qiskit-machine-learning's layout:
-``(B, *output_shape, I)`` and ``(B, *output_shape, W)``."""
-
-VJP = "vjp"
-"""A runner whose ``backward`` returns one vector-Jacobian product with the cotangent
-:func:`benchmarks.measure.vjp_cotangent` of its outputs (what a training step with backprop
-needs): ``(B, I)`` input gradients and ``(W,)`` weight gradients."""
+Gradients = tuple[np.ndarray | None, np.ndarray | None]  # (input gradients or None, weights')
+JACOBIAN = "jacobian"  # backward gives per-sample Jacobians, (B, *out, I) and (B, *out, W)
+VJP = "vjp"  # backward gives one VJP with measure.vjp_cotangent: (B, I) and (W,)
 
 
 class Unsupported(Exception):
@@ -33,11 +24,8 @@ class Unsupported(Exception):
 
 
 class Implementation(Protocol):
-    """One built network of one implementation.
-
-    Attributes:
-        gradients: :data:`JACOBIAN` or :data:`VJP`, what ``backward`` returns.
-    """
+    """One built network of one implementation; ``gradients`` (:data:`JACOBIAN` or
+    :data:`VJP`) says what ``backward`` returns."""
 
     gradients: str
 
@@ -60,11 +48,7 @@ class Implementation(Protocol):
 
 @dataclass(frozen=True)
 class Options:
-    """Settings passed to every peer factory.
-
-    Attributes:
-        device: ``"cpu"``, or ``"gpu"`` for peers that run on a CUDA device.
-    """
+    """Settings passed to every peer factory: ``device`` ``"cpu"`` or ``"gpu"``."""
 
     device: str = "cpu"
 
@@ -75,13 +59,8 @@ def _no_sync() -> None:
 
 @dataclass
 class NetworkImplementation:
-    """A :class:`Implementation` around a qiskit-machine-learning ``NeuralNetwork`` (or a subclass).
-
-    Attributes:
-        network: The network.
-        wait: Waits for the network's device work (default: nothing to wait for).
-        label: What :meth:`describe` says (default: the network's device and dtype).
-    """
+    """An :class:`Implementation` around a qiskit-machine-learning ``NeuralNetwork`` (or a
+    subclass), ``wait`` waiting for its device work."""
 
     network: NeuralNetwork
     wait: Callable[[], None] = _no_sync
@@ -116,15 +95,8 @@ SHORT_METHODS = {"auto": "auto", "adjoint": "adjoint", "shift": "parameter_shift
 
 @dataclass(frozen=True)
 class Variant:
-    """One gpuqnn configuration, timed on the full batch as its own column.
-
-    Attributes:
-        name: Column name.
-        gradient_method: gpuqnn ``gradient_method``.
-        dtype: gpuqnn ``dtype``.
-        device: gpuqnn ``device``.
-        kernels: CUDA kernel choice (``gpuqnn._internals.use_kernels``); no effect on the CPU.
-    """
+    """One gpuqnn configuration, its own column; ``kernels`` is the CUDA kernel choice
+    (``use_kernels``; no effect on the CPU)."""
 
     name: str
     gradient_method: str = "auto"
@@ -134,12 +106,7 @@ class Variant:
 
     @classmethod
     def parse(cls, text: str, device: str = "cpu") -> Variant:
-        """A CPU variant from ``METHOD/DTYPE``, e.g. ``shift/c64`` (methods: auto, adjoint,
-        shift; dtypes: c128, c64).
-
-        Raises:
-            ValueError: ``text`` names an unknown method or dtype.
-        """
+        """A CPU variant from ``METHOD/DTYPE``, e.g. ``shift/c64``."""
         method, _, dtype = text.partition("/")
         if method not in SHORT_METHODS or dtype not in SHORT_DTYPES:
             raise ValueError(
@@ -159,11 +126,7 @@ class Variant:
         return 1e-4 if self.dtype == "complex64" else 1e-8
 
     def build(self, spec: QNNSpec, max_memory: int | None = None) -> NetworkImplementation:
-        """The gpuqnn network of ``spec`` in this configuration.
-
-        Raises:
-            Unsupported: the CUDA kernels asked for cannot run this network.
-        """
+        """The gpuqnn network of ``spec``; ``Unsupported`` when the kernels cannot run it."""
         cls = gpuqnn.EstimatorQNN if spec.kind == "estimator" else gpuqnn.SamplerQNN
         network = cls(
             **spec.qiskit_kwargs(),

@@ -1,7 +1,6 @@
-"""The one door from ``benchmarks/`` into gpuqnn's private modules: every name the benchmarks
-and the acceptance run take from ``gpuqnn._sim``, ``gpuqnn._cuda`` and ``gpuqnn._compile`` is
-imported here (none of these imports needs CuPy), so that a rename inside the library is a
-change of this file only."""
+"""The one door from ``benchmarks/`` into gpuqnn's private names (``gpuqnn._sim``, ``_cuda``,
+``_compile``, ``_internals`` and ``distributed``'s actor pool; none needs CuPy, torch or Ray), so
+that a rename inside the library is a change of this file only."""
 
 from __future__ import annotations
 
@@ -23,8 +22,14 @@ from gpuqnn._sim.adjoint import adjoint_gradients
 from gpuqnn._sim.backend import load_cupy, select_backend
 from gpuqnn._sim.block_circuit import BlockCircuit
 from gpuqnn._sim.threads import available_cores
+from gpuqnn.distributed import _ActorPool as ActorPool
+from gpuqnn.distributed import _NoProgress as NoProgress
+from gpuqnn.distributed import _Source as Source
 
 __all__ = [
+    "ActorPool",
+    "NoProgress",
+    "Source",
     "DEFAULT_SHARED_LIMIT",
     "BlockCircuit",
     "FusedLauncher",

@@ -1,19 +1,14 @@
-"""Timing and checking: every implementation of a workload is checked against gpuqnn's headline
-configuration on the samples it is timed on, then timed.
-
-- gpuqnn variants and full-batch peers: one warm-up call on the full batch (first calls build
-  caches and, on a GPU, compile kernels), then the best of ``repeat`` calls.
-- Scaled peers: one single-sample warm-up (so that one-off setup is not scaled up), then one call
-  on ``n`` samples, the time scaled linearly to the batch.
-- Every timed call is bracketed by the runner's ``sync`` (waits for a CUDA device's queue).
-"""
+"""Checking and timing: every implementation of a workload is checked against gpuqnn's headline
+on the samples it is timed on; full-batch ones are timed as the best of ``repeat`` calls after a
+warm-up, scaled peers once on a few samples after a single-sample warm-up (scaled linearly);
+every timed call is bracketed by the implementation's ``sync``."""
 
 from __future__ import annotations
 
 import functools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,19 +17,11 @@ import numpy as np
 from benchmarks.implementations import VJP, Gradients, Implementation, Options, Unsupported, Variant
 from benchmarks.workloads import Workload
 
-PASSES = ("forward", "backward", "backward+input_grads")
-"""The timed passes, in table order."""
-
+PASSES = ("forward", "backward", "backward+input_grads")  # in table order
 BACKWARD_PASSES = PASSES[1:]
-
-QUICK_BATCH = 8
-"""Samples per pass in ``--quick`` smoke runs."""
-
-QUICK_REF_BATCH = 2
-"""Samples the scaled peers are measured on in ``--quick`` smoke runs."""
-
-SAME_AS_HEADLINE = "="
-"""Table cell of a variant whose forward pass is the headline's own code."""
+QUICK_BATCH = 8  # samples per pass in --quick runs
+QUICK_REF_BATCH = 2  # samples the scaled peers are measured on in --quick runs
+SAME_AS_HEADLINE = "="  # the cell of a variant whose forward is the headline's own code
 
 
 def run_pass(runner: Implementation, name: str, inputs: np.ndarray, weights: np.ndarray) -> Any:
@@ -42,25 +29,6 @@ def run_pass(runner: Implementation, name: str, inputs: np.ndarray, weights: np.
     if name == "forward":
         return runner.forward(inputs, weights)
     return runner.backward(inputs, weights, input_gradients=name == "backward+input_grads")
-
-
-def _no_sync() -> None:
-    """Nothing to wait for."""
-
-
-def timed(
-    fn: Callable[[], Any], repeat: int = 1, sync: Callable[[], None] = _no_sync
-) -> tuple[float, Any]:
-    """Best wall time of ``repeat`` calls of ``fn`` and the last call's result; ``sync`` runs
-    before the clock starts and before it stops (device work is counted, earlier work not)."""
-    best, result = math.inf, None
-    for _ in range(repeat):
-        sync()
-        start = time.perf_counter()
-        result = fn()
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 @functools.cache
@@ -74,9 +42,8 @@ def vjp_cotangent(shape: tuple[int, ...]) -> np.ndarray:
 
 
 def contract(gradients: Gradients) -> Gradients:
-    """Per-sample Jacobians ``(B, *out, I)``, ``(B, *out, W)`` -> the VJP layout of
-    :data:`~benchmarks.implementations.VJP`: ``(B, I)`` (per sample, over the outputs) and
-    ``(W,)`` (over the batch and the outputs), both weighted by :func:`vjp_cotangent`."""
+    """Per-sample Jacobians ``(B, *out, I)``, ``(B, *out, W)`` -> the VJP layout: ``(B, I)``
+    and ``(W,)``, contracted with :func:`vjp_cotangent`."""
     result = []
     for k, jacobian in enumerate(gradients):
         if jacobian is None:
@@ -94,10 +61,8 @@ def contract(gradients: Gradients) -> Gradients:
 
 
 def max_abs_diff(ours: Any, theirs: Any) -> float:
-    """Largest absolute difference between two results (arrays or tuples of arrays/None).
-
-    Returns ``inf`` when the structures differ (shape, or ``None`` on one side only).
-    """
+    """Largest absolute difference between two results (arrays or tuples of arrays/None);
+    ``inf`` when their structures differ."""
     if isinstance(ours, tuple) or isinstance(theirs, tuple):
         if not (isinstance(ours, tuple) and isinstance(theirs, tuple)) or len(ours) != len(theirs):
             return math.inf
@@ -112,32 +77,19 @@ def max_abs_diff(ours: Any, theirs: Any) -> float:
 
 @dataclass(frozen=True)
 class Timing:
-    """A time for one pass, already scaled to the workload batch.
-
-    Attributes:
-        seconds: The (scaled) time.
-        measured: Number of samples actually run.
-    """
+    """A pass's time scaled to the batch, and the samples actually run."""
 
     seconds: float
     measured: int
 
 
-Cell = Timing | str
-"""A table cell: a time, or why there is none (``n/a``, :data:`SAME_AS_HEADLINE`)."""
+Cell = Timing | str  # a time, or why there is none (``n/a``, :data:`SAME_AS_HEADLINE`)
 
 
 @dataclass
 class Row:
-    """One table row: a workload and pass, timed for every implementation.
-
-    Attributes:
-        workload: Workload name.
-        pass_name: One of :data:`PASSES`.
-        batch: Samples per pass.
-        cells: Column name -> its cell (variants first, then peers).
-        agrees: Whether every implementation agreed with the headline on this workload.
-    """
+    """A workload's pass: column name -> cell (variants first, then peers), and whether every
+    implementation agreed with the headline on the workload."""
 
     workload: str
     pass_name: str
@@ -153,17 +105,8 @@ class Row:
 
 @dataclass(frozen=True)
 class Settings:
-    """How a workload is measured.
-
-    Attributes:
-        batch: Samples per pass (gpuqnn and full-batch peers).
-        ref_batch: Samples scaled peers are measured on (None: each peer's or workload's own).
-        repeat: Full-batch implementations are timed as the best of this many calls.
-        atol: Absolute tolerance of the checks (None: per dtype, 1e-8 or 1e-5 for complex64).
-        seed: Seed of the random inputs and weights.
-        options: Settings of the peers (their device).
-        max_memory: gpuqnn's ``max_memory`` (None: its default).
-    """
+    """How a workload is measured (``ref_batch``: the scaled peers' samples, None for each
+    peer's or workload's own; ``atol``: None for the headline dtype's)."""
 
     batch: int
     ref_batch: int | None = None
@@ -175,38 +118,22 @@ class Settings:
 
 
 class Checker:
-    """Compares results with the headline's and collects one report line per implementation."""
+    """Compares results with the headline's (cached per pass and sample count), records a
+    mismatch in :attr:`agrees`."""
 
-    def __init__(self, workload: str, headline: Implementation, atol: float) -> None:
-        self.workload = workload
-        self.headline = headline
-        self.atol = atol
-        self.agrees = True
-        self._cache: dict[tuple[str, int], Any] = {}
-
-    def remember(self, name: str, inputs: np.ndarray, result: Any) -> None:
-        """Keep the headline's ``result`` of pass ``name`` on ``inputs``."""
-        self._cache[(name, inputs.shape[0])] = result
-
-    def expected(self, name: str, inputs: np.ndarray, weights: np.ndarray) -> Any:
-        """The headline's result of pass ``name`` on ``inputs`` (cached per sample count)."""
-        key = (name, inputs.shape[0])
-        if key not in self._cache:
-            self._cache[key] = run_pass(self.headline, name, inputs, weights)
-        return self._cache[key]
+    def __init__(self, headline: Implementation, atol: float) -> None:
+        self.headline, self.atol, self.agrees = headline, atol, True
+        self.cache: dict[tuple[str, int], Any] = {}
 
     def check(
-        self,
-        runner: Implementation,
-        name: str,
-        got: Any,
-        inputs: np.ndarray,
-        weights: np.ndarray,
-        atol: float,
+        self, runner: Implementation, name: str, got: Any, inputs: np.ndarray, w: Any, atol: float
     ) -> str:
-        """Compare ``got`` with the headline's result (contracted for a VJP runner); returns
-        ``"PASS OK (max |diff| ...)"`` or ``"... MISMATCH ..."`` and records a mismatch."""
-        expected = self.expected(name, inputs, weights)
+        """Compare ``got`` with the headline's result (contracted for a VJP runner): ``"PASS OK
+        (max |diff| ...)"`` or ``"... MISMATCH ..."``."""
+        key = (name, inputs.shape[0])
+        if key not in self.cache:
+            self.cache[key] = run_pass(self.headline, name, inputs, w)
+        expected = self.cache[key]
         if name != "forward" and runner.gradients == VJP:
             expected = contract(expected)
         diff = max_abs_diff(got, expected)
@@ -233,129 +160,80 @@ def time_pass(
     repeat: int,
     scaled_from: int | None = None,
 ) -> tuple[Timing, Any]:
-    """Time one pass of ``runner`` for the batch of ``inputs``.
-
-    Args:
-        runner: The implementation.
-        name: One of :data:`PASSES`.
-        inputs: (B, I) inputs of the whole batch.
-        weights: (W,) weights.
-        repeat: Full-batch runs: best of this many calls after one warm-up call.
-        scaled_from: Measure on the first ``min(scaled_from, B)`` samples only: one
-            single-sample warm-up call (one-off setup is not scaled up), one timed call, the
-            time scaled linearly to B. None: full batch.
-
-    Returns:
-        The timing and the last call's result (on the samples it ran).
-    """
+    """Time pass ``name`` for the batch of ``inputs``: best of ``repeat`` after a warm-up, or
+    with ``scaled_from`` one call on that many samples after a single-sample warm-up (one-off
+    setup is not scaled up), scaled to the batch. Returns the timing and the last result."""
     batch = inputs.shape[0]
     n = batch if scaled_from is None else max(1, min(scaled_from, batch))
-    sample = inputs[:n]
-    call = functools.partial(run_pass, runner, name, sample, weights)
-    if scaled_from is None:
-        call()
-    else:
-        run_pass(runner, name, inputs[:1], weights)
-        repeat = 1
-    seconds, result = timed(call, repeat, runner.sync)
-    return Timing(seconds * batch / n, n), result
-
-
-def _not_applicable(rows: Sequence[Row], name: str, reason: Exception) -> None:
-    """Mark column ``name`` ``n/a`` in ``rows`` and print why."""
-    print(f"skip {rows[0].workload} on {name}: {reason}")
-    for row in rows:
-        row.cells[name] = "n/a"
+    run_pass(runner, name, inputs if scaled_from is None else inputs[:1], weights)  # warm-up
+    best, result = math.inf, None
+    for _ in range(repeat if scaled_from is None else 1):
+        runner.sync()  # device work is counted, earlier work not
+        start = time.perf_counter()
+        result = run_pass(runner, name, inputs[:n], weights)
+        runner.sync()
+        best = min(best, time.perf_counter() - start)
+    return Timing(best * batch / n, n), result
 
 
 def bench_workload(
     workload: Workload, variants: Sequence[Variant], peers: Sequence[Any], settings: Settings
 ) -> list[Row]:
-    """Check and time one workload for every gpuqnn variant and peer; prints a line per
-    implementation with its checks.
-
-    Args:
-        workload: The workload.
-        variants: gpuqnn configurations; the first is the headline everything is checked
-            against.
-        peers: :class:`benchmarks.peers.Peer` objects, already known to be available.
-        settings: How to measure.
-
-    Returns:
-        One row per pass.
-    """
-    batch = settings.batch
-    spec = workload.build()
+    """Check and time one workload for every variant (the first is the headline) and peer
+    (:class:`benchmarks.peers.Peer`); prints a check line per implementation. Returns a row per
+    pass."""
+    batch, spec = settings.batch, workload.build()
     inputs, weights = spec.random_data(batch, settings.seed)
-    headline = variants[0].build(spec, settings.max_memory)
-    atol = settings.atol if settings.atol is not None else variants[0].tolerance()
-    checker = Checker(workload.name, headline, atol)
+    first = variants[0]
+    headline = first.build(spec, settings.max_memory)
+    atol = settings.atol if settings.atol is not None else first.tolerance()
+    checker = Checker(headline, atol)
     rows = [Row(workload.name, name, batch) for name in PASSES]
-
-    print(
-        f"method {workload.name}: {variants[0].name} runs backward with "
-        f"{resolved_methods(headline)}"
-    )
-    for variant in variants:
+    print(f"method {workload.name}: {first.name} runs backward with {resolved_methods(headline)}")
+    for entry in [*variants, *peers]:
+        name, is_variant = entry.name, isinstance(entry, Variant)
         try:
-            runner = (
-                headline if variant is variants[0] else variant.build(spec, settings.max_memory)
-            )
-        except Unsupported as exc:
-            _not_applicable(rows, variant.name, exc)
-            continue
-        notes = []
-        for row in rows:
-            if (
-                row.pass_name == "forward"
-                and variant is not variants[0]
-                and variant.same_forward(variants[0])
-            ):
-                row.cells[variant.name] = SAME_AS_HEADLINE
-                continue
-            timing, got = time_pass(runner, row.pass_name, inputs, weights, settings.repeat)
-            row.cells[variant.name] = timing
-            if variant is variants[0]:
-                checker.remember(row.pass_name, inputs, got)
+            if is_variant:
+                runner = headline if entry is first else entry.build(spec, settings.max_memory)
             else:
-                notes.append(
-                    checker.check(runner, row.pass_name, got, inputs, weights, variant.tolerance())
-                )
-        if notes:
-            print(
-                f"check {workload.name}: {variant.name} vs {variants[0].name} on {batch} "
-                f"samples: {', '.join(notes)}"
-            )
-
-    for peer in peers:
-        try:
-            runner = peer.factory(spec, settings.options)
+                runner = entry.factory(spec, settings.options)
         except Unsupported as exc:
-            _not_applicable(rows, peer.name, exc)
+            print(f"skip {workload.name} on {name}: {exc}")
+            for row in rows:
+                row.cells[name] = "n/a"
             continue
-        scaled_from = peer.samples(spec, workload, batch, settings.ref_batch)
-        peer_atol = max(atol, peer.atol or 0.0)
-        notes = []
+        if is_variant:
+            scaled_from, tolerance = None, entry.tolerance()
+        else:
+            scaled_from = entry.samples(spec, workload, batch, settings.ref_batch)
+            tolerance = max(atol, entry.atol or 0.0)
+        notes, measured = [], batch
         for row in rows:
+            if row.pass_name == "forward" and entry is not first and is_variant:
+                if entry.same_forward(first):
+                    row.cells[name] = SAME_AS_HEADLINE
+                    continue
             timing, got = time_pass(
                 runner, row.pass_name, inputs, weights, settings.repeat, scaled_from
             )
-            row.cells[peer.name] = timing
-            sample = inputs[: timing.measured]
-            notes.append(checker.check(runner, row.pass_name, got, sample, weights, peer_atol))
-        kind = " (VJP)" if runner.gradients == VJP else ""
-        print(
-            f"check {workload.name}: {peer.name}{kind} vs {variants[0].name} on "
-            f"{timing.measured} samples: {', '.join(notes)}"
-        )
-        compiled = getattr(runner, "compile_seconds", None)
-        if compiled:
-            times = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in compiled.items())
+            row.cells[name], measured = timing, timing.measured
+            if entry is first:
+                checker.cache[(row.pass_name, batch)] = got
+            else:
+                sample = inputs[:measured]
+                notes.append(checker.check(runner, row.pass_name, got, sample, weights, tolerance))
+        if notes:
+            kind = " (VJP)" if runner.gradients == VJP else ""
             print(
-                f"compile {workload.name}: {peer.name} (trace + XLA compile, first call of "
-                f"each pass, not in the table): {times}"
+                f"check {workload.name}: {name}{kind} vs {first.name} on {measured} samples: "
+                + ", ".join(notes)
             )
-
+        if compiled := getattr(runner, "compile_seconds", None):
+            times = ", ".join(f"{p} {sec:.2f} s" for p, sec in compiled.items())
+            print(
+                f"compile {workload.name}: {name} (trace + XLA compile, first call of each "
+                f"pass, not in the table): {times}"
+            )
     for row in rows:
         row.agrees = checker.agrees
     return rows

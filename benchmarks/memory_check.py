@@ -1,14 +1,7 @@
-"""Peak memory of a big batch under ``max_memory``: the 8-qubit estimator's forward and backward
-(with input gradients) on 100,000 samples.
-
-Runs in a fresh Python process (``python -m benchmarks.memory_check``) so that the process's peak
-resident set size belongs to this measurement alone: ``VmHWM`` of ``/proc/self/status``, which
-starts afresh at ``exec`` (``resource.getrusage``'s ``ru_maxrss`` does not on Linux: a child keeps
-the peak its parent had when it forked; it is the fallback elsewhere). Each pass is run
-twice: once for its wall time, once under ``tracemalloc`` (NumPy reports its allocations to it)
-for the bytes it allocated at its peak beyond what it held before and the arrays it returns —
-what ``max_memory`` bounds.
-"""
+"""Peak memory of 100,000 samples under ``max_memory`` (``bench_qnn --memory``; README,
+"Memory"), in a fresh process (``python -m benchmarks.memory_check``) so that its peak RSS
+(``VmHWM``, which starts afresh at ``exec``) is this measurement's; each pass runs once for its
+time and once under ``tracemalloc``."""
 
 from __future__ import annotations
 
@@ -20,7 +13,6 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +24,6 @@ _ROOT = Path(__file__).resolve().parents[1]
 
 SAMPLES = 100_000
 MAX_MEMORY = 256 << 20
-
-
-@dataclass(frozen=True)
-class PassMemory:
-    """One pass's figures.
-
-    Attributes:
-        name: ``forward`` or ``backward+input_grads``.
-        seconds: Wall time without tracemalloc.
-        peak_bytes: tracemalloc peak beyond the memory held before, minus the returned arrays.
-        returned_bytes: Bytes of the returned arrays.
-    """
-
-    name: str
-    seconds: float
-    peak_bytes: int
-    returned_bytes: int
 
 
 def traced_peak(run: Callable[[], Any]) -> tuple[int, int]:
@@ -98,7 +73,9 @@ def measure(samples: int, max_memory: int, num_qubits: int = 8) -> dict[str, Any
         call()
         seconds = time.perf_counter() - start
         peak, returned = traced_peak(call)
-        passes.append(PassMemory(name, seconds, peak, returned).__dict__)
+        passes.append(
+            {"name": name, "seconds": seconds, "peak_bytes": peak, "returned_bytes": returned}
+        )
     return {
         "samples": samples,
         "num_qubits": num_qubits,
@@ -112,21 +89,9 @@ def measure(samples: int, max_memory: int, num_qubits: int = 8) -> dict[str, Any
 
 def run_in_subprocess(samples: int = SAMPLES, max_memory: int = MAX_MEMORY) -> dict[str, Any]:
     """:func:`measure` in a fresh Python process; returns its figures."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.memory_check",
-            "--samples",
-            str(samples),
-            "--max-memory",
-            str(max_memory),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=_ROOT,
-    )
+    command = [sys.executable, "-m", "benchmarks.memory_check", "--samples", str(samples)]
+    command += ["--max-memory", str(max_memory)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=_ROOT)
     return json.loads(result.stdout)
 
 
@@ -137,33 +102,14 @@ def mib(nbytes: float) -> str:
 
 def memory_table(figures: dict[str, Any]) -> str:
     """The figures as a markdown table, one row per pass."""
-    rows = []
-    for p in figures["passes"]:
-        within = "yes" if p["peak_bytes"] <= figures["max_memory"] else "NO"
-        rows.append(
-            [
-                p["name"],
-                f"{figures['samples']:,}",
-                f"{p['seconds']:.3g}",
-                mib(p["peak_bytes"]),
-                mib(p["returned_bytes"]),
-                mib(figures["max_memory"]),
-                within,
-            ]
-        )
-    table = render(
-        [
-            "pass",
-            "samples",
-            "seconds",
-            "traced peak MiB",
-            "returned MiB",
-            "max_memory MiB",
-            "within",
-        ],
-        rows,
-        numeric=[1, 2, 3, 4, 5],
-    )
+    limit = figures["max_memory"]
+    rows = [
+        [p["name"], f"{figures['samples']:,}", f"{p['seconds']:.3g}", mib(p["peak_bytes"])]
+        + [mib(p["returned_bytes"]), mib(limit), "yes" if p["peak_bytes"] <= limit else "NO"]
+        for p in figures["passes"]
+    ]
+    header = ["pass", "samples", "seconds", "traced peak MiB", "returned MiB", "max_memory MiB"]
+    table = render([*header, "within"], rows, numeric=[1, 2, 3, 4, 5])
     return (
         f"{table}\n\nProcess peak RSS {mib(figures['rss_peak'])} MiB "
         f"(after imports and warm-up: {mib(figures['rss_before'])} MiB); "

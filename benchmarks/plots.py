@@ -1,13 +1,6 @@
-"""Scaling sweeps and their log-log plots: the ZZ-feature-map estimator's backward pass with
-input gradients, time against batch size (8 qubits) and against qubit count (batch 64), for the
-gpuqnn variants, the peers and the parameter-shift memory-bandwidth bound.
-
-Full-batch implementations are timed at every point (best of ``repeat`` after a warm-up). Scaled
-peers are measured on a few samples and scaled linearly, and their legend says so: in the batch
-sweep they are measured once and drawn as a line proportional to the batch. A full-batch peer
-whose batch does not fit its memory cap (PennyLane backprop at many qubits) is measured on fewer
-samples and scaled, drawn with open markers.
-"""
+"""Scaling sweeps and their log-log plots (``bench_qnn --plots``; README, "Plots"): the ZZ
+estimator's backward with input gradients against batch size and qubit count, for the variants,
+the peers and the parameter-shift bound."""
 
 from __future__ import annotations
 
@@ -25,28 +18,15 @@ from benchmarks.report import render, seconds_text
 from benchmarks.workloads import QNNSpec, zz_estimator
 
 PASS = "backward+input_grads"
-BATCHES = (16, 64, 256, 1024, 4096)
-QUBITS = (4, 6, 8, 10, 12, 14)
-QUBIT_BATCH = 64
-QUICK_BATCHES = (4, 16)
-QUICK_QUBITS = (2, 4)
-SWEEP_REF = {"qiskit-ml": 2, "lightning-adjoint": 8}
-"""Samples the scaled peers are measured on in the sweeps."""
+BATCHES, QUBITS, QUBIT_BATCH = (16, 64, 256, 1024, 4096), (4, 6, 8, 10, 12, 14), 64
+QUICK_BATCHES, QUICK_QUBITS = (4, 16), (2, 4)
+SWEEP_REF = {"qiskit-ml": 2, "lightning-adjoint": 8}  # samples the scaled peers run in sweeps
 
 
 @dataclass
 class Series:
-    """One line of a plot.
-
-    Attributes:
-        name: Short name, for tables.
-        label: Legend text (the name and how it was measured).
-        x: Batch sizes or qubit counts.
-        seconds: Times at ``x``.
-        scaled: Per point: measured on fewer samples and scaled.
-        style: ``"measured"``, ``"scaled"`` (a whole line scaled from one measurement) or
-            ``"bound"``.
-    """
+    """One line of a plot: per point whether it was ``scaled`` from fewer samples; ``style``
+    ``measured``, ``scaled`` (the whole line from one measurement) or ``bound``."""
 
     name: str
     label: str = ""
@@ -67,14 +47,7 @@ class Series:
 
 @dataclass(frozen=True)
 class Contender:
-    """Something timed in a sweep: a gpuqnn variant or a peer.
-
-    Attributes:
-        name: Legend name.
-        build: Builds its runner for a network.
-        samples: For a network and batch: samples to measure on (None: full batch).
-        scaled: Always measured on a few samples (a scaled peer).
-    """
+    """A gpuqnn variant or a peer in a sweep: ``samples`` per network and batch (None: all)."""
 
     name: str
     build: Callable[[QNNSpec], Implementation]
@@ -96,7 +69,7 @@ def contenders(
         def build(spec: QNNSpec, peer: Peer = peer) -> Implementation:
             return peer.factory(spec, options)
 
-        result.append(Contender(peer.label, build, samples, peer.scaled))
+        result.append(Contender(f"{peer.name} {peer.note}".strip(), build, samples, peer.scaled))
     return result
 
 
@@ -109,19 +82,9 @@ def sweep(
     seed: int,
     proportional: bool,
 ) -> list[Series]:
-    """Time :data:`PASS` at every point for every contender, plus the bound of every
-    parameter-shift variant.
-
-    Args:
-        points: x values.
-        network: x -> (network, batch).
-        entrants: What is timed.
-        shift: Parameter-shift variants whose bound is drawn.
-        repeat: Full-batch runs: best of this many.
-        seed: Seed of the data.
-        proportional: Batch sweep: a scaled peer is measured once (at the first point) and
-            drawn proportional to the batch.
-    """
+    """Time :data:`PASS` at every point (``network``: x -> (network, batch)) for every
+    contender, plus the bound of the ``shift`` variants; with ``proportional`` a scaled peer is
+    measured once and drawn proportional to the batch."""
     series = {c.name: Series(c.name) for c in entrants}
     bounds = {
         v.name: Series(

@@ -1,12 +1,12 @@
-"""Markdown tables: the main table (one row per workload and pass, one column per gpuqnn
-variant and peer), the targets table, and the shared renderer and environment line."""
+"""Markdown tables: the main table (a row per workload and pass, a column per gpuqnn variant and
+peer), the targets table, the shared renderer and the environment line."""
 
 from __future__ import annotations
 
 import math
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -26,6 +26,7 @@ LEGEND = (
     "`fastest/gpuqnn`: the fastest peer's seconds over the headline's (first gpuqnn column); "
     "above 1 gpuqnn is faster."
 )
+VERDICTS = {True: "met", False: "NOT met", None: "not measured"}
 
 
 def render(
@@ -52,6 +53,13 @@ def seconds_text(seconds: float) -> str:
     return f"{seconds:.4g}"
 
 
+def ratio_text(ratio: float) -> str:
+    """A speed ratio, e.g. ``12.3x``, or ``-``."""
+    if not math.isfinite(ratio):
+        return "-"
+    return f"{ratio:.3g}x" if ratio < 1000 else f"{ratio:,.0f}x"
+
+
 def cell_text(row: Row, name: str) -> str:
     """A cell's text: seconds (with ``[N]`` when scaled from N samples), or its note."""
     cell = row.cells.get(name, "")
@@ -61,31 +69,19 @@ def cell_text(row: Row, name: str) -> str:
     return text if cell.measured >= row.batch else f"{text} [{cell.measured}]"
 
 
-def fastest(row: Row, names: Sequence[str]) -> tuple[str, float] | None:
-    """The fastest of the columns ``names`` that have a time in ``row``: (name, seconds)."""
-    timed = [(row.seconds(n), n) for n in names if row.seconds(n) is not None]
-    if not timed:
-        return None
-    seconds, name = min(timed)
-    return name, seconds
-
-
-def ratio_text(ratio: float) -> str:
-    """A speed ratio, e.g. ``12.3x``."""
-    if not math.isfinite(ratio):
-        return "-"
-    return f"{ratio:.3g}x" if ratio < 1000 else f"{ratio:,.0f}x"
+def fastest(
+    seconds: Callable[[str], float | None], names: Sequence[str]
+) -> tuple[str, float] | None:
+    """The fastest of the columns ``names`` that have a time: (name, seconds)."""
+    timed = [(s, n) for n in names if (s := seconds(n)) is not None]
+    return None if not timed else min(timed)[::-1]
 
 
 def main_table(
-    rows: Sequence[Row],
-    variants: Sequence[str],
-    peers: Sequence[str],
-    peer_notes: dict[str, str] | None = None,
+    rows: Sequence[Row], variants: Sequence[str], peers: Sequence[str], notes: dict[str, str]
 ) -> str:
-    """The main table: workload, pass, batch, a column per variant and peer, the fastest peer
-    and its ratio to the headline (the first variant)."""
-    notes = peer_notes or {}
+    """Workload, pass, batch, a column per variant and peer, the fastest peer and its ratio to
+    the headline (the first variant)."""
     header = ["workload", "pass", "batch", f"gpuqnn {variants[0]} s", *variants[1:]]
     header += [f"{p} {notes[p]}".strip() if p in notes else p for p in peers]
     header += ["fastest peer", "fastest/gpuqnn"]
@@ -94,26 +90,20 @@ def main_table(
         workload = row.workload if row.agrees else f"{row.workload} (MISMATCH)"
         cells = [workload, row.pass_name, str(row.batch)]
         cells += [cell_text(row, name) for name in [*variants, *peers]]
-        best = fastest(row, peers)
-        headline = row.seconds(variants[0])
-        if best is None or not headline:
-            cells += ["-", "-"]
-        else:
-            cells += [best[0], ratio_text(best[1] / headline)]
+        best, headline = fastest(row.seconds, peers), row.seconds(variants[0])
+        cells += (
+            ["-", "-"]
+            if best is None or not headline
+            else [best[0], ratio_text(best[1] / headline)]
+        )
         lines.append(cells)
-    numeric = [2, *range(3, 3 + len(variants) + len(peers)), len(header) - 1]
-    return render(header, lines, numeric)
+    return render(header, lines, [2, *range(3, 3 + len(variants) + len(peers)), len(header) - 1])
 
 
 @dataclass(frozen=True)
 class Target:
-    """One of the issues' targets and whether this run met it.
-
-    Attributes:
-        target: What is asked.
-        measured: What this run measured.
-        met: Whether it is met (None: not measured in this run).
-    """
+    """One of the issues' targets: what is asked, what this run measured, whether it is met
+    (None: not measured in this run)."""
 
     target: str
     measured: str
@@ -134,16 +124,14 @@ def ratio_target(
     minimum: float,
     batch: int,
 ) -> Target:
-    """``headline`` at least ``minimum`` times faster than the fastest of ``peers`` on one
-    row, at the issue's ``batch``."""
+    """``headline`` at least ``minimum`` times faster than the fastest of ``peers`` on one row,
+    at the issue's ``batch``."""
     row = find_row(rows, workload, pass_name)
-    text = (
-        f"{workload} {pass_name} (batch {batch}): >= {minimum:g}x the fastest of {', '.join(peers)}"
-    )
+    text = f"{workload} {pass_name} (batch {batch}): >= {minimum:g}x the fastest of "
+    text += ", ".join(peers)
     if row is None or row.batch != batch:
         return Target(text, "not run at this batch", None)
-    best = fastest(row, peers)
-    seconds = row.seconds(headline)
+    best, seconds = fastest(row.seconds, peers), row.seconds(headline)
     if best is None or not seconds:
         return Target(text, "no peer time", None)
     ratio = best[1] / seconds
@@ -152,23 +140,12 @@ def ratio_target(
 
 def targets_table(targets: Sequence[Target]) -> str:
     """The targets as a markdown table."""
-    verdict = {True: "met", False: "NOT met", None: "not measured"}
-    return render(
-        ["target", "measured", "verdict"], [[t.target, t.measured, verdict[t.met]] for t in targets]
-    )
+    rows = [[t.target, t.measured, VERDICTS[t.met]] for t in targets]
+    return render(["target", "measured", "verdict"], rows)
 
 
-PEER_DISTRIBUTIONS = (
-    "pennylane",
-    "pennylane-lightning",
-    "torch",
-    "jax",
-    "jaxlib",
-    "tensorcircuit-ng",
-    "cotengra",
-    "qiskit-aer",
-    "qiskit-aer-gpu",
-)
+PEER_DISTRIBUTIONS = ("pennylane", "pennylane-lightning", "torch", "jax", "jaxlib")
+PEER_DISTRIBUTIONS += ("tensorcircuit-ng", "cotengra", "qiskit-aer", "qiskit-aer-gpu")
 
 
 def environment_line(device: str) -> str:
@@ -176,14 +153,12 @@ def environment_line(device: str) -> str:
     peers = []
     for name in PEER_DISTRIBUTIONS:
         try:
-            peers.append(f"{name} {metadata.version(name)}")
+            peers.append(f", {name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             continue
     return (
-        f"gpuqnn {getattr(gpuqnn, '__version__', '?')} on {device}; "
-        f"qiskit {qiskit.__version__}, "
-        f"qiskit-machine-learning {qiskit_machine_learning.__version__}, "
-        f"numpy {np.__version__}"
-        + "".join(f", {p}" for p in peers)
+        f"gpuqnn {getattr(gpuqnn, '__version__', '?')} on {device}; qiskit {qiskit.__version__}, "
+        f"qiskit-machine-learning {qiskit_machine_learning.__version__}, numpy {np.__version__}"
+        + "".join(peers)
         + f"; python {platform.python_version()}, {os.cpu_count()} CPUs ({platform.machine()})"
     )

@@ -1,13 +1,5 @@
-"""One thread count for every side of a benchmark (``--threads``), stated in its output.
-
-``fix_threads(n)`` runs before any peer computes: it pins the process to ``n`` of its CPU cores
-(``os.sched_setaffinity``), which is what gpuqnn's CPU engine reads for its worker threads
-(:func:`gpuqnn._sim.threads.available_cores`) and what XLA sizes its CPU thread pools by; sets
-``XLA_FLAGS`` (``--xla_cpu_multi_thread_eigen=false`` for one thread, and
-``intra_op_parallelism_threads=n``), read when JAX starts its CPU backend; and
-``torch.set_num_threads(n)`` for the torch peers and gpuqnn's ``TorchConnector``. ``None``
-leaves every side at its own default on all the process's cores.
-"""
+"""One thread count for every side of a benchmark (``--threads``), stated in its output: CPU
+affinity (which sets gpuqnn's workers and XLA's pools), ``XLA_FLAGS`` and torch's threads."""
 
 from __future__ import annotations
 

@@ -20,17 +20,8 @@ from gpuqnn.examples import (
 
 @dataclass(frozen=True)
 class QNNSpec:
-    """An implementation-independent description of one network.
-
-    Attributes:
-        kind: ``"estimator"`` or ``"sampler"``.
-        circuit: The parametrized circuit (no measurements).
-        input_params: Parameters bound to the input features.
-        weight_params: Parameters bound to the trainable weights.
-        observables: Estimator observables; ``None`` means the default ``Z^n``.
-        interpret: Sampler interpret function; ``None`` means the raw bitstring distribution.
-        output_shape: Sampler output shape; required when ``interpret`` is given.
-    """
+    """One network, independent of any implementation: ``kind`` estimator or sampler, its
+    observables (None: ``Z^n``) or interpret and output shape (None: all probabilities)."""
 
     kind: str
     circuit: QuantumCircuit
@@ -76,14 +67,7 @@ class QNNSpec:
 
 @dataclass(frozen=True)
 class Workload:
-    """A network plus the batch it is timed at.
-
-    Attributes:
-        name: Short name used on the command line and in the table.
-        build: Builds the network description.
-        batch: Number of samples per pass.
-        ref_batch: Default number of samples the slow (scaled) peers are measured on.
-    """
+    """A network, the batch it is timed at and the samples the scaled peers run by default."""
 
     name: str
     build: Callable[[], QNNSpec]
@@ -103,41 +87,28 @@ def tutorial_sampler() -> QNNSpec:
     return QNNSpec("sampler", qc, tuple(inputs), tuple(weights))
 
 
-def zz_estimator(num_qubits: int) -> QNNSpec:
-    """ZZ feature map + RealAmplitudes EstimatorQNN with the default ``Z^n`` observable."""
+def zz_network(num_qubits: int, kind: str = "estimator", **readout: Any) -> QNNSpec:
+    """ZZ feature map + RealAmplitudes as ``kind`` (default observable ``Z^n``; a sampler
+    without ``interpret`` gives all ``2**n`` probabilities)."""
     qc, feature_map, ansatz = zz_real_amplitudes(num_qubits)
-    return QNNSpec("estimator", qc, tuple(feature_map.parameters), tuple(ansatz.parameters))
+    return QNNSpec(kind, qc, tuple(feature_map.parameters), tuple(ansatz.parameters), **readout)
+
+
+def zz_estimator(num_qubits: int) -> QNNSpec:
+    """The ZZ EstimatorQNN with the default ``Z^n`` observable."""
+    return zz_network(num_qubits)
 
 
 def zz_sampler_parity(num_qubits: int) -> QNNSpec:
-    """ZZ feature map + RealAmplitudes SamplerQNN with the parity interpret (2 outputs)."""
-    qc, feature_map, ansatz = zz_real_amplitudes(num_qubits)
-    return QNNSpec(
-        "sampler",
-        qc,
-        tuple(feature_map.parameters),
-        tuple(ansatz.parameters),
-        interpret=parity,
-        output_shape=2,
-    )
-
-
-def zz_sampler_probs(num_qubits: int) -> QNNSpec:
-    """ZZ feature map + RealAmplitudes SamplerQNN without interpret: all ``2**n``
-    probabilities are outputs."""
-    qc, feature_map, ansatz = zz_real_amplitudes(num_qubits)
-    return QNNSpec("sampler", qc, tuple(feature_map.parameters), tuple(ansatz.parameters))
+    """The ZZ SamplerQNN with the parity interpret (2 outputs)."""
+    return zz_network(num_qubits, "sampler", interpret=parity, output_shape=2)
 
 
 def zz_kernel_tables(num_qubits: int, dtype: str = "complex128") -> tuple[Any, list[int]]:
-    """The CUDA kernels' encoded program of :func:`zz_estimator` (a
-    :class:`gpuqnn._cuda.tables.KernelTables`, built on the CPU) and the slots a backward
-    pass with input gradients differentiates by (every slot)."""
-    from benchmarks.internals import (
-        encode_tables,  # noqa: PLC0415
-        simulator_of,  # noqa: PLC0415
-    )
-    from gpuqnn import EstimatorQNN  # noqa: PLC0415 - workloads stay importable without it
+    """The CUDA kernels' encoded tables of :func:`zz_estimator` (built on the CPU) and the
+    slots a backward pass with input gradients differentiates by."""
+    from benchmarks.internals import encode_tables, simulator_of
+    from gpuqnn import EstimatorQNN
 
     spec = zz_estimator(num_qubits)
     simulator = simulator_of(EstimatorQNN(**spec.qiskit_kwargs(), device="cpu", dtype=dtype))
@@ -153,7 +124,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("zz8-sampler-parity", lambda: zz_sampler_parity(8), batch=256, ref_batch=16),
     Workload("zz12-estimator", lambda: zz_estimator(12), batch=64, ref_batch=16),
 )
-"""The CPU benchmark's workloads (the foundation issue's), in table order."""
+"""The CPU benchmark's workloads, in table order."""
 
 GPU_WORKLOADS: tuple[Workload, ...] = (
     Workload("zz8-estimator", lambda: zz_estimator(8), batch=4096, ref_batch=16),
@@ -161,18 +132,17 @@ GPU_WORKLOADS: tuple[Workload, ...] = (
     Workload("zz12-estimator", lambda: zz_estimator(12), batch=1024, ref_batch=8),
     Workload("zz16-estimator", lambda: zz_estimator(16), batch=256, ref_batch=1),
 )
-"""The GPU benchmark's workloads: the issue's 8-qubit estimator at batch 4096 first; 12 qubits
-(the fused kernel's limit in complex128) and 16 qubits (per-op kernels) beside it."""
+"""The GPU benchmark's: issue 4's first; 12 qubits (the fused kernel's limit) and 16 (per-op)."""
 
 
 TRAIN_WORKLOADS: tuple[Workload, ...] = (
     Workload("zz8-estimator", lambda: zz_estimator(8), batch=256, ref_batch=16),
     Workload("zz8-sampler-parity", lambda: zz_sampler_parity(8), batch=256, ref_batch=16),
-    Workload("zz8-sampler-probs", lambda: zz_sampler_probs(8), batch=256, ref_batch=16),
-    Workload("zz10-sampler-probs", lambda: zz_sampler_probs(10), batch=64, ref_batch=16),
+    Workload("zz8-sampler-probs", lambda: zz_network(8, "sampler"), batch=256, ref_batch=16),
+    Workload("zz10-sampler-probs", lambda: zz_network(10, "sampler"), batch=64, ref_batch=16),
     Workload("zz12-estimator", lambda: zz_estimator(12), batch=64, ref_batch=16),
 )
-"""The training-step benchmark's workloads (issue 13): 1, 2, 256 and 1024 outputs per sample."""
+"""The training-step benchmark's (issue 13): 1, 2, 256 and 1024 outputs per sample."""
 
 
 def by_name(workloads: tuple[Workload, ...], names: list[str]) -> list[Workload]:

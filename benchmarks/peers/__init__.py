@@ -1,21 +1,7 @@
 """The implementations gpuqnn is compared with, in one registry (:data:`PEERS`) that every
-benchmark script uses; one module per peer family, behind the
-:class:`~benchmarks.implementations.Implementation` protocol:
-
-- ``qiskit-ml`` and ``qiskit-aer-gpu`` (:mod:`.qiskit`): qiskit-machine-learning's networks with
-  their default exact primitives, or on qiskit-aer's statevector ``EstimatorV2`` (on the GPU;
-  the CPU in a dry run); parameter-shift gradients. Measured on a few samples and scaled.
-- ``pennylane-backprop``, ``lightning-adjoint`` and ``pennylane-jax`` (:mod:`.pennylane`):
-  PennyLane ``default.qubit`` with torch backprop (its backward is ONE vector-Jacobian product:
-  less work than the per-sample Jacobians of the others), Lightning's adjoint Jacobians
-  (expectation values only), and ``default.qubit`` on JAX (one ``jax.vjp``).
-- ``tensorcircuit-jax`` and ``tensorcircuit-jax-c64`` (:mod:`.tensorcircuit`): TensorCircuit-ng on
-  JAX, ``jit(vmap)``, per-sample Jacobians by ``jacrev``; compile times printed apart.
-
-The circuits are translated gate by gate by :mod:`.translation` (shared). A peer that is not
-installed (or has no CUDA device where it needs one) is skipped with a line; one that cannot
-express a workload raises :class:`~benchmarks.implementations.Unsupported` when built.
-"""
+benchmark script uses, one module per peer family (README, "The CPU table"). A peer that is not
+installed (or lacks the CUDA device it needs) is skipped with a line; one that cannot express a
+workload raises :class:`~benchmarks.implementations.Unsupported` when built."""
 
 from __future__ import annotations
 
@@ -45,22 +31,10 @@ def lazy(module: str, name: str, *args: object) -> Factory:
 
 @dataclass(frozen=True)
 class Peer:
-    """One peer implementation.
-
-    Attributes:
-        name: Column name and ``--peers`` choice.
-        factory: Builds its implementation of a workload (the benchmark tables).
-        scaled: Measured on a few samples (``--ref-batch``, or the workload's) and scaled
-            linearly to the batch; otherwise timed like gpuqnn on the full batch.
-        modules: Python modules it needs.
-        ref_batch: Samples it is measured on when scaled (None: the workload's ``ref_batch``).
-        sample_cap: Most samples one call may hold (memory), for a full-batch peer; beyond it
-            the peer is measured on that many samples and scaled.
-        note: Shown after its name in tables and legends (``(VJP)`` for a VJP backward).
-        atol: Its own tolerance of the checks where looser than the headline's (complex64).
-        train: Builds its training step (a native VJP) for ``bench_train``; None: not a
-            training-step peer.
-    """
+    """One peer: its column name, the factory of the tables, whether it is ``scaled`` (timed on
+    a few samples, its ``ref_batch`` or the workload's, and scaled linearly), the modules it
+    needs, the most samples one call may hold (``sample_cap``), the ``note`` after its name,
+    its own looser ``atol`` and its training-step factory (``train``, a native VJP)."""
 
     name: str
     factory: Factory
@@ -72,16 +46,10 @@ class Peer:
     atol: float | None = None
     train: Factory | None = None
 
-    @property
-    def label(self) -> str:
-        """Its name with its note."""
-        return f"{self.name} {self.note}".strip()
-
     def samples(
         self, spec: QNNSpec, workload: Workload | None, batch: int, ref_batch: int | None = None
     ) -> int | None:
-        """Samples to measure a batch of ``batch`` on (``ref_batch``: ``--ref-batch``, over
-        the peer's and the workload's), or None for the full batch."""
+        """Samples to measure ``batch`` on (``ref_batch``: ``--ref-batch``), None: all."""
         if self.scaled:
             default = self.ref_batch or (workload.ref_batch if workload else 16)
             return min(batch, ref_batch or default)
@@ -110,9 +78,7 @@ def gpu_unavailable(name: str) -> str | None:
     return None
 
 
-BACKPROP_BUDGET = 3 << 30
-"""Bytes a PennyLane backprop call may hold: autograd keeps about 1.5 states per gate
-(measured: 1.75 GiB for the 12-qubit, 303-gate workload at batch 64)."""
+BACKPROP_BUDGET = 3 << 30  # bytes: autograd keeps ~1.5 states per gate (1.75 GiB at zz12, B=64)
 
 
 def backprop_sample_cap(spec: QNNSpec) -> int:
@@ -172,19 +138,10 @@ PEERS: Mapping[str, Peer] = MappingProxyType(
         )
     }
 )
-"""Every peer by name."""
-
-JAX_PEERS = ("tensorcircuit-jax", "tensorcircuit-jax-c64", "pennylane-jax")
-"""The JAX peers (issue 13), installed by the ``jax`` extra."""
-
+JAX_PEERS = ("tensorcircuit-jax", "tensorcircuit-jax-c64", "pennylane-jax")  # the jax extra
 CPU_PEERS = ("qiskit-ml", "pennylane-backprop", "lightning-adjoint", *JAX_PEERS)
-"""The CPU benchmark's peers (issue 5's, then issue 13's JAX peers)."""
-
 GPU_PEERS = ("qiskit-aer-gpu", "pennylane-backprop", "qiskit-ml")
-"""The GPU benchmark's peers (the issue's)."""
-
 TRAIN_PEERS = tuple(name for name, peer in PEERS.items() if peer.train is not None)
-"""The training-step benchmark's peers, each with its native VJP."""
 
 
 def available_peers(names: Sequence[str], options: Options) -> list[Peer]:

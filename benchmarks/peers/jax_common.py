@@ -1,9 +1,5 @@
-"""What the JAX peers (:mod:`.tensorcircuit`, and ``pennylane-jax`` in :mod:`.pennylane`) share:
-JAX in 64-bit mode and :class:`JaxImplementation`, a network as JAX functions compiled ahead of
-time per pass and shape (``jax.jit(f).lower(*args).compile()``; the compile seconds are kept
-apart in :attr:`JaxImplementation.compile_seconds`, the steady-state calls run the compiled
-executable). Results come back as NumPy arrays, which waits for them.
-"""
+"""What the JAX peers share: JAX in 64-bit mode and :class:`JaxImplementation`, a network as JAX
+functions compiled ahead of time per pass and shape, the compile seconds kept apart."""
 
 from __future__ import annotations
 
@@ -27,17 +23,9 @@ def jax_x64() -> Any:
 
 
 class JaxImplementation:
-    """A network as JAX functions, compiled ahead of time per pass and shape.
-
-    Args:
-        batched: ``(x (B, I), w (W,)) -> (B, O)`` outputs, a JAX function.
-        single: ``(x (I,), w (W,)) -> (O,)`` outputs of one sample, for per-sample Jacobians
-            (None: VJP only).
-        num_outputs: O, outputs per sample.
-        gradients: :data:`JACOBIAN` (needs ``single``) or :data:`VJP`.
-        real_dtype: dtype of the inputs, weights and cotangent passed in (float64, float32).
-        label: what :meth:`describe` says.
-    """
+    """A network as JAX functions (``batched``: ``(B, I), (W,) -> (B, O)``; ``single``: one
+    sample's, needed for per-sample Jacobians), compiled ahead of time per pass and shape;
+    ``real_dtype`` is the dtype of the arrays passed in."""
 
     def __init__(
         self,
@@ -57,8 +45,7 @@ class JaxImplementation:
         self.gradients = gradients
         self.real_dtype = real_dtype
         self.label = label
-        self.compile_seconds: dict[str, float] = {}
-        """Pass name -> seconds of its latest ahead-of-time compile (trace + XLA)."""
+        self.compile_seconds: dict[str, float] = {}  # pass -> its latest compile's seconds
         self._compiled: dict[tuple, Any] = {}
 
     def _call(self, name: str, fn: Callable[..., Any], *args: np.ndarray) -> Any:
@@ -78,8 +65,7 @@ class JaxImplementation:
         return np.asarray(self._call("forward", self.batched, inputs, weights))
 
     def backward(self, inputs: np.ndarray, weights: np.ndarray, input_gradients: bool) -> Gradients:
-        """Per-sample Jacobians ``((B, O, I) or None, (B, O, W))`` (``jacrev``), or one VJP
-        ``((B, I) or None, (W,))`` with :func:`~benchmarks.measure.vjp_cotangent`."""
+        """Per-sample Jacobians (``jacrev``), or one VJP with ``vjp_cotangent``."""
         name = "backward+input_grads" if input_gradients else "backward"
         if self.gradients == JACOBIAN:
             result = self._call(name, self._jacobian(input_gradients), inputs, weights)
@@ -115,7 +101,7 @@ class JaxImplementation:
         return both if input_gradients else weights_only
 
     def sync(self) -> None:
-        """Nothing to wait for: results come back as NumPy arrays, which waits for them."""
+        """Nothing to wait for: results come back as NumPy arrays."""
 
     def describe(self) -> str:
         """What it runs."""

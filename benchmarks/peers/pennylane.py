@@ -1,14 +1,6 @@
-"""Translate a workload's qiskit circuit, observables and interpret into a PennyLane quantum
-function, gate by gate, for the PennyLane peers.
-
-Wires: qiskit qubit ``q`` is wire ``n - 1 - q`` (see :mod:`benchmarks.peers.translation`, which this
-shares with the TensorCircuit-ng peers), so that ``qml.probs`` over wires ``0 .. n-1`` is indexed
-by qiskit's integer bit strings and a ``SparsePauliOp`` label's i-th character acts on wire i.
-Gate angles are qiskit ``ParameterExpression``s; each is compiled once (from its sympy form) into
-a function of the parameters evaluated with the interface's array module (torch, ``jax.numpy``
-or PennyLane's autograd NumPy), so sums, products such as ZZFeatureMap's ``(pi - x0)(pi - x1)``,
-powers and elementary functions stay differentiable and broadcast over the batch.
-"""
+"""The PennyLane peers: the workload's circuit translated gate by gate (:mod:`.translation`) into
+a quantum function of broadcast inputs, with angles compiled for the interface's array module
+(torch, ``jax.numpy`` or PennyLane's autograd NumPy) so that they stay differentiable."""
 
 from __future__ import annotations
 
@@ -71,8 +63,7 @@ _GATES: dict[str, tuple[Callable[..., Any], int]] = {
     "crz": (qml.CRZ, 1),
     "cp": (qml.ControlledPhaseShift, 1),
 }
-"""qiskit gate name -> (PennyLane operation with the same matrix in qiskit's qubit order
-mapped to reversed wires, number of angles)."""
+"""qiskit gate name -> (PennyLane operation of the same matrix on reversed wires, angles)."""
 
 
 @dataclass(frozen=True)
@@ -85,12 +76,8 @@ class _Gate:
 
 
 def translate_gates(spec: QNNSpec, math: ModuleType) -> list[_Gate]:
-    """The circuit's gates as PennyLane operations on reversed wires.
-
-    Raises:
-        ValueError: the circuit holds an instruction without a translation (its name is in the
-            message) or a complex or untranslatable angle.
-    """
+    """The circuit's gates as PennyLane operations on reversed wires; ``ValueError`` names an
+    instruction without a translation or an untranslatable angle."""
     circuit = spec.circuit
     gates = []
     for instruction in circuit.data:
@@ -122,11 +109,7 @@ def pauli_observable(label: str, coeff: float = 1.0) -> Any:
 
 
 def observables(spec: QNNSpec) -> list[Any]:
-    """The estimator's observables as PennyLane operators (default ``Z^n``).
-
-    Raises:
-        ValueError: an observable has a complex coefficient (not Hermitian).
-    """
+    """The estimator's observables as PennyLane operators (default ``Z^n``)."""
     result = []
     for observable in pauli_terms(spec):
         terms = [pauli_observable(label, c) for label, c in observable]
@@ -135,16 +118,8 @@ def observables(spec: QNNSpec) -> list[Any]:
 
 
 def quantum_function(spec: QNNSpec, math: ModuleType) -> Callable[[Any, Any], Any]:
-    """A PennyLane quantum function ``(inputs, weights) -> measurements`` of the network.
-
-    ``inputs`` is ``(B, I)`` (each feature's column broadcasts over the batch) and ``weights``
-    is ``(W,)``. It returns one ``qml.expval`` per observable (estimator) or ``qml.probs`` of
-    all wires (sampler; apply :func:`interpret_matrix` to the result).
-
-    Raises:
-        ValueError: the network has no inputs (the batch is carried by broadcasting them), or
-            see :func:`translate_gates`.
-    """
+    """A quantum function ``((B, I) inputs, (W,) weights)`` -> one ``qml.expval`` per
+    observable, or the sampler's ``qml.probs`` of all wires; the inputs broadcast the batch."""
     require_inputs(spec, "PennyLane")
     gates = translate_gates(spec, math)
     input_names = [p.name for p in spec.input_params]
@@ -177,25 +152,13 @@ def stack_outputs(
 
 
 class PennyLaneBackprop:
-    """PennyLane ``default.qubit`` with torch backprop over a broadcast batch.
-
-    ``backward`` returns one vector-Jacobian product (:data:`~benchmarks.runners.VJP`): the
-    forward pass with autograd recording, then ``sum(vjp_cotangent * outputs).backward()``.
-
-    Args:
-        spec: the network.
-        device: the torch device (``"cpu"`` or ``"cuda"``).
-    """
+    """PennyLane ``default.qubit`` with torch backprop over a broadcast batch on the torch
+    ``device``; ``backward`` is one VJP, ``sum(vjp_cotangent * outputs).backward()``."""
 
     gradients = VJP
 
     def __init__(self, spec: QNNSpec, device: str = "cpu") -> None:
         import torch  # noqa: PLC0415 - optional peer
-
-        from benchmarks.pennylane_circuit import (  # noqa: PLC0415 - needs PennyLane
-            interpret_matrix,
-            quantum_function,
-        )
 
         self.torch = torch
         self.device = torch.device(device)
@@ -217,8 +180,6 @@ class PennyLaneBackprop:
         )
 
     def _outputs(self, inputs: Any, weights: Any) -> Any:
-        from benchmarks.pennylane_circuit import stack_outputs  # noqa: PLC0415
-
         return stack_outputs(
             self.qnode(inputs, weights), self.torch, self.num_outputs, self.interpret
         )
@@ -250,20 +211,13 @@ class PennyLaneBackprop:
 
 
 class LightningAdjoint:
-    """PennyLane-Lightning ``lightning.qubit`` with the adjoint method, per-sample Jacobians.
-
-    Args:
-        spec: the network (an estimator).
-
-    Raises:
-        Unsupported: a sampler workload (adjoint differentiation takes expectation values only).
-    """
+    """PennyLane-Lightning ``lightning.qubit`` with the adjoint method, per-sample Jacobians;
+    estimators only (adjoint differentiation takes expectation values)."""
 
     gradients = JACOBIAN
     CHUNK = 8
-    """Samples per ``qml.jacobian`` call: autograd's Jacobian of a broadcast QNode takes one
-    vector-Jacobian product per output, so one call over B samples costs O(B^2) (measured:
-    6 ms per sample at B = 16, 55 ms at B = 256); chunks keep the cost linear."""
+    """Samples per ``qml.jacobian`` call: one call over B samples costs O(B^2) (one VJP per
+    output; measured 6 ms per sample at B = 16, 55 ms at B = 256)."""
 
     def __init__(self, spec: QNNSpec) -> None:
         if spec.kind != "estimator":
@@ -272,8 +226,6 @@ class LightningAdjoint:
                 "only, not the sampler's probabilities"
             )
         from pennylane import numpy as pnp  # noqa: PLC0415 - optional peer
-
-        from benchmarks.pennylane_circuit import quantum_function  # noqa: PLC0415
 
         self.qml, self.pnp = qml, pnp
         self.num_outputs = spec.num_outputs
@@ -285,8 +237,6 @@ class LightningAdjoint:
         )
 
     def _outputs(self, inputs: Any, weights: Any) -> Any:
-        from benchmarks.pennylane_circuit import stack_outputs  # noqa: PLC0415
-
         return stack_outputs(self.qnode(inputs, weights), self.pnp, self.num_outputs)
 
     def forward(self, inputs: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -343,15 +293,10 @@ def lightning_adjoint(spec: QNNSpec, options: Options) -> Implementation:
 
 def jax_peer(spec: QNNSpec, options: Options) -> Implementation:
     """PennyLane default.qubit, JAX interface, backprop, broadcast inputs, ``jit``-ed; its
-    backward is one VJP.
-
-    Raises:
-        Unsupported: the network cannot be translated (no inputs, an unknown gate).
-    """
+    backward is one VJP."""
     del options  # on the CPU
     jax_x64()
     import jax.numpy as jnp  # noqa: PLC0415 - optional peer
-    import pennylane as qml  # noqa: PLC0415 - optional peer
 
     try:
         function = quantum_function(spec, jnp)

@@ -1,21 +1,8 @@
-"""Translate a workload's qiskit circuit, observables and interpret into a TensorCircuit-ng
-function of one sample, gate by gate, for the TensorCircuit-ng peers.
-
-``sample_function(spec)`` returns ``f(x, w) -> (O,)`` outputs of one sample (``x``: ``(I,)``
-inputs, ``w``: ``(W,)`` weights), written with TensorCircuit-ng's backend (JAX in the peers), so
-``jax.vmap``, ``jax.jit``, ``jax.jacrev`` and ``jax.vjp`` apply. Wires as in
-:mod:`.translation`: qiskit qubit ``q`` is wire ``n - 1 - q``, and TensorCircuit-ng's
-wire 0 is the most significant bit of its statevector, so ``Circuit.probability()`` is indexed by
-qiskit's integer bit strings. Gates with a TensorCircuit-ng method of the same matrix (checked
-against qiskit's ``Statevector`` in the tests) use it; any other gate without parameters is
-applied as its qiskit matrix (``Circuit.unitary``), with its wires in reverse order (qiskit's
-matrices put the last qubit in the most significant bit).
-
-Readout: an estimator's Pauli terms made of ``Z`` and ``I`` only are read from the
-probabilities with a precomputed +-1 vector (one pass over ``|psi|^2``); other terms by
-``Circuit.expectation_ps``. A sampler returns ``Circuit.probability()``, times the interpret
-matrix when it has one.
-"""
+"""The TensorCircuit-ng peers: the workload's circuit translated gate by gate (:mod:`.translation`)
+into a function of one sample in TensorCircuit-ng's backend (JAX), for ``vmap``, ``jit``,
+``jacrev`` and ``vjp``. Gates without a TensorCircuit-ng method of the same matrix and without
+parameters are applied as their qiskit matrix; Z/I estimator terms are read from the
+probabilities with a +-1 vector, other terms by ``expectation_ps``."""
 
 from __future__ import annotations
 
@@ -34,34 +21,13 @@ from benchmarks.peers.jax_common import JaxImplementation, jax_x64, versions
 from benchmarks.workloads import QNNSpec
 
 _GATES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "h": ("h", ()),
-    "x": ("x", ()),
-    "y": ("y", ()),
-    "z": ("z", ()),
-    "s": ("s", ()),
-    "sdg": ("sd", ()),
-    "t": ("t", ()),
-    "tdg": ("td", ()),
-    "cx": ("cnot", ()),
-    "cy": ("cy", ()),
-    "cz": ("cz", ()),
-    "swap": ("swap", ()),
-    "ccx": ("toffoli", ()),
-    "p": ("phase", ("theta",)),
-    "rx": ("rx", ("theta",)),
-    "ry": ("ry", ("theta",)),
-    "rz": ("rz", ("theta",)),
+    **{name: (name, ()) for name in ("h", "x", "y", "z", "s", "t", "cy", "cz", "swap")},
+    **{name: (name, ("theta",)) for name in ("rx", "ry", "rz", "rxx", "ryy", "rzz", "crx", "cry")},
+    **{"crz": ("crz", ("theta",)), "p": ("phase", ("theta",)), "cp": ("cphase", ("theta",))},
+    **{"sdg": ("sd", ()), "tdg": ("td", ()), "cx": ("cnot", ()), "ccx": ("toffoli", ())},
     "u": ("u", ("theta", "phi", "lbd")),
-    "rxx": ("rxx", ("theta",)),
-    "ryy": ("ryy", ("theta",)),
-    "rzz": ("rzz", ("theta",)),
-    "crx": ("crx", ("theta",)),
-    "cry": ("cry", ("theta",)),
-    "crz": ("crz", ("theta",)),
-    "cp": ("cphase", ("theta",)),
 }
-"""qiskit gate name -> (TensorCircuit-ng ``Circuit`` method with the same matrix on the
-reversed wires, its angle keywords in qiskit's parameter order)."""
+"""qiskit gate name -> (``tc.Circuit`` method of the same matrix, its angle keywords)."""
 
 
 @dataclass(frozen=True)
@@ -75,12 +41,8 @@ class _Gate:
 
 
 def translate_gates(spec: QNNSpec) -> list[_Gate]:
-    """The circuit's gates on reversed wires.
-
-    Raises:
-        ValueError: the circuit holds a parametrized instruction without a translation (its
-            name is in the message) or a complex or untranslatable angle.
-    """
+    """The circuit's gates on reversed wires; ``ValueError`` names a parametrized instruction
+    without a translation or an untranslatable angle."""
     circuit = spec.circuit
     gates = []
     for instruction in circuit.data:
@@ -124,13 +86,8 @@ def _z_signs(label: str) -> np.ndarray:
 
 
 def sample_function(spec: QNNSpec) -> Callable[[Any, Any], Any]:
-    """``f(x, w) -> (O,)``: the network's outputs of one sample, in TensorCircuit-ng's
-    backend and dtype at the time ``f`` is traced (see :func:`tensorcircuit.runtime_dtype`).
-
-    Raises:
-        ValueError: the network has no inputs (the batch is carried by ``vmap`` over them), or
-            see :func:`translate_gates`.
-    """
+    """``f(x, w) -> (O,)``: one sample's outputs, in TensorCircuit-ng's backend and the dtype
+    set when ``f`` is traced."""
     tr.require_inputs(spec, "TensorCircuit-ng")
     gates = translate_gates(spec)
     input_names = [p.name for p in spec.input_params]
@@ -182,10 +139,8 @@ def sample_function(spec: QNNSpec) -> Callable[[Any, Any], Any]:
 
 @contextmanager
 def tensorcircuit_dtype(dtype: str) -> Iterator[None]:
-    """TensorCircuit-ng's dtype (its gates' and circuits') set to ``dtype`` in the block, with
-    JAX's 64-bit mode kept on: ``tc.set_dtype`` and ``tc.runtime_dtype`` switch
-    ``jax_enable_x64`` off for complex64 (and leave it so on exit), which would turn every
-    other peer's float64 arrays into float32."""
+    """TensorCircuit-ng's dtype set to ``dtype`` in the block, JAX's 64-bit mode kept on
+    (``tc.set_dtype`` turns it off for complex64, which would make other peers float32)."""
     jax = jax_x64()
     old = tc.dtypestr
     tc.set_dtype(dtype)
@@ -200,12 +155,8 @@ def tensorcircuit_dtype(dtype: str) -> Iterator[None]:
 def jax_peer(
     spec: QNNSpec, options: Options, dtype: str = "complex128", gradients: str = JACOBIAN
 ) -> JaxImplementation:
-    """TensorCircuit-ng on JAX (the CPU): ``vmap`` of the one-sample function, ``jit``-ed;
-    per-sample Jacobians by ``jacrev``, or one ``jax.vjp`` with ``gradients=VJP``.
-
-    Raises:
-        Unsupported: the network cannot be translated (no inputs, an unknown gate).
-    """
+    """TensorCircuit-ng on JAX (the CPU): ``jit(vmap)`` of the one-sample function, per-sample
+    Jacobians by ``jacrev`` or one ``jax.vjp`` with ``gradients=VJP``."""
     del options  # on the CPU
     jax = jax_x64()
     tc.set_backend("jax")

@@ -1,13 +1,8 @@
-"""What the gate-by-gate translations of a workload (PennyLane in
-:mod:`benchmarks.peers.pennylane`, TensorCircuit-ng in :mod:`benchmarks.peers.tensorcircuit`)
-share, with no optional package: gate angles compiled from qiskit ``ParameterExpression``s into
-functions of an array module, the sampler's interpret as a matrix, the observables as Pauli
-terms, and the wire order.
-
-Wires: qiskit qubit ``q`` is wire ``n - 1 - q`` in both peers, whose statevectors put wire 0 in
-the most significant bit; so their probabilities are indexed by qiskit's integer bit strings and
-a ``SparsePauliOp`` label's i-th character acts on wire i.
-"""
+"""What the gate-by-gate translations (PennyLane, TensorCircuit-ng) share, with no optional
+package: angles compiled from qiskit ``ParameterExpression``s, the interpret as a matrix, the
+observables as Pauli terms, and the wire order: qiskit qubit ``q`` is wire ``n - 1 - q``, so the
+peers' probabilities are indexed by qiskit's integers and a Pauli label's i-th character acts on
+wire i."""
 
 from __future__ import annotations
 
@@ -23,12 +18,8 @@ from qiskit.circuit import CircuitInstruction, ParameterExpression, QuantumCircu
 
 from benchmarks.workloads import QNNSpec
 
-Env = Mapping[str, Any]
-"""Parameter name -> value: a (B,) array (or a scalar) for an input feature, a scalar for a
-weight."""
-
-SKIPPED = frozenset({"barrier", "id", "delay", "global_phase"})
-"""Instructions without an effect on the outputs (a global phase is unobservable)."""
+Env = Mapping[str, Any]  # parameter name -> value ((B,) array for an input, scalar for a weight)
+SKIPPED = frozenset({"barrier", "id", "delay", "global_phase"})  # no effect on the outputs
 
 _FUNCTIONS = {
     "sin": "sin",
@@ -45,17 +36,9 @@ _FUNCTIONS = {
 
 
 def compile_expression(expr: Any, math: ModuleType) -> Callable[[Env], Any]:
-    """A function ``env -> value`` computing ``expr`` with ``math``'s functions.
-
-    Args:
-        expr: a sympy expression (from ``ParameterExpression.sympify()``), a qiskit
-            ``ParameterExpression`` or a real number.
-        math: array module with ``sin``, ``cos``, ``exp``, ... (``torch``, ``jax.numpy`` or
-            ``pennylane.numpy``).
-
-    Raises:
-        ValueError: ``expr`` holds a complex constant or a function without a translation.
-    """
+    """A function ``env -> value`` computing ``expr`` (sympy, a ``ParameterExpression`` or a
+    real number) with the array module ``math``'s functions; ``ValueError`` for a complex
+    constant or a function without a translation."""
     if isinstance(expr, ParameterExpression):
         expr = expr.sympify()
     if not isinstance(expr, sympy.Basic):
@@ -99,16 +82,9 @@ def interpret_matrix(spec: QNNSpec) -> np.ndarray | None:
     return matrix
 
 
-PauliTerm = tuple[str, float]
-"""A Pauli label (character i on wire i) and its real coefficient."""
-
-
-def pauli_terms(spec: QNNSpec) -> list[list[PauliTerm]]:
-    """The estimator's observables as lists of real-weighted Pauli terms (default ``Z^n``).
-
-    Raises:
-        ValueError: an observable has a complex coefficient (not Hermitian).
-    """
+def pauli_terms(spec: QNNSpec) -> list[list[tuple[str, float]]]:
+    """The estimator's observables as lists of (Pauli label, real coefficient) (default
+    ``Z^n``); ``ValueError`` for a complex coefficient."""
     if spec.observables is None:
         return [[("Z" * spec.num_qubits, 1.0)]]
     result = []
