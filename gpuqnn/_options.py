@@ -159,14 +159,14 @@ def check_dtype(dtype: Any) -> str:
 
 def check_gradient_method(method: Any) -> str:
     """``method``; raise ValueError unless it is one of :data:`GRADIENT_METHODS`."""
-    if method not in GRADIENT_METHODS:
+    if not isinstance(method, str) or method not in GRADIENT_METHODS:
         raise ValueError(f"gradient_method must be one of {GRADIENT_METHODS}, got {method!r}")
     return method
 
 
 def check_kernel_mode(mode: Any) -> str:
     """``mode``; raise ValueError unless it is one of :data:`KERNEL_MODES`."""
-    if mode not in KERNEL_MODES:
+    if not isinstance(mode, str) or mode not in KERNEL_MODES:
         raise ValueError(f"kernels must be one of {KERNEL_MODES}, got {mode!r}")
     return mode
 

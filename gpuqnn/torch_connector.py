@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -50,10 +50,12 @@ _DTYPE_NAMES = {
 }
 
 
-def _check_dtype(dtype: Any) -> torch.dtype | str | None:
+def _check_dtype(dtype: Any) -> torch.dtype | Literal["input"] | None:
     """None, ``"input"``, or a torch floating dtype (given as a dtype or its name)."""
-    if dtype is None or dtype == "input":
-        return dtype
+    if dtype is None:
+        return None
+    if dtype == "input":
+        return "input"
     if isinstance(dtype, str) and dtype in _DTYPE_NAMES:
         return _DTYPE_NAMES[dtype]
     if isinstance(dtype, torch.dtype) and dtype.is_floating_point:
@@ -112,7 +114,8 @@ def from_engine(array: Any) -> torch.Tensor:
     a read-only array, or an array type without DLPack)."""
     if hasattr(array, "__dlpack__"):
         try:
-            return torch.from_dlpack(array)
+            # torch.from_dlpack itself, which torch does not re-export for type checkers
+            return torch.utils.dlpack.from_dlpack(array)
         except (BufferError, RuntimeError, TypeError):
             pass
     return torch.as_tensor(np.array(array, dtype=np.float64))
@@ -146,11 +149,15 @@ def _flat_counts(jacobian_shape: Sequence[int], num_outputs: int, num_params: in
     return size // (num_outputs * num_params) if num_outputs * num_params else 0
 
 
+_Gradients = tuple[torch.Tensor | None, torch.Tensor | None, None]
+"""What backward returns: the gradients of the input, the weights and the plan (none)."""
+
+
 class _ConnectorFunction(torch.autograd.Function):
     """Autograd function running a neural network's forward and backward passes."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, input_data: torch.Tensor, weights: torch.Tensor, plan: _Plan
     ) -> torch.Tensor:
         network = plan.network
@@ -183,7 +190,7 @@ class _ConnectorFunction(torch.autograd.Function):
         return output.to(input_data.device)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: torch.Tensor) -> _Gradients:
         input_data, weights = ctx.saved_tensors
         plan: _Plan = ctx.plan
         need_input, need_weights = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
@@ -200,7 +207,7 @@ class _ConnectorFunction(torch.autograd.Function):
                 None,
             )
         if isinstance(network, SimulatorNetwork):
-            return _vjp_gradients(ctx, grad_output, input_data, weights, plan)
+            return _vjp_gradients(ctx, network, grad_output, input_data, weights, plan)
         input_grad, weight_grad = network.backward(
             to_engine(input_data, plan), to_engine(weights, plan)
         )
@@ -231,14 +238,14 @@ class _ConnectorFunction(torch.autograd.Function):
 
 def _vjp_gradients(
     ctx: Any,
+    network: SimulatorNetwork,
     grad_output: torch.Tensor,
     input_data: torch.Tensor,
     weights: torch.Tensor,
     plan: _Plan,
-) -> tuple:
-    """The gradients of a gpuqnn network from ONE vector-Jacobian product (no per-sample
-    Jacobians): what ``backward`` returns for gpuqnn networks, dense or sparse."""
-    network = plan.network
+) -> _Gradients:
+    """The gradients of a gpuqnn network (``plan.network``) from ONE vector-Jacobian product (no
+    per-sample Jacobians): what ``backward`` returns for gpuqnn networks, dense or sparse."""
     cotangent = grad_output.to_dense() if grad_output.layout != torch.strided else grad_output
     cotangent = (
         cotangent.detach().to(torch.float64).reshape(-1, *network.output_shape)
@@ -249,7 +256,7 @@ def _vjp_gradients(
     input_grad, weight_grad = network._vjp(
         to_engine(input_data, plan), to_engine(weights, plan), to_engine(cotangent, plan), tape
     )
-    results = []
+    results: list[torch.Tensor | None] = []
     for needed, grad, like in (
         (ctx.needs_input_grad[0], input_grad, input_data),
         (ctx.needs_input_grad[1], weight_grad, weights),
@@ -447,4 +454,8 @@ class TorchConnector(_QmlTorchConnector):
         xp, device = engine_location(network)
         keep = torch.is_grad_enabled() and (input_data.requires_grad or self._weights.requires_grad)
         plan = _Plan(network, bool(self._sparse), self._output_dtype(input_data), xp, device, keep)
-        return _ConnectorFunction.apply(input_data, self._weights, plan)
+        # torch leaves Function.apply unannotated
+        output: torch.Tensor = _ConnectorFunction.apply(  # type: ignore[no-untyped-call]
+            input_data, self._weights, plan
+        )
+        return output

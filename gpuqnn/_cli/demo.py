@@ -15,6 +15,7 @@ from typing import TextIO
 import numpy as np
 from qiskit_machine_learning.algorithms import NeuralNetworkClassifier
 from qiskit_machine_learning.neural_networks import EstimatorQNN as ReferenceEstimatorQNN
+from qiskit_machine_learning.neural_networks import NeuralNetwork
 from qiskit_machine_learning.optimizers import L_BFGS_B
 
 from .._progress import ProgressBar
@@ -56,7 +57,7 @@ class TrainingReport:
     reference_loss_difference: float | None
 
 
-def _epoch(network, inputs: np.ndarray, weights: np.ndarray) -> float:
+def _epoch(network: NeuralNetwork, inputs: np.ndarray, weights: np.ndarray) -> float:
     """Seconds for one forward and one backward pass."""
     start = time.perf_counter()
     network.forward(inputs, weights)
@@ -64,7 +65,9 @@ def _epoch(network, inputs: np.ndarray, weights: np.ndarray) -> float:
     return time.perf_counter() - start
 
 
-def _squared_error(network, inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> float:
+def _squared_error(
+    network: NeuralNetwork, inputs: np.ndarray, targets: np.ndarray, weights: np.ndarray
+) -> float:
     """The classifier's loss: mean over samples of the summed squared error."""
     return _loss(network.forward(inputs, weights), targets)
 

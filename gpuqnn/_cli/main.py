@@ -261,7 +261,9 @@ def device_line(device_request: str, device: str, dtype: str) -> str:
     return f"device: cpu (NumPy), {dtype}; no GPU: {reason}"
 
 
-def time_networks(pairs: list, batch: int, reference: bool) -> None:
+def time_networks(
+    pairs: list[tuple[Example, NeuralNetwork, NeuralNetwork]], batch: int, reference: bool
+) -> None:
     """Print the forward + backward timing table of the tutorial networks."""
     print(f"\nforward + backward (with input gradients), batch {batch}:")
     rng = np.random.default_rng(0)
@@ -318,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     atol = 1e-5 if args.dtype == "complex64" else 1e-8
     examples = tutorial_examples()
-    pairs = []
+    pairs: list[tuple[Example, NeuralNetwork, NeuralNetwork]] = []
     for example in examples:
         cls = EstimatorQNN if example.estimator else SamplerQNN
         ref_cls = ReferenceEstimatorQNN if example.estimator else ReferenceSamplerQNN

@@ -120,7 +120,7 @@ class _PredictWorker:
         cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         return ray.get_runtime_context().get_node_id(), cores
 
-    def setup(self, boxed: list, cores: list[int]) -> str:
+    def setup(self, boxed: list[Any], cores: list[int]) -> str:
         """Pin to ``cores`` (empty: leave as is), then load the network and weights from the
         object store (``boxed``: their two object refs, boxed so Ray does not resolve them
         before the pinning). Returns the network's device."""
@@ -366,11 +366,12 @@ def predict(
     if not ray.is_initialized():
         ray.init()
     if actors is None:
-        resources = ray.cluster_resources()
+        # ray leaves cluster_resources unannotated
+        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
         free = resources.get("GPU", 0) / gpus if gpus > 0 else resources.get("CPU", 1) / cpus
         actors = max(1, int(free))
     actors = min(actors, math.ceil(source.num_rows / batch))
-    total = ray.cluster_resources()
+    total = ray.cluster_resources()  # type: ignore[no-untyped-call]  # unannotated in ray
     wanted = {"CPU": actors * cpus, "GPU": actors * gpus}
     short = [f"{wanted[k]:g} {k}s" for k in wanted if wanted[k] > total.get(k, 0)]
     if short:

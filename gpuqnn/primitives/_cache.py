@@ -113,10 +113,10 @@ class SimulatorCache:
         self.cache_size = check_positive_int(cache_size, "cache_size")
         self.backend: Backend = select_backend(self.options.device, self.options.dtype)
         self._programs: OrderedDict[str, Program] = OrderedDict()
-        self._simulators: OrderedDict[tuple, Simulator] = OrderedDict()
+        self._simulators: OrderedDict[tuple[str, Hashable], Simulator] = OrderedDict()
         self._lock = threading.Lock()
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return {
             "device": self.options.device,
             "dtype": self.options.dtype,
@@ -125,8 +125,9 @@ class SimulatorCache:
             "threads": self.options.threads,
         }
 
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        SimulatorCache.__init__(
+            self,
             state["device"],
             state["dtype"],
             state["max_memory"],
@@ -209,4 +210,4 @@ class SimulatorOwner:
     @property
     def dtype(self) -> str:
         """The statevectors' complex dtype."""
-        return self._cache.backend.dtype.name
+        return str(self._cache.backend.dtype.name)  # numpy types it Any under Python 3.10

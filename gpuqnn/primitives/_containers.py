@@ -40,6 +40,8 @@ class RegisterMap:
             if source >= 0:
                 bit = (outcomes >> source) & 1
                 values = values + (bit.astype(object) << i if wide else bit << i)
+        self.values: np.ndarray
+        self.inverse: np.ndarray
         self.values, self.inverse = (
             np.unique(values, return_inverse=True) if num_outcomes else (values, values)
         )
@@ -60,7 +62,8 @@ class RegisterMap:
             return joint
         flat = joint.reshape(-1, joint.shape[-1])
         out = np.zeros((flat.shape[0], len(self.values)))
-        np.add.at(out, (slice(None), self.inverse), flat)
+        # numpy's stubs reject a tuple index in ufunc.at, which numpy accepts
+        np.add.at(out, (slice(None), self.inverse), flat)  # type: ignore[arg-type]
         return out.reshape(*joint.shape[:-1], len(self.values))
 
 
@@ -79,9 +82,10 @@ def dyadic_counts(probabilities: np.ndarray, shots: int | None) -> np.ndarray:
     Returns:
         (K,) int64 counts.
     """
-    p = np.clip(probabilities, 0.0, None)
+    p: np.ndarray = np.clip(probabilities, 0.0, None)
     if shots is not None:
-        return np.rint(p * shots).astype(np.int64)
+        rounded: np.ndarray = np.rint(p * shots).astype(np.int64)
+        return rounded
     # the smallest k at which every p fits; every p fits at k = 40 (2**-41 < 1e-12)
     scale = 2.0 ** np.arange(_DYADIC_MAX_K + 1)[:, None]
     fits = np.all(np.abs(p - np.rint(p * scale) / scale) <= _DYADIC_TOL, axis=1)
@@ -233,7 +237,7 @@ class ExactProbabilities:
         return ExactProbabilities.from_sources(joint, sources)
 
 
-class ExactSamplerPubResult(SamplerPubResult):
+class ExactSamplerPubResult(SamplerPubResult):  # type: ignore[misc]  # qiskit is untyped
     """A ``SamplerPubResult`` whose ``join_data`` also joins :class:`ExactProbabilities`."""
 
     def join_data(self, names: Iterable[str] | None = None) -> Any:
@@ -263,7 +267,7 @@ def sample_outcomes(probabilities: np.ndarray, shots: int, rng: np.random.Genera
         (R, shots) int64 outcome indices, in random order.
     """
     rows, outcomes = probabilities.shape
-    p = np.clip(probabilities, 0.0, None)
+    p: np.ndarray = np.clip(probabilities, 0.0, None)
     p /= p.sum(axis=1, keepdims=True)
     counts = rng.multinomial(shots, p)
     samples = np.repeat(np.tile(np.arange(outcomes, dtype=np.int64), rows), counts.reshape(-1))

@@ -8,7 +8,7 @@ rows, O observables, J differentiated parameters, M measured clbits.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,9 @@ SHARED_OBSERVABLES = 16
 observable); beyond, each observable gets its own simulator call over the rows that need it."""
 
 _PAULI_LETTERS = frozenset("IXYZ")
+
+ObservableKey = tuple[tuple[str, ...], tuple[complex, ...]]
+"""What :func:`observable_key` returns: a Pauli sum's labels and coefficients."""
 
 
 def as_pauli_sum(observable: Any) -> SparsePauliOp:
@@ -52,7 +55,7 @@ def as_pauli_sum(observable: Any) -> SparsePauliOp:
     raise TypeError(f"cannot use {type(observable).__name__} as an observable")
 
 
-def observable_key(observable: SparsePauliOp) -> tuple:
+def observable_key(observable: SparsePauliOp) -> ObservableKey:
     """A hashable key of a Pauli sum (its labels and coefficients)."""
     return (tuple(observable.paulis.to_labels()), tuple(complex(c) for c in observable.coeffs))
 
@@ -74,7 +77,9 @@ def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return unique, inverse.reshape(-1)
 
 
-def _pauli_readout(observables: Sequence[SparsePauliOp]):
+def _pauli_readout(
+    observables: Sequence[SparsePauliOp],
+) -> Callable[[Program, Backend], PauliReadout]:
     def make(program: Program, backend: Backend) -> PauliReadout:
         return PauliReadout(list(observables), program.qubit_map, program.num_qubits, backend)
 
@@ -118,7 +123,7 @@ def pauli_values(
             key,
             circuit,
             ("pauli", tuple(keys[u] for u in members)),
-            _pauli_readout([observables[u] for u in members]),
+            _pauli_readout([observables[int(u)] for u in members]),
         )
         distinct, inverse = unique_rows(rows[selected])
         local = np.searchsorted(members, obs_ids[selected])

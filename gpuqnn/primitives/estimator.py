@@ -10,6 +10,7 @@ from qiskit.primitives.containers import DataBin, EstimatorPubLike, PrimitiveRes
 from qiskit.primitives.containers.estimator_pub import EstimatorPub
 from qiskit.primitives.primitive_job import PrimitiveJob
 from qiskit.providers import Options
+from qiskit.quantum_info import SparsePauliOp
 
 from .._options import check_precision, check_seed, document_options
 from ._cache import SimulatorCache, SimulatorOwner
@@ -17,7 +18,7 @@ from ._evaluate import as_pauli_sum, check_finite, group_by_key, pauli_values
 
 
 @document_options
-class Estimator(SimulatorOwner, BaseEstimatorV2):
+class Estimator(SimulatorOwner, BaseEstimatorV2):  # type: ignore[misc]  # qiskit is untyped
     """Exact (or seeded noisy) expectation values from gpuqnn's batched statevector cache.
 
     A drop-in for qiskit's ``StatevectorEstimator`` and qiskit-machine-learning's
@@ -153,8 +154,8 @@ class Estimator(SimulatorOwner, BaseEstimatorV2):
         for key, members in group_by_key(keys).items():
             circuit = pubs[members[0]].circuit
             rows, obs_ids, slots = [], [], []
-            observables: list = []
-            index: dict[tuple, int] = {}
+            observables: list[SparsePauliOp] = []
+            index: dict[tuple[tuple[str, float], ...], int] = {}
             offset = 0
             for i in members:
                 pub = pubs[i]

@@ -17,6 +17,7 @@ import numpy as np
 from qiskit.circuit import Parameter, QuantumCircuit
 from qiskit.primitives import BaseEstimatorV2, BaseSamplerV2
 from qiskit.providers import Options
+from qiskit.quantum_info import SparsePauliOp
 from qiskit.quantum_info.operators.base_operator import BaseOperator
 from qiskit.transpiler.passmanager import BasePassManager
 from qiskit_machine_learning.gradients import (
@@ -29,6 +30,7 @@ from qiskit_machine_learning.gradients.utils import DerivativeType
 
 from ._cache import SimulatorCache
 from ._evaluate import (
+    ObservableKey,
     as_pauli_sum,
     check_finite,
     group_by_key,
@@ -124,8 +126,9 @@ class EstimatorGradient(ParamShiftEstimatorGradient):
         for key, members in group_by_key(cache.keys(circuits)).items():
             circuit = circuits[members[0]]
             rows = _rows(parameter_values, members)
-            observables_, ids = [], []
-            index: dict[tuple, int] = {}
+            observables_: list[SparsePauliOp] = []
+            ids: list[int] = []
+            index: dict[ObservableKey, int] = {}
             for i in members:
                 op = op_memo.get(id(observables[i]))
                 if op is None:
@@ -190,7 +193,9 @@ class SamplerGradient(ParamShiftSamplerGradient):
         **options: Any,
     ) -> SamplerGradientResult:
         if not self.engine_serves:
-            return super()._run(circuits, parameter_values, parameters, **options)
+            # qiskit-machine-learning annotates the sampler gradients' _run without the
+            # np.ndarray its run passes on (its estimator gradients' _run has it)
+            return super()._run(circuits, parameter_values, parameters, **options)  # type: ignore[arg-type]
         cache = _cache_of(self._sampler, self._own_cache)
         gradients: list[Any] = [None] * len(circuits)
         for key, members in group_by_key(cache.keys(circuits)).items():

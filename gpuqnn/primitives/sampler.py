@@ -41,7 +41,7 @@ def register_sources(circuit: QuantumCircuit, measured: list[int]) -> dict[str, 
 
 
 @document_options
-class Sampler(SimulatorOwner, BaseSamplerV2):
+class Sampler(SimulatorOwner, BaseSamplerV2):  # type: ignore[misc]  # qiskit is untyped
     """Exact probabilities (or seeded shots) from gpuqnn's batched statevector cache.
 
     A drop-in for qiskit-machine-learning's ``QMLSampler`` and qiskit's ``StatevectorSampler``:
@@ -154,7 +154,9 @@ class Sampler(SimulatorOwner, BaseSamplerV2):
         self, pubs: list[SamplerPub], values: list[np.ndarray]
     ) -> PrimitiveResult[SamplerPubResult]:
         results = []
-        registers: dict[tuple, RegisterMap] = {}  # shared by the pubs of one circuit
+        registers: dict[
+            tuple[tuple[int, ...], int], RegisterMap
+        ] = {}  # shared by the pubs of one circuit
         joints = self._joint_probabilities(pubs, values)
         layouts: dict[int, dict[str, list[int]]] = {}
         for pub, (joint, measured) in zip(pubs, joints, strict=True):
