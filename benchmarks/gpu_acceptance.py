@@ -73,7 +73,7 @@ ratio over a peer."""
 NO_SANITIZER = "compute-sanitizer is not on PATH (nor in /usr/local/cuda/bin)"
 
 KernelCases = tuple[tuple[int, str] | tuple[int, str, int], ...]
-"""(qubits, readout) or (qubits, readout, seed); readouts as ``tests/test_cuda_kernels``'s
+"""(qubits, readout) or (qubits, readout, seed); readouts as ``tests/programs``'
 ``make_readout`` names them (``pauli``, ``direct``, ``pieces``)."""
 
 
@@ -442,9 +442,9 @@ def shared_limit(sizes: Sizes) -> int:
 
 # ---- 4. kernels ----------------------------------------------------------------------------
 def kernel_test_helpers() -> ModuleType:
-    """``tests/test_cuda_kernels.py`` as a module: the kernel tests' random programs, readouts,
-    shifts and NumPy references, so that the run checks the op shapes they do."""
-    path = REPO_ROOT / "tests" / "test_cuda_kernels.py"
+    """``tests/programs.py`` as a module: the kernel tests' random programs, readouts, shifts
+    and NumPy references, so that the run checks the op shapes they do."""
+    path = REPO_ROOT / "tests" / "programs.py"
     spec = importlib.util.spec_from_file_location("_gpuqnn_acceptance_kernel_cases", path)
     if spec is None or spec.loader is None or not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the kernel stage uses its random programs")

@@ -454,8 +454,5 @@ class TorchConnector(_QmlTorchConnector):
         xp, device = engine_location(network)
         keep = torch.is_grad_enabled() and (input_data.requires_grad or self._weights.requires_grad)
         plan = _Plan(network, bool(self._sparse), self._output_dtype(input_data), xp, device, keep)
-        # torch leaves Function.apply unannotated
-        output: torch.Tensor = _ConnectorFunction.apply(  # type: ignore[no-untyped-call]
-            input_data, self._weights, plan
-        )
+        output: torch.Tensor = _ConnectorFunction.apply(input_data, self._weights, plan)
         return output

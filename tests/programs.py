@@ -1,5 +1,6 @@
-"""Random native programs (every op kind the CUDA kernels support) and readouts for them,
-shared by the kernel tests (``test_cuda_kernels.py``, ``test_cuda_adjoint.py``)."""
+"""Random native programs (every op kind the CUDA kernels support), readouts and shifts for them,
+and the NumPy engine's outputs as their reference: shared by the kernel tests
+(``test_cuda_kernels.py``, ``test_cuda_adjoint.py``) and the GPU acceptance run's kernel stage."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from qiskit.quantum_info import Pauli, SparsePauliOp, random_unitary
 from gpuqnn._compile import Op, OpKind, Program
 from gpuqnn._compile.angles import AngleTable
 from gpuqnn._sim.backend import select_backend
+from gpuqnn._sim.block_circuit import BlockCircuit
 from gpuqnn._sim.readout import PauliReadout, ProbabilityReadout
 
 _ROTATIONS = [RXGate, RYGate, RZGate, RXXGate, RYYGate, RZZGate, RZXGate]
@@ -104,3 +106,30 @@ def make_readout(kind: str, n: int, seed: int, dtype: str) -> PauliReadout | Pro
     return ProbabilityReadout(
         measured, n, lambda key: key % 3, (3,), max(1, (1 << len(measured)) - 3), backend
     )
+
+
+def random_shifts(rng: np.random.Generator, slots: int, count: int) -> tuple[np.ndarray, ...]:
+    """(S,) int32 shift slots (first -1, the unshifted block) and (S,) float64 shifts."""
+    slot = np.concatenate([[-1], rng.integers(-1, max(slots, 1), count - 1)]).astype(np.int32)
+    if slots == 0:
+        slot[:] = -1
+    value = np.where(slot >= 0, rng.choice([np.pi / 2, -np.pi / 2, 1.5 * np.pi], count), 0.0)
+    return slot, value.astype(np.float64)
+
+
+def engine_outputs(
+    program: Program,
+    readout,
+    dtype: str,
+    base: np.ndarray,
+    shift_slot: np.ndarray,
+    shift_value: np.ndarray,
+) -> np.ndarray:
+    """The NumPy engine on explicitly shifted angles, rows laid out s * B + b."""
+    angles = np.tile(base, (len(shift_slot), 1))
+    batch = base.shape[0]
+    for s, (slot, value) in enumerate(zip(shift_slot, shift_value, strict=True)):
+        if slot >= 0:
+            angles[s * batch : (s + 1) * batch, slot] += value
+    psi = BlockCircuit(program, select_backend("cpu", dtype)).evolve(angles)
+    return np.asarray(readout(psi), dtype=np.float64)

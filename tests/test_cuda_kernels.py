@@ -37,39 +37,12 @@ from gpuqnn._sim.readout import PauliReadout
 from gpuqnn.examples import zz_real_amplitudes
 
 from engines import HostFusedLauncher, HostKernels, HostPerOpLauncher
-from programs import make_readout, random_program
+from programs import engine_outputs, make_readout, random_program, random_shifts
 
 pytestmark = pytest.mark.gpu_logic
 
 TOL = {"complex128": 1e-10, "complex64": 1e-4}
 RUNNERS = {"fused": HostFusedLauncher, "per_op": HostPerOpLauncher}
-
-
-def random_shifts(rng: np.random.Generator, slots: int, count: int) -> tuple[np.ndarray, ...]:
-    """(S,) int32 shift slots (first -1, the unshifted block) and (S,) float64 shifts."""
-    slot = np.concatenate([[-1], rng.integers(-1, max(slots, 1), count - 1)]).astype(np.int32)
-    if slots == 0:
-        slot[:] = -1
-    value = np.where(slot >= 0, rng.choice([np.pi / 2, -np.pi / 2, 1.5 * np.pi], count), 0.0)
-    return slot, value.astype(np.float64)
-
-
-def engine_outputs(
-    program: Program,
-    readout,
-    dtype: str,
-    base: np.ndarray,
-    shift_slot: np.ndarray,
-    shift_value: np.ndarray,
-) -> np.ndarray:
-    """The NumPy engine on explicitly shifted angles, rows laid out s * B + b."""
-    angles = np.tile(base, (len(shift_slot), 1))
-    batch = base.shape[0]
-    for s, (slot, value) in enumerate(zip(shift_slot, shift_value, strict=True)):
-        if slot >= 0:
-            angles[s * batch : (s + 1) * batch, slot] += value
-    psi = BlockCircuit(program, select_backend("cpu", dtype)).evolve(angles)
-    return np.asarray(readout(psi), dtype=np.float64)
 
 
 CASES = [(seed, n) for seed, n in enumerate([1, 3, 4, 6])]

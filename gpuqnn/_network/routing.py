@@ -76,7 +76,7 @@ class RoutingMixin(SimulatorHandle):
         return super()._validate_input(array)
 
     def _validate_weights(self, weights: Any) -> np.ndarray | None:
-        return self._checked_weights(weights, np)  # type: ignore[no-any-return]
+        return self._checked_weights(weights, np)
 
     def _checked_call(self, input_data: Any, weights: Any, xp: Any) -> tuple[Any, Any, Any]:
         """(inputs (N, num_inputs) or None, the inputs' given shape, weights) checked as

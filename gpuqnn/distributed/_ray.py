@@ -366,12 +366,11 @@ def predict(
     if not ray.is_initialized():
         ray.init()
     if actors is None:
-        # ray leaves cluster_resources unannotated
-        resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        resources = ray.cluster_resources()
         free = resources.get("GPU", 0) / gpus if gpus > 0 else resources.get("CPU", 1) / cpus
         actors = max(1, int(free))
     actors = min(actors, math.ceil(source.num_rows / batch))
-    total = ray.cluster_resources()  # type: ignore[no-untyped-call]  # unannotated in ray
+    total = ray.cluster_resources()
     wanted = {"CPU": actors * cpus, "GPU": actors * gpus}
     short = [f"{wanted[k]:g} {k}s" for k in wanted if wanted[k] > total.get(k, 0)]
     if short:

@@ -237,7 +237,7 @@ class ExactProbabilities:
         return ExactProbabilities.from_sources(joint, sources)
 
 
-class ExactSamplerPubResult(SamplerPubResult):  # type: ignore[misc]  # qiskit is untyped
+class ExactSamplerPubResult(SamplerPubResult):
     """A ``SamplerPubResult`` whose ``join_data`` also joins :class:`ExactProbabilities`."""
 
     def join_data(self, names: Iterable[str] | None = None) -> Any:

@@ -18,7 +18,7 @@ from ._evaluate import as_pauli_sum, check_finite, group_by_key, pauli_values
 
 
 @document_options
-class Estimator(SimulatorOwner, BaseEstimatorV2):  # type: ignore[misc]  # qiskit is untyped
+class Estimator(SimulatorOwner, BaseEstimatorV2):
     """Exact (or seeded noisy) expectation values from gpuqnn's batched statevector cache.
 
     A drop-in for qiskit's ``StatevectorEstimator`` and qiskit-machine-learning's

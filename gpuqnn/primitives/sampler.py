@@ -41,7 +41,7 @@ def register_sources(circuit: QuantumCircuit, measured: list[int]) -> dict[str, 
 
 
 @document_options
-class Sampler(SimulatorOwner, BaseSamplerV2):  # type: ignore[misc]  # qiskit is untyped
+class Sampler(SimulatorOwner, BaseSamplerV2):
     """Exact probabilities (or seeded shots) from gpuqnn's batched statevector cache.
 
     A drop-in for qiskit-machine-learning's ``QMLSampler`` and qiskit's ``StatevectorSampler``:
