@@ -12,12 +12,27 @@ This module sits above both ``gpuqnn._sim`` (which knows no engine but the block
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._cuda.runner import cuda_runner
 from ._options import SimulatorOptions
 from ._sim.backend import Backend
 from ._sim.block_circuit import BlockCircuit
 from ._sim.protocols import Readout, Runner
 from ._sim.runners import RunnerFactory
+
+if TYPE_CHECKING:
+    from ._cuda.runner import FusedKernelRunner, KernelRunner
+    from ._sim.protocols import AdjointRunner, TapeRunner
+    from ._sim.runners import BlockRunner
+
+    def _runners_implement_their_capabilities(
+        block: BlockRunner, fused: FusedKernelRunner, per_op: KernelRunner
+    ) -> tuple[TapeRunner, AdjointRunner, Runner]:
+        """Never called: mypy checks here that every engine's runner implements the protocols
+        its capabilities name (the simulator checks the same at run time)."""
+        return block, fused, per_op
+
 
 FACTORIES: tuple[RunnerFactory, ...] = (cuda_runner,)
 """The engines besides the block engine, tried in order: the CUDA kernels (GPU backends)."""

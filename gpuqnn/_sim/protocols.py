@@ -187,6 +187,34 @@ class TapeRunner(AdjointRunner, Protocol):
         (R, O) real ``cotangent``."""
 
 
+_CAPABILITY_PROTOCOLS: dict[Capability, type[Any]] = {
+    Capability.ADJOINT: AdjointRunner,
+    Capability.VJP: AdjointRunner,
+    Capability.TAPE: TapeRunner,
+}
+
+
+def check_capabilities(runner: Runner) -> Runner:
+    """``runner``, once it is known to have the methods its capabilities name.
+
+    Raises:
+        TypeError: it is not a :class:`Runner`, or declares a capability without the methods of
+            that capability's protocol (:class:`AdjointRunner`, :class:`TapeRunner`).
+    """
+    if not isinstance(runner, Runner):
+        raise TypeError(
+            f"a runner factory returned {type(runner).__name__}, which lacks the Runner methods"
+        )
+    for capability in runner.capabilities:
+        protocol = _CAPABILITY_PROTOCOLS.get(capability)
+        if protocol is not None and not isinstance(runner, protocol):
+            raise TypeError(
+                f"{type(runner).__name__} declares {capability.name} but lacks the methods of "
+                f"{protocol.__name__}"
+            )
+    return runner
+
+
 class GradientStrategy(Protocol):
     """A way to differentiate the outputs by the angle slots (:class:`~.adjoint.
     AdjointStrategy`, :class:`~.shift.ParameterShiftStrategy`): ``Simulator.method`` asks each

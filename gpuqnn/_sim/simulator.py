@@ -36,7 +36,15 @@ from .backend import Backend, on_device
 from .block_circuit import BlockCircuit
 from .executor import ChunkExecutor
 from .parameters import AngleMap
-from .protocols import AdjointRunner, Capability, GradientStrategy, Readout, Runner, TapeRunner
+from .protocols import (
+    AdjointRunner,
+    Capability,
+    GradientStrategy,
+    Readout,
+    Runner,
+    TapeRunner,
+    check_capabilities,
+)
 from .runners import BlockRunner, RunnerFactory
 from .shift import ParameterShiftStrategy
 from .tape import BufferPool, Tape, TapeLedger
@@ -87,7 +95,7 @@ class Simulator:
                 if runner_factory is None
                 else runner_factory(self.circuit, readout, backend, self.options)
             )
-            self.runner: Runner = self.engine if other is None else other
+            self.runner: Runner = self.engine if other is None else check_capabilities(other)
             self.adjoint = AdjointStrategy(
                 self._adjoint_runners(), self.num_outputs, self.executor, self.angle_map
             )
@@ -104,11 +112,11 @@ class Simulator:
     def _adjoint_runners(self) -> list[AdjointRunner]:
         """The runners whose adjoint may serve a pass: the simulator's runner where it has
         one, then the block engine's."""
-        runners: list[AdjointRunner] = []
-        if self.runner is not self.engine and Capability.ADJOINT in self.runner.capabilities:
-            assert isinstance(self.runner, AdjointRunner), "ADJOINT needs the AdjointRunner methods"
-            runners.append(self.runner)
-        return [*runners, self.engine]
+        runner = self.runner
+        if runner is not self.engine and isinstance(runner, AdjointRunner):
+            if Capability.ADJOINT in runner.capabilities:
+                return [runner, self.engine]
+        return [self.engine]
 
     @property
     def max_memory(self) -> int | None:
@@ -257,9 +265,9 @@ class Simulator:
         if not slots or self._strategy(columns, False, True) is not self.adjoint:
             return None
         runner = self.adjoint.runner(slots, vjp=True)
-        if Capability.TAPE not in runner.capabilities or not isinstance(runner, TapeRunner):
-            return None
-        return runner
+        if Capability.TAPE in runner.capabilities and isinstance(runner, TapeRunner):
+            return runner
+        return None
 
     @on_device("backend")
     def vjp(
