@@ -6,12 +6,6 @@ block engine on CuPy) and ``numpy-auto`` (the host). Peers: ``qiskit-aer-gpu``,
 ``pennylane-backprop`` on CUDA and ``qiskit-ml`` (CPU, scaled). Every timed call is bracketed by
 a device synchronisation, after a full-batch warm-up. Without a CUDA device it says so and exits
 0; ``--device cpu`` is a dry run of the same code on the CPU (not GPU numbers).
-
-Usage::
-
-    python -m benchmarks.bench_gpu
-    python -m benchmarks.bench_gpu --workloads zz8-estimator --peers qiskit-aer-gpu
-    python -m benchmarks.bench_gpu --device cpu --quick      # dry run without a GPU
 """
 
 from __future__ import annotations

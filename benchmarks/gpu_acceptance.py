@@ -3,11 +3,6 @@ to end and writes one JSON report. Stages (README, "The GPU acceptance run"): ``
 ``timings`` (``bench_gpu``'s own functions and tables, the targets, the model), ``compile``,
 ``kernels`` (against the NumPy engine), ``sanitizer``, ``pytest`` (``pytest -m gpu``), run by
 :mod:`benchmarks.harness` under ``--budget-s``. ``--device cpu`` is a dry run on the CPU.
-
-Usage::
-
-    python -m benchmarks.gpu_acceptance --out report.json          # on the GPU machine
-    python -m benchmarks.gpu_acceptance --device cpu --out dry.json # dry run, about a minute
 """
 
 from __future__ import annotations
@@ -640,21 +635,12 @@ def sanitizer_stage(ctx: StageContext) -> dict[str, Any]:
 
 def sanitizer_case() -> None:
     """A tiny launch of every kind, for compute-sanitizer (run in the child): a 3-qubit
-    estimator's fused forward with shifts, fused adjoint (Jacobian, VJP) and per-op forward,
+    ZZ estimator's fused forward with shifts, fused adjoint (Jacobian, VJP) and per-op forward,
     in both dtypes."""
     import cupy
 
-    import gpuqnn
-    from gpuqnn.examples import zz_real_amplitudes
-
-    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
-    network = gpuqnn.EstimatorQNN(
-        circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
-    )
-    simulator = gi.simulator_of(network)
-    kp = gi.encode_tables(simulator.program, simulator.readout)
-    params = np.random.default_rng(7).uniform(-np.pi, np.pi, (2, qc.num_parameters))
-    base = np.ascontiguousarray(simulator.program.angles.angles(params), dtype=np.float64)
+    kp, _ = zz_kernel_tables(3)
+    base = np.random.default_rng(7).uniform(-np.pi, np.pi, (2, kp.num_slots))
     slots = list(range(kp.num_slots))
     shift_slot = np.array([-1, 0, kp.num_slots - 1], dtype=np.int32)
     shift_value = np.array([0.0, np.pi / 2, -np.pi / 2])
