@@ -102,15 +102,10 @@ def _worker(
         rng = np.random.default_rng(rank)
         if kind == "train":
             if ("train", qubits) not in cache:
-                model = _model(qubits, device)
-                ddp = (
-                    torch.nn.parallel.DistributedDataParallel(
-                        model,
-                        device_ids=[torch.device(device).index] if device != "cpu" else None,
-                    )
-                    if world > 1
-                    else model
-                )
+                ddp = _model(qubits, device)
+                if world > 1:
+                    ids = [torch.device(device).index] if device != "cpu" else None
+                    ddp = torch.nn.parallel.DistributedDataParallel(ddp, device_ids=ids)
                 cache["train", qubits] = ddp, torch.optim.Adam(ddp.parameters(), lr=0.01)
             ddp, optimizer = cache["train", qubits]
             local = batch // world
