@@ -6,12 +6,6 @@ block engine on CuPy) and ``numpy-auto`` (the host). Peers: ``qiskit-aer-gpu``,
 ``pennylane-backprop`` on CUDA and ``qiskit-ml`` (CPU, scaled). Every timed call is bracketed by
 a device synchronisation, after a full-batch warm-up. Without a CUDA device it says so and exits
 0; ``--device cpu`` is a dry run of the same code on the CPU (not GPU numbers).
-
-Usage::
-
-    python -m benchmarks.bench_gpu
-    python -m benchmarks.bench_gpu --workloads zz8-estimator --peers qiskit-aer-gpu
-    python -m benchmarks.bench_gpu --device cpu --quick      # dry run without a GPU
 """
 
 from __future__ import annotations
@@ -25,7 +19,7 @@ from benchmarks import cli
 from benchmarks.implementations import Options, Variant
 from benchmarks.measure import BACKWARD_PASSES, Row
 from benchmarks.peers import GPU_PEERS, Peer, available_peers
-from benchmarks.report import Target, environment_line, find_row, ratio_target, targets_table
+from benchmarks.report import Target, environment_line, ratio_target, seconds_target, targets_table
 from benchmarks.workloads import GPU_WORKLOADS, Workload, by_name
 
 HEADLINE_WORKLOAD = ("zz8-estimator", 4096)  # issue 4's
@@ -71,13 +65,7 @@ def gpu_targets(rows: Sequence[Row], headline: str, peers: Sequence[str]) -> lis
     workload, batch = HEADLINE_WORKLOAD
     targets = []
     for pass_name in BACKWARD_PASSES:
-        row = find_row(rows, workload, pass_name)
-        text = f"{workload} {pass_name} (batch {batch}) under 50 ms"
-        seconds = None if row is None or row.batch != batch else row.seconds(headline)
-        if seconds is None:
-            targets.append(Target(text, "not run at this batch", None))
-        else:
-            targets.append(Target(text, f"{seconds * 1e3:.1f} ms", seconds < 0.050))
+        targets.append(seconds_target(rows, workload, pass_name, headline, 0.050, batch))
         targets += [
             ratio_target(rows, workload, pass_name, headline, [peer], minimum, batch)
             for peer, minimum in PEER_TARGETS

@@ -4,12 +4,6 @@ Forward, backward and backward with input gradients of every workload, for each 
 (the first is the headline everything is checked against) and each peer; then the
 parameter-shift memory-bandwidth bound, the optional 100,000-sample memory check and plots, and
 issue 5's targets (README, "The CPU table").
-
-Usage::
-
-    python -m benchmarks.bench_qnn --quick
-    python -m benchmarks.bench_qnn --memory --plots
-    python -m benchmarks.bench_qnn --workloads zz8-estimator --peers pennylane-backprop
 """
 
 from __future__ import annotations

@@ -7,12 +7,6 @@ x2 threads`` is one process on two cores for reference. ``--gpus N`` measures 1.
 the scaling efficiency ``rate(K) / (K * rate(1))`` (``--device cpu``: a dry run of that path).
 Per qubit count the rounds are interleaved (every side once per round); each side's best round
 is reported. CPU time: the workers' (Ray: the actors' time in ``forward`` plus the driver's).
-
-Usage::
-
-    python -m benchmarks.bench_scale                 # 8 and 10 qubits, 1 vs 2 workers
-    python -m benchmarks.bench_scale --quick         # seconds: 4 qubits, small batches
-    python -m benchmarks.bench_scale --gpus 4        # 1..4 GPUs
 """
 
 from __future__ import annotations
@@ -108,15 +102,10 @@ def _worker(
         rng = np.random.default_rng(rank)
         if kind == "train":
             if ("train", qubits) not in cache:
-                model = _model(qubits, device)
-                ddp = (
-                    torch.nn.parallel.DistributedDataParallel(
-                        model,
-                        device_ids=[torch.device(device).index] if device != "cpu" else None,
-                    )
-                    if world > 1
-                    else model
-                )
+                ddp = _model(qubits, device)
+                if world > 1:
+                    ids = [torch.device(device).index] if device != "cpu" else None
+                    ddp = torch.nn.parallel.DistributedDataParallel(ddp, device_ids=ids)
                 cache["train", qubits] = ddp, torch.optim.Adam(ddp.parameters(), lr=0.01)
             ddp, optimizer = cache["train", qubits]
             local = batch // world

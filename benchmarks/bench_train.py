@@ -6,12 +6,6 @@ sum(cotangent * outputs)`` (:func:`benchmarks.measure.vjp_cotangent`): gpuqnn th
 ``gpuqnn.TorchConnector``, each peer its own VJP (README, "The training-step table"). Every
 peer's outputs and gradients are checked against gpuqnn's step first, then interleaved rounds
 time every implementation once each; the best round of each is reported.
-
-Usage::
-
-    python -m benchmarks.bench_train --quick
-    python -m benchmarks.bench_train
-    python -m benchmarks.bench_train --workloads zz8-estimator --peers tensorcircuit-jax
 """
 
 from __future__ import annotations

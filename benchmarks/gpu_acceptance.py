@@ -3,11 +3,6 @@ to end and writes one JSON report. Stages (README, "The GPU acceptance run"): ``
 ``timings`` (``bench_gpu``'s own functions and tables, the targets, the model), ``compile``,
 ``kernels`` (against the NumPy engine), ``sanitizer``, ``pytest`` (``pytest -m gpu``), run by
 :mod:`benchmarks.harness` under ``--budget-s``. ``--device cpu`` is a dry run on the CPU.
-
-Usage::
-
-    python -m benchmarks.gpu_acceptance --out report.json          # on the GPU machine
-    python -m benchmarks.gpu_acceptance --device cpu --out dry.json # dry run, about a minute
 """
 
 from __future__ import annotations
@@ -43,7 +38,7 @@ from benchmarks import bench_gpu, gpu_model  # noqa: E402
 from benchmarks import internals as gi  # noqa: E402
 from benchmarks.cli import main_table_text  # noqa: E402
 from benchmarks.harness import Harness, Skip, Stage, StageContext, error_record  # noqa: E402
-from benchmarks.report import VERDICTS, find_row  # noqa: E402
+from benchmarks.report import VERDICTS, Target, ratio_target, seconds_target  # noqa: E402
 from benchmarks.workloads import GPU_WORKLOADS, by_name, zz_kernel_tables  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -66,9 +61,10 @@ MODEL_LABEL = (
     "traffic and instruction counts (benchmarks/gpu_model.py)"
 )
 TARGET_PASS = "backward+input_grads"
-TARGETS = ((8, 4096, "seconds", 2e-3), (8, 4096, "qiskit-aer-gpu", 20.0))
-TARGETS += ((8, 4096, "pennylane-backprop", 5.0), (12, 1024, "seconds", 20e-3))
-"""(qubits, batch, what, limit) on :data:`TARGET_PASS`: seconds under a limit, or at least a
+TARGETS = (("zz8-estimator", 4096, "seconds", 2e-3), ("zz8-estimator", 4096, "qiskit-aer-gpu", 20))
+TARGETS += (("zz8-estimator", 4096, "pennylane-backprop", 5),)
+TARGETS += (("zz12-estimator", 1024, "seconds", 0.02),)
+"""(workload, batch, what, limit) on :data:`TARGET_PASS`: seconds under a limit, or at least a
 ratio over a peer."""
 NO_SANITIZER = "compute-sanitizer is not on PATH (nor in /usr/local/cuda/bin)"
 
@@ -100,46 +96,40 @@ class Sizes:
 
 TIMED = ("--workloads", "zz8-estimator", "zz12-estimator", "--peers")
 TIMED += ("qiskit-aer-gpu", "pennylane-backprop", "--ref-batch", "64")
+CASES: dict[tuple[str, bool], tuple[KernelCases, KernelCases, KernelCases]] = {
+    ("cpu", True): (((3, "pauli"),), ((4, "pieces"),), ((6, "direct"),)),
+    ("cpu", False): (
+        ((1, "pauli"), (3, "direct"), (6, "pieces")),
+        ((3, "pauli"), (6, "pieces")),
+        ((2, "direct"), (5, "pieces"), (8, "pauli")),
+    ),
+    ("cuda", True): (
+        ((3, "pauli"), (8, "pieces"), (13, "direct")),
+        ((4, "pauli"), (10, "pieces")),
+        ((6, "direct"), (16, "pieces")),
+    ),
+    ("cuda", False): (
+        ((1, "pauli"), (4, "direct"), (7, "pieces"), (10, "pauli"), (12, "pieces")),
+        ((2, "pauli"), (5, "direct"), (8, "pieces"), (11, "pauli"), (13, "pieces", 4)),
+        ((3, "direct"), (8, "pieces"), (12, "direct"), (16, "pieces"), (18, "pieces")),
+    ),
+}
+"""(device, quick) -> the fused forward, fused adjoint and per-op kernel cases."""
 
 
 def sizes_for(device: str, quick: bool) -> Sizes:
     """The sizes of a run on ``device`` (``"cuda"`` or ``"cpu"``)."""
     estimates = dict(environment=10, timings=150, compile=60, kernels=90, sanitizer=60, pytest=60)
+    kinds = {8: ALL_KERNELS} if quick else {8: ALL_KERNELS, 12: ALL_KERNELS}
+    samples, repeat = (3, "2") if quick else (5, "5")
+    timing_args = (*TIMED, "--repeat", repeat)
     if device == "cpu":  # about a minute on two slow cores: the host build runs thread by thread
-        return Sizes(
-            "cpu",
-            quick,
-            {8: ("forward",)},
-            ((3, "pauli"),) if quick else ((1, "pauli"), (3, "direct"), (6, "pieces")),
-            ((4, "pieces"),) if quick else ((3, "pauli"), (6, "pieces")),
-            ((6, "direct"),) if quick else ((2, "direct"), (5, "pieces"), (8, "pauli")),
-            2,
-            (*TIMED, "--device", "cpu", "--quick", "--repeat", "1"),
-            {**estimates, "timings": 40, "compile": 15, "kernels": 30, "sanitizer": 0},
-        )
-    if quick:
-        return Sizes(
-            "cuda",
-            True,
-            {8: ALL_KERNELS},
-            ((3, "pauli"), (8, "pieces"), (13, "direct")),
-            ((4, "pauli"), (10, "pieces")),
-            ((6, "direct"), (16, "pieces")),
-            3,
-            (*TIMED, "--repeat", "2"),
-            {**estimates, "timings": 100, "compile": 30, "kernels": 40},
-        )
-    return Sizes(
-        "cuda",
-        False,
-        {8: ALL_KERNELS, 12: ALL_KERNELS},
-        ((1, "pauli"), (4, "direct"), (7, "pieces"), (10, "pauli"), (12, "pieces")),
-        ((2, "pauli"), (5, "direct"), (8, "pieces"), (11, "pauli"), (13, "pieces", 4)),
-        ((3, "direct"), (8, "pieces"), (12, "direct"), (16, "pieces"), (18, "pieces")),
-        5,
-        (*TIMED, "--repeat", "5"),
-        estimates,
-    )
+        kinds, samples = {8: ("forward",)}, 2
+        timing_args = (*TIMED, "--device", "cpu", "--quick", "--repeat", "1")
+        estimates |= dict(timings=40, compile=15, kernels=30, sanitizer=0)
+    elif quick:
+        estimates |= dict(timings=100, compile=30, kernels=40)
+    return Sizes(device, quick, kinds, *CASES[device, quick], samples, timing_args, estimates)
 
 
 # ---- probes the stages share ---------------------------------------------------------------
@@ -318,8 +308,8 @@ def timings_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
         targets = [
             {"target": t.target, "value": t.measured, "verdict": VERDICTS[t.met]}
             for t in bench_gpu.gpu_targets(rows, headline, args.peers)
+            + acceptance_targets(rows, headline)
         ]
-        targets += acceptance_targets(rows, headline)
         for target in targets if sizes.dry_run else ():
             target.update(verdict="not evaluated", reason="dry run on the CPU")
         if not all(row.agrees for row in rows):
@@ -345,23 +335,14 @@ def timings_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
     return run
 
 
-def acceptance_targets(rows: Sequence[Any], headline: str) -> list[dict[str, Any]]:
-    """Each of :data:`TARGETS` with its measured value and verdict."""
-    targets = []
-    for qubits, batch, what, limit in TARGETS:
-        workload = f"zz{qubits}-estimator"
-        text = f"{workload} {TARGET_PASS} at batch {batch} "
-        text += f"under {limit * 1e3:g} ms" if what == "seconds" else f"at least {limit:g}x {what}"
-        row = find_row(rows, workload, TARGET_PASS)
-        ours = row.seconds(headline) if row is not None and row.batch == batch else None
-        theirs = row.seconds(what) if ours is not None and what != "seconds" else None
-        target: dict[str, Any] = {"target": text, "verdict": VERDICTS[None]}
-        if ours is not None and what == "seconds":
-            target.update(value=f"{ours * 1e3:.3g} ms", verdict=VERDICTS[ours < limit])
-        elif theirs is not None and row.agrees:
-            target.update(value=f"{theirs / ours:.3g}x", verdict=VERDICTS[theirs / ours >= limit])
-        targets.append(target)
-    return targets
+def acceptance_targets(rows: Sequence[Any], headline: str) -> list[Target]:
+    """Each of :data:`TARGETS` on this run's rows."""
+    return [
+        seconds_target(rows, workload, TARGET_PASS, headline, limit, batch)
+        if what == "seconds"
+        else ratio_target(rows, workload, TARGET_PASS, headline, [what], limit, batch)
+        for workload, batch, what, limit in TARGETS
+    ]
 
 
 def model_part(ctx: StageContext) -> dict[str, Any]:
@@ -654,21 +635,12 @@ def sanitizer_stage(ctx: StageContext) -> dict[str, Any]:
 
 def sanitizer_case() -> None:
     """A tiny launch of every kind, for compute-sanitizer (run in the child): a 3-qubit
-    estimator's fused forward with shifts, fused adjoint (Jacobian, VJP) and per-op forward,
+    ZZ estimator's fused forward with shifts, fused adjoint (Jacobian, VJP) and per-op forward,
     in both dtypes."""
     import cupy
 
-    import gpuqnn
-    from gpuqnn.examples import zz_real_amplitudes
-
-    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
-    network = gpuqnn.EstimatorQNN(
-        circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
-    )
-    simulator = gi.simulator_of(network)
-    kp = gi.encode_tables(simulator.program, simulator.readout)
-    params = np.random.default_rng(7).uniform(-np.pi, np.pi, (2, qc.num_parameters))
-    base = np.ascontiguousarray(simulator.program.angles.angles(params), dtype=np.float64)
+    kp, _ = zz_kernel_tables(3)
+    base = np.random.default_rng(7).uniform(-np.pi, np.pi, (2, kp.num_slots))
     slots = list(range(kp.num_slots))
     shift_slot = np.array([-1, 0, kp.num_slots - 1], dtype=np.int32)
     shift_value = np.array([0.0, np.pi / 2, -np.pi / 2])

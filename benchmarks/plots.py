@@ -158,11 +158,8 @@ def plot(series: Sequence[Series], xlabel: str, title: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for s in series:
         x, y = np.asarray(s.x), np.asarray(s.seconds)
-        if s.style == "bound":
-            ax.plot(x, y, "k--", label=s.label)
-            continue
-        if s.style == "scaled":
-            ax.plot(x, y, ":", label=s.label)
+        if s.style != "measured":  # a bound, or a line scaled from one measurement
+            ax.plot(x, y, "k--" if s.style == "bound" else ":", label=s.label)
             continue
         (line,) = ax.plot(x, y, "-", label=s.label)
         scaled = np.asarray(s.scaled)
@@ -197,30 +194,21 @@ def write_plots(
     ``time_vs_qubits.png`` to ``directory``; returns the paths."""
     entrants = contenders(variants, peers, options, quick)
     shift = [v for v in variants if v.gradient_method == "parameter_shift"][:1]
-    batches = QUICK_BATCHES if quick else BATCHES
-    qubits = QUICK_QUBITS if quick else QUBITS
+    batches, qubits = (QUICK_BATCHES, QUICK_QUBITS) if quick else (BATCHES, QUBITS)
     qubit_batch = 4 if quick else QUBIT_BATCH
     paths = []
-    for name, points, network, xlabel, title, proportional in (
-        (
-            "time_vs_batch.png",
-            batches,
-            lambda b: (zz_estimator(8), b),
-            "batch size",
-            f"8-qubit ZZ estimator, {PASS}",
-            True,
-        ),
-        (
-            "time_vs_qubits.png",
-            qubits,
-            lambda n: (zz_estimator(n), qubit_batch),
-            "qubits",
-            f"ZZ estimator at batch {qubit_batch}, {PASS}",
-            False,
-        ),
+    for name, xlabel, title in (
+        ("time_vs_batch.png", "batch size", f"8-qubit ZZ estimator, {PASS}"),
+        ("time_vs_qubits.png", "qubits", f"ZZ estimator at batch {qubit_batch}, {PASS}"),
     ):
+        by_batch = xlabel == "batch size"  # a peer measured once is drawn proportional to it
+
+        def network(x: int, by_batch: bool = by_batch) -> tuple[QNNSpec, int]:
+            return (zz_estimator(8), x) if by_batch else (zz_estimator(x), qubit_batch)
+
         print(f"Sweep: {title}")
-        series = sweep(points, network, entrants, shift, repeat, seed, proportional)
+        points = batches if by_batch else qubits
+        series = sweep(points, network, entrants, shift, repeat, seed, by_batch)
         path = directory / name
         plot(series, xlabel, title, path)
         print(

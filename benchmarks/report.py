@@ -115,6 +115,18 @@ def find_row(rows: Sequence[Row], workload: str, pass_name: str) -> Row | None:
     return next((r for r in rows if r.workload == workload and r.pass_name == pass_name), None)
 
 
+def seconds_target(
+    rows: Sequence[Row], workload: str, pass_name: str, headline: str, limit: float, batch: int
+) -> Target:
+    """``headline`` under ``limit`` seconds on one row, at the issue's ``batch``."""
+    row = find_row(rows, workload, pass_name)
+    text = f"{workload} {pass_name} (batch {batch}) under {limit * 1e3:g} ms"
+    seconds = None if row is None or row.batch != batch else row.seconds(headline)
+    if seconds is None:
+        return Target(text, "not run at this batch", None)
+    return Target(text, f"{seconds * 1e3:.3g} ms", seconds < limit)
+
+
 def ratio_target(
     rows: Sequence[Row],
     workload: str,

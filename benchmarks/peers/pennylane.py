@@ -27,7 +27,8 @@ from benchmarks.peers.jax_common import JaxImplementation, jax_x64, versions
 from benchmarks.peers.translation import (
     SKIPPED,
     Env,
-    compile_expression,
+    compile_expression,  # noqa: F401 - the translation tests import it from here
+    gate_angles,
     interpret_matrix,
     pauli_terms,
     require_inputs,
@@ -35,35 +36,15 @@ from benchmarks.peers.translation import (
 )
 from benchmarks.workloads import QNNSpec
 
-_GATES: dict[str, tuple[Callable[..., Any], int]] = {
-    "h": (qml.Hadamard, 0),
-    "x": (qml.PauliX, 0),
-    "y": (qml.PauliY, 0),
-    "z": (qml.PauliZ, 0),
-    "s": (qml.S, 0),
-    "sdg": (qml.adjoint(qml.S), 0),
-    "t": (qml.T, 0),
-    "tdg": (qml.adjoint(qml.T), 0),
-    "sx": (qml.SX, 0),
-    "cx": (qml.CNOT, 0),
-    "cy": (qml.CY, 0),
-    "cz": (qml.CZ, 0),
-    "swap": (qml.SWAP, 0),
-    "ccx": (qml.Toffoli, 0),
-    "p": (qml.PhaseShift, 1),
-    "rx": (qml.RX, 1),
-    "ry": (qml.RY, 1),
-    "rz": (qml.RZ, 1),
-    "u": (qml.U3, 3),
-    "rxx": (qml.IsingXX, 1),
-    "ryy": (qml.IsingYY, 1),
-    "rzz": (qml.IsingZZ, 1),
-    "crx": (qml.CRX, 1),
-    "cry": (qml.CRY, 1),
-    "crz": (qml.CRZ, 1),
-    "cp": (qml.ControlledPhaseShift, 1),
+_GATES: dict[str, Callable[..., Any]] = {
+    **{name: getattr(qml, name.upper()) for name in ("s", "t", "sx", "cy", "cz", "swap")},
+    **{name: getattr(qml, name.upper()) for name in ("rx", "ry", "rz", "crx", "cry", "crz")},
+    **{"h": qml.Hadamard, "x": qml.PauliX, "y": qml.PauliY, "z": qml.PauliZ, "cx": qml.CNOT},
+    **{"sdg": qml.adjoint(qml.S), "tdg": qml.adjoint(qml.T), "ccx": qml.Toffoli, "u": qml.U3},
+    **{"p": qml.PhaseShift, "cp": qml.ControlledPhaseShift},
+    **{"rxx": qml.IsingXX, "ryy": qml.IsingYY, "rzz": qml.IsingZZ},
 }
-"""qiskit gate name -> (PennyLane operation of the same matrix on reversed wires, angles)."""
+"""qiskit gate name -> the PennyLane operation of the same matrix (on reversed wires)."""
 
 
 @dataclass(frozen=True)
@@ -89,14 +70,8 @@ def translate_gates(spec: QNNSpec, math: ModuleType) -> list[_Gate]:
                 f"the PennyLane peers cannot translate the instruction {name!r}; "
                 f"known: {sorted(_GATES)}"
             )
-        operation, num_angles = _GATES[name]
-        params = instruction.operation.params
-        if len(params) != num_angles:
-            raise ValueError(
-                f"instruction {name!r} has {len(params)} parameters, expected {num_angles}"
-            )
-        angles = tuple(compile_expression(p, math) for p in params)
-        gates.append(_Gate(operation, wires(circuit, instruction), angles))
+        angles = gate_angles(instruction.operation, math)
+        gates.append(_Gate(_GATES[name], wires(circuit, instruction), angles))
     return gates
 
 

@@ -20,14 +20,13 @@ from benchmarks.peers import translation as tr
 from benchmarks.peers.jax_common import JaxImplementation, jax_x64, versions
 from benchmarks.workloads import QNNSpec
 
-_GATES: dict[str, tuple[str, tuple[str, ...]]] = {
-    **{name: (name, ()) for name in ("h", "x", "y", "z", "s", "t", "cy", "cz", "swap")},
-    **{name: (name, ("theta",)) for name in ("rx", "ry", "rz", "rxx", "ryy", "rzz", "crx", "cry")},
-    **{"crz": ("crz", ("theta",)), "p": ("phase", ("theta",)), "cp": ("cphase", ("theta",))},
-    **{"sdg": ("sd", ()), "tdg": ("td", ()), "cx": ("cnot", ()), "ccx": ("toffoli", ())},
-    "u": ("u", ("theta", "phi", "lbd")),
+_GATES: dict[str, str] = {
+    **{name: name for name in ("h", "x", "y", "z", "s", "t", "cy", "cz", "swap", "u")},
+    **{name: name for name in ("rx", "ry", "rz", "rxx", "ryy", "rzz", "crx", "cry", "crz")},
+    **{"p": "phase", "cp": "cphase", "sdg": "sd", "tdg": "td", "cx": "cnot", "ccx": "toffoli"},
 }
-"""qiskit gate name -> (``tc.Circuit`` method of the same matrix, its angle keywords)."""
+"""qiskit gate name -> the ``tc.Circuit`` method of the same matrix."""
+KEYWORDS = ("theta", "phi", "lbd")  # the methods' angle keywords, in qiskit's order
 
 
 @dataclass(frozen=True)
@@ -52,17 +51,9 @@ def translate_gates(spec: QNNSpec) -> list[_Gate]:
             continue
         on = tr.wires(circuit, instruction)
         if name in _GATES:
-            method, keywords = _GATES[name]
-            if len(operation.params) != len(keywords):
-                raise ValueError(
-                    f"instruction {name!r} has {len(operation.params)} parameters, "
-                    f"expected {len(keywords)}"
-                )
-            angles = tuple(
-                (keyword, tr.compile_expression(p, tc.backend))
-                for keyword, p in zip(keywords, operation.params, strict=True)
-            )
-            gates.append(_Gate(method, on, angles))
+            angles = tr.gate_angles(operation, tc.backend)
+            keywords = KEYWORDS[: len(angles)]
+            gates.append(_Gate(_GATES[name], on, tuple(zip(keywords, angles, strict=True))))
         elif not operation.params:
             # qiskit's matrix is little-endian: its last qubit is the most significant
             gates.append(_Gate("unitary", on[::-1], matrix=Operator(operation).data))

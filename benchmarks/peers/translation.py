@@ -20,6 +20,9 @@ from benchmarks.workloads import QNNSpec
 
 Env = Mapping[str, Any]  # parameter name -> value ((B,) array for an input, scalar for a weight)
 SKIPPED = frozenset({"barrier", "id", "delay", "global_phase"})  # no effect on the outputs
+ROTATIONS = ("p", "rx", "ry", "rz", "rxx", "ryy", "rzz", "crx", "cry", "crz", "cp")
+ANGLES = {**dict.fromkeys(ROTATIONS, 1), "u": 3}
+"""qiskit gate name -> its angles, for the parametrized gates both translations know by name."""
 
 _FUNCTIONS = {
     "sin": "sin",
@@ -64,6 +67,17 @@ def compile_expression(expr: Any, math: ModuleType) -> Callable[[Env], Any]:
         function, (arg,) = getattr(math, _FUNCTIONS[name]), args
         return lambda env: function(arg(env))
     raise ValueError(f"cannot translate the parameter expression {expr} ({name})")
+
+
+def gate_angles(operation: Any, math: ModuleType) -> tuple[Callable[[Env], Any], ...]:
+    """The compiled angles of a gate known by name; ``ValueError`` when their count is not
+    :data:`ANGLES`' (none for a gate without angles)."""
+    params, expected = operation.params, ANGLES.get(operation.name, 0)
+    if len(params) != expected:
+        raise ValueError(
+            f"instruction {operation.name!r} has {len(params)} parameters, expected {expected}"
+        )
+    return tuple(compile_expression(p, math) for p in params)
 
 
 def wires(circuit: QuantumCircuit, instruction: CircuitInstruction) -> tuple[int, ...]:
