@@ -38,6 +38,7 @@ from qiskit.quantum_info import Operator
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
 from .angles import AngleTable
+from .evolution import diagonalise, evolution_time, hamiltonian, is_evolution, parity_mask
 from .inline import Leaf, flatten, is_composite
 from .program import Op, OpKind, Program
 
@@ -167,12 +168,13 @@ class _Emitter:
             # definition is unitary if it holds gates only, which the recursion checks
             if not is_composite(gate) or not isinstance(gate.definition, QuantumCircuit):
                 raise QiskitMachineLearningError(
-                    f"circuit contains the instruction '{name}'"
-                    + ("" if self.origin == f"'{name}'" else f" (inside {self.origin})")
-                    + ", which is not a unitary gate and cannot be simulated by the statevector "
+                    f"circuit contains the instruction {self._named(name)}, which is not a unitary gate and cannot be simulated by the statevector "
                     "engine"
                 )
             self._emit_definition(gate, qubits)
+            return
+        if is_evolution(gate):
+            self._emit_evolution(gate, qubits)
             return
         if not _is_symbolic(gate.params):
             matrix = _try_matrix(gate)
@@ -202,11 +204,27 @@ class _Emitter:
             return
         if gate.definition is None:
             raise QiskitMachineLearningError(
-                f"gate '{name}'"
-                + ("" if self.origin == f"'{name}'" else f" (inside {self.origin})")
-                + " has neither a matrix nor a definition and cannot be simulated"
+                f"gate {self._named(name)} has neither a matrix nor a definition and cannot be simulated"
             )
         self._emit_definition(gate, qubits)
+
+    def _named(self, name: str) -> str:
+        """``name`` quoted, and the user's instruction it comes from when that is another."""
+        return f"'{name}'" + ("" if self.origin == f"'{name}'" else f" (inside {self.origin})")
+
+    def _emit_evolution(self, gate: Any, qubits: list[int]) -> None:
+        """``exp(-i t H)`` exactly for a parameterised time t (see :mod:`.evolution`): the
+        basis change, one parity phase per Walsh term of H's spectrum, the basis back."""
+        evolution = diagonalise(hamiltonian(gate, self._named(gate.name)))
+        time = evolution_time(gate)
+        if evolution.basis is not None:
+            self._emit_constant(None, evolution.basis.conj().T, qubits)
+        for term in evolution.terms:
+            targets = tuple(qubits[b] for b in term.bits)
+            slot = self._new_slot(time * term.factor)
+            self._append(Op(OpKind.PHASE, targets, (), 0, parity_mask(len(targets)), slot=slot))
+        if evolution.basis is not None:
+            self._emit_constant(None, evolution.basis, qubits)
 
     def _emit_definition(self, gate: Any, qubits: list[int]) -> None:
         definition = gate.definition
@@ -417,7 +435,7 @@ def _real_number(value: Any) -> float:
 
 def _definition_matches(gate: Any, matrix: np.ndarray) -> bool:
     """Whether ``gate``'s definition implements ``matrix`` up to a global phase."""
-    definition = gate.definition
+    definition = getattr(gate, "definition", None)
     if not isinstance(definition, QuantumCircuit) or definition.parameters:
         return False
     try:
