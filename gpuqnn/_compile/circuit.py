@@ -168,8 +168,8 @@ class _Emitter:
             # definition is unitary if it holds gates only, which the recursion checks
             if not is_composite(gate) or not isinstance(gate.definition, QuantumCircuit):
                 raise QiskitMachineLearningError(
-                    f"circuit contains the instruction {self._named(name)}, which is not a unitary gate and cannot be simulated by the statevector "
-                    "engine"
+                    f"circuit contains the instruction {self._named(name)}, which is not a unitary "
+                    "gate and cannot be simulated by the statevector engine"
                 )
             self._emit_definition(gate, qubits)
             return
@@ -204,7 +204,8 @@ class _Emitter:
             return
         if gate.definition is None:
             raise QiskitMachineLearningError(
-                f"gate {self._named(name)} has neither a matrix nor a definition and cannot be simulated"
+                f"gate {self._named(name)} has neither a matrix nor a definition and cannot be "
+                "simulated"
             )
         self._emit_definition(gate, qubits)
 
