@@ -216,7 +216,7 @@ class _Emitter:
     def _emit_evolution(self, gate: Any, qubits: list[int]) -> None:
         """``exp(-i t H)`` exactly for a parameterised time t (see :mod:`.evolution`): the
         basis change, one parity phase per Walsh term of H's spectrum, the basis back."""
-        evolution = diagonalise(hamiltonian(gate, self._named(gate.name)))
+        evolution = diagonalise(hamiltonian(gate))
         time = evolution_time(gate)
         if evolution.basis is not None:
             self._emit_constant(None, evolution.basis.conj().T, qubits)

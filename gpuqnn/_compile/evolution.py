@@ -25,9 +25,8 @@ import numpy as np
 from qiskit.circuit import ParameterExpression
 from qiskit.circuit.library import HamiltonianGate, PauliEvolutionGate
 from qiskit.quantum_info import SparseObservable, SparsePauliOp
-from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
-_ATOL = 1e-12
+_ATOL = 1e-12  # off-diagonal entries below this: H is diagonal
 _DROP = 1e-14  # Walsh coefficients below this (relative to H's scale) are zero
 
 
@@ -72,35 +71,23 @@ def evolution_time(gate: Any) -> ParameterExpression:
     return time
 
 
-def hamiltonian(gate: Any, where: str) -> np.ndarray:
+def hamiltonian(gate: Any) -> np.ndarray:
     """The (2**k, 2**k) complex Hermitian matrix H of an evolution gate.
 
     Args:
-        gate: a ``PauliEvolutionGate`` (its operator, or the sum of its list of operators) or a
-            ``HamiltonianGate``.
-        where: the user's instruction, for errors.
-
-    Raises:
-        QiskitMachineLearningError: H has parameterised coefficients or is not Hermitian.
+        gate: a ``PauliEvolutionGate`` (its operator, or the sum of its list of operators; a
+            controlled one holds the controlled operator) or a ``HamiltonianGate``. qiskit
+            refuses parameterised, complex (non-Hermitian) coefficients and non-Hermitian
+            matrices when it builds them, so H is a constant Hermitian matrix here.
     """
     if isinstance(gate, HamiltonianGate):
-        matrix = np.asarray(gate.params[0], dtype=complex)
-    else:
-        operators = gate.operator if isinstance(gate.operator, list) else [gate.operator]
-        matrix = np.zeros((2**gate.num_qubits,) * 2, dtype=complex)
-        for operator in operators:
-            if isinstance(operator, SparseObservable):
-                operator = SparsePauliOp.from_sparse_observable(operator)
-            if operator.coeffs.dtype == object:
-                raise QiskitMachineLearningError(
-                    f"{where} evolves an operator with parameterised coefficients: exp(-i t H) "
-                    "has no exact form the engine can differentiate there; bind them"
-                )
-            matrix += operator.to_matrix()
-    if not np.allclose(matrix, matrix.conj().T, atol=1e-10, rtol=0):
-        raise QiskitMachineLearningError(
-            f"{where} evolves a non-Hermitian operator: exp(-i t H) is not unitary there"
-        )
+        return np.asarray(gate.params[0], dtype=complex)
+    operators = gate.operator if isinstance(gate.operator, list) else [gate.operator]
+    matrix = np.zeros((2**gate.num_qubits,) * 2, dtype=complex)
+    for operator in operators:
+        if isinstance(operator, SparseObservable):
+            operator = SparsePauliOp.from_sparse_observable(operator)
+        matrix += operator.to_matrix()
     return matrix
 
 
