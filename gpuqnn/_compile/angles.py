@@ -5,9 +5,13 @@ Every occurrence of a parameter in a gate is one *slot* k. Its angle is a qiskit
 a whole batch at once, and their derivatives for the chain rule. Affine slots (the common case:
 ``x``, ``2*x``, ``x + w``, ``-x/2 + 0.3``) take a matrix product; other expressions (products,
 powers, sin/cos, ...) are compiled once per array module (NumPy, or CuPy so that device inputs
-stay on the device) to vectorised functions with sympy.
+stay on the device) to vectorised functions with sympy. A slot may also be one output of a
+:class:`SlotFunction`: a vector function of inner expressions (an amplitude encoding's rotation
+angles as functions of its amplitudes), evaluated once per call for all its slots and
+differentiated by the chain rule through the inner expressions' own table.
 
-Shapes: B batch, K slots, P parameters, S selected slots, J selected parameters.
+Shapes: B batch, K slots, P parameters, S selected slots, J selected parameters, m a slot
+function's inner expressions, F its outputs.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from qiskit.circuit import Parameter, ParameterExpression
@@ -51,6 +55,42 @@ class _NonAffineSlot:
         return self.compiled[name]
 
 
+class SlotFunction(Protocol):
+    """A vector function ``f(a)`` of m inner expressions ``a``, whose F outputs are slot angles.
+
+    Attributes:
+        inner: the m inner expressions (``ParameterExpression`` or real numbers).
+        num_outputs: F.
+    """
+
+    inner: tuple[ParameterExpression | float, ...]
+    num_outputs: int
+
+    def values(self, inner: Any, xp: ModuleType) -> Any:
+        """(B, F) float64 outputs at (B, m) float64 inner values, arrays of ``xp``."""
+
+    def chain(self, inner: Any, inner_jacobian: Any, xp: ModuleType) -> Any:
+        """(B, F, J) float64 derivatives of the outputs by J parameters, from (B, m) inner
+        values and the (B or 1, m, J) derivatives of the inner expressions."""
+
+
+class FunctionOutput(NamedTuple):
+    """A slot angle that is output number ``output`` of ``function``."""
+
+    function: SlotFunction
+    output: int
+
+
+@dataclass
+class _FunctionSlots:
+    """The slots of one slot function: its inner table and which output each slot is."""
+
+    function: SlotFunction
+    inner: AngleTable
+    slots: list[int] = field(default_factory=list)
+    outputs: list[int] = field(default_factory=list)
+
+
 class AngleTable:
     """Evaluates the angles of all slots, and their derivatives, for a batch of parameters.
 
@@ -60,7 +100,9 @@ class AngleTable:
     """
 
     def __init__(
-        self, expressions: Sequence[ParameterExpression | float], parameters: Sequence[Parameter]
+        self,
+        expressions: Sequence[ParameterExpression | float | FunctionOutput],
+        parameters: Sequence[Parameter],
     ) -> None:
         self.num_slots = len(expressions)
         self.num_parameters = len(parameters)
@@ -69,7 +111,11 @@ class AngleTable:
         self.coeff = np.zeros((self.num_slots, self.num_parameters))
         self.depends = np.zeros((self.num_slots, self.num_parameters), dtype=bool)
         self._nonaffine: list[_NonAffineSlot] = []
+        self._functions: dict[int, _FunctionSlots] = {}
         for k, expr in enumerate(expressions):
+            if isinstance(expr, FunctionOutput):
+                self._add_function_slot(k, expr, parameters)
+                continue
             if not isinstance(expr, ParameterExpression) or not expr.parameters:
                 self.offset[k] = _real(expr)
                 continue
@@ -104,11 +150,23 @@ class AngleTable:
         item.functions(np)  # compile now; other array modules on first use
         self._nonaffine.append(item)
 
+    def _add_function_slot(
+        self, k: int, output: FunctionOutput, parameters: Sequence[Parameter]
+    ) -> None:
+        group = self._functions.get(id(output.function))
+        if group is None:
+            inner = AngleTable(output.function.inner, parameters)
+            group = self._functions[id(output.function)] = _FunctionSlots(output.function, inner)
+        group.slots.append(k)
+        group.outputs.append(output.output)
+        self.depends[k] = group.inner.depends.any(axis=0)
+
     def is_affine_in(self, slots: Sequence[int]) -> bool:
         """Whether every one of ``slots`` is an affine function of the parameters (then its
         Jacobian is the same for every sample)."""
         chosen = set(int(k) for k in slots)
-        return not any(item.slot in chosen for item in self._nonaffine)
+        functional = {k for group in self._functions.values() for k in group.slots}
+        return not chosen & functional and not any(item.slot in chosen for item in self._nonaffine)
 
     def angles(self, params: Any, xp: ModuleType = np) -> Any:
         """Angles of every slot.
@@ -126,6 +184,9 @@ class AngleTable:
             value, _derivs = item.functions(xp)
             cols = [params[:, j] for j in item.columns]
             out[:, item.slot] = xp.real(value(*cols))
+        for group in self._functions.values():
+            values = group.function.values(group.inner.angles(params, xp), xp)
+            out[:, group.slots] = values[:, group.outputs]
         return out
 
     def jacobian(
@@ -148,9 +209,17 @@ class AngleTable:
         position = {k: s for s, k in enumerate(slots)}
         where = {j: c for c, j in enumerate(columns)}
         chosen = [item for item in self._nonaffine if item.slot in position]
-        if not chosen:
+        groups = [g for g in self._functions.values() if any(k in position for k in g.slots)]
+        if not chosen and not groups:
             return jac
         jac = xp.repeat(jac, params.shape[0], axis=0)
+        for group in groups:
+            inner = group.inner.angles(params, xp)
+            inner_jacobian = group.inner.jacobian(params, range(group.inner.num_slots), columns, xp)
+            derivatives = group.function.chain(inner, inner_jacobian, xp)
+            for k, f in zip(group.slots, group.outputs, strict=True):
+                if k in position:
+                    jac[:, position[k], :] = derivatives[:, f, :]
         for item in chosen:
             _value, derivs = item.functions(xp)
             cols = [params[:, j] for j in item.columns]

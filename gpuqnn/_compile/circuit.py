@@ -37,7 +37,8 @@ from qiskit.circuit.library import (
 from qiskit.quantum_info import Operator
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
-from .angles import AngleTable
+from .amplitudes import AmplitudeTree, is_amplitude_encoding
+from .angles import AngleTable, FunctionOutput
 from .evolution import diagonalise, evolution_time, hamiltonian, is_evolution, parity_mask
 from .inline import Leaf, flatten, is_composite
 from .program import Op, OpKind, Program
@@ -100,14 +101,16 @@ def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter]) ->
                 f"circuit applies {where} to qubit {min(after_measure)} after a 'measure' on "
                 "it: mid-circuit measurements are not supported (only final measurements are)"
             )
-        if op.name == "reset":
+        if op.name == "reset" or is_amplitude_encoding(op):  # the encoding resets first
             if touched.intersection(qubits):
+                hit = min(touched.intersection(qubits))
                 raise QiskitMachineLearningError(
-                    f"circuit applies {where} to qubit {qubits[0]} after gates acted on it: a "
+                    f"circuit applies {where} to qubit {hit} after gates acted on it: a "
                     "reset is not unitary there (only a reset of a qubit still in |0>, e.g. at "
                     "the start or by 'initialize', can be simulated)"
                 )
-            continue  # the qubit is still |0>: the reset does nothing
+            if op.name == "reset":
+                continue  # the qubit is still |0>: the reset does nothing
         touched.update(qubits)
         emitter.origin = leaf.origin
         emitter.emit(op, qubits)
@@ -131,7 +134,7 @@ class _Emitter:
     def __init__(self) -> None:
         self.origin = "the circuit"  # the user's instruction being emitted, for errors
         self.ops: list[Op] = []
-        self.slot_exprs: list[ParameterExpression] = []
+        self.slot_exprs: list[ParameterExpression | FunctionOutput] = []
         self._pending: dict[int, np.ndarray] = {}
 
     def finish(self) -> list[Op]:
@@ -162,6 +165,11 @@ class _Emitter:
             )
         if isinstance(gate, AnnotatedOperation):
             self._emit_annotated(gate, qubits)
+            return
+        if is_amplitude_encoding(gate):
+            tree = AmplitudeTree(tuple(gate.params), self._named(name))
+            for q, c, angle in tree.outputs():
+                self._emit_rotation("ry", angle, (qubits[q],), tuple(qubits[q + 1 :]), c)
             return
         if not isinstance(gate, Gate):
             # a composite instruction inside a gate's definition (e.g. UCGate's): its own
@@ -296,7 +304,7 @@ class _Emitter:
         ctrl_state: int,
     ) -> None:
         gate_cls = _ROTATIONS[name]
-        if not _is_symbolic([angle]):
+        if not isinstance(angle, FunctionOutput) and not _is_symbolic([angle]):
             matrix = gate_cls(_real_number(angle)).to_matrix()
             op = _constant_op(matrix, targets, controls, ctrl_state)
             if op is not None:

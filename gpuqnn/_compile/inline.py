@@ -27,6 +27,8 @@ from qiskit.circuit import (
     QuantumCircuit,
 )
 
+from .amplitudes import is_amplitude_encoding
+
 # leaves that are not unitary gates and are handled by the compiler itself
 NON_UNITARY_LEAVES = frozenset({"measure", "reset", "barrier", "delay"})
 _ANONYMOUS = re.compile(r"^circuit-\d+$")
@@ -60,8 +62,11 @@ def describe(operation: Any, position: int) -> str:
 
 def is_composite(operation: Any) -> bool:
     """Whether ``operation`` is an instruction to inline by its definition: not a gate, not
-    a measurement, reset, barrier or delay, not classical control flow."""
+    a measurement, reset, barrier or delay, not classical control flow, not an amplitude
+    encoding with unbound amplitudes (which has no definition; the compiler emits it)."""
     if isinstance(operation, (Gate, AnnotatedOperation, ControlFlowOp)):
+        return False
+    if is_amplitude_encoding(operation):
         return False
     if not isinstance(operation, Instruction) or operation.name in NON_UNITARY_LEAVES:
         return False
