@@ -55,7 +55,10 @@ def _feed_circuit(digest: Any, circuit: QuantumCircuit) -> None:
             digest.update(b",")
         digest.update(b")")
         if getattr(op, "_standard_gate", None) is None:
-            definition = getattr(op, "definition", None)
+            try:
+                definition = getattr(op, "definition", None)
+            except Exception:  # none while unbound (HamiltonianGate, ParameterizedInitialize)
+                definition = None  # its name and parameters above determine it
             if isinstance(definition, QuantumCircuit):
                 _feed_circuit(digest, definition)
     digest.update(b"]")
