@@ -198,7 +198,7 @@ def sampler_route(sampler: Any, gradient: Any) -> Route:
         reason = f"the gradient {type(gradient).__name__} is not an exact gradient"
         return Route(True, False, reason=reason)
     reason = _reference(sampler, StatevectorSampler, "sampler")
-    shots = getattr(sampler, "default_shots", None)
+    shots: Any = getattr(sampler, "default_shots", None)
     if not reason and not _valid_number(shots, positive_int=True):
         reason = f"the sampler's default_shots {shots!r} is not a positive int"
     if reason:

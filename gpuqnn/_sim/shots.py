@@ -157,8 +157,9 @@ class GaussianNoise:
         def noisy(values: Any) -> Any:
             exact = self.backend.to_host(values)
             rows, outputs = exact.shape
+            draws: np.ndarray
             if rng is None:  # every pub restarts the stream: each column gets the same draws
-                draws = np.random.default_rng(self.seed).standard_normal(rows)[:, None]
+                draws = np.random.default_rng(self.seed).standard_normal((rows, 1))
             elif self.per_output_pubs:
                 draws = rng.standard_normal((outputs, rows)).T
             else:
