@@ -63,6 +63,12 @@ def sampler_qnn(cls: type, sampler: Any = None, **kwargs: Any) -> Any:
     return cls(circuit=qc, sampler=sampler, input_params=x, weight_params=w, **kwargs)
 
 
+def served(qnn: Any) -> Any:
+    """``qnn``, checked to run on gpuqnn's simulator (not qiskit-machine-learning's code)."""
+    assert repr(qnn).endswith(", engine)"), repr(qnn)
+    return qnn
+
+
 def exact_estimator_values() -> tuple[np.ndarray, np.ndarray]:
     qnn = estimator_qnn(EstimatorQNN)
     return qnn.forward(X, W), qnn.backward(X, W)[1]
@@ -83,14 +89,14 @@ def test_estimator_forward_noise_has_the_precision_and_exact_mean() -> None:
 def test_estimator_forward_with_an_int_seed_equals_qiskit_up_to_rounding() -> None:
     """qiskit restarts ``default_rng(seed)`` for every pub (one per observable): gpuqnn draws
     the same normals, so only the exact values' rounding differs."""
-    ours = estimator_qnn(EstimatorQNN, StatevectorEstimator(seed=11))
+    ours = served(estimator_qnn(EstimatorQNN, StatevectorEstimator(seed=11)))
     theirs = estimator_qnn(QmlEstimatorQNN, StatevectorEstimator(seed=11))
     np.testing.assert_allclose(ours.forward(X, W), theirs.forward(X, W), atol=1e-12)
     np.testing.assert_array_equal(ours.forward(X, W), ours.forward(X, W))  # repeatable
 
 
 def test_estimator_generator_seed_continues_its_stream() -> None:
-    qnn = estimator_qnn(EstimatorQNN, StatevectorEstimator(seed=np.random.default_rng(5)))
+    qnn = served(estimator_qnn(EstimatorQNN, StatevectorEstimator(seed=np.random.default_rng(5))))
     first, second = qnn.forward(X, W), qnn.forward(X, W)
     assert not np.array_equal(first, second)
     again = estimator_qnn(EstimatorQNN, StatevectorEstimator(seed=np.random.default_rng(5)))
@@ -120,7 +126,7 @@ def test_estimator_gradient_with_an_int_seed_is_exact_as_in_qiskit() -> None:
     """qiskit restarts the seed for every shifted evaluation: equal draws, which cancel."""
     _, exact = exact_estimator_values()
     estimator = StatevectorEstimator(default_precision=0.1, seed=3)
-    ours = estimator_qnn(EstimatorQNN, estimator).backward(X, W)[1]
+    ours = served(estimator_qnn(EstimatorQNN, estimator)).backward(X, W)[1]
     theirs = estimator_qnn(QmlEstimatorQNN, estimator).backward(X, W)[1]
     np.testing.assert_allclose(ours, exact, atol=1e-12)
     np.testing.assert_allclose(ours, theirs, atol=1e-12)
@@ -141,7 +147,7 @@ def test_sampler_shot_frequencies_follow_the_exact_probabilities() -> None:
 def test_sampler_with_an_int_seed_equals_qiskit_machine_learning() -> None:
     """qiskit seeds every circuit alike and draws with ``Generator.choice``; gpuqnn uses the
     same uniforms, so the counts agree (forward and the parameter-shift gradient)."""
-    ours = sampler_qnn(SamplerQNN, StatevectorSampler(seed=42))
+    ours = served(sampler_qnn(SamplerQNN, StatevectorSampler(seed=42)))
     theirs = sampler_qnn(QmlSamplerQNN, StatevectorSampler(seed=42))
     np.testing.assert_allclose(ours.forward(X, W), theirs.forward(X, W), atol=1e-12)
     np.testing.assert_allclose(ours.backward(X, W)[1], theirs.backward(X, W)[1], atol=1e-12)
@@ -149,7 +155,7 @@ def test_sampler_with_an_int_seed_equals_qiskit_machine_learning() -> None:
 
 def test_sampler_gradient_mean_is_the_exact_gradient() -> None:
     exact = sampler_qnn(SamplerQNN).backward(X[:1], W)[1]
-    qnn = sampler_qnn(SamplerQNN, StatevectorSampler(default_shots=512))
+    qnn = served(sampler_qnn(SamplerQNN, StatevectorSampler(default_shots=512)))
     grads = np.stack([qnn.backward(X[:1], W)[1] for _ in range(200)])
     spread = grads.std(axis=0)
     assert np.all(np.abs(grads.mean(axis=0) - exact) < 5 * spread / np.sqrt(200) + 1e-12)
