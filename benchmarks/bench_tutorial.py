@@ -57,7 +57,7 @@ class Sizes:
     precision: float = 0.015625
 
 
-QUICK = Sizes(qubits=2, samples=8, iterations=3, seeds=20, rounds=1)
+QUICK = Sizes(qubits=2, samples=8, iterations=6, seeds=20, rounds=1)
 
 
 def tutorial_circuit(qubits: int) -> tuple[QuantumCircuit, Any, Any]:
