@@ -33,14 +33,13 @@ def circuit() -> tuple[QuantumCircuit, ParameterVector, ParameterVector]:
     """Two qubits, two inputs, four weights."""
     x, w = ParameterVector("x", 2), ParameterVector("w", 4)
     qc = QuantumCircuit(2)
-    qc.ry(x[0], 0)
-    qc.ry(x[1], 1)
+    for qubit in range(2):
+        qc.ry(x[qubit], qubit)
     qc.cx(0, 1)
-    qc.ry(w[0], 0)
-    qc.rx(w[1], 1)
+    # w[3] drives two gates: its gradient sums two shift pairs
+    for gate, weight, qubit in [("ry", 0, 0), ("rx", 1, 1), ("ry", 2, 0), ("rz", 3, 1)]:
+        getattr(qc, gate)(w[weight], qubit)
     qc.cx(1, 0)
-    qc.ry(w[2], 0)
-    qc.rz(w[3], 1)
     qc.ry(w[3], 1)
     return qc, x, w
 

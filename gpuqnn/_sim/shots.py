@@ -69,7 +69,7 @@ def _restarts(seed: Any) -> bool:
     return seed is not None and not isinstance(seed, np.random.Generator)
 
 
-class ReferenceShots:
+class ReferenceShots(ShotSampler):
     """Samples ``shots`` outcomes per row the way qiskit's ``StatevectorSampler(seed=...)`` does.
 
     qiskit seeds every bound circuit alike (``Statevector.seed(seed)``) and draws its outcomes
@@ -84,11 +84,6 @@ class ReferenceShots:
         backend: where the probabilities live (sampling itself runs on the host).
     """
 
-    def __init__(self, shots: int, seed: Any, backend: Backend) -> None:
-        self.shots = shots
-        self.seed = seed
-        self.backend = backend
-
     def for_call(self) -> Callable[[Any], Any]:
         """A sampler for one network call: (R, O) exact probabilities on the backend to the
         (R, O) frequencies of ``shots`` outcomes per row."""
@@ -97,11 +92,11 @@ class ReferenceShots:
         def sample(probabilities: Any) -> Any:
             probs = self.backend.to_host(probabilities)
             generator = np.random.default_rng(self.seed) if rng is None else rng
-            return self.backend.asarray(self._frequencies(probs, generator, rng is None))
+            return self.backend.asarray(self._drawn(probs, generator, rng is None))
 
         return sample
 
-    def _frequencies(
+    def _drawn(
         self, probabilities: np.ndarray, rng: np.random.Generator, shared: bool
     ) -> np.ndarray:
         """(R, O) probabilities -> (R, O) frequencies; ``shared``: one set of uniforms for
