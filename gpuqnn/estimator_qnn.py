@@ -14,7 +14,7 @@ from qiskit_machine_learning.gradients import BaseEstimatorGradient
 from qiskit_machine_learning.neural_networks import EstimatorQNN as _QmlEstimatorQNN
 
 from ._compile import Program
-from ._exact import exact_estimator, exact_estimator_gradient
+from ._exact import Route, estimator_route
 from ._network import SimulatorNetwork
 from ._options import SimulatorOptions, check_parameters, document_options
 from ._sim.backend import Backend
@@ -92,11 +92,8 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         ]
         self._init_simulator(options)
 
-    def _simulator_serves_forward(self) -> bool:
-        return exact_estimator(self.estimator, self._default_precision)
-
-    def _simulator_serves_backward(self) -> bool:
-        return self._simulator_serves_forward() and exact_estimator_gradient(self.gradient)
+    def _route(self) -> Route:
+        return estimator_route(self.estimator, self._default_precision, self.gradient)
 
     def _make_readout(self, program: Program, backend: Backend) -> PauliReadout:
         return PauliReadout(self._pauli_observables, program.qubit_map, program.num_qubits, backend)

@@ -12,7 +12,7 @@ from qiskit_machine_learning.gradients import BaseSamplerGradient
 from qiskit_machine_learning.neural_networks import SamplerQNN as _QmlSamplerQNN
 
 from ._compile import Program
-from ._exact import exact_sampler, exact_sampler_gradient
+from ._exact import Route, sampler_route
 from ._network import SimulatorNetwork
 from ._options import SimulatorOptions, check_parameters, check_seed, check_shots, document_options
 from ._sim.backend import Backend
@@ -147,11 +147,8 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         if getattr(self, "_program", None) is not None:
             self._rebuild_readout()
 
-    def _simulator_serves_forward(self) -> bool:
-        return exact_sampler(self.sampler)
-
-    def _simulator_serves_backward(self) -> bool:
-        return self._simulator_serves_forward() and exact_sampler_gradient(self.gradient)
+    def _route(self) -> Route:
+        return sampler_route(self.sampler, self.gradient)
 
     def _make_readout(self, program: Program, backend: Backend) -> ProbabilityReadout:
         key_bits = [

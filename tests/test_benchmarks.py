@@ -500,3 +500,14 @@ def test_gpu_model_counts_shared_traffic_and_is_labelled_a_model() -> None:
     for a, b in zip(wide["targets"], narrow["targets"], strict=True):
         assert a["shared_bytes_per_row"] == 2 * b["shared_bytes_per_row"]
         assert 0 < b["model_ms"] <= a["model_ms"]
+
+
+def test_tutorial_benchmark_smoke() -> None:
+    """The tutorial benchmark (issue 19) at tiny sizes: both parts print, statistics agree."""
+    from benchmarks.bench_tutorial import QUICK, report  # noqa: PLC0415
+
+    lines: list[str] = []
+    report(QUICK, lines.append)
+    text = "\n".join(lines)
+    assert "| estimator output 0" in text and "| sampler, 2 qubits" in text
+    assert "statistics agree: True" in text

@@ -16,12 +16,13 @@ from qiskit.circuit import QuantumCircuit
 
 from .._compile import Program, compile_circuit
 from .._engines import runner_factory as default_runner_factory
+from .._exact import Noise, Route
 from .._options import SimulatorOptions
 from .._sim.backend import Backend, select_backends
 from .._sim.protocols import Readout
 from .._sim.runners import RunnerFactory, state_row_bytes
 from .._sim.sharded import ShardedSimulator
-from .._sim.shots import ShotSampler
+from .._sim.shots import GaussianNoise, OutputSampler, ReferenceShots, ShotSampler
 from .._sim.simulator import Simulator
 from .._sim.threads import default_threads
 
@@ -79,11 +80,28 @@ class SimulatorHandle(_ParentNetwork):
             self._build_simulator()
 
     # ---- what subclasses provide ------------------------------------------------------------
-    def _simulator_serves_forward(self) -> bool:
+    def _route(self) -> Route:
+        """Which passes the simulator serves for the network's primitives, and their noise."""
         raise NotImplementedError
 
+    def _simulator_serves_forward(self) -> bool:
+        return self._route().forward
+
     def _simulator_serves_backward(self) -> bool:
-        raise NotImplementedError
+        route = self._route()
+        if route.backward and route.backward_noise is not None and len(self._backends) > 1:
+            return False  # noisy rows are drawn on one device (the sharded passes refuse them)
+        return route.backward
+
+    def _output_sampler(self, backward: bool) -> OutputSampler | None:
+        """What maps the simulator's exact outputs (or each shifted row of a backward pass) to
+        sampled or noisy ones: the ``shots`` option, else the noise of the primitive the
+        simulator stands in for; None for exact outputs."""
+        if self._shot_sampler is not None:
+            return self._shot_sampler
+        route = self._route()
+        noise = route.backward_noise if backward else route.forward_noise
+        return None if noise is None else _sampler_of(noise, self._backend, backward)
 
     def _make_readout(self, program: Program, backend: Backend) -> Readout:
         raise NotImplementedError
@@ -134,7 +152,7 @@ class SimulatorHandle(_ParentNetwork):
             return None
         first = 0 if self._input_gradients else self.num_inputs
         columns = range(first, self.num_inputs + self.num_weights)
-        return self._simulator().method(columns, self._shot_sampler is not None)
+        return self._simulator().method(columns, self._output_sampler(True) is not None)
 
     # ---- the simulator's life cycle ---------------------------------------------------------
     def _build_simulator(self) -> AnySimulator:
@@ -220,3 +238,11 @@ class SimulatorHandle(_ParentNetwork):
             f"output_shape={self.output_shape}, device='{self.device}', "
             f"dtype='{self.dtype}', gradient_method={method}, {engine})"
         )
+
+
+def _sampler_of(noise: Noise, backend: Backend, backward: bool) -> OutputSampler:
+    """The sampler of a reference primitive's ``noise`` on ``backend``: a forward pass is one
+    pub per output, a backward pass one pub per shifted evaluation."""
+    if noise.kind == "shots":
+        return ReferenceShots(int(noise.value), noise.seed, backend)
+    return GaussianNoise(noise.value, noise.seed, backend, per_output_pubs=not backward)

@@ -9,14 +9,18 @@ for host calls, or left on the device for calls with CuPy arrays.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
+from .._exact import FAST_PATH
 from .._sim.backend import on_device
 from .._sim.parameters import SampleRows
 from .handle import SimulatorHandle
+
+logger = logging.getLogger(__name__)
 
 
 class RoutingMixin(SimulatorHandle):
@@ -150,8 +154,23 @@ class RoutingMixin(SimulatorHandle):
             grads = self._simulated_backward(inputs, weights_, self._backend.xp)
         return self._validate_backward_output(*grads, shape)
 
+    def _warn_delegation(self) -> None:
+        """Say once per network, at its first delegated pass, that qiskit-machine-learning's
+        own code runs it, naming the primitive, why, and how to get the simulator."""
+        if getattr(self, "_delegation_warned", False):
+            return
+        self._delegation_warned = True
+        logger.warning(
+            "%s runs qiskit-machine-learning's own (slow) code path, not gpuqnn's simulator: "
+            "%s; %s",
+            type(self).__name__,
+            self._route().reason,
+            FAST_PATH,
+        )
+
     def _forward(self, input_data: np.ndarray | None, weights: np.ndarray | None) -> Any:
         if not self._simulator_serves_forward():
+            self._warn_delegation()
             # the parent after the mixins (EstimatorQNN, SamplerQNN) implements it
             return super()._forward(input_data, weights)  # type: ignore[safe-super]
         return self._simulated_forward(input_data, weights, np)
@@ -160,6 +179,7 @@ class RoutingMixin(SimulatorHandle):
         self, input_data: np.ndarray | None, weights: np.ndarray | None
     ) -> tuple[Any, Any]:
         if not self._simulator_serves_backward():
+            self._warn_delegation()
             return super()._backward(input_data, weights)  # type: ignore[safe-super]
         return self._simulated_backward(input_data, weights, np)
 
@@ -182,8 +202,9 @@ class RoutingMixin(SimulatorHandle):
     def _simulated_forward(self, input_data: Any, weights: Any, xp: Any) -> Any:
         """The simulator's forward values, as arrays of ``xp`` (the caller's array module)."""
         values = self._simulator().forward(self._parameter_matrix(input_data, weights, xp))
-        if self._shot_sampler is not None:
-            values = self._shot_sampler.for_call()(values)
+        sampler = self._output_sampler(backward=False)
+        if sampler is not None:
+            values = sampler.for_call()(values)
         return self._format(self._to_caller(values, xp), gradient=False)
 
     def _simulated_backward(self, input_data: Any, weights: Any, xp: Any) -> tuple[Any, Any]:
@@ -192,7 +213,8 @@ class RoutingMixin(SimulatorHandle):
         columns = self._trained_columns()
         if params.size == 0 or columns is None:
             return None, None
-        sample = None if self._shot_sampler is None else self._shot_sampler.for_call()
+        sampler = self._output_sampler(backward=True)
+        sample = None if sampler is None else sampler.for_call()
         grad = self._to_caller(self._simulator().backward(params, columns, sample), xp)
         input_grad = None
         if self._input_gradients:

@@ -92,7 +92,8 @@ class TrainingMixin(RoutingMixin):
         :meth:`~gpuqnn._sim.simulator.Simulator.forward_taped`)."""
         xp = self._backend.xp if self._device_call(input_data, weights) else np
         columns = self._trained_columns()
-        if not self._simulator_serves_backward() or self._shot_sampler is not None or not columns:
+        noisy = any(self._output_sampler(backward) is not None for backward in (False, True))
+        if not self._simulator_serves_backward() or noisy or not columns:
             return self.forward(input_data, weights), None
         inputs, shape, weights_ = self._checked_call(input_data, weights, xp)
         params = self._parameter_matrix(inputs, weights_, xp)
@@ -107,7 +108,8 @@ class TrainingMixin(RoutingMixin):
         columns = self._trained_columns()
         if columns is None:
             return None, None
-        sample = None if self._shot_sampler is None else self._shot_sampler.for_call()
+        sampler = self._output_sampler(backward=True)
+        sample = None if sampler is None else sampler.for_call()
         grad = self._simulator().vjp(params, columns, g, tape, sample)  # type: ignore[arg-type]
         grad = self._to_caller(grad, xp)
         input_grad = grad[:, : self.num_inputs] if self._input_gradients else None
