@@ -126,6 +126,7 @@ class AngleTable:
             value, _derivs = item.functions(xp)
             cols = [params[:, j] for j in item.columns]
             out[:, item.slot] = xp.real(value(*cols))
+        _check_finite(out, xp)
         return out
 
     def jacobian(
@@ -161,6 +162,17 @@ class AngleTable:
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError("AngleTable is rebuilt from the circuit; it is not pickled")
+
+
+def _check_finite(angles: Any, xp: ModuleType) -> None:
+    """Refuse angles that overflowed float64 (finite inputs, e.g. ``2 (pi - x)(pi - y)`` from
+    ``x, y >= 1e154``): ``exp(i inf)`` has no value, and qiskit refuses to bind them too."""
+    if not bool(xp.isfinite(angles).all()):
+        raise ValueError(
+            "input_data or weights give a gate angle that overflows float64 (inf or NaN; e.g. "
+            "zz_feature_map's 2(pi - x)(pi - y) for inputs from about 1e154): scale "
+            "input_data (and weights) down"
+        )
 
 
 def _real(value: complex | float | ParameterExpression) -> float:
