@@ -41,10 +41,15 @@ class _NonAffineSlot:
         if name not in self.compiled:
             import sympy  # noqa: PLC0415 - only needed when compiling
 
-            module = "cupy" if name == "cupy" else "numpy"
-            value = sympy.lambdify(self.args, self.value, modules=module, dummify=True)
+            # DiracDelta comes from differentiating sign/Heaviside (``sign(w) * w``); neither
+            # NumPy nor CuPy has it, and as a function it is zero wherever it is defined
+            modules = [
+                {"DiracDelta": lambda x, *_order: xp.zeros_like(xp.asarray(x, dtype=float))},
+                "cupy" if name == "cupy" else "numpy",
+            ]
+            value = sympy.lambdify(self.args, self.value, modules=modules, dummify=True)
             derivs = {
-                j: sympy.lambdify(self.args, g, modules=module, dummify=True)
+                j: sympy.lambdify(self.args, g, modules=modules, dummify=True)
                 for j, g in self.derivatives.items()
             }
             self.compiled[name] = (value, derivs)
