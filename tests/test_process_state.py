@@ -430,3 +430,15 @@ def test_forking_repeatedly_while_a_thread_runs_passes_does_not_hang() -> None:
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     assert done.returncode == 0 and "done" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "2.5"])
+def test_a_non_number_omp_num_threads_is_ignored_with_a_warning(monkeypatch, value) -> None:
+    """As torch does: the network runs on the available cores and says why."""
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    monkeypatch.setattr(threads, "_warned_omp", set(), raising=False)
+    with pytest.warns(RuntimeWarning, match="ignoring OMP_NUM_THREADS"):
+        network = _network()
+        assert network.threads == threads.available_cores()
+    x, w = _data(3)
+    assert network.forward(x[:4], w).shape[0] == 4

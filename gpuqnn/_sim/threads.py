@@ -43,6 +43,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -63,7 +64,18 @@ def default_threads() -> int:
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:
         return min(int(value), POOL_THREADS)
+    if value and value not in _warned_omp:
+        _warned_omp.add(value)
+        warnings.warn(
+            f"ignoring OMP_NUM_THREADS={value!r}: it must be a positive integer; gpuqnn uses "
+            f"the {available_cores()} cores this process may use",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return available_cores()
+
+
+_warned_omp: set[str] = set()
 
 
 def available_cores() -> int:
