@@ -1,5 +1,5 @@
-"""Complex inputs, weights and cotangents are refused unless their imaginary parts are zero
-(issue 19: they were truncated silently, with only a ComplexWarning)."""
+"""Argument contracts from issue 19: complex input_data, weights and cotangents are refused unless
+their imaginary parts are zero (they were truncated silently); vjp and backward agree on None."""
 
 from __future__ import annotations
 
@@ -50,3 +50,11 @@ def test_zero_imaginary_parts_are_accepted_without_a_warning():
         grads = network.vjp(X + 0j, W + 0j, G + 0j)
     np.testing.assert_allclose(got, network.forward(X, W))
     np.testing.assert_allclose(grads[1], network.vjp(X, W, G)[1])
+
+
+def test_vjp_without_inputs_gives_none_as_backward_does():
+    """Issue 19: vjp returned a (1, 0) input gradient where backward gives None."""
+    network = EstimatorQNN(circuit=ANSATZ, weight_params=ANSATZ.parameters, input_gradients=True)
+    input_grad, weight_grad = network.vjp(None, W, np.ones((1, 1)))
+    assert input_grad is None and network.backward(None, W)[0] is None
+    assert weight_grad.shape == (ANSATZ.num_parameters,)
