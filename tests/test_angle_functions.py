@@ -58,3 +58,16 @@ def test_abs_and_conjugate_angles(name):
     np.testing.assert_allclose(input_grad[:, 0, 0], fd_x, atol=1e-6)
     np.testing.assert_allclose(weight_grad[:, 0, 0], fd_w, atol=1e-6)
     assert np.abs(fd_x).max() > 0.05
+
+
+def test_sign_times_weight_has_a_gradient():
+    """``sign(w) * w`` differentiates to ``sign(w) + 2 w DiracDelta(w)``; NumPy has no
+    DiracDelta (it raised NameError), and as a function it is zero wherever defined."""
+    w = Parameter("w")
+    qc = QuantumCircuit(1)
+    qc.h(0)
+    qc.ry(w.sign() * w, 0)
+    qnn = EstimatorQNN(circuit=qc, weight_params=[w], observables=SparsePauliOp("Z"))
+    for value in (0.3, -0.3):
+        _none, grad = qnn.backward(None, [value])
+        np.testing.assert_allclose(grad[0, 0, 0], -np.cos(abs(value)) * np.sign(value))

@@ -4,7 +4,12 @@ and options checked once at the boundary."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +18,8 @@ from threadpoolctl import threadpool_info
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._internals import simulator_of
 from gpuqnn._sim import threads
+from gpuqnn._sim.backend import select_backends
+from gpuqnn._sim.executor import ChunkExecutor, Sizing
 from gpuqnn.examples import parity, zz_real_amplitudes
 
 QUBITS = 10
@@ -345,3 +352,93 @@ def test_malloc_thresholds_from_the_environment_are_held_during_passes(monkeypat
         assert len(calls) == 2  # still held for the first
     assert calls == [(-3, 64 << 20), (-1, 1 << 30), (-1, 65536), (-3, 131072)]
     assert threads._shared.malloc_users == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_fork_waits_for_another_threads_running_pass() -> None:
+    """OpenBLAS's fork handler shuts its thread pool down; a BLAS call in flight in another
+    thread then waits forever for its workers (the parent hung in 2 of 4 runs). A pass holds
+    the fork gate, so a fork from another thread starts only once the pass is done."""
+    backend = select_backends("cpu", "complex128")[0]
+    executor = ChunkExecutor(backend, 2, workers=1)
+    started, release = threading.Event(), threading.Event()
+
+    def task(start: int, stop: int) -> None:
+        started.set()
+        release.wait(10)
+
+    running = threading.Thread(target=executor.run, args=(task, 1, Sizing(1, 1)))
+    running.start()
+    assert started.wait(10)
+    forked_at: list[float] = []
+
+    def fork() -> None:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        forked_at.append(time.monotonic())
+        os.waitpid(pid, 0)
+
+    forking = threading.Thread(target=fork)
+    forking.start()
+    time.sleep(0.3)
+    released_at = time.monotonic()
+    release.set()
+    forking.join(10)
+    running.join(10)
+    assert forked_at and forked_at[0] >= released_at
+
+
+_FORK_WHILE_PASSES_RUN = """
+import os, threading, numpy as np
+from gpuqnn import EstimatorQNN
+from gpuqnn.examples import zz_real_amplitudes
+circuit, features, ansatz = zz_real_amplitudes(8)
+network = EstimatorQNN(
+    circuit=circuit, input_params=features.parameters, weight_params=ansatz.parameters
+)
+x = np.random.default_rng(0).uniform(size=(64, features.num_parameters))
+w = np.random.default_rng(1).uniform(size=ansatz.num_parameters)
+stop = threading.Event()
+def passes():
+    while not stop.is_set():
+        network.forward(x, w)
+        network.backward(x, w)
+thread = threading.Thread(target=passes)
+thread.start()
+for _ in range(20):
+    pid = os.fork()
+    if pid == 0:
+        np.ones((300, 300)) @ np.ones((300, 300))  # the child's BLAS works too
+        os._exit(0)
+    os.waitpid(pid, 0)
+    np.ones((300, 300)) @ np.ones((300, 300))
+stop.set()
+thread.join()
+print("done")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_forking_repeatedly_while_a_thread_runs_passes_does_not_hang() -> None:
+    """The reported hang, under a watchdog: 20 forks while another thread runs passes."""
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", _FORK_WHILE_PASSES_RUN],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert done.returncode == 0 and "done" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "2.5"])
+def test_a_non_number_omp_num_threads_is_ignored_with_a_warning(monkeypatch, value) -> None:
+    """As torch does: the network runs on the available cores and says why."""
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    monkeypatch.setattr(threads, "_warned_omp", set(), raising=False)
+    with pytest.warns(RuntimeWarning, match="ignoring OMP_NUM_THREADS"):
+        network = _network()
+        assert network.threads == threads.available_cores()
+    x, w = _data(3)
+    assert network.forward(x[:4], w).shape[0] == 4

@@ -1,7 +1,10 @@
 """qiskit-machine-learning 0.9.1's own tests, run with gpuqnn's networks standing in.
 
 The test folder comes from qiskit-machine-learning's source distribution (``pip download``,
-cached under ``$GPUQNN_QML_TESTS_CACHE`` or the temp directory). A pytest subprocess runs the
+cached in a private per-user folder: ``$GPUQNN_QML_TESTS_CACHE``, else ``$XDG_CACHE_HOME/gpuqnn``
+or ``~/.cache/gpuqnn``, 0700 and owned by the user). The sdist's SHA-256 is checked against a
+pinned hash before anything is extracted, and every run extracts it afresh into a new private
+temp folder, so nothing another user could plant is ever run. A pytest subprocess runs the
 files that ``tests/compat/expected_differences.toml`` selects, with the plugin
 ``tests/compat/gpuqnn_qml_compat.py`` replacing qiskit-machine-learning's ``EstimatorQNN``,
 ``SamplerQNN`` and ``TorchConnector`` by gpuqnn's. Every test must pass (or skip, as it does on
@@ -16,8 +19,10 @@ test's outcome; ``--baseline`` runs it on qiskit-machine-learning itself (no plu
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tarfile
@@ -53,53 +58,108 @@ def load_spec() -> dict:
     return spec
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("GPUQNN_QML_TESTS_CACHE") or tempfile.gettempdir()
-    return Path(root) / f"gpuqnn-qml-tests-{VERSION}"
+SDIST_SHA256 = "42d74f1a324457994fbb52d7de15f50e35cf04e0e77e1e21958f6b75a4cda360"
+"""SHA-256 of ``qiskit_machine_learning-0.9.1.tar.gz`` as PyPI serves it (``pip download`` then
+``sha256sum``): nothing from the cache is extracted or run unless it matches."""
+
+SDIST_NAME = f"qiskit_machine_learning-{VERSION}.tar.gz"
+
+
+class DownloadError(RuntimeError):
+    """pip could not download the sdist (no network): the job is skipped with pip's output."""
+
+
+class UnsafeCacheError(RuntimeError):
+    """The cache is not private to this user, or the cached sdist is not the pinned one: the
+    job fails (never skipped, never run from it)."""
+
+
+def cache_dir() -> Path:
+    """This user's private cache folder: ``$GPUQNN_QML_TESTS_CACHE``, else
+    ``$XDG_CACHE_HOME/gpuqnn``, else ``~/.cache/gpuqnn``; created 0700.
+
+    Raises:
+        UnsafeCacheError: the folder is a link, or not owned by this user, or writable by
+            others (anyone else could swap the sdist between the check and its use).
+    """
+    root = os.environ.get("GPUQNN_QML_TESTS_CACHE")
+    if root:
+        path = Path(root)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        path = (Path(xdg) if xdg else Path.home() / ".cache") / "gpuqnn"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise UnsafeCacheError(
+            f"refusing the cache folder {path}: it must be a folder owned by this user "
+            f"(uid {os.getuid()}) and writable by nobody else (it is uid {info.st_uid}, mode "
+            f"{stat.filemode(info.st_mode)}); remove it or set GPUQNN_QML_TESTS_CACHE"
+        )
+    return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _download(dest: Path) -> Path:
+    """Download the sdist into ``dest`` with pip, which checks it against the pinned hash."""
+    requirements = dest / "requirements.txt"
+    requirements.write_text(f"qiskit-machine-learning=={VERSION} --hash=sha256:{SDIST_SHA256}\n")
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:"]
+    command += ["--disable-pip-version-check", "--require-hashes", "-r", str(requirements)]
+    command += ["-d", str(dest)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    archive = dest / SDIST_NAME
+    if done.returncode != 0 or not archive.is_file():
+        raise DownloadError((done.stdout + done.stderr)[-2000:])
+    return archive
+
+
+def fetch_sdist() -> Path:
+    """The cached sdist, downloaded on first use; its SHA-256 checked against
+    :data:`SDIST_SHA256` every time.
+
+    Raises:
+        DownloadError: the download failed (the message holds pip's output).
+        UnsafeCacheError: see :func:`cache_dir`; or the sdist's hash differs.
+    """
+    cache = cache_dir()
+    archive = cache / SDIST_NAME
+    if not archive.is_file():
+        with tempfile.TemporaryDirectory(dir=cache) as work:
+            _download(Path(work)).replace(archive)
+    digest = _sha256(archive)
+    if digest != SDIST_SHA256:
+        raise UnsafeCacheError(
+            f"{archive} has SHA-256 {digest}, not the pinned {SDIST_SHA256} of "
+            f"qiskit-machine-learning {VERSION}'s sdist: refusing to extract or run it; delete "
+            "the file to download it again"
+        )
+    return archive
 
 
 def fetch_tests() -> Path:
-    """The root of an extracted copy of the sdist's ``test`` package (cached).
+    """The root of a fresh private extraction (a new 0700 temp folder, the caller removes it)
+    of the verified sdist's ``test`` package.
 
     Raises:
-        RuntimeError: the download failed (the message holds pip's output).
+        DownloadError: the download failed.
+        UnsafeCacheError: the cache or the sdist failed its checks (see :func:`fetch_sdist`).
     """
-    target = _cache_dir()
-    if (target / "test" / "__init__.py").is_file():
-        return target
-    with tempfile.TemporaryDirectory() as work:
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            "--disable-pip-version-check",
-            f"qiskit-machine-learning=={VERSION}",
-            "-d",
-            work,
-        ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
-        archives = list(Path(work).glob("qiskit_machine_learning-*.tar.gz"))
-        if done.returncode != 0 or not archives:
-            raise RuntimeError((done.stdout + done.stderr)[-2000:])
-        staging = Path(work) / "extract"
-        with tarfile.open(archives[0]) as tar:
-            members = [m for m in tar.getmembers() if "/test/" in m.name and m.isfile()]
-            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tar.extractall(staging, members=members, **safe)  # noqa: S202 - sdist from PyPI
-        (top,) = list(staging.iterdir())
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + f".partial-{os.getpid()}")
-        shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(top, partial)
-        try:
-            partial.rename(target)
-        except OSError:  # another process finished first
-            shutil.rmtree(partial, ignore_errors=True)
-    return target
+    archive = fetch_sdist()
+    staging = Path(tempfile.mkdtemp(prefix="gpuqnn-qml-tests-"))
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if "/test/" in m.name and m.isfile()]
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(staging, members=members, **safe)  # noqa: S202 - hash-checked sdist
+    (top,) = list(staging.iterdir())
+    return top
 
 
 def run_selection(root: Path, spec: dict, patched: bool, report: Path) -> dict[str, str]:
@@ -160,9 +220,12 @@ def test_qiskit_machine_learning_suite_passes_with_gpuqnn(tmp_path: Path) -> Non
     spec = load_spec()
     try:
         root = fetch_tests()
-    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+    except (DownloadError, subprocess.TimeoutExpired) as exc:
         pytest.skip(f"could not download qiskit-machine-learning {VERSION}'s sdist: {exc}")
-    outcomes = run_selection(root, spec, patched=True, report=tmp_path / "report.xml")
+    try:
+        outcomes = run_selection(root, spec, patched=True, report=tmp_path / "report.xml")
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
     assert len(outcomes) >= spec.get("minimum_tests", 1), (
         f"only {len(outcomes)} tests ran; see {tmp_path}"
     )
@@ -185,10 +248,13 @@ def main(argv: list[str]) -> int:
     """Print each selected test's outcome, with gpuqnn (default) or on qml (``--baseline``)."""
     spec = load_spec()
     root = fetch_tests()
-    with tempfile.TemporaryDirectory() as work:
-        outcomes = run_selection(
-            root, spec, patched="--baseline" not in argv, report=Path(work) / "report.xml"
-        )
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            outcomes = run_selection(
+                root, spec, patched="--baseline" not in argv, report=Path(work) / "report.xml"
+            )
+    finally:
+        shutil.rmtree(root.parent, ignore_errors=True)
     for test, outcome in sorted(outcomes.items()):
         print(f"{outcome:8s} {test}")
     counts = {k: sum(1 for v in outcomes.values() if v == k) for k in set(outcomes.values())}

@@ -199,15 +199,38 @@ def test_unseeded_shots_draw_new_samples():
 def test_interpret_must_return_integers(interpret, shown):
     qc = _measured_circuit(2)
     shape = (2, 2) if "tuple" in shown or "," in shown else 2
-    with pytest.raises(ValueError, match="interpret") as info:
-        SamplerQNN(
-            circuit=qc,
-            input_params=list(X),
-            weight_params=[W],
-            interpret=interpret,
-            output_shape=shape,
-        )
-    assert shown in str(info.value) and "int" in str(info.value)
+    qnn = SamplerQNN(
+        circuit=qc,
+        input_params=list(X),
+        weight_params=[W],
+        interpret=interpret,
+        output_shape=shape,
+    )
+    x, w = np.array([[0.4, 1.3]]), np.array([0.9])
+    for call in (qnn.forward, qnn.backward):
+        with pytest.raises(ValueError, match="interpret") as info:
+            call(x, w)
+        assert shown in str(info.value) and "int" in str(info.value)
+
+
+def test_interpret_outside_output_shape_fails_at_the_first_pass_not_at_construction():
+    """qiskit-machine-learning accepts the network and its classifiers check ``output_shape``
+    themselves (``test_bad_binary_shape``): the error comes from the first pass."""
+    qc = _measured_circuit(2)
+    qnn = SamplerQNN(
+        circuit=qc,
+        input_params=list(X),
+        weight_params=[W],
+        interpret=lambda b: bin(b).count("1") % 2,
+        output_shape=1,
+    )
+    assert "output_shape=(1,)" in repr(qnn)
+    x, w = np.array([[0.4, 1.3]]), np.array([0.9])
+    for call in (qnn.forward, qnn.backward):
+        with pytest.raises(ValueError, match=r"interpret\(\d\) returned 1, which is not an index"):
+            call(x, w)
+    qnn.set_interpret(lambda b: bin(b).count("1") % 2, 2)  # fixed: the simulator is built
+    assert qnn.forward(x, w).shape == (1, 2)
 
 
 def test_interpret_may_return_numpy_integers():

@@ -45,10 +45,15 @@ class _NonAffineSlot:
         if name not in self.compiled:
             import sympy  # noqa: PLC0415 - only needed when compiling
 
-            module = "cupy" if name == "cupy" else "numpy"
-            value = sympy.lambdify(self.args, self.value, modules=module, dummify=True)
+            # DiracDelta comes from differentiating sign/Heaviside (``sign(w) * w``); neither
+            # NumPy nor CuPy has it, and as a function it is zero wherever it is defined
+            modules = [
+                {"DiracDelta": lambda x, *_order: xp.zeros_like(xp.asarray(x, dtype=float))},
+                "cupy" if name == "cupy" else "numpy",
+            ]
+            value = sympy.lambdify(self.args, self.value, modules=modules, dummify=True)
             derivs = {
-                j: sympy.lambdify(self.args, g, modules=module, dummify=True)
+                j: sympy.lambdify(self.args, g, modules=modules, dummify=True)
                 for j, g in self.derivatives.items()
             }
             self.compiled[name] = (value, derivs)
@@ -187,6 +192,7 @@ class AngleTable:
         for group in self._functions.values():
             values = group.function.values(group.inner.angles(params, xp), xp)
             out[:, group.slots] = values[:, group.outputs]
+        _check_finite(out, xp)
         return out
 
     def jacobian(
@@ -230,6 +236,17 @@ class AngleTable:
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError("AngleTable is rebuilt from the circuit; it is not pickled")
+
+
+def _check_finite(angles: Any, xp: ModuleType) -> None:
+    """Refuse angles that overflowed float64 (finite inputs, e.g. ``2 (pi - x)(pi - y)`` from
+    ``x, y >= 1e154``): ``exp(i inf)`` has no value, and qiskit refuses to bind them too."""
+    if not bool(xp.isfinite(angles).all()):
+        raise ValueError(
+            "input_data or weights give a gate angle that overflows float64 (inf or NaN; e.g. "
+            "zz_feature_map's 2(pi - x)(pi - y) for inputs from about 1e154): scale "
+            "input_data (and weights) down"
+        )
 
 
 def _real(value: complex | float | ParameterExpression) -> float:

@@ -8,7 +8,7 @@ simulator serves, its readout, its output format).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from .._exact import Noise, Route
 from .._options import SimulatorOptions
 from .._sim.backend import Backend, select_backends
 from .._sim.protocols import Readout
+from .._sim.readout import InterpretError
 from .._sim.runners import RunnerFactory, state_row_bytes
 from .._sim.sharded import ShardedSimulator
 from .._sim.shots import GaussianNoise, OutputSampler, ReferenceShots, ShotSampler
@@ -77,7 +78,7 @@ class SimulatorHandle(_ParentNetwork):
         self._sim: AnySimulator | None = None
         self._program: Program | None = None
         if self._simulator_serves_forward():
-            self._build_simulator()
+            self._build_or_defer(self._build_simulator)
 
     # ---- what subclasses provide ------------------------------------------------------------
     def _route(self) -> Route:
@@ -198,8 +199,19 @@ class SimulatorHandle(_ParentNetwork):
         return self._build_simulator() if self._sim is None else self._sim
 
     def _rebuild_readout(self) -> None:
-        if self._program is not None:
-            self._sim = self._new_simulator(self._program)
+        program = self._program
+        if program is not None:
+            self._build_or_defer(lambda: setattr(self, "_sim", self._new_simulator(program)))
+
+    def _build_or_defer(self, build: Callable[[], object]) -> None:
+        """Run ``build``; an ``interpret`` that does not fit ``output_shape`` is left to the
+        first pass (the simulator is built on first use and raises it there), as
+        qiskit-machine-learning accepts such a network and fails only when it runs."""
+        try:
+            build()
+        except InterpretError:
+            self._sim = None
+            self._program = None
 
     def _reconfigure(
         self,
@@ -229,7 +241,10 @@ class SimulatorHandle(_ParentNetwork):
     def __repr__(self) -> str:
         engine = "engine" if self._simulator_serves_forward() else "delegating to qiskit primitives"
         method = f"'{self.gradient_method}'"
-        resolved = self.resolved_gradient_method()
+        try:
+            resolved = self.resolved_gradient_method()
+        except InterpretError:  # reported by the first pass
+            resolved = None
         if self.gradient_method == "auto" and resolved is not None:
             method += f" ({resolved})"
         return (

@@ -33,9 +33,19 @@ class RoutingMixin(SimulatorHandle):
         if xp is not np:
             self._backend.check_device(name, value)
         try:
-            array = xp.asarray(value, dtype=float)
+            array = xp.asarray(value)
+            if array.dtype.kind != "c":
+                array = xp.asarray(array, dtype=float)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be an array of real numbers: {exc}") from exc
+        if array.dtype.kind == "c":
+            # a cast would drop the imaginary parts with only a ComplexWarning
+            if bool(xp.any(array.imag != 0)):
+                raise ValueError(
+                    f"{name} must be real, but it holds complex numbers with non-zero "
+                    "imaginary parts"
+                )
+            array = xp.ascontiguousarray(array.real, dtype=float)
         if not bool(xp.all(xp.isfinite(array))):
             raise ValueError(f"{name} must be finite, but it holds NaN or infinite values")
         return array

@@ -63,6 +63,8 @@ class TrainingMixin(RoutingMixin):
             input_grad, weight_grad = self._simulated_vjp(inputs, weights_, g, xp, tape)
         else:
             input_grad, weight_grad = self._contracted_vjp(inputs, weights_, g, xp)
+        if self.num_inputs == 0:
+            input_grad = None  # as backward gives, not a (1, 0) array
         if input_grad is not None:
             input_grad = input_grad.reshape(
                 (*shape[:-1], self.num_inputs) if shape and len(shape) >= 2 else (1, -1)

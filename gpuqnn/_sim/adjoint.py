@@ -53,7 +53,7 @@ def forward_sweep(
     from block ``first`` needs (each block's output from there on, with ``checkpoints``)."""
     blocks = circuit.blocks
     dtype = circuit.backend.dtype
-    angles = angles.astype(circuit.backend.real_dtype, copy=False)
+    angles = circuit.backend.real_angles(angles)
     shape = (1, angles.shape[0], circuit.dim)  # one copy of the samples (see .blocks)
     psi = work.get("psi", shape, dtype)
     psi[...] = circuit.initial

@@ -25,6 +25,7 @@ from .expi import ExpI
 logger = logging.getLogger(__name__)
 
 _EXPI = ExpI()
+_FLOAT32_PHASE_LIMIT = float(2**24)
 """Immutable after construction (a table of roots of unity), so sharing it is safe."""
 
 _INSTALL_HINT = 'install the CUDA extra: pip install "gpuqnn[cuda12]" or "gpuqnn[cuda13]"'
@@ -145,6 +146,21 @@ class Backend:
         if self.is_gpu:
             return self.xp.take(array, index, axis=-1, out=out)
         return np.take(array, index, axis=-1, out=out, mode="clip")
+
+    def real_angles(self, angles: Any) -> Any:
+        """``angles`` (float64) in the backend's real dtype.
+
+        For float32 (complex64 states), angles beyond 2**24 rad, whose float32 value carries no
+        phase information (its spacing is 1 rad and more) and which overflow to inf beyond
+        3.4e38, are first reduced modulo 4 pi in float64: a period of every standard gate's
+        angle, so the outputs stay physical instead of NaN.
+        """
+        real = self.real_dtype
+        if angles.dtype == real or np.dtype(real).itemsize >= 8:
+            return angles.astype(real, copy=False)
+        xp = self.xp
+        huge = xp.abs(angles) > _FLOAT32_PHASE_LIMIT
+        return xp.where(huge, xp.remainder(angles, 4 * np.pi), angles).astype(real)
 
     def cis(self, phi: Any, out: Any) -> Any:
         """``out = exp(1j * phi)``; ``phi`` (real) may be overwritten.

@@ -91,7 +91,7 @@ class BlockCircuit:
         """
         work = Buffers(self.backend.xp) if buffers is None else buffers
         branches = branches or {}
-        angles = angles.astype(self.backend.real_dtype, copy=False)
+        angles = self.backend.real_angles(angles)
         samples = angles.shape[0]
         rows = samples * (1 + sum(len(shifts.entries) for shifts in branches.values()))
         shape, dtype = (rows, self.dim), self.backend.dtype

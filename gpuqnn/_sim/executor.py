@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from .backend import Backend
 from .buffers import Buffers
-from .threads import ForkSafeLock, default_threads, pass_limits, worker_pool
+from .threads import ForkSafeLock, default_threads, pass_limits, pass_running, worker_pool
 
 MARGIN = 0.8
 """Share of the memory budget the chunks are sized for, leaving room for what the byte models
@@ -161,7 +161,7 @@ class ChunkExecutor:
         chunk, workers, limit_blas = sizing
         ranges = [(start, min(start + chunk, total)) for start in range(0, total, chunk)]
         try:
-            with pass_limits() if limit_blas else nullcontext():
+            with pass_running(), pass_limits() if limit_blas else nullcontext():
                 if len(ranges) <= 1 or workers == 1:
                     for start, stop in ranges:
                         task(start, stop)

@@ -5,19 +5,36 @@ our machines; float32 has SIMD loops and is ~20x faster). Phase blocks need ``ex
 every amplitude of every row, so this module computes it from a table of the N-th roots of unity
 and a short polynomial: ``phi = k * 2 pi / N + r`` with ``|r| <= pi / N``, ``exp(i phi) =
 T[k mod N] * exp(i r)``, where ``exp(i r)`` is its Taylor series to r**5 (the next terms are below
-1e-17 for N = 1024). ``k * 2 pi / N`` is subtracted in two parts (Cody-Waite) so that ``r`` keeps
-full precision. Every step is a plain vectorised NumPy pass. The error is a few ulps of ``phi``:
-below 1e-15 for ``|phi| <= 30`` and about 2e-14 at 1e3, like the angles' own rounding.
+1e-17 for N = 1024). ``k * 2 pi / N`` is subtracted in three parts (Cody-Waite) so that ``r``
+keeps full precision. Every step is a plain vectorised NumPy pass. The error is about 1e-16,
+for any ``phi`` (measured against libm up to 1.6e6, where this path ends).
+
+The two-part reduction is exact only while ``k`` fits in 28 bits (``|phi|`` up to about 1.6e6);
+beyond that ``r`` would no longer be small and the polynomial would blow up (probabilities
+summing to 264 at 1e15 rad). Angles that large are rare (unscaled features, timestamps), so they
+take libm's ``cos``/``sin``, whose argument reduction is exact for any finite float64: the result
+is ``exp(i phi)`` of the float64 ``phi`` given, as qiskit's own ``Statevector`` computes it.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal, localcontext
 
 import numpy as np
 
 _N = 1024
 _STEP = 2 * np.pi / _N
-_STEP_HI = float(np.float32(_STEP))  # 24 significant bits: k * _STEP_HI is exact for |k| < 2**29
-_STEP_LO = _STEP - _STEP_HI
+# 2 pi / N from 60 digits of pi, in three parts: HI has 24 significant bits, so k * HI is exact
+# for |k| < 2**29; MID and LO carry the rest (float64's 2 pi / N alone is off by about 4e-19,
+# which k = 2.6e8 would turn into 1e-10 rad)
+_PI = Decimal("3.14159265358979323846264338327950288419716939937510582097494")
+with localcontext() as _context:
+    _context.prec = 60
+    _EXACT_STEP = 2 * _PI / _N
+    _STEP_HI = float(np.float32(float(_EXACT_STEP)))
+    _STEP_MID = float(_EXACT_STEP - Decimal(_STEP_HI))
+    _STEP_LO = float(_EXACT_STEP - Decimal(_STEP_HI) - Decimal(_STEP_MID))
+_K_MAX = float(2**28)  # |k| up to this: k * _STEP_HI is exact and k fits an int64
 
 
 class ExpI:
@@ -36,13 +53,22 @@ class ExpI:
         Returns:
             ``out``.
         """
-        k = np.multiply(phi, 1.0 / _STEP)
+        with np.errstate(over="ignore"):  # beyond 1e306: inf, taken by the exact path below
+            k = np.multiply(phi, 1.0 / _STEP)
         np.rint(k, out=k)
+        huge = None
+        if k.size and not (-_K_MAX <= k.min() and k.max() <= _K_MAX):  # rare: one reduction each
+            huge = ~(np.abs(k) <= _K_MAX)  # NaN included
+            exact = phi[huge]
+            k[huge] = 0.0
+            phi[huge] = 0.0
         index = k.astype(np.int64)
         index &= _N - 1
         np.take(self._table, index, out=out, mode="clip")
         part = np.multiply(k, _STEP_HI)
-        phi -= part  # r = phi - k * step, in two exact-ish parts
+        phi -= part  # r = phi - k * step, in three parts (the first one exact)
+        np.multiply(k, _STEP_MID, out=part)
+        phi -= part
         np.multiply(k, _STEP_LO, out=part)
         phi -= part
         r2 = np.multiply(phi, phi, out=part)
@@ -60,4 +86,6 @@ class ExpI:
         rotation.real = phi
         rotation.imag = k
         out *= rotation
+        if huge is not None:
+            out[huge] = np.cos(exact) + 1j * np.sin(exact)
         return out

@@ -306,6 +306,14 @@ class ProbabilityReadout:
         return psi * weights
 
 
+class InterpretError(ValueError):
+    """``interpret`` returned something else than an index into ``output_shape``.
+
+    A network raises it from its first ``forward``/``backward``, not at construction, as
+    qiskit-machine-learning's own networks do (its classifiers check ``output_shape`` first).
+    """
+
+
 def _flat_index(
     interpret: Callable[[int], Any] | None, key: int, output_shape: tuple[int, ...]
 ) -> int:
@@ -315,7 +323,7 @@ def _flat_index(
         value = interpret(key)
     index = _as_index(value)
     if index is None:
-        raise ValueError(
+        raise InterpretError(
             f"interpret({key}) returned {value!r} of type {type(value).__name__}: interpret must "
             f"return an int or a tuple of ints, an index into output_shape {output_shape}"
         )
@@ -324,7 +332,7 @@ def _flat_index(
     ):
         if interpret is None:
             return -1
-        raise ValueError(
+        raise InterpretError(
             f"interpret({key}) returned {value!r}, which is not an index into "
             f"output_shape {output_shape}"
         )

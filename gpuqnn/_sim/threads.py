@@ -24,6 +24,14 @@ are process-wide by nature, and this module is their one home:
   the environment's values are restored when the last pass ends, so memory is returned to the
   system as the user asked at the next ``free``. Without those variables malloc is left alone.
 
+- **The fork gate** (:func:`pass_running`): every pass holds it while it runs, and a
+  ``fork()`` waits (in a ``before`` fork handler) until no pass of another thread is running,
+  and holds new ones back until it is done. OpenBLAS's own fork handler shuts its thread pool
+  down; a BLAS call that another thread had in flight then waits forever for its workers (the
+  parent hung, spinning in OpenBLAS, in 2 of 4 runs that forked while a thread ran passes). With
+  the gate, no pass's BLAS call is in flight across a fork. A fork taken from inside a pass (in
+  its own thread) does not wait for itself.
+
 Both are reset in a ``fork()``ed child (``os.register_at_fork``): the child has none of the
 parent's threads, so it gets a fresh pool, fresh locks and no count of the parent's passes.
 (A fork taken by another thread while a pass holds the BLAS limit leaves the child's BLAS at
@@ -35,6 +43,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -55,7 +64,18 @@ def default_threads() -> int:
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:
         return min(int(value), POOL_THREADS)
+    if value and value not in _warned_omp:
+        _warned_omp.add(value)
+        warnings.warn(
+            f"ignoring OMP_NUM_THREADS={value!r}: it must be a positive integer; gpuqnn uses "
+            f"the {available_cores()} cores this process may use",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return available_cores()
+
+
+_warned_omp: set[str] = set()
 
 
 def available_cores() -> int:
@@ -84,6 +104,60 @@ class _Shared:
 _shared = _Shared()
 
 
+class _ForkGate:
+    """Counts running passes; a fork waits for those of other threads (see the module)."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition(threading.Lock())
+        self.running: dict[int, int] = {}  # thread id -> passes it runs now
+        self.forking = 0  # forks in progress (their before-handlers ran, not their after-)
+        self.forker: int | None = None
+
+    def enter(self) -> None:
+        me = threading.get_ident()
+        with self.condition:
+            while self.forking and self.forker != me and me not in self.running:
+                self.condition.wait()
+            self.running[me] = self.running.get(me, 0) + 1
+
+    def leave(self) -> None:
+        me = threading.get_ident()
+        with self.condition:
+            self.running[me] -= 1
+            if not self.running[me]:
+                del self.running[me]
+            self.condition.notify_all()
+
+    def before_fork(self) -> None:
+        me = threading.get_ident()
+        with self.condition:
+            self.forking += 1
+            self.forker = me
+            while any(thread != me for thread in self.running):
+                self.condition.wait()
+
+    def after_fork_in_parent(self) -> None:
+        with self.condition:
+            self.forking -= 1
+            if not self.forking:
+                self.forker = None
+            self.condition.notify_all()
+
+
+_gate = _ForkGate()
+
+
+@contextmanager
+def pass_running() -> Iterator[None]:
+    """Hold the fork gate while a pass runs: no ``fork()`` starts until the block ends."""
+    gate = _gate
+    gate.enter()
+    try:
+        yield
+    finally:
+        gate.leave()
+
+
 class ForkSafeLock:
     """A mutex that a ``fork()``ed child gets back unlocked.
 
@@ -110,14 +184,25 @@ def _reset() -> None:
     """In a forked child: forget the parent's pool, locks and count of running passes, and
     give every :class:`ForkSafeLock` a fresh lock. Nothing else is called here (a fork handler
     must not start threads or take locks)."""
-    global _shared
+    global _shared, _gate
     _shared = _Shared()
+    _gate = _ForkGate()
     for lock in list(_fork_safe_locks):
         lock._lock = threading.Lock()
 
 
+def _before_fork() -> None:
+    _gate.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    _gate.after_fork_in_parent()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset)
+    os.register_at_fork(
+        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_reset
+    )
 
 
 def _controller(shared: _Shared) -> Any:
