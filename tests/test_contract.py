@@ -538,31 +538,51 @@ def test_parameter_expressions(expression: str, kind: str) -> None:
         np.testing.assert_allclose(ours_grad, fd_grad, rtol=0, atol=1e-6)
 
 
-# ---- non-exact primitives: qiskit-machine-learning's own code path ------------------------------
+# ---- qiskit's reference primitives in their noisy modes ----------------------------------------
+# gpuqnn serves them with the same statistics; with an int seed it draws what qiskit draws, so the
+# values agree up to the exact values' rounding. A subclass (any other primitive) still runs
+# qiskit-machine-learning's own code path, unchanged.
 
 
-def test_shot_based_sampler_gives_what_qml_gives(three_qubit) -> None:
+class _DelegatedSampler(StatevectorSampler):
+    """Not qiskit's StatevectorSampler itself: gpuqnn must step aside."""
+
+
+class _DelegatedEstimator(StatevectorEstimator):
+    """Not qiskit's StatevectorEstimator itself: gpuqnn must step aside."""
+
+
+@pytest.mark.parametrize("sampler", [StatevectorSampler, _DelegatedSampler])
+def test_shot_based_sampler_gives_what_qml_gives(sampler, three_qubit) -> None:
     kwargs = {
         "circuit": three_qubit.circuit,
         "input_params": three_qubit.inputs,
         "weight_params": three_qubit.weights,
         "input_gradients": True,
     }
-    ours = SamplerQNN(**kwargs, sampler=StatevectorSampler(default_shots=1000, seed=7))
+    ours = SamplerQNN(**kwargs, sampler=sampler(default_shots=1000, seed=7))
     ref = QmlSamplerQNN(**kwargs, sampler=StatevectorSampler(default_shots=1000, seed=7))
+    served = sampler is StatevectorSampler
+    assert (ours.resolved_gradient_method() is not None) is served
+    compare = (
+        (lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-12))
+        if served
+        else np.testing.assert_array_equal
+    )
     inputs = RNG.uniform(-2, 2, (3, 2))
     forward = ours.forward(inputs, WEIGHTS)
     expected = ref.forward(inputs, WEIGHTS)
-    np.testing.assert_array_equal(forward, expected)
+    compare(forward, expected)
     for a, b in zip(ours.backward(inputs, WEIGHTS), ref.backward(inputs, WEIGHTS), strict=True):
-        np.testing.assert_array_equal(a, b)
+        compare(a, b)
     # the reference does sample: it is not the exact distribution
     exact = QmlSamplerQNN(**kwargs).forward(inputs, WEIGHTS)
     assert np.abs(expected - exact).max() > 1e-3
 
 
+@pytest.mark.parametrize("estimator", [StatevectorEstimator, _DelegatedEstimator])
 @pytest.mark.parametrize("precision", [None, 0.05], ids=["default_precision", "precision=0.05"])
-def test_noisy_estimator_gives_what_qml_gives(precision, three_qubit) -> None:
+def test_noisy_estimator_gives_what_qml_gives(precision, estimator, three_qubit) -> None:
     kwargs = {
         "circuit": three_qubit.circuit,
         "input_params": three_qubit.inputs,
@@ -572,14 +592,21 @@ def test_noisy_estimator_gives_what_qml_gives(precision, three_qubit) -> None:
     }
     if precision is not None:
         kwargs["default_precision"] = precision
-    ours = EstimatorQNN(**kwargs, estimator=StatevectorEstimator(seed=7))
+    ours = EstimatorQNN(**kwargs, estimator=estimator(seed=7))
     ref = QmlEstimatorQNN(**kwargs, estimator=StatevectorEstimator(seed=7))
+    served = estimator is StatevectorEstimator
+    assert (ours.resolved_gradient_method() is not None) is served
+    compare = (
+        (lambda a, b: np.testing.assert_allclose(a, b, rtol=0, atol=1e-12))
+        if served
+        else np.testing.assert_array_equal
+    )
     inputs = RNG.uniform(-2, 2, (3, 2))
     forward = ours.forward(inputs, WEIGHTS)
     expected = ref.forward(inputs, WEIGHTS)
-    np.testing.assert_array_equal(forward, expected)
+    compare(forward, expected)
     for a, b in zip(ours.backward(inputs, WEIGHTS), ref.backward(inputs, WEIGHTS), strict=True):
-        np.testing.assert_array_equal(a, b)
+        compare(a, b)
     exact = QmlEstimatorQNN(**kwargs).forward(inputs, WEIGHTS)
     assert np.abs(expected - exact).max() > 1e-3
 

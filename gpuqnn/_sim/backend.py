@@ -25,8 +25,9 @@ from .expi import ExpI
 logger = logging.getLogger(__name__)
 
 _EXPI = ExpI()
-_FLOAT32_PHASE_LIMIT = float(2**24)
 """Immutable after construction (a table of roots of unity), so sharing it is safe."""
+_FLOAT32_PHASE_LIMIT = float(2**24)
+"""Angles beyond this (rad) carry no phase information in float32: reduced in float64 first."""
 
 _INSTALL_HINT = 'install the CUDA extra: pip install "gpuqnn[cuda12]" or "gpuqnn[cuda13]"'
 _DRIVER_HINT = "check the NVIDIA driver and devices (nvidia-smi)"
