@@ -5,7 +5,7 @@ our machines; float32 has SIMD loops and is ~20x faster). Phase blocks need ``ex
 every amplitude of every row, so this module computes it from a table of the N-th roots of unity
 and a short polynomial: ``phi = k * 2 pi / N + r`` with ``|r| <= pi / N``, ``exp(i phi) =
 T[k mod N] * exp(i r)``, where ``exp(i r)`` is its Taylor series to r**5 (the next terms are below
-1e-17 for N = 1024). ``k * 2 pi / N`` is subtracted in three parts (Cody-Waite) so that ``r``
+1e-17 for N = 1024). ``k * 2 pi / N`` is subtracted in two parts (Cody-Waite) so that ``r``
 keeps full precision. Every step is a plain vectorised NumPy pass. The error is about 1e-16,
 for any ``phi`` (measured against libm up to 1.6e6, where this path ends).
 
@@ -24,16 +24,16 @@ import numpy as np
 
 _N = 1024
 _STEP = 2 * np.pi / _N
-# 2 pi / N from 60 digits of pi, in three parts: HI has 24 significant bits, so k * HI is exact
-# for |k| < 2**29; MID and LO carry the rest (float64's 2 pi / N alone is off by about 4e-19,
-# which k = 2.6e8 would turn into 1e-10 rad)
+# 2 pi / N from 60 digits of pi, in two parts: HI has 24 significant bits, so k * HI is exact
+# for |k| < 2**29; LO is the rest, rounded once (an error of about 4e-26, 1e-17 rad at
+# k = 2**28). Computed from float64's 2 pi / N instead, LO would be off by about 4e-19, which
+# k = 2.6e8 turns into 1e-10 rad.
 _PI = Decimal("3.14159265358979323846264338327950288419716939937510582097494")
 with localcontext() as _context:
     _context.prec = 60
     _EXACT_STEP = 2 * _PI / _N
     _STEP_HI = float(np.float32(float(_EXACT_STEP)))
-    _STEP_MID = float(_EXACT_STEP - Decimal(_STEP_HI))
-    _STEP_LO = float(_EXACT_STEP - Decimal(_STEP_HI) - Decimal(_STEP_MID))
+    _STEP_LO = float(_EXACT_STEP - Decimal(_STEP_HI))
 _K_MAX = float(2**28)  # |k| up to this: k * _STEP_HI is exact and k fits an int64
 
 
@@ -66,9 +66,7 @@ class ExpI:
         index &= _N - 1
         np.take(self._table, index, out=out, mode="clip")
         part = np.multiply(k, _STEP_HI)
-        phi -= part  # r = phi - k * step, in three parts (the first one exact)
-        np.multiply(k, _STEP_MID, out=part)
-        phi -= part
+        phi -= part  # r = phi - k * step, in two parts (the first one exact)
         np.multiply(k, _STEP_LO, out=part)
         phi -= part
         r2 = np.multiply(phi, phi, out=part)
