@@ -10,6 +10,7 @@ for host calls, or left on the device for calls with CuPy arrays.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -87,7 +88,15 @@ class RoutingMixin(SimulatorHandle):
         array = self._checked_inputs(input_data, np)
         if array is None:
             return None, None
+        if array.ndim > 2:
+            # the parent's reshape to (-1, num_inputs) cannot infer -1 for an empty batch
+            return self._batch_rows(array), array.shape
         return super()._validate_input(array)
+
+    def _batch_rows(self, array: Any) -> Any:
+        """N-D ``array`` (..., num_inputs) as (N, num_inputs) rows, with every size given so
+        that an empty batch (N = 0) reshapes too."""
+        return array.reshape(math.prod(array.shape[:-1]), self.num_inputs)
 
     def _validate_weights(self, weights: Any) -> np.ndarray | None:
         return self._checked_weights(weights, np)
@@ -117,7 +126,7 @@ class RoutingMixin(SimulatorHandle):
         elif array.ndim == 1:
             array = array.reshape(1, -1)
         elif array.ndim > 2:
-            array = array.reshape(-1, shape[-1])
+            array = self._batch_rows(array)
         return array, shape
 
     def _to_host(self, *arrays: Any) -> list[Any]:

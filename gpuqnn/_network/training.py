@@ -7,6 +7,7 @@ learning has no such method) and the two private calls :class:`gpuqnn.TorchConne
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,7 @@ class TrainingMixin(RoutingMixin):
                 f"cotangent must have the shape of forward's output, {tuple(expected)}, got "
                 f"{tuple(array.shape)}"
             )
-        return array.reshape(batch, -1)
+        return array.reshape(batch, math.prod(self.output_shape))
 
     @on_device("_backend")
     def _forward_for_training(self, input_data: Any, weights: Any) -> tuple[Any, AnyTape | None]:

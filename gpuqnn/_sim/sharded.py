@@ -83,6 +83,8 @@ class ShardedSimulator:
             for i, sim in enumerate(self.simulators)
             if bounds[i + 1] > bounds[i]
         ]
+        if not jobs:  # an empty batch: no shard to run
+            return self.backend.xp.empty((0, *shape_tail), dtype="float64")
         results: list[Any] = [None] * len(jobs)
         errors: list[BaseException] = []
 
