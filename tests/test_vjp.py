@@ -147,10 +147,13 @@ def test_vjp_of_a_delegating_network_contracts_the_parents_jacobians() -> None:
     contracted (same seed, same shots: same values as backward)."""
     from qiskit.primitives import StatevectorEstimator  # noqa: PLC0415
 
+    class OwnEstimator(StatevectorEstimator):
+        """A subclass: not qiskit's reference primitive itself, so the network delegates."""
+
     qc, x, w = layered_network(6, 2)
     network = EstimatorQNN(
         circuit=qc,
-        estimator=StatevectorEstimator(default_precision=0.0, seed=1),
+        estimator=OwnEstimator(default_precision=0.0, seed=1),
         input_params=x,
         weight_params=w,
         input_gradients=True,
