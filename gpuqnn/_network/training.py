@@ -113,12 +113,16 @@ class TrainingMixin(RoutingMixin):
             return None, None
         sampler = self._output_sampler(backward=True)
         sample = None if sampler is None else sampler.for_call()
-        grad = self._simulator().vjp(params, columns, g, tape, sample)  # type: ignore[arg-type]
-        grad = self._to_caller(grad, xp)
-        input_grad = grad[:, : self.num_inputs] if self._input_gradients else None
-        weight_grad = None
-        if self.num_weights:
-            weight_grad = grad[:, grad.shape[1] - self.num_weights :].sum(axis=0)
+        per_sample, total = self._simulator().vjp(
+            params,
+            columns,
+            g,
+            tape,  # type: ignore[arg-type]
+            sample,
+            summed=self.num_weights,
+        )
+        input_grad = self._to_caller(per_sample, xp) if self._input_gradients else None
+        weight_grad = self._to_caller(total, xp) if self.num_weights else None
         return input_grad, weight_grad
 
     def _contracted_vjp(self, inputs: Any, weights: Any, g: Any, xp: Any) -> tuple[Any, Any]:
