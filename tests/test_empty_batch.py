@@ -23,18 +23,16 @@ from gpuqnn.examples import parity, zz_real_amplitudes
 SHAPES = [(0, 2), (0, 3, 2), (3, 0, 2)]
 
 
-def _network(kind: str, sharded: bool, **options):
+def _network(kind: str, sharded: bool):
     qc, feature_map, ansatz = zz_real_amplitudes(2, reps=1)
-    kwargs = {
-        "circuit": qc,
-        "input_params": feature_map.parameters,
-        "weight_params": ansatz.parameters,
-        "input_gradients": True,
-        **options,
-    }
-    if kind == "sampler":
-        kwargs.update(interpret=parity, output_shape=2)
-    network = (EstimatorQNN if kind == "estimator" else SamplerQNN)(**kwargs)
+    sampler = {"interpret": parity, "output_shape": 2} if kind == "sampler" else {}
+    network = (SamplerQNN if sampler else EstimatorQNN)(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        input_gradients=True,
+        **sampler,
+    )
     if sharded:
         use_backend(network, [select_backend("cpu"), select_backend("cpu")])
     return network, np.full(ansatz.num_parameters, 0.3)
