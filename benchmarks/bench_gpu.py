@@ -10,6 +10,9 @@ a device synchronisation, after a full-batch warm-up. Without a CUDA device it s
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    import _as_script  # type: ignore[import-not-found]  # noqa: F401
+
 import argparse
 import sys
 from collections.abc import Sequence

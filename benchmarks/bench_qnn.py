@@ -8,6 +8,9 @@ issue 5's targets (README, "The CPU table").
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    import _as_script  # type: ignore[import-not-found]  # noqa: F401
+
 import sys
 from collections.abc import Sequence
 from pathlib import Path

@@ -10,6 +10,9 @@ time every implementation once each; the best round of each is reported.
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    import _as_script  # type: ignore[import-not-found]  # noqa: F401
+
 import math
 import sys
 import time

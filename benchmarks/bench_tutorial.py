@@ -16,6 +16,9 @@ interleaved rounds, the best of each, the threads fixed for both sides.
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    import _as_script  # type: ignore[import-not-found]  # noqa: F401
+
 import argparse
 import sys
 import time

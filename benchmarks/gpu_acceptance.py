@@ -7,6 +7,9 @@ to end and writes one JSON report. Stages (README, "The GPU acceptance run"): ``
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    import _as_script  # type: ignore[import-not-found]  # noqa: F401
+
 import argparse
 import contextlib
 import functools

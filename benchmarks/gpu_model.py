@@ -8,6 +8,9 @@ BARRIER_CYCLES / blocks per SM`` cycles of its SM, the batch spread over every S
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    import _as_script  # type: ignore[import-not-found]  # noqa: F401
+
 import json
 from dataclasses import dataclass
 

@@ -5,6 +5,9 @@ time and once under ``tracemalloc``."""
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    import _as_script  # type: ignore[import-not-found]  # noqa: F401
+
 import argparse
 import json
 import resource

@@ -5,6 +5,8 @@ asserted: these check that the benchmarks measure what they say."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -511,3 +513,26 @@ def test_tutorial_benchmark_smoke() -> None:
     text = "\n".join(lines)
     assert "| estimator output 0" in text and "| sampler, 2 qubits" in text
     assert "statistics agree: True" in text
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_every_benchmark_script_runs_as_a_file() -> None:
+    """``python benchmarks/<script>.py`` (the old form, issue 19) works as ``python -m
+    benchmarks.<script>`` does: every script with a main imports the path shim first, and
+    bench_gpu's ``--plan`` runs as a file from another directory."""
+    scripts = [p for p in BENCHMARKS.glob("*.py") if '__name__ == "__main__"' in p.read_text()]
+    assert len(scripts) >= 8
+    for script in scripts:
+        text = script.read_text()
+        assert 'if __package__ in (None, ""):' in text, f"{script.name} has no path shim"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_gpu.py"), "--plan", "--quick"],
+        cwd=BENCHMARKS.parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "plan zz" in done.stdout

@@ -115,8 +115,8 @@ def test_missing_nvrtc_is_named_not_the_driver(
     message = gpu_error(device)
     assert message.startswith(f"device={device!r} needs a CUDA GPU, but ")
     assert (
-        'NVRTC (libnvrtc.so.13) not found: install the CUDA extra: pip install "gpuqnn[cuda13]"'
-        in message
+        "NVRTC (libnvrtc.so.13) not found: install the CUDA extra: "
+        'pip install -e ".[cuda13]" in the gpuqnn checkout' in message
     )
     assert "driver" not in message
 
@@ -126,8 +126,8 @@ def test_missing_cublas_is_named(monkeypatch: pytest.MonkeyPatch, device: str) -
     use(monkeypatch, FakeCupy(cublas=CUBLAS_MISSING))
     message = gpu_error(device)
     assert (
-        'cuBLAS (libcublas.so.13) not found: install the CUDA extra: pip install "gpuqnn[cuda13]"'
-        in message
+        "cuBLAS (libcublas.so.13) not found: install the CUDA extra: "
+        'pip install -e ".[cuda13]" in the gpuqnn checkout' in message
     )
     assert "NVRTC" not in message and "driver" not in message
 
@@ -136,7 +136,7 @@ def test_both_libraries_missing_on_cuda_12(monkeypatch: pytest.MonkeyPatch) -> N
     use(monkeypatch, FakeCupy(cuda=12080, driver=12080, nvrtc=NVRTC_MISSING, cublas=CUBLAS_MISSING))
     assert gpu_error("gpu").endswith(
         "NVRTC (libnvrtc.so.12) and cuBLAS (libcublas.so.12) not found: "
-        'install the CUDA extra: pip install "gpuqnn[cuda12]"'
+        'install the CUDA extra: pip install -e ".[cuda12]" in the gpuqnn checkout'
     )
 
 
@@ -163,8 +163,8 @@ def test_no_driver_and_a_missing_library_name_both(monkeypatch: pytest.MonkeyPat
     message = gpu_error("cuda")
     assert "no NVIDIA driver found: check the NVIDIA driver" in message
     assert (
-        'cuBLAS (libcublas.so.13) not found: install the CUDA extra: pip install "gpuqnn[cuda13]"'
-        in message
+        "cuBLAS (libcublas.so.13) not found: install the CUDA extra: "
+        'pip install -e ".[cuda13]" in the gpuqnn checkout' in message
     )
 
 
@@ -172,7 +172,10 @@ def test_a_driver_older_than_cupys_cuda(monkeypatch: pytest.MonkeyPatch) -> None
     use(monkeypatch, FakeCupy(cuda=13020, driver=12040))
     message = gpu_error("gpu")
     assert "the NVIDIA driver supports CUDA 12.4 but CuPy is built for CUDA 13" in message
-    assert 'pip install "gpuqnn[cuda12]" (after pip uninstall cupy-cuda13x)' in message
+    expected = (
+        'pip install -e ".[cuda12]" in the gpuqnn checkout (after pip uninstall cupy-cuda13x)'
+    )
+    assert expected in message
 
 
 def test_a_device_that_does_not_exist(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -195,7 +198,7 @@ def test_without_cupy_the_extras_are_named(monkeypatch: pytest.MonkeyPatch) -> N
     use(monkeypatch, None)
     message = gpu_error("gpu")
     assert "CuPy is not importable (ModuleNotFoundError" in message
-    assert '"gpuqnn[cuda12]" or "gpuqnn[cuda13]"' in message
+    assert 'pip install -e ".[cuda12]" in the gpuqnn checkout (or .[cuda13]' in message
 
 
 def test_cuda_all_names_the_missing_library(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,3 +78,27 @@ def test_auto_takes_parameter_shift_when_an_adjoint_sample_does_not_fit() -> Non
 def test_too_small_for_one_row_fails_at_construction_with_sizes() -> None:
     with pytest.raises(ValueError, match="6 qubits.*bytes.*max_memory=2048"):
         network("estimator", "auto", 2048)
+
+
+@pytest.mark.parametrize("method", ["adjoint", "parameter_shift"])
+def test_nothing_that_grows_with_the_batch_exceeds_max_memory(method: str) -> None:
+    """At a batch whose (B, J) products, input copy, finiteness mask and list of chunk ranges
+    alone pass the bound (issue 19: 11-13 MB over 1 MB at 100k rows), ``vjp`` and ``backward``
+    still hold no more than ``max_memory`` besides what they return: the weights' products
+    are summed chunk by chunk, the inputs are not copied, and chunks are not listed."""
+    bound, batch = 1 << 20, 3000
+    rng = np.random.default_rng(4)
+    inputs = rng.uniform(0, 2 * np.pi, (batch, 6))
+    weights = rng.uniform(0, 2 * np.pi, 18)
+    cotangent = rng.normal(size=(batch, 2))
+    bounded = network("estimator", method, bound)
+    # first-call costs (threadpoolctl's import, shift plans) do not grow with the batch
+    bounded.vjp(inputs[:300], weights, cotangent[:300])
+    bounded.backward(inputs[:300], weights)
+    grads, extra = measured(lambda: bounded.vjp(inputs, weights, cotangent))
+    assert extra <= bound, f"vjp held {extra} bytes"
+    expected = network("estimator", method, None).vjp(inputs, weights, cotangent)
+    for got, want in zip(grads, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+    _, extra = measured(lambda: bounded.backward(inputs, weights))
+    assert extra <= bound, f"backward held {extra} bytes"

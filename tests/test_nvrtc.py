@@ -232,10 +232,11 @@ def test_missing_nvrtc_names_the_library_and_the_extra(
         compile_cubin('extern "C" __global__ void k() {}')
     message = str(info.value)
     assert f"NVRTC (libnvrtc.so.{major}) not found" in message
-    assert f'pip install "gpuqnn[cuda{major}]"' in message
+    assert f'pip install -e ".[cuda{major}]" in the gpuqnn checkout' in message
 
 
 def test_missing_cupy_names_the_extras(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy raises ImportError
-    with pytest.raises(RuntimeError, match=r"needs CuPy.*gpuqnn\[cuda12\].*gpuqnn\[cuda13\]"):
+    hint = r'needs CuPy.*pip install -e "\.\[cuda12\]" in the gpuqnn checkout.*cuda13'
+    with pytest.raises(RuntimeError, match=hint):
         compile_cubin('extern "C" __global__ void k() {}')

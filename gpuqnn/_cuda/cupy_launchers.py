@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .._sim.backend import install_hint
 from .codegen import GeneratedKernel
 from .launchers import FusedLauncherBase, Launch, PerOpBuffers, PerOpLauncherBase
 from .source import COMPILE_OPTIONS, kernel_name, kernel_source
@@ -35,8 +36,7 @@ def _import_cupy() -> ModuleType:
         import cupy  # noqa: PLC0415 - lazy on purpose: import gpuqnn never imports CuPy
     except Exception as exc:  # ImportError, or a broken CUDA install raising at import
         raise RuntimeError(
-            f"the CUDA kernels need CuPy ({type(exc).__name__}: {exc}); install the CUDA "
-            'extra: pip install "gpuqnn[cuda12]" or "gpuqnn[cuda13]"'
+            f"the CUDA kernels need CuPy ({type(exc).__name__}: {exc}); {install_hint(None)}"
         ) from exc
     return cupy
 

@@ -10,6 +10,7 @@ for host calls, or left on the device for calls with CuPy arrays.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,9 @@ class RoutingMixin(SimulatorHandle):
                     "imaginary parts"
                 )
             array = xp.ascontiguousarray(array.real, dtype=float)
-        if not bool(xp.all(xp.isfinite(array))):
+        # NaN propagates through min and max, and an infinity is one of them: finiteness
+        # without a boolean array as large as the batch
+        if array.size and not (bool(xp.isfinite(array.min())) and bool(xp.isfinite(array.max()))):
             raise ValueError(f"{name} must be finite, but it holds NaN or infinite values")
         return array
 
@@ -84,10 +87,19 @@ class RoutingMixin(SimulatorHandle):
         return array.reshape(self.num_weights)
 
     def _validate_input(self, input_data: Any) -> tuple[np.ndarray | None, tuple[int, ...] | None]:
-        array = self._checked_inputs(input_data, np)
+        return self._input_rows(input_data, np)
+
+    def _input_rows(self, input_data: Any, xp: Any) -> tuple[Any, tuple[int, ...] | None]:
+        """Checked inputs as (N, num_inputs) rows of ``xp``, and their given shape (None and
+        None for no inputs): as the parent's ``_validate_input``, without its copy of the
+        inputs (which grows with the batch), and with every size given so that an empty batch
+        (N = 0) reshapes too."""
+        array = self._checked_inputs(input_data, xp)
         if array is None:
             return None, None
-        return super()._validate_input(array)
+        if array.ndim <= 1:
+            return array.reshape(1, -1), array.shape
+        return array.reshape(math.prod(array.shape[:-1]), self.num_inputs), array.shape
 
     def _validate_weights(self, weights: Any) -> np.ndarray | None:
         return self._checked_weights(weights, np)
@@ -98,27 +110,13 @@ class RoutingMixin(SimulatorHandle):
         if xp is np:
             inputs, shape = self._validate_input(input_data)
             return inputs, shape, self._validate_weights(weights)
-        inputs, shape = self._device_inputs(input_data)
+        inputs, shape = self._input_rows(input_data, xp)
         return inputs, shape, self._checked_weights(weights, xp)
 
     # ---- arrays of the device ---------------------------------------------------------------
     def _device_call(self, *arrays: Any) -> bool:
         """Whether a call passes arrays of a GPU backend (CuPy): then it gets CuPy back."""
         return self._backend.is_gpu and any(self._backend.is_array(a) for a in arrays)
-
-    def _device_inputs(self, input_data: Any) -> tuple[Any, tuple[int, ...] | None]:
-        """Like ``_validate_input``, on the device: (N, num_inputs) rows and the given shape."""
-        array = self._checked_inputs(input_data, self._backend.xp)
-        if array is None:
-            return None, None
-        shape = array.shape
-        if array.ndim == 0:
-            array = array.reshape(1, 1)
-        elif array.ndim == 1:
-            array = array.reshape(1, -1)
-        elif array.ndim > 2:
-            array = array.reshape(-1, shape[-1])
-        return array, shape
 
     def _to_host(self, *arrays: Any) -> list[Any]:
         """Backend arrays (or None) copied to NumPy, for the parent's host-only code."""

@@ -7,6 +7,7 @@ learning has no such method) and the two private calls :class:`gpuqnn.TorchConne
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -85,7 +86,7 @@ class TrainingMixin(RoutingMixin):
                 f"cotangent must have the shape of forward's output, {tuple(expected)}, got "
                 f"{tuple(array.shape)}"
             )
-        return array.reshape(batch, -1)
+        return array.reshape(batch, math.prod(self.output_shape))
 
     @on_device("_backend")
     def _forward_for_training(self, input_data: Any, weights: Any) -> tuple[Any, AnyTape | None]:
@@ -112,12 +113,16 @@ class TrainingMixin(RoutingMixin):
             return None, None
         sampler = self._output_sampler(backward=True)
         sample = None if sampler is None else sampler.for_call()
-        grad = self._simulator().vjp(params, columns, g, tape, sample)  # type: ignore[arg-type]
-        grad = self._to_caller(grad, xp)
-        input_grad = grad[:, : self.num_inputs] if self._input_gradients else None
-        weight_grad = None
-        if self.num_weights:
-            weight_grad = grad[:, grad.shape[1] - self.num_weights :].sum(axis=0)
+        per_sample, total = self._simulator().vjp(
+            params,
+            columns,
+            g,
+            tape,  # type: ignore[arg-type]
+            sample,
+            summed=self.num_weights,
+        )
+        input_grad = self._to_caller(per_sample, xp) if self._input_gradients else None
+        weight_grad = self._to_caller(total, xp) if self.num_weights else None
         return input_grad, weight_grad
 
     def _contracted_vjp(self, inputs: Any, weights: Any, g: Any, xp: Any) -> tuple[Any, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 from .executor import ChunkExecutor
 from .parameters import AngleMap
 from .protocols import AdjointRunner, Capability
+from .sinks import Sink
 
 CHECKPOINT_MIN_SAMPLES = 16
 """Checkpoints are kept when at least this many samples (or the whole batch) fit with them."""
@@ -86,12 +87,13 @@ class AdjointStrategy:
         params: Any,
         slots: Sequence[int],
         columns: Sequence[int],
-        grad: Any,
+        grad: Sink,
         sample: Callable[[Any], Any] | None = None,
         cotangent: Any = None,
     ) -> None:
-        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``; or,
-        with a (B, O) ``cotangent`` on the backend, their (B, 1, J) vector-Jacobian product.
+        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``,
+        chunk by chunk; or, with a (B, O) ``cotangent`` on the backend, their (B, 1, J)
+        vector-Jacobian product.
 
         Raises:
             ValueError: ``sample`` is given (sampled outputs have no adjoint states).
@@ -124,6 +126,6 @@ class AdjointStrategy:
                 checkpoints,
                 None if cotangent is None else cotangent[start:stop],
             )
-            grad[start:stop] += dslot @ self.angle_map.jacobian(chunk, slots, columns)
+            grad.add(start, stop, dslot @ self.angle_map.jacobian(chunk, slots, columns))
 
         executor.run(task, batch, sizing)

@@ -29,7 +29,14 @@ _EXPI = ExpI()
 _FLOAT32_PHASE_LIMIT = float(2**24)
 """Angles beyond this (rad) carry no phase information in float32: reduced in float64 first."""
 
-_INSTALL_HINT = 'install the CUDA extra: pip install "gpuqnn[cuda12]" or "gpuqnn[cuda13]"'
+
+def extra_command(major: int | str) -> str:
+    """The command that installs the CUDA ``major`` extra: gpuqnn is not published on PyPI, so
+    from a checkout (``pip install "gpuqnn[cuda13]"`` finds no such package)."""
+    return f'pip install -e ".[cuda{major}]" in the gpuqnn checkout'
+
+
+_INSTALL_HINT = f"install the CUDA extra: {extra_command(12)} (or .[cuda13] for CUDA 13)"
 _DRIVER_HINT = "check the NVIDIA driver and devices (nvidia-smi)"
 
 
@@ -223,7 +230,7 @@ def cuda_major(cupy: ModuleType) -> int | None:
 def install_hint(major: int | None) -> str:
     """What to install for CuPy's CUDA ``major``: the matching extra, or both when unknown."""
     if major in (12, 13):
-        return f'install the CUDA extra: pip install "gpuqnn[cuda{major}]"'
+        return f"install the CUDA extra: {extra_command(major)}"
     return _INSTALL_HINT
 
 
@@ -243,7 +250,7 @@ def _load_library(cupy: ModuleType, library: str) -> None:
 def library_problem(cupy: ModuleType, libraries: tuple[str, ...] = tuple(_LIBRARIES)) -> str | None:
     """None when CuPy loads every one of ``libraries`` (keys of ``_LIBRARIES``), else which
     not and what to install, e.g. ``NVRTC (libnvrtc.so.13) not found: install the CUDA extra:
-    pip install "gpuqnn[cuda13]"``."""
+    pip install -e ".[cuda13]" in the gpuqnn checkout``."""
     major = cuda_major(cupy)
     missing, failed = [], []
     for library in libraries:
@@ -280,8 +287,8 @@ def _device_problem(cupy: ModuleType, device_index: int | None) -> tuple[str | N
         supported = f"{driver // 1000}.{driver % 1000 // 10}"
         return (
             f"the NVIDIA driver supports CUDA {supported} but CuPy is built for CUDA {major}: "
-            f"update the driver, or install the extra for CUDA {driver // 1000}: pip install "
-            f'"gpuqnn[cuda{driver // 1000}]" (after pip uninstall cupy-cuda{major}x)'
+            f"update the driver, or install the extra for CUDA {driver // 1000}: "
+            f"{extra_command(driver // 1000)} (after pip uninstall cupy-cuda{major}x)"
         ), True
     try:
         count = int(runtime.getDeviceCount())

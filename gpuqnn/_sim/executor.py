@@ -159,20 +159,20 @@ class ChunkExecutor:
         ``sizing.workers`` threads of the shared pool (every ``workers``-th chunk in one
         thread, so each thread reuses its buffers); release buffers after."""
         chunk, workers, limit_blas = sizing
-        ranges = [(start, min(start + chunk, total)) for start in range(0, total, chunk)]
+        starts = range(0, total, chunk)  # a range, not a list: nothing grows with the batch
         try:
             with pass_running(), pass_limits() if limit_blas else nullcontext():
-                if len(ranges) <= 1 or workers == 1:
-                    for start, stop in ranges:
-                        task(start, stop)
+                if len(starts) <= 1 or workers == 1:
+                    for start in starts:
+                        task(start, min(start + chunk, total))
                     return
 
                 def share(first: int) -> None:
-                    for start, stop in ranges[first::workers]:
-                        task(start, stop)
+                    for start in starts[first::workers]:
+                        task(start, min(start + chunk, total))
 
                 pool = worker_pool()
-                futures = [pool.submit(share, first) for first in range(min(workers, len(ranges)))]
+                futures = [pool.submit(share, first) for first in range(min(workers, len(starts)))]
                 for future in futures:
                     future.result()
         finally:

@@ -26,6 +26,7 @@ import numpy as np
 from .blocks import Shifts
 from .buffers import Buffers
 from .shift_plan import ShiftPlan
+from .sinks import Sink
 
 
 class Block(Protocol):
@@ -234,10 +235,11 @@ class GradientStrategy(Protocol):
         params: Any,
         slots: Sequence[int],
         columns: Sequence[int],
-        grad: Any,
+        grad: Sink,
         sample: Callable[[Any], Any] | None = None,
         cotangent: Any = None,
     ) -> None:
-        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``;
-        with a (B, O) ``cotangent``, their (B, 1, J) vector-Jacobian product. ``sample`` maps
-        exact outputs to sampled ones (shots), where the strategy supports it."""
+        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``,
+        chunk by chunk; with a (B, O) ``cotangent``, their (B, 1, J) vector-Jacobian product.
+        ``sample`` maps exact outputs to sampled ones (shots), where the strategy supports
+        it."""

@@ -83,6 +83,8 @@ class ShardedSimulator:
             for i, sim in enumerate(self.simulators)
             if bounds[i + 1] > bounds[i]
         ]
+        if not jobs:  # an empty batch: no shard to run
+            return self.backend.xp.empty((0, *shape_tail), dtype="float64")
         results: list[Any] = [None] * len(jobs)
         errors: list[BaseException] = []
 
@@ -176,8 +178,11 @@ class ShardedSimulator:
         cotangent: Any,
         tape: Any = None,
         sample: Any = None,
-    ) -> Any:
-        """(B, J) float64 vector-Jacobian products on the home backend.
+        summed: int = 0,
+    ) -> tuple[Any, Any]:
+        """Vector-Jacobian products on the home backend, as
+        :meth:`~.simulator.Simulator.vjp`: (B, J - summed) per sample and the (summed,) sums
+        over the samples (each shard's sum, added in shard order).
 
         Raises:
             ValueError: ``sample`` is given (shots are sampled on one device).
@@ -192,10 +197,17 @@ class ShardedSimulator:
             else [None] * len(self.simulators)
         )
         cotangent = self.backend.to_host(cotangent) if self.backend.is_gpu else cotangent
-        return self._gather(
-            (len(columns),),
-            batch,
-            lambda sim, a, b, i: sim.vjp(
-                self._rows(sim, params, a, b), columns, cotangent[a:b], tapes[i]
-            ),
-        )
+        totals: list[Any] = [None] * len(self.simulators)
+
+        def run(sim: Simulator, a: int, b: int, i: int) -> Any:
+            rows = self._rows(sim, params, a, b)
+            per_sample, totals[i] = sim.vjp(rows, columns, cotangent[a:b], tapes[i], None, summed)
+            totals[i] = self._home(sim, totals[i])
+            return per_sample
+
+        per_sample = self._gather((len(columns) - summed,), batch, run)
+        total = self.backend.xp.zeros(summed, dtype="float64")
+        for part in totals:
+            if part is not None:
+                total += part
+        return per_sample, total

@@ -24,6 +24,7 @@ from .executor import ChunkExecutor
 from .parameters import AngleMap
 from .protocols import Runner
 from .shift_plan import Rule, ShiftPlan
+from .sinks import Sink
 
 
 def plan_shifts(circuit: BlockCircuit, slots: Sequence[int], rules: Sequence[Rule]) -> ShiftPlan:
@@ -122,11 +123,12 @@ class ParameterShiftStrategy:
         params: Any,
         slots: Sequence[int],
         columns: Sequence[int],
-        grad: Any,
+        grad: Sink,
         sample: Callable[[Any], Any] | None = None,
         cotangent: Any = None,
     ) -> None:
-        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``.
+        """Add the (B, O, J) derivatives of (B, P) ``params`` by ``columns`` into ``grad``,
+        chunk by chunk.
 
         Args:
             sample: optional map of (R, O) exact outputs on the backend to sampled ones (shots);
@@ -156,7 +158,7 @@ class ParameterShiftStrategy:
                 dslot = self._slot_derivatives(self.angle_map.angles(chunk), plan, sample)
                 if cotangent is not None:  # (nb, O, S) -> (nb, 1, S)
                     dslot = cotangent[start:stop, None, :] @ dslot
-                grad[start:stop] += dslot @ self.angle_map.jacobian(chunk, plan.slots, columns)
+                grad.add(start, stop, dslot @ self.angle_map.jacobian(chunk, plan.slots, columns))
 
             executor.run(task, batch, sizing)
 

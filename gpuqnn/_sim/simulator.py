@@ -47,6 +47,7 @@ from .protocols import (
 )
 from .runners import BlockRunner, RunnerFactory
 from .shift import ParameterShiftStrategy
+from .sinks import DenseSink, ProductSink
 from .tape import BufferPool, Tape, TapeLedger
 
 logger = logging.getLogger(__name__)
@@ -207,7 +208,8 @@ class Simulator:
         slots = self.differentiated_slots(columns)
         if not slots or batch == 0:
             return grad
-        self._strategy(columns, sample is not None, False).run(params, slots, columns, grad, sample)
+        strategy = self._strategy(columns, sample is not None, False)
+        strategy.run(params, slots, columns, DenseSink(grad), sample)
         return grad
 
     @on_device("backend")
@@ -277,7 +279,8 @@ class Simulator:
         cotangent: Any,
         tape: Tape | None = None,
         sample: Callable[[Any], Any] | None = None,
-    ) -> Any:
+        summed: int = 0,
+    ) -> tuple[Any, Any]:
         """The vector-Jacobian product ``sum_o g[b, o] d out[b, o] / d params[b, j]``: what
         training needs, at the cost of about one forward and one reverse sweep per sample on
         the adjoint method, whatever the number of outputs.
@@ -291,31 +294,35 @@ class Simulator:
                 then the product is one reverse sweep (a tape serves once).
             sample: optional map of (R, O) exact outputs to sampled ones (shots): parameter
                 shift on sampled rows, contracted chunk by chunk.
+            summed: how many of the last ``columns`` (the weights, which every sample
+                shares) to sum over the samples, chunk by chunk, instead of keeping per sample.
 
         Returns:
-            (B, J) float64 per-sample products on the backend.
+            The (B, J - summed) float64 per-sample products of the first columns and the
+            (summed,) sums over the samples of the others, on the backend.
         """
         batch = params.shape[0]
-        xp = self.backend.xp
-        grad = xp.zeros((batch, 1, len(columns)), dtype="float64")
+        grad = ProductSink(self.backend.xp, batch, len(columns), len(columns) - summed)
         slots = self.differentiated_slots(columns)
-        if not slots or batch == 0:
-            return grad[:, 0]
-        g = self.backend.asarray(cotangent, dtype="float64")
-        if tape is not None and tape.serves(columns, batch):
-            self._reverse(params, columns, g, tape, grad)
-            return grad[:, 0]
-        strategy = self._strategy(columns, sample is not None, True)
-        strategy.run(params, slots, columns, grad, sample, cotangent=g)
-        return grad[:, 0]
+        if slots and batch > 0:
+            g = self.backend.asarray(cotangent, dtype="float64")
+            if tape is not None and tape.serves(columns, batch):
+                self._reverse(params, columns, g, tape, grad)
+            else:
+                strategy = self._strategy(columns, sample is not None, True)
+                strategy.run(params, slots, columns, grad, sample, cotangent=g)
+        return grad.per_sample, grad.total
 
-    def _reverse(self, params: Any, columns: Sequence[int], g: Any, tape: Tape, grad: Any) -> None:
+    def _reverse(
+        self, params: Any, columns: Sequence[int], g: Any, tape: Tape, grad: ProductSink
+    ) -> None:
         """The (B, 1, J) product from a tape: one reverse sweep per chunk."""
         slots = tape.slots
 
         def task(start: int, stop: int) -> None:
             dslot = tape.runner.reverse(tape.sweeps[start], slots, g[start:stop])
-            grad[start:stop] += dslot @ self.angle_map.jacobian(params[start:stop], slots, columns)
+            jacobian = self.angle_map.jacobian(params[start:stop], slots, columns)
+            grad.add(start, stop, dslot @ jacobian)
 
         try:
             self.executor.run(task, tape.batch, tape.sizing)
