@@ -69,6 +69,19 @@ def test_main_job_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert "speed-up" not in out
 
 
+def test_no_reference_leaves_the_reference_columns_out(capsys) -> None:
+    """--no-reference times gpuqnn alone: the table has no qiskit-ml or speed-up columns
+    (they were nan and nanx)."""
+    assert main(["--batch", "8", "--epochs", "0", "--no-reference"]) == 0
+    timing = capsys.readouterr().out.split("forward + backward (with input gradients)")[1]
+    lines = timing.strip().splitlines()[1:]
+    assert lines[0].split() == ["network", "gpuqnn", "s"]
+    assert len(lines) == 5
+    for line in lines[1:]:
+        assert "nan" not in line and not line.rstrip().endswith("x")
+        float(line.split()[-1])  # gpuqnn's seconds end the row
+
+
 @pytest.mark.parametrize(
     "argv",
     [

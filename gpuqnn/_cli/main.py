@@ -275,16 +275,19 @@ def time_networks(
             weights = rng.uniform(0, 2 * np.pi, ours.num_weights)
             t_ours = time_forward_backward(ours, inputs, weights, _REPEAT, warm_up=True)
             t_ref = (
-                time_forward_backward(ref, inputs, weights, 1, warm_up=False)
-                if reference
-                else math.nan
+                time_forward_backward(ref, inputs, weights, 1, warm_up=False) if reference else None
             )
             rows.append((example.title, t_ours, t_ref))
             bar.update(note=example.title)
-    print(f"  {'network':{width}}  {'gpuqnn s':>10}  {'qiskit-ml s':>11}  speed-up")
+    # without the reference, its columns are left out rather than filled with nan
+    header = f"  {'network':{width}}  {'gpuqnn s':>10}"
+    print(header + (f"  {'qiskit-ml s':>11}  speed-up" if reference else ""))
     for title, t_ours, t_ref in rows:
-        speedup = t_ref / t_ours if t_ours > 0 else math.inf
-        print(f"  {title:{width}}  {t_ours:10.4g}  {t_ref:11.4g}  {speedup:7.1f}x")
+        line = f"  {title:{width}}  {t_ours:10.4g}"
+        if t_ref is not None:
+            speedup = t_ref / t_ours if t_ours > 0 else math.inf
+            line += f"  {t_ref:11.4g}  {speedup:7.1f}x"
+        print(line)
 
 
 def print_training(report: TrainingReport) -> None:
