@@ -39,8 +39,15 @@ class ProgressBar:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def update(self, steps: int = 1, note: str = "") -> None:
-        """Advance by ``steps``; ``note`` is shown after the bar (e.g. the current loss)."""
+    def update(self, steps: int = 1, note: str = "", grow: bool = False) -> None:
+        """Advance by ``steps``; ``note`` is shown after the bar (e.g. the current loss).
+
+        ``grow``: a total known only roughly in advance (an optimizer's objective evaluations:
+        its line searches may take more than one per iteration) is raised to the steps done,
+        instead of the count stopping at it.
+        """
+        if grow:
+            self.total = max(self.total, self.done + steps)
         self.done = min(self.total, self.done + steps)
         self.note = note or self.note
         if self._live:

@@ -133,6 +133,31 @@ def test_reference_epoch_shows_progress_per_chunk(capsys) -> None:
     assert "20/20 samples" in err
 
 
+def test_training_bar_counts_the_epochs_the_summary_reports(capsys) -> None:
+    """The bar counts objective evaluations, as the summary does: 4 L-BFGS-B iterations take 6
+    evaluations here, and the bar stopped at 4/4 with an older loss."""
+    assert main(["--batch", "0", "--epochs", "4", "--samples", "16", "--qubits", "2"]) == 0
+    captured = capsys.readouterr()
+    bar = re.search(r"gpuqnn +\[#+\] (\d+)/(\d+) .* loss (\d\.\d+)", captured.err)
+    summary = re.search(
+        r"-> (\d\.\d+) over (\d+) epochs \(full-batch evaluations, in (\d+) L-BFGS-B iterations",
+        captured.out,
+    )
+    assert bar and summary
+    assert bar.group(1) == bar.group(2) == summary.group(2)  # a full bar of the same epochs
+    assert bar.group(3) == summary.group(1)  # ending at the same loss
+    assert int(summary.group(2)) > int(summary.group(3)) == 4  # a case where they differ
+
+
+def test_progress_bar_grows_past_a_rough_total() -> None:
+    log = io.StringIO()
+    with ProgressBar(2, "work", log) as bar:
+        for _ in range(3):
+            bar.update(grow=True)
+        bar.update()  # without grow, the count stops at the total
+    assert "] 3/3" in log.getvalue()
+
+
 def test_main_job_reports_missing_gpu(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--device", "gpu", "--batch", "0"]) == 2
     assert "gpu" in capsys.readouterr().err.lower()

@@ -37,6 +37,7 @@ class TrainingReport:
         num_qubits: qubits of the network.
         num_weights: trainable weights.
         losses: the loss at every objective evaluation (epoch).
+        iterations: L-BFGS-B's iterations (each takes one or more epochs).
         accuracy: training accuracy after the run.
         fit_seconds: wall time of the whole gpuqnn run.
         epoch_seconds: one forward + backward pass over all samples with gpuqnn (best of 3).
@@ -50,6 +51,7 @@ class TrainingReport:
     num_qubits: int
     num_weights: int
     losses: list[float]
+    iterations: int
     accuracy: float
     fit_seconds: float
     epoch_seconds: float
@@ -112,12 +114,13 @@ def run_training(
     )
     initial = np.random.default_rng(seed).uniform(-1, 1, network.num_weights)
     losses: list[float] = []
+    # the bar counts what the summary reports: objective evaluations (epochs), every one of
+    # them; L-BFGS-B's line searches may take more than its maxiter of them, so it grows
     with ProgressBar(epochs, "  gpuqnn    ", stream) as bar:
 
         def callback(_weights: np.ndarray, loss: float) -> None:
             losses.append(float(loss))
-            if len(losses) <= epochs:
-                bar.update(note=f"loss {loss:.4f}")
+            bar.update(note=f"loss {loss:.4f}", grow=True)
 
         classifier = NeuralNetworkClassifier(
             network, optimizer=L_BFGS_B(maxiter=epochs), initial_point=initial, callback=callback
@@ -149,6 +152,7 @@ def run_training(
         num_qubits,
         network.num_weights,
         losses,
+        classifier.fit_result.nit or 0,  # L-BFGS-B reports it
         accuracy,
         fit_seconds,
         epoch_seconds,

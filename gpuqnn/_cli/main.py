@@ -295,8 +295,8 @@ def print_training(report: TrainingReport) -> None:
     losses = report.losses
     print(
         f"  loss {losses[0]:.4f} -> {losses[-1]:.4f} over {len(losses)} epochs (full-batch "
-        f"evaluations), training accuracy {report.accuracy:.2f}, {report.fit_seconds:.2f} s "
-        "with gpuqnn"
+        f"evaluations, in {report.iterations} L-BFGS-B iterations), training accuracy "
+        f"{report.accuracy:.2f}, {report.fit_seconds:.2f} s with gpuqnn"
     )
     line = (
         f"  one epoch (forward + backward over {report.num_samples} samples): "
