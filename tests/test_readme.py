@@ -19,6 +19,7 @@ def test_readme_has_snippets_for_each_feature() -> None:
         "sampler=Sampler()",
         "Estimator(default_precision",
         "EstimatorGradient()",
+        "callback=callback",  # progress of long fits through qiskit-machine-learning's callback
     ):
         assert needle in text
 
