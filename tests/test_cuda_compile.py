@@ -2,7 +2,7 @@
 warnings and register spills as errors) where nvcc is on the machine, and with
 NVRTC through CuPy (the RawModule path and gpuqnn's own wrapper, without a device) where CuPy
 and NVRTC are importable. Each test skips, saying why, when its compiler is missing; the NVRTC
-ones fail instead in CI, whose test extra installs CuPy and NVRTC."""
+ones fail instead in CI, which installs CuPy and NVRTC (the nvrtc13 extra)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 :func:`compile_cubin` goes through CuPy's low-level NVRTC binding (``cupy.cuda.nvrtc``) for an
 explicit architecture, so it needs CuPy and the NVRTC library (the ``cuda12``/``cuda13``
-extras, or the ``test`` extra) but no driver or GPU. It asks ptxas for its verbose report;
+extras, or the ``nvrtc13`` extra) but no driver or GPU. It asks ptxas for its verbose report;
 :func:`kernel_resources` turns that report, or nvcc's ``-Xptxas -v`` output, into registers,
 spills and static shared memory per kernel::
 
