@@ -428,16 +428,23 @@ def compile_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
         ctx.summary = f"{len(records)} kernels generated, {len(compiled)} compiled by NVRTC"
         if registers:
             ctx.summary += f", {min(registers)}-{max(registers)} registers, {spills} spilling"
-        return {"arch": ARCH, "nvrtc": nvrtc, "shared_limit_bytes": limit, "kernels": records}
+        return {
+            "arch": ARCH,
+            "nvrtc": nvrtc,
+            "options": list(gi.runtime_options(ARCH)),
+            "shared_limit_bytes": limit,
+            "kernels": records,
+        }
 
     return run
 
 
 def nvrtc_resources(source: str, ctx: StageContext, record: dict) -> dict:
-    """Registers and spills of ``source``'s kernels (a failed compile fails the stage)."""
+    """Registers and spills of ``source``'s kernels, compiled with the options CuPy builds them
+    with at run time (``RUNTIME_OPTIONS``; a failed compile fails the stage)."""
     start = time.perf_counter()
     try:
-        result = gi.compile_cubin(source, ARCH)
+        result = gi.compile_cubin(source, ARCH, gi.RUNTIME_OPTIONS)
     except Exception as exc:
         ctx.fail(f"NVRTC: {record['workload']} {record['kernel']} {record['dtype']}: {exc}"[:400])
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
