@@ -197,6 +197,37 @@ def version(name: str) -> str:
         return "not installed"
 
 
+_CUPY_DISTRIBUTION = re.compile(r"cupy(-cuda\w+)?")
+installed_distributions = metadata.distributions
+"""Every installed distribution (tests put a stand-in list here)."""
+
+
+def cupy_distributions() -> list[str]:
+    """The installed CuPy distributions (``cupy``, ``cupy-cuda12x``, ``cupy-cuda13x``, ...) as
+    ``name version``, one per name, sorted. More than one is a broken install: every one unpacks
+    into the same ``cupy/`` package, so the files of one replace the other's, and CuPy only
+    warns."""
+    found: dict[str, str] = {}
+    for dist in installed_distributions():
+        name = re.sub(r"[-_.]+", "-", str(dist.metadata["Name"] or "")).lower()
+        if _CUPY_DISTRIBUTION.fullmatch(name):
+            found.setdefault(name, f"{name} {dist.version}")
+    return sorted(found.values())
+
+
+def check_one_cupy(ctx: StageContext) -> list[str]:
+    """:func:`cupy_distributions`, failing the stage, with what to do, when there are several."""
+    cupys = cupy_distributions()
+    if len(cupys) > 1:
+        ctx.fail(
+            f"{len(cupys)} CuPy distributions are installed ({', '.join(cupys)}): they share one "
+            "cupy/ package, so which CUDA build loads is undefined. Uninstall all of them "
+            "(pip uninstall " + " ".join(c.split()[0] for c in cupys) + ") and install one "
+            "CUDA extra, .[cuda12] or .[cuda13] (docs/gpu-machine.md)"
+        )
+    return cupys
+
+
 def cuda_facts(cupy: Any) -> dict[str, Any]:
     """Driver and runtime versions and device 0's facts, as CuPy reports them."""
     rt = cupy.cuda.runtime
@@ -279,6 +310,7 @@ def environment_stage(device: str) -> Callable[[StageContext], dict[str, Any]]:
             "qiskit_aer": [f"{n} {version(n)}" for n in ("qiskit-aer", "qiskit-aer-gpu")],
             "torch": torch_facts(),
             "cupy": probe(lambda: importlib.import_module("cupy").__version__),
+            "cupy_distributions": check_one_cupy(ctx),
             "nvrtc": probe(nvrtc_version),
             "tools": tool_facts(),
         }
@@ -396,16 +428,23 @@ def compile_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
         ctx.summary = f"{len(records)} kernels generated, {len(compiled)} compiled by NVRTC"
         if registers:
             ctx.summary += f", {min(registers)}-{max(registers)} registers, {spills} spilling"
-        return {"arch": ARCH, "nvrtc": nvrtc, "shared_limit_bytes": limit, "kernels": records}
+        return {
+            "arch": ARCH,
+            "nvrtc": nvrtc,
+            "options": list(gi.runtime_options(ARCH)),
+            "shared_limit_bytes": limit,
+            "kernels": records,
+        }
 
     return run
 
 
 def nvrtc_resources(source: str, ctx: StageContext, record: dict) -> dict:
-    """Registers and spills of ``source``'s kernels (a failed compile fails the stage)."""
+    """Registers and spills of ``source``'s kernels, compiled with the options CuPy builds them
+    with at run time (``RUNTIME_OPTIONS``; a failed compile fails the stage)."""
     start = time.perf_counter()
     try:
-        result = gi.compile_cubin(source, ARCH)
+        result = gi.compile_cubin(source, ARCH, gi.RUNTIME_OPTIONS)
     except Exception as exc:
         ctx.fail(f"NVRTC: {record['workload']} {record['kernel']} {record['dtype']}: {exc}"[:400])
         return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}

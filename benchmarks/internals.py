@@ -16,6 +16,7 @@ from gpuqnn._cuda.host import HostFusedLauncher, HostKernels, HostPerOpLauncher
 from gpuqnn._cuda.layout import adjoint_shared_bytes, default_threads
 from gpuqnn._cuda.nvrtc import compile_cubin
 from gpuqnn._cuda.passes import PhaseRun, build_passes
+from gpuqnn._cuda.source import RUNTIME_OPTIONS, runtime_options
 from gpuqnn._cuda.tables import DEFAULT_SHARED_LIMIT, encode_tables
 from gpuqnn._internals import simulator_of, use_kernels
 from gpuqnn._sim.adjoint import adjoint_gradients
@@ -41,6 +42,7 @@ __all__ = [
     "OpKind",
     "PerOpLauncher",
     "PhaseRun",
+    "RUNTIME_OPTIONS",
     "adjoint_gradients",
     "adjoint_shared_bytes",
     "available_cores",
@@ -50,6 +52,7 @@ __all__ = [
     "generate_adjoint",
     "generate_forward",
     "load_cupy",
+    "runtime_options",
     "build_passes",
     "select_backend",
     "shared_memory_limit",

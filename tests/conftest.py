@@ -79,8 +79,8 @@ def engine(request: pytest.FixtureRequest) -> OnEngine:
 
 
 def require_nvrtc() -> None:
-    """Skip unless CuPy loads NVRTC; in CI (``CI`` set) fail instead: the ``test`` extra installs
-    CuPy and NVRTC there, so that the NVRTC compile tests run rather than skip unnoticed."""
+    """Skip unless CuPy loads NVRTC; in CI (``CI`` set) fail instead: CI installs the ``nvrtc13``
+    extra (CuPy and NVRTC), so that the NVRTC compile tests run rather than skip unnoticed."""
     try:
         from cupy.cuda import nvrtc  # noqa: PLC0415 - optional dependency
 
@@ -88,7 +88,7 @@ def require_nvrtc() -> None:
     except Exception as exc:  # ImportError, or cuda-pathfinder's DynamicLibNotFoundError
         reason = f"CuPy's NVRTC is not available ({type(exc).__name__}: {exc})"
         if os.environ.get("CI"):
-            pytest.fail(f"{reason}; the test extra installs CuPy and NVRTC for CI")
+            pytest.fail(f"{reason}; CI installs CuPy and NVRTC with the nvrtc13 extra")
         pytest.skip(reason)
 
 

@@ -339,3 +339,26 @@ def test_fused_shift_cost_counts_every_shifted_row(kernels: HostKernels) -> None
     slots = list(range(sim.program.angles.num_slots))
     passes = built.launcher.forward_kernel.passes
     assert sim.parameter_shift.cost(slots) == (1 + 2 * len(slots)) * (passes + 1)
+
+
+def test_first_build_of_a_generated_kernel_is_logged(
+    kernels: HostKernels, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 18, item 8: the first run of a generated kernel logs one INFO record with its
+    name, pass count, dtype and seconds; later runs of the same kernel build and log nothing."""
+    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
+    network = EstimatorQNN(
+        circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters
+    )
+    sim = simulator_of(network)
+    launcher = HostFusedLauncher(kernels, encode_tables(sim.program, sim.readout), "complex64")
+    angles = np.asarray(sim.angle_map.angles(np.zeros((2, qc.num_parameters))))
+    slots = list(range(sim.program.angles.num_slots))
+    with caplog.at_level("INFO", logger="gpuqnn._cuda.launchers"):
+        for _ in range(2):
+            launcher.adjoint(angles, slots)
+    messages = [r.getMessage() for r in caplog.records if r.name == "gpuqnn._cuda.launchers"]
+    kernel = launcher.adjoint_kernel(slots, False)
+    assert len(messages) == 1, messages
+    expected = f"compiled {kernel.name} ({kernel.passes} passes, complex64) in "
+    assert messages[0].startswith(expected) and messages[0].endswith(" s"), messages

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import gpu_acceptance
 from benchmarks.gpu_acceptance import TOLERANCE, kernel_stage, pytest_summary, sizes_for
 from benchmarks.harness import Harness, Skip, Stage, StageContext
 
@@ -249,3 +250,37 @@ def test_kernel_stage_on_a_stand_in_cupy(kernels, monkeypatch: pytest.MonkeyPatc
     statuses = {(c["path"], c["qubits"], c["dtype"]): c["status"] for c in details["cases"]}
     assert statuses.pop(("fused-forward", 14, "complex128")) == "n/a"  # beyond shared memory
     assert set(statuses.values()) == {"passed"} and len(statuses) == 9
+
+
+class _Distribution:
+    """A stand-in for an installed distribution: what ``cupy_distributions`` reads."""
+
+    def __init__(self, name: str, version: str) -> None:
+        self.metadata = {"Name": name}
+        self.version = version
+
+
+def _installed(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    others = [_Distribution("numpy", "2.3.0"), _Distribution("cupyx-extras", "1.0")]
+    dists = others + [_Distribution(name, "14.2.0") for name in names]
+    monkeypatch.setattr(gpu_acceptance, "installed_distributions", lambda: iter(dists))
+
+
+def test_two_cupy_distributions_fail_the_environment_stage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Item 3 of issue 18: cupy-cuda12x beside cupy-cuda13x (the old test extra on a CUDA 12
+    install) fails the environment stage, naming both and what to do; one CuPy, or none, passes
+    that check (names compared as pip normalises them)."""
+    _installed(monkeypatch, "cupy-cuda12x", "cupy_cuda13x")
+    ctx = StageContext(deadline=time.monotonic() + 60)
+    details = gpu_acceptance.environment_stage("cpu")(ctx)
+    assert details["cupy_distributions"] == ["cupy-cuda12x 14.2.0", "cupy-cuda13x 14.2.0"]
+    assert len(ctx.failures) == 1, ctx.failures
+    assert ctx.failures[0].startswith("2 CuPy distributions are installed (cupy-cuda12x 14.2.0")
+    assert "pip uninstall cupy-cuda12x cupy-cuda13x" in ctx.failures[0]
+    for names in (("cupy-cuda13x",), ("CuPy",), ()):
+        _installed(monkeypatch, *names)
+        ctx = StageContext(deadline=time.monotonic() + 60)
+        assert len(gpu_acceptance.check_one_cupy(ctx)) == len(names)
+        assert ctx.failures == []

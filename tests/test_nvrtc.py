@@ -1,7 +1,7 @@
 """gpuqnn._cuda.nvrtc: NVRTC compiles to a cubin without a device, and ptxas's verbose report
 (NVRTC's log and nvcc's ``-Xptxas -v`` output) parses into registers, spills and static shared
 memory per kernel. The parser runs on reports captured from real compilers; the compiles need
-CuPy and NVRTC (the test extra installs both), and the error paths run on stand-ins."""
+CuPy and NVRTC (the nvrtc13 extra installs both), and the error paths run on stand-ins."""
 
 from __future__ import annotations
 

@@ -173,6 +173,9 @@ class FusedLauncher(_CupyMemory, FusedLauncherBase):
         function = self._generated_function(kernel)
         function((launch.grid,), (launch.block,), launch.args, shared_mem=launch.shared)
 
+    def _build_generated(self, kernel: GeneratedKernel) -> None:
+        self._generated_function(kernel)
+
     def _generated_function(self, kernel: GeneratedKernel) -> Any:
         """The compiled kernel: a ``RawKernel``, which CuPy compiles with NVRTC on first use and
         caches on disk (``$CUPY_CACHE_DIR``, by default ``~/.cupy/kernel_cache``) under a hash

@@ -208,6 +208,9 @@ class _HostMemory:
     def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
         self.kernels.specialised(kernel).execute(launch, self.reverse)
 
+    def _build_generated(self, kernel: GeneratedKernel) -> None:
+        self.kernels.specialised(kernel)
+
 
 class HostFusedLauncher(_HostMemory, FusedLauncherBase):
     """:class:`~.cupy_launchers.FusedLauncher` on the host build.

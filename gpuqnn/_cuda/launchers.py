@@ -12,7 +12,9 @@ Shapes: B samples, K angle slots, S shift blocks, R = S * B rows, O outputs, D =
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,8 @@ from .tables import (
     READOUT_PROB_DIRECT,
     KernelTables,
 )
+
+_LOG = logging.getLogger(__name__)
 
 PER_OP_THREADS = 256
 DEFAULT_MAX_BLOCKS = 4096
@@ -252,11 +256,33 @@ class FusedLauncherBase(LauncherBase):
         self._placeholder: Any = None  # for the cotangent argument of a Jacobian launch
         self._shifts: dict[tuple[bytes, bytes], tuple[Any, Any]] = {}  # host tables -> device
         self._lock = threading.Lock()
+        self._built: set[str] = set()  # keys of the generated kernels built (build())
 
-    # ---- hook -------------------------------------------------------------------------------
+    # ---- hooks ------------------------------------------------------------------------------
     def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
         """Run one launch of a generated kernel."""
         raise NotImplementedError
+
+    def _build_generated(self, kernel: GeneratedKernel) -> None:
+        """Compile (or load) a generated kernel for this launcher."""
+        raise NotImplementedError
+
+    def build(self, kernel: GeneratedKernel) -> None:
+        """Compile ``kernel`` for this launcher unless done already, with an INFO log record of
+        the first build (name, passes, dtype, seconds): a deep circuit's first call otherwise
+        stalls silently while NVRTC runs (CuPy's disk cache may serve it in milliseconds)."""
+        if kernel.key in self._built:
+            return
+        start = time.perf_counter()
+        self._build_generated(kernel)
+        self._built.add(kernel.key)
+        _LOG.info(
+            "compiled %s (%d passes, %s) in %.2f s",
+            kernel.name,
+            kernel.passes,
+            self.dtype.name,
+            time.perf_counter() - start,
+        )
 
     # ---- forward ----------------------------------------------------------------------------
     def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
@@ -295,6 +321,7 @@ class FusedLauncherBase(LauncherBase):
                 out,
             ),
         )
+        self.build(kernel)
         self._execute_generated(kernel, launch)
         return out
 
@@ -384,6 +411,7 @@ class FusedLauncherBase(LauncherBase):
                 out,
             ),
         )
+        self.build(kernel)
         self._execute_generated(kernel, launch)
         return out
 

@@ -2,7 +2,7 @@
 
 :func:`compile_cubin` goes through CuPy's low-level NVRTC binding (``cupy.cuda.nvrtc``) for an
 explicit architecture, so it needs CuPy and the NVRTC library (the ``cuda12``/``cuda13``
-extras, or the ``test`` extra) but no driver or GPU. It asks ptxas for its verbose report;
+extras, or the ``nvrtc13`` extra) but no driver or GPU. It asks ptxas for its verbose report;
 :func:`kernel_resources` turns that report, or nvcc's ``-Xptxas -v`` output, into registers,
 spills and static shared memory per kernel::
 
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from .._sim.backend import cuda_major, install_hint
+from .source import RUNTIME_OPTIONS
 
 VERBOSE_PTXAS = "--ptxas-options=--verbose"
 """NVRTC's option passing ``--verbose`` to ptxas (checked with NVRTC 12.9 and 13.5); nvcc's
@@ -88,14 +89,20 @@ def _import_nvrtc() -> tuple[ModuleType, tuple[int, int]]:
 
 
 def compile_cubin(
-    source: str, arch: str = "sm_90", options: tuple[str, ...] = (), name: str = "kernel.cu"
+    source: str,
+    arch: str = "sm_90",
+    options: tuple[str, ...] = RUNTIME_OPTIONS,
+    name: str = "kernel.cu",
 ) -> CompileResult:
     """Compile CUDA C++ ``source`` to a cubin for ``arch`` with NVRTC; no device needed.
 
     Args:
         source: the CUDA C++ source (kernels ``extern "C"`` or templates instantiated in it).
         arch: a real architecture, ``"sm_XY"`` (a cubin is SASS for one architecture).
-        options: further NVRTC options, e.g. ``("-std=c++17",)``.
+        options: NVRTC options besides the architecture; by default the ones CuPy compiles
+            gpuqnn's kernels with at run time (:data:`~gpuqnn._cuda.source.RUNTIME_OPTIONS`:
+            ``-std=c++17``, ``-ftz=true``, ...), so registers and spills are those of the code
+            that runs.
         name: the file name NVRTC shows in its messages.
 
     Returns:
@@ -112,7 +119,7 @@ def compile_cubin(
     program = nvrtc.createProgram(source, name, [], [])
     try:
         try:
-            nvrtc.compileProgram(program, [f"-arch={arch}", VERBOSE_PTXAS, *options])
+            nvrtc.compileProgram(program, [VERBOSE_PTXAS, *options, f"-arch={arch}"])
         except nvrtc.NVRTCError as exc:
             log = _clean(nvrtc.getProgramLog(program))
             raise RuntimeError(

@@ -12,7 +12,31 @@ from .._options import DTYPES
 
 SOURCE_NAME = "statevector.cuh"
 COMPILE_OPTIONS = ("-std=c++17",)
-"""Options for NVRTC and nvcc (the architecture is added by the caller)."""
+"""The options gpuqnn gives CuPy's ``RawKernel``/``RawModule`` (the launchers) and nvcc; the
+architecture is added by the caller (CuPy: the device's)."""
+
+CUPY_ADDED_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
+"""What CuPy 14 adds to :data:`COMPILE_OPTIONS` when a ``RawKernel``/``RawModule`` compiles with
+NVRTC, besides ``-arch=sm_XY``: ``-ftz=true`` (``_compile_with_cache_cuda`` in
+``cupy/cuda/compiler.py``) and ``--device-as-default-execution-space``
+(``_compile_using_nvrtc_no_warning``; ``--pch`` too, only under ``CUPY_NVRTC_USE_PCH=1``).
+CuPy also adds include paths (``-I``: its own and CCCL's headers, ``assemble_cupy_compiler_options``
+in ``cupy/_core/core.pyx``), which gpuqnn's sources do not include, and ``--std=c++17`` only
+where no ``-std`` is given. ``tests/test_cuda_compile.py`` checks this list against the options
+the installed CuPy hands NVRTC."""
+
+RUNTIME_OPTIONS = (*COMPILE_OPTIONS, *CUPY_ADDED_OPTIONS)
+"""The NVRTC options gpuqnn's kernels are built with at run time, less the architecture: what
+:func:`gpuqnn._cuda.nvrtc.compile_cubin` uses by default, so that the register and spill
+checks (``tests/test_cuda_compile.py``, the acceptance run's compile stage) measure the code
+that runs."""
+
+
+def runtime_options(arch: str) -> tuple[str, ...]:
+    """Every NVRTC option of a CuPy run-time compile of gpuqnn's kernels for ``arch`` (e.g.
+    ``"sm_90"``), less CuPy's include paths: :data:`RUNTIME_OPTIONS` and ``-arch=``."""
+    return (*RUNTIME_OPTIONS, f"-arch={arch}")
+
 
 SIGNATURES: dict[str, tuple[str, ...]] = {
     "gq_init": ("ptr", "i32", "i64"),
