@@ -21,7 +21,7 @@ from gpuqnn._sim.backend import select_backend
 from gpuqnn._sim.block_circuit import BlockCircuit
 from gpuqnn.examples import zz_real_amplitudes
 
-from engines import Emulation, HostFusedLauncher, HostKernels
+from engines import THREAD_ORDERS, Emulation, HostFusedLauncher, HostKernels
 from programs import make_readout, random_program
 
 pytestmark = pytest.mark.gpu_logic
@@ -41,20 +41,21 @@ def _reference(program, readout, dtype, base, slots, cotangent=None) -> np.ndarr
 CASES = [(seed, n) for seed, n in enumerate([1, 2, 4, 6])]
 
 
-@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("order", sorted(THREAD_ORDERS))
 @pytest.mark.parametrize("vjp", [False, True], ids=["jacobian", "vjp"])
 @pytest.mark.parametrize("readout_kind", ["pauli", "direct", "pieces"])
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
 @pytest.mark.parametrize(("seed", "n"), CASES, ids=[f"n{n}" for _s, n in CASES])
 def test_fused_adjoint_matches_the_numpy_adjoint(
-    kernels: HostKernels, seed: int, n: int, dtype: str, readout_kind: str, vjp: bool, reverse: bool
+    kernels: HostKernels, seed: int, n: int, dtype: str, readout_kind: str, vjp: bool, order: str
 ) -> None:
     """Every op kind (1-3 targets, controls, wide diagonals, parity phases), every readout,
-    a subset of slots in a shuffled order, both threads orders: one launch per pass."""
+    a subset of slots in a shuffled order, both thread orders and the strict emulation: one
+    launch per pass."""
     program = random_program(seed, n)
     readout = make_readout(readout_kind, n, seed, dtype)
     kp = encode_tables(program, readout)
-    runner = HostFusedLauncher(kernels, kp, dtype, max_blocks=2, reverse=reverse)
+    runner = HostFusedLauncher(kernels, kp, dtype, max_blocks=2, **THREAD_ORDERS[order])
     rng = np.random.default_rng(seed)
     k = program.angles.num_slots
     slots = [int(s) for s in rng.permutation(k)[: max(1, (2 * k) // 3)]]

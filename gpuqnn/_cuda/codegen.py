@@ -396,7 +396,7 @@ class _Generator:
                 c(f"  acc += (double)l.re * ({expr[0]}) + (double)l.im * ({expr[1]}); }}")
         c.close()
         pos = self.position[int(op.slot)]
-        c(f"gq_warp_add(cells + {pos * self.warps}, t, acc);")
+        c(f"gq_warp_add(ctx, cells + {pos * self.warps}, t, acc);")
 
     # ---- phase runs ---------------------------------------------------------------------------
     def _selected(self, op: Op, b: str) -> str:
@@ -458,7 +458,7 @@ class _Generator:
                 c(f"if ({self._selected(op, 'b')}) acc += w[r];")
                 c.close()
                 pos = self.position[int(op.slot)]
-                c(f"gq_warp_add(cells + {pos * self.warps}, t, -2.0 * acc);")
+                c(f"gq_warp_add(ctx, cells + {pos * self.warps}, t, -2.0 * acc);")
                 c.close()
             c.close()
         if not states:
@@ -596,9 +596,9 @@ def _entry(name: str, params: list[tuple[str, str]], threads: int) -> str:
     min_blocks = max(1, min(16, REGISTERS_PER_SM // (threads * REGISTER_BUDGET)))
     return f"""
 #ifdef GPUQNN_HOST
-extern "C" int {name}({decl}, long long grid, int block, long long shared, int reverse) {{
+extern "C" int {name}({decl}, long long grid, int block, long long shared, int mode) {{
   if (block != {threads}) return 1;
-  return gq_host_launch(grid, block, shared, reverse, [&](const gq_ctx& ctx, unsigned char* smem) {{
+  return gq_host_launch(grid, block, shared, mode, [&](const gq_ctx& ctx, unsigned char* smem) {{
     {name}_body(ctx, smem, {args});
   }});
 }}
