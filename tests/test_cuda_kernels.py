@@ -41,7 +41,7 @@ from programs import engine_outputs, make_readout, random_program, random_shifts
 
 pytestmark = pytest.mark.gpu_logic
 
-TOL = {"complex128": 1e-10, "complex64": 1e-4}
+TOL = {"complex128": 1e-10, "complex64": 1e-6}  # complex64: measured worst 3.8e-7
 RUNNERS = {"fused": HostFusedLauncher, "per_op": HostPerOpLauncher}
 
 
