@@ -37,6 +37,7 @@ __all__ = [
     "CURRENT_DEVICE",
     "ENGINES",
     "KERNEL_MODES",
+    "THREAD_ORDERS",
     "EmulatedGpu",
     "Emulation",
     "Engine",
@@ -53,6 +54,15 @@ KERNEL_MODES = ("fused", "per_op", "none")
 
 H200_SHARED = 227 * 1024
 """Shared memory per block of an H100/H200, the emulation's default limit."""
+
+THREAD_ORDERS: dict[str, dict[str, Any]] = {
+    "forward": {},
+    "reverse": {"reverse": True},
+    "strict": {"strict": 18},
+}
+"""How the host build runs a phase's threads, as host launcher keyword arguments: one after the
+other in increasing or decreasing order, or the strict emulation (snapshot phases, seeded random
+order, same-byte writes and partial warp collectives fail the launch)."""
 
 
 def build_host_kernels(directory: str | os.PathLike) -> HostKernels:

@@ -21,12 +21,12 @@ from gpuqnn._sim.backend import select_backend
 from gpuqnn._sim.block_circuit import BlockCircuit
 from gpuqnn.examples import zz_real_amplitudes
 
-from engines import Emulation, HostFusedLauncher, HostKernels
+from engines import THREAD_ORDERS, Emulation, HostFusedLauncher, HostKernels
 from programs import make_readout, random_program
 
 pytestmark = pytest.mark.gpu_logic
 
-TOL = {"complex128": 1e-10, "complex64": 5e-5}
+TOL = {"complex128": 1e-10, "complex64": 1e-6}  # complex64: measured worst 3.8e-7
 H200_SHARED = 227 * 1024
 
 
@@ -41,20 +41,21 @@ def _reference(program, readout, dtype, base, slots, cotangent=None) -> np.ndarr
 CASES = [(seed, n) for seed, n in enumerate([1, 2, 4, 6])]
 
 
-@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("order", sorted(THREAD_ORDERS))
 @pytest.mark.parametrize("vjp", [False, True], ids=["jacobian", "vjp"])
 @pytest.mark.parametrize("readout_kind", ["pauli", "direct", "pieces"])
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
 @pytest.mark.parametrize(("seed", "n"), CASES, ids=[f"n{n}" for _s, n in CASES])
 def test_fused_adjoint_matches_the_numpy_adjoint(
-    kernels: HostKernels, seed: int, n: int, dtype: str, readout_kind: str, vjp: bool, reverse: bool
+    kernels: HostKernels, seed: int, n: int, dtype: str, readout_kind: str, vjp: bool, order: str
 ) -> None:
     """Every op kind (1-3 targets, controls, wide diagonals, parity phases), every readout,
-    a subset of slots in a shuffled order, both threads orders: one launch per pass."""
+    a subset of slots in a shuffled order, both thread orders and the strict emulation: one
+    launch per pass."""
     program = random_program(seed, n)
     readout = make_readout(readout_kind, n, seed, dtype)
     kp = encode_tables(program, readout)
-    runner = HostFusedLauncher(kernels, kp, dtype, max_blocks=2, reverse=reverse)
+    runner = HostFusedLauncher(kernels, kp, dtype, max_blocks=2, **THREAD_ORDERS[order])
     rng = np.random.default_rng(seed)
     k = program.angles.num_slots
     slots = [int(s) for s in rng.permutation(k)[: max(1, (2 * k) // 3)]]
@@ -295,8 +296,9 @@ def test_a_run_op_that_phases_every_amplitude(kernels: HostKernels) -> None:
 
 
 def test_complex64_phase_runs_stay_accurate_for_large_angles(kernels: HostKernels) -> None:
-    """Feature-map angles can be large (products of unnormalised inputs): a phase run sums its
-    ops' angles in the state's precision, so each is first reduced modulo 2 pi in double."""
+    """Feature-map angles can be large (products of unnormalised inputs): a complex64 phase run
+    sums its ops' angles as uint32 fixed-point turns, exact modulo 2 pi (a float sum of the
+    reduced angles erred by up to 3e-5 rad)."""
     qc, feature_map, ansatz = zz_real_amplitudes(4, reps=1)
     kwargs = dict(circuit=qc, input_params=feature_map.parameters, weight_params=ansatz.parameters)
     sim = simulator_of(EstimatorQNN(**kwargs, dtype="complex64"))
@@ -308,10 +310,10 @@ def test_complex64_phase_runs_stay_accurate_for_large_angles(kernels: HostKernel
     base[:, phases] = rng.uniform(300, 1000, (4, len(phases)))
     out = runner.run(base, np.array([-1], np.int32), np.zeros(1))
     reference = exact.readout(exact.circuit.evolve(base))
-    np.testing.assert_allclose(out, reference, atol=2e-6)
+    np.testing.assert_allclose(out, reference, atol=TOL["complex64"])
     slots = list(range(sim.program.angles.num_slots))
     expected = _reference(exact.program, exact.readout, "complex128", base, slots)
-    np.testing.assert_allclose(runner.adjoint(base, slots), expected, atol=1e-5)
+    np.testing.assert_allclose(runner.adjoint(base, slots), expected, atol=TOL["complex64"])
 
 
 def test_bad_adjoint_arguments_are_refused(kernels: HostKernels) -> None:

@@ -209,7 +209,7 @@ class _Generator:
             "psi": "cplx",
             "lam": "cplx",
             "final": "cplx",
-            "theta": "real",
+            "theta": "unsigned int" if self.real == "float" else "real",
             "half": "cplx",
             "full": "cplx",
             "cot": "double",
@@ -232,8 +232,8 @@ class _Generator:
         c(f"double a = base[sample * {k} + k];")
         if shifted:
             c("if (shift_slot[shift] == (int)k) a += shift_value[shift];")
-        if self.real == "float":  # a run sums these in float: reduce them first (period 2 pi)
-            c("theta[k] = (real)(a - 6.283185307179586 * rint(a * 0.15915494309189535));")
+        if self.real == "float":  # fixed-point turns: a run's sum is exact modulo 2 pi
+            c("theta[k] = gqs_turns(a);")
         else:
             c("theta[k] = (real)a;")
         c("double s, co;  // in double whatever the dtype: once per slot and row")
@@ -396,7 +396,7 @@ class _Generator:
                 c(f"  acc += (double)l.re * ({expr[0]}) + (double)l.im * ({expr[1]}); }}")
         c.close()
         pos = self.position[int(op.slot)]
-        c(f"gq_warp_add(cells + {pos * self.warps}, t, acc);")
+        c(f"gq_warp_add(ctx, cells + {pos * self.warps}, t, acc);")
 
     # ---- phase runs ---------------------------------------------------------------------------
     def _selected(self, op: Op, b: str) -> str:
@@ -423,7 +423,7 @@ class _Generator:
 
     def _run_angle(self, run: PhaseRun, b: str) -> None:
         c = self.code
-        c("real ang = (real)0;")
+        c("unsigned int ang = 0u;" if self.real == "float" else "real ang = (real)0;")
         for op in run.ops:
             c(f"if ({self._selected(op, b)}) ang += theta[{op.slot}];")
 
@@ -458,7 +458,7 @@ class _Generator:
                 c(f"if ({self._selected(op, 'b')}) acc += w[r];")
                 c.close()
                 pos = self.position[int(op.slot)]
-                c(f"gq_warp_add(cells + {pos * self.warps}, t, -2.0 * acc);")
+                c(f"gq_warp_add(ctx, cells + {pos * self.warps}, t, -2.0 * acc);")
                 c.close()
             c.close()
         if not states:
@@ -470,7 +470,11 @@ class _Generator:
             c(f"if (b >= {self.dim}) continue;")
         self._run_angle(run, "b")
         c("real s, co;")
-        c("gqs_sincos(ang, &s, &co);")
+        c(
+            "gqs_sincos_turns(ang, &s, &co);"
+            if self.real == "float"
+            else "gqs_sincos(ang, &s, &co);"
+        )
         if inverse:
             c("s = -s;")
         for name in states:
@@ -567,13 +571,29 @@ GQ_DEVICE void gqs_sincos(double x, double* s, double* c) {
     default: *s = -cr; *c = sr; break;
   }
 }
-// A phase run's per-amplitude sincos in float: on a GPU, reduce to [-pi, pi], then the fast
-// intrinsic (absolute error about 4e-7 there); on the host, the standard functions.
+// complex64 phase runs keep angles as fixed-point turns: a / (2 pi) * 2**32 modulo 2**32 in a
+// uint32, so a run's sum of up to dozens of angles is exact modulo 2 pi (wrapping adds; a float
+// sum loses about 1e-5). Host and device share the integer code, and the conversion to the
+// half turns x in [-1, 1) (rounding: below 1e-7 of a turn); sin(pi x) is sincospif on a GPU
+// (no slow path: the reduction is exact), the standard function in double on the host.
+GQ_DEVICE unsigned int gqs_turns(double a) {
+#ifdef GPUQNN_HOST
+  using std::floor;
+  using std::rint;
+#endif
+  const double t = a * 0.15915494309189533577;
+  return (unsigned int)(long long)rint((t - floor(t)) * 4294967296.0);
+}
+GQ_DEVICE float gqs_half_turns(unsigned int turns) { return (float)(int)turns * 0x1p-31f; }
 #if defined(GPUQNN_HOST)
-GQ_DEVICE void gqs_sincos(float x, float* s, float* c) { gq_sincos(x, s, c); }
+GQ_DEVICE void gqs_sincos_turns(unsigned int turns, float* s, float* c) {
+  const double x = 3.14159265358979323846 * (double)gqs_half_turns(turns);
+  *s = (float)std::sin(x);
+  *c = (float)std::cos(x);
+}
 #else
-GQ_DEVICE void gqs_sincos(float x, float* s, float* c) {
-  __sincosf(x - 6.28318530717958647692f * rintf(x * 0.15915494309189533577f), s, c);
+GQ_DEVICE void gqs_sincos_turns(unsigned int turns, float* s, float* c) {
+  sincospif(gqs_half_turns(turns), s, c);
 }
 #endif
 """.replace("{_SIN}", _SIN).replace("{_COS}", _COS)
@@ -596,9 +616,9 @@ def _entry(name: str, params: list[tuple[str, str]], threads: int) -> str:
     min_blocks = max(1, min(16, REGISTERS_PER_SM // (threads * REGISTER_BUDGET)))
     return f"""
 #ifdef GPUQNN_HOST
-extern "C" int {name}({decl}, long long grid, int block, long long shared, int reverse) {{
+extern "C" int {name}({decl}, long long grid, int block, long long shared, int mode) {{
   if (block != {threads}) return 1;
-  return gq_host_launch(grid, block, shared, reverse, [&](const gq_ctx& ctx, unsigned char* smem) {{
+  return gq_host_launch(grid, block, shared, mode, [&](const gq_ctx& ctx, unsigned char* smem) {{
     {name}_body(ctx, smem, {args});
   }});
 }}

@@ -10,6 +10,13 @@ reverse order, to expose races inside a phase), a check that consecutive phases 
 separated by a barrier, fresh NaN-filled shared memory per block and a guard that detects
 writes past it. Outputs start as NaN, so an output a kernel never writes
 shows up. Slow compared with the NumPy engine; not a production path.
+
+The strict emulation (``strict=`` a seed) runs each phase's threads in a seeded random order,
+each on shared memory as it was when the phase started plus its own writes (a snapshot: other
+threads' writes become visible at the barrier), fails a launch in which two threads of a phase
+write the same shared-memory byte (a lost update on a GPU) or a warp collective
+(``gq_warp_add``) is not reached by all 32 lanes of a warp, and sums the lanes as the device's
+shuffles do.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ _STATUS = {
     2: "out of host memory",
     3: "a block wrote past its dynamic shared memory",
     4: "two phases of a block ran without a barrier (GQ_SYNC) between them",
+    5: "two threads of a phase wrote the same shared-memory byte (strict emulation)",
+    6: "a warp collective (gq_warp_add) was not reached by all 32 lanes of a warp "
+    "(strict emulation)",
+    7: "a barrier (GQ_SYNC) inside a thread loop: divergent code on a GPU",
 }
 HOST_FLAGS = (
     "-O2",
@@ -98,25 +109,24 @@ class HostKernels:
             )
         return built
 
-    def execute(self, launch: Launch, real_type: str, reverse: bool = False) -> None:
+    def execute(
+        self, launch: Launch, real_type: str, reverse: bool = False, strict: int | None = None
+    ) -> None:
         """Run one launch: every block of its grid, with ``launch.block`` emulated threads.
 
         Args:
             launch: the launch (arrays must be C-contiguous NumPy arrays).
             real_type: ``"float"`` or ``"double"``, the template argument.
             reverse: run each phase's threads in decreasing order.
+            strict: run the strict emulation with this seed for the thread orders (None: off;
+                ``reverse`` is then ignored).
 
         Raises:
             RuntimeError: the host entry point reported a failure.
         """
         function = getattr(self._lib, f"{launch.kernel}_{_SUFFIX[real_type]}")
         args = _host_args(launch.kernel, SIGNATURES[launch.kernel], launch.args)
-        status = function(*args, launch.grid, launch.block, launch.shared, int(reverse))
-        if status:
-            raise RuntimeError(
-                f"{launch.kernel} (grid {launch.grid}, block {launch.block}, "
-                f"shared {launch.shared}) failed: {_STATUS.get(status, status)}"
-            )
+        _check(launch, function(*args, *_shape(launch, reverse, strict)))
 
 
 def _build(compiler: str, source: Path, library: Path) -> ctypes.CDLL:
@@ -153,20 +163,30 @@ class HostSpecialised:
         ]
         self._function.restype = ctypes.c_int
 
-    def execute(self, launch: Launch, reverse: bool = False) -> None:
+    def execute(self, launch: Launch, reverse: bool = False, strict: int | None = None) -> None:
         """Run one launch of the kernel (see :meth:`HostKernels.execute`)."""
-        status = self._function(
-            *_host_args(launch.kernel, self.kernel.signature, launch.args),
-            launch.grid,
-            launch.block,
-            launch.shared,
-            int(reverse),
+        args = _host_args(launch.kernel, self.kernel.signature, launch.args)
+        _check(launch, self._function(*args, *_shape(launch, reverse, strict)))
+
+
+def _shape(launch: Launch, reverse: bool, strict: int | None) -> tuple[int, int, int, int]:
+    """The host entry points' trailing arguments: grid, block, shared bytes and the mode (bit 0
+    reverse, bit 1 strict, the strict seed above)."""
+    if strict is None:
+        mode = int(reverse)
+    elif not 0 <= strict < 1 << 28:
+        raise ValueError(f"strict must be a seed in [0, 2**28), got {strict}")
+    else:
+        mode = 2 | (int(strict) << 2)
+    return launch.grid, launch.block, launch.shared, mode
+
+
+def _check(launch: Launch, status: int) -> None:
+    if status:
+        raise RuntimeError(
+            f"{launch.kernel} (grid {launch.grid}, block {launch.block}, "
+            f"shared {launch.shared}) failed: {_STATUS.get(status, status)}"
         )
-        if status:
-            raise RuntimeError(
-                f"{launch.kernel} (grid {launch.grid}, block {launch.block}, "
-                f"shared {launch.shared}) failed: {_STATUS.get(status, status)}"
-            )
 
 
 def _host_args(name: str, signature: tuple[str, ...], values: tuple) -> list:
@@ -189,6 +209,7 @@ class _HostMemory:
 
     kernels: HostKernels
     reverse: bool
+    strict: int | None
     real_type: str
 
     def _to_device(self, array: np.ndarray) -> np.ndarray:
@@ -203,10 +224,10 @@ class _HostMemory:
         return np.asarray(array)
 
     def _execute(self, launch: Launch) -> None:
-        self.kernels.execute(launch, self.real_type, self.reverse)
+        self.kernels.execute(launch, self.real_type, self.reverse, self.strict)
 
     def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
-        self.kernels.specialised(kernel).execute(launch, self.reverse)
+        self.kernels.specialised(kernel).execute(launch, self.reverse, self.strict)
 
     def _build_generated(self, kernel: GeneratedKernel) -> None:
         self.kernels.specialised(kernel)
@@ -223,6 +244,7 @@ class HostFusedLauncher(_HostMemory, FusedLauncherBase):
         max_blocks: blocks of the emulated grid at most (rows beyond are strided over).
         shared_limit: shared memory limit per block that the plan must respect, in bytes.
         reverse: run each phase's threads in decreasing order.
+        strict: run every launch in the strict emulation with this seed (None: off).
     """
 
     def __init__(
@@ -235,11 +257,13 @@ class HostFusedLauncher(_HostMemory, FusedLauncherBase):
         max_blocks: int | None = None,
         shared_limit: int | None = None,
         reverse: bool = False,
+        strict: int | None = None,
     ) -> None:
         options = {} if shared_limit is None else {"shared_limit": shared_limit}
         super().__init__(tables, dtype, threads=threads, max_blocks=max_blocks, **options)
         self.kernels = kernels
         self.reverse = reverse
+        self.strict = strict
 
 
 class HostPerOpLauncher(_HostMemory, PerOpLauncherBase):
@@ -252,6 +276,7 @@ class HostPerOpLauncher(_HostMemory, PerOpLauncherBase):
         threads: emulated threads per block (default 256).
         max_blocks: blocks of the emulated grid at most (grid-stride loops cover the rest).
         reverse: run each phase's threads in decreasing order.
+        strict: run every launch in the strict emulation with this seed (None: off).
     """
 
     def __init__(
@@ -263,10 +288,12 @@ class HostPerOpLauncher(_HostMemory, PerOpLauncherBase):
         threads: int | None = None,
         max_blocks: int | None = None,
         reverse: bool = False,
+        strict: int | None = None,
     ) -> None:
         super().__init__(tables, dtype, threads=threads, max_blocks=max_blocks)
         self.kernels = kernels
         self.reverse = reverse
+        self.strict = strict
 
     def _fill(
         self, work: PerOpBuffers, base_angles: Any, shift_slot: Any, shift_value: Any

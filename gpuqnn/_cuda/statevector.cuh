@@ -22,6 +22,10 @@
 // (a race inside the phase) cannot agree with the reference in both. Running phase after phase
 // would hide a missing barrier between two phases, so the host build checks the last rule and
 // fails the launch when a phase starts while the previous one was not closed by a GQ_SYNC().
+// Running a phase's threads one after the other hides lost updates (two threads adding into
+// one shared cell) and shuffles that not every lane reaches: the strict mode (gq_strict) runs
+// each thread on a snapshot of shared memory, fails on two threads writing one byte, and sums
+// gq_warp_add's lanes as the device does, requiring all 32.
 //
 // Data layout (built by gpuqnn/_cuda/tables.py; the enums below are its constants):
 //   prog: int32 table. Header (GQ_HEADER ints), then one record of GQ_OP_FIELDS ints per op, then
@@ -43,10 +47,32 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
+#include <vector>
 
 #define GQ_DEVICE inline
 #define GQ_UNROLL
 #define GQ_RESTRICT __restrict__
+
+// The strict emulation (gq_host_launch's mode & 2): each phase runs its threads in a seeded
+// random order, each thread on shared memory as it was at the phase's start plus its own writes
+// (a snapshot); the bytes a thread changed are collected after it, and applied together when the
+// phase ends. Two threads changing one byte is an error (a lost update on a GPU), so is a
+// gq_warp_add that not all 32 lanes of the warp reach, in the same order, on the same cells.
+// Only shared memory is snapshotted: global memory is read and written in place.
+struct gq_lanes {
+  double* cells;
+  double v[32];
+  unsigned arrived;
+};
+struct gq_strict {
+  std::vector<unsigned char> snap;  // shared memory at the phase's start
+  std::vector<unsigned char> next;  // ... with the writes of the threads that ran so far
+  std::vector<int> owner;           // the thread that wrote each byte in this phase, or -1
+  std::vector<int> calls;           // gq_warp_add calls of each thread in this phase
+  std::vector<gq_lanes> sums;       // per (call, warp): the lanes' values
+  unsigned long long rng;
+};
 
 // The emulated launch: which block runs now, the grid, the threads per block, their order.
 struct gq_ctx {
@@ -54,23 +80,106 @@ struct gq_ctx {
   long long num_blocks;
   int num_threads;
   int reverse;
-  mutable int open_phase;  // a phase ran since the last GQ_SYNC()
-  mutable int violations;  // phases that started while another was open
+  unsigned char* smem;
+  long long shared;
+  gq_strict* strict;               // null: threads run in place, in increasing or reverse order
+  mutable int order[GQ_MAX_THREADS];  // the phase's threads, in the order they run
+  mutable int open_phase;          // a phase ran since the last GQ_SYNC()
+  mutable int in_thread;           // inside a thread loop's body
+  mutable int error;               // the first failure (gq_host_launch's status), or 0
 };
+inline void gq_fail(const gq_ctx& ctx, int status) {
+  if (!ctx.error) ctx.error = status;
+}
 inline int gq_begin_phase(const gq_ctx& ctx) {
-  if (ctx.open_phase) ++ctx.violations;
+  if (ctx.open_phase) gq_fail(ctx, 4);
   ctx.open_phase = 1;
+  const int n = ctx.num_threads;
+  for (int k = 0; k < n; ++k) ctx.order[k] = ctx.reverse ? n - 1 - k : k;
+  gq_strict* s = ctx.strict;
+  if (s != nullptr) {
+    for (int k = n - 1; k > 0; --k) {  // Fisher-Yates on an xorshift64 stream
+      s->rng ^= s->rng << 13;
+      s->rng ^= s->rng >> 7;
+      s->rng ^= s->rng << 17;
+      const int j = (int)(s->rng % (unsigned long long)(k + 1));
+      const int v = ctx.order[k];
+      ctx.order[k] = ctx.order[j];
+      ctx.order[j] = v;
+    }
+    std::memcpy(s->snap.data(), ctx.smem, (size_t)ctx.shared);
+    std::memcpy(s->next.data(), ctx.smem, (size_t)ctx.shared);
+    std::fill(s->owner.begin(), s->owner.end(), -1);
+    std::fill(s->calls.begin(), s->calls.end(), 0);
+    s->sums.clear();
+  }
   return 0;
+}
+// Strict: move the bytes thread t changed into next, and restore the snapshot for the next one.
+inline void gq_strict_collect(const gq_ctx& ctx, int t) {
+  gq_strict& s = *ctx.strict;
+  for (long long i = 0; i < ctx.shared; i += 8) {
+    const long long len = ctx.shared - i < 8 ? ctx.shared - i : 8;
+    if (std::memcmp(ctx.smem + i, s.snap.data() + i, (size_t)len) == 0) continue;
+    for (long long b = i; b < i + len; ++b) {
+      if (ctx.smem[b] == s.snap[b]) continue;
+      if (s.owner[b] >= 0 && s.owner[b] != t) gq_fail(ctx, 5);
+      s.owner[b] = t;
+      s.next[b] = ctx.smem[b];
+      ctx.smem[b] = s.snap[b];
+    }
+  }
+}
+// Strict, at the phase's end: each warp's sums (the device's shuffle tree, added by lane 0),
+// then every write becomes visible.
+inline void gq_strict_commit(const gq_ctx& ctx) {
+  gq_strict& s = *ctx.strict;
+  for (gq_lanes& w : s.sums) {
+    if (w.arrived == 0) continue;  // a warp that made fewer calls than another
+    if (w.arrived != 0xffffffffu) gq_fail(ctx, 6);
+    for (int o = 16; o > 0; o >>= 1) {
+      double v[32];
+      for (int l = 0; l < 32; ++l) v[l] = w.v[l] + w.v[l ^ o];
+      std::memcpy(w.v, v, sizeof v);
+    }
+    const int warp = (int)(&w - s.sums.data()) % ((ctx.num_threads + 31) / 32);
+    double* to = w.cells + warp;  // lane 0 adds the warp's sum
+    const long long at = (long long)((unsigned char*)to - ctx.smem);
+    if (at < 0 || at + 8 > ctx.shared) {
+      *to += w.v[0];
+      continue;
+    }
+    double cell;
+    std::memcpy(&cell, s.next.data() + at, 8);
+    cell += w.v[0];
+    std::memcpy(s.next.data() + at, &cell, 8);
+    for (long long b = at; b < at + 8; ++b) {
+      if (s.owner[b] >= 0 && s.owner[b] != warp * 32) gq_fail(ctx, 5);
+      s.owner[b] = warp * 32;
+    }
+  }
+  std::memcpy(ctx.smem, s.next.data(), (size_t)ctx.shared);
+}
+// The loop condition of GQ_EACH_THREAD: whether the phase's k-th thread runs.
+inline bool gq_next_thread(const gq_ctx& ctx, int k) {
+  if (ctx.strict != nullptr && k > 0) gq_strict_collect(ctx, ctx.order[k - 1]);
+  if (ctx.strict != nullptr && k == ctx.num_threads) gq_strict_commit(ctx);
+  ctx.in_thread = k < ctx.num_threads;
+  return ctx.in_thread;
+}
+// A barrier inside a thread loop (divergent code on a GPU) fails the launch.
+inline void gq_sync(const gq_ctx& ctx) {
+  if (ctx.in_thread) gq_fail(ctx, 7);
+  ctx.open_phase = 0;
 }
 #define GQ_BLOCK ((long long)ctx.block)
 #define GQ_NUM_BLOCKS ((long long)ctx.num_blocks)
 #define GQ_NUM_THREADS ((long long)ctx.num_threads)
 // The body runs once for every emulated thread t of the block, one thread after the other.
-#define GQ_EACH_THREAD(t)                                                             \
-  for (int gq_k_ = gq_begin_phase(ctx); gq_k_ < ctx.num_threads; ++gq_k_)             \
-    for (int t = ctx.reverse ? ctx.num_threads - 1 - gq_k_ : gq_k_, gq_once_ = 1; gq_once_; \
-         gq_once_ = 0)
-#define GQ_SYNC() ((void)(ctx.open_phase = 0))
+#define GQ_EACH_THREAD(t)                                                               \
+  for (int gq_k_ = gq_begin_phase(ctx); gq_next_thread(ctx, gq_k_); ++gq_k_)           \
+    for (int t = ctx.order[gq_k_], gq_once_ = 1; gq_once_; gq_once_ = 0)
+#define GQ_SYNC() gq_sync(ctx)
 #define GQ_UNREACHABLE() std::abort()
 
 inline int gq_popc(unsigned long long v) { return __builtin_popcountll(v); }
@@ -83,8 +192,23 @@ inline void gq_sincos(float x, float* s, float* c) {
   *c = std::cos(x);
 }
 // Add v (one value per thread) into cells[warp of thread t]: threads run one after the other
-// here, so each adds its own value; on a GPU the warp's lanes are summed first (gq_warp_add).
-inline void gq_warp_add(double* cells, int t, double v) { cells[t >> 5] += v; }
+// here, so each adds its own value; on a GPU the warp's lanes are summed first. Strict: the
+// lanes' values are kept, and summed as on a GPU when the phase ends (gq_strict_commit).
+inline void gq_warp_add(const gq_ctx& ctx, double* cells, int t, double v) {
+  if (ctx.strict == nullptr) {
+    cells[t >> 5] += v;
+    return;
+  }
+  gq_strict& s = *ctx.strict;
+  const size_t warps = (size_t)(ctx.num_threads + 31) / 32;
+  const size_t call = (size_t)s.calls[t]++;
+  if (s.sums.size() < (call + 1) * warps) s.sums.resize((call + 1) * warps, gq_lanes{});
+  gq_lanes& w = s.sums[call * warps + (size_t)(t >> 5)];
+  if (w.arrived != 0 && w.cells != cells) gq_fail(ctx, 6);
+  w.cells = cells;
+  w.v[t & 31] = v;
+  w.arrived |= 1u << (t & 31);
+}
 
 #else  // CUDA
 
@@ -113,7 +237,7 @@ GQ_DEVICE void gq_sincos(double x, double* s, double* c) { sincos(x, s, c); }
 GQ_DEVICE void gq_sincos(float x, float* s, float* c) { sincosf(x, s, c); }
 // Add v (one value per thread) into cells[warp of thread t]: the warp's lanes are summed with
 // shuffles, then lane 0 adds the sum. Every lane of the warp must call it.
-GQ_DEVICE void gq_warp_add(double* cells, int t, double v) {
+GQ_DEVICE void gq_warp_add(const gq_ctx&, double* cells, int t, double v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   if ((t & 31) == 0) cells[t >> 5] += v;
 }
@@ -611,11 +735,15 @@ GQ_DEVICE void gq_prob_direct_body(const gq_ctx& ctx, unsigned char* smem,
 #ifdef GPUQNN_HOST
 
 // Run body(ctx, smem) for every block of the emulated grid, each with fresh shared memory
-// filled with 0xFF (NaN as floats), and a guard after it that must stay untouched.
+// filled with 0xFF (NaN as floats), and a guard after it that must stay untouched. mode: bit 0
+// runs each phase's threads in decreasing order; bit 1 the strict emulation (gq_strict), its
+// thread orders seeded by mode >> 2.
 // Returns 0, or 1 for a bad launch shape, 2 when out of memory, 3 when a block wrote past its
-// shared memory, 4 when two phases of a block had no GQ_SYNC() between them.
+// shared memory, 4 when two phases of a block had no GQ_SYNC() between them, 5 when two threads
+// of a phase wrote the same shared-memory byte, 6 when a gq_warp_add was not reached by all 32
+// lanes of a warp (both strict only), 7 for a GQ_SYNC() inside a thread loop.
 template <typename F>
-int gq_host_launch(long long grid, int block, long long shared, int reverse, F body) {
+int gq_host_launch(long long grid, int block, long long shared, int mode, F body) {
   if (grid < 1 || block < 1 || block > GQ_MAX_THREADS || (block & (block - 1)) != 0 ||
       shared < 0) {
     return 1;
@@ -624,21 +752,33 @@ int gq_host_launch(long long grid, int block, long long shared, int reverse, F b
   const long long bytes = (shared + guard + 63) / 64 * 64;
   unsigned char* smem = static_cast<unsigned char*>(std::aligned_alloc(64, (size_t)bytes));
   if (smem == nullptr) return 2;
+  gq_strict strict;
   gq_ctx ctx;
   ctx.num_blocks = grid;
   ctx.num_threads = block;
-  ctx.reverse = reverse;
+  ctx.reverse = mode & 1;
+  ctx.smem = smem;
+  ctx.shared = shared;
+  ctx.strict = (mode & 2) ? &strict : nullptr;
+  if (mode & 2) {
+    strict.snap.resize((size_t)shared);
+    strict.next.resize((size_t)shared);
+    strict.owner.resize((size_t)shared);
+    strict.calls.resize((size_t)block);
+    strict.rng = 0x9E3779B97F4A7C15ull * (unsigned long long)((mode >> 2) + 1);
+  }
   int status = 0;
   for (ctx.block = 0; ctx.block < grid && status == 0; ++ctx.block) {
     std::memset(smem, 0xFF, (size_t)shared);
     std::memset(smem + shared, 0xA5, (size_t)(bytes - shared));
     ctx.open_phase = 0;
-    ctx.violations = 0;
+    ctx.in_thread = 0;
+    ctx.error = 0;
     body(ctx, smem);
     for (long long i = shared; i < bytes; ++i) {
       if (smem[i] != 0xA5) status = 3;
     }
-    if (ctx.violations) status = 4;
+    if (status == 0) status = ctx.error;
   }
   std::free(smem);
   return status;
@@ -646,8 +786,8 @@ int gq_host_launch(long long grid, int block, long long shared, int reverse, F b
 
 #define GQ_HOST_ENTRY(NAME, SUFFIX, T, PARAMS, ...)                                        \
   extern "C" int NAME##_##SUFFIX(PARAMS(T), long long grid, int block, long long shared,  \
-                                 int reverse) {                                           \
-    return gq_host_launch(grid, block, shared, reverse,                                   \
+                                 int mode) {                                              \
+    return gq_host_launch(grid, block, shared, mode,                                      \
                           [&](const gq_ctx& ctx, unsigned char* smem) {                   \
                             NAME##_body<T>(ctx, smem, __VA_ARGS__);                       \
                           });                                                             \
