@@ -20,12 +20,12 @@ passed to the ranks would have its weights in shared memory, one tensor stepped 
 Rank 0 saves the checkpoint (``state_dict`` of the model, not of the DDP wrapper, so it loads
 into a plain model).
 
-Rank 0 prints what all ranks see together, gathered with ``torch.distributed.all_reduce``: each
-step's loss as the mean over the ranks' local losses (the loss of the global batch; stderr,
-unless ``--quiet``), and after each epoch the epoch's mean loss and the accuracy on the whole
-training set, each rank counting its share of the rows (stdout)::
+After each epoch rank 0 prints the loss and the accuracy on the whole training set (stdout).
+After a step every rank holds the same parameters, so these are global figures without a
+collective of their own; each step's loss on rank 0's local batch goes to stderr (unless
+``--quiet``)::
 
-    epoch 0: mean loss 0.512345, training accuracy 0.805
+    epoch 0: training loss 0.512345, training accuracy 0.805
 """
 
 from __future__ import annotations
@@ -91,25 +91,13 @@ def build_model(qubits: int, reps: int, seed: int, device: str) -> torch.nn.Modu
     return model.double().to(device)
 
 
-def global_sum(values: list[float], device: str | None) -> list[float]:
-    """The sums of ``values`` over all ranks by ``all_reduce`` (every rank must call it), in a
-    tensor on ``device`` (the rank's GPU for nccl, the CPU for gloo); None: one process."""
-    if device is None:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor.tolist()
-
-
-def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, reduce: str | None) -> float:
-    """Training accuracy of the whole set: rank r classifies rows r, r + W, ...; all_reduce
-    adds up the correct counts."""
-    rank, world_size = (dist.get_rank(), dist.get_world_size()) if reduce else (0, 1)
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Loss and accuracy of ``model`` on the whole set (every rank holds the same parameters,
+    so rank 0 alone computes them: no collective, nothing for the other ranks to wait on)."""
     with torch.no_grad():
-        logits = model(x[rank::world_size]).squeeze(-1)
-    correct = float(((logits > 0).double() == y[rank::world_size]).sum())
-    total_correct, total = global_sum([correct, float(len(logits))], reduce)
-    return total_correct / total
+        logits = model(x).squeeze(-1)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+    return float(loss), float(((logits > 0).double() == y).double().mean())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -149,11 +137,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     features, labels = dataset.tensors
-    reduce = (device if args.backend == "nccl" else "cpu") if distributed else None
     step, started = 0, time.perf_counter()
     for epoch in range(args.epochs):
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every rank
-        epoch_loss, epoch_steps = 0.0, 0
+        epoch_steps = 0
         for xb, yb in loader:
             xb, yb = xb.to(device), yb.to(device)
             optimizer.zero_grad()
@@ -161,19 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, yb)
             loss.backward()  # DDP averages the gradients over the ranks here
             optimizer.step()
-            step += 1
-            # the global batch's loss: the mean of the ranks' means over equal local batches
-            (global_loss,) = global_sum([loss.item()], reduce)
-            global_loss /= world_size
-            epoch_loss, epoch_steps = epoch_loss + global_loss, epoch_steps + 1
+            step, epoch_steps = step + 1, epoch_steps + 1
             if rank == 0 and not args.quiet:
-                print(f"epoch {epoch} step {step} loss {global_loss:.6f}", file=sys.stderr)
+                print(f"epoch {epoch} step {step} local loss {loss.item():.6f}", file=sys.stderr)
             if step == args.steps:
                 break
-        train_accuracy = accuracy(model, features.to(device), labels.to(device), reduce)
         if rank == 0 and epoch_steps:
+            train_loss, train_accuracy = evaluate(model, features.to(device), labels.to(device))
             print(
-                f"epoch {epoch}: mean loss {epoch_loss / epoch_steps:.6f}, "
+                f"epoch {epoch}: training loss {train_loss:.6f}, "
                 f"training accuracy {train_accuracy:.3f}"
             )
         if step == args.steps:

@@ -109,10 +109,10 @@ def test_ddp_on_two_gloo_ranks_trains_like_one_process(
 def test_ddp_example_learns_and_rank_0_prints_the_global_loss(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The example shows that it learns: a training accuracy after every epoch, ending well
-    above chance (0.5; two moons, 8 seeded epochs: 0.875). Rank 0's losses are the global
-    batch's (all_reduce over the ranks), so 2 gloo ranks print exactly what one process prints
-    on the same global batches; rank 0's local loss (what it printed before) differs."""
+    """The example shows that it learns: after every epoch, the loss and accuracy on the whole
+    training set, the accuracy ending well above chance (0.5; two moons, 8 seeded epochs:
+    0.875). They are global figures (every rank holds the same parameters), so 2 gloo ranks
+    print what one process prints on the same global batches, up to rounding."""
     pytest.importorskip("torch")
     extra = ["--epochs", "8", "--steps", "0", "--lr", "0.1", "--device", "cpu"]
     _, output = run_torchrun(tmp_path, extra, quiet=False)
@@ -120,14 +120,17 @@ def test_ddp_example_learns_and_rank_0_prints_the_global_loss(
     capsys.readouterr()
     single_process(tmp_path, extra, quiet=False)
     one = capsys.readouterr()
+    summary = re.compile(r"^epoch (\d+): training loss (\d\.\d+), training accuracy (\d\.\d+)$")
 
-    def lines(text: str) -> list[str]:
-        return [line for line in text.splitlines() if line.startswith("epoch ")]
+    def epochs(text: str) -> np.ndarray:
+        found = [summary.match(line) for line in text.splitlines()]
+        return np.array([[float(v) for v in m.groups()] for m in found if m is not None])
 
-    assert len(lines(output)) == 8 + 8 * 4  # an accuracy line per epoch, a loss line per step
-    assert lines(output) == lines(one.out + one.err)
-    accuracies = [float(a) for a in re.findall(r"training accuracy (\d\.\d+)", output)]
-    assert len(accuracies) == 8
+    ranks, alone = epochs(output), epochs(one.out)
+    assert ranks.shape == (8, 3)
+    np.testing.assert_allclose(ranks, alone, rtol=0, atol=2e-6)
+    losses, accuracies = ranks[:, 1], ranks[:, 2]
+    assert losses[-1] < losses[0]
     assert accuracies[-1] >= 0.75 and accuracies[-1] > accuracies[0]
 
 
