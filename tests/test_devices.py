@@ -103,3 +103,13 @@ def test_the_cpu_is_not_affected(monkeypatch: pytest.MonkeyPatch) -> None:
     assert backend_module.select_backend("cpu").xp is np
     monkeypatch.setattr(gd._torch, "_cuda_device_count", lambda: 0)
     assert gd.local_device() == "cpu"
+
+
+def test_local_world_size_is_read_by_the_same_rule_as_local_rank() -> None:
+    """The memory share under torchrun reads LOCAL_WORLD_SIZE as LOCAL_RANK is read: a
+    malformed value is an error naming the variable, not silently one process."""
+    from gpuqnn._sim.backend import processes_per_device  # noqa: PLC0415
+
+    assert processes_per_device(1, gpu=False, env={"LOCAL_WORLD_SIZE": "4"}) == 4
+    with pytest.raises(ValueError, match="LOCAL_WORLD_SIZE='four' must be a non-negative"):
+        processes_per_device(1, gpu=False, env={"LOCAL_WORLD_SIZE": "four"})

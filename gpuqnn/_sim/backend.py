@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from .._devices import local_rank_device
+from .._devices import env_index, local_rank_device
 from .._options import CUDA_DEVICE, DTYPES
 from .expi import ExpI
 
@@ -373,11 +373,6 @@ def _log_fallback(probe: CupyProbe) -> None:
         logger.info(message, probe.reason)
 
 
-def _positive_env(name: str, env: Mapping[str, str]) -> int | None:
-    value = env.get(name, "").strip()
-    return int(value) if value.isdigit() else None
-
-
 def _visible_devices(env: Mapping[str, str]) -> int | None:
     """How many devices ``CUDA_VISIBLE_DEVICES`` names, or None when it is not set."""
     value = env.get("CUDA_VISIBLE_DEVICES")
@@ -408,8 +403,13 @@ def default_cuda_device(count: int, current: int, env: Mapping[str, str] = os.en
 def processes_per_device(count: int, gpu: bool, env: Mapping[str, str] = os.environ) -> int:
     """How many of this node's processes (``LOCAL_WORLD_SIZE`` under ``torchrun``, else 1)
     share one device: all of them share the host; on GPUs, the ranks spread over the ``count``
-    visible devices (one each when ``CUDA_VISIBLE_DEVICES`` narrows every rank to one)."""
-    local = _positive_env("LOCAL_WORLD_SIZE", env) or 1
+    visible devices (one each when ``CUDA_VISIBLE_DEVICES`` narrows every rank to one).
+
+    Raises:
+        ValueError: ``LOCAL_WORLD_SIZE`` is not a non-negative integer (read as ``LOCAL_RANK``
+            is, by :func:`gpuqnn._devices.env_index`).
+    """
+    local = env_index("LOCAL_WORLD_SIZE", env) or 1
     if not gpu:
         return local
     if _visible_devices(env) == 1:
