@@ -536,3 +536,17 @@ def test_every_benchmark_script_runs_as_a_file() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "plan zz" in done.stdout
+
+
+def test_compare_trees_reads_every_gpuqnn_column_of_bench_qnn() -> None:
+    from benchmarks.compare_trees import parse_table  # noqa: PLC0415
+
+    table = """| workload | pass | batch | gpuqnn auto/c128 s | adjoint/c128 | fastest peer |
+| --- | --- | ---: | ---: | ---: | --- |
+| zz8-estimator | forward | 256 | 0.004999 | = | - |
+| zz8-estimator | backward | 256 | 0.01197 | 0.0113 | - |"""
+    assert parse_table(table) == {
+        ("zz8-estimator", "forward", "auto/c128"): 0.004999,
+        ("zz8-estimator", "backward", "auto/c128"): 0.01197,
+        ("zz8-estimator", "backward", "adjoint/c128"): 0.0113,
+    }
