@@ -11,6 +11,9 @@ first on ``sys.path``). Usage::
 
 from __future__ import annotations
 
+if __package__ in (None, ""):  # run as a file: make `benchmarks` importable
+    import _as_script  # type: ignore[import-not-found]  # noqa: F401
+
 import argparse
 import re
 import subprocess
