@@ -80,6 +80,14 @@ OPTION_DOCS: dict[str, str] = {
         "repeats its result for the same inputs and weights (like qiskit's "
         "``StatevectorSampler(seed=...)``)."
     ),
+    "noise_model": (
+        "None (default) or a ``qiskit_aer.noise.NoiseModel`` (``pip install gpuqnn[noise]``), "
+        "with ``AerSimulator(noise_model=...)``'s meaning: each error on an instruction name "
+        "(all qubits, or specific qubits) follows every such instruction of the circuit (gates "
+        "qiskit-aer does not run natively are decomposed first), errors on ``measure`` and "
+        "readout errors precede final measurements. Outputs are then exact over the density "
+        "matrix: ``4**n`` amplitudes per row. A model gpuqnn cannot honour is refused."
+    ),
 }
 """The one text of each simulator option, in the Google style of an ``Args`` entry: the
 networks' and primitives' docstrings are built from it by :func:`document_options`."""

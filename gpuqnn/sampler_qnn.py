@@ -11,6 +11,7 @@ from qiskit.transpiler.passmanager import BasePassManager
 from qiskit_machine_learning.gradients import BaseSamplerGradient
 from qiskit_machine_learning.neural_networks import SamplerQNN as _QmlSamplerQNN
 
+from ._aer_noise import noise_table
 from ._compile import Program
 from ._exact import Route, sampler_route
 from ._network import SimulatorNetwork
@@ -54,7 +55,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         input_gradients: whether ``backward`` also returns gradients by the inputs.
         pass_manager: optional pass manager the circuit is transpiled with once; outputs are
             over the logical qubits of the layout.
-        {options: device, dtype, gradient_method, max_memory, threads, shots, seed}
+        {options: device, dtype, gradient_method, max_memory, threads, shots, seed, noise_model}
 
     Raises:
         QiskitMachineLearningError: the circuit cannot be simulated, or ``interpret`` without
@@ -86,6 +87,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         threads: int | None = None,
         shots: int | None = None,
         seed: int | None = None,
+        noise_model: Any = None,
     ) -> None:
         options = SimulatorOptions.checked(
             device, dtype, gradient_method, max_memory, threads=threads
@@ -93,6 +95,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         check_parameters(circuit, input_params, weight_params)
         shots = check_shots(shots)
         check_seed(seed)
+        noise = noise_table(noise_model)
         if shots is not None and gradient_method == "adjoint":
             raise ValueError(
                 "gradient_method='adjoint' needs exact probabilities, but shots="
@@ -112,7 +115,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
             input_gradients=input_gradients,
             pass_manager=pass_manager,
         )
-        self._init_simulator(options, shots, seed)
+        self._init_simulator(options, shots, seed, noise)
 
     @property
     def shots(self) -> int | None:

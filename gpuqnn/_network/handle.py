@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 from qiskit.circuit import QuantumCircuit
 
 from .._compile import Program, compile_circuit
+from .._compile.density import density_program
+from .._compile.noise import NoiseTable
 from .._engines import runner_factory as default_runner_factory
 from .._exact import Noise, Route
 from .._options import SimulatorOptions
 from .._sim.backend import Backend, select_backends
+from .._sim.density_readout import density_readout
 from .._sim.protocols import Readout
 from .._sim.readout import InterpretError
 from .._sim.runners import RunnerFactory, state_row_bytes
@@ -52,13 +55,32 @@ class SimulatorHandle(_ParentNetwork):
     )
 
     def _init_simulator(
-        self, options: SimulatorOptions, shots: int | None = None, seed: Any = None
+        self,
+        options: SimulatorOptions,
+        shots: int | None = None,
+        seed: Any = None,
+        noise: NoiseTable | None = None,
     ) -> None:
         """Set up the simulator for checked ``options`` (and, for a sampler, checked ``shots``
-        and ``seed``); build it now when the simulator serves forward passes."""
+        and ``seed``; a checked noise model's channels); build it now when the simulator
+        serves forward passes.
+
+        Raises:
+            ValueError: a noise model with a primitive or gradient the simulator does not
+                stand in for (that code path would run without the noise).
+        """
         self._options = options
         self._shots = shots
         self._seed = seed
+        self._noise = noise
+        if noise is not None:
+            route = self._route()
+            if not (route.forward and route.backward):
+                raise ValueError(
+                    "noise_model is simulated by gpuqnn's engine, but this network's "
+                    f"primitive or gradient is not one it stands in for ({route.reason}); pass "
+                    "noise_model with the default (exact) primitive and gradient"
+                )
         self._runner_factory: RunnerFactory = default_runner_factory
         self._set_backends(select_backends(options.device, options.dtype))
 
@@ -160,14 +182,17 @@ class SimulatorHandle(_ParentNetwork):
         """Compile the circuit and build the simulator on the network's backends (checked
         against the memory budget); returns it."""
         parameters = list(self._circuit.parameters)
-        program = compile_circuit(self._circuit, parameters)
+        noise = getattr(self, "_noise", None)
+        program = compile_circuit(self._circuit, parameters, noise)
         max_memory = self._options.max_memory
         limit = max_memory or self._backend.free_memory()
         bound = f"max_memory={limit}" if max_memory else f"the {limit} bytes free"
-        row_bytes = state_row_bytes(program.num_qubits, self._backend.dtype)
+        width = program.num_qubits * (1 if noise is None else 2)  # a density matrix: 4**n
+        row_bytes = state_row_bytes(width, self._backend.dtype)
         if row_bytes > limit:
+            row = "statevector row" if noise is None else "density-matrix row (4**n amplitudes)"
             raise ValueError(
-                f"the circuit simulates {program.num_qubits} qubits: one statevector row and "
+                f"the circuit simulates {program.num_qubits} qubits: one {row} and "
                 f"its temporaries need about {row_bytes} bytes, more than {bound}"
             )
         simulator = self._new_simulator(program)
@@ -182,10 +207,21 @@ class SimulatorHandle(_ParentNetwork):
         return simulator
 
     def _new_simulator(self, program: Program) -> AnySimulator:
+        """Simulators of ``program`` on the backends; with a noise model, of its density
+        matrix (:func:`~gpuqnn._compile.density.density_program`) with the density readout."""
+        if getattr(self, "_noise", None) is None:
+            run, readout = program, self._make_readout
+        else:
+            run = density_program(program)
+
+            def readout(program: Program, backend: Backend) -> Readout:
+                pure = self._make_readout(program, backend)
+                return density_readout(pure, program.num_qubits, backend)
+
         simulators = [
             Simulator(
-                program,
-                self._make_readout(program, backend),
+                run,
+                readout(program, backend),
                 backend,
                 self._options,
                 self._runner_factory,

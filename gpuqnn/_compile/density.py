@@ -1,0 +1,99 @@
+"""A noisy program as a pure one on twice the qubits: the density matrix as a vector.
+
+A density matrix ``rho`` of n qubits is evolved as the 2n-qubit vector
+``v[i + 2**n j] = rho[i, j]`` (qubits 0..n-1 index the rows: the "ket" copy; qubits n..2n-1 the
+columns: the "bra" copy). Then
+
+- a gate ``U`` (``rho -> U rho U^dagger``) is ``U`` on the ket copy and ``conj(U)`` on the bra
+  copy: two ops of the same kind, the bra one with conjugated data on the shifted qubits;
+- a channel is its superoperator on its qubits' two copies: one constant ``DENSE`` op, not
+  unitary (the block engine's adjoint then keeps the forward sweep's states);
+- the initial ``|0><0|`` is the vector's ``|0>``.
+
+Every angle slot k gets a twin slot for its bra op: the same angle for a rotation (its
+coefficients are conjugated), the negated angle for a phase (``conj(exp(i theta)) =
+exp(-i theta)``). An output depends on each half through one factor ``cos(theta/2),
+sin(theta/2)`` (a rotation) or ``1, exp(i theta)`` (a phase), so each half has its own
+parameter-shift rule (:data:`HALF_ROTATION`, :data:`HALF_CONTROLLED_ROTATION`, the usual
+two-term rule for phases); the chain rule adds the two halves' derivatives. Readouts of a
+density program are in :mod:`gpuqnn._sim.density_readout`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from .angles import AngleTable, FunctionOutput
+from .program import Op, OpKind, Program
+
+HALF_ROTATION = ((0.5, np.pi),)
+"""The rule of one half of ``exp(-i theta/2 G)`` (G involutory): the output is
+``a cos(theta/2) + b sin(theta/2)``, so ``f'(theta) = f(theta + pi) / 2``."""
+
+HALF_CONTROLLED_ROTATION = ((0.25, np.pi), (-0.25, -np.pi))
+"""The rule of one half of a controlled rotation: ``a + b cos(theta/2) + c sin(theta/2)``, so
+``f'(theta) = (f(theta + pi) - f(theta - pi)) / 4``."""
+
+
+def density_program(program: Program) -> Program:
+    """The 2n-qubit pure program that evolves the density matrix of noisy ``program``.
+
+    Args:
+        program: a program of n qubits, possibly with ``CHANNEL`` ops.
+
+    Returns:
+        The program on 2n qubits (ket copy first), with 2K slots (slot K + k is slot k's twin);
+        ``qubit_map``, ``measurements`` and ``num_clbits`` are the n-qubit program's.
+
+    Raises:
+        ValueError: a phase's angle is an output of a slot function (which cannot be negated).
+    """
+    n = program.num_qubits
+    table = program.angles
+    num_slots = table.num_slots
+    exprs: list[object] = list(table.expressions) + [0.0] * num_slots
+    ops: list[Op] = []
+    for op in program.ops:
+        if op.kind is OpKind.CHANNEL:
+            targets = op.targets + tuple(q + n for q in op.targets)
+            ops.append(Op(OpKind.DENSE, targets, data=op.superop))
+            continue
+        bra_qubits = {
+            "targets": tuple(q + n for q in op.targets),
+            "controls": tuple(q + n for q in op.controls),
+        }
+        if op.slot < 0:
+            ops += [op, replace(op, data=_conj(op.data), **bra_qubits)]
+            continue
+        expr = table.expressions[op.slot]
+        if op.kind is OpKind.ROT:
+            rule = HALF_CONTROLLED_ROTATION if op.controls else HALF_ROTATION
+            twin, data = expr, _conj(op.data)
+        else:  # PHASE
+            if isinstance(expr, FunctionOutput):
+                raise ValueError("a phase whose angle is a slot function cannot be conjugated")
+            rule, twin, data = op.shift_rule, -expr, op.data
+        exprs[num_slots + op.slot] = twin
+        ket = replace(op, rule=rule)
+        bra = replace(op, data=data, slot=num_slots + op.slot, rule=rule, **bra_qubits)
+        ops += [ket, bra]
+    angles = AngleTable(exprs, table.parameters)  # type: ignore[arg-type]
+    slot_ops = np.zeros(2 * num_slots, dtype=np.int64)
+    for i, op in enumerate(ops):
+        if op.slot >= 0:
+            slot_ops[op.slot] = i
+    return Program(
+        2 * n,
+        program.qubit_map,
+        tuple(ops),
+        angles,
+        slot_ops,
+        dict(program.measurements),
+        program.num_clbits,
+    )
+
+
+def _conj(data: np.ndarray | None) -> np.ndarray | None:
+    return None if data is None else np.conj(data)
