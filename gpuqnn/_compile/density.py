@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from qiskit.circuit import ParameterExpression
 
 from .angles import AngleTable, FunctionOutput
 from .program import Op, OpKind, Program
@@ -53,21 +54,22 @@ def density_program(program: Program) -> Program:
     n = program.num_qubits
     table = program.angles
     num_slots = table.num_slots
-    exprs: list[object] = list(table.expressions) + [0.0] * num_slots
+    exprs: list[ParameterExpression | float | FunctionOutput] = list(table.expressions)
+    exprs += [0.0] * num_slots
     ops: list[Op] = []
     for op in program.ops:
         if op.kind is OpKind.CHANNEL:
             targets = op.targets + tuple(q + n for q in op.targets)
             ops.append(Op(OpKind.DENSE, targets, data=op.superop))
             continue
-        bra_qubits = {
-            "targets": tuple(q + n for q in op.targets),
-            "controls": tuple(q + n for q in op.controls),
-        }
+        bra_targets = tuple(q + n for q in op.targets)
+        bra_controls = tuple(q + n for q in op.controls)
         if op.slot < 0:
-            ops += [op, replace(op, data=_conj(op.data), **bra_qubits)]
+            bra = replace(op, targets=bra_targets, controls=bra_controls, data=_conj(op.data))
+            ops += [op, bra]
             continue
         expr = table.expressions[op.slot]
+        rule: tuple[tuple[float, float], ...]
         if op.kind is OpKind.ROT:
             rule = HALF_CONTROLLED_ROTATION if op.controls else HALF_ROTATION
             twin, data = expr, _conj(op.data)
@@ -77,9 +79,16 @@ def density_program(program: Program) -> Program:
             rule, twin, data = op.shift_rule, -expr, op.data
         exprs[num_slots + op.slot] = twin
         ket = replace(op, rule=rule)
-        bra = replace(op, data=data, slot=num_slots + op.slot, rule=rule, **bra_qubits)
+        bra = replace(
+            op,
+            targets=bra_targets,
+            controls=bra_controls,
+            data=data,
+            slot=num_slots + op.slot,
+            rule=rule,
+        )
         ops += [ket, bra]
-    angles = AngleTable(exprs, table.parameters)  # type: ignore[arg-type]
+    angles = AngleTable(exprs, table.parameters)
     slot_ops = np.zeros(2 * num_slots, dtype=np.int64)
     for i, op in enumerate(ops):
         if op.slot >= 0:
