@@ -9,6 +9,7 @@ the compiler when the circuit needs it, never dropped.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -93,3 +94,43 @@ def _native_gates() -> list[str]:
     from qiskit_aer.backends.backend_utils import BASIS_GATES  # noqa: PLC0415
 
     return list(BASIS_GATES["density_matrix"])
+
+
+@dataclass(frozen=True)
+class AerEstimator:
+    """What gpuqnn reads from a qiskit-aer ``EstimatorV2``.
+
+    Attributes:
+        exact: whether its values are exact (the density-matrix method, or the statevector
+            method without noise, in double precision): then the engine can stand in for it.
+        noise_model: its noise model, or None.
+        reason: why it is not exact ("" if it is).
+    """
+
+    exact: bool
+    noise_model: Any
+    reason: str = ""
+
+
+def aer_estimator(estimator: Any) -> AerEstimator | None:
+    """``estimator`` read as a qiskit-aer ``EstimatorV2``; None for any other primitive (and
+    qiskit-aer is not imported for it)."""
+    cls = type(estimator)
+    if not cls.__module__.startswith("qiskit_aer.primitives") or cls.__name__ != "EstimatorV2":
+        return None
+    options = getattr(estimator, "options", None)
+    backend_options = dict(getattr(options, "backend_options", None) or {})
+    noise_model = backend_options.pop("noise_model", None)
+    method = backend_options.pop("method", "automatic")
+    precision = backend_options.pop("precision", "double")
+    backend_options.pop("max_parallel_threads", None)
+    backend_options.pop("device", None)
+    if precision != "double":
+        return AerEstimator(False, noise_model, f"its precision is {precision!r}")
+    if backend_options:
+        return AerEstimator(False, noise_model, f"its backend options {sorted(backend_options)}")
+    if method == "density_matrix" or (method in ("statevector", "automatic") and not noise_model):
+        return AerEstimator(True, noise_model)
+    return AerEstimator(
+        False, noise_model, f"its method {method!r} with a noise model is not the density matrix"
+    )

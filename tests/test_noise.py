@@ -451,3 +451,49 @@ def test_import_gpuqnn_does_not_need_qiskit_aer():
                 offenders.append(f"{path.relative_to(package)}:{node.lineno}")
     assert offenders == []
     assert (package / "_aer_noise.py").exists()  # the one place that imports it, lazily
+
+
+def test_an_exact_qiskit_aer_estimator_is_served_with_its_noise_model(three_qubit):
+    from qiskit_aer.primitives import EstimatorV2 as AerEstimator
+
+    circuit, x, w = three_qubit
+    circuit = native(circuit)
+    model = benchmark_noise_model()
+    options = {"backend_options": {"method": "density_matrix", "noise_model": model}}
+    kwargs = dict(circuit=circuit, input_params=x, weight_params=w, input_gradients=True)
+    served = EstimatorQNN(**kwargs, estimator=AerEstimator(options=options), default_precision=0)
+    assert "engine" in repr(served) and served.resolved_gradient_method() is not None
+    own = EstimatorQNN(**kwargs, noise_model=model)
+    rng = np.random.default_rng(12)
+    inputs, weights = rng.uniform(-2, 2, (3, 2)), rng.uniform(-2, 2, 3)
+    np.testing.assert_allclose(
+        served.forward(inputs, weights), own.forward(inputs, weights), atol=1e-12, rtol=0
+    )
+    expected = aer_expectations(
+        circuit, x + w, rows(inputs, weights), model, [served.observables[0]]
+    )
+    np.testing.assert_allclose(served.forward(inputs, weights), expected, atol=ATOL, rtol=0)
+    # precision > 0 (aer adds Gaussian noise) or a statevector method with noise: stepped aside
+    aside = EstimatorQNN(**kwargs, estimator=AerEstimator(options=options))
+    assert "delegating" in repr(aside)
+    sampled = {"backend_options": {"method": "statevector", "noise_model": model}}
+    aside = EstimatorQNN(**kwargs, estimator=AerEstimator(options=sampled), default_precision=0)
+    assert "delegating" in repr(aside)
+    with pytest.raises(ValueError, match="the qiskit-aer estimator has its own"):
+        EstimatorQNN(
+            **kwargs,
+            estimator=AerEstimator(options=options),
+            default_precision=0,
+            noise_model=model,
+        )
+
+
+def test_an_error_on_other_qubit_counts_than_its_instruction_is_refused():
+    from qiskit.circuit.library import UnitaryGate
+
+    model = NoiseModel()
+    model.add_all_qubit_quantum_error(depolarizing_error(0.1, 1), ["unitary"])
+    qc = QuantumCircuit(2)
+    qc.append(UnitaryGate(np.eye(4)[[1, 0, 3, 2]]), [0, 1])
+    with pytest.raises(ValueError, match="acts on 1 qubits, but the circuit applies 'unitary'"):
+        EstimatorQNN(circuit=qc, noise_model=model)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from qiskit.circuit import QuantumCircuit
 
+from .._aer_noise import noise_table
 from .._compile import Program, compile_circuit
 from .._compile.density import density_program
 from .._compile.noise import NoiseTable
@@ -72,9 +73,15 @@ class SimulatorHandle(_ParentNetwork):
         self._options = options
         self._shots = shots
         self._seed = seed
+        route = self._route()
+        if route.noise_model is not None:  # an exact qiskit-aer estimator's: simulate it
+            if noise is not None:
+                raise ValueError(
+                    "noise_model was given, and the qiskit-aer estimator has its own; pass one"
+                )
+            noise = noise_table(route.noise_model)
         self._noise = noise
         if noise is not None:
-            route = self._route()
             if not (route.forward and route.backward):
                 raise ValueError(
                     "noise_model is simulated by gpuqnn's engine, but this network's "
