@@ -57,7 +57,7 @@ def density_program(program: Program) -> Program:
     exprs: list[ParameterExpression | float | FunctionOutput] = list(table.expressions)
     exprs += [0.0] * num_slots
     ops: list[Op] = []
-    for op in program.ops:
+    for op in fold_into_channels(program.ops):
         if op.kind is OpKind.CHANNEL:
             targets = op.targets + tuple(q + n for q in op.targets)
             ops.append(Op(OpKind.DENSE, targets, data=op.superop))
@@ -102,6 +102,62 @@ def density_program(program: Program) -> Program:
         dict(program.measurements),
         program.num_clbits,
     )
+
+
+def fold_into_channels(program_ops: tuple[Op, ...]) -> list[Op]:
+    """The ops with each constant gate folded into the channel that follows it on the same
+    qubits: ``S_channel (conj(U) x U)`` is one superoperator, where ``U`` on the ket copy and
+    ``conj(U)`` on the bra copy would be two more passes over the density vector. A gate is
+    folded when only ops on other qubits (which commute with both) stand between the two.
+    """
+    ops = list(program_ops)
+    folded: set[int] = set()
+    out: dict[int, Op] = {}
+    for i, channel in enumerate(ops):
+        if channel.kind is not OpKind.CHANNEL:
+            continue
+        qubits = set(channel.targets)
+        superop = channel.superop
+        for j in range(i - 1, -1, -1):
+            op = ops[j]
+            if j in folded or not qubits.intersection(op.qubits):
+                continue  # another qubit's op commutes with the channel
+            if op.slot >= 0 or op.kind is OpKind.CHANNEL or not qubits.issuperset(op.qubits):
+                break
+            unitary = _unitary_on(op, channel.targets)
+            superop = superop @ np.kron(unitary.conj(), unitary)
+            folded.add(j)
+        out[i] = replace(channel, data=superop)
+    return [out.get(i, op) for i, op in enumerate(ops) if i not in folded]
+
+
+def _unitary_on(op: Op, qubits: tuple[int, ...]) -> np.ndarray:
+    """The (2**k, 2**k) matrix of constant ``op`` on the ordered ``qubits`` (bit t of the
+    index is ``qubits[t]``), controls included."""
+    position = {q: t for t, q in enumerate(qubits)}
+    if op.kind is OpKind.DENSE:
+        local = op.matrix
+    elif op.kind is OpKind.DIAG:
+        local = np.diag(op.diagonal)
+    else:  # PERM: out[j] = phases[j] in[source[j]]
+        local = np.zeros((len(op.phases), len(op.phases)), dtype=complex)
+        local[np.arange(len(op.phases)), op.index_source] = op.phases
+    dim = 2 ** len(qubits)
+    matrix = np.zeros((dim, dim), dtype=complex)
+    target_mask = sum(1 << position[q] for q in op.targets)
+    for b in range(dim):
+        controlled = all(
+            (b >> position[c]) & 1 == (op.ctrl_state >> i) & 1 for i, c in enumerate(op.controls)
+        )
+        if not controlled:
+            matrix[b, b] = 1.0
+            continue
+        j = sum(((b >> position[q]) & 1) << t for t, q in enumerate(op.targets))
+        rest = b & ~target_mask
+        for i in range(local.shape[0]):
+            out = rest | sum(((i >> t) & 1) << position[q] for t, q in enumerate(op.targets))
+            matrix[out, b] += local[i, j]
+    return matrix
 
 
 def _conj(data: np.ndarray | None) -> np.ndarray | None:
