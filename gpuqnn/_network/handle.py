@@ -283,6 +283,7 @@ class SimulatorHandle(_ParentNetwork):
 
     def __repr__(self) -> str:
         engine = "engine" if self._simulator_serves_forward() else "delegating to qiskit primitives"
+        noisy = ", noise_model (density matrix)" if getattr(self, "_noise", None) else ""
         method = f"'{self.gradient_method}'"
         try:
             resolved = self.resolved_gradient_method()
@@ -294,7 +295,7 @@ class SimulatorHandle(_ParentNetwork):
             f"{type(self).__name__}(num_qubits={self._circuit.num_qubits}, "
             f"num_inputs={self.num_inputs}, num_weights={self.num_weights}, "
             f"output_shape={self.output_shape}, device='{self.device}', "
-            f"dtype='{self.dtype}', gradient_method={method}, {engine})"
+            f"dtype='{self.dtype}', gradient_method={method}, {engine}{noisy})"
         )
 
 
