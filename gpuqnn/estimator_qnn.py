@@ -18,7 +18,12 @@ from ._aer_noise import noise_table
 from ._compile import Program
 from ._exact import Route, estimator_route
 from ._network import SimulatorNetwork
-from ._options import SimulatorOptions, check_parameters, document_options
+from ._options import (
+    SimulatorOptions,
+    check_noise_method,
+    check_parameters,
+    document_options,
+)
 from ._sim.backend import Backend
 from ._sim.readout import PauliReadout
 
@@ -44,7 +49,8 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         input_gradients: whether ``backward`` also returns gradients by the inputs.
         default_precision: precision passed to a non-exact estimator; the simulator is exact.
         pass_manager: optional pass manager the circuit is transpiled with once.
-        {options: device, dtype, gradient_method, max_memory, threads, noise_model}
+        {options: device, dtype, gradient_method, max_memory, threads}
+        {options: noise_model, noise_method, trajectories, noise_seed}
 
     Raises:
         QiskitMachineLearningError: the circuit cannot be simulated (mid-circuit measurement,
@@ -73,12 +79,16 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         max_memory: int | str | None = None,
         threads: int | None = None,
         noise_model: Any = None,
+        noise_method: str = "density_matrix",
+        trajectories: int = 256,
+        noise_seed: Any = None,
     ) -> None:
         options = SimulatorOptions.checked(
             device, dtype, gradient_method, max_memory, threads=threads
         )
         check_parameters(circuit, input_params, weight_params)
         noise = noise_table(noise_model)
+        sampled = check_noise_method(noise_method, trajectories, noise_seed, gradient_method)
         super().__init__(
             circuit=circuit,
             estimator=estimator,
@@ -94,7 +104,7 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
             _as_sparse_pauli(op, i, self._circuit.num_qubits)
             for i, op in enumerate(self._observables)
         ]
-        self._init_simulator(options, noise=noise)
+        self._init_simulator(options, noise=noise, trajectories=sampled)
 
     def _route(self) -> Route:
         return estimator_route(self.estimator, self._default_precision, self.gradient)

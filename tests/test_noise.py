@@ -497,3 +497,64 @@ def test_an_error_on_other_qubit_counts_than_its_instruction_is_refused():
     qc.append(UnitaryGate(np.eye(4)[[1, 0, 3, 2]]), [0, 1])
     with pytest.raises(ValueError, match="acts on 1 qubits, but the circuit applies 'unitary'"):
         EstimatorQNN(circuit=qc, noise_model=model)
+
+
+def test_trajectory_means_agree_with_the_density_matrix_within_4_standard_errors():
+    from gpuqnn._internals import simulator_of
+
+    circuit, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
+    x, w = list(feature_map.parameters), list(ansatz.parameters)
+    model = NoiseModel()
+    model.add_all_qubit_quantum_error(depolarizing_error(0.05, 2), ["cx"])
+    damping = amplitude_damping_error(0.2).compose(phase_damping_error(0.1))  # state-dependent
+    model.add_all_qubit_quantum_error(damping, ["h", "ry"])
+    model.add_all_qubit_quantum_error(thermal_relaxation_error(50, 40, 20), ["p"])
+    kwargs = dict(
+        circuit=circuit, input_params=x, weight_params=w, input_gradients=True, noise_model=model
+    )
+    exact = EstimatorQNN(**kwargs)
+    sampled = EstimatorQNN(**kwargs, noise_method="trajectories", trajectories=400, noise_seed=7)
+    assert "400 trajectories" in repr(sampled)
+    rng = np.random.default_rng(0)
+    inputs, weights = rng.uniform(0, 1, (2, 3)), rng.uniform(-1, 1, len(w))
+    simulator = simulator_of(sampled)
+    mean, error = simulator.forward_stats(rows(inputs, weights))
+    np.testing.assert_array_less(np.abs(mean - exact.forward(inputs, weights)), 4 * error)
+    np.testing.assert_array_equal(sampled.forward(inputs, weights), mean)  # seeded: repeats
+    grad_mean, grad_error = simulator.backward_stats(rows(inputs, weights), list(range(9)))
+    expected = np.concatenate(exact.backward(inputs, weights), axis=-1)
+    np.testing.assert_array_less(np.abs(grad_mean - expected), 4 * grad_error + 1e-12)
+    grad_in, grad_w = sampled.backward(inputs, weights)
+    np.testing.assert_array_equal(np.concatenate([grad_in, grad_w], axis=-1), grad_mean)
+    sampler = SamplerQNN(
+        circuit=circuit,
+        input_params=x,
+        weight_params=w,
+        noise_model=model,
+        noise_method="trajectories",
+        trajectories=400,
+        noise_seed=3,
+    )
+    mean, error = simulator_of(sampler).forward_stats(rows(inputs, weights))
+    probabilities = SamplerQNN(
+        circuit=circuit, input_params=x, weight_params=w, noise_model=model
+    ).forward(inputs, weights)
+    np.testing.assert_array_less(np.abs(mean - probabilities), 4 * error + 1e-12)
+
+
+def test_trajectory_options_are_checked(three_qubit):
+    circuit, x, w = three_qubit
+    kwargs = dict(circuit=circuit, input_params=x, weight_params=w)
+    model = benchmark_noise_model()
+    with pytest.raises(ValueError, match="noise_method must be one of"):
+        EstimatorQNN(**kwargs, noise_model=model, noise_method="mps")
+    with pytest.raises(ValueError, match="trajectories must be a positive int"):
+        EstimatorQNN(**kwargs, noise_model=model, noise_method="trajectories", trajectories=0)
+    with pytest.raises(ValueError, match="gradient_method='adjoint' needs exact states"):
+        EstimatorQNN(
+            **kwargs, noise_model=model, noise_method="trajectories", gradient_method="adjoint"
+        )
+    with pytest.raises(ValueError, match="but no noise_model was given"):
+        EstimatorQNN(**kwargs, noise_method="trajectories")
+    with pytest.raises(ValueError, match="shots are not drawn on"):
+        SamplerQNN(**kwargs, noise_model=model, noise_method="trajectories", shots=100)

@@ -18,6 +18,7 @@ from .._aer_noise import noise_table
 from .._compile import Program, compile_circuit
 from .._compile.density import density_program
 from .._compile.noise import NoiseTable
+from .._compile.trajectory import trajectory_program
 from .._engines import runner_factory as default_runner_factory
 from .._exact import Noise, Route
 from .._options import SimulatorOptions
@@ -30,6 +31,7 @@ from .._sim.sharded import ShardedSimulator
 from .._sim.shots import GaussianNoise, OutputSampler, ReferenceShots, ShotSampler
 from .._sim.simulator import Simulator
 from .._sim.threads import default_threads
+from .._sim.trajectories import TrajectorySimulator
 
 if TYPE_CHECKING:
     # the mixins sit before qiskit-machine-learning's network class in the MRO
@@ -37,8 +39,9 @@ if TYPE_CHECKING:
 else:
     _ParentNetwork = object
 
-AnySimulator = Simulator | ShardedSimulator
-"""One device's simulator, or one sharded over several devices (same interface)."""
+AnySimulator = Simulator | ShardedSimulator | TrajectorySimulator
+"""One device's simulator, one sharded over several devices, or averages over noise
+trajectories (same interface)."""
 
 
 class SimulatorHandle(_ParentNetwork):
@@ -61,10 +64,11 @@ class SimulatorHandle(_ParentNetwork):
         shots: int | None = None,
         seed: Any = None,
         noise: NoiseTable | None = None,
+        trajectories: tuple[int, Any] | None = None,
     ) -> None:
         """Set up the simulator for checked ``options`` (and, for a sampler, checked ``shots``
-        and ``seed``; a checked noise model's channels); build it now when the simulator
-        serves forward passes.
+        and ``seed``; a checked noise model's channels, and with ``trajectories`` the number
+        per sample and their seed); build it now when the simulator serves forward passes.
 
         Raises:
             ValueError: a noise model with a primitive or gradient the simulator does not
@@ -81,6 +85,12 @@ class SimulatorHandle(_ParentNetwork):
                 )
             noise = noise_table(route.noise_model)
         self._noise = noise
+        self._trajectories = trajectories
+        if trajectories is not None and noise is None:
+            raise ValueError(
+                "noise_method='trajectories' samples a noise model's errors, but no noise_model "
+                "was given"
+            )
         if noise is not None:
             if not (route.forward and route.backward):
                 raise ValueError(
@@ -194,10 +204,11 @@ class SimulatorHandle(_ParentNetwork):
         max_memory = self._options.max_memory
         limit = max_memory or self._backend.free_memory()
         bound = f"max_memory={limit}" if max_memory else f"the {limit} bytes free"
-        width = program.num_qubits * (1 if noise is None else 2)  # a density matrix: 4**n
+        density = noise is not None and getattr(self, "_trajectories", None) is None
+        width = program.num_qubits * (2 if density else 1)  # a density matrix: 4**n
         row_bytes = state_row_bytes(width, self._backend.dtype)
         if row_bytes > limit:
-            row = "statevector row" if noise is None else "density-matrix row (4**n amplitudes)"
+            row = "density-matrix row (4**n amplitudes)" if density else "statevector row"
             raise ValueError(
                 f"the circuit simulates {program.num_qubits} qubits: one {row} and "
                 f"its temporaries need about {row_bytes} bytes, more than {bound}"
@@ -216,6 +227,9 @@ class SimulatorHandle(_ParentNetwork):
     def _new_simulator(self, program: Program) -> AnySimulator:
         """Simulators of ``program`` on the backends; with a noise model, of its density
         matrix (:func:`~gpuqnn._compile.density.density_program`) with the density readout."""
+        trajectories = getattr(self, "_trajectories", None)
+        if getattr(self, "_noise", None) is not None and trajectories is not None:
+            return self._trajectory_simulator(program, *trajectories)
         if getattr(self, "_noise", None) is None:
             run, readout = program, self._make_readout
         else:
@@ -236,6 +250,19 @@ class SimulatorHandle(_ParentNetwork):
             for backend in self._backends
         ]
         return simulators[0] if len(simulators) == 1 else ShardedSimulator(simulators)
+
+    def _trajectory_simulator(self, program: Program, count: int, seed: Any) -> AnySimulator:
+        """Averages over ``count`` trajectories per sample of noisy ``program``, on the block
+        engine with parameter shift (a trajectory has no adjoint; the CUDA kernels take no
+        channels)."""
+        run, locations = trajectory_program(program)
+        options = replace(self._options, gradient_method="parameter_shift")
+        simulators = [
+            Simulator(run, self._make_readout(run, backend), backend, options)
+            for backend in self._backends
+        ]
+        inner = simulators[0] if len(simulators) == 1 else ShardedSimulator(simulators)
+        return TrajectorySimulator(inner, count, locations, seed)
 
     def _simulator(self) -> AnySimulator:
         """The simulator, built on first use."""
@@ -283,7 +310,11 @@ class SimulatorHandle(_ParentNetwork):
 
     def __repr__(self) -> str:
         engine = "engine" if self._simulator_serves_forward() else "delegating to qiskit primitives"
-        noisy = ", noise_model (density matrix)" if getattr(self, "_noise", None) else ""
+        noisy = ""
+        if getattr(self, "_noise", None) is not None:
+            sampled = getattr(self, "_trajectories", None)
+            mode = "density matrix" if sampled is None else f"{sampled[0]} trajectories"
+            noisy = f", noise_model ({mode})"
         method = f"'{self.gradient_method}'"
         try:
             resolved = self.resolved_gradient_method()

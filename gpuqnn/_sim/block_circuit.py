@@ -130,8 +130,10 @@ class BlockCircuit:
 
 
 def _unitary(op: Op) -> bool:
-    """Whether ``op`` is unitary: every kind is but a dense matrix that is not (a channel's
-    superoperator)."""
+    """Whether ``op`` is unitary: every kind is but a channel and a dense matrix that is not
+    (a channel's superoperator in a density program)."""
+    if op.kind is OpKind.CHANNEL:
+        return False
     if op.kind is not OpKind.DENSE:
         return True
     matrix = op.matrix
