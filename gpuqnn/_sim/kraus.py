@@ -83,7 +83,9 @@ class KrausBlock:
         xp = self.xp
         target = psi if inplace else out
         shape = psi.shape
-        uniform = prep.reshape(prep.shape + (1,) * (len(shape) - 3))  # (1, P, 1...): per row
+        # (1, P, 1...): per row; scaled below 1 so that rounding in the weights' sum (which
+        # is 1 up to it) never leaves a row to a branch of weight 0
+        uniform = prep.reshape(prep.shape + (1,) * (len(shape) - 3)) * (1.0 - 1e-9)
         chosen = xp.zeros_like(psi)
         below = xp.zeros(shape[:-1], dtype=self.backend.real_dtype)
         unset = xp.ones(shape[:-1], dtype=bool)
