@@ -105,10 +105,11 @@ def density_program(program: Program) -> Program:
 
 
 def fold_into_channels(program_ops: tuple[Op, ...]) -> list[Op]:
-    """The ops with each constant gate folded into the channel that follows it on the same
-    qubits: ``S_channel (conj(U) x U)`` is one superoperator, where ``U`` on the ket copy and
-    ``conj(U)`` on the bra copy would be two more passes over the density vector. A gate is
-    folded when only ops on other qubits (which commute with both) stand between the two.
+    """The ops with each constant gate, and each channel, folded into the channel that follows
+    it on a superset of its qubits: ``S_channel (conj(U) x U)`` is one superoperator, where
+    ``U`` on the ket copy and ``conj(U)`` on the bra copy would be two more passes over the
+    density vector (and an earlier channel one more). An op is folded when only ops on other
+    qubits (which commute with both) stand between the two.
     """
     ops = list(program_ops)
     folded: set[int] = set()
@@ -122,13 +123,46 @@ def fold_into_channels(program_ops: tuple[Op, ...]) -> list[Op]:
             op = ops[j]
             if j in folded or not qubits.intersection(op.qubits):
                 continue  # another qubit's op commutes with the channel
-            if op.slot >= 0 or op.kind is OpKind.CHANNEL or not qubits.issuperset(op.qubits):
+            if op.slot >= 0 or not qubits.issuperset(op.qubits):
                 break
-            unitary = _unitary_on(op, channel.targets)
-            superop = superop @ np.kron(unitary.conj(), unitary)
+            if op.kind is OpKind.CHANNEL:  # an earlier channel (with what it folded)
+                earlier = out.get(j, op).superop
+                superop = superop @ _superop_on(earlier, op.targets, channel.targets)
+            else:
+                unitary = _unitary_on(op, channel.targets)
+                superop = superop @ np.kron(unitary.conj(), unitary)
             folded.add(j)
         out[i] = replace(channel, data=superop)
     return [out.get(i, op) for i, op in enumerate(ops) if i not in folded]
+
+
+def _superop_on(
+    superop: np.ndarray, targets: tuple[int, ...], qubits: tuple[int, ...]
+) -> np.ndarray:
+    """The (4**k, 4**k) superoperator on the ordered ``qubits`` of a channel ``superop`` on
+    ``targets`` (a subset), the identity on the other qubits' ket and bra bits."""
+    k, position = len(qubits), {q: t for t, q in enumerate(qubits)}
+    size = 2**k
+    bits = [position[q] for q in targets]
+    others = sum(1 << t for t in range(k)) & ~sum(1 << b for b in bits)
+    local = 2 ** len(targets)
+
+    def gather(index: int) -> int:  # the targets' bits of a Q index, in target order
+        return sum(((index >> b) & 1) << t for t, b in enumerate(bits))
+
+    result = np.zeros((size * size, size * size), dtype=complex)
+    for out_ket in range(size):
+        for out_bra in range(size):
+            row = gather(out_ket) + local * gather(out_bra)
+            for in_ket in range(size):
+                if (in_ket ^ out_ket) & others:
+                    continue
+                for in_bra in range(size):
+                    if (in_bra ^ out_bra) & others:
+                        continue
+                    column = gather(in_ket) + local * gather(in_bra)
+                    result[out_ket + size * out_bra, in_ket + size * in_bra] = superop[row, column]
+    return result
 
 
 def _unitary_on(op: Op, qubits: tuple[int, ...]) -> np.ndarray:
