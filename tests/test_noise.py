@@ -390,6 +390,21 @@ def test_a_noisy_gpuqnn_estimator_is_not_bypassed(three_qubit):
     )
 
 
+def test_errors_on_id_and_delay_apply_where_aer_applies_them():
+    qc = QuantumCircuit(2)
+    qc.h(0)
+    qc.id(0)
+    qc.delay(10, 1)
+    qc.cx(0, 1)
+    model = NoiseModel()
+    model.add_all_qubit_quantum_error(amplitude_damping_error(0.3), ["id"])
+    model.add_all_qubit_quantum_error(pauli_error([("X", 0.2), ("I", 0.8)]), ["delay"])
+    obs = [SparsePauliOp("ZI"), SparsePauliOp("IZ"), SparsePauliOp("XX")]
+    network = EstimatorQNN(circuit=qc, observables=obs, noise_model=model)
+    expected = aer_expectations(qc, [], np.zeros((1, 0)), model, obs)
+    np.testing.assert_allclose(network.forward(None, None), expected, atol=ATOL, rtol=0)
+
+
 def test_noise_passes_through_fusion():
     """Constant single-qubit gates fuse into one matrix and ``cx p cx`` into one parity phase
     without noise; with errors between them, they must not."""

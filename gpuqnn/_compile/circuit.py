@@ -149,14 +149,15 @@ def compile_circuit(
 def _skipped_noise(
     emitter: _Emitter, noise: NoiseTable, name: str, qubits: list[int], where: str
 ) -> None:
-    """The channels of an instruction the engine skips (``id``); relaxation during a
-    ``delay`` is refused."""
+    """The channels of an instruction the engine skips (``id``, ``delay``: their errors
+    apply as qiskit-aer applies them; a barrier runs nothing); relaxation that the noise model
+    adds during a ``delay`` by its own pass is refused."""
     if name == "delay" and noise.delay_noise:
         raise QiskitMachineLearningError(
             f"circuit contains {where}, and the noise model adds relaxation during delays, "
             "which gpuqnn does not simulate; remove the delay or the noise model's delay pass"
         )
-    if name not in ("barrier", "delay"):
+    if name != "barrier":
         emitter.channels(noise.after(name, tuple(qubits)))
 
 
@@ -208,7 +209,7 @@ class _Emitter:
                 if inst.clbits or name in ("measure", "reset"):
                     self.emit(inst.operation, sub_qubits)  # refused there, naming it
                 elif name in _SKIPPED:
-                    if name not in ("barrier", "delay"):
+                    if name != "barrier":
                         self.channels(noise.after(name, tuple(sub_qubits)))
                 else:
                     self.emit_noisy(inst.operation, sub_qubits, noise)
