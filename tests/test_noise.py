@@ -167,6 +167,27 @@ def test_feature_map_and_ansatz_networks_match_aer():
     np.testing.assert_allclose(parity.forward(inputs, weights), expected, atol=ATOL, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_library_gates_are_decomposed_before_their_errors():
+    """ZZFeatureMap and RealAmplitudes (the library classes) are gates qiskit-aer does not
+    run: their errors attach to the h, p, cx and ry they are made of."""
+    from qiskit.circuit.library import RealAmplitudes, ZZFeatureMap
+
+    feature_map, ansatz = ZZFeatureMap(3), RealAmplitudes(3, reps=1)
+    circuit = QuantumCircuit(3)
+    circuit.compose(feature_map, inplace=True)
+    circuit.compose(ansatz, inplace=True)
+    assert {inst.operation.name for inst in circuit.data} == {"ZZFeatureMap", "RealAmplitudes"}
+    x, w = list(feature_map.parameters), list(ansatz.parameters)
+    model = benchmark_noise_model()
+    network = EstimatorQNN(circuit=circuit, input_params=x, weight_params=w, noise_model=model)
+    rng = np.random.default_rng(13)
+    inputs, weights = rng.uniform(0, 1, (2, 3)), rng.uniform(-1, 1, len(w))
+    obs = [SparsePauliOp("ZZZ")]
+    expected = aer_expectations(circuit, x + w, rows(inputs, weights), model, obs)
+    np.testing.assert_allclose(network.forward(inputs, weights), expected, atol=ATOL, rtol=0)
+
+
 def test_fake_backend_noise_model_matches_aer():
     from qiskit import transpile
     from qiskit_ibm_runtime.fake_provider import FakeManilaV2
