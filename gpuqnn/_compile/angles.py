@@ -109,6 +109,10 @@ class AngleTable:
         expressions: Sequence[ParameterExpression | float | FunctionOutput],
         parameters: Sequence[Parameter],
     ) -> None:
+        self.expressions = tuple(expressions)
+        """The slots' expressions, as given (a density program's table extends them)."""
+        self.parameters = tuple(parameters)
+        """The parameters in column order."""
         self.num_slots = len(expressions)
         self.num_parameters = len(parameters)
         column = {param: j for j, param in enumerate(parameters)}
