@@ -601,3 +601,45 @@ def test_fused_runner_copies_a_shift_plan_to_the_device_once(kernels: HostKernel
         ),
         atol=1e-10,
     )
+
+
+def test_a_failed_graph_capture_raises_the_launchs_error(
+    kernels: HostKernels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18, item 9: when a launch fails while the per-op launches are captured, CUDA then
+    fails ``end_capture`` too (the capture is invalidated); the caller gets the launch's error,
+    with the capture's noted on it, not the capture's instead. A later call captures anew."""
+    fake = _FakeCupy(kernels)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    from gpuqnn._cuda.cupy_launchers import PerOpLauncher  # noqa: PLC0415
+
+    program = random_program(7, 3)
+    readout = make_readout("pauli", 3, 7, "complex128")
+    per_op = PerOpLauncher(encode_tables(program, readout), "complex128", threads=32)
+    base = np.random.default_rng(7).uniform(-1, 1, (2, program.angles.num_slots))
+    unshifted = (np.array([-1], np.int32), np.zeros(1))
+    expected = engine_outputs(program, readout, "complex128", base, *unshifted)
+    np.testing.assert_allclose(per_op.run(base, *unshifted), expected, atol=1e-10, rtol=0)
+
+    class LaunchError(RuntimeError):
+        pass
+
+    def failing_launch(launch) -> None:
+        raise LaunchError(f"cudaErrorIllegalAddress in {launch.kernel}")
+
+    def invalidated() -> None:
+        raise RuntimeError(
+            "cudaErrorStreamCaptureInvalidated: operation failed due to a previous error"
+        )
+
+    execute = per_op._execute
+    monkeypatch.setattr(per_op, "_execute", failing_launch)
+    monkeypatch.setattr(per_op._stream, "end_capture", invalidated)
+    with pytest.raises(LaunchError, match="cudaErrorIllegalAddress in gq_init") as info:
+        per_op.run(base, *unshifted)  # the second call of the shape captures
+    assert any("cudaErrorStreamCaptureInvalidated" in note for note in info.value.__notes__)
+    assert fake.captures == 0
+    monkeypatch.setattr(per_op, "_execute", execute)
+    monkeypatch.delattr(per_op._stream, "end_capture")
+    np.testing.assert_allclose(per_op.run(base, *unshifted), expected, atol=1e-10, rtol=0)
+    assert fake.captures == 1

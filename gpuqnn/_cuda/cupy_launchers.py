@@ -102,6 +102,16 @@ class _CupyMemory:
         return self._sm_count * _BLOCKS_PER_SM
 
 
+def _end_failed_capture(stream: Any, error: BaseException) -> None:
+    """End a stream capture that ``error`` interrupted, without letting the capture's own
+    failure (CUDA reports an invalidated capture once a launch in it failed) replace ``error``:
+    that one is noted on ``error`` instead, so the caller sees the first failure."""
+    try:
+        stream.end_capture()
+    except Exception as second:  # noqa: BLE001 - reported on the first error, which is raised
+        error.add_note(f"ending the CUDA graph capture then failed too: {second!r}")
+
+
 def _device_attribute(cupy: ModuleType, name: str, device_id: int) -> int:
     runtime = cupy.cuda.runtime
     return int(runtime.deviceGetAttribute(getattr(runtime, name), device_id))
@@ -314,7 +324,9 @@ class PerOpLauncher(_CupyMemory, PerOpLauncherBase):
         try:
             for launch in work.launches:
                 self._execute(launch)
-        finally:
-            graph = self._stream.end_capture()
+        except BaseException as exc:
+            _end_failed_capture(self._stream, exc)
+            raise
+        graph = self._stream.end_capture()
         self._graph, self._graph_work = graph, work
         graph.launch(self._stream)
