@@ -16,6 +16,7 @@ Shapes: B samples, K angle slots, S shift blocks, R = S * B rows, O outputs, D =
 
 from __future__ import annotations
 
+import logging
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +28,7 @@ from .launchers import FusedLauncherBase, Launch, PerOpBuffers, PerOpLauncherBas
 from .source import COMPILE_OPTIONS, kernel_name, kernel_source
 from .tables import KernelTables
 
+_LOG = logging.getLogger(__name__)
 _STATIC_SHARED_LIMIT = 48 * 1024  # above this a kernel must opt in to dynamic shared memory
 _BLOCKS_PER_SM = 32
 
@@ -51,6 +53,11 @@ class KernelModule:
     def __init__(self) -> None:
         self._module: Any = None
         self._functions: dict[str, Any] = {}
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the module has been compiled (or loaded) in this process."""
+        return self._module is not None
 
     def function(self, kernel: str, real_type: str, shared: int = 0) -> Any:
         """The compiled kernel ``kernel`` for ``real_type``, allowed ``shared`` bytes of dynamic
@@ -104,12 +111,17 @@ class _CupyMemory:
 
 def _end_failed_capture(stream: Any, error: BaseException) -> None:
     """End a stream capture that ``error`` interrupted, without letting the capture's own
-    failure (CUDA reports an invalidated capture once a launch in it failed) replace ``error``:
-    that one is noted on ``error`` instead, so the caller sees the first failure."""
+    failure (CUDA reports an invalidated capture once a launch in it failed) replace ``error``,
+    which the caller re-raises: the capture's is logged as a warning."""
     try:
         stream.end_capture()
-    except Exception as second:  # noqa: BLE001 - reported on the first error, which is raised
-        error.add_note(f"ending the CUDA graph capture then failed too: {second!r}")
+    except Exception as second:  # noqa: BLE001 - logged; the first error is raised
+        _LOG.warning(
+            "ending the CUDA graph capture after %s: %s failed too: %r",
+            type(error).__name__,
+            error,
+            second,
+        )
 
 
 def _device_attribute(cupy: ModuleType, name: str, device_id: int) -> int:
@@ -268,6 +280,16 @@ class PerOpLauncher(_CupyMemory, PerOpLauncherBase):
         self._ran: PerOpBuffers | None = None  # the buffers run once directly
         self._graph: Any = None
         self._graph_work: PerOpBuffers | None = None  # the buffers the graph was captured for
+
+    def precompile(self) -> int:
+        """Compile (or load from CuPy's cache) the per-op module on the launcher's device; 1
+        when this call built it, else 0."""
+        if self.module.compiled:
+            return 0
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):
+            self.module.function("gq_init", self.real_type)
+        return 1
 
     def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
         """Outputs of every (shift block, sample) row.
