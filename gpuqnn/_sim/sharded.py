@@ -72,6 +72,10 @@ class ShardedSimulator:
     def method(self, columns: Sequence[int], shots: bool = False, vjp: bool = False) -> str:
         return self.simulators[0].method(columns, shots, vjp)
 
+    def precompile(self, columns: Sequence[int] | None, vjps: bool, shots: bool = False) -> int:
+        """:meth:`~.simulator.Simulator.precompile` on every device; the kernels built."""
+        return sum(sim.precompile(columns, vjps, shots) for sim in self.simulators)
+
     # ---- passes -------------------------------------------------------------------------------
     def _gather(self, shape_tail: tuple[int, ...], batch: int, run: Any) -> Any:
         """Run ``run(simulator, start, stop, shard)`` on every non-empty shard at once (one
