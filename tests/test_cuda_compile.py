@@ -137,7 +137,7 @@ def _workload_kernels(num_qubits: int, dtype: str, which: tuple[str, ...]) -> li
     """(kind, kernel) of every generated kernel of the benchmarks' zz workload
     (zz_feature_map + real_amplitudes reps=3, Z^n) that runs: ``forward``, ``jacobian`` (the
     fused adjoint by every slot), ``vjp``; a chain's parts each (its forward parts as
-    ``forward``), as the launchers split a program above the cap on passes per kernel."""
+    ``forward part``), as the launchers split a program above the cap on passes per kernel."""
     from benchmarks.workloads import zz_kernel_tables  # noqa: PLC0415
     from gpuqnn._cuda.codegen import (  # noqa: PLC0415
         FORWARD_PART_KERNEL,
@@ -152,11 +152,8 @@ def _workload_kernels(num_qubits: int, dtype: str, which: tuple[str, ...]) -> li
         "jacobian": lambda: adjoint_chain(kp, dtype, slots, False, DEFAULT_SHARED_LIMIT),
         "vjp": lambda: adjoint_chain(kp, dtype, slots, True, DEFAULT_SHARED_LIMIT),
     }
-    return [
-        ("forward" if kernel.name in ("gqs_forward", FORWARD_PART_KERNEL) else name, kernel)
-        for name in which
-        for kernel in make[name]()
-    ]
+    kinds = {"gqs_forward": "forward", FORWARD_PART_KERNEL: "forward part"}
+    return [(kinds.get(kernel.name, name), kernel) for name in which for kernel in make[name]()]
 
 
 REGISTER_CASES = [
@@ -169,14 +166,18 @@ REGISTER_CASES = [
 ]
 
 
-ACCEPTED_SPILLS = {("forward", "complex64"): 4}
+ACCEPTED_SPILLS = {("forward part", "complex128"): 12, ("forward part", "complex64"): 4}
 """Spill bytes (stores and loads, per thread) accepted per (kernel, dtype); every other kernel
-spills nothing. With CuPy's run-time options (``-ftz=true``) ptxas spills ONE 32-bit register of
-the complex64 forward kernels under the 64-register cap (zz8 and zz12; 0 without ``-ftz``, which
-never runs). Accepted: a 4-byte store and load per thread go to local memory that stays in L1,
-against a kernel whose time is its shared-memory passes; lifting the cap instead would halve
-the blocks per SM. Unmeasured on a GPU: the acceptance run's timings decide whether to revisit
-it. A larger spill, or one in another kernel, fails."""
+spills nothing. ``forward part``: the last kernel of the 12-qubit forward chain (passes 35-71
+and the readout; the chain above 48 passes per kernel) spills 12 bytes in complex128 and 4 in
+complex64 under the 64-register cap, with CuPy's run-time options. Measured here: the same
+passes at the end of the whole 71-pass kernel spill nothing, and so do they when the part
+starts from |0> instead of loading the state; spans 47-71 and 60-71 spill the same 12 bytes.
+Accepted for now: it runs in forward and parameter-shift passes of programs above the cap only
+(the adjoint chains do not spill), three 4-byte stores and loads per thread that stay in L1,
+against a kernel bound by its shared-memory passes. Unmeasured on a GPU. (The complex64
+forward kernels' one 4-byte spill is gone since the states' swizzled layout.) A larger spill,
+or one in another kernel, fails."""
 
 
 @pytest.mark.parametrize(("num_qubits", "dtype", "which"), REGISTER_CASES)

@@ -39,6 +39,7 @@ from .layout import (
     adjoint_shared_bytes,
     default_threads,
     shared_layout,
+    swizzle_bits,
     warps,
 )
 from .passes import MAX_KERNEL_PASSES, Pass, PhaseRun, pass_spans
@@ -218,7 +219,11 @@ class _Generator:
 
     # ---- shared memory --------------------------------------------------------------------
     def pointers(self, layout: Layout, names: Sequence[str]) -> None:
+        """Each segment of ``names`` as a pointer into the shared memory; the states (``psi``,
+        ``lam``, ``final``) as accessors of the swizzled layout (:func:`.layout.swizzle`):
+        ``psi[b]`` is amplitude b wherever it lives."""
         c = self.code
+        bits = swizzle_bits(16 if self.real == "double" else 8)
         types = {
             "psi": "cplx",
             "lam": "cplx",
@@ -231,10 +236,11 @@ class _Generator:
             "scratch": "double",
         }
         for name in names:
-            c(
-                f"{types[name]}* GQ_RESTRICT {name} = reinterpret_cast<{types[name]}*>"
-                f"(smem + {getattr(layout, name)});"
-            )
+            pointer = f"reinterpret_cast<{types[name]}*>(smem + {getattr(layout, name)})"
+            if name in ("psi", "lam", "final"):
+                c(f"const gqs_swizzled<cplx, {bits}> {name}{{{pointer}}};")
+            else:
+                c(f"{types[name]}* GQ_RESTRICT {name} = {pointer};")
 
     # ---- per-row angles ---------------------------------------------------------------------
     def angles(self, shifted: bool) -> None:
@@ -284,8 +290,13 @@ class _Generator:
 
     def copy_state(self, target: str, source: str) -> None:
         """``target[i] = source[i]`` over the row's amplitudes (either may be global memory
-        indexed by an expression: ``state + row * D``)."""
-        self.code(f"GQ_BLOCK_FOR(i, {self.dim}) ({target})[i] = ({source})[i];")
+        indexed by an expression: ``state + row * D``), one amplitude per thread in flight
+        (an unrolled copy holds several, and the sweep after it then spills)."""
+        c = self.code
+        c.open("GQ_EACH_THREAD(t)")
+        c("GQS_NO_UNROLL")
+        c(f"for (int i = t; i < {self.dim}; i += {self.threads}) ({target})[i] = ({source})[i];")
+        c.close()
 
     def _differentiated(self, p: Pass) -> bool:
         return any(op.slot >= 0 and int(op.slot) in self.position for op in p.ops)
@@ -561,6 +572,14 @@ _SIN = _horner([(-1) ** k / math.factorial(2 * k + 1) for k in range(9)])
 _COS = _horner([(-1) ** k / math.factorial(2 * k) for k in range(10)])
 
 _SINCOS = """
+// A state in shared memory in the swizzled layout (layout.py's swizzle): amplitude x at
+// x ^ ((x >> L) & (2^L - 1)), 2^L amplitudes per row of the 32 banks, so that a warp's reads
+// in a pass on low qubits spread over the banks. psi[x] is amplitude x.
+template <typename C, int L>
+struct gqs_swizzled {
+  C* GQ_RESTRICT p;
+  GQ_DEVICE C& operator[](long long x) const { return p[x ^ ((x >> L) & ((1LL << L) - 1))]; }
+};
 // An op's item loop is unrolled at most twice: more items in flight would hold more amplitudes
 // than 64 registers (the budget the kernels are built for) and spill.
 // GQS_TID(t): the thread index read anew (a volatile read on a GPU), so that the compiler
@@ -858,6 +877,7 @@ def generate_adjoint(
     else:
         c.open("GQ_EACH_THREAD(t)")
         c(f"for (int i = t; i < {len(slots) * g.warps}; i += {threads}) cells[i] = 0.0;")
+        c("GQS_NO_UNROLL")
         c.open(f"for (int i = t; i < {kp.dim}; i += {threads})")
         c(f"psi[i] = psi_g[{saved} + i];")
         c(f"lam[i] = lam_g[{saved} + i];")
@@ -866,9 +886,12 @@ def generate_adjoint(
         c("GQ_SYNC();")
     g.backward_sweep((start, stop))
     if start > g.first_differentiated():  # an earlier part sweeps on from these states
-        c.open(f"GQ_BLOCK_FOR(i, {kp.dim})")
+        c.open("GQ_EACH_THREAD(t)")
+        c("GQS_NO_UNROLL")
+        c.open(f"for (int i = t; i < {kp.dim}; i += {threads})")
         c(f"psi_g[{saved} + i] = psi[i];")
         c(f"lam_g[{saved} + i] = lam[i];")
+        c.close()
         c.close()
         c("GQ_SYNC();")
     s, w = len(slots), g.warps
