@@ -4,6 +4,9 @@ same outputs and derivatives as one kernel, on the host build of the kernels."""
 
 from __future__ import annotations
 
+import os
+import threading
+
 import numpy as np
 import pytest
 
@@ -73,9 +76,17 @@ def test_a_deep_program_splits_into_chained_kernels_with_the_same_results(
     base = rng.uniform(-np.pi, np.pi, (3, k))
     shift_slot, shift_value = random_shifts(rng, k, 3)
 
+    threads: list[str] = []
+    build = chained._build_generated
+    chained._build_generated = lambda kernel: (  # type: ignore[method-assign]
+        threads.append(threading.current_thread().name),
+        build(kernel),
+    )
     names = _launches(chained)
     got = chained.run(base, shift_slot, shift_value)
     assert names == [FORWARD_PART_KERNEL] * len(spans)
+    assert len(threads) == len(spans)  # a chain's kernels compile at once where cores allow
+    assert len(set(threads)) == min(len(spans), os.cpu_count() or 1)
     expected = engine_outputs(program, readout, "complex128", base, shift_slot, shift_value)
     np.testing.assert_allclose(got, expected, atol=TOL[dtype], rtol=0)
     assert chained.state_bytes(5) == 5 * kp.dim * np.dtype(dtype).itemsize

@@ -196,7 +196,9 @@ class FusedLauncher(_CupyMemory, FusedLauncherBase):
         function((launch.grid,), (launch.block,), launch.args, shared_mem=launch.shared)
 
     def _build_generated(self, kernel: GeneratedKernel) -> None:
-        self._generated_function(kernel)
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):  # also from a precompiling thread
+            self._generated_function(kernel)
 
     def _generated_function(self, kernel: GeneratedKernel) -> Any:
         """The compiled kernel: a ``RawKernel``, which CuPy compiles with NVRTC on first use and

@@ -12,7 +12,9 @@ Shapes: B samples, K angle slots, S shift blocks, R = S * B rows, O outputs, D =
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -288,7 +290,8 @@ class FusedLauncherBase(LauncherBase):
             return
         start = time.perf_counter()
         self._build_generated(kernel)
-        self._built.add(kernel.key)
+        with self._lock:
+            self._built.add(kernel.key)
         if kernel.span is None:
             passes = f"{kernel.passes} passes"
         else:  # a part of a chain
@@ -341,11 +344,19 @@ class FusedLauncherBase(LauncherBase):
         return out
 
     def precompile_kernels(self, kernels: Sequence[GeneratedKernel]) -> int:
-        """:meth:`build` each of ``kernels`` (a chain), in order; the number built now."""
-        before = len(self._built)
-        for kernel in kernels:
-            self.build(kernel)
-        return len(self._built) - before
+        """:meth:`build` each of ``kernels`` (a chain) not built yet; the number built now.
+        Several are built at once, one thread each up to the cores there are (NVRTC releases
+        the GIL), so that a chain's first call takes about its longest kernel's compile."""
+        pending = list({k.key: k for k in kernels if k.key not in self._built}.values())
+        workers = min(len(pending), os.cpu_count() or 1)
+        if workers > 1:
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                for future in [pool.submit(self.build, kernel) for kernel in pending]:
+                    future.result()  # the first error, if any
+        else:
+            for kernel in pending:
+                self.build(kernel)
+        return len(pending)
 
     def precompile(self, slots: Sequence[int] | None = None, vjp: bool = False) -> int:
         """Build the forward kernel (or chain) and, with ``slots``, the adjoint kernel(s) by
