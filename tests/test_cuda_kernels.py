@@ -670,3 +670,23 @@ def test_a_failed_graph_capture_raises_the_launchs_error(
     monkeypatch.delattr(per_op._stream, "end_capture")
     np.testing.assert_allclose(per_op.run(base, *unshifted), expected, atol=1e-10, rtol=0)
     assert fake.captures == 1
+
+
+def test_per_op_precompile_builds_the_module_once(
+    kernels: HostKernels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18, item 8: the per-op launcher's precompile compiles its one module (CuPy's
+    RawModule, on first ``get_function``) and then nothing; a run after it compiles nothing."""
+    fake = _FakeCupy(kernels)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    from gpuqnn._cuda.cupy_launchers import PerOpLauncher  # noqa: PLC0415
+
+    program = random_program(4, 2)
+    per_op = PerOpLauncher(
+        encode_tables(program, make_readout("pauli", 2, 4, "complex64")), "complex64"
+    )
+    assert per_op.precompile() == 1 and len(fake.modules) == 1
+    assert per_op.precompile() == 0
+    base = np.zeros((1, program.angles.num_slots))
+    per_op.run(base, np.array([-1], np.int32), np.zeros(1))
+    assert len(fake.modules) == 1
