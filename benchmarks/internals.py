@@ -5,7 +5,13 @@ that a rename inside the library is a change of this file only."""
 from __future__ import annotations
 
 from gpuqnn._compile import Op, OpKind
-from gpuqnn._cuda.codegen import generate_adjoint, generate_forward
+from gpuqnn._cuda.codegen import (
+    GeneratedKernel,
+    adjoint_chain,
+    forward_chain,
+    generate_adjoint,
+    generate_forward,
+)
 from gpuqnn._cuda.cupy_launchers import (
     FusedLauncher,
     KernelModule,
@@ -16,7 +22,7 @@ from gpuqnn._cuda.host import HostFusedLauncher, HostKernels, HostPerOpLauncher
 from gpuqnn._cuda.layout import adjoint_shared_bytes, default_threads
 from gpuqnn._cuda.nvrtc import compile_cubin
 from gpuqnn._cuda.passes import PhaseRun, build_passes
-from gpuqnn._cuda.source import RUNTIME_OPTIONS, runtime_options
+from gpuqnn._cuda.source import COMPILE_OPTIONS, RUNTIME_OPTIONS, kernel_source, runtime_options
 from gpuqnn._cuda.tables import DEFAULT_SHARED_LIMIT, encode_tables
 from gpuqnn._internals import simulator_of, use_kernels
 from gpuqnn._sim.adjoint import adjoint_gradients
@@ -33,6 +39,8 @@ __all__ = [
     "Source",
     "DEFAULT_SHARED_LIMIT",
     "BlockCircuit",
+    "COMPILE_OPTIONS",
+    "GeneratedKernel",
     "FusedLauncher",
     "HostFusedLauncher",
     "HostKernels",
@@ -43,14 +51,17 @@ __all__ = [
     "PerOpLauncher",
     "PhaseRun",
     "RUNTIME_OPTIONS",
+    "adjoint_chain",
     "adjoint_gradients",
     "adjoint_shared_bytes",
     "available_cores",
     "compile_cubin",
     "default_threads",
     "encode_tables",
+    "forward_chain",
     "generate_adjoint",
     "generate_forward",
+    "kernel_source",
     "load_cupy",
     "runtime_options",
     "build_passes",

@@ -28,6 +28,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -111,14 +112,32 @@ def to_engine(tensor: torch.Tensor, plan: _Plan) -> Any:
 
 def from_engine(array: Any) -> torch.Tensor:
     """A torch tensor viewing a dense NumPy/CuPy result (a copy only where DLPack cannot share:
-    a read-only array, or an array type without DLPack)."""
+    a read-only array, or an array type without DLPack).
+
+    A CuPy array that DLPack cannot share is copied on its device (a new C-contiguous array)
+    and shared then, and where torch cannot take that either (no CUDA build), copied to the
+    host with ``cupy.asnumpy``: ``np.array`` raises on a CuPy array (CuPy refuses implicit
+    host copies)."""
     if hasattr(array, "__dlpack__"):
         try:
             # torch.from_dlpack itself, which torch does not re-export for type checkers
             return torch.utils.dlpack.from_dlpack(array)
         except (BufferError, RuntimeError, TypeError):
             pass
+        xp = _cupy_of(array)
+        if xp is not None:
+            try:
+                return torch.utils.dlpack.from_dlpack(xp.array(array, dtype=np.float64))
+            except (BufferError, RuntimeError, TypeError):
+                return torch.as_tensor(xp.asnumpy(array).astype(np.float64, copy=False))
     return torch.as_tensor(np.array(array, dtype=np.float64))
+
+
+def _cupy_of(array: Any) -> ModuleType | None:
+    """CuPy, where ``array`` is a CuPy array (without importing CuPy otherwise)."""
+    root = type(array).__module__.partition(".")[0]
+    module = sys.modules.get(root) if root == "cupy" else None
+    return module if module is not None and isinstance(array, module.ndarray) else None
 
 
 def _is_sparse_array(array: Any) -> bool:

@@ -89,6 +89,9 @@ class EmulatedGpu(Backend):
     def free_memory(self) -> int:
         return host_available_memory()
 
+    def synchronize(self) -> None:
+        return None
+
     def is_array(self, value: Any) -> bool:
         return isinstance(value, np.ndarray)
 

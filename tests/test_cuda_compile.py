@@ -134,19 +134,26 @@ def test_nvrtc_kernels_do_not_spill_on_sm_90() -> None:
 
 
 def _workload_kernels(num_qubits: int, dtype: str, which: tuple[str, ...]) -> list:
-    """The generated kernels of the benchmarks' zz workload (zz_feature_map + real_amplitudes
-    reps=3, Z^n): ``forward``, ``jacobian`` (the fused adjoint by every slot), ``vjp``."""
+    """(kind, kernel) of every generated kernel of the benchmarks' zz workload
+    (zz_feature_map + real_amplitudes reps=3, Z^n) that runs: ``forward``, ``jacobian`` (the
+    fused adjoint by every slot), ``vjp``; a chain's parts each (its forward parts as
+    ``forward part``), as the launchers split a program above the cap on passes per kernel."""
     from benchmarks.workloads import zz_kernel_tables  # noqa: PLC0415
-    from gpuqnn._cuda.codegen import generate_adjoint, generate_forward  # noqa: PLC0415
+    from gpuqnn._cuda.codegen import (  # noqa: PLC0415
+        FORWARD_PART_KERNEL,
+        adjoint_chain,
+        forward_chain,
+    )
     from gpuqnn._cuda.tables import DEFAULT_SHARED_LIMIT  # noqa: PLC0415
 
     kp, slots = zz_kernel_tables(num_qubits, dtype)
     make = {
-        "forward": lambda: generate_forward(kp, dtype),
-        "jacobian": lambda: generate_adjoint(kp, dtype, slots, False, DEFAULT_SHARED_LIMIT),
-        "vjp": lambda: generate_adjoint(kp, dtype, slots, True, DEFAULT_SHARED_LIMIT),
+        "forward": lambda: forward_chain(kp, dtype),
+        "jacobian": lambda: adjoint_chain(kp, dtype, slots, False, DEFAULT_SHARED_LIMIT),
+        "vjp": lambda: adjoint_chain(kp, dtype, slots, True, DEFAULT_SHARED_LIMIT),
     }
-    return [make[name]() for name in which]
+    kinds = {"gqs_forward": "forward", FORWARD_PART_KERNEL: "forward part"}
+    return [(kinds.get(kernel.name, name), kernel) for name in which for kernel in make[name]()]
 
 
 REGISTER_CASES = [
@@ -159,14 +166,18 @@ REGISTER_CASES = [
 ]
 
 
-ACCEPTED_SPILLS = {("forward", "complex64"): 4}
+ACCEPTED_SPILLS = {("forward part", "complex128"): 12, ("forward part", "complex64"): 4}
 """Spill bytes (stores and loads, per thread) accepted per (kernel, dtype); every other kernel
-spills nothing. With CuPy's run-time options (``-ftz=true``) ptxas spills ONE 32-bit register of
-the complex64 forward kernels under the 64-register cap (zz8 and zz12; 0 without ``-ftz``, which
-never runs). Accepted: a 4-byte store and load per thread go to local memory that stays in L1,
-against a kernel whose time is its shared-memory passes; lifting the cap instead would halve
-the blocks per SM. Unmeasured on a GPU: the acceptance run's timings decide whether to revisit
-it. A larger spill, or one in another kernel, fails."""
+spills nothing. ``forward part``: the last kernel of the 12-qubit forward chain (passes 35-71
+and the readout; the chain above 48 passes per kernel) spills 12 bytes in complex128 and 4 in
+complex64 under the 64-register cap, with CuPy's run-time options. Measured here: the same
+passes at the end of the whole 71-pass kernel spill nothing, and so do they when the part
+starts from |0> instead of loading the state; spans 47-71 and 60-71 spill the same 12 bytes.
+Accepted for now: it runs in forward and parameter-shift passes of programs above the cap only
+(the adjoint chains do not spill), three 4-byte stores and loads per thread that stay in L1,
+against a kernel bound by its shared-memory passes. Unmeasured on a GPU. (The complex64
+forward kernels' one 4-byte spill is gone since the states' swizzled layout.) A larger spill,
+or one in another kernel, fails."""
 
 
 @pytest.mark.parametrize(("num_qubits", "dtype", "which"), REGISTER_CASES)
@@ -178,7 +189,11 @@ def test_generated_kernels_take_64_registers_and_never_spill(
     use at most 64 registers per thread (so that a 512-thread block leaves room for a second
     one per SM), no static shared memory, and spill no more than :data:`ACCEPTED_SPILLS`."""
     require_nvrtc()
-    for kind, kernel in zip(which, _workload_kernels(num_qubits, dtype, which), strict=True):
+    compiled: set[str] = set()
+    for kind, kernel in _workload_kernels(num_qubits, dtype, which):
+        if kernel.key in compiled:  # a forward part the adjoint chain shares
+            continue
+        compiled.add(kernel.key)
         result = compile_cubin(kernel.source, "sm_90", RUNTIME_OPTIONS)
         usage = result.resources[kernel.name]
         assert usage.registers <= 64, (kernel.name, usage)

@@ -8,6 +8,7 @@ directly; qiskit circuits drive the network-level checks.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import types
@@ -21,7 +22,13 @@ from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._compile import Op, OpKind, Program
 from gpuqnn._compile.angles import AngleTable
 from gpuqnn._cuda import tables
-from gpuqnn._cuda.codegen import ADJOINT_SIGNATURE, FORWARD_SIGNATURE, GeneratedKernel
+from gpuqnn._cuda.codegen import (
+    ADJOINT_PART_SIGNATURE,
+    ADJOINT_SIGNATURE,
+    FORWARD_PART_SIGNATURE,
+    FORWARD_SIGNATURE,
+    GeneratedKernel,
+)
 from gpuqnn._cuda.launchers import Launch, make_launch
 from gpuqnn._cuda.source import SIGNATURES, kernel_names, kernel_source
 from gpuqnn._cuda.tables import (
@@ -445,6 +452,7 @@ class _FakeCupy(types.ModuleType):
         super().__init__("cupy")
         self.kernels, self.current, self.launches, self.captures = kernels, None, 0, 0
         self.modules: list[dict] = []
+        self.compiled: list[tuple] = []
         fake = self
 
         class RawModule:
@@ -452,6 +460,9 @@ class _FakeCupy(types.ModuleType):
                 assert "GPUQNN_HOST" in code and "-std=c++17" in options
                 self.names = set(kernel_names())
                 fake.modules.append({"names": self.names})
+
+            def compile(self, log_stream=None) -> None:
+                fake.compiled.append(("module", None, None))
 
             def get_function(self, name: str) -> _FakeKernel:
                 assert name in self.names
@@ -478,11 +489,22 @@ class _FakeCupy(types.ModuleType):
 
             def __init__(self, code: str, name: str, options: tuple) -> None:
                 assert "-std=c++17" in options
-                signature = {"gqs_forward": FORWARD_SIGNATURE, "gqs_adjoint": ADJOINT_SIGNATURE}
-                self.kernel = GeneratedKernel(code, name, 0, 0, signature[name], str(hash(code)), 0)
+                signature = {
+                    "gqs_forward": FORWARD_SIGNATURE,
+                    "gqs_adjoint": ADJOINT_SIGNATURE,
+                    "gqs_forward_part": FORWARD_PART_SIGNATURE,
+                    "gqs_adjoint_part": ADJOINT_PART_SIGNATURE,
+                }
+                key = hashlib.sha256(code.encode()).hexdigest()[:24]  # codegen's: built once
+                self.kernel = GeneratedKernel(code, name, 0, 0, signature[name], key, 0)
+                self.options = options
                 self.attributes = {"shared_size_bytes": 0}
                 self.max_dynamic_shared_size_bytes = 48 * 1024
                 fake.modules.append({"names": {name}})
+
+            def compile(self, log_stream=None) -> None:
+                """CuPy compiles and caches; the stand-in records what was asked."""
+                fake.compiled.append((self.kernel.name, self.kernel.key, self.options))
 
             def __call__(self, grid, block, args, shared_mem=0) -> None:
                 assert shared_mem <= max(self.max_dynamic_shared_size_bytes, 48 * 1024)
@@ -601,3 +623,70 @@ def test_fused_runner_copies_a_shift_plan_to_the_device_once(kernels: HostKernel
         ),
         atol=1e-10,
     )
+
+
+def test_a_failed_graph_capture_raises_the_launchs_error(
+    kernels: HostKernels, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 18, item 9: when a launch fails while the per-op launches are captured, CUDA then
+    fails ``end_capture`` too (the capture is invalidated); the caller gets the launch's error,
+    the capture's is logged, not raised instead. A later call captures anew."""
+    fake = _FakeCupy(kernels)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    from gpuqnn._cuda.cupy_launchers import PerOpLauncher  # noqa: PLC0415
+
+    program = random_program(7, 3)
+    readout = make_readout("pauli", 3, 7, "complex128")
+    per_op = PerOpLauncher(encode_tables(program, readout), "complex128", threads=32)
+    base = np.random.default_rng(7).uniform(-1, 1, (2, program.angles.num_slots))
+    unshifted = (np.array([-1], np.int32), np.zeros(1))
+    expected = engine_outputs(program, readout, "complex128", base, *unshifted)
+    np.testing.assert_allclose(per_op.run(base, *unshifted), expected, atol=1e-10, rtol=0)
+
+    class LaunchError(RuntimeError):
+        pass
+
+    def failing_launch(launch) -> None:
+        raise LaunchError(f"cudaErrorIllegalAddress in {launch.kernel}")
+
+    def invalidated() -> None:
+        raise RuntimeError(
+            "cudaErrorStreamCaptureInvalidated: operation failed due to a previous error"
+        )
+
+    execute = per_op._execute
+    monkeypatch.setattr(per_op, "_execute", failing_launch)
+    monkeypatch.setattr(per_op._stream, "end_capture", invalidated)
+    with (
+        caplog.at_level("WARNING", logger="gpuqnn._cuda.cupy_launchers"),
+        pytest.raises(LaunchError, match="cudaErrorIllegalAddress in gq_init"),
+    ):
+        per_op.run(base, *unshifted)  # the second call of the shape captures
+    (record,) = [r for r in caplog.records if r.name == "gpuqnn._cuda.cupy_launchers"]
+    assert "LaunchError: cudaErrorIllegalAddress" in record.getMessage()
+    assert "cudaErrorStreamCaptureInvalidated" in record.getMessage()
+    assert fake.captures == 0
+    monkeypatch.setattr(per_op, "_execute", execute)
+    monkeypatch.delattr(per_op._stream, "end_capture")
+    np.testing.assert_allclose(per_op.run(base, *unshifted), expected, atol=1e-10, rtol=0)
+    assert fake.captures == 1
+
+
+def test_per_op_precompile_builds_the_module_once(
+    kernels: HostKernels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18, item 8: the per-op launcher's precompile compiles its one module (CuPy's
+    RawModule, on first ``get_function``) and then nothing; a run after it compiles nothing."""
+    fake = _FakeCupy(kernels)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    from gpuqnn._cuda.cupy_launchers import PerOpLauncher  # noqa: PLC0415
+
+    program = random_program(4, 2)
+    per_op = PerOpLauncher(
+        encode_tables(program, make_readout("pauli", 2, 4, "complex64")), "complex64"
+    )
+    assert per_op.precompile() == 1 and len(fake.modules) == 1
+    assert per_op.precompile() == 0
+    base = np.zeros((1, program.angles.num_slots))
+    per_op.run(base, np.array([-1], np.int32), np.zeros(1))
+    assert len(fake.modules) == 1

@@ -275,3 +275,55 @@ def test_the_installed_cupy_without_a_driver(caplog: pytest.LogCaptureFixture) -
     assert record.levelno == logging.INFO
     message = gpu_error("gpu")
     assert "check the NVIDIA driver" in message
+
+
+class _Pool:
+    """CuPy's ``MemoryPool`` counters, as the pool of the device current when asked."""
+
+    def __init__(self, current: list[int], free: int, used: int, limit: int) -> None:
+        self.current, self.free, self.used, self.limit = current, free, used, limit
+
+    def free_bytes(self) -> int:
+        assert self.current == [1], "asked outside the backend's device"
+        return self.free
+
+    def used_bytes(self) -> int:
+        return self.used
+
+    def get_limit(self) -> int:
+        return self.limit
+
+
+def test_free_device_memory_counts_the_pools_cached_blocks_and_its_limit() -> None:
+    """Issue 18, item 9: ``memGetInfo`` counts the blocks CuPy's pool caches as taken, though
+    they serve the next allocations; the budget counts them free, within the pool's limit."""
+    import numpy as np  # noqa: PLC0415
+
+    gib = 1 << 30
+    current: list[int] = []
+
+    class Device:
+        def __init__(self, index: int) -> None:
+            self.index = index
+
+        def __enter__(self) -> None:
+            current.append(self.index)
+
+        def __exit__(self, *exc: object) -> None:
+            current.pop()
+
+    pool = _Pool(current, free=3 * gib, used=5 * gib, limit=0)
+    xp = SimpleNamespace(
+        ndarray=object,
+        cuda=SimpleNamespace(
+            Device=Device, runtime=SimpleNamespace(memGetInfo=lambda: (1 * gib, 80 * gib))
+        ),
+        get_default_memory_pool=lambda: pool,
+    )
+    gpu = backend.Backend(xp, "cuda:1", np.dtype(np.complex128))  # type: ignore[arg-type]
+    assert gpu.free_memory() == 4 * gib  # 1 free on the device + 3 cached in the pool
+    pool.limit = 6 * gib + gib // 2  # set_limit: what its arrays use counts against it
+    assert gpu.free_memory() == 1 * gib + gib // 2
+    pool.limit = 4 * gib  # arrays already use more than the limit
+    assert gpu.free_memory() == 0
+    assert current == []

@@ -25,9 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = ["environment", "timings", "compile", "kernels", "sanitizer", "pytest"]
 
 
+@pytest.mark.slow
 def test_dry_run_end_to_end(tmp_path: Path) -> None:
     """``--device cpu`` runs every stage that needs no GPU, passes, and says why it skipped
-    the others."""
+    the others: the whole command in a child process (slow: its kernel cases build about a
+    dozen generated kernels for the host; CI runs :func:`test_dry_run_stages_in_process`)."""
     out = tmp_path / "report.json"
     env = {
         **os.environ,
@@ -77,6 +79,88 @@ def test_dry_run_end_to_end(tmp_path: Path) -> None:
     assert all(t["verdict"] == "not evaluated" for t in timings["targets"])
     model = timings["model"]
     assert model["status"] in ("ok", "skipped") and (model["status"] == "ok" or model["reason"])
+
+
+SMALL_CASES = dict(
+    fused_forward=((3, "pauli", 5),), fused_adjoint=((5, "pauli", 7),), per_op=((2, "direct"),)
+)
+"""The kernel cases of the fast tests, in complex128 only. Their forward kernel and adjoint
+Jacobian kernel are those ``test_fused_runner_copies_a_shift_plan_to_the_device_once`` and
+``test_outputs_beyond_the_first_recompute_or_restore_the_final_state[final-kept]`` launch (the
+same programs, readouts and slots), so a whole-suite session builds them for the host once; the
+VJP kernel is built here (and launched again by the stand-in CuPy test)."""
+
+
+def _small_zz(qubits: int, dtype: str = "complex128"):
+    """A 3- and a 4-qubit ZZ estimator's tables in place of the 8- and 12-qubit workloads'."""
+    return _ZZ_TABLES[0](3 if qubits == 8 else 4, dtype)
+
+
+_ZZ_TABLES = [gpu_acceptance.zz_kernel_tables]
+
+
+def test_dry_run_stages_in_process(
+    tmp_path: Path, kernels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dry run's stages in this process, as ``main`` runs them, on small sizes: every
+    stage that needs no GPU runs and passes, the others say why they skipped, the report is on
+    disk; the kernel cases run on the session's host build (complex128 only), the compile stage
+    generates every kernel of two small ZZ circuits, the timings run ``bench_gpu`` on the
+    8-qubit workload without peers."""
+    monkeypatch.setattr(gpu_acceptance, "DTYPES", ("complex128",))
+    monkeypatch.setattr(gpu_acceptance.gi, "HostKernels", lambda directory: kernels)
+    monkeypatch.setattr(gpu_acceptance, "zz_kernel_tables", _small_zz)
+    timing = ("--workloads", "zz8-estimator", "--peers", "--device", "cpu", "--quick")
+    sizes = replace(
+        sizes_for("cpu", quick=True),
+        compile_kinds={},
+        kernel_samples=2,
+        timing_args=(*timing, "--repeat", "1"),
+        **SMALL_CASES,
+    )
+    out = tmp_path / "report.json"
+    harness = Harness(gpu_acceptance.stages(sizes), out, 300, {"dry_run": True})
+    report = harness.run()
+    assert report == json.loads(out.read_text())
+    stages = {s["name"]: s for s in report["stages"]}
+    assert [s["name"] for s in report["stages"]] == STAGES
+    assert harness.exit_status == 0, stages
+    for name in ("environment", "timings", "compile", "kernels"):
+        assert stages[name]["status"] == "ok", stages[name]
+    for name in ("pytest", "sanitizer"):
+        assert stages[name]["status"] == "skipped"
+        assert "dry run" in stages[name]["reason"] and "no GPU" in stages[name]["reason"]
+
+    kernels_stage = stages["kernels"]["details"]
+    assert "host build" in kernels_stage["runners"]
+    cases = kernels_stage["cases"]
+    assert sorted((c["path"], c["dtype"]) for c in cases) == [
+        ("fused-adjoint-jacobian", "complex128"),
+        ("fused-adjoint-vjp", "complex128"),
+        ("fused-forward", "complex128"),
+        ("per-op-forward", "complex128"),
+    ]
+    for case in cases:
+        assert case["status"] == "passed", case
+        assert case["max_abs_error"] <= TOLERANCE["complex128"] == case["tolerance"], case
+        assert case["reference_max_abs"] > 1e-3, case
+
+    compiled = stages["compile"]["details"]["kernels"]
+    assert len(compiled) == 6 and all(k["fits"] and k["source_bytes"] > 0 for k in compiled)
+    assert all(k["nvrtc"] == "not compiled in this run's sizes" for k in compiled)
+    timings = stages["timings"]["details"]
+    assert "DRY RUN" in timings["label"] and timings["rows"]
+    assert all(row["agrees"] for row in timings["rows"])
+    assert all(t["verdict"] == "not evaluated" for t in timings["targets"])
+    assert timings["model"]["status"] in ("ok", "skipped")
+
+
+def test_precompile_runs_after_the_environment_on_a_gpu_only() -> None:
+    """Issue 18, item 4: the headline (timings) comes right after the environment, and after
+    the threaded precompile where it is asked for; ``pytest -m gpu`` is last."""
+    names = [s.name for s in gpu_acceptance.stages(sizes_for("cuda", True), precompile=True)]
+    assert names == ["environment", "precompile", *STAGES[1:]]
+    assert [s.name for s in gpu_acceptance.stages(sizes_for("cpu", True))] == STAGES
 
 
 def _stage(name: str, run, estimate: float = 1.0, precheck=None) -> Stage:
@@ -222,9 +306,7 @@ def test_pytest_summary_is_parsed() -> None:
     assert pytest_summary(["no tests ran in 0.01s"]) == "no tests ran in 0.01s"
 
 
-def test_kernel_stage_on_a_stand_in_cupy(kernels, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The GPU run's kernel stage (CuPy's FusedLauncher and PerOpLauncher) on the stand-in CuPy of
-    the kernel tests, whose launches run on the host build."""
+def _stand_in_cupy(kernels, monkeypatch: pytest.MonkeyPatch):
     stand_in = getattr(pytest.importorskip("test_cuda_kernels"), "_FakeCupy", None)
     if stand_in is None:
         pytest.skip("tests/test_cuda_kernels.py no longer has its stand-in CuPy, _FakeCupy")
@@ -236,20 +318,60 @@ def test_kernel_stage_on_a_stand_in_cupy(kernels, monkeypatch: pytest.MonkeyPatc
 
     fake_cupy.cuda.Device = Device
     monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
-    sizes = replace(
-        sizes_for("cuda", quick=True),
-        fused_forward=((3, "pauli"), (14, "pieces")),
-        fused_adjoint=((4, "pieces"),),
-        per_op=((5, "direct"),),
-        kernel_samples=2,
-    )
+    monkeypatch.setattr(gpu_acceptance, "DTYPES", ("complex128",))
+    return fake_cupy
+
+
+def test_kernel_stage_on_a_stand_in_cupy(kernels, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU run's kernel stage (CuPy's FusedLauncher and PerOpLauncher) on the stand-in CuPy of
+    the kernel tests, whose launches run on the host build (the kernels of the fast dry run's
+    cases, so built once per session)."""
+    _stand_in_cupy(kernels, monkeypatch)
+    cases = dict(SMALL_CASES, fused_forward=(*SMALL_CASES["fused_forward"], (14, "pieces")))
+    sizes = replace(sizes_for("cuda", quick=True), kernel_samples=2, **cases)
     context = StageContext(time.monotonic() + 300)
     details = kernel_stage(sizes)(context)
     assert context.failures == []
     assert details["runners"].startswith("CuPy FusedLauncher and PerOpLauncher")
     statuses = {(c["path"], c["qubits"], c["dtype"]): c["status"] for c in details["cases"]}
     assert statuses.pop(("fused-forward", 14, "complex128")) == "n/a"  # beyond shared memory
-    assert set(statuses.values()) == {"passed"} and len(statuses) == 9
+    assert set(statuses.values()) == {"passed"} and len(statuses) == 4
+
+
+def test_precompile_stage_compiles_every_kernel_once_through_cupy(
+    kernels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 18, item 4: the precompile stage hands every kernel the timings and the kernel
+    cases launch (chains included) to CuPy's ``RawKernel(...).compile()`` once, with the
+    launchers' options, and the per-op module to ``RawModule(...).compile()``; with no time
+    left it compiles nothing and says so."""
+    fake_cupy = _stand_in_cupy(kernels, monkeypatch)
+    monkeypatch.setattr(gpu_acceptance, "zz_kernel_slot_sets", _small_slot_sets)
+    sizes = replace(sizes_for("cuda", quick=True), **SMALL_CASES)
+    expected = gpu_acceptance.needed_kernels(sizes, gpu_acceptance.shared_limit(sizes))
+    context = StageContext(time.monotonic() + 300)
+    details = gpu_acceptance.precompile_stage(sizes)(context)
+    assert context.failures == []
+    keys = sorted(key for name, key, _options in fake_cupy.compiled if name != "module")
+    assert keys == sorted(k.key for _label, k in expected) and len(set(keys)) == len(keys)
+    assert [c for c in fake_cupy.compiled if c[0] == "module"] == [("module", None, None)]
+    assert {options for _n, _k, options in fake_cupy.compiled if options} == {("-std=c++17",)}
+    assert all(r["status"] == "ok" for r in details["kernels"])
+    labels = [r["kernel"] for r in details["kernels"]]
+    assert any("case fused-adjoint-vjp 5 pauli complex128" in label for label in labels)
+    assert any("zz12" in label for label in labels)
+    fake_cupy.compiled.clear()
+    late = StageContext(time.monotonic() - 1)
+    details = gpu_acceptance.precompile_stage(sizes)(late)
+    assert [c[0] for c in fake_cupy.compiled] == ["module"]
+    assert {r["status"] for r in details["kernels"]} == {"not compiled: the stage's time ran out"}
+
+
+def _small_slot_sets(qubits: int, dtype: str = "complex128"):
+    return _SLOT_SETS[0](3 if qubits == 8 else 4, dtype)
+
+
+_SLOT_SETS = [gpu_acceptance.zz_kernel_slot_sets]
 
 
 class _Distribution:

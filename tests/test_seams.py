@@ -104,7 +104,8 @@ def test_a_factory_that_returns_no_runner_is_refused() -> None:
         use_backend(_network(), select_backend("cpu"), factory)  # type: ignore[arg-type]
 
 
-def test_the_block_engine_has_every_capability() -> None:
+def test_the_block_engine_has_every_capability_but_precompile() -> None:
     sim = simulator_of(_network())
     assert sim.runner is sim.engine
-    assert sim.engine.capabilities == frozenset(Capability)
+    assert sim.engine.capabilities == frozenset(Capability) - {Capability.PRECOMPILE}
+    assert sim.precompile(range(1), True) == 0  # nothing compiles

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import threading
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -99,3 +102,85 @@ def test_device_lists_are_checked_and_need_cuda() -> None:
             assert all(name.startswith("cuda:") for name in network.devices)
     with pytest.raises(ValueError, match="shots are sampled on one device"):
         _pair("sampler", shots=10)
+
+
+class _StreamLog:
+    """A stand-in CuPy for :class:`Backend`: which thread, with which device current, copies
+    and synchronises (CuPy's current stream is per thread and device)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int | None, str]] = []
+        self.local = threading.local()
+        log = self
+
+        class Device:
+            def __init__(self, index: int) -> None:
+                self.index = index
+
+            def __enter__(self) -> None:
+                log.local.stack = [*getattr(log.local, "stack", []), self.index]
+
+            def __exit__(self, *exc: object) -> None:
+                log.local.stack = log.local.stack[:-1]
+
+        class Stream:
+            def synchronize(self) -> None:
+                log.record("synchronize")
+
+        self.ndarray = np.ndarray
+        self.cuda = SimpleNamespace(Device=Device, get_current_stream=Stream)
+
+    def record(self, what: str) -> None:
+        stack = getattr(self.local, "stack", [])
+        self.events.append((threading.current_thread().name, stack[-1] if stack else None, what))
+
+    def asnumpy(self, array: np.ndarray) -> np.ndarray:
+        self.record("to host")
+        return np.asarray(array)
+
+    def asarray(self, array: np.ndarray, dtype: object = None) -> np.ndarray:
+        self.record("to device")
+        return np.array(array, dtype=dtype)
+
+    def empty(self, shape: tuple[int, ...], dtype: object) -> np.ndarray:
+        return np.full(shape, np.nan, dtype=dtype)
+
+
+def test_each_shard_is_copied_home_on_its_own_thread_and_streams() -> None:
+    """Issue 18, item 9: a shard's result is copied to the host in the thread that ran it, with
+    its device current (the stream its kernels ran on), copied to the home device there, and
+    that thread waits for the copy before the caller gathers: the caller's stream is not
+    ordered after another thread's work."""
+    cupy = _StreamLog()
+    backends = [Backend(cupy, f"cuda:{i}", np.dtype(np.complex128)) for i in range(3)]  # type: ignore[arg-type]
+    simulators = [
+        SimpleNamespace(
+            backend=b,
+            program=None,
+            readout=None,
+            options=None,
+            num_outputs=2,
+            circuit=None,
+            runner=None,
+            executor=None,
+            row_bytes=0,
+        )
+        for b in backends
+    ]
+    sharded = ShardedSimulator(simulators)  # type: ignore[arg-type]
+
+    def run(sim, start: int, stop: int, shard: int) -> np.ndarray:
+        cupy.record(f"run {shard}")
+        return np.stack([np.arange(start, stop), -np.arange(start, stop)], axis=1).astype(float)
+
+    out = sharded._gather((2,), 7, run)
+    np.testing.assert_array_equal(out, np.stack([np.arange(7), -np.arange(7)], axis=1))
+    by_thread: dict[str, list[tuple[int | None, str]]] = {}
+    for thread, device, what in cupy.events:
+        by_thread.setdefault(thread, []).append((device, what))
+    home = by_thread.pop(threading.current_thread().name)
+    assert home == [(0, "run 0")]  # the home shard needs no copy
+    assert sorted(by_thread.values()) == [
+        [(shard, f"run {shard}"), (shard, "to host"), (0, "to device"), (0, "synchronize")]
+        for shard in (1, 2)
+    ]

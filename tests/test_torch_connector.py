@@ -4,6 +4,8 @@ behaviour, the dtype option, the zero-copy data path, warnings and errors."""
 
 from __future__ import annotations
 
+import sys
+import types
 import warnings
 
 import numpy as np
@@ -323,3 +325,52 @@ def test_empty_batch_gives_zero_gradients(kind, input_gradients, three_qubit) ->
     out = model(torch.full((2, 2), 0.3, dtype=torch.float64)).reshape(2, -1)
     (out * torch.linspace(0.0, 1.0, out.shape[1])).sum().backward()  # probabilities sum to 1
     assert model.weight.grad.abs().max() > 1e-3
+
+
+class _CupyArray:
+    """A stand-in CuPy array: DLPack refuses it (as for a layout torch cannot take), and like
+    CuPy it refuses an implicit NumPy conversion, which ``np.array`` attempts."""
+
+    def __init__(self, data: np.ndarray, shareable: bool) -> None:
+        self.data, self.shareable = data, shareable
+
+    def __dlpack__(self, **kwargs):
+        if not self.shareable:
+            raise BufferError("this layout cannot be exported")
+        return self.data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("Implicit conversion to a NumPy array is not allowed")
+
+
+_CupyArray.__module__ = "cupy._core.core"
+
+
+def test_cupy_results_dlpack_cannot_share_are_copied_with_cupy(monkeypatch) -> None:
+    """Issue 18, item 9: a CuPy result that DLPack refuses is copied on its device and shared,
+    else copied with ``cupy.asnumpy``; never through ``np.array``, which CuPy refuses."""
+    from gpuqnn.torch_connector import from_engine  # noqa: PLC0415
+
+    values = np.arange(12.0).reshape(3, 4)[:, ::2]
+    copies: list[str] = []
+    fake = types.ModuleType("cupy")
+    fake.ndarray = _CupyArray
+    fake.array = lambda a, dtype: (
+        copies.append("device"),
+        _CupyArray(np.array(a.data, dtype=dtype), shareable=fake.shareable_copies),
+    )[1]
+    fake.asnumpy = lambda a: (copies.append("host"), a.data.copy())[1]
+    fake.shareable_copies = True
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    with pytest.raises(TypeError, match="Implicit conversion"):
+        np.array(_CupyArray(values, False), dtype=np.float64)  # what the old fallback did
+    tensor = from_engine(_CupyArray(values, False))
+    np.testing.assert_array_equal(tensor.numpy(), values)
+    assert copies == ["device"]
+    fake.shareable_copies = False
+    tensor = from_engine(_CupyArray(values, False))
+    np.testing.assert_array_equal(tensor.numpy(), values)
+    assert copies == ["device", "device", "host"] and tensor.dtype == torch.float64

@@ -39,9 +39,10 @@ from .layout import (
     adjoint_shared_bytes,
     default_threads,
     shared_layout,
+    swizzle_bits,
     warps,
 )
-from .passes import Pass, PhaseRun
+from .passes import MAX_KERNEL_PASSES, Pass, PhaseRun, pass_spans
 from .source import check_kernel_dtype, kernel_source
 from .tables import KernelTables
 
@@ -55,6 +56,16 @@ FORWARD_SIGNATURE = ("ptr", "i64", "ptr", "ptr", "i64", "ptr", "ptr", "ptr")
 ADJOINT_SIGNATURE = ("ptr", "i64", "ptr", "ptr", "ptr")
 """``gqs_adjoint(base, batch, cotangent, pidx, out)``."""
 
+FORWARD_PART_KERNEL = "gqs_forward_part"
+ADJOINT_PART_KERNEL = "gqs_adjoint_part"
+FORWARD_PART_SIGNATURE = (*FORWARD_SIGNATURE, "ptr")
+"""``gqs_forward_part(..., out, state)``: a chained forward kernel; ``state`` (R, D) complex
+holds each row's state between the chain's kernels."""
+ADJOINT_PART_SIGNATURE = (*ADJOINT_SIGNATURE, "ptr", "ptr", "ptr")
+"""``gqs_adjoint_part(..., out, state, psi_g, lam_g)``: a chained adjoint kernel; ``state``
+(B, D) the forward parts' state, ``psi_g``/``lam_g`` (B * O, D) complex each sample's state
+and adjoint state per output between the backward parts."""
+
 
 @dataclass(frozen=True)
 class GeneratedKernel:
@@ -67,9 +78,11 @@ class GeneratedKernel:
         shared: dynamic shared memory per block, in bytes.
         signature: parameter kinds (``ptr``, ``i32``, ``i64``) in order.
         key: a hash of the source (the compiled module's cache key).
-        passes: passes over the state per forward sweep.
+        passes: passes over the state per forward sweep of the program (all of a chain's
+            kernels together).
         keeps_final: (adjoint) the final state is kept in shared memory between outputs rather
             than recomputed.
+        span: below.
     """
 
     source: str
@@ -80,6 +93,8 @@ class GeneratedKernel:
     key: str
     passes: int
     keeps_final: bool = False
+    span: tuple[int, int] | None = None
+    """(part of a chain) the passes ``[start, stop)`` this kernel sweeps; None: all."""
 
 
 def _real(dtype: np.dtype) -> str:
@@ -204,7 +219,11 @@ class _Generator:
 
     # ---- shared memory --------------------------------------------------------------------
     def pointers(self, layout: Layout, names: Sequence[str]) -> None:
+        """Each segment of ``names`` as a pointer into the shared memory; the states (``psi``,
+        ``lam``, ``final``) as accessors of the swizzled layout (:func:`.layout.swizzle`):
+        ``psi[b]`` is amplitude b wherever it lives."""
         c = self.code
+        bits = swizzle_bits(16 if self.real == "double" else 8)
         types = {
             "psi": "cplx",
             "lam": "cplx",
@@ -217,10 +236,11 @@ class _Generator:
             "scratch": "double",
         }
         for name in names:
-            c(
-                f"{types[name]}* GQ_RESTRICT {name} = reinterpret_cast<{types[name]}*>"
-                f"(smem + {getattr(layout, name)});"
-            )
+            pointer = f"reinterpret_cast<{types[name]}*>(smem + {getattr(layout, name)})"
+            if name in ("psi", "lam", "final"):
+                c(f"const gqs_swizzled<cplx, {bits}> {name}{{{pointer}}};")
+            else:
+                c(f"{types[name]}* GQ_RESTRICT {name} = {pointer};")
 
     # ---- per-row angles ---------------------------------------------------------------------
     def angles(self, shifted: bool) -> None:
@@ -248,19 +268,35 @@ class _Generator:
         one = "gq_make<real>(i == 0 ? (real)1 : (real)0, (real)0)"
         self.code(f"GQ_BLOCK_FOR(i, {self.dim}) psi[i] = {one};")
 
-    def forward_sweep(self) -> None:
-        for p in self.passes:
+    def forward_sweep(self, span: tuple[int, int] | None = None) -> None:
+        start, stop = span or (0, len(self.passes))
+        for p in self.passes[start:stop]:
             self.apply(p, ["psi"], inverse=False, derivative=False)
             self.code("GQ_SYNC();")
 
-    def backward_sweep(self) -> None:
-        """Derivatives and un-apply, from the last pass to the first differentiated one."""
-        wanted = [i for i, p in enumerate(self.passes) if self._differentiated(p)]
-        first = min(wanted)
-        for i in range(len(self.passes) - 1, first - 1, -1):
+    def first_differentiated(self) -> int:
+        """The first pass with a differentiated slot (the backward sweep stops there)."""
+        return min(i for i, p in enumerate(self.passes) if self._differentiated(p))
+
+    def backward_sweep(self, span: tuple[int, int] | None = None) -> None:
+        """Derivatives and un-apply, from the last pass of ``span`` (default: all passes) to
+        its first, or to the first differentiated pass (not un-applied: nothing needs it)."""
+        start, stop = span or (0, len(self.passes))
+        first = self.first_differentiated()
+        for i in range(stop - 1, max(start, first) - 1, -1):
             p = self.passes[i]
             self.apply(p, ["psi", "lam"] if i > first else [], inverse=True, derivative=True)
             self.code("GQ_SYNC();")
+
+    def copy_state(self, target: str, source: str) -> None:
+        """``target[i] = source[i]`` over the row's amplitudes (either may be global memory
+        indexed by an expression: ``state + row * D``), one amplitude per thread in flight
+        (an unrolled copy holds several, and the sweep after it then spills)."""
+        c = self.code
+        c.open("GQ_EACH_THREAD(t)")
+        c("GQS_NO_UNROLL")
+        c(f"for (int i = t; i < {self.dim}; i += {self.threads}) ({target})[i] = ({source})[i];")
+        c.close()
 
     def _differentiated(self, p: Pass) -> bool:
         return any(op.slot >= 0 and int(op.slot) in self.position for op in p.ops)
@@ -536,6 +572,14 @@ _SIN = _horner([(-1) ** k / math.factorial(2 * k + 1) for k in range(9)])
 _COS = _horner([(-1) ** k / math.factorial(2 * k) for k in range(10)])
 
 _SINCOS = """
+// A state in shared memory in the swizzled layout (layout.py's swizzle): amplitude x at
+// x ^ ((x >> L) & (2^L - 1)), 2^L amplitudes per row of the 32 banks, so that a warp's reads
+// in a pass on low qubits spread over the banks. psi[x] is amplitude x.
+template <typename C, int L>
+struct gqs_swizzled {
+  C* GQ_RESTRICT p;
+  GQ_DEVICE C& operator[](long long x) const { return p[x ^ ((x >> L) & ((1LL << L) - 1))]; }
+};
 // An op's item loop is unrolled at most twice: more items in flight would hold more amplitudes
 // than 64 registers (the budget the kernels are built for) and spill.
 // GQS_TID(t): the thread index read anew (a volatile read on a GPU), so that the compiler
@@ -636,20 +680,32 @@ def _key(source: str) -> str:
 
 
 def generate_forward(
-    kp: KernelTables, dtype: object, threads: int | None = None
+    kp: KernelTables,
+    dtype: object,
+    threads: int | None = None,
+    span: tuple[int, int] | None = None,
 ) -> GeneratedKernel:
     """The specialised forward kernel ``gqs_forward(base (B, K) float64, batch, shift_slot (S,)
     int32, shift_value (S,) float64, shifts, prog, rcoef, out (S * B, O) float64)``: row
     ``s * B + b`` is sample b with block s's shift (as the generic fused kernel).
 
+    With ``span``, a part of a chain (:func:`forward_chain`): ``gqs_forward_part(..., out,
+    state (S * B, D) complex)`` sweeps passes ``[start, stop)``, starting from the row's
+    ``state`` (unless ``start`` is 0) and storing it there (unless ``stop`` is the last pass,
+    which reads out instead).
+
     Args:
         kp: the encoded program and readout.
         dtype: complex64 or complex128.
         threads: threads per block (default: :func:`default_threads`).
+        span: the passes of a chained kernel; None: all, in one kernel.
     """
     dtype = check_kernel_dtype(dtype)
     threads = default_threads(kp.num_qubits) if threads is None else int(threads)
     g = _Generator(kp, dtype, threads)
+    total = len(g.passes)
+    start, stop = span or (0, total)
+    name = FORWARD_KERNEL if span is None else FORWARD_PART_KERNEL
     layout = shared_layout(kp, dtype, 1, 0, kp.fused_scratch_doubles(threads), False)
     c = g.code
     params = [
@@ -662,30 +718,63 @@ def generate_forward(
         ("const double* GQ_RESTRICT", "rcoef"),
         ("double* GQ_RESTRICT", "out"),
     ]
+    if span is not None:
+        params.append(("cplx* GQ_RESTRICT", "state"))
     decl = ", ".join(f"{t} {n}" for t, n in params)
-    c.open(f"GQ_DEVICE void {FORWARD_KERNEL}_body(const gq_ctx& ctx, unsigned char* smem, {decl})")
+    c.open(f"GQ_DEVICE void {name}_body(const gq_ctx& ctx, unsigned char* smem, {decl})")
     g.pointers(layout, ["psi", "theta", "half", "full", "scratch"])
     c("(void)theta; (void)half; (void)full;")
     c.open("GQ_BLOCK_ITEMS(row, shifts * batch)")
     c("const long long shift = row / batch;")
     c("const long long sample = row - shift * batch;")
     c("(void)sample;")
-    g.init_state()
+    if start == 0:
+        g.init_state()
+    else:
+        g.copy_state("psi", f"state + row * {kp.dim}LL")
     c("GQ_SYNC();")
     g.angles(shifted=True)
     c("GQ_SYNC();")
-    g.forward_sweep()
-    c(
-        f"gq_readout_block<real>(ctx, psi, {kp.num_qubits}, prog, rcoef, scratch, "
-        f"out + row * {kp.num_outputs});"
-    )
+    g.forward_sweep((start, stop))
+    if stop == total:
+        c(
+            f"gq_readout_block<real>(ctx, psi, {kp.num_qubits}, prog, rcoef, scratch, "
+            f"out + row * {kp.num_outputs});"
+        )
+    else:
+        c("(void)prog; (void)rcoef; (void)out; (void)scratch;")
+        g.copy_state(f"state + row * {kp.dim}LL", "psi")
     c("GQ_SYNC();")
     c.close()
     c.close()
-    source = _prelude(_real(dtype)) + c.text() + _entry(FORWARD_KERNEL, params, threads)
+    source = _prelude(_real(dtype)) + c.text() + _entry(name, params, threads)
+    signature = FORWARD_SIGNATURE if span is None else FORWARD_PART_SIGNATURE
     return GeneratedKernel(
-        source, FORWARD_KERNEL, threads, layout.size, FORWARD_SIGNATURE, _key(source), len(g.passes)
+        source, name, threads, layout.size, signature, _key(source), total, span=span
     )
+
+
+def forward_chain(
+    kp: KernelTables,
+    dtype: object,
+    threads: int | None = None,
+    max_passes: int | None = MAX_KERNEL_PASSES,
+) -> tuple[GeneratedKernel, ...]:
+    """The forward kernel, or where the program has more than ``max_passes`` passes, a chain of
+    ``gqs_forward_part`` kernels of at most that many passes each, launched in order over the
+    same rows (:func:`.passes.pass_spans`).
+
+    Args:
+        kp: the encoded program and readout.
+        dtype: complex64 or complex128.
+        threads: threads per block (default: :func:`default_threads`).
+        max_passes: passes per kernel at most (default :data:`.passes.MAX_KERNEL_PASSES`;
+            None: no cap).
+    """
+    spans = pass_spans(len(kp.passes), max_passes)
+    if len(spans) == 1:
+        return (generate_forward(kp, dtype, threads),)
+    return tuple(generate_forward(kp, dtype, threads, span) for span in spans)
 
 
 def generate_adjoint(
@@ -695,10 +784,19 @@ def generate_adjoint(
     vjp: bool,
     shared_limit: int,
     threads: int | None = None,
+    span: tuple[int, int] | None = None,
 ) -> GeneratedKernel | None:
     """The specialised adjoint kernel ``gqs_adjoint(base (B, K) float64, batch, cotangent
     (B, O) float64 (vjp; else unused), pidx (D,) int32 (probability readouts; else unused),
     out (B, O or 1, S) float64)``, or None when a row's two states do not fit ``shared_limit``.
+
+    With ``span``, a part of a chain (:func:`adjoint_chain`), ``gqs_adjoint_part(..., out,
+    state (B, D), psi_g (B * O, D), lam_g (B * O, D))`` (complex): the part whose span ends
+    at the last pass (the tail) starts each output's forward sweep from ``state`` (what the
+    forward parts left), builds the adjoint state and sweeps back over its passes; an earlier
+    part starts from each output's ``psi_g``/``lam_g``. A part stores the two states there
+    unless its sweep reached the first differentiated pass, and adds its slots' derivatives to
+    ``out`` (the tail writes every entry first).
 
     Args:
         kp: the encoded program and readout.
@@ -707,6 +805,7 @@ def generate_adjoint(
         vjp: one adjoint state per sample from the cotangent, instead of one per output.
         shared_limit: dynamic shared memory per block, in bytes.
         threads: threads per block (default: :func:`default_threads`).
+        span: the passes of a chained kernel; None: all, in one kernel.
     """
     dtype = check_kernel_dtype(dtype)
     threads = default_threads(kp.num_qubits) if threads is None else int(threads)
@@ -718,6 +817,11 @@ def generate_adjoint(
     if adjoint_shared_bytes(kp, dtype, len(slots), vjp, keep, threads) > shared_limit:
         return None
     g = _Generator(kp, dtype, threads, slots, vjp)
+    total = len(g.passes)
+    start, stop = span or (0, total)
+    tail = stop == total
+    keep = keep and tail
+    name = ADJOINT_KERNEL if span is None else ADJOINT_PART_KERNEL
     layout = shared_layout(kp, dtype, 3 if keep else 2, len(slots) * g.warps, 0, vjp)
     outputs = 1 if vjp else kp.num_outputs
     c = g.code
@@ -728,54 +832,121 @@ def generate_adjoint(
         ("const int* GQ_RESTRICT", "pidx"),
         ("double* GQ_RESTRICT", "out"),
     ]
+    if span is not None:
+        params += [
+            ("const cplx* GQ_RESTRICT", "state"),
+            ("cplx* GQ_RESTRICT", "psi_g"),
+            ("cplx* GQ_RESTRICT", "lam_g"),
+        ]
     decl = ", ".join(f"{t} {n}" for t, n in params)
-    c.open(f"GQ_DEVICE void {ADJOINT_KERNEL}_body(const gq_ctx& ctx, unsigned char* smem, {decl})")
+    c.open(f"GQ_DEVICE void {name}_body(const gq_ctx& ctx, unsigned char* smem, {decl})")
     names = ["psi", "lam", "theta", "half", "full", "cells"]
     names += ["final"] if keep else []
-    names += ["cot"] if vjp else []
+    names += ["cot"] if vjp and tail else []
     g.pointers(layout, names)
     c("(void)cotangent; (void)pidx; (void)theta; (void)half; (void)full;")
+    if span is not None:
+        c("(void)state; (void)psi_g; (void)lam_g;")
     c.open("GQ_BLOCK_ITEMS(sample, batch)")
     g.angles(shifted=False)
     c("GQ_SYNC();")
-    if vjp:
+    if vjp and tail:
         o = kp.num_outputs
         c(f"GQ_BLOCK_FOR(j, {o}) cot[j] = cotangent[sample * {o} + j];")
         c("GQ_SYNC();")
     c.open(f"for (int o = 0; o < {outputs}; ++o)")
     c("(void)o;")
-    if keep:
-        c.open("if (o == 0)")
-    g.init_state()
-    c("GQ_SYNC();")
-    g.forward_sweep()
-    if keep:
-        c(f"GQ_BLOCK_FOR(i, {kp.dim}) final[i] = psi[i];")
-        c.close(" else {")
-        c.depth += 1
-        c(f"GQ_BLOCK_FOR(i, {kp.dim}) psi[i] = final[i];")
+    saved = f"(sample * {outputs} + o) * {kp.dim}LL"
+    if tail:
+        if keep:
+            c.open("if (o == 0)")
+        if start == 0:
+            g.init_state()
+        else:
+            g.copy_state("psi", f"state + sample * {kp.dim}LL")
+        c("GQ_SYNC();")
+        g.forward_sweep((start, stop))
+        if keep:
+            c(f"GQ_BLOCK_FOR(i, {kp.dim}) final[i] = psi[i];")
+            c.close(" else {")
+            c.depth += 1
+            c(f"GQ_BLOCK_FOR(i, {kp.dim}) psi[i] = final[i];")
+            c.close()
+            c("GQ_SYNC();")
+        g.adjoint_state()
+    else:
+        c.open("GQ_EACH_THREAD(t)")
+        c(f"for (int i = t; i < {len(slots) * g.warps}; i += {threads}) cells[i] = 0.0;")
+        c("GQS_NO_UNROLL")
+        c.open(f"for (int i = t; i < {kp.dim}; i += {threads})")
+        c(f"psi[i] = psi_g[{saved} + i];")
+        c(f"lam[i] = lam_g[{saved} + i];")
+        c.close()
         c.close()
         c("GQ_SYNC();")
-    g.adjoint_state()
-    g.backward_sweep()
+    g.backward_sweep((start, stop))
+    if start > g.first_differentiated():  # an earlier part sweeps on from these states
+        c.open("GQ_EACH_THREAD(t)")
+        c("GQS_NO_UNROLL")
+        c.open(f"for (int i = t; i < {kp.dim}; i += {threads})")
+        c(f"psi_g[{saved} + i] = psi[i];")
+        c(f"lam_g[{saved} + i] = lam[i];")
+        c.close()
+        c.close()
+        c("GQ_SYNC();")
     s, w = len(slots), g.warps
     c.open(f"GQ_BLOCK_FOR(j, {s})")
     c("double sum = 0.0;")
     c(f"for (int v = 0; v < {w}; ++v) sum += cells[j * {w} + v];")
-    c(f"out[(sample * {outputs} + o) * {s} + j] = sum;")
+    c(f"out[(sample * {outputs} + o) * {s} + j] {'=' if tail else '+='} sum;")
     c.close()
     c("GQ_SYNC();")
     c.close()
     c.close()
     c.close()
-    source = _prelude(_real(dtype)) + c.text() + _entry(ADJOINT_KERNEL, params, threads)
+    source = _prelude(_real(dtype)) + c.text() + _entry(name, params, threads)
     return GeneratedKernel(
         source,
-        ADJOINT_KERNEL,
+        name,
         threads,
         layout.size,
-        ADJOINT_SIGNATURE,
+        ADJOINT_SIGNATURE if span is None else ADJOINT_PART_SIGNATURE,
         _key(source),
-        len(g.passes),
+        total,
         keep,
+        span,
     )
+
+
+def adjoint_chain(
+    kp: KernelTables,
+    dtype: object,
+    slots: Sequence[int],
+    vjp: bool,
+    shared_limit: int,
+    threads: int | None = None,
+    max_passes: int | None = MAX_KERNEL_PASSES,
+) -> tuple[GeneratedKernel, ...] | None:
+    """The adjoint kernel, or where the program has more than ``max_passes`` passes, a chain
+    in launch order: the forward parts of every span but the last (:func:`forward_chain`'s,
+    launched unshifted), the adjoint part of the last span (the tail), then the adjoint parts
+    of the earlier spans from the last to the first, less those wholly before the first
+    differentiated pass. None when a row's states do not fit ``shared_limit``.
+
+    Args: as :func:`generate_adjoint`, and ``max_passes`` as :func:`forward_chain`'s.
+    """
+    spans = pass_spans(len(kp.passes), max_passes)
+    if len(spans) == 1:
+        kernel = generate_adjoint(kp, dtype, slots, vjp, shared_limit, threads)
+        return None if kernel is None else (kernel,)
+    tail = generate_adjoint(kp, dtype, slots, vjp, shared_limit, threads, spans[-1])
+    if tail is None:
+        return None
+    forward = [generate_forward(kp, dtype, threads, span) for span in spans[:-1]]
+    first = _Generator(kp, check_kernel_dtype(dtype), 32, slots).first_differentiated()
+    backward = [
+        generate_adjoint(kp, dtype, slots, vjp, shared_limit, threads, span)
+        for span in reversed(spans[:-1])
+        if span[1] > first
+    ]
+    return (*forward, tail, *(k for k in backward if k is not None))

@@ -16,6 +16,7 @@ Shapes: B samples, K angle slots, S shift blocks, R = S * B rows, O outputs, D =
 
 from __future__ import annotations
 
+import logging
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +28,7 @@ from .launchers import FusedLauncherBase, Launch, PerOpBuffers, PerOpLauncherBas
 from .source import COMPILE_OPTIONS, kernel_name, kernel_source
 from .tables import KernelTables
 
+_LOG = logging.getLogger(__name__)
 _STATIC_SHARED_LIMIT = 48 * 1024  # above this a kernel must opt in to dynamic shared memory
 _BLOCKS_PER_SM = 32
 
@@ -51,6 +53,11 @@ class KernelModule:
     def __init__(self) -> None:
         self._module: Any = None
         self._functions: dict[str, Any] = {}
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the module has been compiled (or loaded) in this process."""
+        return self._module is not None
 
     def function(self, kernel: str, real_type: str, shared: int = 0) -> Any:
         """The compiled kernel ``kernel`` for ``real_type``, allowed ``shared`` bytes of dynamic
@@ -100,6 +107,21 @@ class _CupyMemory:
 
     def _default_max_blocks(self) -> int:
         return self._sm_count * _BLOCKS_PER_SM
+
+
+def _end_failed_capture(stream: Any, error: BaseException) -> None:
+    """End a stream capture that ``error`` interrupted, without letting the capture's own
+    failure (CUDA reports an invalidated capture once a launch in it failed) replace ``error``,
+    which the caller re-raises: the capture's is logged as a warning."""
+    try:
+        stream.end_capture()
+    except Exception as second:  # noqa: BLE001 - logged; the first error is raised
+        _LOG.warning(
+            "ending the CUDA graph capture after %s: %s failed too: %r",
+            type(error).__name__,
+            error,
+            second,
+        )
 
 
 def _device_attribute(cupy: ModuleType, name: str, device_id: int) -> int:
@@ -174,7 +196,9 @@ class FusedLauncher(_CupyMemory, FusedLauncherBase):
         function((launch.grid,), (launch.block,), launch.args, shared_mem=launch.shared)
 
     def _build_generated(self, kernel: GeneratedKernel) -> None:
-        self._generated_function(kernel)
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):  # also from a precompiling thread
+            self._generated_function(kernel)
 
     def _generated_function(self, kernel: GeneratedKernel) -> Any:
         """The compiled kernel: a ``RawKernel``, which CuPy compiles with NVRTC on first use and
@@ -259,6 +283,16 @@ class PerOpLauncher(_CupyMemory, PerOpLauncherBase):
         self._graph: Any = None
         self._graph_work: PerOpBuffers | None = None  # the buffers the graph was captured for
 
+    def precompile(self) -> int:
+        """Compile (or load from CuPy's cache) the per-op module on the launcher's device; 1
+        when this call built it, else 0."""
+        if self.module.compiled:
+            return 0
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):
+            self.module.function("gq_init", self.real_type)
+        return 1
+
     def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
         """Outputs of every (shift block, sample) row.
 
@@ -314,7 +348,9 @@ class PerOpLauncher(_CupyMemory, PerOpLauncherBase):
         try:
             for launch in work.launches:
                 self._execute(launch)
-        finally:
-            graph = self._stream.end_capture()
+        except BaseException as exc:
+            _end_failed_capture(self._stream, exc)
+            raise
+        graph = self._stream.end_capture()
         self._graph, self._graph_work = graph, work
         graph.launch(self._stream)

@@ -32,6 +32,7 @@ import numpy as np
 
 from .codegen import GeneratedKernel
 from .launchers import SIGNATURES, FusedLauncherBase, Launch, PerOpBuffers, PerOpLauncherBase
+from .passes import MAX_KERNEL_PASSES
 from .source import kernel_source_path
 from .tables import KernelTables
 
@@ -245,6 +246,7 @@ class HostFusedLauncher(_HostMemory, FusedLauncherBase):
         shared_limit: shared memory limit per block that the plan must respect, in bytes.
         reverse: run each phase's threads in decreasing order.
         strict: run every launch in the strict emulation with this seed (None: off).
+        max_passes: passes per generated kernel at most (as the GPU launcher's).
     """
 
     def __init__(
@@ -258,9 +260,12 @@ class HostFusedLauncher(_HostMemory, FusedLauncherBase):
         shared_limit: int | None = None,
         reverse: bool = False,
         strict: int | None = None,
+        max_passes: int | None = MAX_KERNEL_PASSES,
     ) -> None:
         options = {} if shared_limit is None else {"shared_limit": shared_limit}
-        super().__init__(tables, dtype, threads=threads, max_blocks=max_blocks, **options)
+        super().__init__(
+            tables, dtype, threads=threads, max_blocks=max_blocks, max_passes=max_passes, **options
+        )
         self.kernels = kernels
         self.reverse = reverse
         self.strict = strict

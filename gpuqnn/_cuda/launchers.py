@@ -12,7 +12,9 @@ Shapes: B samples, K angle slots, S shift blocks, R = S * B rows, O outputs, D =
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -22,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from .._sim.readout import ProbabilityReadout
-from .codegen import GeneratedKernel, generate_adjoint, generate_forward
+from .codegen import (
+    FORWARD_PART_KERNEL,
+    GeneratedKernel,
+    adjoint_chain,
+    forward_chain,
+)
+from .passes import MAX_KERNEL_PASSES
 from .source import REAL_TYPES, SIGNATURES, check_kernel_dtype
 from .tables import (
     DEFAULT_SHARED_LIMIT,
@@ -227,6 +235,9 @@ class FusedLauncherBase(LauncherBase):
         threads: threads per block (default: :func:`.codegen.default_threads`).
         max_blocks: most blocks in a launch (rows beyond are strided over).
         shared_limit: the device's dynamic shared memory per block (bytes).
+        max_passes: passes per generated kernel at most; a deeper program runs as a chain of
+            launches, each kernel compiled on its own (:data:`.passes.MAX_KERNEL_PASSES`;
+            None: one kernel whatever the depth).
 
     Raises:
         ValueError: the program's rows do not fit ``shared_limit`` (see
@@ -241,19 +252,23 @@ class FusedLauncherBase(LauncherBase):
         threads: int | None = None,
         max_blocks: int | None = None,
         shared_limit: int = DEFAULT_SHARED_LIMIT,
+        max_passes: int | None = MAX_KERNEL_PASSES,
     ) -> None:
         super().__init__(tables, dtype, threads, max_blocks)
         self.shared_limit = int(shared_limit)
-        self.forward_kernel = generate_forward(tables, self.dtype, self.threads)
+        self.max_passes = max_passes
+        self.forward_chain = forward_chain(tables, self.dtype, self.threads, max_passes)
+        """The forward kernel, or the chain of kernels a forward pass launches in order."""
+        self.forward_kernel = self.forward_chain[-1]
         if self.forward_kernel.shared > self.shared_limit:
             raise ValueError(
                 f"the fused kernel needs {self.forward_kernel.shared} bytes of shared memory per "
                 f"block for {tables.num_qubits} qubits in {self.dtype.name}, more than "
                 f"the limit of {self.shared_limit}; use PerOpLauncher"
             )
-        self._adjoint: dict[tuple[tuple[int, ...], bool], GeneratedKernel | None] = {}
+        self._adjoint: dict[tuple[tuple[int, ...], bool], tuple[GeneratedKernel, ...] | None] = {}
         self._index: Any = None  # (D,) int32 probability index table, on the launcher's memory
-        self._placeholder: Any = None  # for the cotangent argument of a Jacobian launch
+        self._placeholder: Any = None  # for the arguments a launch does not read
         self._shifts: dict[tuple[bytes, bytes], tuple[Any, Any]] = {}  # host tables -> device
         self._lock = threading.Lock()
         self._built: set[str] = set()  # keys of the generated kernels built (build())
@@ -275,11 +290,16 @@ class FusedLauncherBase(LauncherBase):
             return
         start = time.perf_counter()
         self._build_generated(kernel)
-        self._built.add(kernel.key)
+        with self._lock:
+            self._built.add(kernel.key)
+        if kernel.span is None:
+            passes = f"{kernel.passes} passes"
+        else:  # a part of a chain
+            passes = f"passes {kernel.span[0]}-{kernel.span[1]} of {kernel.passes}"
         _LOG.info(
-            "compiled %s (%d passes, %s) in %.2f s",
+            "compiled %s (%s, %s) in %.2f s",
             kernel.name,
-            kernel.passes,
+            passes,
             self.dtype.name,
             time.perf_counter() - start,
         )
@@ -305,25 +325,52 @@ class FusedLauncherBase(LauncherBase):
         if rows == 0:
             return out
         table, _data, coeff = self._device_tables()
-        kernel = self.forward_kernel
-        launch = Launch(
-            kernel.name,
-            self._grid(rows),
-            kernel.threads,
-            kernel.shared,
-            (
-                self._to_device(base_angles),
-                np.int64(batch),
-                *self._shift_tables(shift_slot, shift_value),
-                np.int64(shifts),
-                table,
-                coeff,
-                out,
-            ),
+        args: tuple[Any, ...] = (
+            self._to_device(base_angles),
+            np.int64(batch),
+            *self._shift_tables(shift_slot, shift_value),
+            np.int64(shifts),
+            table,
+            coeff,
+            out,
         )
-        self.build(kernel)
-        self._execute_generated(kernel, launch)
+        chain = self.forward_chain
+        if len(chain) > 1:  # each row's state between the chain's kernels
+            args += (self._empty((rows, self.tables.dim), self.dtype),)
+        self.precompile_kernels(chain)
+        for kernel in chain:
+            launch = Launch(kernel.name, self._grid(rows), kernel.threads, kernel.shared, args)
+            self._execute_generated(kernel, launch)
         return out
+
+    def precompile_kernels(self, kernels: Sequence[GeneratedKernel]) -> int:
+        """:meth:`build` each of ``kernels`` (a chain) not built yet; the number built now.
+        Several are built at once, one thread each up to the cores there are (NVRTC releases
+        the GIL), so that a chain's first call takes about its longest kernel's compile."""
+        pending = list({k.key: k for k in kernels if k.key not in self._built}.values())
+        workers = min(len(pending), os.cpu_count() or 1)
+        if workers > 1:
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                for future in [pool.submit(self.build, kernel) for kernel in pending]:
+                    future.result()  # the first error, if any
+        else:
+            for kernel in pending:
+                self.build(kernel)
+        return len(pending)
+
+    def precompile(self, slots: Sequence[int] | None = None, vjp: bool = False) -> int:
+        """Build the forward kernel (or chain) and, with ``slots``, the adjoint kernel(s) by
+        them (a product with ``vjp``) where a row's states fit; the number built by this call
+        (0 when all were built before). CuPy's disk cache may serve a build in milliseconds."""
+        built = self.precompile_kernels(self.forward_chain)
+        chain = None if not slots else self.adjoint_chain(slots, vjp)
+        return built + (self.precompile_kernels(chain) if chain else 0)
+
+    def state_bytes(self, rows: int = 1) -> int:
+        """Global memory a forward launch of ``rows`` rows holds beyond its outputs: each row's
+        state between a chain's kernels (0 for one kernel), in bytes."""
+        chained = len(self.forward_chain) > 1
+        return rows * self.tables.dim * self.dtype.itemsize if chained else 0
 
     def _shift_tables(self, shift_slot: Any, shift_value: Any) -> tuple[Any, Any]:
         """The shift tables in the launcher's memory. Host tables are copied once and kept (a
@@ -346,13 +393,41 @@ class FusedLauncherBase(LauncherBase):
     # ---- adjoint ----------------------------------------------------------------------------
     def adjoint_kernel(self, slots: Sequence[int], vjp: bool) -> GeneratedKernel | None:
         """The fused adjoint kernel for ``slots`` (and a cotangent with ``vjp``), or None when
-        a row's state and adjoint state do not fit the shared memory limit."""
+        a row's state and adjoint state do not fit the shared memory limit. Of a chain
+        (:meth:`adjoint_chain`), the kernel that builds the adjoint states (its ``passes`` and
+        ``keeps_final`` are the whole program's)."""
+        chain = self.adjoint_chain(slots, vjp)
+        if chain is None:
+            return None
+        return next(k for k in chain if k.name != FORWARD_PART_KERNEL)
+
+    def adjoint_chain(self, slots: Sequence[int], vjp: bool) -> tuple[GeneratedKernel, ...] | None:
+        """The kernels one adjoint launch runs, in order: one kernel, or above the cap on
+        passes a chain (:func:`.codegen.adjoint_chain`); None where a row's states do not fit
+        the shared memory limit."""
         key = (tuple(int(s) for s in slots), bool(vjp))
         if key not in self._adjoint:
-            self._adjoint[key] = generate_adjoint(
-                self.tables, self.dtype, key[0], key[1], self.shared_limit, self.threads
+            self._adjoint[key] = adjoint_chain(
+                self.tables,
+                self.dtype,
+                key[0],
+                key[1],
+                self.shared_limit,
+                self.threads,
+                self.max_passes,
             )
         return self._adjoint[key]
+
+    def adjoint_state_bytes(self, slots: Sequence[int], vjp: bool) -> int:
+        """Global memory per sample an adjoint launch holds beyond its derivatives: a chain's
+        state after its forward parts and, where earlier adjoint parts follow the tail, each
+        output's state and adjoint state (0 for one kernel), in bytes."""
+        chain = self.adjoint_chain(slots, vjp) or ()
+        if len(chain) <= 1:
+            return 0
+        outputs = 1 if vjp else self.tables.num_outputs
+        middles = sum(k.name != FORWARD_PART_KERNEL for k in chain) > 1
+        return self.tables.dim * self.dtype.itemsize * (1 + (2 * outputs if middles else 0))
 
     def adjoint(self, base_angles: Any, slots: Sequence[int], cotangent: Any = None) -> Any:
         """Derivatives of the outputs by ``slots``, in ONE launch: per sample a forward sweep,
@@ -387,32 +462,44 @@ class FusedLauncherBase(LauncherBase):
                 f"cotangent must be float64 of shape ({batch}, {kp.num_outputs}), got "
                 f"{getattr(cotangent, 'dtype', None)} {getattr(cotangent, 'shape', None)}"
             )
-        kernel = self.adjoint_kernel(slots, vjp)
-        if kernel is None:
+        chain = self.adjoint_chain(slots, vjp)
+        if chain is None:
             raise ValueError(
                 f"the fused adjoint kernel does not fit {self.shared_limit} bytes of shared "
                 f"memory for {kp.num_qubits} qubits in {self.dtype.name}"
             )
-        out = self._empty((batch, 1 if vjp else kp.num_outputs, len(slots)), np.float64)
+        outputs = 1 if vjp else kp.num_outputs
+        out = self._empty((batch, outputs, len(slots)), np.float64)
         if batch == 0:
             return out
         if self._index is None:
             self._index = self._to_device(_probability_index(kp))
-        launch = Launch(
-            kernel.name,
-            self._grid(batch),
-            kernel.threads,
-            kernel.shared,
-            (
-                self._to_device(base_angles),
-                np.int64(batch),
-                self._to_device(cotangent) if vjp else self._index_placeholder(),
-                self._index,
-                out,
-            ),
+        base = self._to_device(base_angles)
+        args: tuple[Any, ...] = (
+            base,
+            np.int64(batch),
+            self._to_device(cotangent) if vjp else self._index_placeholder(),
+            self._index,
+            out,
         )
-        self.build(kernel)
-        self._execute_generated(kernel, launch)
+        self.precompile_kernels(chain)
+        if len(chain) == 1:
+            kernel = chain[0]
+            launch = Launch(kernel.name, self._grid(batch), kernel.threads, kernel.shared, args)
+            self._execute_generated(kernel, launch)
+            return out
+        state = self._empty((batch, kp.dim), self.dtype)
+        middles = sum(k.name != FORWARD_PART_KERNEL for k in chain) > 1
+        saved = (batch * outputs, kp.dim) if middles else (1,)
+        args += (state, self._empty(saved, self.dtype), self._empty(saved, self.dtype))
+        _table, _data, coeff = self._device_tables()
+        unshifted = self._shift_tables(np.full(1, -1, dtype=np.int32), np.zeros(1))
+        forward: tuple[Any, ...] = (base, np.int64(batch), *unshifted, np.int64(1), _table, coeff)
+        forward += (self._index_placeholder(), state)
+        for kernel in chain:
+            part = forward if kernel.name == FORWARD_PART_KERNEL else args
+            launch = Launch(kernel.name, self._grid(batch), kernel.threads, kernel.shared, part)
+            self._execute_generated(kernel, launch)
         return out
 
     def _index_placeholder(self) -> Any:
@@ -514,6 +601,11 @@ class PerOpLauncherBase(LauncherBase):
         self._fill(work, base_angles, shift_slot, shift_value)
         self._run_buffers(work)
         return self._copy(work.out)
+
+    def precompile(self) -> int:
+        """Build the per-op kernels where they are compiled at run time (CuPy: one module);
+        the number of modules built by this call (the host build is built beforehand: 0)."""
+        return 0
 
     # ---- hooks beyond LauncherBase's -----------------------------------------------------------
     def _fill(

@@ -116,3 +116,44 @@ def adjoint_shared_bytes(
     threads = default_threads(kp.num_qubits) if threads is None else int(threads)
     states = 3 if keep_final and not vjp and kp.num_outputs > 1 else 2
     return shared_layout(kp, np.dtype(dtype), states, slots * warps(threads), 0, vjp).size
+
+
+# ---- the states' swizzled layout ----------------------------------------------------------------
+SHARED_BANKS = 32
+"""Shared-memory banks per multiprocessor, 4 bytes wide (every CUDA architecture since Kepler)."""
+_LINE = 4 * SHARED_BANKS  # bytes of one row of banks
+
+
+def swizzle_bits(itemsize: int) -> int:
+    """L: amplitudes of ``itemsize`` bytes per row of banks are ``2**L`` (3 for complex128, 4 for
+    complex64)."""
+    return (_LINE // itemsize).bit_length() - 1
+
+
+def swizzle(index: int, itemsize: int) -> int:
+    """Where amplitude ``index`` of a state lives in the fused kernels' shared memory:
+    ``index ^ ((index >> L) & (2**L - 1))`` (:func:`swizzle_bits`), a permutation within each
+    run of ``2**L`` amplitudes (one row of banks). Without it, the amplitudes a warp reads at
+    once in a pass on qubits below L (thread t's group at ``t << k``) share their low L bits,
+    so all of them sit in one bank group: an 8-way conflict for a dense pass on qubits 0-2.
+    XOR-ing the row number into the low bits spreads them over the banks, and leaves runs of
+    consecutive amplitudes (the phase runs, the readout) in distinct banks."""
+    bits = swizzle_bits(itemsize)
+    return index ^ ((index >> bits) & ((1 << bits) - 1))
+
+
+def wavefronts(indices: list[int], itemsize: int) -> int:
+    """Shared-memory wavefronts (passes of the 32 banks) one warp's access needs, where lane
+    ``i`` reads amplitude slot ``indices[i]`` (``itemsize`` bytes, aligned): the warp is served
+    in phases of ``128 / itemsize`` lanes (a whole warp for 4 bytes, half warps for 8, quarter
+    warps for 16), and within a phase a bank holding k distinct words takes k wavefronts.
+    Conflict-free is one wavefront per phase."""
+    per_phase = max(1, min(len(indices), _LINE // itemsize))
+    total = 0
+    for start in range(0, len(indices), per_phase):
+        words: dict[int, set[int]] = {}
+        for index in indices[start : start + per_phase]:
+            for word in range(index * itemsize // 4, (index + 1) * itemsize // 4):
+                words.setdefault(word % SHARED_BANKS, set()).add(word)
+        total += max(len(w) for w in words.values())
+    return total

@@ -26,6 +26,16 @@ MIN_RUN = 2
 MAX_FUSED_QUBITS = 3
 """Most qubits of a product of constant ops (the kernels' largest dense op)."""
 _CONSTANT = (OpKind.DENSE, OpKind.DIAG, OpKind.PERM)
+MAX_KERNEL_PASSES = 48
+"""Most passes one generated kernel sweeps; a deeper program runs as a chain of kernels, each
+compiled on its own (:func:`pass_spans`). NVRTC's time grows faster than the passes: compiled
+here for sm_90 with CuPy's run-time options on one core (``benchmarks/nvrtc_passes.py``, ZZ
+feature map + RealAmplitudes on 8 qubits, complex128, a shared two-core machine), the adjoint
+kernel took 4.3 s at 36 passes, 5.2-9.9 s at 60, 7.2-9.1 s at 72, 14-15 s at 84-108 and 80 s at
+204 (the forward kernel 1.6 s at 108 passes, 15 s at 396). Per pass, the zz12 adjoint (71
+passes, 126 differentiated slots, 17-21 s) costs more than zz8's (48 passes, 7.5 s). 48 passes
+keeps every kernel of these circuits near or under 10 s on one core and leaves the 8-qubit
+benchmark circuit in one kernel."""
 
 
 @dataclass(frozen=True)
@@ -161,3 +171,19 @@ def local_matrix(op: Op, qubits: list[int]) -> np.ndarray:
                     y |= ((i >> t) & 1) << where[int(q)]
                 matrix[y, x] += value
     return matrix
+
+
+def pass_spans(count: int, max_passes: int | None = MAX_KERNEL_PASSES) -> list[tuple[int, int]]:
+    """``[start, stop)`` spans covering ``count`` passes in order, at most ``max_passes``
+    (default :data:`MAX_KERNEL_PASSES`; None: no cap) each, as nearly equal as can be.
+
+    Raises:
+        ValueError: ``max_passes`` is not a positive int.
+    """
+    if max_passes is None:
+        return [(0, count)]
+    if isinstance(max_passes, bool) or not isinstance(max_passes, int) or max_passes < 1:
+        raise ValueError(f"max_passes must be a positive int or None, got {max_passes!r}")
+    parts = max(1, -(-count // max_passes))
+    bounds = [count * i // parts for i in range(parts + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))

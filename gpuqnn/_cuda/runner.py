@@ -55,7 +55,7 @@ class KernelRunner:
     """
 
     description = "per-op CUDA kernels"
-    capabilities = frozenset({Capability.SHIFTED})
+    capabilities = frozenset({Capability.SHIFTED, Capability.PRECOMPILE})
 
     def __init__(self, launcher: Any, circuit: BlockCircuit, num_outputs: int) -> None:
         self.launcher = launcher
@@ -83,6 +83,11 @@ class KernelRunner:
         for the kernels."""
         return engine_cost(self.circuit, rows_per_block)
 
+    def precompile(self, slots: Sequence[int] | None, vjp: bool) -> int:
+        """Build the launcher's kernels (the per-op module has no adjoint: ``slots`` and
+        ``vjp`` change nothing); the number built by this call."""
+        return int(self.launcher.precompile())
+
     def forward(self, angles: Any, buffers: Buffers) -> Any:
         """(B, O) float64 outputs of (B, K) float64 ``angles``: one unshifted pass."""
         return self.launcher.run(angles, *_UNSHIFTED)
@@ -102,14 +107,17 @@ class FusedKernelRunner(KernelRunner):
     """
 
     description = "fused CUDA kernels"
-    capabilities = frozenset({Capability.SHIFTED, Capability.ADJOINT, Capability.VJP})
+    capabilities = frozenset(
+        {Capability.SHIFTED, Capability.ADJOINT, Capability.VJP, Capability.PRECOMPILE}
+    )
 
     def __init__(self, launcher: FusedLauncherBase, circuit: BlockCircuit, num_outputs: int):
         super().__init__(launcher, circuit, num_outputs)
-        self._row_bytes = self._output_bytes()
+        self._row_bytes = self._output_bytes() + launcher.state_bytes()
 
     def row_bytes(self) -> int:
-        """Device bytes per row: its outputs (the state lives in shared memory)."""
+        """Device bytes per row: its outputs (the state lives in shared memory), and its state
+        between the kernels of a chain (a program deeper than the cap on passes)."""
         return self._row_bytes
 
     def cost(self, rows_per_block: np.ndarray, rows: int = 1) -> float:
@@ -117,6 +125,11 @@ class FusedKernelRunner(KernelRunner):
         of the generated kernel over its state from the start, then the readout (the units of
         :meth:`adjoint_cost`)."""
         return float(rows) * (self.launcher.forward_kernel.passes + 1)
+
+    def precompile(self, slots: Sequence[int] | None, vjp: bool) -> int:
+        """Build the forward kernel (or chain) and, with ``slots``, the adjoint kernel(s) by
+        them (a product with ``vjp``); the number built by this call."""
+        return self.launcher.precompile(slots, vjp)
 
     def adjoint_fits(self, slots: Sequence[int], vjp: bool) -> bool:
         """Whether a row's state and adjoint state(s) fit the device's shared memory."""
@@ -134,10 +147,12 @@ class FusedKernelRunner(KernelRunner):
 
     def adjoint_sample_bytes(self, slots: Sequence[int], vjp: bool, checkpoints: bool) -> int:
         """Device bytes per sample of a launch: its derivatives, angles and cotangent (the
-        states live in shared memory; ``checkpoints`` changes nothing)."""
+        states live in shared memory, but between the kernels of a chain in device memory;
+        ``checkpoints`` changes nothing)."""
         outputs = 1 if vjp else self.num_outputs
         num_slots = self.circuit.program.angles.num_slots
-        return 8 * (outputs * len(slots) + num_slots + self.num_outputs)
+        chained = self.launcher.adjoint_state_bytes(slots, vjp)
+        return 8 * (outputs * len(slots) + num_slots + self.num_outputs) + chained
 
     def adjoint(
         self,

@@ -478,11 +478,12 @@ GQ_DEVICE void gq_op_grid(const gq_ctx& ctx, gq_cplx<T>* GQ_RESTRICT psi, int n,
 }
 
 // ---- readouts ---------------------------------------------------------------------------------
+// The readouts take the state as a pointer or, in the generated kernels, as an accessor of the
+// swizzled shared-memory layout (codegen.py's gqs_swizzled): psi[b] is amplitude b either way.
 // sum over b = lo, lo + step, ... < hi of Re(conj(psi[b ^ x]) psi[b] coeff) (-1)^popcount(b & z)
-template <typename T>
-GQ_DEVICE double gq_pauli_sum(const gq_cplx<T>* GQ_RESTRICT psi, long long lo, long long hi,
-                              long long step, long long x, long long z, double cre,
-                              double cim) {
+template <typename T, typename P>
+GQ_DEVICE double gq_pauli_sum(P psi, long long lo, long long hi, long long step, long long x,
+                              long long z, double cre, double cim) {
   double acc = 0.0;
   for (long long b = lo; b < hi; b += step) {
     const gq_cplx<T> u = psi[b ^ x];
@@ -498,10 +499,9 @@ GQ_DEVICE double gq_pauli_sum(const gq_cplx<T>* GQ_RESTRICT psi, long long lo, l
 // One Pauli term over amplitudes [lo, hi) of a row, reduced by the block: per-thread partials,
 // then a tree over scratch (GQ_NUM_THREADS doubles, a power of two). Leaves the sum in
 // scratch[0], visible to every thread.
-template <typename T>
-GQ_DEVICE void gq_block_pauli(const gq_ctx& ctx, const gq_cplx<T>* GQ_RESTRICT psi, long long lo,
-                              long long hi, long long x, long long z, double cre, double cim,
-                              double* GQ_RESTRICT scratch) {
+template <typename T, typename P>
+GQ_DEVICE void gq_block_pauli(const gq_ctx& ctx, P psi, long long lo, long long hi, long long x,
+                              long long z, double cre, double cim, double* GQ_RESTRICT scratch) {
   GQ_EACH_THREAD(t) {
     scratch[t] = gq_pauli_sum<T>(psi, lo + t, hi, GQ_NUM_THREADS, x, z, cre, cim);
   }
@@ -515,9 +515,8 @@ GQ_DEVICE void gq_block_pauli(const gq_ctx& ctx, const gq_cplx<T>* GQ_RESTRICT p
 }
 
 // Probability of the basis states order[lo:hi] of a row.
-template <typename T>
-GQ_DEVICE double gq_piece_sum(const gq_cplx<T>* GQ_RESTRICT psi, const int* GQ_RESTRICT order,
-                              int lo, int hi) {
+template <typename T, typename P>
+GQ_DEVICE double gq_piece_sum(P psi, const int* GQ_RESTRICT order, int lo, int hi) {
   double acc = 0.0;
   for (int p = lo; p < hi; ++p) acc += gq_norm<T>(psi[order[p]]);
   return acc;
@@ -531,10 +530,10 @@ GQ_DEVICE double gq_range_sum(const double* GQ_RESTRICT values, long long lo, lo
 
 // The readout of one row held by this block (the generated fused kernel, codegen.py); out: the
 // row's (O,) outputs.
-template <typename T>
-GQ_DEVICE void gq_readout_block(const gq_ctx& ctx, const gq_cplx<T>* GQ_RESTRICT psi, int n,
-                                const int* GQ_RESTRICT prog, const double* GQ_RESTRICT rcoef,
-                                double* GQ_RESTRICT scratch, double* GQ_RESTRICT out) {
+template <typename T, typename P>
+GQ_DEVICE void gq_readout_block(const gq_ctx& ctx, P psi, int n, const int* GQ_RESTRICT prog,
+                                const double* GQ_RESTRICT rcoef, double* GQ_RESTRICT scratch,
+                                double* GQ_RESTRICT out) {
   const int num_out = prog[GQ_H_OUTPUTS];
   const int items = prog[GQ_H_ITEMS];
   const int* tables = prog + prog[GQ_H_TABLES];

@@ -194,6 +194,40 @@ class SimulatorHandle(_ParentNetwork):
         columns = range(first, self.num_inputs + self.num_weights)
         return self._simulator().method(columns, self._output_sampler(True) is not None)
 
+    def precompile(self, *, input_gradients: bool | None = None, training: bool = True) -> int:
+        """Compile now the CUDA kernels the next ``forward`` and ``backward`` calls launch, so
+        that a training loop's first timed step does not include them: NVRTC takes seconds per
+        generated kernel on one core (CuPy's disk cache serves later processes). A no-op on
+        NumPy, and where the network runs qiskit-machine-learning's own code path.
+
+        Args:
+            input_gradients: whether backward passes differentiate by the inputs too (default:
+                the network's :attr:`input_gradients`).
+            training: also the kernels of the vector-Jacobian product that
+                :class:`~gpuqnn.TorchConnector`'s backward runs.
+
+        Returns:
+            The number of kernels compiled (or loaded from CuPy's cache) by this call; 0 when
+            there is nothing to compile or it was done before.
+
+        Raises:
+            TypeError: ``input_gradients`` is not a bool or None, or ``training`` not a bool.
+        """
+        if input_gradients is not None and not isinstance(input_gradients, bool):
+            raise TypeError(
+                f"input_gradients must be a bool or None, got {type(input_gradients).__name__}"
+            )
+        if not isinstance(training, bool):
+            raise TypeError(f"training must be a bool, got {type(training).__name__}")
+        if not self._simulator_serves_forward():
+            return 0
+        gradients = self._input_gradients if input_gradients is None else input_gradients
+        first = 0 if gradients else self.num_inputs
+        columns = range(first, self.num_inputs + self.num_weights)
+        backward = self._simulator_serves_backward() and len(columns) > 0
+        shots = self._output_sampler(True) is not None
+        return self._simulator().precompile(columns if backward else None, training, shots)
+
     # ---- the simulator's life cycle ---------------------------------------------------------
     def _build_simulator(self) -> AnySimulator:
         """Compile the circuit and build the simulator on the network's backends (checked

@@ -131,6 +131,13 @@ class Backend:
             return self.xp.cuda.Device(_device_index(self.name))
         return nullcontext()
 
+    def synchronize(self) -> None:
+        """Wait until the work the calling thread queued on this backend's device (on CuPy's
+        current stream of this thread) is done; nothing on the CPU."""
+        if self.is_gpu:
+            with self.xp.cuda.Device(_device_index(self.name)):
+                self.xp.cuda.get_current_stream().synchronize()
+
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Copy a host array to the backend's device (no copy on the CPU backend)."""
         if self.is_gpu:
@@ -183,12 +190,30 @@ class Backend:
         return out
 
     def free_memory(self) -> int:
-        """Bytes of memory currently available to this backend (host RAM or device memory)."""
+        """Bytes of memory currently available to this backend (host RAM or device memory).
+
+        On a GPU, the driver's free memory plus what CuPy's default memory pool holds unused
+        (its free blocks serve the next allocations: ``memGetInfo`` counts them as taken, so
+        after one large pass the budget would shrink to a fraction), capped by the pool's
+        limit (``cupy.get_default_memory_pool().set_limit``, or ``CUPY_GPU_MEMORY_LIMIT``) less
+        what its arrays use.
+        """
         if self.is_gpu:
             with self.xp.cuda.Device(_device_index(self.name)):
                 free, _total = self.xp.cuda.runtime.memGetInfo()
-            return int(free)
+                return pool_available(int(free), self.xp.get_default_memory_pool())
         return host_available_memory()
+
+
+def pool_available(device_free: int, pool: Any) -> int:
+    """Bytes a CuPy memory pool can still hand out on its device: ``device_free`` (the driver's
+    free memory) plus the pool's unused cached blocks, at most its limit (0: none) less its
+    used bytes. The pool's counters are per device, those of the device current when asked."""
+    available = device_free + int(pool.free_bytes())
+    limit = int(pool.get_limit())
+    if limit > 0:
+        available = min(available, max(0, limit - int(pool.used_bytes())))
+    return available
 
 
 def host_available_memory() -> int:

@@ -101,6 +101,8 @@ class Capability(enum.Enum):
     (:class:`AdjointRunner` with a cotangent)."""
     TAPE = "tape"
     """Keeps a forward sweep for a later reverse sweep (:class:`TapeRunner`)."""
+    PRECOMPILE = "precompile"
+    """Compiles code on first use and can do it ahead of a pass (:class:`PrecompilingRunner`)."""
 
 
 @runtime_checkable
@@ -188,10 +190,22 @@ class TapeRunner(AdjointRunner, Protocol):
         (R, O) real ``cotangent``."""
 
 
+@runtime_checkable
+class PrecompilingRunner(Runner, Protocol):
+    """A runner with :attr:`Capability.PRECOMPILE`: its first pass would compile code (the
+    CUDA kernels: NVRTC, seconds per kernel), which :meth:`precompile` does ahead."""
+
+    def precompile(self, slots: Sequence[int] | None, vjp: bool) -> int:
+        """Compile (or load from a cache) what its forward and parameter-shift passes launch,
+        and with ``slots`` what its adjoint pass by them launches (a product with ``vjp``);
+        the number of kernels built by this call (0 when all were built before)."""
+
+
 _CAPABILITY_PROTOCOLS: dict[Capability, type[Any]] = {
     Capability.ADJOINT: AdjointRunner,
     Capability.VJP: AdjointRunner,
     Capability.TAPE: TapeRunner,
+    Capability.PRECOMPILE: PrecompilingRunner,
 }
 
 

@@ -57,7 +57,8 @@ def engine_cost(circuit: BlockCircuit, rows_per_block: np.ndarray) -> float:
 
 
 class BlockRunner:
-    """Runs passes through the fused blocks, then the readout: every capability.
+    """Runs passes through the fused blocks, then the readout: every capability but
+    :attr:`~.protocols.Capability.PRECOMPILE` (it compiles nothing).
 
     Args:
         circuit: the program fused into blocks.
@@ -65,7 +66,7 @@ class BlockRunner:
     """
 
     description = "block engine"
-    capabilities = frozenset(Capability)
+    capabilities = frozenset(Capability) - {Capability.PRECOMPILE}
 
     def __init__(self, circuit: BlockCircuit, readout: Readout) -> None:
         self.circuit = circuit

@@ -72,6 +72,10 @@ class ShardedSimulator:
     def method(self, columns: Sequence[int], shots: bool = False, vjp: bool = False) -> str:
         return self.simulators[0].method(columns, shots, vjp)
 
+    def precompile(self, columns: Sequence[int] | None, vjps: bool, shots: bool = False) -> int:
+        """:meth:`~.simulator.Simulator.precompile` on every device; the kernels built."""
+        return sum(sim.precompile(columns, vjps, shots) for sim in self.simulators)
+
     # ---- passes -------------------------------------------------------------------------------
     def _gather(self, shape_tail: tuple[int, ...], batch: int, run: Any) -> Any:
         """Run ``run(simulator, start, stop, shard)`` on every non-empty shard at once (one
@@ -92,7 +96,9 @@ class ShardedSimulator:
             sim, start, stop, i = jobs[k]
             try:
                 with sim.backend.activate():
-                    results[k] = run(sim, start, stop, i)
+                    results[k] = self._home(sim, run(sim, start, stop, i))
+                if k:  # a worker's streams are not the caller's: finish the copy here
+                    self.backend.synchronize()
             except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
                 errors.append(exc)
 
@@ -105,8 +111,8 @@ class ShardedSimulator:
         if errors:
             raise errors[0]
         out = self.backend.xp.empty((batch, *shape_tail), dtype="float64")
-        for (sim, start, stop, _i), values in zip(jobs, results, strict=True):
-            out[start:stop] = self._home(sim, values)
+        for (_sim, start, stop, _i), values in zip(jobs, results, strict=True):
+            out[start:stop] = values
         return out
 
     def _rows(self, simulator: Simulator, params: Any, start: int, stop: int) -> Any:
@@ -132,8 +138,14 @@ class ShardedSimulator:
         return place(params[start:stop])
 
     def _home(self, simulator: Simulator, values: Any) -> Any:
-        """A shard's result as an array of the home backend."""
-        if simulator.backend is self.backend or not simulator.backend.is_gpu:
+        """A shard's result as an array of the home backend. Called in the shard's thread with
+        its device current: the copy to the host runs on the stream the shard's work ran on
+        (CuPy's current stream is per thread, and per-thread default streams are not ordered
+        with each other), and :meth:`~.backend.Backend.synchronize` then finishes the copy to
+        the home device before the calling thread reads it."""
+        if simulator.backend is self.backend:
+            return values
+        if not simulator.backend.is_gpu:
             return self.backend.asarray(values)
         return self.backend.asarray(simulator.backend.to_host(values))
 

@@ -40,6 +40,7 @@ from .protocols import (
     AdjointRunner,
     Capability,
     GradientStrategy,
+    PrecompilingRunner,
     Readout,
     Runner,
     TapeRunner,
@@ -168,6 +169,31 @@ class Simulator:
                 whatever the number of outputs; parameter shift computes every output).
         """
         return self._strategy(columns, shots, vjp).name
+
+    @on_device("backend")
+    def precompile(self, columns: Sequence[int] | None, vjps: bool, shots: bool = False) -> int:
+        """Compile ahead what the next passes will launch: the forward (and parameter-shift)
+        kernels, and with ``columns`` the adjoint kernels of a backward pass by them (with
+        ``vjps`` also of a vector-Jacobian product, what training's backward runs) where the
+        method chosen for it (``shots``: sampled outputs) runs on this runner. Nothing where
+        the runner compiles nothing (the block engine).
+
+        Returns:
+            The number of kernels built by this call.
+        """
+        runner = self.runner
+        if Capability.PRECOMPILE not in runner.capabilities:
+            return 0
+        assert isinstance(runner, PrecompilingRunner)
+        built = runner.precompile(None, False)
+        slots = self.differentiated_slots(columns) if columns else []
+        for vjp in (False, True) if vjps else (False,):
+            if not slots or self._strategy(columns or (), shots, vjp) is not self.adjoint:
+                continue
+            serving: object = self.adjoint.runner(slots, vjp)
+            if serving is runner:
+                built += runner.precompile(slots, vjp)
+        return built
 
     def _strategy(self, columns: Sequence[int], shots: bool, vjp: bool) -> GradientStrategy:
         """The strategy of :meth:`method`: the one asked for, else the cheaper of those that
