@@ -564,6 +564,8 @@ def test_trajectory_means_agree_with_the_density_matrix_within_4_standard_errors
     np.testing.assert_array_less(np.abs(grad_mean - expected), 4 * grad_error + 1e-12)
     grad_in, grad_w = sampled.backward(inputs, weights)
     np.testing.assert_array_equal(np.concatenate([grad_in, grad_w], axis=-1), grad_mean)
+    assert exact.precompile() == sampled.precompile() == 0  # the block engine compiles nothing
+    np.testing.assert_array_equal(sampled.forward(inputs, weights), mean)
     sampler = SamplerQNN(
         circuit=circuit,
         input_params=x,

@@ -54,6 +54,11 @@ class TrajectorySimulator:
         """``"parameter_shift"``: a trajectory has no adjoint."""
         return "parameter_shift"
 
+    def precompile(self, columns: Sequence[int] | None, vjps: bool, shots: bool = False) -> int:
+        """What the wrapped simulator compiles ahead for its forward passes (the trajectories'
+        rows; their gradients are parameter shifts, forward passes too); the kernels built."""
+        return self.simulator.precompile(None, False, shots)  # type: ignore[no-any-return]
+
     def _rows(self, params: Any) -> np.ndarray:
         """(B T, P + L) rows: each sample's parameters T times, then fresh uniforms."""
         host = np.asarray(self.backend.to_host(params[0 : params.shape[0]]), dtype=np.float64)
