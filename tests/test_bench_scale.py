@@ -10,6 +10,10 @@ import pytest
 
 from benchmarks import bench_scale
 
+# under pytest-xdist these tests share one worker: each starts processes of its own (torchrun
+# ranks, Ray actors), and two such groups at once on a 2-core runner would starve each other
+pytestmark = pytest.mark.xdist_group("processes")
+
 
 def test_quick_run_measures_one_process_against_two_ddp_ranks(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

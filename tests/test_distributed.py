@@ -19,6 +19,10 @@ from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn import distributed as gd
 from gpuqnn.examples import zz_real_amplitudes
 
+# under pytest-xdist these tests share one worker: each starts processes of its own (torchrun
+# ranks, Ray actors), and two such groups at once on a 2-core runner would starve each other
+pytestmark = pytest.mark.xdist_group("processes")
+
 ROOT = Path(__file__).parents[1]
 EXAMPLE = ROOT / "examples" / "ddp_train.py"
 # small and quick: 3 qubits, 64 samples, 4 steps of 16 rows
