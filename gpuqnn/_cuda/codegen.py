@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from .._compile import Op, OpKind
 from .._sim.readout import PauliReadout
+from .angle_code import AngleCode
 from .layout import (
     REGISTER_BUDGET,
     REGISTERS_PER_SM,
@@ -54,6 +56,15 @@ FORWARD_SIGNATURE = ("ptr", "i64", "ptr", "ptr", "i64", "ptr", "ptr", "ptr")
 """``gqs_forward(base, batch, shift_slot, shift_value, shifts, prog, rcoef, out)``."""
 ADJOINT_SIGNATURE = ("ptr", "i64", "ptr", "ptr", "ptr")
 """``gqs_adjoint(base, batch, cotangent, pidx, out)``."""
+PARAMETER_ARGS = (("const double* GQ_RESTRICT", "inputs"), ("const double* GQ_RESTRICT", "weights"))
+PARAMETER_ARGS += (("long long", "nin"),)
+"""The arguments that replace ``base`` in the kernels that read parameter rows: ``inputs``
+(B, nin) float64, ``weights`` (P - nin,) float64 shared by every sample, ``nin``."""
+FORWARD_PARAMETER_SIGNATURE = ("ptr", "ptr", "i64", *FORWARD_SIGNATURE[1:])
+"""``gqs_forward(inputs, weights, nin, batch, shift_slot, shift_value, shifts, prog, rcoef,
+out)``."""
+ADJOINT_PARAMETER_SIGNATURE = ("ptr", "ptr", "i64", *ADJOINT_SIGNATURE[1:])
+"""``gqs_adjoint(inputs, weights, nin, batch, cotangent, pidx, out)``: out (B, O or 1, J)."""
 
 
 @dataclass(frozen=True)
@@ -223,13 +234,26 @@ class _Generator:
             )
 
     # ---- per-row angles ---------------------------------------------------------------------
-    def angles(self, shifted: bool) -> None:
+    def angles(self, shifted: bool, code: AngleCode | None = None) -> None:
+        """Each slot's angle, cos and sin of the row: read from ``base`` (B, K), or with
+        ``code`` computed from the sample's parameters."""
         c = self.code
         k = self.kp.num_slots
         if k == 0:
             return
         c.open(f"GQ_BLOCK_FOR(k, {k})")
-        c(f"double a = base[sample * {k} + k];")
+        if code is None:
+            c(f"double a = base[sample * {k} + k];")
+        else:
+            c("double a = 0.0;")
+            c.open("switch (k)")
+            for slot, expr in enumerate(code.angles):
+                c.open(f"case {slot}:")
+                self.parameters(_params_in(expr))
+                c(f"a = {expr};")
+                c("break;")
+                c.close()
+            c.close()
         if shifted:
             c("if (shift_slot[shift] == (int)k) a += shift_value[shift];")
         if self.real == "float":  # fixed-point turns: a run's sum is exact modulo 2 pi
@@ -241,6 +265,38 @@ class _Generator:
         c("half[k] = gq_make<real>((real)co, (real)s);")
         c("gqs_sincos(a, &s, &co);")
         c("full[k] = gq_make<real>((real)co, (real)s);")
+        c.close()
+
+    def parameters(self, columns: Sequence[int]) -> None:
+        """Local doubles ``p{j}`` of the sample's parameter columns (inside a sample loop)."""
+        for j in columns:
+            self.code(f"const double p{j} = gqs_param(inputs, weights, nin, sample, {j});")
+
+    def parameter_gradients(self, code: AngleCode, columns: Sequence[int], at: str) -> None:
+        """out[at + c] = sum over the differentiated slots s that depend on ``columns[c]`` of
+        (s's summed warp cells) * d angle_s / d p_column: the chain rule in registers, each
+        slot touching only its own columns."""
+        c = self.code
+        w = self.warps
+        c.open(f"GQ_BLOCK_FOR(c, {len(columns)})")
+        c("double g = 0.0;")
+        c.open("switch (c)")
+        for position, j in enumerate(columns):
+            terms = [
+                (self.position[s], code.derivatives[s][j])
+                for s in self.slots
+                if j in code.derivatives[s]
+            ]
+            if not terms:
+                continue
+            c.open(f"case {position}:")
+            self.parameters(_params_in(" ".join(t[1] for t in terms)))
+            for pos, derivative in terms:
+                c(f"g += gqs_cell_sum(cells + {pos * w}, {w}) * ({derivative});")
+            c("break;")
+            c.close()
+        c.close()
+        c(f"out[{at} + c] = g;")
         c.close()
 
     # ---- passes -----------------------------------------------------------------------------
@@ -524,6 +580,11 @@ class _Generator:
         c("GQ_SYNC();")
 
 
+def _params_in(expression: str) -> list[int]:
+    """The parameter columns j whose variables ``p{j}`` a C expression reads."""
+    return sorted({int(m) for m in re.findall(r"\bp(\d+)\b", expression)})
+
+
 def _horner(coefficients: list[float]) -> str:
     """``c0 + r2 * (c1 + r2 * (...))`` as C, one coefficient per line."""
     text = repr(coefficients[-1])
@@ -584,6 +645,17 @@ GQ_DEVICE unsigned int gqs_turns(double a) {
   const double t = a * 0.15915494309189533577;
   return (unsigned int)(long long)rint((t - floor(t)) * 4294967296.0);
 }
+// Parameter column j of a sample: its own inputs first (nin per sample), then the weights every
+// sample shares; and the sum of a differentiated slot's per-warp cells.
+GQ_DEVICE double gqs_param(const double* inputs, const double* weights, long long nin,
+                           long long sample, int j) {
+  return j < nin ? inputs[sample * nin + j] : weights[j - nin];
+}
+GQ_DEVICE double gqs_cell_sum(const double* cells, int warps) {
+  double sum = 0.0;
+  for (int v = 0; v < warps; ++v) sum += cells[v];
+  return sum;
+}
 GQ_DEVICE float gqs_half_turns(unsigned int turns) { return (float)(int)turns * 0x1p-31f; }
 #if defined(GPUQNN_HOST)
 GQ_DEVICE void gqs_sincos_turns(unsigned int turns, float* s, float* c) {
@@ -636,24 +708,28 @@ def _key(source: str) -> str:
 
 
 def generate_forward(
-    kp: KernelTables, dtype: object, threads: int | None = None
+    kp: KernelTables, dtype: object, threads: int | None = None, code: AngleCode | None = None
 ) -> GeneratedKernel:
     """The specialised forward kernel ``gqs_forward(base (B, K) float64, batch, shift_slot (S,)
     int32, shift_value (S,) float64, shifts, prog, rcoef, out (S * B, O) float64)``: row
-    ``s * B + b`` is sample b with block s's shift (as the generic fused kernel).
+    ``s * B + b`` is sample b with block s's shift (as the generic fused kernel). With
+    ``code``, ``base`` is replaced by the parameter rows (:data:`PARAMETER_ARGS`) and each
+    row computes its angles from them.
 
     Args:
         kp: the encoded program and readout.
         dtype: complex64 or complex128.
         threads: threads per block (default: :func:`default_threads`).
+        code: the angle table as C (:func:`.angle_code.angle_code`), or None.
     """
     dtype = check_kernel_dtype(dtype)
     threads = default_threads(kp.num_qubits) if threads is None else int(threads)
     g = _Generator(kp, dtype, threads)
     layout = shared_layout(kp, dtype, 1, 0, kp.fused_scratch_doubles(threads), False)
     c = g.code
+    source_args = [("const double* GQ_RESTRICT", "base")] if code is None else PARAMETER_ARGS
     params = [
-        ("const double* GQ_RESTRICT", "base"),
+        *source_args,
         ("long long", "batch"),
         ("const int* GQ_RESTRICT", "shift_slot"),
         ("const double* GQ_RESTRICT", "shift_value"),
@@ -666,13 +742,15 @@ def generate_forward(
     c.open(f"GQ_DEVICE void {FORWARD_KERNEL}_body(const gq_ctx& ctx, unsigned char* smem, {decl})")
     g.pointers(layout, ["psi", "theta", "half", "full", "scratch"])
     c("(void)theta; (void)half; (void)full;")
+    if code is not None:
+        c("(void)inputs; (void)weights; (void)nin;")
     c.open("GQ_BLOCK_ITEMS(row, shifts * batch)")
     c("const long long shift = row / batch;")
     c("const long long sample = row - shift * batch;")
     c("(void)sample;")
     g.init_state()
     c("GQ_SYNC();")
-    g.angles(shifted=True)
+    g.angles(shifted=True, code=code)
     c("GQ_SYNC();")
     g.forward_sweep()
     c(
@@ -683,8 +761,9 @@ def generate_forward(
     c.close()
     c.close()
     source = _prelude(_real(dtype)) + c.text() + _entry(FORWARD_KERNEL, params, threads)
+    signature = FORWARD_SIGNATURE if code is None else FORWARD_PARAMETER_SIGNATURE
     return GeneratedKernel(
-        source, FORWARD_KERNEL, threads, layout.size, FORWARD_SIGNATURE, _key(source), len(g.passes)
+        source, FORWARD_KERNEL, threads, layout.size, signature, _key(source), len(g.passes)
     )
 
 
@@ -695,18 +774,26 @@ def generate_adjoint(
     vjp: bool,
     shared_limit: int,
     threads: int | None = None,
+    code: AngleCode | None = None,
+    columns: Sequence[int] = (),
 ) -> GeneratedKernel | None:
     """The specialised adjoint kernel ``gqs_adjoint(base (B, K) float64, batch, cotangent
     (B, O) float64 (vjp; else unused), pidx (D,) int32 (probability readouts; else unused),
     out (B, O or 1, S) float64)``, or None when a row's two states do not fit ``shared_limit``.
+    With ``code``, ``base`` is replaced by the parameter rows (:data:`PARAMETER_ARGS`), each
+    sample computes its angles from them, and ``out`` is (B, O or 1, J): the derivatives by
+    the J parameter ``columns``, chained in the kernel.
 
     Args:
         kp: the encoded program and readout.
         dtype: complex64 or complex128.
-        slots: the S slots to differentiate by (each an op's slot), in the output's order.
+        slots: the S slots to differentiate by (each an op's slot), in the output's order;
+            with ``code``, every slot whose angle depends on one of ``columns``.
         vjp: one adjoint state per sample from the cotangent, instead of one per output.
         shared_limit: dynamic shared memory per block, in bytes.
         threads: threads per block (default: :func:`default_threads`).
+        code: the angle table as C (:func:`.angle_code.angle_code`), or None.
+        columns: with ``code``, the J parameter columns, in the output's order.
     """
     dtype = check_kernel_dtype(dtype)
     threads = default_threads(kp.num_qubits) if threads is None else int(threads)
@@ -721,8 +808,9 @@ def generate_adjoint(
     layout = shared_layout(kp, dtype, 3 if keep else 2, len(slots) * g.warps, 0, vjp)
     outputs = 1 if vjp else kp.num_outputs
     c = g.code
+    source_args = [("const double* GQ_RESTRICT", "base")] if code is None else PARAMETER_ARGS
     params = [
-        ("const double* GQ_RESTRICT", "base"),
+        *source_args,
         ("long long", "batch"),
         ("const double* GQ_RESTRICT", "cotangent"),
         ("const int* GQ_RESTRICT", "pidx"),
@@ -735,8 +823,10 @@ def generate_adjoint(
     names += ["cot"] if vjp else []
     g.pointers(layout, names)
     c("(void)cotangent; (void)pidx; (void)theta; (void)half; (void)full;")
+    if code is not None:
+        c("(void)inputs; (void)weights; (void)nin;")
     c.open("GQ_BLOCK_ITEMS(sample, batch)")
-    g.angles(shifted=False)
+    g.angles(shifted=False, code=code)
     c("GQ_SYNC();")
     if vjp:
         o = kp.num_outputs
@@ -758,12 +848,13 @@ def generate_adjoint(
         c("GQ_SYNC();")
     g.adjoint_state()
     g.backward_sweep()
-    s, w = len(slots), g.warps
-    c.open(f"GQ_BLOCK_FOR(j, {s})")
-    c("double sum = 0.0;")
-    c(f"for (int v = 0; v < {w}; ++v) sum += cells[j * {w} + v];")
-    c(f"out[(sample * {outputs} + o) * {s} + j] = sum;")
-    c.close()
+    if code is None:
+        s, w = len(slots), g.warps
+        c.open(f"GQ_BLOCK_FOR(j, {s})")
+        c(f"out[(sample * {outputs} + o) * {s} + j] = gqs_cell_sum(cells + j * {w}, {w});")
+        c.close()
+    else:
+        g.parameter_gradients(code, columns, f"(sample * {outputs} + o) * {len(columns)}")
     c("GQ_SYNC();")
     c.close()
     c.close()
@@ -774,7 +865,7 @@ def generate_adjoint(
         ADJOINT_KERNEL,
         threads,
         layout.size,
-        ADJOINT_SIGNATURE,
+        ADJOINT_SIGNATURE if code is None else ADJOINT_PARAMETER_SIGNATURE,
         _key(source),
         len(g.passes),
         keep,

@@ -169,6 +169,20 @@ class FusedLauncher(_CupyMemory, FusedLauncherBase):
         with cupy.cuda.Device(self.device_id):
             return super().adjoint(base_angles, slots, cotangent)
 
+    def forward_parameters(self, inputs: Any, weights: Any) -> Any:
+        """:meth:`FusedLauncherBase.forward_parameters` on the launcher's device."""
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):
+            return super().forward_parameters(inputs, weights)
+
+    def adjoint_parameters(
+        self, inputs: Any, weights: Any, slots: Any, columns: Any, cotangent: Any = None
+    ) -> Any:
+        """:meth:`FusedLauncherBase.adjoint_parameters` on the launcher's device."""
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):
+            return super().adjoint_parameters(inputs, weights, slots, columns, cotangent)
+
     def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
         function = self._generated_function(kernel)
         function((launch.grid,), (launch.block,), launch.args, shared_mem=launch.shared)

@@ -31,6 +31,7 @@ from .._options import SimulatorOptions
 from .._sim.backend import Backend
 from .._sim.block_circuit import BlockCircuit
 from .._sim.buffers import Buffers
+from .._sim.parameters import ParameterRows
 from .._sim.protocols import Capability, Readout
 from .._sim.readout import PauliReadout, ProbabilityReadout
 from .._sim.runners import engine_cost
@@ -106,7 +107,10 @@ class FusedKernelRunner(KernelRunner):
 
     def __init__(self, launcher: FusedLauncherBase, circuit: BlockCircuit, num_outputs: int):
         super().__init__(launcher, circuit, num_outputs)
+        self.launcher: FusedLauncherBase = launcher
         self._row_bytes = self._output_bytes()
+        if launcher.angle_code is not None:  # angles in the kernels; else from the host
+            self.capabilities = self.capabilities | {Capability.PARAMETERS}
 
     def row_bytes(self) -> int:
         """Device bytes per row: its outputs (the state lives in shared memory)."""
@@ -150,6 +154,23 @@ class FusedKernelRunner(KernelRunner):
         """(B, O, S) float64 slot derivatives of (B, K) float64 ``angles``, or (B, 1, S) for a
         (B, O) float64 ``cotangent``: one launch of the fused adjoint kernel."""
         return self.launcher.adjoint(angles, slots, cotangent)
+
+    def forward_parameters(self, rows: ParameterRows, buffers: Buffers) -> Any:
+        """(B, O) float64 outputs of the parameter ``rows``: one launch, the angles computed
+        in the kernel."""
+        return self.launcher.forward_parameters(rows.inputs, rows.weights)
+
+    def adjoint_parameters(
+        self,
+        rows: ParameterRows,
+        slots: Sequence[int],
+        columns: Sequence[int],
+        buffers: Buffers,
+        cotangent: Any = None,
+    ) -> Any:
+        """(B, O, J) float64 derivatives by the parameter ``columns``, or (B, 1, J) for a
+        (B, O) float64 ``cotangent``: one launch, the chain rule in the kernel."""
+        return self.launcher.adjoint_parameters(rows.inputs, rows.weights, slots, columns, cotangent)
 
 
 def cuda_runner(

@@ -15,8 +15,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .executor import ChunkExecutor
-from .parameters import AngleMap
-from .protocols import AdjointRunner, Capability
+from .. import _profile
+from .parameters import AngleMap, ParameterRows
+from .protocols import AdjointRunner, Capability, ParameterRunner
 from .sinks import Sink
 
 CHECKPOINT_MIN_SAMPLES = 16
@@ -117,6 +118,24 @@ class AdjointStrategy:
             states=2 if vjp else 1 + self.num_outputs,
         )
 
+        if Capability.PARAMETERS in runner.capabilities and isinstance(runner, ParameterRunner):
+            rows = ParameterRows.on_backend(params, self.angle_map.backend)
+
+            def direct(start: int, stop: int) -> None:
+                assert isinstance(runner, ParameterRunner)
+                _profile.count("host_ops", 1 if cotangent is None else 2)  # the chunks' slices
+                derivatives = runner.adjoint_parameters(
+                    rows.rows(start, stop),
+                    slots,
+                    columns,
+                    executor.buffers(),
+                    None if cotangent is None else cotangent[start:stop],
+                )
+                grad.add(start, stop, derivatives)
+
+            executor.run(direct, batch, sizing)
+            return
+
         def task(start: int, stop: int) -> None:
             chunk = params[start:stop]
             dslot = runner.adjoint(
@@ -126,6 +145,7 @@ class AdjointStrategy:
                 checkpoints,
                 None if cotangent is None else cotangent[start:stop],
             )
+            _profile.count("host_ops")
             grad.add(start, stop, dslot @ self.angle_map.jacobian(chunk, slots, columns))
 
         executor.run(task, batch, sizing)

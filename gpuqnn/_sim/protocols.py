@@ -25,6 +25,7 @@ import numpy as np
 
 from .blocks import Shifts
 from .buffers import Buffers
+from .parameters import ParameterRows
 from .shift_plan import ShiftPlan
 from .sinks import Sink
 
@@ -101,6 +102,10 @@ class Capability(enum.Enum):
     (:class:`AdjointRunner` with a cotangent)."""
     TAPE = "tape"
     """Keeps a forward sweep for a later reverse sweep (:class:`TapeRunner`)."""
+    PARAMETERS = "parameters"
+    """Takes the (B, P) parameters themselves and evaluates the angle table inside its
+    kernels: forward passes and adjoint derivatives by parameter columns, with no (B, K) angle
+    or (B, S, J) Jacobian array (:class:`ParameterRunner`)."""
 
 
 @runtime_checkable
@@ -188,10 +193,31 @@ class TapeRunner(AdjointRunner, Protocol):
         (R, O) real ``cotangent``."""
 
 
+@runtime_checkable
+class ParameterRunner(AdjointRunner, Protocol):
+    """A runner with :attr:`Capability.PARAMETERS`: it reads parameter rows and applies the
+    chain rule to parameter columns itself."""
+
+    def forward_parameters(self, rows: ParameterRows, buffers: Buffers) -> Any:
+        """(B, O) real outputs of the parameter ``rows``."""
+
+    def adjoint_parameters(
+        self,
+        rows: ParameterRows,
+        slots: Sequence[int],
+        columns: Sequence[int],
+        buffers: Buffers,
+        cotangent: Any = None,
+    ) -> Any:
+        """(B, O, J) real derivatives of the outputs by the parameter ``columns`` (whose
+        angles are those of ``slots``), or (B, 1, J) for a (B, O) real ``cotangent``."""
+
+
 _CAPABILITY_PROTOCOLS: dict[Capability, type[Any]] = {
     Capability.ADJOINT: AdjointRunner,
     Capability.VJP: AdjointRunner,
     Capability.TAPE: TapeRunner,
+    Capability.PARAMETERS: ParameterRunner,
 }
 
 
