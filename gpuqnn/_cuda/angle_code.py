@@ -43,7 +43,7 @@ class AngleCode:
 def _printer() -> Any:
     from sympy.printing.c import C99CodePrinter  # noqa: PLC0415 - only when generating code
 
-    class _DoublePrinter(C99CodePrinter):  # type: ignore[misc]
+    class _DoublePrinter(C99CodePrinter):
         """sympy's C99 printer with double literals and no macros."""
 
         def _print_Pi(self, expr: Any) -> str:

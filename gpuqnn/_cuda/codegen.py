@@ -56,8 +56,11 @@ FORWARD_SIGNATURE = ("ptr", "i64", "ptr", "ptr", "i64", "ptr", "ptr", "ptr")
 """``gqs_forward(base, batch, shift_slot, shift_value, shifts, prog, rcoef, out)``."""
 ADJOINT_SIGNATURE = ("ptr", "i64", "ptr", "ptr", "ptr")
 """``gqs_adjoint(base, batch, cotangent, pidx, out)``."""
-PARAMETER_ARGS = (("const double* GQ_RESTRICT", "inputs"), ("const double* GQ_RESTRICT", "weights"))
-PARAMETER_ARGS += (("long long", "nin"),)
+PARAMETER_ARGS: tuple[tuple[str, str], ...] = (
+    ("const double* GQ_RESTRICT", "inputs"),
+    ("const double* GQ_RESTRICT", "weights"),
+    ("long long", "nin"),
+)
 """The arguments that replace ``base`` in the kernels that read parameter rows: ``inputs``
 (B, nin) float64, ``weights`` (P - nin,) float64 shared by every sample, ``nin``."""
 FORWARD_PARAMETER_SIGNATURE = ("ptr", "ptr", "i64", *FORWARD_SIGNATURE[1:])

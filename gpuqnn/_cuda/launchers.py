@@ -23,8 +23,9 @@ import numpy as np
 
 from .. import _profile
 from .._sim.readout import ProbabilityReadout
-from .angle_code import AngleCode, angle_code
+from .angle_code import AngleCode
 from .codegen import GeneratedKernel, generate_adjoint, generate_forward
+from .parameter_launches import AdjointKey, ParameterLaunches
 from .source import REAL_TYPES, SIGNATURES, check_kernel_dtype
 from .tables import (
     DEFAULT_SHARED_LIMIT,
@@ -218,7 +219,7 @@ class LauncherBase:
         return batch, int(slot_shape[0])
 
 
-class FusedLauncherBase(LauncherBase):
+class FusedLauncherBase(LauncherBase, ParameterLaunches):
     """The specialised fused kernels (:mod:`.codegen`): every row's whole program and readout
     in ONE launch, one block per row, the state in shared memory; and the fused adjoint kernel,
     one launch per backward pass or vector-Jacobian product.
@@ -261,9 +262,7 @@ class FusedLauncherBase(LauncherBase):
         self._built: set[str] = set()  # keys of the generated kernels built (build())
         self._code: AngleCode | None | bool = False  # the angle table as C (False: not yet)
         self._forward_parameters: GeneratedKernel | None = None
-        self._adjoint_parameters: dict[
-            tuple[tuple[int, ...], tuple[int, ...], bool], GeneratedKernel | None
-        ] = {}
+        self._adjoint_parameters: dict[AdjointKey, GeneratedKernel | None] = {}
 
     # ---- hooks ------------------------------------------------------------------------------
     def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
@@ -273,28 +272,6 @@ class FusedLauncherBase(LauncherBase):
     def _build_generated(self, kernel: GeneratedKernel) -> None:
         """Compile (or load) a generated kernel for this launcher."""
         raise NotImplementedError
-
-    def _launch_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
-        """Run one launch of a generated kernel, counted in the profile in effect."""
-        _profile.count("launches")
-        self._execute_generated(kernel, launch)
-
-    def _output(self, shape: tuple[int, ...]) -> Any:
-        """A new float64 output array in the launcher's memory (one array call)."""
-        _profile.count("host_ops")
-        return self._empty(shape, np.float64)
-
-    def _parameters_on_device(self, array: Any) -> Any:
-        """``array`` in the launcher's memory: no copy for an array already there (the
-        simulator copies parameters once per call); a host array is copied and counted."""
-        if isinstance(array, np.ndarray) and not self._host_is_device():
-            _profile.count("host_to_device_bytes", array.nbytes)
-            _profile.count("host_ops")
-        return self._to_device(array)
-
-    def _host_is_device(self) -> bool:
-        """Whether the launcher's memory is the host's (the host build)."""
-        return False
 
     def build(self, kernel: GeneratedKernel) -> None:
         """Compile ``kernel`` for this launcher unless done already, with an INFO log record of
@@ -445,187 +422,16 @@ class FusedLauncherBase(LauncherBase):
         self._launch_generated(kernel, launch)
         return out
 
-    # ---- from parameter rows -------------------------------------------------------------------
-    @property
-    def angle_code(self) -> AngleCode | None:
-        """The program's angle table as C, or None when its angles stay on the host (slot
-        functions): then only the ``base``-angle kernels serve it."""
-        if self._code is False:
-            self._code = angle_code(self.tables.program.angles)
-        assert not isinstance(self._code, bool)
-        return self._code
+    def _generated_launch(self, kernel: GeneratedKernel, rows: int, args: tuple) -> Launch:
+        """A launch of a generated kernel over ``rows`` rows (one block each, strided)."""
+        return Launch(kernel.name, self._grid(rows), kernel.threads, kernel.shared, args)
 
-    def forward_parameter_kernel(self) -> GeneratedKernel:
-        """The forward kernel that computes each row's angles from its parameters.
-
-        Raises:
-            ValueError: the angle table has no C form (:attr:`angle_code` is None).
-        """
-        code = self._require_code()
-        if self._forward_parameters is None:
-            self._forward_parameters = generate_forward(self.tables, self.dtype, self.threads, code)
-        return self._forward_parameters
-
-    def adjoint_parameter_kernel(
-        self, slots: Sequence[int], columns: Sequence[int], vjp: bool
-    ) -> GeneratedKernel | None:
-        """The adjoint kernel by parameter ``columns`` (whose dependent slots are ``slots``),
-        or None when a row's states do not fit the shared memory limit.
-
-        Raises:
-            ValueError: the angle table has no C form (:attr:`angle_code` is None).
-        """
-        code = self._require_code()
-        key = (tuple(int(s) for s in slots), tuple(int(j) for j in columns), bool(vjp))
-        if key not in self._adjoint_parameters:
-            self._adjoint_parameters[key] = generate_adjoint(
-                self.tables,
-                self.dtype,
-                key[0],
-                key[2],
-                self.shared_limit,
-                self.threads,
-                code=code,
-                columns=key[1],
-            )
-        return self._adjoint_parameters[key]
-
-    def _require_code(self) -> AngleCode:
-        code = self.angle_code
-        if code is None:
-            raise ValueError(
-                "this program's angle table has slot functions (an amplitude encoding): its "
-                "angles are evaluated on the host; use run/adjoint with base angles"
-            )
-        return code
-
-    def _check_parameters(self, inputs: Any, weights: Any) -> int:
-        """B after checking (B, nin) float64 ``inputs`` and (P - nin,) float64 ``weights``."""
-        num = self.tables.program.angles.num_parameters
-        shape, wshape = getattr(inputs, "shape", None), getattr(weights, "shape", None)
-        if shape is None or len(shape) != 2 or wshape is None or len(wshape) != 1:
-            raise ValueError(
-                f"inputs must be (B, nin) and weights (P - nin,) arrays, got shapes {shape} "
-                f"and {wshape}"
-            )
-        if shape[1] + wshape[0] != num:
-            raise ValueError(
-                f"inputs' columns plus weights must be the program's {num} parameters, got "
-                f"{shape[1]} + {wshape[0]}"
-            )
-        for name, array in (("inputs", inputs), ("weights", weights)):
-            if getattr(array, "dtype", None) != np.float64:
-                raise ValueError(f"{name} must be float64, got {getattr(array, 'dtype', None)}")
-        return int(shape[0])
-
-    def forward_parameters(self, inputs: Any, weights: Any) -> Any:
-        """Outputs of every sample, its angles computed in the kernel: ONE launch.
-
-        Args:
-            inputs: (B, nin) float64 C-contiguous: each sample's first nin parameters.
-            weights: (P - nin,) float64: the other parameters, shared by every sample.
-
-        Returns:
-            (B, O) float64 outputs.
-
-        Raises:
-            ValueError: an argument has the wrong shape or dtype, or the angle table has no C
-                form.
-        """
-        batch = self._check_parameters(inputs, weights)
-        out = self._output((batch, self.tables.num_outputs))
-        if batch == 0:
-            return out
-        table, _data, coeff = self._device_tables()
-        kernel = self.forward_parameter_kernel()
-        launch = Launch(
-            kernel.name,
-            self._grid(batch),
-            kernel.threads,
-            kernel.shared,
-            (
-                self._parameters_on_device(inputs),
-                self._parameters_on_device(weights),
-                np.int64(inputs.shape[1]),
-                np.int64(batch),
-                *self._shift_tables(*_UNSHIFTED),
-                np.int64(1),
-                table,
-                coeff,
-                out,
-            ),
-        )
-        self.build(kernel)
-        self._launch_generated(kernel, launch)
-        return out
-
-    def adjoint_parameters(
-        self,
-        inputs: Any,
-        weights: Any,
-        slots: Sequence[int],
-        columns: Sequence[int],
-        cotangent: Any = None,
-    ) -> Any:
-        """Derivatives of the outputs by parameter ``columns``, in ONE launch: per sample the
-        angles and their derivatives from its parameters, a forward sweep, a backward sweep
-        per output (or one for the cotangent), and the chain rule, each slot adding only into
-        its own columns.
-
-        Args:
-            inputs: (B, nin) float64 C-contiguous: each sample's first nin parameters.
-            weights: (P - nin,) float64: the other parameters, shared by every sample.
-            slots: the S slots whose angles depend on any of ``columns``.
-            columns: the J parameter columns.
-            cotangent: None, or (B, O) float64 ``g`` for ``sum_o g[b, o] d out[b, o]``.
-
-        Returns:
-            (B, O, J) float64 derivatives, or (B, 1, J) with a cotangent.
-
-        Raises:
-            ValueError: an argument has the wrong shape or dtype, a row does not fit, or the
-                angle table has no C form.
-        """
-        kp = self.tables
-        batch = self._check_parameters(inputs, weights)
-        num = kp.program.angles.num_parameters
-        if not len(columns) or any(not 0 <= int(j) < num for j in columns):
-            raise ValueError(f"columns must be a non-empty list in [0, {num}), got {columns}")
-        vjp = cotangent is not None
-        if vjp and getattr(cotangent, "shape", None) != (batch, kp.num_outputs):
-            raise ValueError(
-                f"cotangent must be float64 of shape ({batch}, {kp.num_outputs}), got "
-                f"{getattr(cotangent, 'shape', None)}"
-            )
-        kernel = self.adjoint_parameter_kernel(slots, columns, vjp)
-        if kernel is None:
-            raise ValueError(
-                f"the fused adjoint kernel does not fit {self.shared_limit} bytes of shared "
-                f"memory for {kp.num_qubits} qubits in {self.dtype.name}"
-            )
-        out = self._output((batch, 1 if vjp else kp.num_outputs, len(columns)))
-        if batch == 0:
-            return out
+    def _index_table(self) -> Any:
+        """(D,) int32 probability index table (a placeholder for Pauli readouts), on the
+        launcher's memory, copied once."""
         if self._index is None:
-            self._index = self._to_device(_probability_index(kp))
-        launch = Launch(
-            kernel.name,
-            self._grid(batch),
-            kernel.threads,
-            kernel.shared,
-            (
-                self._parameters_on_device(inputs),
-                self._parameters_on_device(weights),
-                np.int64(inputs.shape[1]),
-                np.int64(batch),
-                self._parameters_on_device(cotangent) if vjp else self._index_placeholder(),
-                self._index,
-                out,
-            ),
-        )
-        self.build(kernel)
-        self._launch_generated(kernel, launch)
-        return out
+            self._index = self._to_device(_probability_index(self.tables))
+        return self._index
 
     def _index_placeholder(self) -> Any:
         if self._placeholder is None:
@@ -636,7 +442,6 @@ class FusedLauncherBase(LauncherBase):
         return int(min(rows, self.max_blocks or self._default_max_blocks()))
 
 
-_UNSHIFTED = (np.full(1, -1, dtype=np.int32), np.zeros(1))
 _KEPT_SHIFT_TABLES = 8  # the shift plans a fused launcher keeps on the device (oldest dropped)
 
 

@@ -107,7 +107,6 @@ class FusedKernelRunner(KernelRunner):
 
     def __init__(self, launcher: FusedLauncherBase, circuit: BlockCircuit, num_outputs: int):
         super().__init__(launcher, circuit, num_outputs)
-        self.launcher: FusedLauncherBase = launcher
         self._row_bytes = self._output_bytes()
         if launcher.angle_code is not None:  # angles in the kernels; else from the host
             self.capabilities = self.capabilities | {Capability.PARAMETERS}
@@ -170,7 +169,8 @@ class FusedKernelRunner(KernelRunner):
     ) -> Any:
         """(B, O, J) float64 derivatives by the parameter ``columns``, or (B, 1, J) for a
         (B, O) float64 ``cotangent``: one launch, the chain rule in the kernel."""
-        return self.launcher.adjoint_parameters(rows.inputs, rows.weights, slots, columns, cotangent)
+        launcher = self.launcher
+        return launcher.adjoint_parameters(rows.inputs, rows.weights, slots, columns, cotangent)
 
 
 def cuda_runner(

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .executor import ChunkExecutor
 from .. import _profile
+from .executor import ChunkExecutor
 from .parameters import AngleMap, ParameterRows
 from .protocols import AdjointRunner, Capability, ParameterRunner
 from .sinks import Sink
