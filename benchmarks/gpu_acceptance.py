@@ -1,7 +1,8 @@
 """The GPU acceptance run: one command on a new CUDA machine checks and times the GPU path end
 to end and writes one JSON report. Stages (README, "The GPU acceptance run"): ``environment``,
 ``timings`` (``bench_gpu``'s own functions and tables, the targets, the model), ``compile``,
-``kernels`` (against the NumPy engine), ``sanitizer``, ``pytest`` (``pytest -m gpu``), run by
+``kernels`` (against the NumPy engine), ``profile`` (launches and host array calls per fused
+backward), ``sanitizer``, ``pytest`` (``pytest -m gpu``), run by
 :mod:`benchmarks.harness` under ``--budget-s``. ``--device cpu`` is a dry run on the CPU.
 """
 
@@ -37,7 +38,7 @@ if __package__ in (None, ""):  # run as a file: import this checkout's packages
 
 import numpy as np  # noqa: E402
 
-from benchmarks import bench_gpu, gpu_model  # noqa: E402
+from benchmarks import backward_profile, bench_gpu, gpu_model  # noqa: E402
 from benchmarks import internals as gi  # noqa: E402
 from benchmarks.cli import main_table_text  # noqa: E402
 from benchmarks.harness import Harness, Skip, Stage, StageContext, error_record  # noqa: E402
@@ -122,14 +123,15 @@ CASES: dict[tuple[str, bool], tuple[KernelCases, KernelCases, KernelCases]] = {
 
 def sizes_for(device: str, quick: bool) -> Sizes:
     """The sizes of a run on ``device`` (``"cuda"`` or ``"cpu"``)."""
-    estimates = dict(environment=10, timings=150, compile=60, kernels=90, sanitizer=60, pytest=60)
+    estimates = dict(environment=10, timings=150, compile=60, kernels=90, profile=60)
+    estimates |= dict(sanitizer=60, pytest=60)
     kinds = {8: ALL_KERNELS} if quick else {8: ALL_KERNELS, 12: ALL_KERNELS}
     samples, repeat = (3, "2") if quick else (5, "5")
     timing_args = (*TIMED, "--repeat", repeat)
     if device == "cpu":  # about a minute on two slow cores: the host build runs thread by thread
         kinds, samples = {8: ("forward",)}, 2
         timing_args = (*TIMED, "--device", "cpu", "--quick", "--repeat", "1")
-        estimates |= dict(timings=40, compile=15, kernels=30, sanitizer=0)
+        estimates |= dict(timings=40, compile=15, kernels=30, profile=120, sanitizer=0)
     elif quick:
         estimates |= dict(timings=100, compile=30, kernels=40)
     return Sizes(device, quick, kinds, *CASES[device, quick], samples, timing_args, estimates)
@@ -642,7 +644,46 @@ def kernel_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
     return run
 
 
-# ---- 5. sanitizer and 6. pytest: child processes -------------------------------------------
+# ---- 5. profile -------------------------------------------------------------------------------
+PROFILE_BATCH = {"cpu": 2, "cuda": 64}
+"""Samples of a profiled backward (the counts do not depend on it: one chunk)."""
+
+
+def profile_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
+    """``launches_per_backward`` and ``host_ops_per_backward`` of every fused backward (zz8 and
+    zz12 estimators with input gradients) under ``gpuqnn.profile()``, on the GPU or on the
+    kernels' host build in the dry run; more than 2 launches or 16 host array calls, a runner
+    other than the fused kernels or a wrong derivative fails the stage."""
+
+    def run(ctx: StageContext) -> dict[str, Any]:
+        dtypes = ("complex128",) if sizes.dry_run else DTYPES
+        records = backward_profile.profile_all(sizes.device, dtypes, PROFILE_BATCH[sizes.device])
+        for record in records:
+            if "error" in record:
+                ctx.fail(f"{record['workload']} {record['dtype']}: {record['error'][-300:]}")
+            else:
+                for failure in backward_profile.failures(record):
+                    ctx.fail(failure)
+        counted = [r for r in records if "error" not in r]
+        ctx.summary = "; ".join(
+            f"{r['workload']} {r['dtype']}: {r['launches_per_backward']} launches, "
+            f"{r['host_ops_per_backward']} host array calls"
+            for r in counted
+        )
+        return {
+            "label": "counted by gpuqnn.profile() on "
+            + ("the kernels' host build (dry run)" if sizes.dry_run else "the GPU"),
+            "targets": {
+                "launches_per_backward": backward_profile.MAX_LAUNCHES,
+                "host_ops_per_backward": backward_profile.MAX_HOST_OPS,
+            },
+            "cases": records,
+        }
+
+    return run
+
+
+# ---- 6. sanitizer and 7. pytest: child processes -------------------------------------------
 CASE_DONE = "gpuqnn sanitizer case done"
 SANITIZER_TOOLS = ("memcheck", "racecheck")
 
@@ -728,13 +769,14 @@ TITLES = {
     "timings": "bench_gpu's table on the 8- and 12-qubit workloads, targets, model",
     "compile": "generated kernels of the 8- and 12-qubit workloads: size, shared memory, registers",
     "kernels": "fused forward, fused adjoint and per-op kernels against NumPy",
+    "profile": "launches and host array calls per fused backward (zz8, zz12)",
     "sanitizer": "compute-sanitizer memcheck and racecheck on a 3-qubit launch",
     "pytest": "pytest -m gpu -q",
 }
 
 
 def stages(sizes: Sizes) -> list[Stage]:
-    """The six stages of a run of ``sizes``, in order."""
+    """The seven stages of a run of ``sizes``, in order."""
 
     def no_cuda() -> str | None:
         return cuda_unavailable(sizes.device)
@@ -750,6 +792,7 @@ def stages(sizes: Sizes) -> list[Stage]:
         "timings": (timings_stage(sizes), needs_gpu),
         "compile": (compile_stage(sizes), None),
         "kernels": (kernel_stage(sizes), needs_gpu),
+        "profile": (profile_stage(sizes), needs_gpu),
         "sanitizer": (sanitizer_stage, no_sanitizer),
         "pytest": (pytest_stage, no_cuda),
     }

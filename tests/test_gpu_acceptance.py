@@ -22,7 +22,7 @@ from benchmarks.harness import Harness, Skip, Stage, StageContext
 pytestmark = pytest.mark.gpu_logic
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["environment", "timings", "compile", "kernels", "sanitizer", "pytest"]
+STAGES = ["environment", "timings", "compile", "kernels", "profile", "sanitizer", "pytest"]
 
 
 def test_dry_run_end_to_end(tmp_path: Path) -> None:
