@@ -18,13 +18,14 @@ from qiskit.circuit import Parameter
 from qiskit_machine_learning.circuit.library import raw_feature_vector
 
 import gpuqnn
-from engines import Emulation, HostFusedLauncher
 from gpuqnn import EstimatorQNN, SamplerQNN
 from gpuqnn._cuda.angle_code import angle_code
 from gpuqnn._cuda.tables import encode_tables
 from gpuqnn._internals import simulator_of
 from gpuqnn._sim.protocols import Capability
 from gpuqnn.examples import zz_real_amplitudes
+
+from engines import Emulation, HostFusedLauncher
 
 pytestmark = pytest.mark.gpu_logic
 
