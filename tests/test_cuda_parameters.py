@@ -205,13 +205,24 @@ def test_profile_counts_one_launch_per_call_on_the_emulation(emulation):
     assert all(c.compile_seconds == 0 for c in prof.calls)
     assert all(c.host_to_device_bytes == 0 for c in prof.calls)  # numpy is the emulated device
 
-    # the per-op kernels take host angles: the angle table's elementwise calls are counted
+    # parameter shift evaluates the angle table on the host: its elementwise calls count
+    shifted = emulation.build(EstimatorQNN, **kwargs, gradient_method="parameter_shift")
+    shifted.backward(inputs, weights)
+    with gpuqnn.profile() as host_angles:
+        shifted.backward(inputs, weights)
+    assert host_angles.calls[0].launches == 1 and host_angles.calls[0].host_ops > 16
+
+    # the per-op kernels: all angles from one launch of the generated angle kernel
     emulation("per_op")
     emulation.move(net)
+    net.forward(inputs, weights)
     with gpuqnn.profile() as per_op:
-        net.forward(inputs, weights)
+        out = net.forward(inputs, weights)
+    (launcher,) = emulation.runners
     assert per_op.calls[0].runner == "per-op CUDA kernels"
-    assert per_op.calls[0].launches > 20 and per_op.calls[0].host_ops > 16
+    assert per_op.calls[0].launches == 1 + len(launcher._workspace.launches)
+    assert per_op.calls[0].host_ops == 5  # the angles, the three input copies, the output
+    np.testing.assert_allclose(out, EstimatorQNN(**kwargs).forward(inputs, weights), atol=1e-10)
     emulation("auto")
 
 

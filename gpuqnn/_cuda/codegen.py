@@ -66,6 +66,10 @@ PARAMETER_ARGS: tuple[tuple[str, str], ...] = (
 FORWARD_PARAMETER_SIGNATURE = ("ptr", "ptr", "i64", *FORWARD_SIGNATURE[1:])
 """``gqs_forward(inputs, weights, nin, batch, shift_slot, shift_value, shifts, prog, rcoef,
 out)``."""
+ANGLES_KERNEL = "gqs_angles"
+ANGLES_SIGNATURE = ("ptr", "ptr", "i64", "i64", "ptr")
+"""``gqs_angles(inputs, weights, nin, batch, out (B, K) float64)``."""
+ANGLES_THREADS = 64
 ADJOINT_PARAMETER_SIGNATURE = ("ptr", "ptr", "i64", *ADJOINT_SIGNATURE[1:])
 """``gqs_adjoint(inputs, weights, nin, batch, cotangent, pidx, out)``: out (B, O or 1, J)."""
 
@@ -767,6 +771,44 @@ def generate_forward(
     signature = FORWARD_SIGNATURE if code is None else FORWARD_PARAMETER_SIGNATURE
     return GeneratedKernel(
         source, FORWARD_KERNEL, threads, layout.size, signature, _key(source), len(g.passes)
+    )
+
+
+def generate_angles(kp: KernelTables, code: AngleCode) -> GeneratedKernel:
+    """The kernel ``gqs_angles(inputs (B, nin) float64, weights (P - nin,) float64, nin,
+    batch, out (B, K) float64)``: every slot's angle of every sample in ONE launch (one block
+    per sample, a thread per slot), for the per-op kernels, which take (B, K) angles.
+
+    Args:
+        kp: the encoded program (its number of slots).
+        code: the angle table as C (:func:`.angle_code.angle_code`).
+    """
+    g = _Generator(kp, np.dtype(np.complex128), ANGLES_THREADS)
+    c = g.code
+    params = [*PARAMETER_ARGS, ("long long", "batch"), ("double* GQ_RESTRICT", "out")]
+    decl = ", ".join(f"{t} {n}" for t, n in params)
+    c.open(f"GQ_DEVICE void {ANGLES_KERNEL}_body(const gq_ctx& ctx, unsigned char* smem, {decl})")
+    c("(void)smem; (void)inputs; (void)weights; (void)nin;")
+    c.open("GQ_BLOCK_ITEMS(sample, batch)")
+    k = kp.num_slots
+    c.open(f"GQ_BLOCK_FOR(k, {k})")
+    c("double a = 0.0;")
+    c.open("switch (k)")
+    for slot, expr in enumerate(code.angles):
+        c.open(f"case {slot}:")
+        g.parameters(_params_in(expr))
+        c(f"a = {expr};")
+        c("break;")
+        c.close()
+    c.close()
+    c(f"out[sample * {k} + k] = a;")
+    c.close()
+    c("GQ_SYNC();")
+    c.close()
+    c.close()
+    source = _prelude("double") + c.text() + _entry(ANGLES_KERNEL, params, ANGLES_THREADS)
+    return GeneratedKernel(
+        source, ANGLES_KERNEL, ANGLES_THREADS, 0, ANGLES_SIGNATURE, _key(source), 0
     )
 
 

@@ -272,6 +272,7 @@ class PerOpLauncher(_CupyMemory, PerOpLauncherBase):
         self._ran: PerOpBuffers | None = None  # the buffers run once directly
         self._graph: Any = None
         self._graph_work: PerOpBuffers | None = None  # the buffers the graph was captured for
+        self._angles: Any = None  # the generated angle kernel, compiled
 
     def run(self, base_angles: Any, shift_slot: Any, shift_value: Any) -> Any:
         """Outputs of every (shift block, sample) row.
@@ -297,6 +298,27 @@ class PerOpLauncher(_CupyMemory, PerOpLauncherBase):
                 out = super().run(base_angles, shift_slot, shift_value)
             caller.wait_event(self._stream.record())
         return out
+
+    def parameter_angles(self, inputs: Any, weights: Any) -> Any:
+        """:meth:`ParameterLaunches.parameter_angles` on the launcher's device."""
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):
+            return super().parameter_angles(inputs, weights)
+
+    def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
+        function = self._angle_function(kernel)
+        function((launch.grid,), (launch.block,), launch.args, shared_mem=launch.shared)
+
+    def _build_generated(self, kernel: GeneratedKernel) -> None:
+        self._angle_function(kernel)
+
+    def _angle_function(self, kernel: GeneratedKernel) -> Any:
+        """The generated angle kernel as a ``RawKernel`` (CuPy compiles it on first use and
+        caches the binary on disk)."""
+        if self._angles is None:
+            cupy = _import_cupy()
+            self._angles = cupy.RawKernel(kernel.source, kernel.name, options=COMPILE_OPTIONS)
+        return self._angles
 
     def _make_buffers(self, batch: int, shifts: int) -> PerOpBuffers:
         self._graph = self._graph_work = self._ran = None  # they hold the old buffers

@@ -482,7 +482,7 @@ class PerOpBuffers:
     launches: list[Launch]
 
 
-class PerOpLauncherBase(LauncherBase):
+class PerOpLauncherBase(LauncherBase, ParameterLaunches):
     """Per-op kernels over a (R, D) state tensor in global memory, for states too large for
     shared memory: one launch to initialise, one per op, then the readout's two launches.
 
@@ -534,6 +534,19 @@ class PerOpLauncherBase(LauncherBase):
         self._run_buffers(work)
         _profile.count("host_ops", 4)  # the three input copies (_fill) and the output's
         return self._copy(work.out)
+
+    def _generated_launch(self, kernel: GeneratedKernel, rows: int, args: tuple) -> Launch:
+        """A launch of a generated kernel (the angle kernel) over ``rows`` rows."""
+        grid = int(min(rows, self.max_blocks or self._default_max_blocks()))
+        return Launch(kernel.name, grid, kernel.threads, kernel.shared, args)
+
+    def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
+        """Run one launch of a generated kernel (the angle kernel)."""
+        raise NotImplementedError
+
+    def _build_generated(self, kernel: GeneratedKernel) -> None:
+        """Compile (or load) a generated kernel (the angle kernel)."""
+        raise NotImplementedError
 
     # ---- hooks beyond LauncherBase's -----------------------------------------------------------
     def _fill(

@@ -10,6 +10,7 @@ Shapes: B samples, nin the columns read per sample, P parameters, S slots, J col
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from .. import _profile
 from .angle_code import AngleCode, angle_code
-from .codegen import GeneratedKernel, generate_adjoint, generate_forward
+from .codegen import GeneratedKernel, generate_adjoint, generate_angles, generate_forward
 from .tables import KernelTables
 
 AdjointKey = tuple[tuple[int, ...], tuple[int, ...], bool]
@@ -34,7 +35,9 @@ class ParameterLaunches:
     dtype: np.dtype
     threads: int | None
     shared_limit: int
-    _code: AngleCode | None | bool
+    _code: AngleCode | None | bool = False  # the angle table as C (False: not made yet)
+    _angles_kernel: GeneratedKernel | None = None
+    _angles_built: bool = False
     _forward_parameters: GeneratedKernel | None
     _adjoint_parameters: dict[AdjointKey, GeneratedKernel | None]
 
@@ -48,6 +51,7 @@ class ParameterLaunches:
         def _grid(self, rows: int) -> int: ...
         def _index_table(self) -> Any: ...
         def _index_placeholder(self) -> Any: ...
+        def _build_generated(self, kernel: GeneratedKernel) -> None: ...
         def build(self, kernel: GeneratedKernel) -> None: ...
         def _generated_launch(self, kernel: GeneratedKernel, rows: int, args: tuple) -> Any: ...
 
@@ -116,6 +120,44 @@ class ParameterLaunches:
                 columns=key[1],
             )
         return self._adjoint_parameters[key]
+
+    def parameter_angles(self, inputs: Any, weights: Any) -> Any:
+        """Every slot's angle of every sample from its parameters: ONE launch of the generated
+        angle kernel (the per-op kernels' angles; the fused kernels compute their own).
+
+        Args:
+            inputs: (B, nin) float64 C-contiguous: each sample's first nin parameters.
+            weights: (P - nin,) float64: the other parameters, shared by every sample.
+
+        Returns:
+            (B, K) float64 angles.
+
+        Raises:
+            ValueError: an argument has the wrong shape or dtype, or the angle table has no C
+                form.
+        """
+        code = self._require_code()
+        batch = self._check_parameters(inputs, weights)
+        out = self._output((batch, self.tables.num_slots))
+        if batch == 0 or self.tables.num_slots == 0:
+            return out
+        if self._angles_kernel is None:
+            self._angles_kernel = generate_angles(self.tables, code)
+        kernel = self._angles_kernel
+        if not self._angles_built:
+            start = time.perf_counter()
+            self._build_generated(kernel)
+            self._angles_built = True
+            _profile.count("compile_seconds", time.perf_counter() - start)
+        args = (
+            self._parameters_on_device(inputs),
+            self._parameters_on_device(weights),
+            np.int64(inputs.shape[1]),
+            np.int64(batch),
+            out,
+        )
+        self._launch_generated(kernel, self._generated_launch(kernel, batch, args))
+        return out
 
     def _require_code(self) -> AngleCode:
         code = self.angle_code

@@ -62,6 +62,8 @@ class KernelRunner:
         self.launcher = launcher
         self.circuit = circuit
         self.num_outputs = num_outputs
+        if launcher.angle_code is not None:  # angles by a generated kernel; else from the host
+            self.capabilities = self.capabilities | {Capability.PARAMETERS}
         itemsize = circuit.backend.dtype.itemsize
         state = 2 * circuit.dim * itemsize
         factors = 2 * circuit.program.angles.num_slots * itemsize
@@ -92,6 +94,12 @@ class KernelRunner:
         """((1 + T) B, O) float64 outputs: the plan's shift tables in one pass."""
         return self.launcher.run(angles, plan.shift_slot, plan.shift_value)
 
+    def forward_parameters(self, rows: ParameterRows, buffers: Buffers) -> Any:
+        """(B, O) float64 outputs of the parameter ``rows``: every angle from one launch of
+        the generated angle kernel, then the per-op launches."""
+        angles = self.launcher.parameter_angles(rows.inputs, rows.weights)
+        return self.launcher.run(angles, *_UNSHIFTED)
+
 
 class FusedKernelRunner(KernelRunner):
     """The fused CUDA kernels: forward, shifted and adjoint passes, each one launch.
@@ -108,8 +116,6 @@ class FusedKernelRunner(KernelRunner):
     def __init__(self, launcher: FusedLauncherBase, circuit: BlockCircuit, num_outputs: int):
         super().__init__(launcher, circuit, num_outputs)
         self._row_bytes = self._output_bytes()
-        if launcher.angle_code is not None:  # angles in the kernels; else from the host
-            self.capabilities = self.capabilities | {Capability.PARAMETERS}
 
     def row_bytes(self) -> int:
         """Device bytes per row: its outputs (the state lives in shared memory)."""

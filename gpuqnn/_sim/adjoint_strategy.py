@@ -17,7 +17,7 @@ from typing import Any
 from .. import _profile
 from .executor import ChunkExecutor
 from .parameters import AngleMap, ParameterRows
-from .protocols import AdjointRunner, Capability, ParameterRunner
+from .protocols import AdjointRunner, Capability, ParameterAdjointRunner
 from .sinks import Sink
 
 CHECKPOINT_MIN_SAMPLES = 16
@@ -118,11 +118,13 @@ class AdjointStrategy:
             states=2 if vjp else 1 + self.num_outputs,
         )
 
-        if Capability.PARAMETERS in runner.capabilities and isinstance(runner, ParameterRunner):
+        if Capability.PARAMETERS in runner.capabilities and isinstance(
+            runner, ParameterAdjointRunner
+        ):
             rows = ParameterRows.on_backend(params, self.angle_map.backend)
 
             def direct(start: int, stop: int) -> None:
-                assert isinstance(runner, ParameterRunner)
+                assert isinstance(runner, ParameterAdjointRunner)
                 _profile.count("host_ops", 1 if cotangent is None else 2)  # the chunks' slices
                 derivatives = runner.adjoint_parameters(
                     rows.rows(start, stop),

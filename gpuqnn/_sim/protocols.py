@@ -194,12 +194,18 @@ class TapeRunner(AdjointRunner, Protocol):
 
 
 @runtime_checkable
-class ParameterRunner(AdjointRunner, Protocol):
-    """A runner with :attr:`Capability.PARAMETERS`: it reads parameter rows and applies the
-    chain rule to parameter columns itself."""
+class ParameterRunner(Runner, Protocol):
+    """A runner with :attr:`Capability.PARAMETERS`: it reads parameter rows and evaluates the
+    angle table itself."""
 
     def forward_parameters(self, rows: ParameterRows, buffers: Buffers) -> Any:
         """(B, O) real outputs of the parameter ``rows``."""
+
+
+@runtime_checkable
+class ParameterAdjointRunner(AdjointRunner, ParameterRunner, Protocol):
+    """A runner with :attr:`Capability.PARAMETERS` and :attr:`Capability.ADJOINT`: its adjoint
+    applies the chain rule to parameter columns itself."""
 
     def adjoint_parameters(
         self,
