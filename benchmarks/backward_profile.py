@@ -119,20 +119,23 @@ def failures(record: dict[str, Any]) -> list[str]:
 
 
 def profile_all(
-    device: str, dtypes: Sequence[str] = ("complex128",), batch: int = 2
+    device: str,
+    dtypes: Sequence[str] = ("complex128",),
+    batch: int = 2,
+    qubits: Sequence[int] = QUBITS,
 ) -> list[dict[str, Any]]:
-    """:func:`profile_backward` for every workload of :data:`QUBITS` and every dtype; an error
-    becomes a record with ``error``."""
+    """:func:`profile_backward` for every workload of ``qubits`` (default :data:`QUBITS`) and
+    every dtype; an error becomes a record with ``error``."""
     records = []
     with tempfile.TemporaryDirectory(prefix="gpuqnn-backward-profile-") as directory:
-        for qubits in QUBITS:
+        for n in qubits:
             for dtype in dtypes:
                 try:
-                    records.append(profile_backward(qubits, dtype, batch, device, directory))
+                    records.append(profile_backward(n, dtype, batch, device, directory))
                 except Exception as exc:  # one broken case must not hide the others
                     records.append(
                         {
-                            "workload": f"zz{qubits}-estimator",
+                            "workload": f"zz{n}-estimator",
                             "dtype": dtype,
                             "error": f"{type(exc).__name__}: {str(exc)[-2000:]}",
                         }

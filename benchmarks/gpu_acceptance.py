@@ -131,7 +131,7 @@ def sizes_for(device: str, quick: bool) -> Sizes:
     if device == "cpu":  # about a minute on two slow cores: the host build runs thread by thread
         kinds, samples = {8: ("forward",)}, 2
         timing_args = (*TIMED, "--device", "cpu", "--quick", "--repeat", "1")
-        estimates |= dict(timings=40, compile=15, kernels=30, profile=120, sanitizer=0)
+        estimates |= dict(timings=40, compile=15, kernels=30, profile=90, sanitizer=0)
     elif quick:
         estimates |= dict(timings=100, compile=30, kernels=40)
     return Sizes(device, quick, kinds, *CASES[device, quick], samples, timing_args, estimates)
@@ -649,15 +649,18 @@ PROFILE_BATCH = {"cpu": 2, "cuda": 64}
 """Samples of a profiled backward (the counts do not depend on it: one chunk)."""
 
 
-def profile_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
-    """``launches_per_backward`` and ``host_ops_per_backward`` of every fused backward (zz8 and
-    zz12 estimators with input gradients) under ``gpuqnn.profile()``, on the GPU or on the
-    kernels' host build in the dry run; more than 2 launches or 16 host array calls, a runner
-    other than the fused kernels or a wrong derivative fails the stage."""
+def profile_stage(
+    sizes: Sizes, qubits: Sequence[int] = backward_profile.QUBITS
+) -> Callable[[StageContext], dict[str, Any]]:
+    """``launches_per_backward`` and ``host_ops_per_backward`` of every fused backward (the zz
+    estimators of ``qubits``, 8 and 12, with input gradients) under ``gpuqnn.profile()``, on
+    the GPU or on the kernels' host build in the dry run; more than 2 launches or 16 host array
+    calls, a runner other than the fused kernels or a wrong derivative fails the stage."""
 
     def run(ctx: StageContext) -> dict[str, Any]:
         dtypes = ("complex128",) if sizes.dry_run else DTYPES
-        records = backward_profile.profile_all(sizes.device, dtypes, PROFILE_BATCH[sizes.device])
+        batch = PROFILE_BATCH[sizes.device]
+        records = backward_profile.profile_all(sizes.device, dtypes, batch, qubits)
         for record in records:
             if "error" in record:
                 ctx.fail(f"{record['workload']} {record['dtype']}: {record['error'][-300:]}")
@@ -775,7 +778,7 @@ TITLES = {
 }
 
 
-def stages(sizes: Sizes) -> list[Stage]:
+def stages(sizes: Sizes, skip: Sequence[str] = ()) -> list[Stage]:
     """The seven stages of a run of ``sizes``, in order."""
 
     def no_cuda() -> str | None:
@@ -796,6 +799,8 @@ def stages(sizes: Sizes) -> list[Stage]:
         "sanitizer": (sanitizer_stage, no_sanitizer),
         "pytest": (pytest_stage, no_cuda),
     }
+    for name in skip:
+        runs[name] = (runs[name][0], lambda: "skipped with --skip")
     return [Stage(n, TITLES[n], run, sizes.estimates[n], check) for n, (run, check) in runs.items()]
 
 
@@ -815,6 +820,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="fewer kernel cases and compiles, fewer repeats"
     )
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=sorted(TITLES), help="skip this stage"
+    )
     args = parser.parse_args(argv)
     if args.budget_s <= 0:
         parser.error("--budget-s must be positive")
@@ -824,7 +832,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sizes.dry_run:
         meta["label"] = DRY_RUN_LABEL
         print(DRY_RUN_LABEL)
-    harness = Harness(stages(sizes), args.out, args.budget_s, meta, echo=print)
+    harness = Harness(stages(sizes, args.skip), args.out, args.budget_s, meta, echo=print)
     report = harness.run()
     counts = report["summary"]
     print(
