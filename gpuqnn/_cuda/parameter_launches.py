@@ -1,8 +1,8 @@
-"""The fused kernels' launches from parameter rows, the part of
-:class:`~.launchers.FusedLauncherBase` that serves :attr:`Capability.PARAMETERS`: a forward pass
-and an adjoint pass (Jacobian or vector-Jacobian product by parameter columns) are ONE launch
-each of a kernel generated with the angle table as C (:mod:`.angle_code`), which reads the raw
-parameter rows. Nothing here imports CuPy; launches, output arrays and copies are counted in the
+"""The launches from parameter rows, the part of the launchers that serves
+:attr:`Capability.PARAMETERS`: on the fused kernels a forward pass and an adjoint pass (Jacobian
+or vector-Jacobian product by parameter columns) are ONE launch each of a kernel generated with
+the angle table as C (:mod:`.angle_code`), which reads the raw parameter rows; the per-op
+kernels get every angle from ONE launch of the generated angle kernel. Nothing here imports CuPy; launches, output arrays and copies are counted in the
 profile in effect (:mod:`gpuqnn._profile`).
 
 Shapes: B samples, nin the columns read per sample, P parameters, S slots, J columns, O outputs.
@@ -28,8 +28,10 @@ _UNSHIFTED = (np.full(1, -1, dtype=np.int32), np.zeros(1))
 
 
 class ParameterLaunches:
-    """Forward and adjoint launches from parameter rows (a mixin of the fused launchers, which
-    provide the memory hooks, the tables and the shared memory limit)."""
+    """Launches from parameter rows, a mixin of the launchers (which provide the memory hooks
+    and the tables): :meth:`parameter_angles` for every launcher, :meth:`forward_parameters`
+    and :meth:`adjoint_parameters` for the fused ones (which also provide the shared memory
+    limit and the generated kernels' builds)."""
 
     tables: KernelTables
     dtype: np.dtype
