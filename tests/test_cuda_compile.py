@@ -133,29 +133,47 @@ def test_nvrtc_kernels_do_not_spill_on_sm_90() -> None:
         assert 0 < usage.registers <= 255 and usage.shared_static == 0, (name, usage)
 
 
+SLOW = pytest.mark.slow
+
+
 def _workload_kernels(num_qubits: int, dtype: str, which: tuple[str, ...]) -> list:
     """The generated kernels of the benchmarks' zz workload (zz_feature_map + real_amplitudes
     reps=3, Z^n): ``forward``, ``jacobian`` (the fused adjoint by every slot), ``vjp``."""
     from benchmarks.workloads import zz_kernel_tables  # noqa: PLC0415
+    from gpuqnn._cuda.angle_code import angle_code  # noqa: PLC0415
     from gpuqnn._cuda.codegen import generate_adjoint, generate_forward  # noqa: PLC0415
     from gpuqnn._cuda.tables import DEFAULT_SHARED_LIMIT  # noqa: PLC0415
 
     kp, slots = zz_kernel_tables(num_qubits, dtype)
+    code = angle_code(kp.program.angles)
+    columns = range(kp.program.angles.num_parameters)
     make = {
         "forward": lambda: generate_forward(kp, dtype),
         "jacobian": lambda: generate_adjoint(kp, dtype, slots, False, DEFAULT_SHARED_LIMIT),
         "vjp": lambda: generate_adjoint(kp, dtype, slots, True, DEFAULT_SHARED_LIMIT),
+        "forward-parameters": lambda: generate_forward(kp, dtype, code=code),
+        "jacobian-parameters": lambda: generate_adjoint(
+            kp, dtype, slots, False, DEFAULT_SHARED_LIMIT, code=code, columns=columns
+        ),
+        "vjp-parameters": lambda: generate_adjoint(
+            kp, dtype, slots, True, DEFAULT_SHARED_LIMIT, code=code, columns=columns
+        ),
     }
     return [make[name]() for name in which]
 
 
+PARAMETERS = ("forward-parameters", "jacobian-parameters", "vjp-parameters")
+"""The kernels that read parameter rows: what networks run (the others: parameter shift and
+amplitude encodings' host angles)."""
 REGISTER_CASES = [
-    pytest.param(8, "complex128", ("forward", "jacobian", "vjp"), id="zz8-complex128"),
-    pytest.param(8, "complex64", ("forward", "jacobian", "vjp"), id="zz8-complex64"),
-    pytest.param(12, "complex128", ("forward", "jacobian"), id="zz12-complex128"),
-    pytest.param(12, "complex64", ("forward", "jacobian"), id="zz12-complex64"),
-    pytest.param(12, "complex128", ("vjp",), id="zz12-complex128-vjp", marks=pytest.mark.slow),
-    pytest.param(12, "complex64", ("vjp",), id="zz12-complex64-vjp", marks=pytest.mark.slow),
+    pytest.param(8, "complex128", ("forward", *PARAMETERS), id="zz8-complex128"),
+    pytest.param(8, "complex64", ("forward", *PARAMETERS), id="zz8-complex64"),
+    pytest.param(12, "complex128", ("forward", "jacobian-parameters"), id="zz12-complex128"),
+    pytest.param(12, "complex64", ("forward", "jacobian-parameters"), id="zz12-complex64"),
+    pytest.param(8, "complex128", ("jacobian", "vjp"), id="zz8-complex128-angles", marks=SLOW),
+    pytest.param(8, "complex64", ("jacobian", "vjp"), id="zz8-complex64-angles", marks=SLOW),
+    pytest.param(12, "complex128", ("vjp-parameters", "jacobian"), id="zz12-c128-rest", marks=SLOW),
+    pytest.param(12, "complex64", ("vjp-parameters", "jacobian"), id="zz12-c64-rest", marks=SLOW),
 ]
 
 

@@ -252,15 +252,7 @@ class _Generator:
         if code is None:
             c(f"double a = base[sample * {k} + k];")
         else:
-            c("double a = 0.0;")
-            c.open("switch (k)")
-            for slot, expr in enumerate(code.angles):
-                c.open(f"case {slot}:")
-                self.parameters(_params_in(expr))
-                c(f"a = {expr};")
-                c("break;")
-                c.close()
-            c.close()
+            c("double a = gqs_slot_angle((int)k, inputs, weights, nin, sample);")
         if shifted:
             c("if (shift_slot[shift] == (int)k) a += shift_value[shift];")
         if self.real == "float":  # fixed-point turns: a run's sum is exact modulo 2 pi
@@ -273,6 +265,31 @@ class _Generator:
         c("gqs_sincos(a, &s, &co);")
         c("full[k] = gq_make<real>((real)co, (real)s);")
         c.close()
+
+    @staticmethod
+    def angle_function(code: AngleCode) -> str:
+        """``gqs_slot_angle(k, inputs, weights, nin, sample)``: slot k's angle of a sample, a
+        ``switch`` with one case per slot. Not inlined on a GPU: its registers are its own,
+        so the expressions add no pressure to the sweeps (a complex128 forward kernel
+        spilled with them inlined)."""
+        c = _Code()
+        c.open(
+            "GQS_NOINLINE double gqs_slot_angle(int k, const double* GQ_RESTRICT inputs, "
+            "const double* GQ_RESTRICT weights, long long nin, long long sample)"
+        )
+        c("double a = 0.0;")
+        c.open("switch (k)")
+        for slot, expr in enumerate(code.angles):
+            c.open(f"case {slot}:")
+            for j in _params_in(expr):
+                c(f"const double p{j} = gqs_param(inputs, weights, nin, sample, {j});")
+            c(f"a = {expr};")
+            c("break;")
+            c.close()
+        c.close()
+        c("return a;")
+        c.close()
+        return c.text()
 
     def parameters(self, columns: Sequence[int]) -> None:
         """Local doubles ``p{j}`` of the sample's parameter columns (inside a sample loop)."""
@@ -617,6 +634,11 @@ _SINCOS = """
 #define GQS_NO_UNROLL _Pragma("unroll 1")
 #define GQS_TID(t) gq_thread_index()
 #endif
+#ifdef GPUQNN_HOST
+#define GQS_NOINLINE inline
+#else
+#define GQS_NOINLINE __device__ __noinline__
+#endif
 // sin and cos of a double with no slow path (CUDA's sincos has one, whose local array and
 // registers make a long kernel spill): Cody-Waite reduction by pi/2 with an FMA (accurate for
 // |x| up to about 1e6), then Taylor polynomials on [-pi/4, pi/4] (truncation below 1e-17).
@@ -767,7 +789,9 @@ def generate_forward(
     c("GQ_SYNC();")
     c.close()
     c.close()
-    source = _prelude(_real(dtype)) + c.text() + _entry(FORWARD_KERNEL, params, threads)
+    angle_function = "" if code is None else g.angle_function(code)
+    source = _prelude(_real(dtype)) + angle_function + c.text()
+    source += _entry(FORWARD_KERNEL, params, threads)
     signature = FORWARD_SIGNATURE if code is None else FORWARD_PARAMETER_SIGNATURE
     return GeneratedKernel(
         source, FORWARD_KERNEL, threads, layout.size, signature, _key(source), len(g.passes)
@@ -791,22 +815,13 @@ def generate_angles(kp: KernelTables, code: AngleCode) -> GeneratedKernel:
     c("(void)smem; (void)inputs; (void)weights; (void)nin;")
     c.open("GQ_BLOCK_ITEMS(sample, batch)")
     k = kp.num_slots
-    c.open(f"GQ_BLOCK_FOR(k, {k})")
-    c("double a = 0.0;")
-    c.open("switch (k)")
-    for slot, expr in enumerate(code.angles):
-        c.open(f"case {slot}:")
-        g.parameters(_params_in(expr))
-        c(f"a = {expr};")
-        c("break;")
-        c.close()
-    c.close()
-    c(f"out[sample * {k} + k] = a;")
-    c.close()
+    angle = "gqs_slot_angle(k, inputs, weights, nin, sample)"
+    c(f"GQ_BLOCK_FOR(k, {k}) out[sample * {k} + k] = {angle};")
     c("GQ_SYNC();")
     c.close()
     c.close()
-    source = _prelude("double") + c.text() + _entry(ANGLES_KERNEL, params, ANGLES_THREADS)
+    source = _prelude("double") + g.angle_function(code) + c.text()
+    source += _entry(ANGLES_KERNEL, params, ANGLES_THREADS)
     return GeneratedKernel(
         source, ANGLES_KERNEL, ANGLES_THREADS, 0, ANGLES_SIGNATURE, _key(source), 0
     )
@@ -904,7 +919,9 @@ def generate_adjoint(
     c.close()
     c.close()
     c.close()
-    source = _prelude(_real(dtype)) + c.text() + _entry(ADJOINT_KERNEL, params, threads)
+    angle_function = "" if code is None else g.angle_function(code)
+    source = _prelude(_real(dtype)) + angle_function + c.text()
+    source += _entry(ADJOINT_KERNEL, params, threads)
     return GeneratedKernel(
         source,
         ADJOINT_KERNEL,

@@ -2,8 +2,9 @@
 :attr:`Capability.PARAMETERS`: on the fused kernels a forward pass and an adjoint pass (Jacobian
 or vector-Jacobian product by parameter columns) are ONE launch each of a kernel generated with
 the angle table as C (:mod:`.angle_code`), which reads the raw parameter rows; the per-op
-kernels get every angle from ONE launch of the generated angle kernel. Nothing here imports CuPy; launches, output arrays and copies are counted in the
-profile in effect (:mod:`gpuqnn._profile`).
+kernels get every angle from ONE launch of the generated angle kernel. Nothing here imports
+CuPy; launches, output arrays and copies are counted in the profile in effect
+(:mod:`gpuqnn._profile`).
 
 Shapes: B samples, nin the columns read per sample, P parameters, S slots, J columns, O outputs.
 """
