@@ -219,6 +219,9 @@ class _Generator:
         self.position = {int(s): i for i, s in enumerate(self.slots)}
         self.vjp = vjp
         self.code = _Code()
+        self.derivative_table = False  # the chain rule's derivatives after the warp cells
+        self.table_at = 0
+        self.entries: dict[tuple[int, int], int] = {}  # (slot, column) -> table entry
 
     # ---- shared memory --------------------------------------------------------------------
     def pointers(self, layout: Layout, names: Sequence[str]) -> None:
@@ -253,6 +256,9 @@ class _Generator:
             c(f"double a = base[sample * {k} + k];")
         else:
             c("double a = gqs_slot_angle((int)k, inputs, weights, nin, sample);")
+            if self.derivative_table:
+                table = f"cells + {self.table_at}"
+                c(f"gqs_slot_derivatives((int)k, inputs, weights, nin, sample, {table});")
         if shifted:
             c("if (shift_slot[shift] == (int)k) a += shift_value[shift];")
         if self.real == "float":  # fixed-point turns: a run's sum is exact modulo 2 pi
@@ -291,34 +297,64 @@ class _Generator:
         c.close()
         return c.text()
 
-    def parameters(self, columns: Sequence[int]) -> None:
-        """Local doubles ``p{j}`` of the sample's parameter columns (inside a sample loop)."""
-        for j in columns:
-            self.code(f"const double p{j} = gqs_param(inputs, weights, nin, sample, {j});")
+    def derivative_entries(self, code: AngleCode, columns: Sequence[int]) -> None:
+        """Number the (differentiated slot, column) pairs of the chain rule: their derivative
+        values sit in shared memory after the warp cells (:attr:`table_at`, in doubles)."""
+        wanted = set(int(j) for j in columns)
+        self.entries = {}
+        for s in self.slots:
+            for j in sorted(code.derivatives[s]):
+                if j in wanted:
+                    self.entries[(s, j)] = len(self.entries)
+        self.table_at = len(self.slots) * self.warps
+        self.derivative_table = True
 
-    def parameter_gradients(self, code: AngleCode, columns: Sequence[int], at: str) -> None:
-        """out[at + c] = sum over the differentiated slots s that depend on ``columns[c]`` of
-        (s's summed warp cells) * d angle_s / d p_column: the chain rule in registers, each
-        slot touching only its own columns."""
+    def derivatives_function(self, code: AngleCode) -> str:
+        """``gqs_slot_derivatives(k, inputs, weights, nin, sample, table)``: slot k's
+        derivatives by its columns into its entries of ``table`` (a ``switch`` with one case
+        per differentiated slot; not inlined on a GPU: its registers are its own)."""
+        c = _Code()
+        c.open(
+            "GQS_NOINLINE void gqs_slot_derivatives(int k, const double* GQ_RESTRICT inputs, "
+            "const double* GQ_RESTRICT weights, long long nin, long long sample, "
+            "double* GQ_RESTRICT table)"
+        )
+        c.open("switch (k)")
+        for s in self.slots:
+            pairs = [(j, i) for (slot, j), i in self.entries.items() if slot == s]
+            if not pairs:
+                continue
+            c.open(f"case {s}:")
+            for k in _params_in(" ".join(code.derivatives[s][j] for j, _i in pairs)):
+                c(f"const double p{k} = gqs_param(inputs, weights, nin, sample, {k});")
+            for j, i in pairs:
+                c(f"table[{i}] = {code.derivatives[s][j]};")
+            c("break;")
+            c.close()
+        c("default: break;")
+        c.close()
+        c.close()
+        return c.text()
+
+    def parameter_gradients(self, columns: Sequence[int], at: str) -> None:
+        """out[at + c] = the sum over the differentiated slots s that depend on
+        ``columns[c]`` of (s's summed warp cells) * d angle_s / d p_column (its table entry):
+        the chain rule from shared memory, each slot touching only its own columns."""
         c = self.code
         w = self.warps
         c.open(f"GQ_BLOCK_FOR(c, {len(columns)})")
         c("double g = 0.0;")
         c.open("switch (c)")
         for position, j in enumerate(columns):
-            terms = [
-                (self.position[s], code.derivatives[s][j])
-                for s in self.slots
-                if j in code.derivatives[s]
-            ]
+            terms = [(self.position[s], i) for (s, col), i in self.entries.items() if col == j]
             if not terms:
                 continue
             c.open(f"case {position}:")
-            self.parameters(_params_in(" ".join(t[1] for t in terms)))
-            for pos, derivative in terms:
-                c(f"g += gqs_cell_sum(cells + {pos * w}, {w}) * ({derivative});")
+            for pos, i in terms:
+                c(f"g += gqs_cell_sum(cells + {pos * w}, {w}) * cells[{self.table_at + i}];")
             c("break;")
             c.close()
+        c("default: break;")
         c.close()
         c(f"out[{at} + c] = g;")
         c.close()
@@ -861,11 +897,15 @@ def generate_adjoint(
     if not slots:
         raise ValueError("slots must name at least one slot to differentiate by")
     many = not vjp and kp.num_outputs > 1
-    keep = many and adjoint_shared_bytes(kp, dtype, len(slots), vjp, True, threads) <= shared_limit
-    if adjoint_shared_bytes(kp, dtype, len(slots), vjp, keep, threads) > shared_limit:
-        return None
     g = _Generator(kp, dtype, threads, slots, vjp)
-    layout = shared_layout(kp, dtype, 3 if keep else 2, len(slots) * g.warps, 0, vjp)
+    if code is not None:
+        g.derivative_entries(code, columns)
+    # the derivative table takes whole warps' worth of cells (the layout's unit)
+    cell_slots = len(slots) + -(-len(g.entries) // g.warps)
+    keep = many and adjoint_shared_bytes(kp, dtype, cell_slots, vjp, True, threads) <= shared_limit
+    if adjoint_shared_bytes(kp, dtype, cell_slots, vjp, keep, threads) > shared_limit:
+        return None
+    layout = shared_layout(kp, dtype, 3 if keep else 2, cell_slots * g.warps, 0, vjp)
     outputs = 1 if vjp else kp.num_outputs
     c = g.code
     source_args = [("const double* GQ_RESTRICT", "base")] if code is None else PARAMETER_ARGS
@@ -914,13 +954,13 @@ def generate_adjoint(
         c(f"out[(sample * {outputs} + o) * {s} + j] = gqs_cell_sum(cells + j * {w}, {w});")
         c.close()
     else:
-        g.parameter_gradients(code, columns, f"(sample * {outputs} + o) * {len(columns)}")
+        g.parameter_gradients(columns, f"(sample * {outputs} + o) * {len(columns)}")
     c("GQ_SYNC();")
     c.close()
     c.close()
     c.close()
-    angle_function = "" if code is None else g.angle_function(code)
-    source = _prelude(_real(dtype)) + angle_function + c.text()
+    functions = "" if code is None else g.angle_function(code) + g.derivatives_function(code)
+    source = _prelude(_real(dtype)) + functions + c.text()
     source += _entry(ADJOINT_KERNEL, params, threads)
     return GeneratedKernel(
         source,
