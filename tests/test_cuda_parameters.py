@@ -253,3 +253,32 @@ def test_profile_follows_worker_threads_and_stays_per_thread():
     chunks = -(-4000 // simulator_of(net).executor.sizing(1, "", 4000).chunk)
     assert record.batch == 4000 and record.device == "cpu" and record.launches == 0
     assert record.host_ops > chunks  # every chunk's angle table counted, on whatever thread
+
+
+@pytest.mark.parametrize("dtype", ["complex128", "complex64"])
+def test_parameter_kernels_pass_the_strict_emulation(kernels, dtype):
+    """Snapshot phases, random thread order, same-byte writes and partial warp collectives:
+    the kernels that read parameter rows (the angle phase writes the derivative table beside
+    the warp cells) agree with the plain emulation."""
+    qc, x, w = _nonaffine_circuit()
+    sim = simulator_of(EstimatorQNN(circuit=qc, input_params=x, weight_params=w, dtype=dtype))
+    kp = encode_tables(sim.program, sim.readout)
+    columns = [0, 1, 2, 3]
+    slots = sim.differentiated_slots(columns)
+    strict = HostFusedLauncher(kernels, kp, dtype, max_blocks=2, strict=5)
+    plain = HostFusedLauncher(kernels, kp, dtype, max_blocks=2)
+    inputs, weights = _data(batch=3)
+    np.testing.assert_array_equal(
+        strict.forward_parameters(inputs, weights), plain.forward_parameters(inputs, weights)
+    )
+    cotangent = np.ones((3, 1))
+    for g in (None, cotangent):
+        np.testing.assert_allclose(
+            strict.adjoint_parameters(inputs, weights, slots, columns, g),
+            plain.adjoint_parameters(inputs, weights, slots, columns, g),
+            atol=1e-13,
+            rtol=0,
+        )
+    np.testing.assert_array_equal(
+        strict.parameter_angles(inputs, weights), plain.parameter_angles(inputs, weights)
+    )
