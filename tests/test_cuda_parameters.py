@@ -282,3 +282,27 @@ def test_parameter_kernels_pass_the_strict_emulation(kernels, dtype):
     np.testing.assert_array_equal(
         strict.parameter_angles(inputs, weights), plain.parameter_angles(inputs, weights)
     )
+
+
+def test_chunks_of_parameter_rows_add_up(emulation):
+    """A memory budget that splits the batch: each chunk is one launch on its rows of the
+    parameters, and the chunks' derivatives (and the weights' sums of a product) add up."""
+    qc, feature_map, ansatz = zz_real_amplitudes(3, reps=1)
+    kwargs = dict(
+        circuit=qc,
+        input_params=feature_map.parameters,
+        weight_params=ansatz.parameters,
+        input_gradients=True,
+    )
+    net = emulation.build(EstimatorQNN, **kwargs, max_memory=20_000)
+    reference = EstimatorQNN(**kwargs)
+    inputs = np.random.default_rng(4).uniform(0, np.pi, (30, 3))
+    weights = np.linspace(-1, 1, ansatz.num_parameters)
+    with gpuqnn.profile() as prof:
+        got = net.backward(inputs, weights)
+        product = net.vjp(inputs, weights, np.full((30, 1), 0.5))
+    assert prof.calls[0].launches > 1 and prof.calls[0].launches == prof.calls[1].launches
+    for a, b in zip(got, reference.backward(inputs, weights), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-10)
+    for a, b in zip(product, reference.vjp(inputs, weights, np.full((30, 1), 0.5)), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-10)
