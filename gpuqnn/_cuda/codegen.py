@@ -272,93 +272,6 @@ class _Generator:
         c("full[k] = gq_make<real>((real)co, (real)s);")
         c.close()
 
-    @staticmethod
-    def angle_function(code: AngleCode) -> str:
-        """``gqs_slot_angle(k, inputs, weights, nin, sample)``: slot k's angle of a sample, a
-        ``switch`` with one case per slot. Not inlined on a GPU: its registers are its own,
-        so the expressions add no pressure to the sweeps (a complex128 forward kernel
-        spilled with them inlined)."""
-        c = _Code()
-        c.open(
-            "GQS_NOINLINE double gqs_slot_angle(int k, const double* GQ_RESTRICT inputs, "
-            "const double* GQ_RESTRICT weights, long long nin, long long sample)"
-        )
-        c("double a = 0.0;")
-        c.open("switch (k)")
-        for slot, expr in enumerate(code.angles):
-            c.open(f"case {slot}:")
-            for j in _params_in(expr):
-                c(f"const double p{j} = gqs_param(inputs, weights, nin, sample, {j});")
-            c(f"a = {expr};")
-            c("break;")
-            c.close()
-        c.close()
-        c("return a;")
-        c.close()
-        return c.text()
-
-    def derivative_entries(self, code: AngleCode, columns: Sequence[int]) -> None:
-        """Number the (differentiated slot, column) pairs of the chain rule: their derivative
-        values sit in shared memory after the warp cells (:attr:`table_at`, in doubles)."""
-        wanted = set(int(j) for j in columns)
-        self.entries = {}
-        for s in self.slots:
-            for j in sorted(code.derivatives[s]):
-                if j in wanted:
-                    self.entries[(s, j)] = len(self.entries)
-        self.table_at = len(self.slots) * self.warps
-        self.derivative_table = True
-
-    def derivatives_function(self, code: AngleCode) -> str:
-        """``gqs_slot_derivatives(k, inputs, weights, nin, sample, table)``: slot k's
-        derivatives by its columns into its entries of ``table`` (a ``switch`` with one case
-        per differentiated slot; not inlined on a GPU: its registers are its own)."""
-        c = _Code()
-        c.open(
-            "GQS_NOINLINE void gqs_slot_derivatives(int k, const double* GQ_RESTRICT inputs, "
-            "const double* GQ_RESTRICT weights, long long nin, long long sample, "
-            "double* GQ_RESTRICT table)"
-        )
-        c.open("switch (k)")
-        for s in self.slots:
-            pairs = [(j, i) for (slot, j), i in self.entries.items() if slot == s]
-            if not pairs:
-                continue
-            c.open(f"case {s}:")
-            for k in _params_in(" ".join(code.derivatives[s][j] for j, _i in pairs)):
-                c(f"const double p{k} = gqs_param(inputs, weights, nin, sample, {k});")
-            for j, i in pairs:
-                c(f"table[{i}] = {code.derivatives[s][j]};")
-            c("break;")
-            c.close()
-        c("default: break;")
-        c.close()
-        c.close()
-        return c.text()
-
-    def parameter_gradients(self, columns: Sequence[int], at: str) -> None:
-        """out[at + c] = the sum over the differentiated slots s that depend on
-        ``columns[c]`` of (s's summed warp cells) * d angle_s / d p_column (its table entry):
-        the chain rule from shared memory, each slot touching only its own columns."""
-        c = self.code
-        w = self.warps
-        c.open(f"GQ_BLOCK_FOR(c, {len(columns)})")
-        c("double g = 0.0;")
-        c.open("switch (c)")
-        for position, j in enumerate(columns):
-            terms = [(self.position[s], i) for (s, col), i in self.entries.items() if col == j]
-            if not terms:
-                continue
-            c.open(f"case {position}:")
-            for pos, i in terms:
-                c(f"g += gqs_cell_sum(cells + {pos * w}, {w}) * cells[{self.table_at + i}];")
-            c("break;")
-            c.close()
-        c("default: break;")
-        c.close()
-        c(f"out[{at} + c] = g;")
-        c.close()
-
     # ---- passes -----------------------------------------------------------------------------
     def init_state(self) -> None:
         one = "gq_make<real>(i == 0 ? (real)1 : (real)0, (real)0)"
@@ -640,6 +553,97 @@ class _Generator:
         c("GQ_SYNC();")
 
 
+# ---- the angle table in the kernels ----------------------------------------------------------
+def _angle_function(code: AngleCode) -> str:
+    """``gqs_slot_angle(k, inputs, weights, nin, sample)``: slot k's angle of a sample, a
+    ``switch`` with one case per slot. Not inlined on a GPU: its registers are its own,
+    so the expressions add no pressure to the sweeps (a complex128 forward kernel
+    spilled with them inlined)."""
+    c = _Code()
+    c.open(
+        "GQS_NOINLINE double gqs_slot_angle(int k, const double* GQ_RESTRICT inputs, "
+        "const double* GQ_RESTRICT weights, long long nin, long long sample)"
+    )
+    c("double a = 0.0;")
+    c.open("switch (k)")
+    for slot, expr in enumerate(code.angles):
+        c.open(f"case {slot}:")
+        for j in _params_in(expr):
+            c(f"const double p{j} = gqs_param(inputs, weights, nin, sample, {j});")
+        c(f"a = {expr};")
+        c("break;")
+        c.close()
+    c.close()
+    c("return a;")
+    c.close()
+    return c.text()
+
+
+def _derivative_entries(g: _Generator, code: AngleCode, columns: Sequence[int]) -> None:
+    """Number the (differentiated slot, column) pairs of the chain rule: their derivative
+    values sit in shared memory after the warp cells (``g.table_at``, in doubles)."""
+    wanted = set(int(j) for j in columns)
+    g.entries = {}
+    for s in g.slots:
+        for j in sorted(code.derivatives[s]):
+            if j in wanted:
+                g.entries[(s, j)] = len(g.entries)
+    g.table_at = len(g.slots) * g.warps
+    g.derivative_table = True
+
+
+def _derivatives_function(g: _Generator, code: AngleCode) -> str:
+    """``gqs_slot_derivatives(k, inputs, weights, nin, sample, table)``: slot k's
+    derivatives by its columns into its entries of ``table`` (a ``switch`` with one case
+    per differentiated slot; not inlined on a GPU: its registers are its own)."""
+    c = _Code()
+    c.open(
+        "GQS_NOINLINE void gqs_slot_derivatives(int k, const double* GQ_RESTRICT inputs, "
+        "const double* GQ_RESTRICT weights, long long nin, long long sample, "
+        "double* GQ_RESTRICT table)"
+    )
+    c.open("switch (k)")
+    for s in g.slots:
+        pairs = [(j, i) for (slot, j), i in g.entries.items() if slot == s]
+        if not pairs:
+            continue
+        c.open(f"case {s}:")
+        for k in _params_in(" ".join(code.derivatives[s][j] for j, _i in pairs)):
+            c(f"const double p{k} = gqs_param(inputs, weights, nin, sample, {k});")
+        for j, i in pairs:
+            c(f"table[{i}] = {code.derivatives[s][j]};")
+        c("break;")
+        c.close()
+    c("default: break;")
+    c.close()
+    c.close()
+    return c.text()
+
+
+def _parameter_gradients(g: _Generator, columns: Sequence[int], at: str) -> None:
+    """out[at + c] = the sum over the differentiated slots s that depend on
+    ``columns[c]`` of (s's summed warp cells) * d angle_s / d p_column (its table entry):
+    the chain rule from shared memory, each slot touching only its own columns."""
+    c = g.code
+    w = g.warps
+    c.open(f"GQ_BLOCK_FOR(c, {len(columns)})")
+    c("double g = 0.0;")
+    c.open("switch (c)")
+    for position, j in enumerate(columns):
+        terms = [(g.position[s], i) for (s, col), i in g.entries.items() if col == j]
+        if not terms:
+            continue
+        c.open(f"case {position}:")
+        for pos, i in terms:
+            c(f"g += gqs_cell_sum(cells + {pos * w}, {w}) * cells[{g.table_at + i}];")
+        c("break;")
+        c.close()
+    c("default: break;")
+    c.close()
+    c(f"out[{at} + c] = g;")
+    c.close()
+
+
 def _params_in(expression: str) -> list[int]:
     """The parameter columns j whose variables ``p{j}`` a C expression reads."""
     return sorted({int(m) for m in re.findall(r"\bp(\d+)\b", expression)})
@@ -825,7 +829,7 @@ def generate_forward(
     c("GQ_SYNC();")
     c.close()
     c.close()
-    angle_function = "" if code is None else g.angle_function(code)
+    angle_function = "" if code is None else _angle_function(code)
     source = _prelude(_real(dtype)) + angle_function + c.text()
     source += _entry(FORWARD_KERNEL, params, threads)
     signature = FORWARD_SIGNATURE if code is None else FORWARD_PARAMETER_SIGNATURE
@@ -856,7 +860,7 @@ def generate_angles(kp: KernelTables, code: AngleCode) -> GeneratedKernel:
     c("GQ_SYNC();")
     c.close()
     c.close()
-    source = _prelude("double") + g.angle_function(code) + c.text()
+    source = _prelude("double") + _angle_function(code) + c.text()
     source += _entry(ANGLES_KERNEL, params, ANGLES_THREADS)
     return GeneratedKernel(
         source, ANGLES_KERNEL, ANGLES_THREADS, 0, ANGLES_SIGNATURE, _key(source), 0
@@ -899,7 +903,7 @@ def generate_adjoint(
     many = not vjp and kp.num_outputs > 1
     g = _Generator(kp, dtype, threads, slots, vjp)
     if code is not None:
-        g.derivative_entries(code, columns)
+        _derivative_entries(g, code, columns)
     # the derivative table takes whole warps' worth of cells (the layout's unit)
     cell_slots = len(slots) + -(-len(g.entries) // g.warps)
     keep = many and adjoint_shared_bytes(kp, dtype, cell_slots, vjp, True, threads) <= shared_limit
@@ -954,12 +958,12 @@ def generate_adjoint(
         c(f"out[(sample * {outputs} + o) * {s} + j] = gqs_cell_sum(cells + j * {w}, {w});")
         c.close()
     else:
-        g.parameter_gradients(columns, f"(sample * {outputs} + o) * {len(columns)}")
+        _parameter_gradients(g, columns, f"(sample * {outputs} + o) * {len(columns)}")
     c("GQ_SYNC();")
     c.close()
     c.close()
     c.close()
-    functions = "" if code is None else g.angle_function(code) + g.derivatives_function(code)
+    functions = "" if code is None else _angle_function(code) + _derivatives_function(g, code)
     source = _prelude(_real(dtype)) + functions + c.text()
     source += _entry(ADJOINT_KERNEL, params, threads)
     return GeneratedKernel(
