@@ -31,6 +31,7 @@ collective of their own; each step's loss on rank 0's local batch goes to stderr
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -172,6 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.save(model.state_dict(), args.checkpoint)  # the plain model's keys
     if distributed:
         dist.barrier()  # the checkpoint is written before any rank leaves
+        # DDP's reducer holds the process group, and DDP sits in reference cycles: drop it and
+        # collect, so that destroy_process_group tears gloo's threads down now, while the
+        # interpreter is whole, and not during its finalization (where they can abort the rank)
+        del trained, optimizer
+        gc.collect()
         dist.destroy_process_group()
     return 0
 

@@ -27,6 +27,7 @@ from qiskit_machine_learning.gradients import (
     ParamShiftSamplerGradient,
 )
 
+from ._aer_noise import AerEstimator, aer_estimator
 from .primitives._exactness import exact_estimator, exact_sampler
 from .primitives.gradients import EstimatorGradient, SamplerGradient
 
@@ -95,6 +96,8 @@ class Route:
         backward_noise: what each shifted evaluation of a gradient gets (parameter shift on
             noisy rows); None for exact gradients.
         reason: why a pass is delegated to qiskit-machine-learning's code ("" if none is).
+        noise_model: the qiskit-aer noise model of an exact qiskit-aer estimator the simulator
+            stands in for (it then simulates that model), or None.
     """
 
     forward: bool
@@ -102,6 +105,7 @@ class Route:
     forward_noise: Noise | None = None
     backward_noise: Noise | None = None
     reason: str = ""
+    noise_model: Any = None
 
 
 def _reference(primitive: Any, kind: type, name: str) -> str:
@@ -163,6 +167,9 @@ def estimator_route(estimator: Any, precision: Any, gradient: Any) -> Route:
             return Route(True, True)
         reason = f"the gradient {type(gradient).__name__} is not an exact gradient"
         return Route(True, False, reason=reason)
+    aer = aer_estimator(estimator)
+    if aer is not None:
+        return _aer_route(aer, estimator, precision, gradient)
     reason = _reference(estimator, StatevectorEstimator, "estimator")
     resolved = estimator.default_precision if precision is None and not reason else precision
     if not reason and not _valid_number(resolved):
@@ -186,6 +193,26 @@ def estimator_route(estimator: Any, precision: Any, gradient: Any) -> Route:
     exact_gradient = not float(backward_precision) or isinstance(seed, Integral)
     backward = None if exact_gradient else Noise("gaussian", float(backward_precision), seed)
     return Route(True, True, forward, backward)
+
+
+def _aer_route(aer: AerEstimator, estimator: Any, precision: Any, gradient: Any) -> Route:
+    """The route of an EstimatorQNN over a qiskit-aer ``EstimatorV2``: served, with the
+    estimator's noise model, where its values are exact (its method, and precision 0)."""
+    resolved = estimator.options.default_precision if precision is None else precision
+    reason = aer.reason
+    if not reason and resolved != 0:
+        reason = f"its precision {resolved!r} adds Gaussian noise (pass default_precision=0)"
+    if reason:
+        reason = f"the qiskit-aer estimator is not exact: {reason}"
+        return Route(False, False, reason=reason)
+    exact_gradient = exact_estimator_gradient(gradient) or not _gradient_reason(
+        gradient, ParamShiftEstimatorGradient, "_estimator", estimator, "estimator"
+    )
+    if not exact_gradient:
+        reason = f"the gradient {type(gradient).__name__} is not an exact gradient"
+        if aer.noise_model is not None:  # the gradient's own passes would be noisy: all of them
+            return Route(False, False, reason=reason)
+    return Route(True, exact_gradient, reason=reason, noise_model=aer.noise_model)
 
 
 def sampler_route(sampler: Any, gradient: Any) -> Route:

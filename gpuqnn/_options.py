@@ -80,6 +80,25 @@ OPTION_DOCS: dict[str, str] = {
         "repeats its result for the same inputs and weights (like qiskit's "
         "``StatevectorSampler(seed=...)``)."
     ),
+    "noise_model": (
+        "None (default) or a ``qiskit_aer.noise.NoiseModel`` (``pip install gpuqnn[noise]``), "
+        "with ``AerSimulator(noise_model=...)``'s meaning: each error on an instruction name "
+        "(all qubits, or specific qubits) follows every such instruction of the circuit (gates "
+        "qiskit-aer does not run natively are decomposed first), errors on ``measure`` and "
+        "readout errors precede final measurements. Outputs are then exact over the density "
+        "matrix: ``4**n`` amplitudes per row. A model gpuqnn cannot honour is refused."
+    ),
+    "noise_method": (
+        '``"density_matrix"`` (default: exact, ``4**n`` amplitudes per row) or '
+        '``"trajectories"`` (``trajectories`` pure-state rows per sample, each noise location\'s '
+        "Kraus operator drawn with its probability; outputs and gradients are their averages, "
+        "gradients by parameter shift with common random numbers)."
+    ),
+    "trajectories": 'rows per sample with ``noise_method="trajectories"`` (default 256).',
+    "noise_seed": (
+        "seed of the trajectories: None, a non-negative int or a NumPy Generator; with an int "
+        "each call draws alike, so it repeats its result."
+    ),
 }
 """The one text of each simulator option, in the Google style of an ``Args`` entry: the
 networks' and primitives' docstrings are built from it by :func:`document_options`."""
@@ -90,7 +109,7 @@ _Documented = TypeVar("_Documented", bound=type)
 
 
 def document_options(cls: _Documented) -> _Documented:
-    """Class decorator: replace the line ``{options: device, dtype, ...}`` of the class's
+    """Class decorator: replace each line ``{options: device, dtype, ...}`` of the class's
     docstring (inside its ``Args:`` section) by those options' :data:`OPTION_DOCS` entries,
     indented like the line, so that ``help(cls)`` shows them.
 
@@ -99,24 +118,27 @@ def document_options(cls: _Documented) -> _Documented:
     """
     if cls.__doc__ is None:  # python -OO strips docstrings
         return cls
-    match = _OPTIONS_MARKER.search(cls.__doc__)
-    if match is None:
+    if _OPTIONS_MARKER.search(cls.__doc__) is None:
         raise ValueError(f"{cls.__name__}'s docstring has no '{{options: ...}}' line")
-    indent = match.group("indent")
-    entries = []
-    for name in (n.strip() for n in match.group("names").split(",")):
-        if name not in OPTION_DOCS:
-            raise ValueError(f"{cls.__name__}'s docstring names {name!r}, which has no text")
-        entries.append(
-            textwrap.fill(
-                f"{name}: {OPTION_DOCS[name]}",
-                width=100,
-                initial_indent=indent,
-                subsequent_indent=indent + "    ",
-                break_on_hyphens=False,
+
+    def expand(match: re.Match[str]) -> str:
+        indent = match.group("indent")
+        entries = []
+        for name in (n.strip() for n in match.group("names").split(",")):
+            if name not in OPTION_DOCS:
+                raise ValueError(f"{cls.__name__}'s docstring names {name!r}, which has no text")
+            entries.append(
+                textwrap.fill(
+                    f"{name}: {OPTION_DOCS[name]}",
+                    width=100,
+                    initial_indent=indent,
+                    subsequent_indent=indent + "    ",
+                    break_on_hyphens=False,
+                )
             )
-        )
-    cls.__doc__ = cls.__doc__[: match.start()] + "\n".join(entries) + cls.__doc__[match.end() :]
+        return "\n".join(entries)
+
+    cls.__doc__ = _OPTIONS_MARKER.sub(expand, cls.__doc__)
     return cls
 
 
@@ -203,6 +225,34 @@ def check_threads(threads: Any) -> int | None:
     if threads is None:
         return None
     return check_positive_int(threads, "threads")
+
+
+NOISE_METHODS = ("density_matrix", "trajectories")
+"""The values of ``noise_method``."""
+
+
+def check_noise_method(
+    method: Any, trajectories: Any, seed: Any, gradient_method: str
+) -> tuple[int, Any] | None:
+    """None for exact density matrices, or (trajectories, seed) for trajectories.
+
+    Raises:
+        ValueError: an unknown method, a non-positive number of trajectories, or the adjoint
+            method with trajectories.
+        TypeError: an invalid seed.
+    """
+    if method not in NOISE_METHODS:
+        raise ValueError(f"noise_method must be one of {NOISE_METHODS}, got {method!r}")
+    count = check_positive_int(trajectories, "trajectories")
+    check_seed(seed)
+    if method == "density_matrix":
+        return None
+    if gradient_method == "adjoint":
+        raise ValueError(
+            "gradient_method='adjoint' needs exact states, but noise_method='trajectories' "
+            "samples them; use 'parameter_shift' or 'auto'"
+        )
+    return count, seed
 
 
 def check_shots(shots: Any, name: str = "shots") -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from qiskit.circuit import Parameter, QuantumCircuit
@@ -13,10 +14,16 @@ from qiskit.transpiler.passmanager import BasePassManager
 from qiskit_machine_learning.gradients import BaseEstimatorGradient
 from qiskit_machine_learning.neural_networks import EstimatorQNN as _QmlEstimatorQNN
 
+from ._aer_noise import noise_table
 from ._compile import Program
 from ._exact import Route, estimator_route
 from ._network import SimulatorNetwork
-from ._options import SimulatorOptions, check_parameters, document_options
+from ._options import (
+    SimulatorOptions,
+    check_noise_method,
+    check_parameters,
+    document_options,
+)
 from ._sim.backend import Backend
 from ._sim.readout import PauliReadout
 
@@ -43,6 +50,7 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         default_precision: precision passed to a non-exact estimator; the simulator is exact.
         pass_manager: optional pass manager the circuit is transpiled with once.
         {options: device, dtype, gradient_method, max_memory, threads}
+        {options: noise_model, noise_method, trajectories, noise_seed}
 
     Raises:
         QiskitMachineLearningError: the circuit cannot be simulated (mid-circuit measurement,
@@ -70,11 +78,17 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         gradient_method: str = "auto",
         max_memory: int | str | None = None,
         threads: int | None = None,
+        noise_model: Any = None,
+        noise_method: str = "density_matrix",
+        trajectories: int = 256,
+        noise_seed: Any = None,
     ) -> None:
         options = SimulatorOptions.checked(
             device, dtype, gradient_method, max_memory, threads=threads
         )
         check_parameters(circuit, input_params, weight_params)
+        noise = noise_table(noise_model)
+        sampled = check_noise_method(noise_method, trajectories, noise_seed, gradient_method)
         super().__init__(
             circuit=circuit,
             estimator=estimator,
@@ -90,7 +104,7 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
             _as_sparse_pauli(op, i, self._circuit.num_qubits)
             for i, op in enumerate(self._observables)
         ]
-        self._init_simulator(options)
+        self._init_simulator(options, noise=noise, trajectories=sampled)
 
     def _route(self) -> Route:
         return estimator_route(self.estimator, self._default_precision, self.gradient)

@@ -11,10 +11,18 @@ from qiskit.transpiler.passmanager import BasePassManager
 from qiskit_machine_learning.gradients import BaseSamplerGradient
 from qiskit_machine_learning.neural_networks import SamplerQNN as _QmlSamplerQNN
 
+from ._aer_noise import noise_table
 from ._compile import Program
 from ._exact import Route, sampler_route
 from ._network import SimulatorNetwork
-from ._options import SimulatorOptions, check_parameters, check_seed, check_shots, document_options
+from ._options import (
+    SimulatorOptions,
+    check_noise_method,
+    check_parameters,
+    check_seed,
+    check_shots,
+    document_options,
+)
 from ._sim.backend import Backend
 from ._sim.readout import ProbabilityReadout
 
@@ -55,6 +63,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         pass_manager: optional pass manager the circuit is transpiled with once; outputs are
             over the logical qubits of the layout.
         {options: device, dtype, gradient_method, max_memory, threads, shots, seed}
+        {options: noise_model, noise_method, trajectories, noise_seed}
 
     Raises:
         QiskitMachineLearningError: the circuit cannot be simulated, or ``interpret`` without
@@ -86,6 +95,10 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         threads: int | None = None,
         shots: int | None = None,
         seed: int | None = None,
+        noise_model: Any = None,
+        noise_method: str = "density_matrix",
+        trajectories: int = 256,
+        noise_seed: Any = None,
     ) -> None:
         options = SimulatorOptions.checked(
             device, dtype, gradient_method, max_memory, threads=threads
@@ -93,6 +106,13 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         check_parameters(circuit, input_params, weight_params)
         shots = check_shots(shots)
         check_seed(seed)
+        noise = noise_table(noise_model)
+        sampled = check_noise_method(noise_method, trajectories, noise_seed, gradient_method)
+        if sampled is not None and shots is not None:
+            raise ValueError(
+                "noise_method='trajectories' averages exact rows; shots are not drawn on "
+                "them: leave shots=None"
+            )
         if shots is not None and gradient_method == "adjoint":
             raise ValueError(
                 "gradient_method='adjoint' needs exact probabilities, but shots="
@@ -112,7 +132,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
             input_gradients=input_gradients,
             pass_manager=pass_manager,
         )
-        self._init_simulator(options, shots, seed)
+        self._init_simulator(options, shots, seed, noise, sampled)
 
     @property
     def shots(self) -> int | None:

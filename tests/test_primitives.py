@@ -152,7 +152,9 @@ def test_each_circuit_compiled_once_and_pubs_batched(monkeypatch, three_qubit_ci
     monkeypatch.setattr(
         cache_module,
         "compile_circuit",
-        lambda circuit, params: compiled.append(circuit) or original_compile(circuit, params),
+        lambda circuit, params, *noise: (
+            compiled.append(circuit) or original_compile(circuit, params, *noise)
+        ),
     )
 
     def forward(self, params):

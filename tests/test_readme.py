@@ -29,6 +29,8 @@ def test_readme_has_snippets_for_each_feature() -> None:
 def test_readme_snippet_runs(index: int, capsys: pytest.CaptureFixture[str]) -> None:
     if "torch" in BLOCKS[index]:
         pytest.importorskip("torch")
+    if "qiskit_aer" in BLOCKS[index]:
+        pytest.importorskip("qiskit_aer")
     exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), {})  # noqa: S102
     capsys.readouterr()
 

@@ -132,6 +132,10 @@ class AngleTable:
         expressions: Sequence[ParameterExpression | float | FunctionOutput],
         parameters: Sequence[Parameter],
     ) -> None:
+        self.expressions = tuple(expressions)
+        """The slots' expressions, as given (a density program's table extends them)."""
+        self.parameters = tuple(parameters)
+        """The parameters in column order."""
         self.num_slots = len(expressions)
         self.num_parameters = len(parameters)
         column = {param: j for j, param in enumerate(parameters)}
@@ -264,7 +268,7 @@ class AngleTable:
                     jac[:, position[item.slot], where[j]] = xp.real(deriv(*cols))
         return jac
 
-    def expressions(self) -> list[SlotExpression] | None:
+    def symbolic(self) -> list[SlotExpression] | None:
         """Every slot's angle and its derivatives as sympy expressions of the real symbols
         ``p0, p1, ...`` (``p{j}``: parameter column j), for code that evaluates them elsewhere
         (the CUDA kernels); None when a slot is an output of a :class:`SlotFunction` (those

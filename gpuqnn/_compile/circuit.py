@@ -41,6 +41,7 @@ from .amplitudes import AmplitudeTree, is_amplitude_encoding
 from .angles import AngleTable, FunctionOutput
 from .evolution import diagonalise, evolution_time, hamiltonian, is_evolution, parity_mask
 from .inline import Leaf, flatten, is_composite
+from .noise import NoiseTable
 from .program import Op, OpKind, Program
 
 _ROTATIONS = {
@@ -59,12 +60,18 @@ _PARITY_MASK = np.array([0.0, 1.0, 1.0, 0.0])  # cx p cx: exp(i theta) where the
 _ATOL = 1e-12
 
 
-def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter]) -> Program:
+def compile_circuit(
+    circuit: QuantumCircuit, parameters: Sequence[Parameter], noise: NoiseTable | None = None
+) -> Program:
     """Compile ``circuit`` for the engine.
 
     Args:
         circuit: the circuit; its free parameters must all be in ``parameters``.
         parameters: the P parameters in column order (inputs, then weights).
+        noise: a noise model's channels: each instruction's channel follows it as a
+            ``CHANNEL`` op (gates outside ``noise.native`` are decomposed first), and the
+            channels of a measured qubit precede its measurement (see :mod:`.noise`); the
+            program then needs :func:`~.density.density_program` to run.
 
     Returns:
         The program.
@@ -87,8 +94,12 @@ def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter]) ->
         if op.name == "measure":
             measured[leaf.clbits[0]] = qubits[0]
             measured_qubits.add(qubits[0])
+            if noise is not None:
+                emitter.channels(noise.measurement(qubits[0]))
             continue
         if op.name in _SKIPPED:
+            if noise is not None:
+                _skipped_noise(emitter, noise, op.name, qubits, where)
             continue
         if isinstance(op, ControlFlowOp):
             raise QiskitMachineLearningError(
@@ -110,10 +121,17 @@ def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter]) ->
                     "the start or by 'initialize', can be simulated)"
                 )
             if op.name == "reset":
+                if noise is not None:  # the qubit is still |0>, its reset's error applies
+                    emitter.channels(noise.after("reset", tuple(qubits)))
                 continue  # the qubit is still |0>: the reset does nothing
         touched.update(qubits)
         emitter.origin = leaf.origin
-        emitter.emit(op, qubits)
+        if noise is None:
+            emitter.emit(op, qubits)
+        else:
+            emitter.emit_noisy(op, qubits, noise)
+    if noise is not None:
+        noise.check_readout(measured_qubits)
     fused = _fuse_parity_phases(emitter.finish())
     used = sorted({q for op in fused for q in op.qubits})
     qubit_map = np.full(circuit.num_qubits, -1, dtype=np.int64)
@@ -126,6 +144,21 @@ def compile_circuit(circuit: QuantumCircuit, parameters: Sequence[Parameter]) ->
         if op.slot >= 0:
             slot_ops[op.slot] = i
     return Program(len(used), qubit_map, ops, table, slot_ops, measured, circuit.num_clbits)
+
+
+def _skipped_noise(
+    emitter: _Emitter, noise: NoiseTable, name: str, qubits: list[int], where: str
+) -> None:
+    """The channels of an instruction the engine skips (``id``, ``delay``: their errors
+    apply as qiskit-aer applies them; a barrier runs nothing); relaxation that the noise model
+    adds during a ``delay`` by its own pass is refused."""
+    if name == "delay" and noise.delay_noise:
+        raise QiskitMachineLearningError(
+            f"circuit contains {where}, and the noise model adds relaxation during delays, "
+            "which gpuqnn does not simulate; remove the delay or the noise model's delay pass"
+        )
+    if name != "barrier":
+        emitter.channels(noise.after(name, tuple(qubits)))
 
 
 class _Emitter:
@@ -153,6 +186,36 @@ class _Emitter:
         for q in op.qubits:
             self._flush(q)
         self.ops.append(op)
+
+    def channels(self, channels: Sequence[tuple[np.ndarray, tuple[int, ...]]]) -> None:
+        """Append noise channels (superoperator, circuit qubits) as ``CHANNEL`` ops."""
+        for superop, qubits in channels:
+            self._append(Op(OpKind.CHANNEL, tuple(qubits), data=superop))
+
+    def emit_noisy(self, gate: Any, qubits: list[int], noise: NoiseTable) -> None:
+        """``gate`` followed by its noise: a gate that a noisy simulator does not run as it is
+        (its name is not in ``noise.native``) is decomposed through its definition first, so
+        that the errors attach to the gates it is made of."""
+        definition = getattr(gate, "definition", None)
+        if (
+            isinstance(gate, Gate)
+            and gate.name not in noise.native
+            and isinstance(definition, QuantumCircuit)
+            and not is_amplitude_encoding(gate)
+        ):
+            for inst in definition.data:
+                sub_qubits = [qubits[definition.find_bit(q).index] for q in inst.qubits]
+                name = inst.operation.name
+                if inst.clbits or name in ("measure", "reset"):
+                    self.emit(inst.operation, sub_qubits)  # refused there, naming it
+                elif name in _SKIPPED:
+                    if name != "barrier":
+                        self.channels(noise.after(name, tuple(sub_qubits)))
+                else:
+                    self.emit_noisy(inst.operation, sub_qubits, noise)
+            return
+        self.emit(gate, qubits)
+        self.channels(noise.after(gate.name, tuple(qubits)))
 
     def emit(self, gate: Any, qubits: list[int]) -> None:
         name = gate.name

@@ -10,7 +10,10 @@ hold ``ctrl_state``):
 - ``ROT``: ``exp(-i theta/2 G)`` for an involutory generator G with one non-zero per row
   (rx, ry, rz, rxx, ryy, rzz, rzx and their controlled versions), angle from one slot;
 - ``PHASE``: ``exp(i theta)`` on the sub-blocks its 0/1 mask selects (p, u1, controlled
-  phases, and ``cx p cx`` fused into one phase on the parity of two qubits), one slot.
+  phases, and ``cx p cx`` fused into one phase on the parity of two qubits), one slot;
+- ``CHANNEL``: a noise channel's superoperator, only in a program compiled with a noise model;
+  :func:`gpuqnn._compile.density.density_program` turns it into a ``DENSE`` op on the qubits'
+  two copies, so that no engine ever sees it.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ class OpKind(IntEnum):
     :attr:`Op.coefficients`); angle from a slot."""
     PHASE = 4
     """``exp(i theta)`` on the sub-blocks :attr:`Op.mask` selects; angle from a slot."""
+    CHANNEL = 5
+    """A noise channel's (4**k, 4**k) superoperator (:attr:`Op.superop`), column-stacking
+    convention (``vec(rho)[i + 2**k j] = rho[i, j]``); no kernel code, never run as such."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +68,8 @@ class Op:
         data: the kind's array (see the named fields).
         source: ``PERM``/``ROT``: (2**k,) int, the index each output amplitude comes from.
         slot: angle slot of ``ROT``/``PHASE`` ops, else -1.
+        rule: the slot's parameter-shift rule where it is not the kind's (the halves of a
+            density program's rotations), else None.
     """
 
     kind: OpKind
@@ -71,6 +79,7 @@ class Op:
     data: np.ndarray | None = None
     source: np.ndarray | None = None
     slot: int = -1
+    rule: tuple[tuple[float, float], ...] | None = None
 
     def _field(self, kind: OpKind, name: str) -> np.ndarray:
         if self.kind is not kind or self.data is None:
@@ -110,6 +119,11 @@ class Op:
         return self._field(OpKind.PHASE, "mask")
 
     @property
+    def superop(self) -> np.ndarray:
+        """``CHANNEL``: the (4**k, 4**k) complex superoperator."""
+        return self._field(OpKind.CHANNEL, "superop")
+
+    @property
     def is_diagonal(self) -> bool:
         """Whether the op is diagonal in the computational basis (then it commutes with every
         other diagonal op; see :mod:`gpuqnn._sim.fusion`)."""
@@ -127,6 +141,8 @@ class Op:
     @property
     def shift_rule(self) -> tuple[tuple[float, float], ...]:
         """The parameter-shift rule for this op's slot."""
+        if self.rule is not None:
+            return self.rule
         if self.kind is OpKind.ROT and self.controls:
             return _FOUR_TERM
         return _TWO_TERM

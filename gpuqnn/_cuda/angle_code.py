@@ -2,7 +2,7 @@
 as double-precision expressions for the generated kernels (:mod:`.codegen`), which evaluate them
 per sample in registers from the raw parameter rows.
 
-Expressions come from :meth:`gpuqnn._compile.AngleTable.expressions` (sympy) through sympy's C99
+Expressions come from :meth:`gpuqnn._compile.AngleTable.symbolic` (sympy) through sympy's C99
 printer, with every number written as a double literal (pi included: NVRTC defines no
 ``M_PI``). Everything is computed in double whatever the states' dtype; the complex64 kernels
 convert the angle once (to fixed-point turns or float cos/sin), as they do for host angles.
@@ -82,7 +82,7 @@ def angle_code(table: AngleTable) -> AngleCode | None:
     Args:
         table: the program's angle table.
     """
-    expressions = table.expressions()
+    expressions = table.symbolic()
     if expressions is None:
         return None
     printer = _printer()

@@ -14,11 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from qiskit.circuit import QuantumCircuit
 
+from .._aer_noise import noise_table
 from .._compile import Program, compile_circuit
+from .._compile.density import density_program
+from .._compile.noise import NoiseTable
+from .._compile.trajectory import trajectory_program
 from .._engines import runner_factory as default_runner_factory
 from .._exact import Noise, Route
 from .._options import SimulatorOptions
 from .._sim.backend import Backend, select_backends
+from .._sim.density_readout import density_readout
 from .._sim.protocols import Readout
 from .._sim.readout import InterpretError
 from .._sim.runners import RunnerFactory, state_row_bytes
@@ -26,6 +31,7 @@ from .._sim.sharded import ShardedSimulator
 from .._sim.shots import GaussianNoise, OutputSampler, ReferenceShots, ShotSampler
 from .._sim.simulator import Simulator
 from .._sim.threads import default_threads
+from .._sim.trajectories import TrajectorySimulator
 
 if TYPE_CHECKING:
     # the mixins sit before qiskit-machine-learning's network class in the MRO
@@ -33,8 +39,9 @@ if TYPE_CHECKING:
 else:
     _ParentNetwork = object
 
-AnySimulator = Simulator | ShardedSimulator
-"""One device's simulator, or one sharded over several devices (same interface)."""
+AnySimulator = Simulator | ShardedSimulator | TrajectorySimulator
+"""One device's simulator, one sharded over several devices, or averages over noise
+trajectories (same interface)."""
 
 
 class SimulatorHandle(_ParentNetwork):
@@ -52,13 +59,45 @@ class SimulatorHandle(_ParentNetwork):
     )
 
     def _init_simulator(
-        self, options: SimulatorOptions, shots: int | None = None, seed: Any = None
+        self,
+        options: SimulatorOptions,
+        shots: int | None = None,
+        seed: Any = None,
+        noise: NoiseTable | None = None,
+        trajectories: tuple[int, Any] | None = None,
     ) -> None:
         """Set up the simulator for checked ``options`` (and, for a sampler, checked ``shots``
-        and ``seed``); build it now when the simulator serves forward passes."""
+        and ``seed``; a checked noise model's channels, and with ``trajectories`` the number
+        per sample and their seed); build it now when the simulator serves forward passes.
+
+        Raises:
+            ValueError: a noise model with a primitive or gradient the simulator does not
+                stand in for (that code path would run without the noise).
+        """
         self._options = options
         self._shots = shots
         self._seed = seed
+        route = self._route()
+        if route.noise_model is not None:  # an exact qiskit-aer estimator's: simulate it
+            if noise is not None:
+                raise ValueError(
+                    "noise_model was given, and the qiskit-aer estimator has its own; pass one"
+                )
+            noise = noise_table(route.noise_model)
+        self._noise = noise
+        self._trajectories = trajectories
+        if trajectories is not None and noise is None:
+            raise ValueError(
+                "noise_method='trajectories' samples a noise model's errors, but no noise_model "
+                "was given"
+            )
+        if noise is not None:
+            if not (route.forward and route.backward):
+                raise ValueError(
+                    "noise_model is simulated by gpuqnn's engine, but this network's "
+                    f"primitive or gradient is not one it stands in for ({route.reason}); pass "
+                    "noise_model with the default (exact) primitive and gradient"
+                )
         self._runner_factory: RunnerFactory = default_runner_factory
         self._set_backends(select_backends(options.device, options.dtype))
 
@@ -160,14 +199,18 @@ class SimulatorHandle(_ParentNetwork):
         """Compile the circuit and build the simulator on the network's backends (checked
         against the memory budget); returns it."""
         parameters = list(self._circuit.parameters)
-        program = compile_circuit(self._circuit, parameters)
+        noise = getattr(self, "_noise", None)
+        program = compile_circuit(self._circuit, parameters, noise)
         max_memory = self._options.max_memory
         limit = max_memory or self._backend.free_memory()
         bound = f"max_memory={limit}" if max_memory else f"the {limit} bytes free"
-        row_bytes = state_row_bytes(program.num_qubits, self._backend.dtype)
+        density = noise is not None and getattr(self, "_trajectories", None) is None
+        width = program.num_qubits * (2 if density else 1)  # a density matrix: 4**n
+        row_bytes = state_row_bytes(width, self._backend.dtype)
         if row_bytes > limit:
+            row = "density-matrix row (4**n amplitudes)" if density else "statevector row"
             raise ValueError(
-                f"the circuit simulates {program.num_qubits} qubits: one statevector row and "
+                f"the circuit simulates {program.num_qubits} qubits: one {row} and "
                 f"its temporaries need about {row_bytes} bytes, more than {bound}"
             )
         simulator = self._new_simulator(program)
@@ -182,10 +225,24 @@ class SimulatorHandle(_ParentNetwork):
         return simulator
 
     def _new_simulator(self, program: Program) -> AnySimulator:
+        """Simulators of ``program`` on the backends; with a noise model, of its density
+        matrix (:func:`~gpuqnn._compile.density.density_program`) with the density readout."""
+        trajectories = getattr(self, "_trajectories", None)
+        if getattr(self, "_noise", None) is not None and trajectories is not None:
+            return self._trajectory_simulator(program, *trajectories)
+        if getattr(self, "_noise", None) is None:
+            run, readout = program, self._make_readout
+        else:
+            run = density_program(program)
+
+            def readout(program: Program, backend: Backend) -> Readout:
+                pure = self._make_readout(program, backend)
+                return density_readout(pure, program.num_qubits, backend)
+
         simulators = [
             Simulator(
-                program,
-                self._make_readout(program, backend),
+                run,
+                readout(program, backend),
                 backend,
                 self._options,
                 self._runner_factory,
@@ -193,6 +250,19 @@ class SimulatorHandle(_ParentNetwork):
             for backend in self._backends
         ]
         return simulators[0] if len(simulators) == 1 else ShardedSimulator(simulators)
+
+    def _trajectory_simulator(self, program: Program, count: int, seed: Any) -> AnySimulator:
+        """Averages over ``count`` trajectories per sample of noisy ``program``, on the block
+        engine with parameter shift (a trajectory has no adjoint; the CUDA kernels take no
+        channels)."""
+        run, locations = trajectory_program(program)
+        options = replace(self._options, gradient_method="parameter_shift")
+        simulators = [
+            Simulator(run, self._make_readout(run, backend), backend, options)
+            for backend in self._backends
+        ]
+        inner = simulators[0] if len(simulators) == 1 else ShardedSimulator(simulators)
+        return TrajectorySimulator(inner, count, locations, seed)
 
     def _simulator(self) -> AnySimulator:
         """The simulator, built on first use."""
@@ -240,6 +310,11 @@ class SimulatorHandle(_ParentNetwork):
 
     def __repr__(self) -> str:
         engine = "engine" if self._simulator_serves_forward() else "delegating to qiskit primitives"
+        noisy = ""
+        if getattr(self, "_noise", None) is not None:
+            sampled = getattr(self, "_trajectories", None)
+            mode = "density matrix" if sampled is None else f"{sampled[0]} trajectories"
+            noisy = f", noise_model ({mode})"
         method = f"'{self.gradient_method}'"
         try:
             resolved = self.resolved_gradient_method()
@@ -251,7 +326,7 @@ class SimulatorHandle(_ParentNetwork):
             f"{type(self).__name__}(num_qubits={self._circuit.num_qubits}, "
             f"num_inputs={self.num_inputs}, num_weights={self.num_weights}, "
             f"output_shape={self.output_shape}, device='{self.device}', "
-            f"dtype='{self.dtype}', gradient_method={method}, {engine})"
+            f"dtype='{self.dtype}', gradient_method={method}, {engine}{noisy})"
         )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .._compile import Program
+from .._compile import Op, OpKind, Program
 from .backend import Backend
 from .blocks import Shifts, build_blocks
 from .buffers import Buffers
@@ -39,12 +39,16 @@ class BlockCircuit:
         initial: (D,) complex state after the constant prefix of the program.
         slot_block: (K,) int64, the index in ``blocks`` of each slot's block.
         slot_local: (K,) int64, each slot's position among its block's ``slots``.
+        invertible: whether every op is unitary, so that a reverse sweep may un-apply blocks
+            to the state (a density program's channels are not: its adjoint keeps the forward
+            sweep's states, and a block's ``apply_adjoint`` is the adjoint map there).
     """
 
     def __init__(self, program: Program, backend: Backend) -> None:
         self.program = program
         self.backend = backend
         self.dim = 2**program.num_qubits
+        self.invertible = all(_unitary(op) for op in program.ops)
         blocks = build_blocks(program, fuse(program.ops, program.num_qubits), backend)
         first = next((j for j, block in enumerate(blocks) if block.parametric), len(blocks))
         self.initial = self._run_constant(blocks[:first])
@@ -123,3 +127,14 @@ class BlockCircuit:
         """(number of blocks,) each block's relative cost of applying it to one row, in passes
         over the state (:meth:`Block.cost`)."""
         return np.asarray([block.cost() for block in self.blocks], dtype=float)
+
+
+def _unitary(op: Op) -> bool:
+    """Whether ``op`` is unitary: every kind is but a channel and a dense matrix that is not
+    (a channel's superoperator in a density program)."""
+    if op.kind is OpKind.CHANNEL:
+        return False
+    if op.kind is not OpKind.DENSE:
+        return True
+    matrix = op.matrix
+    return bool(np.allclose(matrix @ matrix.conj().T, np.eye(matrix.shape[0]), atol=1e-10))

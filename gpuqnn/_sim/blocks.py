@@ -41,6 +41,7 @@ from .backend import Backend
 from .buffers import Buffers
 from .fusion import GATE, LAYER, PHASE, BlockSpec
 from .gates import OpView, apply_op, generator_overlap, inverse_op, make_view
+from .kraus import KrausBlock
 
 MAX_GROUP_QUBITS = 4
 """Qubits per Kronecker factor of a layer: 16 x 16 per-sample matrices (measured fastest)."""
@@ -806,9 +807,9 @@ class GateBlock:
 
 def build_blocks(
     program: Program, specs: Sequence[BlockSpec], backend: Backend
-) -> list[PhaseBlock | LayerBlock | GateBlock]:
+) -> list[PhaseBlock | LayerBlock | GateBlock | KrausBlock]:
     """The run-time blocks of ``specs`` (from :func:`gpuqnn._sim.fusion.fuse`) for ``backend``."""
-    blocks: list[PhaseBlock | LayerBlock | GateBlock] = []
+    blocks: list[PhaseBlock | LayerBlock | GateBlock | KrausBlock] = []
     n = program.num_qubits
     for spec in specs:
         ops = [program.ops[i] for i in spec.ops]
@@ -816,6 +817,8 @@ def build_blocks(
             blocks.append(PhaseBlock(ops, n, backend))
         elif spec.kind == LAYER:
             blocks.append(LayerBlock(ops, n, backend))
+        elif ops[0].kind is OpKind.CHANNEL:
+            blocks.append(KrausBlock(ops[0], n, backend))
         else:
             blocks.append(GateBlock(ops[0], n, backend))
     return blocks

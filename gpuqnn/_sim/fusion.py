@@ -8,7 +8,8 @@ Three kinds of block (see :mod:`gpuqnn._sim.blocks` for how each runs):
   permutation, whatever their number.
 - ``"layer"``: single-qubit ops without controls (rx, ry, h, u, ...): one commuting layer, a
   Kronecker product of per-row 2 x 2 matrices, applied over groups of a few qubits at once.
-- ``"gate"``: any other op on its own (rxx, crx, ch, iswap, dense multi-qubit gates, ...).
+- ``"gate"``: any other op on its own (rxx, crx, ch, iswap, dense multi-qubit gates, ...), and
+  a trajectory program's noise channel (a :class:`~.kraus.KrausBlock`).
 
 Ops are scheduled greedily over their dependency graph (two ops depend on each other when they
 share a qubit and are not both diagonal), so a block may take ops from across the circuit as long
@@ -55,7 +56,7 @@ def is_permutation(op: Op) -> bool:
 
 
 def _single_qubit(op: Op) -> bool:
-    return len(op.targets) == 1 and not op.controls
+    return len(op.targets) == 1 and not op.controls and op.kind is not OpKind.CHANNEL
 
 
 def fuse(ops: Sequence[Op], num_qubits: int) -> tuple[BlockSpec, ...]:

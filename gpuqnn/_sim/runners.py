@@ -123,7 +123,7 @@ class BlockRunner:
         temporaries."""
         outputs = 1 if vjp else self.readout.num_outputs
         states = ADJOINT_STATES + ADJOINT_PER_OUTPUT * outputs
-        if checkpoints:
+        if checkpoints or not self.circuit.invertible:
             states += len(self.circuit.blocks) - self._first(slots)
         return int(states * self._state_bytes + self._prep_bytes + self._gradient_bytes * outputs)
 
@@ -137,7 +137,9 @@ class BlockRunner:
     ) -> Any:
         """(B, O, S) derivatives (or (B, 1, S) products with a (B, O) ``cotangent``) of (B, K)
         real ``angles``: a forward sweep and a reverse sweep (:func:`.adjoint.
-        adjoint_gradients`)."""
+        adjoint_gradients`); always with checkpoints where a block cannot be un-applied to
+        the state (:attr:`.block_circuit.BlockCircuit.invertible`)."""
+        checkpoints = checkpoints or not self.circuit.invertible
         return adjoint_gradients(
             self.circuit, self.readout, angles, slots, checkpoints, buffers, cotangent
         )

@@ -19,9 +19,12 @@ import numpy as np
 from qiskit.circuit import Parameter, ParameterExpression, QuantumCircuit
 
 from .._compile import Program, compile_circuit
+from .._compile.density import density_program
+from .._compile.noise import NoiseTable
 from .._engines import runner_factory
 from .._options import SimulatorOptions, check_positive_int
 from .._sim.backend import Backend, select_backend
+from .._sim.density_readout import density_readout
 from .._sim.simulator import Simulator
 
 
@@ -91,6 +94,7 @@ class SimulatorCache:
         max_memory: the memory bound.
         cache_size: how many compiled circuits (and, separately, simulators) to keep.
         threads: worker threads on the CPU.
+        noise: a noise model's channels (then every circuit runs as its density matrix).
 
     Raises:
         ValueError: an invalid option.
@@ -104,7 +108,9 @@ class SimulatorCache:
         max_memory: int | str | None,
         cache_size: int,
         threads: int | None = None,
+        noise: NoiseTable | None = None,
     ) -> None:
+        self.noise = noise
         self.options = SimulatorOptions.checked(
             device, dtype, max_memory=max_memory, threads=threads
         )
@@ -126,6 +132,7 @@ class SimulatorCache:
             "max_memory": self.options.max_memory,
             "cache_size": self.cache_size,
             "threads": self.options.threads,
+            "noise": self.noise,
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -136,6 +143,7 @@ class SimulatorCache:
             state["max_memory"],
             state["cache_size"],
             state.get("threads"),
+            state.get("noise"),
         )
 
     def keys(self, circuits: Sequence[QuantumCircuit]) -> list[str]:
@@ -156,7 +164,7 @@ class SimulatorCache:
             if program is not None:
                 self._programs.move_to_end(key)
                 return program
-        program = compile_circuit(circuit, list(circuit.parameters))
+        program = compile_circuit(circuit, list(circuit.parameters), self.noise)
         with self._lock:
             self._programs[key] = program
             while len(self._programs) > self.cache_size:
@@ -171,7 +179,8 @@ class SimulatorCache:
         make_readout: Callable[[Program, Backend], Any],
     ) -> Simulator:
         """A simulator of ``circuit`` with the readout ``make_readout(program, backend)``,
-        reused for the same circuit key and ``readout_key``."""
+        reused for the same circuit key and ``readout_key``; with a noise model, of the
+        circuit's density matrix."""
         full_key = (key, readout_key)
         with self._lock:
             simulator = self._simulators.get(full_key)
@@ -180,6 +189,9 @@ class SimulatorCache:
                 return simulator
         program = self.program(key, circuit)
         readout = make_readout(program, self.backend)
+        if self.noise is not None:
+            readout = density_readout(readout, program.num_qubits, self.backend)
+            program = density_program(program)
         simulator = Simulator(program, readout, self.backend, self.options, runner_factory)
         with self._lock:
             self._simulators[full_key] = simulator

@@ -19,7 +19,9 @@ from .sampler import Sampler
 def exact_estimator(estimator: Any, precision: float | None) -> bool:
     """Whether ``estimator`` run with ``precision`` gives exact expectation values."""
     if isinstance(estimator, Estimator):
-        return estimator.exact  # exact mode ignores the precision, like QMLEstimator
+        # exact mode ignores the precision, like QMLEstimator; with a noise model its values
+        # are those of the density matrix, which a network's own simulator would not give
+        return estimator.exact and estimator.noise_model is None
     if isinstance(estimator, QMLEstimator):
         return bool(getattr(estimator, "_exact_mode", False))
     if type(estimator) is StatevectorEstimator:
@@ -31,5 +33,5 @@ def exact_estimator(estimator: Any, precision: float | None) -> bool:
 def exact_sampler(sampler: Any) -> bool:
     """Whether ``sampler`` gives exact probabilities."""
     if isinstance(sampler, Sampler):
-        return sampler.exact
+        return sampler.exact and sampler.noise_model is None
     return isinstance(sampler, QMLSampler) and bool(getattr(sampler, "_exact_mode", False))

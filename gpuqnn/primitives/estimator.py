@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from qiskit.primitives import BaseEstimatorV2
@@ -12,6 +13,7 @@ from qiskit.primitives.primitive_job import PrimitiveJob
 from qiskit.providers import Options
 from qiskit.quantum_info import SparsePauliOp
 
+from .._aer_noise import noise_table
 from .._options import check_precision, check_seed, document_options
 from ._cache import SimulatorCache, SimulatorOwner
 from ._evaluate import as_pauli_sum, check_finite, group_by_key, pauli_values
@@ -42,7 +44,7 @@ class Estimator(SimulatorOwner, BaseEstimatorV2):
     Args:
         default_precision: 0 for exact values, > 0 for noisy values (see above).
         seed: seed (int or numpy Generator) of the noise; None for fresh entropy.
-        {options: device, dtype, max_memory, threads}
+        {options: device, dtype, max_memory, threads, noise_model}
         cache_size: how many compiled circuits to keep.
 
     Raises:
@@ -62,11 +64,15 @@ class Estimator(SimulatorOwner, BaseEstimatorV2):
         max_memory: int | str | None = None,
         cache_size: int = 32,
         threads: int | None = None,
+        noise_model: Any = None,
     ) -> None:
         self._default_precision = check_precision(default_precision, "default_precision")
         check_seed(seed)
         self._seed = seed
-        self._cache = SimulatorCache(device, dtype, max_memory, cache_size, threads)
+        self._cache = SimulatorCache(
+            device, dtype, max_memory, cache_size, threads, noise_table(noise_model)
+        )
+        self._noise_model = noise_model
 
     @property
     def default_precision(self) -> float:
@@ -77,6 +83,12 @@ class Estimator(SimulatorOwner, BaseEstimatorV2):
     def exact(self) -> bool:
         """Whether this estimator returns exact expectation values (``default_precision == 0``)."""
         return self._default_precision == 0
+
+    @property
+    def noise_model(self) -> Any:
+        """The ``qiskit_aer.noise.NoiseModel`` simulated (exactly, over density matrices), or
+        None."""
+        return self._noise_model
 
     @property
     def options(self) -> Options:

@@ -14,6 +14,7 @@ from qiskit.primitives.containers.sampler_pub import SamplerPub
 from qiskit.primitives.primitive_job import PrimitiveJob
 from qiskit.providers import Options
 
+from .._aer_noise import noise_table
 from .._options import check_positive_int, check_seed, document_options
 from ._cache import SimulatorCache, SimulatorOwner
 from ._containers import (
@@ -66,7 +67,7 @@ class Sampler(SimulatorOwner, BaseSamplerV2):
     Args:
         shots: None for exact probabilities; a positive int for that many shots by default.
         seed: seed (int or numpy Generator) of the shots; None for fresh entropy.
-        {options: device, dtype, max_memory, threads}
+        {options: device, dtype, max_memory, threads, noise_model}
         cache_size: how many compiled circuits to keep.
 
     Raises:
@@ -86,11 +87,15 @@ class Sampler(SimulatorOwner, BaseSamplerV2):
         max_memory: int | str | None = None,
         cache_size: int = 32,
         threads: int | None = None,
+        noise_model: Any = None,
     ) -> None:
         self._shots = None if shots is None else check_positive_int(shots, "shots")
         check_seed(seed)
         self._seed = seed
-        self._cache = SimulatorCache(device, dtype, max_memory, cache_size, threads)
+        self._cache = SimulatorCache(
+            device, dtype, max_memory, cache_size, threads, noise_table(noise_model)
+        )
+        self._noise_model = noise_model
 
     @property
     def default_shots(self) -> int | None:
@@ -101,6 +106,12 @@ class Sampler(SimulatorOwner, BaseSamplerV2):
     def exact(self) -> bool:
         """Whether this sampler returns exact probabilities (``shots=None``)."""
         return self._shots is None
+
+    @property
+    def noise_model(self) -> Any:
+        """The ``qiskit_aer.noise.NoiseModel`` simulated (exactly, over density matrices), or
+        None."""
+        return self._noise_model
 
     @property
     def options(self) -> Options:
