@@ -133,11 +133,19 @@ def profile() -> Iterator[Profile]:
 def recording(
     call: str, device: str, runner: str, method: str | None, batch: int
 ) -> Iterator[CallRecord | None]:
-    """Record one simulator call in the profile in effect (nothing outside a profile; a call
-    made inside another call's record adds to that one)."""
+    """Record one call in the profile in effect (nothing outside a profile). A call made
+    inside another call's record adds to that one, and fills in what the outer one left empty
+    (a network opens the record, its simulator names the device, runner and method)."""
     active = _PROFILE.get()
-    if active is None or _CALL.get() is not None:
-        yield _CALL.get()
+    outer = _CALL.get()
+    if active is None or outer is not None:
+        if outer is not None:
+            with outer._lock:
+                outer.device = outer.device or device
+                outer.runner = outer.runner or runner
+                outer.method = outer.method or method
+                outer.batch = outer.batch or batch
+        yield outer
         return
     record = CallRecord(call, device, runner, method, batch)
     token = _CALL.set(record)

@@ -198,12 +198,19 @@ def test_profile_counts_one_launch_per_call_on_the_emulation(emulation):
     assert {c.runner for c in prof.calls} == {"fused CUDA kernels"}
     assert (backward.method, vjp.method, forward.method) == ("adjoint", "adjoint", None)
     assert [c.launches for c in prof.calls] == [1, 1, 1]
-    # forward: the output; backward: the result, the kernel's output, the sink's slice, add
-    # and store, the chunk's slice; vjp: the sums' two arrays, the output, the slices, the
-    # per-sample add and store, the weights' sum and the total
-    assert [c.host_ops for c in prof.calls] == [1, 6, 12]
+    # forward: the output and its copy to the host; backward: the result, the kernel's
+    # output, the sink's slice, add and store, the chunk's slice, the copy; vjp: the sums' two
+    # arrays, the output, the slices, the per-sample add and store, the weights' sum and the
+    # total, two copies
+    assert [c.host_ops for c in prof.calls] == [2, 7, 14]
     assert all(c.compile_seconds == 0 for c in prof.calls)
     assert all(c.host_to_device_bytes == 0 for c in prof.calls)  # numpy is the emulated device
+    outputs = 6 * 8  # float64 (6, 1) outputs, (6, 1, 3) and (6, 1, 6) gradients
+    assert [c.device_to_host_bytes for c in prof.calls] == [
+        outputs,
+        3 * outputs + 6 * outputs,
+        3 * outputs + 6 * 8,
+    ]
 
     # parameter shift evaluates the angle table on the host: its elementwise calls count
     shifted = emulation.build(EstimatorQNN, **kwargs, gradient_method="parameter_shift")
@@ -221,7 +228,8 @@ def test_profile_counts_one_launch_per_call_on_the_emulation(emulation):
     (launcher,) = emulation.runners
     assert per_op.calls[0].runner == "per-op CUDA kernels"
     assert per_op.calls[0].launches == 1 + len(launcher._workspace.launches)
-    assert per_op.calls[0].host_ops == 5  # the angles, the three input copies, the output
+    # the angles, the three input copies, the output, its copy to the host
+    assert per_op.calls[0].host_ops == 6
     np.testing.assert_allclose(out, EstimatorQNN(**kwargs).forward(inputs, weights), atol=1e-10)
     emulation("auto")
 
