@@ -403,10 +403,15 @@ def compile_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
         for qubits, dtype, kind in itertools.product((8, 12), DTYPES, ALL_KERNELS):
             kp, slots = zz_kernel_tables(qubits, dtype)
             start = time.perf_counter()
+            # the kernels the networks run: angles and chain rule from the parameter rows
+            code = gi.angle_code(kp.program.angles)
+            columns = range(kp.program.angles.num_parameters)
             kernel = (
-                gi.generate_forward(kp, dtype)
+                gi.generate_forward(kp, dtype, code=code)
                 if kind == "forward"
-                else gi.generate_adjoint(kp, dtype, slots, kind == "adjoint-vjp", limit)
+                else gi.generate_adjoint(
+                    kp, dtype, slots, kind == "adjoint-vjp", limit, code=code, columns=columns
+                )
             )
             record = {"workload": f"zz{qubits}-estimator", "dtype": dtype, "kernel": kind}
             record.update(generate_s=time.perf_counter() - start, fits=kernel is not None)
