@@ -726,8 +726,8 @@ def sanitizer_stage(ctx: StageContext) -> dict[str, Any]:
 
 def sanitizer_case() -> None:
     """A tiny launch of every kind, for compute-sanitizer (run in the child): a 3-qubit
-    ZZ estimator's fused forward with shifts, fused adjoint (Jacobian, VJP) and per-op forward,
-    in both dtypes."""
+    ZZ estimator's fused forward with shifts, fused adjoint (Jacobian, VJP), the same from
+    parameter rows, the per-op forward and angle kernel, in both dtypes."""
     import cupy
 
     kp, _ = zz_kernel_tables(3)
@@ -735,12 +735,22 @@ def sanitizer_case() -> None:
     slots = list(range(kp.num_slots))
     shift_slot = np.array([-1, 0, kp.num_slots - 1], dtype=np.int32)
     shift_value = np.array([0.0, np.pi / 2, -np.pi / 2])
+    parameters = kp.program.angles.num_parameters
+    inputs = np.random.default_rng(8).uniform(0, np.pi, (2, 3))
+    weights = np.linspace(-1, 1, parameters - 3)
+    columns = list(range(parameters))
     for dtype in DTYPES:
         fused = gi.FusedLauncher(kp, dtype)
         fused.run(base, shift_slot, shift_value)
         fused.adjoint(base, slots)
         fused.adjoint(base, slots, np.ones((2, kp.num_outputs)))
-        gi.PerOpLauncher(kp, dtype).run(base, shift_slot, shift_value)
+        # the kernels networks run: angles and chain rule from the parameter rows
+        fused.forward_parameters(inputs, weights)
+        fused.adjoint_parameters(inputs, weights, slots, columns)
+        fused.adjoint_parameters(inputs, weights, slots, columns, np.ones((2, kp.num_outputs)))
+        per_op = gi.PerOpLauncher(kp, dtype)
+        per_op.run(base, shift_slot, shift_value)
+        per_op.parameter_angles(inputs, weights)
     cupy.cuda.Device().synchronize()
 
 
