@@ -3,9 +3,9 @@ to end and writes one JSON report. Stages (README, "The GPU acceptance run"): ``
 ``precompile`` (``--precompile``, the default on a GPU: every kernel of the run through CuPy's
 ``RawKernel(...).compile()`` on all cores, into the cache every later stage loads from),
 ``timings`` (``bench_gpu``'s own functions and tables, the targets, the model: the headline,
-early), ``compile`` (statistics), ``kernels`` (against the NumPy engine), ``sanitizer``,
-``pytest`` (``pytest -m gpu``, last), run by :mod:`benchmarks.harness` under ``--budget-s``.
-``--device cpu`` is a dry run on the CPU.
+early), ``compile`` (statistics), ``kernels`` (against the NumPy engine), ``profile`` (launches
+and host array calls per fused backward), ``sanitizer``, ``pytest`` (``pytest -m gpu``, last),
+run by :mod:`benchmarks.harness` under ``--budget-s``. ``--device cpu`` is a dry run on the CPU.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ if __package__ in (None, ""):  # run as a file: import this checkout's packages
 
 import numpy as np  # noqa: E402
 
-from benchmarks import bench_gpu, gpu_model  # noqa: E402
+from benchmarks import backward_profile, bench_gpu, gpu_model  # noqa: E402
 from benchmarks import internals as gi  # noqa: E402
 from benchmarks.cli import main_table_text  # noqa: E402
 from benchmarks.harness import Harness, Skip, Stage, StageContext, error_record  # noqa: E402
@@ -143,7 +143,8 @@ CASES: dict[tuple[str, bool], tuple[KernelCases, KernelCases, KernelCases]] = {
 
 def sizes_for(device: str, quick: bool) -> Sizes:
     """The sizes of a run on ``device`` (``"cuda"`` or ``"cpu"``)."""
-    estimates = dict(environment=10, timings=150, compile=60, kernels=90, sanitizer=60, pytest=60)
+    estimates = dict(environment=10, timings=150, compile=60, kernels=90, profile=60)
+    estimates |= dict(sanitizer=60, pytest=60)
     estimates["precompile"] = PRECOMPILE_ESTIMATE_S
     kinds = {8: ALL_KERNELS} if quick else {8: ALL_KERNELS, 12: ALL_KERNELS}
     samples, repeat = (3, "2") if quick else (5, "5")
@@ -151,7 +152,7 @@ def sizes_for(device: str, quick: bool) -> Sizes:
     if device == "cpu":  # about a minute on two slow cores: the host build runs thread by thread
         kinds, samples = {8: ("forward",)}, 2
         timing_args = (*TIMED, "--device", "cpu", "--quick", "--repeat", "1")
-        estimates |= dict(timings=40, compile=15, kernels=30, sanitizer=0)
+        estimates |= dict(timings=40, compile=15, kernels=30, profile=90, sanitizer=0)
     elif quick:
         estimates |= dict(timings=100, compile=30, kernels=40)
     return Sizes(device, quick, kinds, *CASES[device, quick], samples, timing_args, estimates)
@@ -427,9 +428,20 @@ def needed_kernels(sizes: Sizes, limit: int) -> list[tuple[str, Any]]:
     for qubits in (8, 12):
         kp, slot_sets = zz_kernel_slot_sets(qubits, TIMED_DTYPE)
         add(f"zz{qubits} {TIMED_DTYPE} forward", gi.forward_chain(kp, TIMED_DTYPE))
+        # the networks' kernels: angles and chain rule from the parameter rows (the base-angle
+        # ones above serve parameter shift)
+        code = gi.angle_code(kp.program.angles)
+        total = kp.program.angles.num_parameters
+        columns = {"inputs+weights": range(total), "weights": range(qubits, total)}
+        add(f"zz{qubits} {TIMED_DTYPE} forward", (gi.generate_forward(kp, TIMED_DTYPE, code=code),))
         for name, slots in slot_sets.items():
             chain = gi.adjoint_chain(kp, TIMED_DTYPE, slots, False, limit)
             add(f"zz{qubits} {TIMED_DTYPE} adjoint ({name})", chain)
+            for vjp in (False, True):
+                kernel = gi.generate_adjoint(
+                    kp, TIMED_DTYPE, slots, vjp, limit, code=code, columns=columns[name]
+                )
+                add(f"zz{qubits} {TIMED_DTYPE} {'vjp' if vjp else 'adjoint'} ({name})", (kernel,))
     helpers = kernel_test_helpers()
     for case in kernel_cases(sizes):
         if case["path"] == "per-op-forward":
@@ -520,10 +532,17 @@ def compile_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
         for qubits, dtype, kind in itertools.product((8, 12), DTYPES, ALL_KERNELS):
             kp, slots = zz_kernel_tables(qubits, dtype)
             start = time.perf_counter()
+            # the kernels the networks run: angles and chain rule from the parameter rows
+            code = gi.angle_code(kp.program.angles)
+            columns = range(kp.program.angles.num_parameters)
             chain = (
-                gi.forward_chain(kp, dtype)
+                (gi.generate_forward(kp, dtype, code=code),)
                 if kind == "forward"
-                else gi.adjoint_chain(kp, dtype, slots, kind == "adjoint-vjp", limit)
+                else (
+                    gi.generate_adjoint(
+                        kp, dtype, slots, kind == "adjoint-vjp", limit, code=code, columns=columns
+                    ),
+                )
             )
             record = {"workload": f"zz{qubits}-estimator", "dtype": dtype, "kernel": kind}
             record.update(generate_s=time.perf_counter() - start, fits=chain is not None)
@@ -806,7 +825,49 @@ def kernel_stage(sizes: Sizes) -> Callable[[StageContext], dict[str, Any]]:
     return run
 
 
-# ---- 5. sanitizer and 6. pytest: child processes -------------------------------------------
+# ---- 5. profile -------------------------------------------------------------------------------
+PROFILE_BATCH = {"cpu": 2, "cuda": 64}
+"""Samples of a profiled backward (the counts do not depend on it: one chunk)."""
+
+
+def profile_stage(
+    sizes: Sizes, qubits: Sequence[int] = backward_profile.QUBITS
+) -> Callable[[StageContext], dict[str, Any]]:
+    """``launches_per_backward`` and ``host_ops_per_backward`` of every fused backward (the zz
+    estimators of ``qubits``, 8 and 12, with input gradients) under ``gpuqnn.profile()``, on
+    the GPU or on the kernels' host build in the dry run; more than 2 launches or 16 host array
+    calls, a runner other than the fused kernels or a wrong derivative fails the stage."""
+
+    def run(ctx: StageContext) -> dict[str, Any]:
+        dtypes = ("complex128",) if sizes.dry_run else DTYPES
+        batch = PROFILE_BATCH[sizes.device]
+        records = backward_profile.profile_all(sizes.device, dtypes, batch, qubits)
+        for record in records:
+            if "error" in record:
+                ctx.fail(f"{record['workload']} {record['dtype']}: {record['error'][-300:]}")
+            else:
+                for failure in backward_profile.failures(record):
+                    ctx.fail(failure)
+        counted = [r for r in records if "error" not in r]
+        ctx.summary = "; ".join(
+            f"{r['workload']} {r['dtype']}: {r['launches_per_backward']} launches, "
+            f"{r['host_ops_per_backward']} host array calls"
+            for r in counted
+        )
+        return {
+            "label": "counted by gpuqnn.profile() on "
+            + ("the kernels' host build (dry run)" if sizes.dry_run else "the GPU"),
+            "targets": {
+                "launches_per_backward": backward_profile.MAX_LAUNCHES,
+                "host_ops_per_backward": backward_profile.MAX_HOST_OPS,
+            },
+            "cases": records,
+        }
+
+    return run
+
+
+# ---- 6. sanitizer and 7. pytest: child processes -------------------------------------------
 CASE_DONE = "gpuqnn sanitizer case done"
 SANITIZER_TOOLS = ("memcheck", "racecheck")
 
@@ -841,8 +902,8 @@ def sanitizer_stage(ctx: StageContext) -> dict[str, Any]:
 
 def sanitizer_case() -> None:
     """A tiny launch of every kind, for compute-sanitizer (run in the child): a 3-qubit
-    ZZ estimator's fused forward with shifts, fused adjoint (Jacobian, VJP) and per-op forward,
-    in both dtypes."""
+    ZZ estimator's fused forward with shifts, fused adjoint (Jacobian, VJP), the same from
+    parameter rows, the per-op forward and angle kernel, in both dtypes."""
     import cupy
 
     kp, _ = zz_kernel_tables(3)
@@ -850,12 +911,22 @@ def sanitizer_case() -> None:
     slots = list(range(kp.num_slots))
     shift_slot = np.array([-1, 0, kp.num_slots - 1], dtype=np.int32)
     shift_value = np.array([0.0, np.pi / 2, -np.pi / 2])
+    parameters = kp.program.angles.num_parameters
+    inputs = np.random.default_rng(8).uniform(0, np.pi, (2, 3))
+    weights = np.linspace(-1, 1, parameters - 3)
+    columns = list(range(parameters))
     for dtype in DTYPES:
         fused = gi.FusedLauncher(kp, dtype)
         fused.run(base, shift_slot, shift_value)
         fused.adjoint(base, slots)
         fused.adjoint(base, slots, np.ones((2, kp.num_outputs)))
-        gi.PerOpLauncher(kp, dtype).run(base, shift_slot, shift_value)
+        # the kernels networks run: angles and chain rule from the parameter rows
+        fused.forward_parameters(inputs, weights)
+        fused.adjoint_parameters(inputs, weights, slots, columns)
+        fused.adjoint_parameters(inputs, weights, slots, columns, np.ones((2, kp.num_outputs)))
+        per_op = gi.PerOpLauncher(kp, dtype)
+        per_op.run(base, shift_slot, shift_value)
+        per_op.parameter_angles(inputs, weights)
     cupy.cuda.Device().synchronize()
 
 
@@ -893,15 +964,16 @@ TITLES = {
     "timings": "bench_gpu's table on the 8- and 12-qubit workloads, targets, model",
     "compile": "generated kernels of the 8- and 12-qubit workloads: size, shared memory, registers",
     "kernels": "fused forward, fused adjoint and per-op kernels against NumPy",
+    "profile": "launches and host array calls per fused backward (zz8, zz12)",
     "sanitizer": "compute-sanitizer memcheck and racecheck on a 3-qubit launch",
     "pytest": "pytest -m gpu -q",
 }
 
 
-def stages(sizes: Sizes, precompile: bool = False) -> list[Stage]:
+def stages(sizes: Sizes, precompile: bool = False, skip: Sequence[str] = ()) -> list[Stage]:
     """The stages of a run of ``sizes``, in order: the headline (timings) right after the
     environment (and with ``precompile`` the threaded compile of every kernel the run launches),
-    ``pytest -m gpu`` last."""
+    ``pytest -m gpu`` last; those in ``skip`` are skipped."""
 
     def no_cuda() -> str | None:
         return cuda_unavailable(sizes.device)
@@ -921,9 +993,12 @@ def stages(sizes: Sizes, precompile: bool = False) -> list[Stage]:
         "timings": (timings_stage(sizes), needs_gpu),
         "compile": (compile_stage(sizes), None),
         "kernels": (kernel_stage(sizes), needs_gpu),
+        "profile": (profile_stage(sizes), needs_gpu),
         "sanitizer": (sanitizer_stage, no_sanitizer),
         "pytest": (pytest_stage, no_cuda),
     }
+    for name in skip:
+        runs[name] = (runs[name][0], lambda: "skipped with --skip")
     return [Stage(n, TITLES[n], run, sizes.estimates[n], check) for n, (run, check) in runs.items()]
 
 
@@ -950,6 +1025,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="compile every kernel of the run first, on all cores, into CuPy's cache "
         "(default: on with --device cuda; a dry run has no device to compile for)",
     )
+    parser.add_argument(
+        "--skip", action="append", default=[], choices=sorted(TITLES), help="skip this stage"
+    )
     args = parser.parse_args(argv)
     if args.budget_s <= 0:
         parser.error("--budget-s must be positive")
@@ -960,7 +1038,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sizes.dry_run:
         meta["label"] = DRY_RUN_LABEL
         print(DRY_RUN_LABEL)
-    harness = Harness(stages(sizes, precompile), args.out, args.budget_s, meta, echo=print)
+    harness = Harness(
+        stages(sizes, precompile, args.skip), args.out, args.budget_s, meta, echo=print
+    )
     report = harness.run()
     counts = report["summary"]
     print(

@@ -5,6 +5,7 @@ that a rename inside the library is a change of this file only."""
 from __future__ import annotations
 
 from gpuqnn._compile import Op, OpKind
+from gpuqnn._cuda.angle_code import angle_code
 from gpuqnn._cuda.codegen import (
     GeneratedKernel,
     adjoint_chain,
@@ -53,6 +54,7 @@ __all__ = [
     "RUNTIME_OPTIONS",
     "adjoint_chain",
     "adjoint_gradients",
+    "angle_code",
     "adjoint_shared_bytes",
     "available_cores",
     "compile_cubin",

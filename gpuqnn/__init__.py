@@ -10,12 +10,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._profile import CallRecord, Profile, profile
 from .estimator_qnn import EstimatorQNN
 from .sampler_qnn import SamplerQNN
 
 __version__ = "0.1.0"
 
-__all__ = ["EstimatorQNN", "SamplerQNN", "TorchConnector", "__version__"]
+__all__ = [
+    "CallRecord",
+    "EstimatorQNN",
+    "Profile",
+    "SamplerQNN",
+    "TorchConnector",
+    "__version__",
+    "profile",
+]
 
 
 def __getattr__(name: str) -> Any:

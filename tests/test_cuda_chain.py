@@ -25,8 +25,8 @@ TOL = {"complex128": 1e-10, "complex64": 1e-6}
 
 
 def test_pass_spans_cover_the_passes_in_nearly_equal_parts() -> None:
-    assert pass_spans(48) == [(0, 48)] and MAX_KERNEL_PASSES == 48
-    assert pass_spans(49) == [(0, 24), (24, 49)]
+    assert pass_spans(72) == [(0, 72)] and MAX_KERNEL_PASSES == 72
+    assert pass_spans(73) == [(0, 36), (36, 73)]
     assert pass_spans(10, 4) == [(0, 3), (3, 6), (6, 10)]
     assert pass_spans(7, None) == [(0, 7)]
     assert pass_spans(0, 4) == [(0, 0)]
@@ -86,7 +86,8 @@ def test_a_deep_program_splits_into_chained_kernels_with_the_same_results(
     got = chained.run(base, shift_slot, shift_value)
     assert names == [FORWARD_PART_KERNEL] * len(spans)
     assert len(threads) == len(spans)  # a chain's kernels compile at once where cores allow
-    assert len(set(threads)) == min(len(spans), os.cpu_count() or 1)
+    if (os.cpu_count() or 1) > 1:  # on pool threads (how many of them: the scheduler's choice)
+        assert all(name.startswith("ThreadPoolExecutor") for name in threads), threads
     expected = engine_outputs(program, readout, "complex128", base, shift_slot, shift_value)
     np.testing.assert_allclose(got, expected, atol=TOL[dtype], rtol=0)
     assert chained.state_bytes(5) == 5 * kp.dim * np.dtype(dtype).itemsize

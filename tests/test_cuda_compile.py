@@ -133,51 +133,69 @@ def test_nvrtc_kernels_do_not_spill_on_sm_90() -> None:
         assert 0 < usage.registers <= 255 and usage.shared_static == 0, (name, usage)
 
 
+SLOW = pytest.mark.slow
+
+
 def _workload_kernels(num_qubits: int, dtype: str, which: tuple[str, ...]) -> list:
     """(kind, kernel) of every generated kernel of the benchmarks' zz workload
     (zz_feature_map + real_amplitudes reps=3, Z^n) that runs: ``forward``, ``jacobian`` (the
     fused adjoint by every slot), ``vjp``; a chain's parts each (its forward parts as
     ``forward part``), as the launchers split a program above the cap on passes per kernel."""
     from benchmarks.workloads import zz_kernel_tables  # noqa: PLC0415
+    from gpuqnn._cuda.angle_code import angle_code  # noqa: PLC0415
     from gpuqnn._cuda.codegen import (  # noqa: PLC0415
         FORWARD_PART_KERNEL,
         adjoint_chain,
         forward_chain,
+        generate_adjoint,
+        generate_forward,
     )
     from gpuqnn._cuda.tables import DEFAULT_SHARED_LIMIT  # noqa: PLC0415
 
     kp, slots = zz_kernel_tables(num_qubits, dtype)
+    code = angle_code(kp.program.angles)
+    columns = range(kp.program.angles.num_parameters)
     make = {
         "forward": lambda: forward_chain(kp, dtype),
         "jacobian": lambda: adjoint_chain(kp, dtype, slots, False, DEFAULT_SHARED_LIMIT),
         "vjp": lambda: adjoint_chain(kp, dtype, slots, True, DEFAULT_SHARED_LIMIT),
+        "forward-parameters": lambda: (generate_forward(kp, dtype, code=code),),
+        "jacobian-parameters": lambda: (
+            generate_adjoint(
+                kp, dtype, slots, False, DEFAULT_SHARED_LIMIT, code=code, columns=columns
+            ),
+        ),
+        "vjp-parameters": lambda: (
+            generate_adjoint(
+                kp, dtype, slots, True, DEFAULT_SHARED_LIMIT, code=code, columns=columns
+            ),
+        ),
     }
     kinds = {"gqs_forward": "forward", FORWARD_PART_KERNEL: "forward part"}
     return [(kinds.get(kernel.name, name), kernel) for name in which for kernel in make[name]()]
 
 
+PARAMETERS = ("forward-parameters", "jacobian-parameters", "vjp-parameters")
+"""The kernels that read parameter rows: what networks run (the others: parameter shift and
+amplitude encodings' host angles)."""
 REGISTER_CASES = [
-    pytest.param(8, "complex128", ("forward", "jacobian", "vjp"), id="zz8-complex128"),
-    pytest.param(8, "complex64", ("forward", "jacobian", "vjp"), id="zz8-complex64"),
-    pytest.param(12, "complex128", ("forward", "jacobian"), id="zz12-complex128"),
-    pytest.param(12, "complex64", ("forward", "jacobian"), id="zz12-complex64"),
-    pytest.param(12, "complex128", ("vjp",), id="zz12-complex128-vjp", marks=pytest.mark.slow),
-    pytest.param(12, "complex64", ("vjp",), id="zz12-complex64-vjp", marks=pytest.mark.slow),
+    pytest.param(8, "complex128", ("forward", *PARAMETERS), id="zz8-complex128"),
+    pytest.param(8, "complex64", ("forward", *PARAMETERS), id="zz8-complex64"),
+    pytest.param(12, "complex128", ("forward", "jacobian-parameters"), id="zz12-complex128"),
+    pytest.param(12, "complex64", ("forward", "jacobian-parameters"), id="zz12-complex64"),
+    pytest.param(8, "complex128", ("jacobian", "vjp"), id="zz8-complex128-angles", marks=SLOW),
+    pytest.param(8, "complex64", ("jacobian", "vjp"), id="zz8-complex64-angles", marks=SLOW),
+    pytest.param(12, "complex128", ("vjp-parameters", "jacobian"), id="zz12-c128-rest", marks=SLOW),
+    pytest.param(12, "complex64", ("vjp-parameters", "jacobian"), id="zz12-c64-rest", marks=SLOW),
 ]
 
 
-ACCEPTED_SPILLS = {("forward part", "complex128"): 12, ("forward part", "complex64"): 4}
-"""Spill bytes (stores and loads, per thread) accepted per (kernel, dtype); every other kernel
-spills nothing. ``forward part``: the last kernel of the 12-qubit forward chain (passes 35-71
-and the readout; the chain above 48 passes per kernel) spills 12 bytes in complex128 and 4 in
-complex64 under the 64-register cap, with CuPy's run-time options. Measured here: the same
-passes at the end of the whole 71-pass kernel spill nothing, and so do they when the part
-starts from |0> instead of loading the state; spans 47-71 and 60-71 spill the same 12 bytes.
-Accepted for now: it runs in forward and parameter-shift passes of programs above the cap only
-(the adjoint chains do not spill), three 4-byte stores and loads per thread that stay in L1,
-against a kernel bound by its shared-memory passes. Unmeasured on a GPU. (The complex64
-forward kernels' one 4-byte spill is gone since the states' swizzled layout.) A larger spill,
-or one in another kernel, fails."""
+ACCEPTED_SPILLS: dict[tuple[str, str], int] = {}
+"""Spill bytes (stores and loads, per thread) accepted per (kernel, dtype): none. (A 12-qubit
+forward chain's last part spilled 12 bytes in complex128 and 4 in complex64 under the 64-register
+cap with a cap of 48 passes per kernel; at 72 both benchmark circuits are one kernel each. The
+complex64 forward kernels' one 4-byte spill is gone since the states' swizzled layout.) Any
+spill fails."""
 
 
 @pytest.mark.parametrize(("num_qubits", "dtype", "which"), REGISTER_CASES)

@@ -22,7 +22,7 @@ from benchmarks.harness import Harness, Skip, Stage, StageContext
 pytestmark = pytest.mark.gpu_logic
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ["environment", "timings", "compile", "kernels", "sanitizer", "pytest"]
+STAGES = ["environment", "timings", "compile", "kernels", "profile", "sanitizer", "pytest"]
 
 
 @pytest.mark.slow
@@ -36,7 +36,7 @@ def test_dry_run_end_to_end(tmp_path: Path) -> None:
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     command = [sys.executable, "-m", "benchmarks.gpu_acceptance", "--device", "cpu"]
-    command += ["--out", str(out), "--budget-s", "150"]
+    command += ["--out", str(out), "--budget-s", "150", "--skip", "profile"]
     result = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False
     )
@@ -49,6 +49,7 @@ def test_dry_run_end_to_end(tmp_path: Path) -> None:
     assert all(s["status"] in ("ok", "skipped") for s in stages.values()), stages
     for name in ("environment", "timings", "compile", "kernels"):
         assert stages[name]["status"] == "ok", stages[name]
+    assert stages["profile"]["reason"] == "skipped with --skip"  # test_profile_stage runs it
     for name in ("pytest", "sanitizer"):
         assert stages[name]["status"] == "skipped"
         assert "dry run" in stages[name]["reason"] and "no GPU" in stages[name]["reason"]
@@ -406,3 +407,19 @@ def test_two_cupy_distributions_fail_the_environment_stage(
         ctx = StageContext(deadline=time.monotonic() + 60)
         assert len(gpu_acceptance.check_one_cupy(ctx)) == len(names)
         assert ctx.failures == []
+
+
+def test_profile_stage_counts_a_fused_backward() -> None:
+    """The profile stage on the host build, on a 3-qubit zz estimator (zz8 and zz12 compile
+    for minutes on the host): one launch, a few host array calls, the engine's derivatives;
+    a record over the targets fails it."""
+    ctx = StageContext(deadline=time.monotonic() + 600)
+    details = gpu_acceptance.profile_stage(sizes_for("cpu", True), qubits=(3,))(ctx)
+    assert ctx.failures == [], ctx.failures
+    (case,) = details["cases"]
+    assert case["workload"] == "zz3-estimator" and case["runner"] == "fused CUDA kernels"
+    assert case["launches_per_backward"] == 1 and 0 < case["host_ops_per_backward"] <= 16
+    assert case["max_abs_error"] < 1e-9 and case["method"] == "adjoint"
+    assert "1 launches" in ctx.summary
+    over = case | {"launches_per_backward": 3, "host_ops_per_backward": 40}
+    assert len(gpu_acceptance.backward_profile.failures(over)) == 2

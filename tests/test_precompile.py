@@ -55,12 +55,15 @@ def test_precompile_builds_what_the_next_passes_launch(
     assert len(launcher._built) == 3
 
 
-def test_precompile_under_parameter_shift_builds_the_forward_kernel_only(
+def test_precompile_under_parameter_shift_builds_the_forward_kernels_only(
     kernels: HostKernels,
 ) -> None:
+    """The forward kernel that reads parameter rows (forward passes) and the one that takes
+    (B, K) angles with shifts (the parameter-shift backward); no adjoint kernel."""
     network = _network(gradient_method="parameter_shift")
     Emulation(kernels).move(network)
-    assert network.precompile() == 1
+    assert network.precompile() == 2
+    assert network.precompile() == 0
 
 
 def test_precompile_on_numpy_is_a_no_op_and_checks_its_arguments() -> None:

@@ -20,6 +20,7 @@ def test_readme_has_snippets_for_each_feature() -> None:
         "Estimator(default_precision",
         "EstimatorGradient()",
         "callback=callback",  # progress of long fits through qiskit-machine-learning's callback
+        "gpuqnn.profile()",  # where the time goes
     ):
         assert needle in text
 

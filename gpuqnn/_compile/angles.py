@@ -24,6 +24,8 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from qiskit.circuit import Parameter, ParameterExpression
 
+from .. import _profile
+
 
 @dataclass
 class _NonAffineSlot:
@@ -38,6 +40,19 @@ class _NonAffineSlot:
     compiled: dict[str, tuple[Callable[..., Any], dict[int, Callable[..., Any]]]] = field(
         default_factory=dict
     )
+    calls: dict[int, int] = field(default_factory=dict)  # array calls per evaluation (profile)
+
+    def array_calls(self, column: int | None = None) -> int:
+        """Array-library calls of one evaluation of the value (or of the derivative by
+        ``column``): one per operation of the expression, the column slices, the real part
+        and the store into the table."""
+        key = -1 if column is None else column
+        if key not in self.calls:
+            import sympy  # noqa: PLC0415 - only when profiling
+
+            expr = self.value if column is None else self.derivatives[column]
+            self.calls[key] = int(sympy.count_ops(expr)) + len(self.columns) + 2
+        return self.calls[key]
 
     def functions(self, xp: ModuleType) -> tuple[Callable[..., Any], dict[int, Callable[..., Any]]]:
         """The value and derivative functions for the array module ``xp``."""
@@ -77,6 +92,14 @@ class SlotFunction(Protocol):
     def chain(self, inner: Any, inner_jacobian: Any, xp: ModuleType) -> Any:
         """(B, F, J) float64 derivatives of the outputs by J parameters, from (B, m) inner
         values and the (B or 1, m, J) derivatives of the inner expressions."""
+
+
+class SlotExpression(NamedTuple):
+    """A slot's angle as a sympy expression of the symbols ``p{j}`` (parameter column j), and
+    its derivative by each column it depends on."""
+
+    value: Any
+    derivatives: dict[int, Any]
 
 
 class FunctionOutput(NamedTuple):
@@ -187,6 +210,8 @@ class AngleTable:
         Returns:
             (B, K) float64 angles.
         """
+        if _profile.counting():  # the product, the sum and their tables' copies
+            _profile.count("host_ops", 4 + sum(item.array_calls() for item in self._nonaffine))
         out = params @ xp.asarray(self.coeff.T)
         out += xp.asarray(self.offset)
         for item in self._nonaffine:
@@ -223,6 +248,11 @@ class AngleTable:
         if not chosen and not groups:
             return jac
         jac = xp.repeat(jac, params.shape[0], axis=0)
+        if _profile.counting():  # the table's copy, its repetition, each derivative
+            calls = sum(
+                item.array_calls(j) for item in chosen for j in item.derivatives if j in where
+            )
+            _profile.count("host_ops", 2 + calls)
         for group in groups:
             inner = group.inner.angles(params, xp)
             inner_jacobian = group.inner.jacobian(params, range(group.inner.num_slots), columns, xp)
@@ -237,6 +267,34 @@ class AngleTable:
                 if j in where:
                     jac[:, position[item.slot], where[j]] = xp.real(deriv(*cols))
         return jac
+
+    def symbolic(self) -> list[SlotExpression] | None:
+        """Every slot's angle and its derivatives as sympy expressions of the real symbols
+        ``p0, p1, ...`` (``p{j}``: parameter column j), for code that evaluates them elsewhere
+        (the CUDA kernels); None when a slot is an output of a :class:`SlotFunction` (those
+        are evaluated by :meth:`angles` only)."""
+        if self._functions:
+            return None
+        import sympy  # noqa: PLC0415 - only needed when generating code
+
+        def symbol(j: int) -> Any:
+            return sympy.Symbol(f"p{j}", real=True)
+
+        out = []
+        for k in range(self.num_slots):
+            cols = [int(j) for j in np.flatnonzero(self.depends[k])]
+            value = sympy.Float(self.offset[k]) + sum(
+                (sympy.Float(self.coeff[k, j]) * symbol(j) for j in cols), sympy.Integer(0)
+            )
+            derivatives = {j: sympy.Float(self.coeff[k, j]) for j in cols}
+            out.append(SlotExpression(value, derivatives))
+        for item in self._nonaffine:
+            rename = {a: symbol(j) for a, j in zip(item.args, item.columns, strict=True)}
+            out[item.slot] = SlotExpression(
+                item.value.xreplace(rename),
+                {j: g.xreplace(rename) for j, g in item.derivatives.items()},
+            )
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError("AngleTable is rebuilt from the circuit; it is not pickled")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ import numpy as np
 
 from .._compile import Op, OpKind
 from .._sim.readout import PauliReadout
+from .angle_code import AngleCode
 from .layout import (
     REGISTER_BUDGET,
     REGISTERS_PER_SM,
@@ -55,6 +57,22 @@ FORWARD_SIGNATURE = ("ptr", "i64", "ptr", "ptr", "i64", "ptr", "ptr", "ptr")
 """``gqs_forward(base, batch, shift_slot, shift_value, shifts, prog, rcoef, out)``."""
 ADJOINT_SIGNATURE = ("ptr", "i64", "ptr", "ptr", "ptr")
 """``gqs_adjoint(base, batch, cotangent, pidx, out)``."""
+PARAMETER_ARGS: tuple[tuple[str, str], ...] = (
+    ("const double* GQ_RESTRICT", "inputs"),
+    ("const double* GQ_RESTRICT", "weights"),
+    ("long long", "nin"),
+)
+"""The arguments that replace ``base`` in the kernels that read parameter rows: ``inputs``
+(B, nin) float64, ``weights`` (P - nin,) float64 shared by every sample, ``nin``."""
+FORWARD_PARAMETER_SIGNATURE = ("ptr", "ptr", "i64", *FORWARD_SIGNATURE[1:])
+"""``gqs_forward(inputs, weights, nin, batch, shift_slot, shift_value, shifts, prog, rcoef,
+out)``."""
+ANGLES_KERNEL = "gqs_angles"
+ANGLES_SIGNATURE = ("ptr", "ptr", "i64", "i64", "ptr")
+"""``gqs_angles(inputs, weights, nin, batch, out (B, K) float64)``."""
+ANGLES_THREADS = 64
+ADJOINT_PARAMETER_SIGNATURE = ("ptr", "ptr", "i64", *ADJOINT_SIGNATURE[1:])
+"""``gqs_adjoint(inputs, weights, nin, batch, cotangent, pidx, out)``: out (B, O or 1, J)."""
 
 FORWARD_PART_KERNEL = "gqs_forward_part"
 ADJOINT_PART_KERNEL = "gqs_adjoint_part"
@@ -216,6 +234,9 @@ class _Generator:
         self.position = {int(s): i for i, s in enumerate(self.slots)}
         self.vjp = vjp
         self.code = _Code()
+        self.derivative_table = False  # the chain rule's derivatives after the warp cells
+        self.table_at = 0
+        self.entries: dict[tuple[int, int], int] = {}  # (slot, column) -> table entry
 
     # ---- shared memory --------------------------------------------------------------------
     def pointers(self, layout: Layout, names: Sequence[str]) -> None:
@@ -243,13 +264,21 @@ class _Generator:
                 c(f"{types[name]}* GQ_RESTRICT {name} = {pointer};")
 
     # ---- per-row angles ---------------------------------------------------------------------
-    def angles(self, shifted: bool) -> None:
+    def angles(self, shifted: bool, code: AngleCode | None = None) -> None:
+        """Each slot's angle, cos and sin of the row: read from ``base`` (B, K), or with
+        ``code`` computed from the sample's parameters."""
         c = self.code
         k = self.kp.num_slots
         if k == 0:
             return
         c.open(f"GQ_BLOCK_FOR(k, {k})")
-        c(f"double a = base[sample * {k} + k];")
+        if code is None:
+            c(f"double a = base[sample * {k} + k];")
+        else:
+            c("double a = gqs_slot_angle((int)k, inputs, weights, nin, sample);")
+            if self.derivative_table:
+                table = f"cells + {self.table_at}"
+                c(f"gqs_slot_derivatives((int)k, inputs, weights, nin, sample, {table});")
         if shifted:
             c("if (shift_slot[shift] == (int)k) a += shift_value[shift];")
         if self.real == "float":  # fixed-point turns: a run's sum is exact modulo 2 pi
@@ -560,6 +589,102 @@ class _Generator:
         c("GQ_SYNC();")
 
 
+# ---- the angle table in the kernels ----------------------------------------------------------
+def _angle_function(code: AngleCode) -> str:
+    """``gqs_slot_angle(k, inputs, weights, nin, sample)``: slot k's angle of a sample, a
+    ``switch`` with one case per slot. Not inlined on a GPU: its registers are its own,
+    so the expressions add no pressure to the sweeps (a complex128 forward kernel
+    spilled with them inlined)."""
+    c = _Code()
+    c.open(
+        "GQS_NOINLINE double gqs_slot_angle(int k, const double* GQ_RESTRICT inputs, "
+        "const double* GQ_RESTRICT weights, long long nin, long long sample)"
+    )
+    c("double a = 0.0;")
+    c.open("switch (k)")
+    for slot, expr in enumerate(code.angles):
+        c.open(f"case {slot}:")
+        for j in _params_in(expr):
+            c(f"const double p{j} = gqs_param(inputs, weights, nin, sample, {j});")
+        c(f"a = {expr};")
+        c("break;")
+        c.close()
+    c.close()
+    c("return a;")
+    c.close()
+    return c.text()
+
+
+def _derivative_entries(g: _Generator, code: AngleCode, columns: Sequence[int]) -> None:
+    """Number the (differentiated slot, column) pairs of the chain rule: their derivative
+    values sit in shared memory after the warp cells (``g.table_at``, in doubles)."""
+    wanted = set(int(j) for j in columns)
+    g.entries = {}
+    for s in g.slots:
+        for j in sorted(code.derivatives[s]):
+            if j in wanted:
+                g.entries[(s, j)] = len(g.entries)
+    g.table_at = len(g.slots) * g.warps
+    g.derivative_table = True
+
+
+def _derivatives_function(g: _Generator, code: AngleCode) -> str:
+    """``gqs_slot_derivatives(k, inputs, weights, nin, sample, table)``: slot k's
+    derivatives by its columns into its entries of ``table`` (a ``switch`` with one case
+    per differentiated slot; not inlined on a GPU: its registers are its own)."""
+    c = _Code()
+    c.open(
+        "GQS_NOINLINE void gqs_slot_derivatives(int k, const double* GQ_RESTRICT inputs, "
+        "const double* GQ_RESTRICT weights, long long nin, long long sample, "
+        "double* GQ_RESTRICT table)"
+    )
+    c.open("switch (k)")
+    for s in g.slots:
+        pairs = [(j, i) for (slot, j), i in g.entries.items() if slot == s]
+        if not pairs:
+            continue
+        c.open(f"case {s}:")
+        for k in _params_in(" ".join(code.derivatives[s][j] for j, _i in pairs)):
+            c(f"const double p{k} = gqs_param(inputs, weights, nin, sample, {k});")
+        for j, i in pairs:
+            c(f"table[{i}] = {code.derivatives[s][j]};")
+        c("break;")
+        c.close()
+    c("default: break;")
+    c.close()
+    c.close()
+    return c.text()
+
+
+def _parameter_gradients(g: _Generator, columns: Sequence[int], at: str) -> None:
+    """out[at + c] = the sum over the differentiated slots s that depend on
+    ``columns[c]`` of (s's summed warp cells) * d angle_s / d p_column (its table entry):
+    the chain rule from shared memory, each slot touching only its own columns."""
+    c = g.code
+    w = g.warps
+    c.open(f"GQ_BLOCK_FOR(c, {len(columns)})")
+    c("double g = 0.0;")
+    c.open("switch (c)")
+    for position, j in enumerate(columns):
+        terms = [(g.position[s], i) for (s, col), i in g.entries.items() if col == j]
+        if not terms:
+            continue
+        c.open(f"case {position}:")
+        for pos, i in terms:
+            c(f"g += gqs_cell_sum(cells + {pos * w}, {w}) * cells[{g.table_at + i}];")
+        c("break;")
+        c.close()
+    c("default: break;")
+    c.close()
+    c(f"out[{at} + c] = g;")
+    c.close()
+
+
+def _params_in(expression: str) -> list[int]:
+    """The parameter columns j whose variables ``p{j}`` a C expression reads."""
+    return sorted({int(m) for m in re.findall(r"\bp(\d+)\b", expression)})
+
+
 def _horner(coefficients: list[float]) -> str:
     """``c0 + r2 * (c1 + r2 * (...))`` as C, one coefficient per line."""
     text = repr(coefficients[-1])
@@ -592,6 +717,11 @@ struct gqs_swizzled {
 #define GQS_ITEM_UNROLL _Pragma("unroll 2")
 #define GQS_NO_UNROLL _Pragma("unroll 1")
 #define GQS_TID(t) gq_thread_index()
+#endif
+#ifdef GPUQNN_HOST
+#define GQS_NOINLINE inline
+#else
+#define GQS_NOINLINE __device__ __noinline__
 #endif
 // sin and cos of a double with no slow path (CUDA's sincos has one, whose local array and
 // registers make a long kernel spill): Cody-Waite reduction by pi/2 with an FMA (accurate for
@@ -627,6 +757,17 @@ GQ_DEVICE unsigned int gqs_turns(double a) {
 #endif
   const double t = a * 0.15915494309189533577;
   return (unsigned int)(long long)rint((t - floor(t)) * 4294967296.0);
+}
+// Parameter column j of a sample: its own inputs first (nin per sample), then the weights every
+// sample shares; and the sum of a differentiated slot's per-warp cells.
+GQ_DEVICE double gqs_param(const double* inputs, const double* weights, long long nin,
+                           long long sample, int j) {
+  return j < nin ? inputs[sample * nin + j] : weights[j - nin];
+}
+GQ_DEVICE double gqs_cell_sum(const double* cells, int warps) {
+  double sum = 0.0;
+  for (int v = 0; v < warps; ++v) sum += cells[v];
+  return sum;
 }
 GQ_DEVICE float gqs_half_turns(unsigned int turns) { return (float)(int)turns * 0x1p-31f; }
 #if defined(GPUQNN_HOST)
@@ -684,10 +825,13 @@ def generate_forward(
     dtype: object,
     threads: int | None = None,
     span: tuple[int, int] | None = None,
+    code: AngleCode | None = None,
 ) -> GeneratedKernel:
     """The specialised forward kernel ``gqs_forward(base (B, K) float64, batch, shift_slot (S,)
     int32, shift_value (S,) float64, shifts, prog, rcoef, out (S * B, O) float64)``: row
-    ``s * B + b`` is sample b with block s's shift (as the generic fused kernel).
+    ``s * B + b`` is sample b with block s's shift (as the generic fused kernel). With
+    ``code``, ``base`` is replaced by the parameter rows (:data:`PARAMETER_ARGS`) and each
+    row computes its angles from them.
 
     With ``span``, a part of a chain (:func:`forward_chain`): ``gqs_forward_part(..., out,
     state (S * B, D) complex)`` sweeps passes ``[start, stop)``, starting from the row's
@@ -699,8 +843,11 @@ def generate_forward(
         dtype: complex64 or complex128.
         threads: threads per block (default: :func:`default_threads`).
         span: the passes of a chained kernel; None: all, in one kernel.
+        code: the angle table as C (:func:`.angle_code.angle_code`), or None. A chain's parts
+            read (B, K) angles: ``code`` only with ``span`` None.
     """
     dtype = check_kernel_dtype(dtype)
+    _one_kernel_for_code(span, code)
     threads = default_threads(kp.num_qubits) if threads is None else int(threads)
     g = _Generator(kp, dtype, threads)
     total = len(g.passes)
@@ -708,8 +855,9 @@ def generate_forward(
     name = FORWARD_KERNEL if span is None else FORWARD_PART_KERNEL
     layout = shared_layout(kp, dtype, 1, 0, kp.fused_scratch_doubles(threads), False)
     c = g.code
+    source_args = [("const double* GQ_RESTRICT", "base")] if code is None else PARAMETER_ARGS
     params = [
-        ("const double* GQ_RESTRICT", "base"),
+        *source_args,
         ("long long", "batch"),
         ("const int* GQ_RESTRICT", "shift_slot"),
         ("const double* GQ_RESTRICT", "shift_value"),
@@ -724,6 +872,8 @@ def generate_forward(
     c.open(f"GQ_DEVICE void {name}_body(const gq_ctx& ctx, unsigned char* smem, {decl})")
     g.pointers(layout, ["psi", "theta", "half", "full", "scratch"])
     c("(void)theta; (void)half; (void)full;")
+    if code is not None:
+        c("(void)inputs; (void)weights; (void)nin;")
     c.open("GQ_BLOCK_ITEMS(row, shifts * batch)")
     c("const long long shift = row / batch;")
     c("const long long sample = row - shift * batch;")
@@ -733,7 +883,7 @@ def generate_forward(
     else:
         g.copy_state("psi", f"state + row * {kp.dim}LL")
     c("GQ_SYNC();")
-    g.angles(shifted=True)
+    g.angles(shifted=True, code=code)
     c("GQ_SYNC();")
     g.forward_sweep((start, stop))
     if stop == total:
@@ -747,10 +897,52 @@ def generate_forward(
     c("GQ_SYNC();")
     c.close()
     c.close()
-    source = _prelude(_real(dtype)) + c.text() + _entry(name, params, threads)
-    signature = FORWARD_SIGNATURE if span is None else FORWARD_PART_SIGNATURE
+    angle_function = "" if code is None else _angle_function(code)
+    source = _prelude(_real(dtype)) + angle_function + c.text() + _entry(name, params, threads)
+    signature: tuple[str, ...] = FORWARD_SIGNATURE if span is None else FORWARD_PART_SIGNATURE
+    if code is not None:
+        signature = FORWARD_PARAMETER_SIGNATURE
     return GeneratedKernel(
         source, name, threads, layout.size, signature, _key(source), total, span=span
+    )
+
+
+def _one_kernel_for_code(span: tuple[int, int] | None, code: AngleCode | None) -> None:
+    """Refuse a chained part that would read parameter rows: a chain's parts take (B, K)
+    angles (its programs are deeper than one kernel holds, and their angles are evaluated
+    once, for every part, by the angle kernel or on the host)."""
+    if span is not None and code is not None:
+        raise ValueError(
+            f"a chained kernel part (span={span}) reads (B, K) angles; code must be None"
+        )
+
+
+def generate_angles(kp: KernelTables, code: AngleCode) -> GeneratedKernel:
+    """The kernel ``gqs_angles(inputs (B, nin) float64, weights (P - nin,) float64, nin,
+    batch, out (B, K) float64)``: every slot's angle of every sample in ONE launch (one block
+    per sample, a thread per slot), for the per-op kernels, which take (B, K) angles.
+
+    Args:
+        kp: the encoded program (its number of slots).
+        code: the angle table as C (:func:`.angle_code.angle_code`).
+    """
+    g = _Generator(kp, np.dtype(np.complex128), ANGLES_THREADS)
+    c = g.code
+    params = [*PARAMETER_ARGS, ("long long", "batch"), ("double* GQ_RESTRICT", "out")]
+    decl = ", ".join(f"{t} {n}" for t, n in params)
+    c.open(f"GQ_DEVICE void {ANGLES_KERNEL}_body(const gq_ctx& ctx, unsigned char* smem, {decl})")
+    c("(void)smem; (void)inputs; (void)weights; (void)nin;")
+    c.open("GQ_BLOCK_ITEMS(sample, batch)")
+    k = kp.num_slots
+    angle = "gqs_slot_angle(k, inputs, weights, nin, sample)"
+    c(f"GQ_BLOCK_FOR(k, {k}) out[sample * {k} + k] = {angle};")
+    c("GQ_SYNC();")
+    c.close()
+    c.close()
+    source = _prelude("double") + _angle_function(code) + c.text()
+    source += _entry(ANGLES_KERNEL, params, ANGLES_THREADS)
+    return GeneratedKernel(
+        source, ANGLES_KERNEL, ANGLES_THREADS, 0, ANGLES_SIGNATURE, _key(source), 0
     )
 
 
@@ -785,10 +977,15 @@ def generate_adjoint(
     shared_limit: int,
     threads: int | None = None,
     span: tuple[int, int] | None = None,
+    code: AngleCode | None = None,
+    columns: Sequence[int] = (),
 ) -> GeneratedKernel | None:
     """The specialised adjoint kernel ``gqs_adjoint(base (B, K) float64, batch, cotangent
     (B, O) float64 (vjp; else unused), pidx (D,) int32 (probability readouts; else unused),
     out (B, O or 1, S) float64)``, or None when a row's two states do not fit ``shared_limit``.
+    With ``code``, ``base`` is replaced by the parameter rows (:data:`PARAMETER_ARGS`), each
+    sample computes its angles from them, and ``out`` is (B, O or 1, J): the derivatives by
+    the J parameter ``columns``, chained in the kernel.
 
     With ``span``, a part of a chain (:func:`adjoint_chain`), ``gqs_adjoint_part(..., out,
     state (B, D), psi_g (B * O, D), lam_g (B * O, D))`` (complex): the part whose span ends
@@ -801,32 +998,42 @@ def generate_adjoint(
     Args:
         kp: the encoded program and readout.
         dtype: complex64 or complex128.
-        slots: the S slots to differentiate by (each an op's slot), in the output's order.
+        slots: the S slots to differentiate by (each an op's slot), in the output's order;
+            with ``code``, every slot whose angle depends on one of ``columns``.
         vjp: one adjoint state per sample from the cotangent, instead of one per output.
         shared_limit: dynamic shared memory per block, in bytes.
         threads: threads per block (default: :func:`default_threads`).
         span: the passes of a chained kernel; None: all, in one kernel.
+        code: the angle table as C (:func:`.angle_code.angle_code`), or None (and None with
+            ``span``: a chain's parts read (B, K) angles).
+        columns: with ``code``, the J parameter columns, in the output's order.
     """
     dtype = check_kernel_dtype(dtype)
+    _one_kernel_for_code(span, code)
     threads = default_threads(kp.num_qubits) if threads is None else int(threads)
     slots = [int(s) for s in slots]
     if not slots:
         raise ValueError("slots must name at least one slot to differentiate by")
     many = not vjp and kp.num_outputs > 1
-    keep = many and adjoint_shared_bytes(kp, dtype, len(slots), vjp, True, threads) <= shared_limit
-    if adjoint_shared_bytes(kp, dtype, len(slots), vjp, keep, threads) > shared_limit:
-        return None
     g = _Generator(kp, dtype, threads, slots, vjp)
     total = len(g.passes)
     start, stop = span or (0, total)
     tail = stop == total
-    keep = keep and tail
     name = ADJOINT_KERNEL if span is None else ADJOINT_PART_KERNEL
-    layout = shared_layout(kp, dtype, 3 if keep else 2, len(slots) * g.warps, 0, vjp)
+    if code is not None:
+        _derivative_entries(g, code, columns)
+    # the derivative table takes whole warps' worth of cells (the layout's unit)
+    cell_slots = len(slots) + -(-len(g.entries) // g.warps)
+    keep = many and adjoint_shared_bytes(kp, dtype, cell_slots, vjp, True, threads) <= shared_limit
+    if adjoint_shared_bytes(kp, dtype, cell_slots, vjp, keep, threads) > shared_limit:
+        return None
+    keep = keep and tail
+    layout = shared_layout(kp, dtype, 3 if keep else 2, cell_slots * g.warps, 0, vjp)
     outputs = 1 if vjp else kp.num_outputs
     c = g.code
+    source_args = [("const double* GQ_RESTRICT", "base")] if code is None else PARAMETER_ARGS
     params = [
-        ("const double* GQ_RESTRICT", "base"),
+        *source_args,
         ("long long", "batch"),
         ("const double* GQ_RESTRICT", "cotangent"),
         ("const int* GQ_RESTRICT", "pidx"),
@@ -847,8 +1054,10 @@ def generate_adjoint(
     c("(void)cotangent; (void)pidx; (void)theta; (void)half; (void)full;")
     if span is not None:
         c("(void)state; (void)psi_g; (void)lam_g;")
+    if code is not None:
+        c("(void)inputs; (void)weights; (void)nin;")
     c.open("GQ_BLOCK_ITEMS(sample, batch)")
-    g.angles(shifted=False)
+    g.angles(shifted=False, code=code)
     c("GQ_SYNC();")
     if vjp and tail:
         o = kp.num_outputs
@@ -894,23 +1103,29 @@ def generate_adjoint(
         c.close()
         c.close()
         c("GQ_SYNC();")
-    s, w = len(slots), g.warps
-    c.open(f"GQ_BLOCK_FOR(j, {s})")
-    c("double sum = 0.0;")
-    c(f"for (int v = 0; v < {w}; ++v) sum += cells[j * {w} + v];")
-    c(f"out[(sample * {outputs} + o) * {s} + j] {'=' if tail else '+='} sum;")
-    c.close()
+    if code is None:
+        s, w = len(slots), g.warps
+        assign = "=" if tail else "+="
+        c.open(f"GQ_BLOCK_FOR(j, {s})")
+        c(f"out[(sample * {outputs} + o) * {s} + j] {assign} gqs_cell_sum(cells + j * {w}, {w});")
+        c.close()
+    else:
+        _parameter_gradients(g, columns, f"(sample * {outputs} + o) * {len(columns)}")
     c("GQ_SYNC();")
     c.close()
     c.close()
     c.close()
-    source = _prelude(_real(dtype)) + c.text() + _entry(name, params, threads)
+    functions = "" if code is None else _angle_function(code) + _derivatives_function(g, code)
+    source = _prelude(_real(dtype)) + functions + c.text() + _entry(name, params, threads)
+    signature: tuple[str, ...] = ADJOINT_SIGNATURE if span is None else ADJOINT_PART_SIGNATURE
+    if code is not None:
+        signature = ADJOINT_PARAMETER_SIGNATURE
     return GeneratedKernel(
         source,
         name,
         threads,
         layout.size,
-        ADJOINT_SIGNATURE if span is None else ADJOINT_PART_SIGNATURE,
+        signature,
         _key(source),
         total,
         keep,

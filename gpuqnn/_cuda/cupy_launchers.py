@@ -191,6 +191,20 @@ class FusedLauncher(_CupyMemory, FusedLauncherBase):
         with cupy.cuda.Device(self.device_id):
             return super().adjoint(base_angles, slots, cotangent)
 
+    def forward_parameters(self, inputs: Any, weights: Any) -> Any:
+        """:meth:`FusedLauncherBase.forward_parameters` on the launcher's device."""
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):
+            return super().forward_parameters(inputs, weights)
+
+    def adjoint_parameters(
+        self, inputs: Any, weights: Any, slots: Any, columns: Any, cotangent: Any = None
+    ) -> Any:
+        """:meth:`FusedLauncherBase.adjoint_parameters` on the launcher's device."""
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):
+            return super().adjoint_parameters(inputs, weights, slots, columns, cotangent)
+
     def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
         function = self._generated_function(kernel)
         function((launch.grid,), (launch.block,), launch.args, shared_mem=launch.shared)
@@ -282,6 +296,7 @@ class PerOpLauncher(_CupyMemory, PerOpLauncherBase):
         self._ran: PerOpBuffers | None = None  # the buffers run once directly
         self._graph: Any = None
         self._graph_work: PerOpBuffers | None = None  # the buffers the graph was captured for
+        self._angles: Any = None  # the generated angle kernel, compiled
 
     def precompile(self) -> int:
         """Compile (or load from CuPy's cache) the per-op module on the launcher's device; 1
@@ -317,6 +332,27 @@ class PerOpLauncher(_CupyMemory, PerOpLauncherBase):
                 out = super().run(base_angles, shift_slot, shift_value)
             caller.wait_event(self._stream.record())
         return out
+
+    def parameter_angles(self, inputs: Any, weights: Any) -> Any:
+        """:meth:`ParameterLaunches.parameter_angles` on the launcher's device."""
+        cupy = _import_cupy()
+        with cupy.cuda.Device(self.device_id):
+            return super().parameter_angles(inputs, weights)
+
+    def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
+        function = self._angle_function(kernel)
+        function((launch.grid,), (launch.block,), launch.args, shared_mem=launch.shared)
+
+    def _build_generated(self, kernel: GeneratedKernel) -> None:
+        self._angle_function(kernel)
+
+    def _angle_function(self, kernel: GeneratedKernel) -> Any:
+        """The generated angle kernel as a ``RawKernel`` (CuPy compiles it on first use and
+        caches the binary on disk)."""
+        if self._angles is None:
+            cupy = _import_cupy()
+            self._angles = cupy.RawKernel(kernel.source, kernel.name, options=COMPILE_OPTIONS)
+        return self._angles
 
     def _make_buffers(self, batch: int, shifts: int) -> PerOpBuffers:
         self._graph = self._graph_work = self._ran = None  # they hold the old buffers

@@ -224,6 +224,9 @@ class _HostMemory:
     def _to_host(self, array: Any) -> np.ndarray:
         return np.asarray(array)
 
+    def _host_is_device(self) -> bool:
+        return True
+
     def _execute(self, launch: Launch) -> None:
         self.kernels.execute(launch, self.real_type, self.reverse, self.strict)
 

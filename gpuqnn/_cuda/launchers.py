@@ -23,13 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from .. import _profile
 from .._sim.readout import ProbabilityReadout
+from .angle_code import AngleCode
 from .codegen import (
     FORWARD_PART_KERNEL,
     GeneratedKernel,
     adjoint_chain,
     forward_chain,
 )
+from .parameter_launches import AdjointKey, ParameterLaunches
 from .passes import MAX_KERNEL_PASSES
 from .source import REAL_TYPES, SIGNATURES, check_kernel_dtype
 from .tables import (
@@ -224,7 +227,7 @@ class LauncherBase:
         return batch, int(slot_shape[0])
 
 
-class FusedLauncherBase(LauncherBase):
+class FusedLauncherBase(LauncherBase, ParameterLaunches):
     """The specialised fused kernels (:mod:`.codegen`): every row's whole program and readout
     in ONE launch, one block per row, the state in shared memory; and the fused adjoint kernel,
     one launch per backward pass or vector-Jacobian product.
@@ -272,6 +275,9 @@ class FusedLauncherBase(LauncherBase):
         self._shifts: dict[tuple[bytes, bytes], tuple[Any, Any]] = {}  # host tables -> device
         self._lock = threading.Lock()
         self._built: set[str] = set()  # keys of the generated kernels built (build())
+        self._code: AngleCode | None | bool = False  # the angle table as C (False: not yet)
+        self._forward_parameters: GeneratedKernel | None = None
+        self._adjoint_parameters: dict[AdjointKey, GeneratedKernel | None] = {}
 
     # ---- hooks ------------------------------------------------------------------------------
     def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
@@ -292,6 +298,7 @@ class FusedLauncherBase(LauncherBase):
         self._build_generated(kernel)
         with self._lock:
             self._built.add(kernel.key)
+        _profile.count("compile_seconds", time.perf_counter() - start)
         if kernel.span is None:
             passes = f"{kernel.passes} passes"
         else:  # a part of a chain
@@ -339,8 +346,7 @@ class FusedLauncherBase(LauncherBase):
             args += (self._empty((rows, self.tables.dim), self.dtype),)
         self.precompile_kernels(chain)
         for kernel in chain:
-            launch = Launch(kernel.name, self._grid(rows), kernel.threads, kernel.shared, args)
-            self._execute_generated(kernel, launch)
+            self._launch_generated(kernel, self._generated_launch(kernel, rows, args))
         return out
 
     def precompile_kernels(self, kernels: Sequence[GeneratedKernel]) -> int:
@@ -357,6 +363,16 @@ class FusedLauncherBase(LauncherBase):
             for kernel in pending:
                 self.build(kernel)
         return len(pending)
+
+    @property
+    def angle_code(self) -> AngleCode | None:
+        """The angle table as C for the kernels that read parameter rows; None for a program
+        chained over several kernels (its parts read (B, K) angles evaluated on the host, so a
+        chained pass is a chain's launches plus the angle table's host calls) and for slot
+        functions."""
+        if len(self.forward_chain) > 1:
+            return None
+        return ParameterLaunches.angle_code.fget(self)  # type: ignore[attr-defined]
 
     def precompile(self, slots: Sequence[int] | None = None, vjp: bool = False) -> int:
         """Build the forward kernel (or chain) and, with ``slots``, the adjoint kernel(s) by
@@ -485,8 +501,7 @@ class FusedLauncherBase(LauncherBase):
         self.precompile_kernels(chain)
         if len(chain) == 1:
             kernel = chain[0]
-            launch = Launch(kernel.name, self._grid(batch), kernel.threads, kernel.shared, args)
-            self._execute_generated(kernel, launch)
+            self._launch_generated(kernel, self._generated_launch(kernel, batch, args))
             return out
         state = self._empty((batch, kp.dim), self.dtype)
         middles = sum(k.name != FORWARD_PART_KERNEL for k in chain) > 1
@@ -498,9 +513,19 @@ class FusedLauncherBase(LauncherBase):
         forward += (self._index_placeholder(), state)
         for kernel in chain:
             part = forward if kernel.name == FORWARD_PART_KERNEL else args
-            launch = Launch(kernel.name, self._grid(batch), kernel.threads, kernel.shared, part)
-            self._execute_generated(kernel, launch)
+            self._launch_generated(kernel, self._generated_launch(kernel, batch, part))
         return out
+
+    def _generated_launch(self, kernel: GeneratedKernel, rows: int, args: tuple) -> Launch:
+        """A launch of a generated kernel over ``rows`` rows (one block each, strided)."""
+        return Launch(kernel.name, self._grid(rows), kernel.threads, kernel.shared, args)
+
+    def _index_table(self) -> Any:
+        """(D,) int32 probability index table (a placeholder for Pauli readouts), on the
+        launcher's memory, copied once."""
+        if self._index is None:
+            self._index = self._to_device(_probability_index(self.tables))
+        return self._index
 
     def _index_placeholder(self) -> Any:
         if self._placeholder is None:
@@ -551,7 +576,7 @@ class PerOpBuffers:
     launches: list[Launch]
 
 
-class PerOpLauncherBase(LauncherBase):
+class PerOpLauncherBase(LauncherBase, ParameterLaunches):
     """Per-op kernels over a (R, D) state tensor in global memory, for states too large for
     shared memory: one launch to initialise, one per op, then the readout's two launches.
 
@@ -599,13 +624,28 @@ class PerOpLauncherBase(LauncherBase):
             self._workspace = None  # free the old buffers before allocating new ones
             work = self._workspace = self._make_buffers(batch, shifts)
         self._fill(work, base_angles, shift_slot, shift_value)
+        _profile.count("launches", len(work.launches))
         self._run_buffers(work)
+        _profile.count("host_ops", 4)  # the three input copies (_fill) and the output's
         return self._copy(work.out)
 
     def precompile(self) -> int:
         """Build the per-op kernels where they are compiled at run time (CuPy: one module);
         the number of modules built by this call (the host build is built beforehand: 0)."""
         return 0
+
+    def _generated_launch(self, kernel: GeneratedKernel, rows: int, args: tuple) -> Launch:
+        """A launch of a generated kernel (the angle kernel) over ``rows`` rows."""
+        grid = int(min(rows, self.max_blocks or self._default_max_blocks()))
+        return Launch(kernel.name, grid, kernel.threads, kernel.shared, args)
+
+    def _execute_generated(self, kernel: GeneratedKernel, launch: Launch) -> None:
+        """Run one launch of a generated kernel (the angle kernel)."""
+        raise NotImplementedError
+
+    def _build_generated(self, kernel: GeneratedKernel) -> None:
+        """Compile (or load) a generated kernel (the angle kernel)."""
+        raise NotImplementedError
 
     # ---- hooks beyond LauncherBase's -----------------------------------------------------------
     def _fill(

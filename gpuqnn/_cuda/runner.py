@@ -31,6 +31,7 @@ from .._options import SimulatorOptions
 from .._sim.backend import Backend
 from .._sim.block_circuit import BlockCircuit
 from .._sim.buffers import Buffers
+from .._sim.parameters import ParameterRows
 from .._sim.protocols import Capability, Readout
 from .._sim.readout import PauliReadout, ProbabilityReadout
 from .._sim.runners import engine_cost
@@ -61,6 +62,8 @@ class KernelRunner:
         self.launcher = launcher
         self.circuit = circuit
         self.num_outputs = num_outputs
+        if launcher.angle_code is not None:  # angles by a generated kernel; else from the host
+            self.capabilities = self.capabilities | {Capability.PARAMETERS}
         itemsize = circuit.backend.dtype.itemsize
         state = 2 * circuit.dim * itemsize
         factors = 2 * circuit.program.angles.num_slots * itemsize
@@ -83,10 +86,20 @@ class KernelRunner:
         for the kernels."""
         return engine_cost(self.circuit, rows_per_block)
 
-    def precompile(self, slots: Sequence[int] | None, vjp: bool) -> int:
-        """Build the launcher's kernels (the per-op module has no adjoint: ``slots`` and
-        ``vjp`` change nothing); the number built by this call."""
-        return int(self.launcher.precompile())
+    def precompile(
+        self,
+        slots: Sequence[int] | None,
+        vjp: bool,
+        columns: Sequence[int] = (),
+        shifted: bool = False,
+    ) -> int:
+        """Build the launcher's kernels and, where angles come from parameter rows, the angle
+        kernel (the per-op module has no adjoint and shifts in the same kernels: ``slots``,
+        ``vjp``, ``columns`` and ``shifted`` change nothing); the number built by this call."""
+        built = int(self.launcher.precompile())
+        if Capability.PARAMETERS in self.capabilities:
+            built += self.launcher.precompile_angles()
+        return built
 
     def forward(self, angles: Any, buffers: Buffers) -> Any:
         """(B, O) float64 outputs of (B, K) float64 ``angles``: one unshifted pass."""
@@ -95,6 +108,12 @@ class KernelRunner:
     def shifted(self, angles: Any, plan: ShiftPlan, buffers: Buffers) -> Any:
         """((1 + T) B, O) float64 outputs: the plan's shift tables in one pass."""
         return self.launcher.run(angles, plan.shift_slot, plan.shift_value)
+
+    def forward_parameters(self, rows: ParameterRows, buffers: Buffers) -> Any:
+        """(B, O) float64 outputs of the parameter ``rows``: every angle from one launch of
+        the generated angle kernel, then the per-op launches."""
+        angles = self.launcher.parameter_angles(rows.inputs, rows.weights)
+        return self.launcher.run(angles, *_UNSHIFTED)
 
 
 class FusedKernelRunner(KernelRunner):
@@ -126,10 +145,24 @@ class FusedKernelRunner(KernelRunner):
         :meth:`adjoint_cost`)."""
         return float(rows) * (self.launcher.forward_kernel.passes + 1)
 
-    def precompile(self, slots: Sequence[int] | None, vjp: bool) -> int:
+    def precompile(
+        self,
+        slots: Sequence[int] | None,
+        vjp: bool,
+        columns: Sequence[int] = (),
+        shifted: bool = False,
+    ) -> int:
         """Build the forward kernel (or chain) and, with ``slots``, the adjoint kernel(s) by
-        them (a product with ``vjp``); the number built by this call."""
-        return self.launcher.precompile(slots, vjp)
+        them (a product with ``vjp``). Where angles come from parameter rows, the kernels that
+        read them (the adjoint by ``columns``), and with ``shifted`` the (B, K)-angle forward
+        kernel that parameter-shift passes launch; the number built by this call."""
+        launcher = self.launcher
+        if Capability.PARAMETERS not in self.capabilities:
+            return launcher.precompile(slots, vjp)
+        if slots:
+            return launcher.precompile_parameters(slots, columns, vjp)
+        built = launcher.precompile_parameters(None, (), False)
+        return built + (launcher.precompile(None) if shifted else 0)
 
     def adjoint_fits(self, slots: Sequence[int], vjp: bool) -> bool:
         """Whether a row's state and adjoint state(s) fit the device's shared memory."""
@@ -165,6 +198,24 @@ class FusedKernelRunner(KernelRunner):
         """(B, O, S) float64 slot derivatives of (B, K) float64 ``angles``, or (B, 1, S) for a
         (B, O) float64 ``cotangent``: one launch of the fused adjoint kernel."""
         return self.launcher.adjoint(angles, slots, cotangent)
+
+    def forward_parameters(self, rows: ParameterRows, buffers: Buffers) -> Any:
+        """(B, O) float64 outputs of the parameter ``rows``: one launch, the angles computed
+        in the kernel."""
+        return self.launcher.forward_parameters(rows.inputs, rows.weights)
+
+    def adjoint_parameters(
+        self,
+        rows: ParameterRows,
+        slots: Sequence[int],
+        columns: Sequence[int],
+        buffers: Buffers,
+        cotangent: Any = None,
+    ) -> Any:
+        """(B, O, J) float64 derivatives by the parameter ``columns``, or (B, 1, J) for a
+        (B, O) float64 ``cotangent``: one launch, the chain rule in the kernel."""
+        launcher = self.launcher
+        return launcher.adjoint_parameters(rows.inputs, rows.weights, slots, columns, cotangent)
 
 
 def cuda_runner(

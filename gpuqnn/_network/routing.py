@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from qiskit_machine_learning.exceptions import QiskitMachineLearningError
 
+from .. import _profile
 from .._exact import FAST_PATH
 from .._sim.backend import on_device
 from .._sim.parameters import SampleRows
@@ -125,7 +126,12 @@ class RoutingMixin(SimulatorHandle):
     def _to_caller(self, values: Any, xp: Any) -> Any:
         """Backend ``values`` as arrays of the caller's array module ``xp``: NumPy for host
         calls (one copy from a device), the backend's own for device calls."""
-        return self._backend.to_host(values) if xp is np else values
+        if xp is not np:
+            return values
+        if self._backend.is_gpu:
+            _profile.count("device_to_host_bytes", int(values.nbytes))
+            _profile.count("host_ops")
+        return self._backend.to_host(values)
 
     # ---- passes -----------------------------------------------------------------------------
     @on_device("_backend")
@@ -209,6 +215,10 @@ class RoutingMixin(SimulatorHandle):
 
     def _simulated_forward(self, input_data: Any, weights: Any, xp: Any) -> Any:
         """The simulator's forward values, as arrays of ``xp`` (the caller's array module)."""
+        with _profile.recording("forward", "", "", None, 0):
+            return self._simulated_forward_values(input_data, weights, xp)
+
+    def _simulated_forward_values(self, input_data: Any, weights: Any, xp: Any) -> Any:
         values = self._simulator().forward(self._parameter_matrix(input_data, weights, xp))
         sampler = self._output_sampler(backward=False)
         if sampler is not None:
@@ -217,6 +227,10 @@ class RoutingMixin(SimulatorHandle):
 
     def _simulated_backward(self, input_data: Any, weights: Any, xp: Any) -> tuple[Any, Any]:
         """The simulator's gradients, as arrays of ``xp`` (the caller's array module)."""
+        with _profile.recording("backward", "", "", None, 0):
+            return self._simulated_gradients(input_data, weights, xp)
+
+    def _simulated_gradients(self, input_data: Any, weights: Any, xp: Any) -> tuple[Any, Any]:
         params = self._parameter_matrix(input_data, weights, xp)
         columns = self._trained_columns()
         if params.size == 0 or columns is None:

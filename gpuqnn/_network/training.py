@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _profile
 from .._sim.backend import on_device
 from .._sim.sharded import ShardedTape
 from .._sim.tape import Tape
@@ -106,6 +107,12 @@ class TrainingMixin(RoutingMixin):
 
     def _simulated_vjp(
         self, inputs: Any, weights: Any, g: Any, xp: Any, tape: AnyTape | None = None
+    ) -> tuple[Any, Any]:
+        with _profile.recording("vjp", "", "", None, 0):
+            return self._simulated_products(inputs, weights, g, xp, tape)
+
+    def _simulated_products(
+        self, inputs: Any, weights: Any, g: Any, xp: Any, tape: AnyTape | None
     ) -> tuple[Any, Any]:
         params = self._parameter_matrix(inputs, weights, xp)
         columns = self._trained_columns()

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .. import _profile
 from .executor import ChunkExecutor
-from .parameters import AngleMap
-from .protocols import AdjointRunner, Capability
+from .parameters import AngleMap, ParameterRows
+from .protocols import AdjointRunner, Capability, ParameterAdjointRunner
 from .sinks import Sink
 
 CHECKPOINT_MIN_SAMPLES = 16
@@ -117,6 +118,26 @@ class AdjointStrategy:
             states=2 if vjp else 1 + self.num_outputs,
         )
 
+        if Capability.PARAMETERS in runner.capabilities and isinstance(
+            runner, ParameterAdjointRunner
+        ):
+            rows = ParameterRows.on_backend(params, self.angle_map.backend)
+
+            def direct(start: int, stop: int) -> None:
+                assert isinstance(runner, ParameterAdjointRunner)
+                _profile.count("host_ops", 1 if cotangent is None else 2)  # the chunks' slices
+                derivatives = runner.adjoint_parameters(
+                    rows.rows(start, stop),
+                    slots,
+                    columns,
+                    executor.buffers(),
+                    None if cotangent is None else cotangent[start:stop],
+                )
+                grad.add(start, stop, derivatives)
+
+            executor.run(direct, batch, sizing)
+            return
+
         def task(start: int, stop: int) -> None:
             chunk = params[start:stop]
             dslot = runner.adjoint(
@@ -126,6 +147,7 @@ class AdjointStrategy:
                 checkpoints,
                 None if cotangent is None else cotangent[start:stop],
             )
+            _profile.count("host_ops")
             grad.add(start, stop, dslot @ self.angle_map.jacobian(chunk, slots, columns))
 
         executor.run(task, batch, sizing)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import NamedTuple
 
+from .._profile import in_context
 from .backend import Backend
 from .buffers import Buffers
 from .threads import ForkSafeLock, default_threads, pass_limits, pass_running, worker_pool
@@ -172,7 +173,8 @@ class ChunkExecutor:
                         task(start, min(start + chunk, total))
 
                 pool = worker_pool()
-                futures = [pool.submit(share, first) for first in range(min(workers, len(starts)))]
+                shared = in_context(share)  # a profile's counts follow the chunks to the pool
+                futures = [pool.submit(shared, first) for first in range(min(workers, len(starts)))]
                 for future in futures:
                     future.result()
         finally:

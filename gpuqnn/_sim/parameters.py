@@ -8,11 +8,13 @@ slots, J differentiated parameter columns, O outputs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from .. import _profile
 from .._compile import AngleTable
 from .backend import Backend
 
@@ -41,6 +43,59 @@ class SampleRows:
         chunk = self.inputs[rows]
         tiled = self.xp.broadcast_to(self.weights, (chunk.shape[0], self.weights.shape[0]))
         return self.xp.concatenate([chunk, tiled], axis=1)
+
+
+@dataclass(frozen=True)
+class ParameterRows:
+    """Parameter rows on the backend as kernels read them, without a (B, P) copy: column
+    ``j < num_inputs`` of sample b is ``inputs[b, j]``, a later column ``weights[j -
+    num_inputs]`` (shared by every sample).
+
+    Attributes:
+        inputs: (B, num_inputs) float64 C-contiguous backend array.
+        weights: (P - num_inputs,) float64 C-contiguous backend array (may be empty).
+        num_inputs: the columns read per sample.
+    """
+
+    inputs: Any
+    weights: Any
+    num_inputs: int
+
+    @property
+    def batch(self) -> int:
+        """B."""
+        return int(self.inputs.shape[0])
+
+    def rows(self, start: int, stop: int) -> ParameterRows:
+        """Samples ``start:stop`` (a view)."""
+        return ParameterRows(self.inputs[start:stop], self.weights, self.num_inputs)
+
+    @classmethod
+    def on_backend(cls, params: Any, backend: Backend) -> ParameterRows:
+        """The (B, P) ``params`` (a host or backend array, or :class:`SampleRows`) on
+        ``backend``, each array copied there once (not at all where it is already there).
+
+        Args:
+            params: (B, P) float64 parameter values.
+            backend: where the kernels run.
+        """
+        xp = backend.xp
+        if isinstance(params, SampleRows):
+            parts = (params.inputs, params.weights)
+        else:
+            parts = (params, np.zeros(0))
+        arrays = []
+        for part in parts:
+            if not backend.is_array(part):
+                _profile.count("host_to_device_bytes", 8 * int(np.size(part)))
+                _profile.count("host_ops")
+            array = backend.asarray(part, dtype=np.float64)
+            if not array.flags.c_contiguous:
+                _profile.count("host_ops")
+                array = xp.ascontiguousarray(array)
+            arrays.append(array)
+        inputs, weights = arrays
+        return cls(inputs, weights, int(inputs.shape[1]))
 
 
 class AngleMap:

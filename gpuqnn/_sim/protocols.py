@@ -25,6 +25,7 @@ import numpy as np
 
 from .blocks import Shifts
 from .buffers import Buffers
+from .parameters import ParameterRows
 from .shift_plan import ShiftPlan
 from .sinks import Sink
 
@@ -103,6 +104,10 @@ class Capability(enum.Enum):
     """Keeps a forward sweep for a later reverse sweep (:class:`TapeRunner`)."""
     PRECOMPILE = "precompile"
     """Compiles code on first use and can do it ahead of a pass (:class:`PrecompilingRunner`)."""
+    PARAMETERS = "parameters"
+    """Takes the (B, P) parameters themselves and evaluates the angle table inside its
+    kernels: forward passes and adjoint derivatives by parameter columns, with no (B, K) angle
+    or (B, S, J) Jacobian array (:class:`ParameterRunner`)."""
 
 
 @runtime_checkable
@@ -195,10 +200,43 @@ class PrecompilingRunner(Runner, Protocol):
     """A runner with :attr:`Capability.PRECOMPILE`: its first pass would compile code (the
     CUDA kernels: NVRTC, seconds per kernel), which :meth:`precompile` does ahead."""
 
-    def precompile(self, slots: Sequence[int] | None, vjp: bool) -> int:
-        """Compile (or load from a cache) what its forward and parameter-shift passes launch,
-        and with ``slots`` what its adjoint pass by them launches (a product with ``vjp``);
-        the number of kernels built by this call (0 when all were built before)."""
+    def precompile(
+        self,
+        slots: Sequence[int] | None,
+        vjp: bool,
+        columns: Sequence[int] = (),
+        shifted: bool = False,
+    ) -> int:
+        """Compile (or load from a cache) what its forward passes launch (with ``shifted``,
+        its parameter-shift passes too), and with ``slots`` what its adjoint pass by them (by
+        the parameter ``columns`` whose slots they are) launches (a product with ``vjp``); the
+        number of kernels built by this call (0 when all were built before)."""
+
+
+@runtime_checkable
+class ParameterRunner(Runner, Protocol):
+    """A runner with :attr:`Capability.PARAMETERS`: it reads parameter rows and evaluates the
+    angle table itself."""
+
+    def forward_parameters(self, rows: ParameterRows, buffers: Buffers) -> Any:
+        """(B, O) real outputs of the parameter ``rows``."""
+
+
+@runtime_checkable
+class ParameterAdjointRunner(AdjointRunner, ParameterRunner, Protocol):
+    """A runner with :attr:`Capability.PARAMETERS` and :attr:`Capability.ADJOINT`: its adjoint
+    applies the chain rule to parameter columns itself."""
+
+    def adjoint_parameters(
+        self,
+        rows: ParameterRows,
+        slots: Sequence[int],
+        columns: Sequence[int],
+        buffers: Buffers,
+        cotangent: Any = None,
+    ) -> Any:
+        """(B, O, J) real derivatives of the outputs by the parameter ``columns`` (whose
+        angles are those of ``slots``), or (B, 1, J) for a (B, O) real ``cotangent``."""
 
 
 _CAPABILITY_PROTOCOLS: dict[Capability, type[Any]] = {
@@ -206,6 +244,7 @@ _CAPABILITY_PROTOCOLS: dict[Capability, type[Any]] = {
     Capability.VJP: AdjointRunner,
     Capability.TAPE: TapeRunner,
     Capability.PRECOMPILE: PrecompilingRunner,
+    Capability.PARAMETERS: ParameterRunner,
 }
 
 

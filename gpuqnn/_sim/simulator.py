@@ -29,17 +29,21 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
+from .. import _profile
 from .._compile import Program
 from .._options import SimulatorOptions
 from .adjoint_strategy import AdjointStrategy
 from .backend import Backend, on_device
 from .block_circuit import BlockCircuit
 from .executor import ChunkExecutor
-from .parameters import AngleMap
+from .parameters import AngleMap, ParameterRows
 from .protocols import (
     AdjointRunner,
     Capability,
     GradientStrategy,
+    ParameterRunner,
     PrecompilingRunner,
     Readout,
     Runner,
@@ -137,18 +141,39 @@ class Simulator:
         Returns:
             (B, O) float64 outputs on the backend.
         """
+        with self._recording("forward", params.shape[0], None):
+            return self._forward(params)
+
+    def _recording(self, call: str, batch: int, method: str | None) -> Any:
+        """The profile record of one call (:func:`gpuqnn.profile`; nothing outside one)."""
+        return _profile.recording(
+            call, self.backend.name, self.runner.description, method, int(batch)
+        )
+
+    def _forward(self, params: Any) -> Any:
         xp = self.backend.xp
         batch = params.shape[0]
-        out = xp.empty((batch, self.num_outputs), dtype="float64")
-        per_row = (
-            self.runner.row_bytes() + self.runner.sample_bytes() + self.angle_map.host_bytes([], [])
-        )
-        what = f"one row of a forward pass ({self.runner.description})"
+        runner = self.runner
+        direct = Capability.PARAMETERS in runner.capabilities
+        per_row = runner.row_bytes() + runner.sample_bytes()
+        per_row += self.angle_map.host_bytes([], []) if not direct else 0
+        what = f"one row of a forward pass ({runner.description})"
         sizing = self.executor.sizing(per_row, what, batch)
+        if direct and isinstance(runner, ParameterRunner):
+            rows = ParameterRows.on_backend(params, self.backend)
+            if sizing.chunk >= batch:  # one chunk: the kernel's output is the result
+                return runner.forward_parameters(rows, self.executor.buffers())
+        _profile.count("host_ops")
+        out = xp.empty((batch, self.num_outputs), dtype="float64")
 
         def task(start: int, stop: int) -> None:
-            angles = self.angle_map.angles(params[start:stop])
-            out[start:stop] = self.runner.forward(angles, self.executor.buffers())
+            if direct and isinstance(runner, ParameterRunner):
+                result = runner.forward_parameters(rows.rows(start, stop), self.executor.buffers())
+            else:
+                angles = self.angle_map.angles(params[start:stop])
+                result = runner.forward(angles, self.executor.buffers())
+            _profile.count("host_ops")
+            out[start:stop] = result
 
         self.executor.run(task, batch, sizing)
         return out
@@ -185,14 +210,18 @@ class Simulator:
         if Capability.PRECOMPILE not in runner.capabilities:
             return 0
         assert isinstance(runner, PrecompilingRunner)
-        built = runner.precompile(None, False)
         slots = self.differentiated_slots(columns) if columns else []
-        for vjp in (False, True) if vjps else (False,):
+        products = (False, True) if vjps else (False,)
+        shifted = bool(slots) and any(
+            self._strategy(columns or (), shots, vjp) is not self.adjoint for vjp in products
+        )
+        built = runner.precompile(None, False, shifted=shifted)
+        for vjp in products:
             if not slots or self._strategy(columns or (), shots, vjp) is not self.adjoint:
                 continue
             serving: object = self.adjoint.runner(slots, vjp)
             if serving is runner:
-                built += runner.precompile(slots, vjp)
+                built += runner.precompile(slots, vjp, list(columns or ()))
         return built
 
     def _strategy(self, columns: Sequence[int], shots: bool, vjp: bool) -> GradientStrategy:
@@ -230,13 +259,15 @@ class Simulator:
             (B, O, J) float64 derivatives on the backend.
         """
         batch = params.shape[0]
-        grad = self.backend.xp.zeros((batch, self.num_outputs, len(columns)), dtype="float64")
-        slots = self.differentiated_slots(columns)
-        if not slots or batch == 0:
-            return grad
         strategy = self._strategy(columns, sample is not None, False)
-        strategy.run(params, slots, columns, DenseSink(grad), sample)
-        return grad
+        with self._recording("backward", batch, strategy.name):
+            _profile.count("host_ops")
+            grad = self.backend.xp.zeros((batch, self.num_outputs, len(columns)), dtype="float64")
+            slots = self.differentiated_slots(columns)
+            if not slots or batch == 0:
+                return grad
+            strategy.run(params, slots, columns, DenseSink(grad), sample)
+            return grad
 
     @on_device("backend")
     def forward_taped(self, params: Any, columns: Sequence[int]) -> tuple[Any, Tape | None]:
@@ -328,16 +359,22 @@ class Simulator:
             (summed,) sums over the samples of the others, on the backend.
         """
         batch = params.shape[0]
-        grad = ProductSink(self.backend.xp, batch, len(columns), len(columns) - summed)
-        slots = self.differentiated_slots(columns)
-        if slots and batch > 0:
-            g = self.backend.asarray(cotangent, dtype="float64")
-            if tape is not None and tape.serves(columns, batch):
-                self._reverse(params, columns, g, tape, grad)
-            else:
-                strategy = self._strategy(columns, sample is not None, True)
-                strategy.run(params, slots, columns, grad, sample, cotangent=g)
-        return grad.per_sample, grad.total
+        taped = tape is not None and tape.serves(columns, batch)
+        strategy = self._strategy(columns, sample is not None, True)
+        with self._recording("vjp", batch, "adjoint (tape)" if taped else strategy.name):
+            grad = ProductSink(self.backend.xp, batch, len(columns), len(columns) - summed)
+            slots = self.differentiated_slots(columns)
+            if slots and batch > 0:
+                if not self.backend.is_array(cotangent):
+                    _profile.count("host_to_device_bytes", 8 * int(np.size(cotangent)))
+                    _profile.count("host_ops")
+                g = self.backend.asarray(cotangent, dtype="float64")
+                if taped:
+                    assert tape is not None
+                    self._reverse(params, columns, g, tape, grad)
+                else:
+                    strategy.run(params, slots, columns, grad, sample, cotangent=g)
+            return grad.per_sample, grad.total
 
     def _reverse(
         self, params: Any, columns: Sequence[int], g: Any, tape: Tape, grad: ProductSink

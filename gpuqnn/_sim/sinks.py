@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from .. import _profile
 from .threads import ForkSafeLock
 
 
@@ -31,6 +32,7 @@ class DenseSink:
         self.array = array
 
     def add(self, start: int, stop: int, values: Any) -> None:
+        _profile.count("host_ops", 3)  # the slice, the add, the store
         self.array[start:stop] += values
 
 
@@ -52,6 +54,7 @@ class ProductSink:
 
     def __init__(self, xp: Any, batch: int, columns: int, kept: int) -> None:
         self.kept = kept
+        _profile.count("host_ops", 2)
         self.per_sample = xp.zeros((batch, kept), dtype="float64")
         self.total = xp.zeros(columns - kept, dtype="float64")
         self._batch = batch
@@ -60,6 +63,8 @@ class ProductSink:
         self._lock = ForkSafeLock()
 
     def add(self, start: int, stop: int, values: Any) -> None:
+        # slices of values and per_sample, the add, the store; a slice and its sum; the total
+        _profile.count("host_ops", 7)
         self.per_sample[start:stop] += values[:, 0, : self.kept]
         part = values[:, 0, self.kept :].sum(axis=0)
         with self._lock:
