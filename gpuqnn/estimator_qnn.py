@@ -42,7 +42,7 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         input_gradients: whether ``backward`` also returns gradients by the inputs.
         default_precision: precision passed to a non-exact estimator; the simulator is exact.
         pass_manager: optional pass manager the circuit is transpiled with once.
-        {options: device, dtype, gradient_method, max_memory, threads}
+        {options: device, dtype, gradient_method, max_memory, threads, engine}
 
     Raises:
         QiskitMachineLearningError: the circuit cannot be simulated (mid-circuit measurement,
@@ -70,9 +70,10 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         gradient_method: str = "auto",
         max_memory: int | str | None = None,
         threads: int | None = None,
+        engine: str = "auto",
     ) -> None:
         options = SimulatorOptions.checked(
-            device, dtype, gradient_method, max_memory, threads=threads
+            device, dtype, gradient_method, max_memory, threads=threads, engine=engine
         )
         check_parameters(circuit, input_params, weight_params)
         super().__init__(

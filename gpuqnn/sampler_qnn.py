@@ -84,11 +84,12 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         gradient_method: str = "auto",
         max_memory: int | str | None = None,
         threads: int | None = None,
+        engine: str = "auto",
         shots: int | None = None,
         seed: int | None = None,
     ) -> None:
         options = SimulatorOptions.checked(
-            device, dtype, gradient_method, max_memory, threads=threads
+            device, dtype, gradient_method, max_memory, threads=threads, engine=engine
         )
         check_parameters(circuit, input_params, weight_params)
         shots = check_shots(shots)
