@@ -47,11 +47,13 @@ class NativeSweep:
     Attributes:
         phi: (1, R, D) complex final states.
         angles: (R, K) float64 angles.
+        outputs: (R, O) float64 outputs (the same as :meth:`NativeRunner.forward`'s).
         work: the buffers that hold them.
     """
 
     phi: Any
     angles: Any
+    outputs: Any
     work: Buffers
 
 
@@ -166,7 +168,7 @@ class NativeRunner:
         kept[...] = angles
         out = buffers.get("native_outputs", (rows, self.num_outputs), np.float64)
         self.program.forward(kept, *_UNSHIFTED, out, phi[0], self.single)
-        return NativeSweep(phi, kept, buffers)
+        return NativeSweep(phi, kept, out, buffers)
 
     def reverse(self, sweep: Any, slots: Sequence[int], cotangent: Any) -> Any:
         """(R, 1, S) float64 products by ``slots`` from a kept ``sweep`` and the (R, O)
