@@ -1,10 +1,12 @@
 """The engines a network can run on, in ONE table (:data:`ENGINES`), and the emulated GPU.
 
 The conformance suite (``test_conformance.py``) runs every test body once per entry of
-:data:`ENGINES`, through the ``engine`` fixture (``conftest.py``). Adding an engine (the native
-CPU engine, a density-matrix mode) is one :class:`Engine` entry here: a name, a function that
-puts a network on it (``numpy`` and ``native``: the two CPU engines), and the marks its tests carry (``gpu``: needs CuPy and a device, skipped
-elsewhere with the reason; ``gpu_logic``: the CUDA kernels emulated on the host, runs in CI).
+:data:`ENGINES`, through the ``engine`` fixture (``conftest.py``). Adding an engine (a
+density-matrix mode) is one :class:`Engine` entry here: a name, a function that puts a network
+on it, and the marks its tests carry (``gpu``: needs CuPy and a device, skipped elsewhere with
+the reason; ``gpu_logic``: the CUDA kernels emulated on the host, runs in CI). The two CPU
+engines are ``numpy`` (the block engine) and ``native`` (the C++ engine, skipped where it is
+not built unless ``GPUQNN_REQUIRE_NATIVE=1``).
 
 This is also the one test module that reaches into gpuqnn's private kernel and backend modules
 (``gpuqnn._cuda``, ``gpuqnn._sim.backend``) for the emulation: other tests import the names they
