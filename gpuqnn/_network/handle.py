@@ -247,7 +247,10 @@ class SimulatorHandle(_ParentNetwork):
     def __repr__(self) -> str:
         engine = "delegating to qiskit primitives"
         if self._simulator_serves_forward():
-            engine = f"engine: {self.engine}"
+            try:
+                engine = f"engine: {self.engine}"
+            except InterpretError:  # reported by the first pass
+                engine = "engine: not built (interpret does not fit output_shape)"
         method = f"'{self.gradient_method}'"
         try:
             resolved = self.resolved_gradient_method()
