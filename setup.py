@@ -35,7 +35,7 @@ if X86:
         "-mavx512cd",
         "-mprefer-vector-width=512",
     ]
-COMMON = ["-std=c++17", "-O3", "-fno-math-errno", "-fvisibility=hidden"]
+COMMON = ["-std=c++17", "-O3", "-fno-math-errno", "-fopenmp-simd", "-fvisibility=hidden"]
 
 
 class BuildNative(build_ext):
@@ -74,6 +74,11 @@ def _extensions() -> list[Extension]:
             "gpuqnn._native._core",
             [os.path.join(SRC, "module.cpp")],
             include_dirs=[SRC],
+            # relink when the kernels change (their objects are compiled in build_extension)
+            depends=[
+                os.path.join(SRC, name)
+                for name in ("kernels.hpp", "program.hpp", *(f"isa_{i}.cpp" for i in NATIVE_ISAS))
+            ],
             cxx_std=17,
             extra_compile_args=["-O2", "-fvisibility=hidden"],
             optional=os.environ.get("GPUQNN_REQUIRE_NATIVE", "") != "1",
