@@ -78,7 +78,8 @@ OPTION_DOCS: dict[str, str] = {
     "engine": (
         '``"auto"`` (default), ``"native"`` or ``"numpy"``: what runs the passes on the CPU. '
         '``"auto"`` uses the native C++ engine where it was built at install time (a C++ '
-        "compiler was present) and serves the circuit, else the NumPy block engine (a "
+        "compiler was present) and serves the circuit of at most 10 simulated qubits (above, "
+        "the NumPy block engine measured as fast or faster), else the NumPy block engine (a "
         "``logging`` record at INFO says why); the environment variable ``GPUQNN_ENGINE=numpy`` "
         'forces NumPy where the option is ``"auto"``. ``"native"`` raises ``ValueError`` where '
         "the native engine cannot serve. ``repr`` of a network names the engine that runs."

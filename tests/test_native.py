@@ -223,3 +223,22 @@ def test_the_sampler_with_interpret_on_both_dtypes() -> None:
         want = reference.vjp(inputs, weights, cotangent)
         for a, b in zip(got, want, strict=True):
             np.testing.assert_allclose(a, b, atol=10 * atol, rtol=0)
+
+
+def test_auto_leaves_large_circuits_to_numpy_unless_asked(caplog) -> None:
+    qc, feature_map, ansatz = zz_real_amplitudes(11, reps=1)
+    kwargs = {"circuit": qc, "input_params": feature_map.parameters}
+    kwargs["weight_params"] = ansatz.parameters
+    with caplog.at_level(logging.INFO, logger="gpuqnn._native.runner"):
+        assert EstimatorQNN(**kwargs).engine == "block engine"
+    assert "11 qubits" in caplog.text and "engine='native'" in caplog.text
+    native = EstimatorQNN(**kwargs, engine="native")
+    assert native.engine.startswith("native")
+    rng = np.random.default_rng(2)
+    inputs, weights = rng.uniform(0, np.pi, (3, 11)), rng.uniform(0, np.pi, ansatz.num_parameters)
+    np.testing.assert_allclose(
+        native.forward(inputs, weights),
+        EstimatorQNN(**kwargs).forward(inputs, weights),
+        rtol=0,
+        atol=1e-11,
+    )

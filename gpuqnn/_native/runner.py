@@ -38,6 +38,13 @@ ISA_VARIABLE = "GPUQNN_NATIVE_ISA"
 
 _UNSHIFTED = (np.full(1, -1, dtype=np.int32), np.zeros(1))
 
+AUTO_MAX_QUBITS = 10
+"""Most simulated qubits for which ``engine="auto"`` takes the native engine: measured side by
+side with the NumPy block engine on one core (ZZFeatureMap + RealAmplitudes, forward and
+vector-Jacobian product, both dtypes), the native engine is 1.2-1.8x faster up to 9 qubits, even
+at 10 and 0.84-0.94x on gradients at 11 and 12, where the NumPy engine's BLAS-backed blocks win
+(benchmarks/README.md). ``engine="native"`` runs it at any size."""
+
 
 @dataclass
 class NativeSweep:
@@ -195,7 +202,8 @@ def native_runner(
 ) -> NativeRunner | None:
     """The native engine's runner for ``circuit`` with ``readout`` on a CPU ``backend``, or
     None (the block engine serves): on a GPU, with ``engine="numpy"`` (or
-    ``GPUQNN_ENGINE=numpy``), where the module is not built or the program is not supported.
+    ``GPUQNN_ENGINE=numpy``), where the module is not built or the program is not supported,
+    and with ``engine="auto"`` above :data:`AUTO_MAX_QUBITS` simulated qubits.
 
     Raises:
         ValueError: ``engine="native"`` where the native engine cannot serve.
@@ -207,6 +215,12 @@ def native_runner(
         return None
     core = load_core()  # logs once (INFO) where it is not built
     reason = "it is not built" if core is None else unsupported_reason(circuit.program, readout)
+    qubits = circuit.program.num_qubits
+    if reason is None and choice == "auto" and qubits > AUTO_MAX_QUBITS:
+        reason = (
+            f"{qubits} qubits: above {AUTO_MAX_QUBITS} the NumPy block engine is as fast or "
+            "faster; engine='native' forces it"
+        )
     if reason is not None:
         if choice == "native":
             raise ValueError(f"engine='native' cannot run this network: {reason}")
