@@ -32,6 +32,8 @@ MAX_GROUP_TARGETS = 3
 MAX_QUBITS = 30
 """Most simulated qubits (a row's state is one array in memory)."""
 _GROUPED = (OpKind.DENSE, OpKind.PERM, OpKind.ROT)
+CLEAN = 1e-15
+"""Real and imaginary parts of op constants below this are taken as zero."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,11 @@ class _Pool:
 
     def add_complex(self, values: object) -> int:
         array = np.asarray(values, dtype=np.complex128).ravel()
+        # parts below CLEAN (e.g. rz's 6e-17 real parts, from a generator computed at pi) are
+        # zero: the kernels then take their real or imaginary fast paths and skip zero entries
+        array = np.where(np.abs(array.real) < CLEAN, 0, array.real) + 1j * np.where(
+            np.abs(array.imag) < CLEAN, 0, array.imag
+        )
         at = self.complex_size
         self.complex.append(array)
         self.complex_size += array.size
