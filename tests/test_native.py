@@ -242,3 +242,23 @@ def test_auto_leaves_large_circuits_to_numpy_unless_asked(caplog) -> None:
         rtol=0,
         atol=1e-11,
     )
+
+
+@pytest.mark.parametrize("dtype", ["complex128", "complex64"])
+def test_a_jacobian_of_many_outputs_runs_in_blocks_of_outputs(dtype) -> None:
+    """With room for 3 adjoint states per call, the 8 outputs of a full distribution run in
+    blocks of 3, 3 and 2 (each sweeping forward again): the same derivatives as in one call."""
+    program = random_program(4, 3, num_ops=16)
+    readout = make_readout("direct", 3, 4, dtype)
+    circuit = BlockCircuit(program, select_backend("cpu", dtype))
+    whole = NativeRunner(load_core(), circuit, readout)
+    itemsize = np.dtype(dtype).itemsize
+    blocked = NativeRunner(load_core(), circuit, readout, scratch_bytes=4 * 8 * 8 * itemsize)
+    assert blocked._output_block() == 3 and whole._output_block() == 8
+    angles = np.random.default_rng(4).uniform(-3, 3, (11, program.angles.num_slots))
+    slots = list(range(program.angles.num_slots))
+    expected = whole.adjoint(angles, slots, Buffers(np), False)
+    np.testing.assert_array_equal(blocked.adjoint(angles, slots, Buffers(np), False), expected)
+    fd = _finite_differences(program, make_readout("direct", 3, 4, "complex128"), angles)
+    np.testing.assert_allclose(expected, fd, rtol=0, atol=FD_TOL[dtype])
+    assert blocked.adjoint_cost(slots, False) > whole.adjoint_cost(slots, False)

@@ -38,6 +38,12 @@ ISA_VARIABLE = "GPUQNN_NATIVE_ISA"
 
 _UNSHIFTED = (np.full(1, -1, dtype=np.int32), np.zeros(1))
 
+LANES = 8
+"""Rows per group in the kernels (``W`` in ``src/kernels.hpp``)."""
+SCRATCH_BYTES = 16 << 20
+"""Most bytes of states one call holds per worker thread (a group's state and adjoint states);
+a Jacobian of more outputs than fit runs in blocks of outputs, each sweeping forward again."""
+
 AUTO_MAX_QUBITS = 10
 """Most simulated qubits for which ``engine="auto"`` takes the native engine: measured side by
 side with the NumPy block engine on one core (ZZFeatureMap + RealAmplitudes, forward and
@@ -72,13 +78,21 @@ class NativeRunner:
         circuit: the program fused into blocks (its program and backend).
         readout: the network's readout (Pauli terms or an index table).
         isa: instruction set of the kernels, ``"auto"`` for the best this CPU runs.
+        scratch_bytes: most bytes of states a call holds (:data:`SCRATCH_BYTES`).
     """
 
     capabilities = frozenset(
         {Capability.SHIFTED, Capability.ADJOINT, Capability.VJP, Capability.TAPE}
     )
 
-    def __init__(self, core: Any, circuit: BlockCircuit, readout: Readout, isa: str = "auto"):
+    def __init__(
+        self,
+        core: Any,
+        circuit: BlockCircuit,
+        readout: Readout,
+        isa: str = "auto",
+        scratch_bytes: int = SCRATCH_BYTES,
+    ):
         tables = encode_tables(circuit.program, readout)
         self.program = core.NativeProgram(
             tables.num_qubits, tables.num_slots, tables.num_outputs, tables.ops, tables.ints,
@@ -93,6 +107,7 @@ class NativeRunner:
         self.num_slots = tables.num_slots
         self.num_outputs = tables.num_outputs
         self.dim = 1 << tables.num_qubits
+        self.scratch_bytes = scratch_bytes
 
     # ---- sizes and costs --------------------------------------------------------------------
     def row_bytes(self) -> int:
@@ -114,10 +129,12 @@ class NativeRunner:
         return True
 
     def adjoint_cost(self, slots: Sequence[int], vjp: bool) -> float:
-        """The forward sweep, the adjoint states, then per op the state and every adjoint
-        state un-applied and each differentiated op's overlap (passes over one state)."""
+        """Per block of outputs (one with ``vjp``): the forward sweep, the adjoint states, then
+        per op the state and every adjoint state un-applied and each differentiated op's
+        overlap (passes over one state)."""
         states = 1 if vjp else self.num_outputs
-        return float(self.num_ops + 1 + states * (1 + 2 * self.num_ops) + self.num_ops)
+        blocks = 1 if vjp else -(-self.num_outputs // self._output_block())
+        return float(blocks * (2 * self.num_ops + 1) + states * (1 + 2 * self.num_ops))
 
     def adjoint_sample_bytes(self, slots: Sequence[int], vjp: bool, checkpoints: bool) -> int:
         """Bytes per sample: its derivatives, angles and cotangent; with ``checkpoints`` (a
@@ -157,12 +174,29 @@ class NativeRunner:
         (B, O) float64 ``cotangent``: one call (``checkpoints`` changes nothing)."""
         return self._adjoint(angles, slots, cotangent, None)
 
+    def _output_block(self) -> int:
+        """Adjoint states per call: as many outputs as keep a worker's scratch (the state and
+        the adjoint states of a group of rows) within ``scratch_bytes``."""
+        per_state = self.dim * LANES * self.dtype.itemsize
+        return max(1, min(self.num_outputs, self.scratch_bytes // per_state - 1))
+
     def _adjoint(self, angles: Any, slots: Sequence[int], cotangent: Any, final: Any) -> Any:
-        states = self.num_outputs if cotangent is None else 1
-        out = np.empty((angles.shape[0], states, len(slots)))
-        self.program.adjoint(
-            angles, self._columns(slots), len(slots), cotangent, out, final, self.single
-        )
+        column = self._columns(slots)
+        if cotangent is not None:
+            out = np.empty((angles.shape[0], 1, len(slots)))
+            self.program.adjoint(
+                angles, column, len(slots), cotangent, 0, 1, out, final, self.single
+            )
+            return out
+        out = np.empty((angles.shape[0], self.num_outputs, len(slots)))
+        block = self._output_block()
+        for first in range(0, self.num_outputs, block):  # each block sweeps forward again
+            count = min(block, self.num_outputs - first)
+            part = np.empty((angles.shape[0], count, len(slots)))
+            self.program.adjoint(
+                angles, column, len(slots), None, first, count, part, final, self.single
+            )
+            out[:, first : first + count] = part
         return out
 
     # ---- tape -------------------------------------------------------------------------------

@@ -460,19 +460,20 @@ inline void readout(const Tables& p, State<T> st, double* out) {
   }
 }
 
-// lam = sum_o w[o] H_o psi per lane (w: (W, O) cotangents), or, with w null, lam_o = H_o psi
-// for every output o (lam holds O group states of D * W).
+// lam = sum_o w[o] H_o psi per lane (w: (W, O) cotangents), or, with w null, lam_e = H_o psi
+// for the outputs o = first + e, e < count (lam holds count group states of D * W).
 template <typename T>
-inline void adjoint_states(const Tables& p, State<T> psi, const double* w, State<T> lam) {
+inline void adjoint_states(const Tables& p, State<T> psi, const double* w, int64_t first,
+                           int64_t count, State<T> lam) {
   const int64_t D = p.dim, O = p.num_outputs;
-  const int64_t states = w ? 1 : O;
+  const int64_t states = w ? 1 : count;
   fill(lam.re, states * D * W, T(0));
   fill(lam.im, states * D * W, T(0));
   if (p.readout == PROBABILITY) {
     for (int64_t b = 0; b < D; ++b) {
       const int64_t o = p.index[b];
-      if (o < 0) continue;
-      const int64_t to = (w ? 0 : o * D * W) + b * W;
+      if (o < 0 || (!w && (o < first || o >= first + count))) continue;
+      const int64_t to = (w ? 0 : (o - first) * D * W) + b * W;
       GQN_LANES
       for (int l = 0; l < W; ++l) {
         const T scale = w ? T(w[l * O + o]) : T(1);
@@ -485,6 +486,7 @@ inline void adjoint_states(const Tables& p, State<T> psi, const double* w, State
   // H psi [a] = psi[a ^ x] s(a) (c sigma + conj(c)) / 2, sigma = (-1)^|x & z|
   for (int64_t t = 0; t < p.num_terms; ++t) {
     const int64_t x = p.xmask[t], z = p.zmask[t], o = p.term_output[t];
+    if (!w && (o < first || o >= first + count)) continue;
     const double sigma = sign(x, z), cr = p.coeff[2 * t], ci = p.coeff[2 * t + 1];
     alignas(64) T hr[W], hi[W];
     GQN_LANES
@@ -493,8 +495,8 @@ inline void adjoint_states(const Tables& p, State<T> psi, const double* w, State
       hr[l] = T(0.5 * (cr * sigma + cr) * scale);
       hi[l] = T(0.5 * (ci * sigma - ci) * scale);
     }
-    T* lr = lam.re + (w ? 0 : o * D * W);
-    T* li = lam.im + (w ? 0 : o * D * W);
+    T* lr = lam.re + (w ? 0 : (o - first) * D * W);
+    T* li = lam.im + (w ? 0 : (o - first) * D * W);
     for (int64_t a = 0; a < D; ++a) {
       const T s = T(sign(a, z));
       const int64_t i = a * W, k = (a ^ x) * W;
@@ -576,10 +578,10 @@ void forward(const Tables& p, const double* angles, int64_t rows, const int32_t*
 
 template <typename T>
 void adjoint(const Tables& p, const double* angles, int64_t rows, const int64_t* column,
-             int64_t num_columns, const double* cotangent, double* out,
-             const T* final_states) {
+             int64_t num_columns, const double* cotangent, int64_t output_first,
+             int64_t output_count, double* out, const T* final_states) {
   const int64_t D = p.dim, K = p.num_slots, O = p.num_outputs, S = num_columns;
-  const int64_t E = cotangent ? 1 : O;
+  const int64_t E = cotangent ? 1 : output_count;
   int64_t first_op = p.num_ops;
   for (int64_t i = 0; i < p.num_ops; ++i) {
     const int64_t slot = p.op(i)[F_SLOT];
@@ -618,7 +620,8 @@ void adjoint(const Tables& p, const double* angles, int64_t rows, const int64_t*
         for (int64_t o = 0; o < O; ++o) weights.data[l * O + o] = row[o];
       }
     }
-    adjoint_states(p, psi, cotangent ? weights.data : nullptr, State<T>{lam_re, lam_im});
+    adjoint_states(p, psi, cotangent ? weights.data : nullptr, output_first, output_count,
+                   State<T>{lam_re, lam_im});
     fill(grads.data, E * S * W, 0.0);
     for (int64_t i = p.num_ops - 1; i >= first_op; --i) {
       const int64_t* rec = p.op(i);

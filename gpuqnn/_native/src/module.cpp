@@ -142,8 +142,8 @@ class NativeProgram {
   }
 
   void adjoint(const RealArray& angles, const IntArray& column, int64_t num_columns,
-               py::object cotangent, py::array_t<double> out, py::object final_states,
-               bool single) {
+               py::object cotangent, int64_t output_first, int64_t output_count,
+               py::array_t<double> out, py::object final_states, bool single) {
     const int64_t rows = angles.ndim() == 2 ? angles.shape(0) : -1;
     expect_shape(angles, {rows, t_.num_slots}, "angles");
     expect_shape(column, {t_.num_slots}, "column");
@@ -155,7 +155,10 @@ class NativeProgram {
       expect_shape(cot, {rows, t_.num_outputs}, "cotangent");
       cot_ptr = cot.data();
     }
-    const int64_t states = cot_ptr ? 1 : t_.num_outputs;
+    expect(output_first >= 0 && output_count >= 1 &&
+               output_first + output_count <= t_.num_outputs,
+           "outputs [output_first, output_first + output_count) must lie in [0, O)");
+    const int64_t states = cot_ptr ? 1 : output_count;
     expect_shape(out, {rows, states, num_columns}, "out");
     expect(out.writeable() && (out.flags() & py::array::c_style), "out must be C-contiguous");
     const int64_t* col = column.data();
@@ -167,11 +170,11 @@ class NativeProgram {
     double* o = out.mutable_data();
     py::gil_scoped_release release;
     if (single) {
-      kernels_->f32.adjoint(t_, a, rows, col, num_columns, cot_ptr, o,
-                            static_cast<const float*>(final_ptr));
+      kernels_->f32.adjoint(t_, a, rows, col, num_columns, cot_ptr, output_first, output_count,
+                            o, static_cast<const float*>(final_ptr));
     } else {
-      kernels_->f64.adjoint(t_, a, rows, col, num_columns, cot_ptr, o,
-                            static_cast<const double*>(final_ptr));
+      kernels_->f64.adjoint(t_, a, rows, col, num_columns, cot_ptr, output_first, output_count,
+                            o, static_cast<const double*>(final_ptr));
     }
   }
 
@@ -217,6 +220,7 @@ PYBIND11_MODULE(_core, m) {
       .def("forward", &NativeProgram::forward, py::arg("angles"), py::arg("shift_slot"),
            py::arg("shift_value"), py::arg("out"), py::arg("final_states"), py::arg("single"))
       .def("adjoint", &NativeProgram::adjoint, py::arg("angles"), py::arg("column"),
-           py::arg("num_columns"), py::arg("cotangent"), py::arg("out"),
+           py::arg("num_columns"), py::arg("cotangent"), py::arg("output_first"),
+           py::arg("output_count"), py::arg("out"),
            py::arg("final_states"), py::arg("single"));
 }

@@ -48,12 +48,12 @@ struct Kernels {
   void (*forward)(const Tables&, const double* angles, int64_t rows, const int32_t* shift_slot,
                   const double* shift_value, int64_t shifts, double* out,
                   T* final_states);
-  // Adjoint derivatives by the slots whose column[slot] >= 0: out (rows, E, S) with E = O, or
-  // E = 1 for a (rows, O) cotangent. final: optional (rows, D) final states (then the forward
-  // sweep is skipped).
+  // Adjoint derivatives by the slots whose column[slot] >= 0: out (rows, E, S) with E =
+  // output_count (outputs output_first, ...), or E = 1 for a (rows, O) cotangent. final:
+  // optional (rows, D) final states (then the forward sweep is skipped).
   void (*adjoint)(const Tables&, const double* angles, int64_t rows, const int64_t* column,
-                  int64_t num_columns, const double* cotangent, double* out,
-                  const T* final_states);
+                  int64_t num_columns, const double* cotangent, int64_t output_first,
+                  int64_t output_count, double* out, const T* final_states);
 };
 
 struct KernelSet {
