@@ -7,8 +7,8 @@
 //
 // A row: |0...0>, every op of the table applied in order, then the readout. The adjoint method
 // keeps one state psi and E adjoint states lam (E = O outputs, or one for a cotangent); the
-// reverse sweep un-applies each op from psi and every lam and adds 2 Re <lam| dU psi> for each
-// differentiated slot.
+// reverse sweep adds 2 Re <lam| dU psi_before> for each differentiated op (from the states after
+// it: one complex product per amplitude), then un-applies the op from psi and every lam.
 #pragma once
 
 #include <cmath>
@@ -242,10 +242,12 @@ inline void rot(const Tables& p, const int64_t* rec, State<T> st, const Lanes<T>
   });
 }
 
-// d/dtheta of a rotation: -s/2 I + c/2 (-i G); adds 2 Re <lam| dU psi> per lane to g.
+// d/dtheta of a rotation from the state AFTER it: dU psi_before = (-i G / 2) psi_after (G
+// commutes with U), so 2 Re <lam| dU psi_before> = Re <lam| (-i G) psi_after>, with
+// (-i G psi)[j] = coef[j] psi[src[j]]: one complex product per amplitude, no angle. Adds it per
+// lane to g.
 template <int K, typename T>
-inline void rot_grad(const Tables& p, const int64_t* rec, State<T> psi, State<T> lam,
-                     const Lanes<T>& a, double* g) {
+inline void rot_grad(const Tables& p, const int64_t* rec, State<T> psi, State<T> lam, double* g) {
   constexpr int M = 1 << K;
   const double* coef = p.cdata + 2 * rec[F_DATA];
   const int64_t* source = p.ints + rec[F_SRC];
@@ -258,12 +260,7 @@ inline void rot_grad(const Tables& p, const int64_t* rec, State<T> psi, State<T>
     gr[j] = T(coef[2 * j]);
     gi[j] = T(coef[2 * j + 1]);
   }
-  alignas(64) T dc[W], ds[W], acc[W] = {};
-  GQN_LANES
-  for (int l = 0; l < W; ++l) {
-    dc[l] = T(-0.5) * a.s[l];
-    ds[l] = T(0.5) * a.c[l];
-  }
+  alignas(64) T acc[W] = {};
   const T* __restrict pr = psi.re;
   const T* __restrict pi = psi.im;
   const T* __restrict lr = lam.re;
@@ -273,16 +270,13 @@ inline void rot_grad(const Tables& p, const int64_t* rec, State<T> psi, State<T>
       const int64_t t = i + off[j], q = i + soff[j];
       GQN_LANES
       for (int l = 0; l < W; ++l) {
-        const T yr = gr[j] * pr[q + l] - gi[j] * pi[q + l];
-        const T yi = gr[j] * pi[q + l] + gi[j] * pr[q + l];
-        const T dr = dc[l] * pr[t + l] + ds[l] * yr;
-        const T di = dc[l] * pi[t + l] + ds[l] * yi;
+        const T dr = gr[j] * pr[q + l] - gi[j] * pi[q + l];
+        const T di = gr[j] * pi[q + l] + gi[j] * pr[q + l];
         acc[l] += lr[t + l] * dr + li[t + l] * di;  // Re(conj(lam) d)
       }
     }
   });
-  GQN_LANES
-  for (int l = 0; l < W; ++l) g[l] += 2 * double(acc[l]);
+  for (int l = 0; l < W; ++l) g[l] += double(acc[l]);
 }
 
 // ---- diagonal ops: constant diagonals and phases, any number of targets ----------------------
@@ -327,10 +321,12 @@ inline void diagonal(const Tables& p, const int64_t* rec, State<T> st, bool inve
   }
 }
 
-// d/dtheta of exp(i theta) on the masked entries: adds 2 Re <lam| i e^{i theta} psi> per lane.
+// d/dtheta of exp(i theta) on the masked entries, from the state AFTER it: dU psi_before =
+// i P psi_after, so 2 Re <lam| dU psi_before> = -2 Im sum_masked conj(lam) psi_after. Adds it
+// per lane to g.
 template <typename T>
 inline void phase_grad(const Tables& p, const int64_t* rec, State<T> psi, State<T> lam,
-                       const Lanes<T>& a, double* g) {
+                       double* g) {
   const Walk w(p, rec);
   const int64_t M = int64_t(1) << rec[F_TARGETS];
   const int64_t* off = p.ints + rec[F_OFF];
@@ -339,23 +335,17 @@ inline void phase_grad(const Tables& p, const int64_t* rec, State<T> psi, State<
   const T* __restrict pi = psi.im;
   const T* __restrict lr = lam.re;
   const T* __restrict li = lam.im;
-  alignas(64) T zr[W] = {}, zi[W] = {};
+  alignas(64) T zi[W] = {};
   for (int64_t j = 0; j < M; ++j) {
     if (d[2 * j] == 0) continue;
     const int64_t shift = off[j] * W;
     for_groups(w, [&](int64_t i) {
       const int64_t t = i + shift;
       GQN_LANES
-      for (int l = 0; l < W; ++l) {
-        zr[l] += lr[t + l] * pr[t + l] + li[t + l] * pi[t + l];
-        zi[l] += lr[t + l] * pi[t + l] - li[t + l] * pr[t + l];
-      }
+      for (int l = 0; l < W; ++l) zi[l] += lr[t + l] * pi[t + l] - li[t + l] * pr[t + l];
     });
   }
-  GQN_LANES
-  for (int l = 0; l < W; ++l) {
-    g[l] += 2 * (-double(a.s[l]) * double(zr[l]) - double(a.c[l]) * double(zi[l]));
-  }
+  for (int l = 0; l < W; ++l) g[l] += -2 * double(zi[l]);
 }
 
 // ---- one op ----------------------------------------------------------------------------------
@@ -409,14 +399,14 @@ inline void apply(const Tables& p, const int64_t* rec, State<T> st, const Lanes<
   }
 }
 
+// 2 Re <lam| dU psi_before> of a rotation or phase op, from psi AFTER the op, per lane into g.
 template <typename T>
-inline void gradient(const Tables& p, const int64_t* rec, State<T> psi, State<T> lam,
-                     const Lanes<T>& a, double* g) {
-  if (rec[F_KIND] == PHASE) return phase_grad(p, rec, psi, lam, a, g);
+inline void gradient(const Tables& p, const int64_t* rec, State<T> psi, State<T> lam, double* g) {
+  if (rec[F_KIND] == PHASE) return phase_grad(p, rec, psi, lam, g);
   const int64_t k = rec[F_TARGETS];
-  if (k == 1) return rot_grad<1>(p, rec, psi, lam, a, g);
-  if (k == 2) return rot_grad<2>(p, rec, psi, lam, a, g);
-  return rot_grad<3>(p, rec, psi, lam, a, g);
+  if (k == 1) return rot_grad<1>(p, rec, psi, lam, g);
+  if (k == 2) return rot_grad<2>(p, rec, psi, lam, g);
+  return rot_grad<3>(p, rec, psi, lam, g);
 }
 
 // ---- readout ---------------------------------------------------------------------------------
@@ -626,13 +616,18 @@ void adjoint(const Tables& p, const double* angles, int64_t rows, const int64_t*
     for (int64_t i = p.num_ops - 1; i >= first_op; --i) {
       const int64_t* rec = p.op(i);
       const int64_t slot = rec[F_SLOT];
+      const int64_t col = slot >= 0 ? column[slot] : -1;
+      if (col >= 0) {  // from psi and lam after the op
+        for (int64_t e = 0; e < E; ++e) {
+          const State<T> le{lam_re + e * D * W, lam_im + e * D * W};
+          gradient(p, rec, psi, le, grads.data + (e * S + col) * W);
+        }
+      }
+      if (i == first_op) break;
       if (slot >= 0) angle_of(rec, theta.data, a);
       apply(p, rec, psi, a, true);
-      const int64_t col = slot >= 0 ? column[slot] : -1;
       for (int64_t e = 0; e < E; ++e) {
-        const State<T> le{lam_re + e * D * W, lam_im + e * D * W};
-        if (col >= 0) gradient(p, rec, psi, le, a, grads.data + (e * S + col) * W);
-        if (i > first_op) apply(p, rec, le, a, true);
+        apply(p, rec, State<T>{lam_re + e * D * W, lam_im + e * D * W}, a, true);
       }
     }
     for (int64_t l = 0; l < count; ++l) {
