@@ -262,3 +262,23 @@ def test_a_jacobian_of_many_outputs_runs_in_blocks_of_outputs(dtype) -> None:
     fd = _finite_differences(program, make_readout("direct", 3, 4, "complex128"), angles)
     np.testing.assert_allclose(expected, fd, rtol=0, atol=FD_TOL[dtype])
     assert blocked.adjoint_cost(slots, False) > whole.adjoint_cost(slots, False)
+
+
+def test_max_memory_bounds_the_native_passes_too() -> None:
+    """The native runner counts its scratch per row: a budget of a few rows runs in chunks,
+    with the same values as one chunk."""
+    rng = np.random.default_rng(9)
+    inputs, weights = rng.uniform(0, np.pi, (40, 6)), rng.uniform(0, np.pi, 12)
+    roomy, tight = _estimator(), _estimator(max_memory=60_000)
+    assert (
+        simulator_of(tight)
+        .executor.sizing(simulator_of(tight).runner.row_bytes(), "a row", 40)
+        .chunk
+        < 40
+    )
+    np.testing.assert_allclose(
+        tight.forward(inputs, weights), roomy.forward(inputs, weights), rtol=0, atol=0
+    )
+    for a, b in zip(tight.backward(inputs, weights), roomy.backward(inputs, weights), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+    assert "native" in tight.engine

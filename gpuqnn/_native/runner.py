@@ -111,9 +111,10 @@ class NativeRunner:
 
     # ---- sizes and costs --------------------------------------------------------------------
     def row_bytes(self) -> int:
-        """Bytes per row of a forward pass: its angles and outputs (a row's state is the
-        call's scratch, one per worker)."""
-        return 8 * (self.num_slots + self.num_outputs) + 16
+        """Bytes per row of a forward pass: its angles, outputs and its share of the call's
+        scratch (a group of :data:`LANES` rows' states, real and imaginary parts), so that the
+        memory budget bounds the scratch too."""
+        return 2 * self.dim * self.dtype.itemsize + 8 * (self.num_slots + self.num_outputs) + 16
 
     def sample_bytes(self) -> int:
         """Nothing per sample beyond its rows."""
@@ -137,11 +138,14 @@ class NativeRunner:
         return float(blocks * (2 * self.num_ops + 1) + states * (1 + 2 * self.num_ops))
 
     def adjoint_sample_bytes(self, slots: Sequence[int], vjp: bool, checkpoints: bool) -> int:
-        """Bytes per sample: its derivatives, angles and cotangent; with ``checkpoints`` (a
-        tape) also its final state and kept angles."""
+        """Bytes per sample: its derivatives, angles and cotangent, its share of the call's
+        scratch (its state and adjoint states); with ``checkpoints`` (a tape) also its final
+        state and kept angles."""
         states = 1 if vjp else self.num_outputs
         kept = self.dim * self.dtype.itemsize + 8 * self.num_slots if checkpoints else 0
-        return 8 * (states * len(slots) + self.num_slots + self.num_outputs) + kept
+        held = 1 if vjp else self._output_block()  # adjoint states in the call's scratch
+        scratch = 2 * self.dim * self.dtype.itemsize * (1 + held)
+        return 8 * (states * len(slots) + self.num_slots + self.num_outputs) + kept + scratch
 
     # ---- passes -------------------------------------------------------------------------------
     def forward(self, angles: Any, buffers: Buffers) -> Any:
