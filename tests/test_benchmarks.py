@@ -218,7 +218,7 @@ def test_traffic_counts_base_and_branched_rows_per_block() -> None:
 
 def test_recorded_evolve_matches_the_parameter_shift_rows() -> None:
     spec = zz_estimator(3)
-    network = Variant.parse("shift/c128").build(spec).network
+    network = Variant.parse("shift/c128/numpy").build(spec).network  # the block engine's model
     inputs, weights = spec.random_data(5, 0)
     engine = simulator_of(network).circuit
     with recorded_evolve(network) as calls:
