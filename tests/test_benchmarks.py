@@ -220,6 +220,9 @@ def test_recorded_evolve_matches_the_parameter_shift_rows() -> None:
     spec = zz_estimator(3)
     network = Variant.parse("shift/c128/numpy").build(spec).network  # the block engine's model
     inputs, weights = spec.random_data(5, 0)
+    native = Variant.parse("shift/c128/native").build(spec).network
+    with pytest.raises(ValueError, match="block engine's passes.*native CPU engine"):
+        shift_bound(native, inputs, weights, input_gradients=True)
     engine = simulator_of(network).circuit
     with recorded_evolve(network) as calls:
         network.backward(inputs, weights)
@@ -298,13 +301,13 @@ def test_plots_are_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     from benchmarks.implementations import Options
     from benchmarks.plots import write_plots
 
-    variants = [Variant.parse("auto/c128"), Variant.parse("shift/c128")]
+    variants = [Variant.parse("auto/c128"), Variant.parse("shift/c128/numpy")]
     paths = write_plots(tmp_path, variants, [PEERS["qiskit-ml"]], Options(), quick=True, repeat=1)
     assert [p.name for p in paths] == ["time_vs_batch.png", "time_vs_qubits.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
     out = capsys.readouterr().out
     assert "qiskit-ml (scaled" not in out  # the tables use short names
-    assert "bound of shift/c128" in out and "*" in out
+    assert "bound of shift/c128/numpy" in out and "*" in out
 
 
 def test_gpu_benchmark_skips_cleanly_without_a_device(
