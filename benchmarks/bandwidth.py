@@ -135,6 +135,11 @@ def shift_bound(
     network.input_gradients = input_gradients
     with recorded_evolve(network) as calls:
         network.backward(inputs, weights)
+    if not calls:
+        raise ValueError(
+            "shift_bound models the block engine's passes; this network's passes ran on "
+            f"{simulator_of(network).runner.description} (build it with engine='numpy')"
+        )
     counted = engine_traffic(network, calls)
     threads = max(1, min(simulator_of(network).executor.workers, counted.calls))
     return Bound(counted, threads, copy_bandwidth(counted.state_bytes, threads))

@@ -39,9 +39,13 @@ def gpu_variants(dtype: str = "complex128", device: str = "gpu") -> list[Variant
         Variant("fused-shift", "parameter_shift", dtype, "gpu", "fused"),
         Variant("per-op-shift", "parameter_shift", dtype, "gpu", "per_op"),
         Variant("engine-auto", "auto", dtype, "gpu", "none"),
-        Variant("numpy-auto", "auto", dtype, "cpu", "auto"),
+        Variant("numpy-auto", "auto", dtype, "cpu", "auto", engine="numpy"),
     ]
-    return variants if device == "gpu" else [replace(v, device="cpu") for v in variants]
+    return (
+        variants
+        if device == "gpu"
+        else [replace(v, device="cpu", engine="numpy") for v in variants]
+    )
 
 
 def gpu_unavailable() -> str | None:

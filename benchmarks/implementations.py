@@ -91,35 +91,42 @@ class NetworkImplementation:
 
 SHORT_DTYPES = {"c128": "complex128", "c64": "complex64"}
 SHORT_METHODS = {"auto": "auto", "adjoint": "adjoint", "shift": "parameter_shift"}
+ENGINES = ("auto", "native", "numpy")
 
 
 @dataclass(frozen=True)
 class Variant:
     """One gpuqnn configuration, its own column; ``kernels`` is the CUDA kernel choice
-    (``use_kernels``; no effect on the CPU)."""
+    (``use_kernels``; no effect on the CPU), ``engine`` the CPU engine (``auto``: the native
+    engine where it is built)."""
 
     name: str
     gradient_method: str = "auto"
     dtype: str = "complex128"
     device: str = "cpu"
     kernels: str = "auto"
+    engine: str = "auto"
 
     @classmethod
     def parse(cls, text: str, device: str = "cpu") -> Variant:
-        """A CPU variant from ``METHOD/DTYPE``, e.g. ``shift/c64``."""
-        method, _, dtype = text.partition("/")
-        if method not in SHORT_METHODS or dtype not in SHORT_DTYPES:
+        """A CPU variant from ``METHOD/DTYPE[/ENGINE]``, e.g. ``shift/c64`` or
+        ``auto/c128/numpy``."""
+        method, _, rest = text.partition("/")
+        dtype, _, engine = rest.partition("/")
+        engine = engine or "auto"
+        if method not in SHORT_METHODS or dtype not in SHORT_DTYPES or engine not in ENGINES:
             raise ValueError(
-                f"a gpuqnn variant is METHOD/DTYPE with METHOD in "
-                f"{sorted(SHORT_METHODS)} and DTYPE in {sorted(SHORT_DTYPES)}, "
-                f"got {text!r}"
+                f"a gpuqnn variant is METHOD/DTYPE[/ENGINE] with METHOD in "
+                f"{sorted(SHORT_METHODS)}, DTYPE in {sorted(SHORT_DTYPES)} and ENGINE in "
+                f"{sorted(ENGINES)}, got {text!r}"
             )
-        return cls(text, SHORT_METHODS[method], SHORT_DTYPES[dtype], device)
+        return cls(text, SHORT_METHODS[method], SHORT_DTYPES[dtype], device, engine=engine)
 
     def same_forward(self, other: Variant) -> bool:
         """Whether the forward pass runs the same code as ``other``'s (only the gradient
         method differs), so timing it again adds nothing."""
-        return (self.dtype, self.device, self.kernels) == (other.dtype, other.device, other.kernels)
+        mine = (self.dtype, self.device, self.kernels, self.engine)
+        return mine == (other.dtype, other.device, other.kernels, other.engine)
 
     def tolerance(self) -> float:
         """Absolute tolerance of results in this variant's dtype."""
@@ -134,6 +141,7 @@ class Variant:
             dtype=self.dtype,
             gradient_method=self.gradient_method,
             max_memory=max_memory,
+            engine=self.engine,
         )
         if self.kernels != "auto":
             try:

@@ -26,6 +26,7 @@ from gpuqnn._cuda.passes import PhaseRun, build_passes
 from gpuqnn._cuda.source import COMPILE_OPTIONS, RUNTIME_OPTIONS, kernel_source, runtime_options
 from gpuqnn._cuda.tables import DEFAULT_SHARED_LIMIT, encode_tables
 from gpuqnn._internals import simulator_of, use_kernels
+from gpuqnn._native.tables import native_ops as _program_native_ops
 from gpuqnn._sim.adjoint import adjoint_gradients
 from gpuqnn._sim.backend import load_cupy, select_backend
 from gpuqnn._sim.block_circuit import BlockCircuit
@@ -71,4 +72,10 @@ __all__ = [
     "shared_memory_limit",
     "simulator_of",
     "use_kernels",
+    "native_ops",
 ]
+
+
+def native_ops(network) -> list[Op]:
+    """The ops the native engine's interpreter runs for ``network``'s program, in order."""
+    return _program_native_ops(simulator_of(network).program)

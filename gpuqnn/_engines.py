@@ -7,7 +7,7 @@ a :data:`~gpuqnn._sim.runners.RunnerFactory` in :data:`FACTORIES`; the first tha
 runner for a circuit, readout, backend and options serves it.
 
 This module sits above both ``gpuqnn._sim`` (which knows no engine but the block engine) and
-``gpuqnn._cuda``: it is where the two meet.
+``gpuqnn._cuda`` and ``gpuqnn._native``: it is where they meet.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._cuda.runner import cuda_runner
+from ._native.runner import native_runner
 from ._options import SimulatorOptions
 from ._sim.backend import Backend
 from ._sim.block_circuit import BlockCircuit
@@ -23,19 +24,21 @@ from ._sim.runners import RunnerFactory
 
 if TYPE_CHECKING:
     from ._cuda.runner import FusedKernelRunner, KernelRunner
+    from ._native.runner import NativeRunner
     from ._sim.protocols import AdjointRunner, TapeRunner
     from ._sim.runners import BlockRunner
 
     def _runners_implement_their_capabilities(
-        block: BlockRunner, fused: FusedKernelRunner, per_op: KernelRunner
-    ) -> tuple[TapeRunner, AdjointRunner, Runner]:
+        block: BlockRunner, fused: FusedKernelRunner, per_op: KernelRunner, native: NativeRunner
+    ) -> tuple[TapeRunner, AdjointRunner, Runner, TapeRunner]:
         """Never called: mypy checks here that every engine's runner implements the protocols
         its capabilities name (the simulator checks the same at run time)."""
-        return block, fused, per_op
+        return block, fused, per_op, native
 
 
-FACTORIES: tuple[RunnerFactory, ...] = (cuda_runner,)
-"""The engines besides the block engine, tried in order: the CUDA kernels (GPU backends)."""
+FACTORIES: tuple[RunnerFactory, ...] = (cuda_runner, native_runner)
+"""The engines besides the block engine, tried in order: the CUDA kernels (GPU backends), the
+native CPU engine (CPU backends, where it is built)."""
 
 
 def runner_factory(

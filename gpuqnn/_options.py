@@ -30,6 +30,11 @@ KERNEL_MODES = ("auto", "fused", "per_op", "none")
 """CUDA kernel choices: fused where a row fits shared memory (``auto``), one kind only, or the
 block engine only (``none``); see :mod:`gpuqnn._cuda.runner`."""
 
+ENGINES = ("auto", "native", "numpy")
+"""CPU engine choices: the native engine where it is built and serves the circuit (``auto``),
+the native engine or an error (``native``), or the NumPy block engine (``numpy``); see
+:mod:`gpuqnn._native.runner`."""
+
 CUDA_DEVICE = re.compile(r"^cuda(?::(\d+))?$")
 """``cuda`` (the current CUDA device) or ``cuda:N``."""
 
@@ -69,6 +74,15 @@ OPTION_DOCS: dict[str, str] = {
         "worker threads of the CPU passes (one on a GPU); None (default): ``OMP_NUM_THREADS`` "
         "when it is set (as ``torchrun``, Ray and Dask set it), else the cores this process may "
         "use, at most 8."
+    ),
+    "engine": (
+        '``"auto"`` (default), ``"native"`` or ``"numpy"``: what runs the passes on the CPU. '
+        '``"auto"`` uses the native C++ engine where it was built at install time (a C++ '
+        "compiler was present) and serves the circuit of at most 10 simulated qubits (above, "
+        "the NumPy block engine measured as fast or faster), else the NumPy block engine (a "
+        "``logging`` record at INFO says why); the environment variable ``GPUQNN_ENGINE=numpy`` "
+        'forces NumPy where the option is ``"auto"``. ``"native"`` raises ``ValueError`` where '
+        "the native engine cannot serve. ``repr`` of a network names the engine that runs."
     ),
     "shots": (
         "None (default) for exact probabilities; a positive int to sample that many shots per "
@@ -191,6 +205,13 @@ def check_kernel_mode(mode: Any) -> str:
     if not isinstance(mode, str) or mode not in KERNEL_MODES:
         raise ValueError(f"kernels must be one of {KERNEL_MODES}, got {mode!r}")
     return mode
+
+
+def check_engine(engine: Any) -> str:
+    """``engine``; raise ValueError unless it is one of :data:`ENGINES`."""
+    if not isinstance(engine, str) or engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    return engine
 
 
 def check_max_memory(max_memory: Any) -> int | None:
@@ -328,7 +349,8 @@ class SimulatorOptions:
     The options are described once, in :data:`OPTION_DOCS`; here they are checked: ``device``
     a string or a tuple of ``"cuda:N"`` (resolved to backends by
     :func:`gpuqnn._sim.backend.select_backends`), ``max_memory`` an int or None, ``kernels``
-    one of :data:`KERNEL_MODES` (GPU backends only).
+    one of :data:`KERNEL_MODES` (GPU backends only), ``engine`` one of :data:`ENGINES` (CPU
+    backends only).
     """
 
     device: str | tuple[str, ...] = "auto"
@@ -337,6 +359,7 @@ class SimulatorOptions:
     max_memory: int | None = None
     kernels: str = "auto"
     threads: int | None = None
+    engine: str = "auto"
 
     @classmethod
     def checked(
@@ -347,6 +370,7 @@ class SimulatorOptions:
         max_memory: Any = None,
         kernels: Any = "auto",
         threads: Any = None,
+        engine: Any = "auto",
     ) -> SimulatorOptions:
         """The options after every check.
 
@@ -360,6 +384,7 @@ class SimulatorOptions:
             max_memory=check_max_memory(max_memory),
             kernels=check_kernel_mode(kernels),
             threads=check_threads(threads),
+            engine=check_engine(engine),
         )
 
     @property

@@ -49,7 +49,7 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         input_gradients: whether ``backward`` also returns gradients by the inputs.
         default_precision: precision passed to a non-exact estimator; the simulator is exact.
         pass_manager: optional pass manager the circuit is transpiled with once.
-        {options: device, dtype, gradient_method, max_memory, threads}
+        {options: device, dtype, gradient_method, max_memory, threads, engine}
         {options: noise_model, noise_method, trajectories, noise_seed}
 
     Raises:
@@ -78,13 +78,14 @@ class EstimatorQNN(SimulatorNetwork, _QmlEstimatorQNN):
         gradient_method: str = "auto",
         max_memory: int | str | None = None,
         threads: int | None = None,
+        engine: str = "auto",
         noise_model: Any = None,
         noise_method: str = "density_matrix",
         trajectories: int = 256,
         noise_seed: Any = None,
     ) -> None:
         options = SimulatorOptions.checked(
-            device, dtype, gradient_method, max_memory, threads=threads
+            device, dtype, gradient_method, max_memory, threads=threads, engine=engine
         )
         check_parameters(circuit, input_params, weight_params)
         noise = noise_table(noise_model)

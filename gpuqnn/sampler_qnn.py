@@ -62,7 +62,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         input_gradients: whether ``backward`` also returns gradients by the inputs.
         pass_manager: optional pass manager the circuit is transpiled with once; outputs are
             over the logical qubits of the layout.
-        {options: device, dtype, gradient_method, max_memory, threads, shots, seed}
+        {options: device, dtype, gradient_method, max_memory, threads, engine, shots, seed}
         {options: noise_model, noise_method, trajectories, noise_seed}
 
     Raises:
@@ -93,6 +93,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         gradient_method: str = "auto",
         max_memory: int | str | None = None,
         threads: int | None = None,
+        engine: str = "auto",
         shots: int | None = None,
         seed: int | None = None,
         noise_model: Any = None,
@@ -101,7 +102,7 @@ class SamplerQNN(SimulatorNetwork, _QmlSamplerQNN):
         noise_seed: Any = None,
     ) -> None:
         options = SimulatorOptions.checked(
-            device, dtype, gradient_method, max_memory, threads=threads
+            device, dtype, gradient_method, max_memory, threads=threads, engine=engine
         )
         check_parameters(circuit, input_params, weight_params)
         shots = check_shots(shots)

@@ -1,10 +1,12 @@
 """The engines a network can run on, in ONE table (:data:`ENGINES`), and the emulated GPU.
 
 The conformance suite (``test_conformance.py``) runs every test body once per entry of
-:data:`ENGINES`, through the ``engine`` fixture (``conftest.py``). Adding an engine (the native
-CPU engine, a density-matrix mode) is one :class:`Engine` entry here: a name, a function that
-puts a network on it, and the marks its tests carry (``gpu``: needs CuPy and a device, skipped
-elsewhere with the reason; ``gpu_logic``: the CUDA kernels emulated on the host, runs in CI).
+:data:`ENGINES`, through the ``engine`` fixture (``conftest.py``). Adding an engine (a
+density-matrix mode) is one :class:`Engine` entry here: a name, a function that puts a network
+on it, and the marks its tests carry (``gpu``: needs CuPy and a device, skipped elsewhere with
+the reason; ``gpu_logic``: the CUDA kernels emulated on the host, runs in CI). The two CPU
+engines are ``numpy`` (the block engine) and ``native`` (the C++ engine, skipped where it is
+not built unless ``GPUQNN_REQUIRE_NATIVE=1``).
 
 This is also the one test module that reaches into gpuqnn's private kernel and backend modules
 (``gpuqnn._cuda``, ``gpuqnn._sim.backend``) for the emulation: other tests import the names they
@@ -31,6 +33,7 @@ import pytest
 from gpuqnn._cuda.host import HostFusedLauncher, HostKernels, HostPerOpLauncher
 from gpuqnn._cuda.runner import select_runner
 from gpuqnn._internals import use_backend, use_kernels
+from gpuqnn._native import load_core
 from gpuqnn._sim.backend import Backend, host_available_memory
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "OnEngine",
     "build_host_kernels",
     "engines_marked",
+    "native_built",
 ]
 
 KERNEL_MODES = ("fused", "per_op", "none")
@@ -205,8 +209,29 @@ class OnEngine:
 
 def _numpy(_request: pytest.FixtureRequest, cls: type, kwargs: dict[str, Any]) -> Any:
     """The NumPy block engine."""
-    network = cls(**kwargs, device="cpu")
+    network = cls(**kwargs, device="cpu", engine="numpy")
     assert network.device == "cpu"
+    assert network.engine == "block engine", network.engine
+    return network
+
+
+def native_built() -> bool:
+    """Whether the native engine's module is built; where CI requires it
+    (``GPUQNN_REQUIRE_NATIVE=1``), a missing module fails instead of skipping."""
+    if load_core() is not None:
+        return True
+    if os.environ.get("GPUQNN_REQUIRE_NATIVE") == "1":
+        raise AssertionError("GPUQNN_REQUIRE_NATIVE=1 but gpuqnn._native._core is not built")
+    return False
+
+
+def _native(_request: pytest.FixtureRequest, cls: type, kwargs: dict[str, Any]) -> Any:
+    """The native C++ engine (skipped where it is not built)."""
+    if not native_built():
+        pytest.skip("the native engine is not built (no C++ compiler at install time)")
+    network = cls(**kwargs, device="cpu", engine="native")
+    assert network.device == "cpu"
+    assert network.engine.startswith("native CPU engine"), network.engine
     return network
 
 
@@ -239,6 +264,7 @@ def _cupy(mode: str) -> Builder:
 
 ENGINES: tuple[Engine, ...] = (
     Engine("numpy", _numpy),
+    Engine("native", _native),
     *(
         Engine(f"emulated-{mode}", _emulated(mode), (pytest.mark.gpu_logic,))
         for mode in KERNEL_MODES

@@ -41,6 +41,8 @@ from benchmarks.report import Target, main_table, ratio_target, targets_table
 from benchmarks.workloads import WORKLOADS, QNNSpec, Workload, zz_estimator
 from gpuqnn._internals import simulator_of
 
+from engines import native_built
+
 
 def expression_circuit() -> tuple[QuantumCircuit, ParameterVector, ParameterVector]:
     """Every gate the translation knows, with sums, products, powers and functions of the
@@ -195,6 +197,11 @@ def test_variants_parse_and_report_kernel_failures() -> None:
     assert not variant.same_forward(Variant.parse("auto/c128"))
     with pytest.raises(ValueError, match="METHOD/DTYPE"):
         Variant.parse("backprop/c128")
+    numpy_ = Variant.parse("auto/c128/numpy")
+    assert numpy_.engine == "numpy" and not numpy_.same_forward(Variant.parse("auto/c128"))
+    assert numpy_.build(zz_estimator(2)).network.engine == "block engine"
+    with pytest.raises(ValueError, match="ENGINE"):
+        Variant.parse("auto/c128/gpu")
     fused_cpu = Variant("fused", kernels="fused")  # no effect on the CPU: builds
     assert fused_cpu.build(zz_estimator(2)).network.device == "cpu"
     with pytest.raises(Unsupported):
@@ -211,8 +218,11 @@ def test_traffic_counts_base_and_branched_rows_per_block() -> None:
 
 def test_recorded_evolve_matches_the_parameter_shift_rows() -> None:
     spec = zz_estimator(3)
-    network = Variant.parse("shift/c128").build(spec).network
+    network = Variant.parse("shift/c128/numpy").build(spec).network  # the block engine's model
     inputs, weights = spec.random_data(5, 0)
+    native = Variant.parse("shift/c128/native").build(spec).network
+    with pytest.raises(ValueError, match="block engine's passes.*native CPU engine"):
+        shift_bound(native, inputs, weights, input_gradients=True)
     engine = simulator_of(network).circuit
     with recorded_evolve(network) as calls:
         network.backward(inputs, weights)
@@ -291,13 +301,13 @@ def test_plots_are_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     from benchmarks.implementations import Options
     from benchmarks.plots import write_plots
 
-    variants = [Variant.parse("auto/c128"), Variant.parse("shift/c128")]
+    variants = [Variant.parse("auto/c128"), Variant.parse("shift/c128/numpy")]
     paths = write_plots(tmp_path, variants, [PEERS["qiskit-ml"]], Options(), quick=True, repeat=1)
     assert [p.name for p in paths] == ["time_vs_batch.png", "time_vs_qubits.png"]
     assert all(p.stat().st_size > 1000 for p in paths)
     out = capsys.readouterr().out
     assert "qiskit-ml (scaled" not in out  # the tables use short names
-    assert "bound of shift/c128" in out and "*" in out
+    assert "bound of shift/c128/numpy" in out and "*" in out
 
 
 def test_gpu_benchmark_skips_cleanly_without_a_device(
@@ -550,3 +560,27 @@ def test_compare_trees_reads_every_gpuqnn_column_of_bench_qnn() -> None:
         ("zz8-estimator", "backward", "auto/c128"): 0.01197,
         ("zz8-estimator", "backward", "adjoint/c128"): 0.0113,
     }
+
+
+def test_native_benchmark_counts_flops_and_compares_both_engines() -> None:
+    """bench_native's flop count of a circuit counted by hand, and its table on a tiny case
+    (the native engine's check against the NumPy engine runs inside)."""
+    from qiskit.circuit import Parameter  # noqa: PLC0415
+
+    import gpuqnn  # noqa: PLC0415
+    from benchmarks import bench_native  # noqa: PLC0415
+
+    if not native_built():
+        pytest.skip("the native engine is not built")
+    qc = QuantumCircuit(2)
+    a, b = Parameter("a"), Parameter("b")
+    qc.ry(a, 0)
+    qc.rz(b, 1)
+    network = gpuqnn.EstimatorQNN(
+        circuit=qc, observables=SparsePauliOp("ZZ"), weight_params=[a, b], engine="native"
+    )
+    # two rotations on 4 amplitudes (real, imaginary coefficients: 8 flops each), one Z term
+    assert bench_native.flops_per_row(network) == 2 * 4 * 8 + 4 * 4 * 1
+    rows = bench_native.run(1, quick=True, peak=16.0, cases=(("zz2", 2, 4),))
+    assert [row[3] for row in rows] == list(bench_native.PASSES) * 2
+    assert all(float(row[4]) > 0 and float(row[5]) > 0 for row in rows)

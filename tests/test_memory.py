@@ -29,6 +29,7 @@ def network(kind: str, method: str, max_memory: int | None):
         "input_gradients": True,
         "gradient_method": method,
         "max_memory": max_memory,
+        "engine": "numpy",  # the block engine's byte models (the native engine holds a row)
     }
     if kind == "estimator":
         return EstimatorQNN(**common, observables=OBSERVABLES)

@@ -64,7 +64,7 @@ def sampler_qnn(cls: type, sampler: Any = None, **kwargs: Any) -> Any:
 
 def served(qnn: Any) -> Any:
     """``qnn``, checked to run on gpuqnn's simulator (not qiskit-machine-learning's code)."""
-    assert repr(qnn).endswith(", engine)"), repr(qnn)
+    assert ", engine: " in repr(qnn), repr(qnn)
     return qnn
 
 

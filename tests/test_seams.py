@@ -58,6 +58,7 @@ def _network(method: str = "auto") -> EstimatorQNN:
         weight_params=ansatz.parameters,
         input_gradients=True,
         gradient_method=method,
+        engine="numpy",  # the block engine's seams
     )
 
 

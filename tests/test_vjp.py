@@ -289,7 +289,8 @@ def test_no_grad_keeps_nothing_and_a_tape_serves_once() -> None:
 
 
 def test_a_forward_pass_too_large_to_keep_is_recomputed_and_logged(caplog) -> None:
-    network, _ = _taped_model("estimator", max_memory=200_000)
+    # the block engine's checkpoints (the native engine keeps only each row's final state)
+    network, _ = _taped_model("estimator", max_memory=200_000, engine="numpy")
     simulator = simulator_of(network)
     params = np.random.default_rng(1).uniform(-1, 1, (64, 3 + network.num_weights))
     columns = range(params.shape[1])

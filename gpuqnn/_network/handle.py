@@ -185,6 +185,12 @@ class SimulatorHandle(_ParentNetwork):
         """Bound on the bytes of statevectors held at once; None: half of free memory."""
         return self._options.max_memory
 
+    @property
+    def engine(self) -> str:
+        """What runs the forward passes: ``"native CPU engine (avx2)"``, ``"block engine"``,
+        ``"fused CUDA kernels"``, ... (the simulator's runner; built on first use)."""
+        return str(self._simulator().runner.description)
+
     def resolved_gradient_method(self) -> str | None:
         """The method the next ``backward`` uses with the current ``input_gradients``:
         ``"adjoint"`` or ``"parameter_shift"``; None when the parent's code path runs."""
@@ -343,7 +349,12 @@ class SimulatorHandle(_ParentNetwork):
         self._set_backends(select_backends(self._options.device, self._options.dtype))
 
     def __repr__(self) -> str:
-        engine = "engine" if self._simulator_serves_forward() else "delegating to qiskit primitives"
+        engine = "delegating to qiskit primitives"
+        if self._simulator_serves_forward():
+            try:
+                engine = f"engine: {self.engine}"
+            except InterpretError:  # reported by the first pass
+                engine = "engine: not built (interpret does not fit output_shape)"
         noisy = ""
         if getattr(self, "_noise", None) is not None:
             sampled = getattr(self, "_trajectories", None)

@@ -37,6 +37,7 @@ class BlockSweep:
             empty.
         phi: (1, R, D) complex final states.
         work: the buffers that hold them (and the reverse sweep's own).
+        outputs: None: the readout computes the outputs from ``phi``.
     """
 
     first: int
@@ -44,6 +45,7 @@ class BlockSweep:
     states: list[Any]
     phi: Any
     work: Buffers
+    outputs: Any = None
 
 
 def forward_sweep(

@@ -177,6 +177,9 @@ class Sweep(Protocol):
 
     phi: Any
     """(1, R, D) complex final states."""
+    outputs: Any
+    """(R, O) float64 outputs computed by the sweep, or None (the readout computes them from
+    ``phi``)."""
     work: Buffers
     """The buffers that hold the sweep (given back when the tape is used)."""
 

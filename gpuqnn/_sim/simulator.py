@@ -311,7 +311,8 @@ class Simulator:
         def task(start: int, stop: int) -> None:
             angles = self.angle_map.angles(params[start:stop])
             sweep = runner.sweep(angles, slots, self._tape_buffers.take())
-            out[start:stop] = self.readout(sweep.phi[0])
+            outputs = sweep.outputs
+            out[start:stop] = self.readout(sweep.phi[0]) if outputs is None else outputs
             tape.add(start, sweep)
 
         self.executor.run(task, batch, sizing)

@@ -44,6 +44,11 @@ class TrajectorySimulator:
         return self.simulator.max_memory  # type: ignore[no-any-return]
 
     @property
+    def runner(self) -> Any:
+        """The wrapped simulator's runner: what runs the trajectories' rows."""
+        return self.simulator.runner
+
+    @property
     def row_bytes(self) -> int:
         return self.simulator.row_bytes  # type: ignore[no-any-return]
 
