@@ -598,3 +598,27 @@ def test_trajectory_options_are_checked(three_qubit):
         EstimatorQNN(**kwargs, noise_method="trajectories")
     with pytest.raises(ValueError, match="shots are not drawn on"):
         SamplerQNN(**kwargs, noise_model=model, noise_method="trajectories", shots=100)
+
+
+def test_the_kernel_engines_refuse_a_program_with_noise_channels():
+    """A pure-state program with CHANNEL ops (what the compiler emits for a noise model, before
+    the density or trajectory transform) is refused, naming the op, by both compiled engines:
+    neither has a channel op, and neither may run one as if it were unitary."""
+    from gpuqnn._aer_noise import noise_table
+    from gpuqnn._compile import OpKind, compile_circuit
+    from gpuqnn._cuda.tables import unsupported_reason as cuda_reason
+    from gpuqnn._native.tables import unsupported_reason as native_reason
+    from gpuqnn._sim.readout import PauliReadout
+
+    circuit, feature_map, ansatz = zz_real_amplitudes(2, reps=1)
+    model = NoiseModel()
+    model.add_all_qubit_quantum_error(depolarizing_error(0.1, 2), ["cx"])
+    program = compile_circuit(circuit, list(circuit.parameters), noise_table(model))
+    first = next(i for i, op in enumerate(program.ops) if op.kind is OpKind.CHANNEL)
+    assert cuda_reason(program) == (
+        f"op {first} is a noise channel (CHANNEL): the kernels have no channel op"
+    )
+    readout = PauliReadout.__new__(PauliReadout)  # only its type is looked at
+    assert native_reason(program, readout) == (
+        f"op {first} is a noise channel (CHANNEL): the native engine has no channel op"
+    )

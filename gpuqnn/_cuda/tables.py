@@ -61,6 +61,8 @@ def unsupported_reason(program: Program) -> str | None:
             f"most {MAX_QUBITS}"
         )
     for i, op in enumerate(program.ops):
+        if op.kind is OpKind.CHANNEL:
+            return f"op {i} is a noise channel (CHANNEL): the kernels have no channel op"
         if op.kind in GROUPED_KINDS and len(op.targets) > MAX_GROUP_TARGETS:
             return (
                 f"op {i} ({op.kind.name}) has {len(op.targets)} targets; the kernels apply "

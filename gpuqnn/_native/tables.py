@@ -78,6 +78,8 @@ def unsupported_reason(program: Program, readout: Readout) -> str | None:
     if not isinstance(readout, (PauliReadout, ProbabilityReadout)):
         return f"the readout {type(readout).__name__} has no native version"
     for i, op in enumerate(program.ops):
+        if op.kind is OpKind.CHANNEL:
+            return f"op {i} is a noise channel (CHANNEL): the native engine has no channel op"
         if op.kind in _GROUPED and len(op.targets) > MAX_GROUP_TARGETS:
             return (
                 f"op {i} ({op.kind.name}) has {len(op.targets)} targets; the native engine "
