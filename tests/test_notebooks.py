@@ -24,9 +24,9 @@ MAX_BYTES = 300_000
 
 def test_notebooks_are_numbered_and_stored_with_outputs_of_a_run() -> None:
     """Executed once top to bottom (execution counts 1, 2, ...), every code cell with its
-    outputs, the plots of 02 and 03 inline, no errors or stderr, no volatile metadata (nbclient's
-    execution timestamps), and small."""
-    assert [path.name[:2] for path in NOTEBOOKS] == ["01", "02", "03"]
+    outputs, the plots of 02, 03 and 04 inline, no errors or stderr, no volatile metadata
+    (nbclient's execution timestamps), and small."""
+    assert [path.name[:2] for path in NOTEBOOKS] == ["01", "02", "03", "04"]
     for path in NOTEBOOKS:
         assert path.stat().st_size < MAX_BYTES, path.name
         notebook = nbformat.read(path, as_version=4)
