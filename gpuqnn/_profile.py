@@ -115,7 +115,7 @@ def profile() -> Iterator[Profile]:
 
         with gpuqnn.profile() as prof:
             qnn.backward(x, w)
-        print(prof.table())
+        text = prof.table()  # one line per call
         prof.calls[-1].launches
 
     Yields:

@@ -178,3 +178,26 @@ class Program:
     slot_ops: np.ndarray
     measurements: dict[int, int] = field(default_factory=dict)
     num_clbits: int = 0
+
+
+def unsupported_op(
+    program: Program,
+    grouped_kinds: Sequence[OpKind],
+    max_group_targets: int,
+    engine: str,
+    plural: bool = False,
+) -> str | None:
+    """Why a compiled engine cannot run one of ``program``'s ops, or None: a noise channel
+    (no compiled engine has a channel op, and none may run one as if it were unitary), or an op
+    of ``grouped_kinds`` on more than ``max_group_targets`` targets. ``engine`` names the
+    engine in the sentence (``"the kernels"``, ``plural``; ``"the native engine"``)."""
+    has, applies = ("have", "apply") if plural else ("has", "applies")
+    for i, op in enumerate(program.ops):
+        if op.kind is OpKind.CHANNEL:
+            return f"op {i} is a noise channel (CHANNEL): {engine} {has} no channel op"
+        if op.kind in grouped_kinds and len(op.targets) > max_group_targets:
+            return (
+                f"op {i} ({op.kind.name}) has {len(op.targets)} targets; {engine} {applies} "
+                f"{op.kind.name} ops of at most {max_group_targets} targets"
+            )
+    return None

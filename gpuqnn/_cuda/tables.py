@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._compile import Op, OpKind, Program
+from .._compile import Op, OpKind, Program, unsupported_op
 from .._sim.readout import PauliReadout, ProbabilityReadout
 from .layout import default_threads, forward_shared_bytes
 from .passes import build_passes
@@ -60,15 +60,7 @@ def unsupported_reason(program: Program) -> str | None:
             f"the program simulates {program.num_qubits} qubits; the kernels support at "
             f"most {MAX_QUBITS}"
         )
-    for i, op in enumerate(program.ops):
-        if op.kind is OpKind.CHANNEL:
-            return f"op {i} is a noise channel (CHANNEL): the kernels have no channel op"
-        if op.kind in GROUPED_KINDS and len(op.targets) > MAX_GROUP_TARGETS:
-            return (
-                f"op {i} ({op.kind.name}) has {len(op.targets)} targets; the kernels apply "
-                f"{op.kind.name} ops of at most {MAX_GROUP_TARGETS} targets"
-            )
-    return None
+    return unsupported_op(program, GROUPED_KINDS, MAX_GROUP_TARGETS, "the kernels", plural=True)
 
 
 @dataclass(frozen=True, eq=False)

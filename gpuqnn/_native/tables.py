@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._compile import Op, OpKind, Program
+from .._compile import Op, OpKind, Program, unsupported_op
 from .._cuda.passes import build_passes
 from .._sim.protocols import Readout
 from .._sim.readout import PauliReadout, ProbabilityReadout
@@ -77,15 +77,7 @@ def unsupported_reason(program: Program, readout: Readout) -> str | None:
         )
     if not isinstance(readout, (PauliReadout, ProbabilityReadout)):
         return f"the readout {type(readout).__name__} has no native version"
-    for i, op in enumerate(program.ops):
-        if op.kind is OpKind.CHANNEL:
-            return f"op {i} is a noise channel (CHANNEL): the native engine has no channel op"
-        if op.kind in _GROUPED and len(op.targets) > MAX_GROUP_TARGETS:
-            return (
-                f"op {i} ({op.kind.name}) has {len(op.targets)} targets; the native engine "
-                f"applies {op.kind.name} ops of at most {MAX_GROUP_TARGETS} targets"
-            )
-    return None
+    return unsupported_op(program, _GROUPED, MAX_GROUP_TARGETS, "the native engine")
 
 
 def native_ops(program: Program) -> list[Op]:
